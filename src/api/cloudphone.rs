@@ -1,0 +1,195 @@
+//! `CloudPhone` (`cloudphone.io/v1alpha1`): spec, status and the generated CRD.
+
+use super::Phase;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The vendor's limit on the length of an instance id.
+pub const INSTANCE_ID_MAX_LEN: usize = 32;
+
+/// One KooPhone cloud-phone instance and the lifecycle declared for it.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "cloudphone.io",
+    version = "v1alpha1",
+    kind = "CloudPhone",
+    plural = "cloudphones",
+    shortname = "cph",
+    namespaced,
+    status = "CloudPhoneStatus",
+    derive = "PartialEq",
+    doc = "A KooPhone (CloudDevice) cloud-phone instance and the lifecycle declared for it.",
+    printcolumn(name = "Instance", type_ = "string", json_path = ".spec.instanceId"),
+    printcolumn(name = "Lifecycle", type_ = "string", json_path = ".spec.lifecycle"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Code", type_ = "integer", json_path = ".status.instanceStatus"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudPhoneSpec {
+    /// The vendor's instance id: 1-32 characters of [A-Za-z0-9_-]. Immutable once set: to manage
+    /// another instance, create another CloudPhone.
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("instanceId is immutable"))]
+    pub instance_id: String,
+
+    /// The lifecycle the operator keeps this instance at. Observed (default): only read its
+    /// status. BackedUp: keep its data in object storage with no physical instance held.
+    #[serde(default)]
+    pub lifecycle: Lifecycle,
+
+    /// Allow a backup while a user is streaming (it ends the user's session). Default false: a
+    /// streaming phone is left alone and reported as waiting.
+    #[serde(default)]
+    pub interrupt_streaming: bool,
+
+    /// Stop every vendor call for this phone (status queries included). Default false.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// The lifecycle declared for a phone.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Lifecycle {
+    /// Only observe the instance: never call a mutating vendor API.
+    #[default]
+    Observed,
+    /// Keep the instance backed up: its data in object storage, no physical instance held.
+    BackedUp,
+}
+
+impl Lifecycle {
+    /// The name as written in `spec.lifecycle`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Observed => "Observed",
+            Lifecycle::BackedUp => "BackedUp",
+        }
+    }
+}
+
+/// What the operator last observed and did for this phone.
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudPhoneStatus {
+    /// The metadata.generation of the spec this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub observed_generation: Option<i64>,
+
+    /// The vendor's status code, exactly as last observed (absent when never observed or not found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_status: Option<i64>,
+
+    /// The readable name of instanceStatus, or Pending (not observed yet) or NotFound (the vendor
+    /// did not list the instance).
+    #[serde(default)]
+    pub phase: Phase,
+
+    /// The last backup the operator requested for this phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
+
+    /// Standard conditions: Ready (the declared lifecycle is reached) and Synced (the last status
+    /// query for this phone succeeded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The operator's record of the backups it requested for one phone.
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    /// When the last backup call for this phone was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<Time>,
+
+    /// The x-request-id of the last backup call, to find it in the vendor's and the operator's logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub request_id: Option<String>,
+
+    /// Backup calls sent in the current backup cycle (reset when the phone reaches Idle).
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub attempts: u32,
+
+    /// The vendor's task id for the last backup call, when its answer carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub task_id: Option<String>,
+
+    /// The vendor's job id for this instance in the last backup call, when its answer carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub job_id: Option<String>,
+}
+
+/// Conditions are a list keyed by `type`, so that server-side apply merges them per type.
+fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
+    schema
+}
+
+/// Why an instance id is refused; the same rule as the CRD schema and the vendor's limit.
+pub fn check_instance_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() {
+        return Err("is empty");
+    }
+    if id.chars().count() > INSTANCE_ID_MAX_LEN {
+        return Err("is longer than 32 characters");
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err("has a character outside [A-Za-z0-9_-]");
+    }
+    Ok(())
+}
+
+/// The CRD as the YAML document checked in under `crds/`.
+pub fn crd_yaml() -> String {
+    // NB: serialising a k8s-openapi CRD cannot fail; the expect guards a broken dependency upgrade.
+    serde_yaml::to_string(&CloudPhone::crd()).expect("the CRD serialises to YAML")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_id_rule_accepts_and_refuses() {
+        assert!(check_instance_id("a44uhlf7").is_ok());
+        assert!(check_instance_id("A_b-9").is_ok());
+        assert!(check_instance_id(&"x".repeat(32)).is_ok());
+        assert_eq!(check_instance_id(""), Err("is empty"));
+        assert_eq!(
+            check_instance_id(&"x".repeat(33)),
+            Err("is longer than 32 characters")
+        );
+        assert!(check_instance_id("a b").is_err());
+        assert!(check_instance_id("ä").is_err());
+    }
+
+    #[test]
+    fn spec_defaults_apply_when_fields_are_absent() {
+        let spec: CloudPhoneSpec = serde_json::from_str(r#"{"instanceId":"a1"}"#).unwrap();
+        assert_eq!(spec.lifecycle, Lifecycle::Observed);
+        assert!(!spec.interrupt_streaming);
+        assert!(!spec.suspend);
+    }
+}

@@ -1,0 +1,336 @@
+//! The KooPhone HTTP client: chunking, headers, time-outs, retries and answer decoding.
+
+use super::error::{Endpoint, Error, VendorCode, VendorError, excerpt};
+use super::retry::{RetryPolicy, parse_retry_after};
+use super::token::Token;
+use super::wire;
+use crate::api::check_instance_id;
+use futures::{StreamExt, stream};
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+/// The vendor's one global host (koophone-api.md, "Endpoint").
+pub const DEFAULT_BASE_URL: &str = "https://koophone.myhuaweicloud.com";
+
+/// The vendor's limit on ids in one call.
+pub const MAX_IDS_PER_CALL: usize = 100;
+
+/// How the client reaches the vendor.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Scheme, host and optional port; the paths `/v1/instances/...` are appended.
+    pub base_url: String,
+    /// Bound on establishing a connection.
+    pub connect_timeout: Duration,
+    /// Bound on one whole request, answer included.
+    pub request_timeout: Duration,
+    /// Retries of failed calls.
+    pub retry: RetryPolicy,
+    /// Calls of one batch in flight at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            connect_timeout: Duration::from_secs(5),
+            // The vendor answers a 100-id call in well under a second; 30s leaves room for a slow
+            // gateway without letting one hung call hold a tick for minutes.
+            request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            // Eight calls at once keep a 10,000-phone tick (100 calls) short without bursting the
+            // vendor's undocumented flow control.
+            max_in_flight: 8,
+        }
+    }
+}
+
+/// One call's share of a batch: the ids it carried and what came of it.
+#[derive(Debug)]
+pub struct Chunk<T> {
+    pub ids: Vec<String>,
+    pub result: Result<T, Error>,
+}
+
+/// The vendor's answer to one status query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusReport {
+    /// The `x-request-id` of the call that answered.
+    pub request_id: Uuid,
+    /// Each listed instance's raw status code.
+    pub observed: HashMap<String, i64>,
+    /// Requested ids the answer did not list: unknown or inaccessible instances.
+    pub missing: Vec<String>,
+}
+
+/// The vendor's acceptance of one backup call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupReceipt {
+    /// The `x-request-id` of the accepted call.
+    pub request_id: Uuid,
+    /// The vendor's task id, when the answer carried one.
+    pub task_id: Option<String>,
+    /// The vendor's job id per instance, when the answer carried them.
+    pub jobs: HashMap<String, String>,
+}
+
+/// A typed client of the two vendor calls the operator makes. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    token: Token,
+    retry: RetryPolicy,
+    max_in_flight: usize,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.base_url)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Builds a client; fails only on a TLS setup the platform cannot provide.
+    pub fn new(config: ClientConfig, token: Token) -> Result<Client, Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .user_agent(concat!("cloudphone-operator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Build(e.to_string()))?;
+        Ok(Client {
+            http,
+            base_url: config.base_url.trim_end_matches('/').to_owned(),
+            token,
+            retry: config.retry,
+            max_in_flight: config.max_in_flight.max(1),
+        })
+    }
+
+    /// The base URL calls go to.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Queries the status of any number of instances, one call per chunk of at most 100 ids,
+    /// several chunks in flight at once. Refuses the whole list, sending nothing, when an id is
+    /// invalid; otherwise each chunk carries its own outcome, in the order of `ids`.
+    pub async fn batch_query_status(&self, ids: &[String]) -> Result<Vec<Chunk<StatusReport>>, Error> {
+        validate_ids(ids)?;
+        Ok(self
+            .for_each_chunk(ids, |chunk| self.query_status_chunk(chunk))
+            .await)
+    }
+
+    /// Requests a backup of any number of instances, one call per chunk of at most 100 ids. Same
+    /// contract as [`Client::batch_query_status`].
+    pub async fn backup(&self, ids: &[String]) -> Result<Vec<Chunk<BackupReceipt>>, Error> {
+        validate_ids(ids)?;
+        Ok(self.for_each_chunk(ids, |chunk| self.backup_chunk(chunk)).await)
+    }
+
+    /// One status call for at most 100 ids.
+    pub async fn query_status_chunk(&self, ids: &[String]) -> Result<StatusReport, Error> {
+        validate_chunk(ids)?;
+        let (request_id, answer): (Uuid, wire::StatusAnswer) =
+            self.call(Endpoint::QueryStatus, ids).await?;
+        let Some(results) = answer.into_results() else {
+            return Err(Error::Decode {
+                endpoint: Endpoint::QueryStatus,
+                request_id,
+                status: 200,
+                detail: "the answer has no status_results, neither under data nor at the top".into(),
+                excerpt: String::new(),
+            });
+        };
+        let mut observed: HashMap<String, i64> = results
+            .into_iter()
+            .map(|r| (r.instance_id, r.status))
+            .collect();
+        let missing = ids
+            .iter()
+            .filter(|id| !observed.contains_key(*id))
+            .cloned()
+            .collect();
+        observed.retain(|id, _| ids.contains(id));
+        Ok(StatusReport {
+            request_id,
+            observed,
+            missing,
+        })
+    }
+
+    /// One backup call for at most 100 ids.
+    ///
+    /// NB: the vendor has no idempotency token, so a backup call is sent again only when the vendor
+    /// certainly did not act on it (no connection, or a 429); after a time-out or a 5xx the outcome
+    /// is unknown and the caller must find it out from the status query instead.
+    pub async fn backup_chunk(&self, ids: &[String]) -> Result<BackupReceipt, Error> {
+        validate_chunk(ids)?;
+        let (request_id, answer): (Uuid, wire::BackupAnswer) =
+            self.call(Endpoint::Backup, ids).await?;
+        let data = answer.data.unwrap_or_default();
+        Ok(BackupReceipt {
+            request_id,
+            task_id: data.task_id,
+            jobs: data
+                .cmd_jobs
+                .into_iter()
+                .filter_map(|job| Some((job.instance_id, job.job_id?)))
+                .collect(),
+        })
+    }
+
+    async fn for_each_chunk<'a, T, F, Fut>(&'a self, ids: &'a [String], call: F) -> Vec<Chunk<T>>
+    where
+        F: Fn(&'a [String]) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        stream::iter(ids.chunks(MAX_IDS_PER_CALL))
+            .map(|chunk| {
+                let fut = call(chunk);
+                async move {
+                    Chunk {
+                        ids: chunk.to_vec(),
+                        result: fut.await,
+                    }
+                }
+            })
+            .buffered(self.max_in_flight)
+            .collect()
+            .await
+    }
+
+    /// Sends one call, retrying what may be retried, and decodes the answer.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        ids: &[String],
+    ) -> Result<(Uuid, T), Error> {
+        let idempotent = endpoint == Endpoint::QueryStatus;
+        let mut retry = 0;
+        loop {
+            let request_id = Uuid::new_v4();
+            let started = Instant::now();
+            let result = self.attempt(endpoint, request_id, ids).await;
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let err = match result {
+                Ok(answer) => {
+                    debug!(%endpoint, %request_id, ids = ids.len(), elapsed_ms, "vendor call succeeded");
+                    return Ok((request_id, answer));
+                }
+                Err(err) => err,
+            };
+            let may_retry = if idempotent {
+                err.is_transient()
+            } else {
+                err.certainly_not_processed()
+            };
+            if !may_retry || retry >= self.retry.max_retries {
+                warn!(%endpoint, %request_id, ids = ids.len(), elapsed_ms, error = %err, "vendor call failed");
+                return Err(err);
+            }
+            let retry_after = match &err {
+                Error::Http { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            let delay = self.retry.delay(retry, retry_after);
+            warn!(%endpoint, %request_id, ids = ids.len(), elapsed_ms, error = %err,
+                retry = retry + 1, delay_ms = delay.as_millis() as u64, "vendor call failed, retrying");
+            tokio::time::sleep(delay).await;
+            retry += 1;
+        }
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint,
+        request_id: Uuid,
+        ids: &[String],
+    ) -> Result<T, Error> {
+        let transport = |source: reqwest::Error| Error::Transport {
+            endpoint,
+            request_id,
+            timeout: source.is_timeout(),
+            connect: source.is_connect(),
+            source: source.without_url(),
+        };
+        let response = self
+            .http
+            .post(format!("{}{}", self.base_url, endpoint.path()))
+            .header("X-Auth-Token", self.token.expose())
+            .header("x-request-id", request_id.to_string())
+            .json(&wire::InstanceIdsRequest { instance_ids: ids })
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = response.bytes().await.map_err(transport)?;
+        let envelope: Option<wire::Envelope> = serde_json::from_slice(&body).ok();
+        let vendor = envelope
+            .as_ref()
+            .and_then(|e| e.error_code.as_deref())
+            .filter(|code| code.trim() != "0")
+            .map(|code| VendorError {
+                code: VendorCode::parse(code),
+                message: envelope
+                    .as_ref()
+                    .and_then(|e| e.error_msg.clone())
+                    .unwrap_or_default(),
+            });
+        if !(200..300).contains(&status) {
+            return Err(Error::Http {
+                endpoint,
+                request_id,
+                status,
+                vendor,
+                retry_after,
+            });
+        }
+        if let Some(vendor) = vendor {
+            return Err(Error::Vendor {
+                endpoint,
+                request_id,
+                status,
+                vendor,
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| Error::Decode {
+            endpoint,
+            request_id,
+            status,
+            detail: e.to_string(),
+            excerpt: excerpt(&String::from_utf8_lossy(&body)),
+        })
+    }
+}
+
+fn validate_ids(ids: &[String]) -> Result<(), Error> {
+    for id in ids {
+        check_instance_id(id).map_err(|reason| Error::InvalidInstanceId {
+            id: excerpt(id),
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
+fn validate_chunk(ids: &[String]) -> Result<(), Error> {
+    if ids.len() > MAX_IDS_PER_CALL {
+        return Err(Error::TooManyIds { count: ids.len() });
+    }
+    validate_ids(ids)
+}

@@ -1,0 +1,369 @@
+//! The vendor client's error taxonomy: what failed, for which call, and whether a retry can help.
+
+use std::fmt;
+use uuid::Uuid;
+
+/// The two vendor calls the operator makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /v1/instances/batch-query-status`
+    QueryStatus,
+    /// `POST /v1/instances/backup`
+    Backup,
+}
+
+impl Endpoint {
+    /// The path under the base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::QueryStatus => "/v1/instances/batch-query-status",
+            Endpoint::Backup => "/v1/instances/backup",
+        }
+    }
+
+    /// A short, bounded name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::QueryStatus => "batch-query-status",
+            Endpoint::Backup => "backup",
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A business error code of the vendor (koophone-api.md, the table of codes).
+///
+/// The pages spell the same code with several prefixes (`KOOPHONE.API.`, `KooPhone.API.`, `KP.API.`,
+/// `KPAPI.`), so a code is recognised by its number after any of them, case-insensitively; anything
+/// else is kept whole in [`VendorCode::Other`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum VendorCode {
+    /// 0000: the tenant does not exist.
+    TenantNotFound,
+    /// 0002: the `x-request-id` header is missing.
+    RequestIdMissing,
+    /// 0004: the project id does not exist.
+    ProjectNotFound,
+    /// 1000: a request parameter is wrong.
+    InvalidParameter,
+    /// 1001: no permission on an instance.
+    NoPermission,
+    /// 1002: the instances are not in the same region.
+    RegionMismatch,
+    /// 1004: the service is not subscribed.
+    NotSubscribed,
+    /// 1012: the instance does not belong to the tenant.
+    NotOwned,
+    /// 2004: the instance is frozen.
+    Frozen,
+    /// 2005: the instance is being restored.
+    Restoring,
+    /// 2006: the instance is being backed up.
+    BackingUp,
+    /// 4001: the instance does not exist.
+    InstanceNotFound,
+    /// 9999: an internal error of the service.
+    Internal,
+    /// A code this version does not know, kept exactly as the vendor sent it.
+    Other(String),
+}
+
+/// The prefixes the vendor's pages put before a code's number, lower-cased.
+const CODE_PREFIXES: [&str; 4] = ["koophone.api.", "kp.api.", "kpapi.", "kpapi"];
+
+impl VendorCode {
+    /// Parses a vendor `error_code` (anything but the success code `"0"`).
+    pub fn parse(raw: &str) -> VendorCode {
+        let lower = raw.trim().to_ascii_lowercase();
+        let number = CODE_PREFIXES
+            .iter()
+            .find_map(|prefix| lower.strip_prefix(prefix))
+            .unwrap_or(&lower);
+        match number {
+            "0000" => VendorCode::TenantNotFound,
+            "0002" => VendorCode::RequestIdMissing,
+            "0004" => VendorCode::ProjectNotFound,
+            "1000" => VendorCode::InvalidParameter,
+            "1001" => VendorCode::NoPermission,
+            "1002" => VendorCode::RegionMismatch,
+            "1004" => VendorCode::NotSubscribed,
+            "1012" => VendorCode::NotOwned,
+            "2004" => VendorCode::Frozen,
+            "2005" => VendorCode::Restoring,
+            "2006" => VendorCode::BackingUp,
+            "4001" => VendorCode::InstanceNotFound,
+            "9999" => VendorCode::Internal,
+            _ => VendorCode::Other(raw.trim().to_owned()),
+        }
+    }
+
+    /// A short, bounded name for logs, conditions and metric labels (`Other` gives `Other`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            VendorCode::TenantNotFound => "TenantNotFound",
+            VendorCode::RequestIdMissing => "RequestIdMissing",
+            VendorCode::ProjectNotFound => "ProjectNotFound",
+            VendorCode::InvalidParameter => "InvalidParameter",
+            VendorCode::NoPermission => "NoPermission",
+            VendorCode::RegionMismatch => "RegionMismatch",
+            VendorCode::NotSubscribed => "NotSubscribed",
+            VendorCode::NotOwned => "NotOwned",
+            VendorCode::Frozen => "Frozen",
+            VendorCode::Restoring => "Restoring",
+            VendorCode::BackingUp => "BackingUp",
+            VendorCode::InstanceNotFound => "InstanceNotFound",
+            VendorCode::Internal => "Internal",
+            VendorCode::Other(_) => "Other",
+        }
+    }
+
+    /// The code as `KOOPHONE.API.nnnn`, or the vendor's own text for an unknown code.
+    pub fn canonical(&self) -> String {
+        let number = match self {
+            VendorCode::TenantNotFound => "0000",
+            VendorCode::RequestIdMissing => "0002",
+            VendorCode::ProjectNotFound => "0004",
+            VendorCode::InvalidParameter => "1000",
+            VendorCode::NoPermission => "1001",
+            VendorCode::RegionMismatch => "1002",
+            VendorCode::NotSubscribed => "1004",
+            VendorCode::NotOwned => "1012",
+            VendorCode::Frozen => "2004",
+            VendorCode::Restoring => "2005",
+            VendorCode::BackingUp => "2006",
+            VendorCode::InstanceNotFound => "4001",
+            VendorCode::Internal => "9999",
+            VendorCode::Other(raw) => return raw.clone(),
+        };
+        format!("KOOPHONE.API.{number}")
+    }
+
+    /// True when the same call may succeed later without any change on our side.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, VendorCode::Internal)
+    }
+}
+
+impl fmt::Display for VendorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.canonical())
+    }
+}
+
+/// The vendor's own account of a failure: its code and its message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VendorError {
+    pub code: VendorCode,
+    pub message: String,
+}
+
+impl fmt::Display for VendorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// Everything that can go wrong with a vendor call. Each variant names the call and its
+/// `x-request-id`, so that one log line is enough to find the call on both sides.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An instance id the vendor would refuse; nothing was sent.
+    #[error("instance_ids: {id:?} {reason}; nothing was sent to the vendor")]
+    InvalidInstanceId { id: String, reason: &'static str },
+
+    /// More ids than the vendor takes in one call; nothing was sent.
+    #[error("instance_ids: {count} ids in one call, the vendor takes at most 100; nothing was sent")]
+    TooManyIds { count: usize },
+
+    /// The request never got a complete answer: connection refused, reset, or timed out.
+    #[error("{endpoint} request {request_id}: {}: {source}", if *.timeout { "timed out" } else { "transport error" })]
+    Transport {
+        endpoint: Endpoint,
+        request_id: Uuid,
+        timeout: bool,
+        /// True when the connection was never made, so the vendor cannot have seen the request.
+        connect: bool,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// A non-2xx answer, with the vendor's code and message when its body carried them.
+    #[error("{endpoint} request {request_id}: HTTP {status}{}", match vendor { Some(v) => format!(", {v}"), None => String::new() })]
+    Http {
+        endpoint: Endpoint,
+        request_id: Uuid,
+        status: u16,
+        vendor: Option<VendorError>,
+        /// The `Retry-After` of a 429 or 503 answer, when present and readable.
+        retry_after: Option<std::time::Duration>,
+    },
+
+    /// A 2xx answer whose `error_code` is not `"0"`: the vendor reports business errors this way.
+    #[error("{endpoint} request {request_id}: vendor error {vendor} (HTTP {status})")]
+    Vendor {
+        endpoint: Endpoint,
+        request_id: Uuid,
+        status: u16,
+        vendor: VendorError,
+    },
+
+    /// An answer whose body is not the documented shape.
+    #[error("{endpoint} request {request_id}: undecodable answer (HTTP {status}): {detail}; body starts {excerpt:?}")]
+    Decode {
+        endpoint: Endpoint,
+        request_id: Uuid,
+        status: u16,
+        detail: String,
+        excerpt: String,
+    },
+
+    /// The HTTP client could not be built (bad TLS setup or base URL).
+    #[error("cannot build the vendor client: {0}")]
+    Build(String),
+}
+
+impl Error {
+    /// The `x-request-id` of the failed call, when a call was made.
+    pub fn request_id(&self) -> Option<Uuid> {
+        match self {
+            Error::Transport { request_id, .. }
+            | Error::Http { request_id, .. }
+            | Error::Vendor { request_id, .. }
+            | Error::Decode { request_id, .. } => Some(*request_id),
+            Error::InvalidInstanceId { .. } | Error::TooManyIds { .. } | Error::Build(_) => None,
+        }
+    }
+
+    /// The vendor's error code, when the answer carried one.
+    pub fn vendor_code(&self) -> Option<&VendorCode> {
+        match self {
+            Error::Vendor { vendor, .. } => Some(&vendor.code),
+            Error::Http {
+                vendor: Some(vendor),
+                ..
+            } => Some(&vendor.code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of the answer, when there was one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Error::Http { status, .. } | Error::Vendor { status, .. } | Error::Decode { status, .. } => {
+                Some(*status)
+            }
+            _ => None,
+        }
+    }
+
+    /// True when the vendor refused the request's parameters (HTTP 400 or code 1000): retrying the
+    /// same call cannot help, but a smaller call without the bad ids can.
+    pub fn is_bad_request(&self) -> bool {
+        self.http_status() == Some(400) || self.vendor_code() == Some(&VendorCode::InvalidParameter)
+    }
+
+    /// True when the vendor certainly did not act on the request, so that sending it again cannot
+    /// double an action: the connection was never made, or the vendor refused it for flow control.
+    pub fn certainly_not_processed(&self) -> bool {
+        match self {
+            Error::Transport { connect, .. } => *connect,
+            Error::Http { status, .. } => *status == 429,
+            _ => false,
+        }
+    }
+
+    /// True when the same call may succeed if sent again later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::Decode { .. } => true,
+            Error::Http { status, vendor, .. } => {
+                *status == 429
+                    || *status >= 500
+                    || vendor.as_ref().is_some_and(|v| v.code.is_transient())
+            }
+            Error::Vendor { vendor, .. } => vendor.code.is_transient(),
+            Error::InvalidInstanceId { .. } | Error::TooManyIds { .. } | Error::Build(_) => false,
+        }
+    }
+
+    /// A short, bounded label for metrics and conditions: the vendor code's name, or the kind of
+    /// failure. Never contains free text.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::InvalidInstanceId { .. } => "InvalidInstanceId",
+            Error::TooManyIds { .. } => "TooManyIds",
+            Error::Transport { timeout: true, .. } => "Timeout",
+            Error::Transport { .. } => "TransportError",
+            Error::Http { status: 429, .. } => "RateLimited",
+            Error::Http {
+                vendor: Some(vendor),
+                ..
+            }
+            | Error::Vendor { vendor, .. }
+                if !matches!(vendor.code, VendorCode::Other(_)) =>
+            {
+                vendor.code.name()
+            }
+            Error::Http { status, .. } if *status >= 500 => "ServerError",
+            Error::Http { .. } => "HttpError",
+            Error::Vendor { .. } => "VendorError",
+            Error::Decode { .. } => "UndecodableAnswer",
+            Error::Build(_) => "ClientBuild",
+        }
+    }
+}
+
+/// At most this many characters of an offending value or body go into an error message.
+pub(crate) const EXCERPT_CHARS: usize = 64;
+
+/// The first [`EXCERPT_CHARS`] characters of `text`, with an ellipsis when it was cut.
+pub(crate) fn excerpt(text: &str) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(EXCERPT_CHARS).collect();
+    if chars.next().is_some() {
+        format!("{head}...")
+    } else {
+        head
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_parse_whatever_the_prefix_and_case() {
+        for raw in [
+            "KOOPHONE.API.2006",
+            "KooPhone.API.2006",
+            "kp.api.2006",
+            "KPAPI.2006",
+            "KPAPI2006",
+            "2006",
+        ] {
+            assert_eq!(VendorCode::parse(raw), VendorCode::BackingUp, "{raw}");
+        }
+        assert_eq!(VendorCode::parse("KooPhone.API.4001"), VendorCode::InstanceNotFound);
+        assert_eq!(VendorCode::parse("koophone.api.9999"), VendorCode::Internal);
+    }
+
+    #[test]
+    fn unknown_codes_are_kept_whole() {
+        let code = VendorCode::parse("APIGW.0301");
+        assert_eq!(code, VendorCode::Other("APIGW.0301".into()));
+        assert_eq!(code.to_string(), "APIGW.0301");
+        assert_eq!(code.name(), "Other");
+    }
+
+    #[test]
+    fn excerpt_cuts_long_text() {
+        assert_eq!(excerpt("short"), "short");
+        let long = "x".repeat(200);
+        assert_eq!(excerpt(&long).len(), EXCERPT_CHARS + 3);
+    }
+}

@@ -1,0 +1,18 @@
+//! The typed KooPhone (CloudDevice) vendor client: requests, answers, the error taxonomy, the token.
+//!
+//! Success means HTTP 2xx **and** `error_code == "0"`. Every call carries `X-Auth-Token` and a fresh
+//! `x-request-id`, which also goes into its error and its log line. Lists are split into calls of at
+//! most 100 ids; invalid ids are refused before anything is sent.
+
+mod client;
+mod error;
+mod retry;
+mod token;
+mod wire;
+
+pub use client::{
+    BackupReceipt, Chunk, Client, ClientConfig, DEFAULT_BASE_URL, MAX_IDS_PER_CALL, StatusReport,
+};
+pub use error::{Endpoint, Error, VendorCode, VendorError};
+pub use retry::RetryPolicy;
+pub use token::Token;

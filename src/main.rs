@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", cloudphone_operator::api::crd_yaml());
+}
