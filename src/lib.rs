@@ -9,5 +9,7 @@
 //! - [`sim`]: a simulator of the vendor API, for the quick start, the tests and the benchmarks.
 
 pub mod api;
+pub mod demo;
 pub mod koophone;
 pub mod sim;
+pub mod telemetry;

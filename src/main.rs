@@ -1,3 +1,224 @@
-fn main() {
-    print!("{}", cloudphone_operator::api::crd_yaml());
+//! `cloudphone-operator`: parses flags and dispatches the subcommands.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use cloudphone_operator::sim::{self, Faults, SimConfig, Simulator, Timings};
+use cloudphone_operator::telemetry::{self, LogFormat};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Keeps a fleet of KooPhone cloud phones at their declared lifecycles, as CloudPhone resources.
+#[derive(Parser, Debug)]
+#[command(name = "cloudphone-operator", version, about)]
+struct Cli {
+    /// Log line format.
+    #[arg(
+        long,
+        global = true,
+        env = "CLOUDPHONE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the CloudPhone CustomResourceDefinition as YAML.
+    Crd,
+    /// Run the vendor API simulator as a stand-alone HTTP server.
+    Simulate(SimulateArgs),
+    /// The quick start: a simulated fleet and the example CloudPhones, queried and shown.
+    Demo(cloudphone_operator::demo::DemoArgs),
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration such as 500ms, 30s or 5m: {e}"))
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("{rate} is not a probability in [0, 1]"))
+    }
+}
+
+#[derive(Args, Debug)]
+struct SimulateArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CLOUDPHONE_SIM_LISTEN", default_value = "127.0.0.1:8090")]
+    listen: SocketAddr,
+    /// An instance to create, as ID=STATE (STATE: a status code or a name such as DataLoaded). Repeatable.
+    #[arg(long = "instance", value_name = "ID=STATE")]
+    instances: Vec<String>,
+    /// A YAML or JSON file of instances: `instances: [{instance_id: a1, status: DataLoaded}]`.
+    #[arg(long, env = "CLOUDPHONE_SIM_SEED_FILE")]
+    seed_file: Option<PathBuf>,
+    /// A token the vendor endpoints accept (repeatable); without any, any non-empty token is accepted.
+    #[arg(
+        long = "accept-token",
+        env = "CLOUDPHONE_SIM_ACCEPT_TOKEN",
+        hide_env_values = true
+    )]
+    accept_tokens: Vec<String>,
+    /// How long a backup takes.
+    #[arg(long, env = "CLOUDPHONE_SIM_BACKUP_DURATION", default_value = "3s", value_parser = parse_duration)]
+    backup_duration: Duration,
+    /// How long a restore takes.
+    #[arg(long, env = "CLOUDPHONE_SIM_RESTORE_DURATION", default_value = "3s", value_parser = parse_duration)]
+    restore_duration: Duration,
+    /// Probability that a backup ends in BackupFailed (5).
+    #[arg(long, env = "CLOUDPHONE_SIM_BACKUP_FAILURE_RATE", default_value = "0", value_parser = parse_rate)]
+    backup_failure_rate: f64,
+    /// Latency added to every answer.
+    #[arg(long, env = "CLOUDPHONE_SIM_LATENCY", default_value = "0ms", value_parser = parse_duration)]
+    latency: Duration,
+    /// Rate of calls delayed by a further --latency-spike.
+    #[arg(long, default_value = "0", value_parser = parse_rate)]
+    latency_spike_rate: f64,
+    /// The extra delay of a latency spike.
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    latency_spike: Duration,
+    /// Rate of HTTP 500 answers.
+    #[arg(long, default_value = "0", value_parser = parse_rate)]
+    server_error_rate: f64,
+    /// Rate of HTTP 429 answers (with Retry-After: 1).
+    #[arg(long, default_value = "0", value_parser = parse_rate)]
+    rate_limit_rate: f64,
+    /// Rate of HTTP 200 answers carrying business error 9999.
+    #[arg(long, default_value = "0", value_parser = parse_rate)]
+    business_error_rate: f64,
+    /// Rate of HTTP 200 answers whose body is not JSON.
+    #[arg(long, default_value = "0", value_parser = parse_rate)]
+    garbage_rate: f64,
+    /// An instance id to pretend not to know (repeatable).
+    #[arg(long = "unknown-id")]
+    unknown_ids: Vec<String>,
+    /// Answer in the older shapes (status results without `data`, backup without `data`).
+    #[arg(long)]
+    legacy_answers: bool,
+    /// Answer refused backups with HTTP 200 instead of 400.
+    #[arg(long)]
+    business_errors_as_200: bool,
+    /// Seed of the simulator's randomness.
+    #[arg(long, env = "CLOUDPHONE_SIM_SEED", default_value = "0")]
+    seed: u64,
+}
+
+impl SimulateArgs {
+    fn into_config(self) -> anyhow::Result<(SimConfig, SocketAddr)> {
+        let SimulateArgs {
+            listen,
+            instances,
+            seed_file,
+            accept_tokens,
+            backup_duration,
+            restore_duration,
+            backup_failure_rate,
+            latency,
+            latency_spike_rate,
+            latency_spike,
+            server_error_rate,
+            rate_limit_rate,
+            business_error_rate,
+            garbage_rate,
+            unknown_ids,
+            legacy_answers,
+            business_errors_as_200,
+            seed,
+        } = self;
+        let mut seeded = match seed_file {
+            Some(path) => sim::read_seed_file(&path)?,
+            None => Vec::new(),
+        };
+        for flag in &instances {
+            seeded.push(sim::parse_instance_flag(flag)?);
+        }
+        let config = SimConfig {
+            instances: seeded,
+            timings: Timings {
+                backup_duration,
+                restore_duration,
+                backup_failure_rate,
+            },
+            faults: Faults {
+                latency,
+                latency_spike_rate,
+                latency_spike,
+                server_error_rate,
+                rate_limit_rate,
+                business_error_rate,
+                garbage_rate,
+                unknown_ids: unknown_ids.into_iter().collect(),
+                legacy_answers,
+            },
+            tokens: accept_tokens,
+            business_errors_as_200,
+            seed,
+        };
+        Ok((config, listen))
+    }
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let (config, listen) = args.into_config()?;
+    let count = config.instances.len();
+    let simulator = Simulator::start(config, listen).await?;
+    tracing::info!(url = %simulator.url(), instances = count, "simulator listening; Ctrl-C stops it");
+    shutdown_signal().await;
+    simulator.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Crd => {
+            print!("{}", cloudphone_operator::api::crd_yaml());
+            Ok(())
+        }
+        Command::Simulate(args) => simulate(args).await,
+        Command::Demo(args) => {
+            let ok = cloudphone_operator::demo::run(args)
+                .await
+                .context("demo failed")?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
 }

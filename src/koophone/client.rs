@@ -123,7 +123,10 @@ impl Client {
     /// Queries the status of any number of instances, one call per chunk of at most 100 ids,
     /// several chunks in flight at once. Refuses the whole list, sending nothing, when an id is
     /// invalid; otherwise each chunk carries its own outcome, in the order of `ids`.
-    pub async fn batch_query_status(&self, ids: &[String]) -> Result<Vec<Chunk<StatusReport>>, Error> {
+    pub async fn batch_query_status(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Chunk<StatusReport>>, Error> {
         validate_ids(ids)?;
         Ok(self
             .for_each_chunk(ids, |chunk| self.query_status_chunk(chunk))
@@ -134,7 +137,9 @@ impl Client {
     /// contract as [`Client::batch_query_status`].
     pub async fn backup(&self, ids: &[String]) -> Result<Vec<Chunk<BackupReceipt>>, Error> {
         validate_ids(ids)?;
-        Ok(self.for_each_chunk(ids, |chunk| self.backup_chunk(chunk)).await)
+        Ok(self
+            .for_each_chunk(ids, |chunk| self.backup_chunk(chunk))
+            .await)
     }
 
     /// One status call for at most 100 ids.
@@ -147,7 +152,8 @@ impl Client {
                 endpoint: Endpoint::QueryStatus,
                 request_id,
                 status: 200,
-                detail: "the answer has no status_results, neither under data nor at the top".into(),
+                detail: "the answer has no status_results, neither under data nor at the top"
+                    .into(),
                 excerpt: String::new(),
             });
         };

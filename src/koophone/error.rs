@@ -177,7 +177,9 @@ pub enum Error {
     InvalidInstanceId { id: String, reason: &'static str },
 
     /// More ids than the vendor takes in one call; nothing was sent.
-    #[error("instance_ids: {count} ids in one call, the vendor takes at most 100; nothing was sent")]
+    #[error(
+        "instance_ids: {count} ids in one call, the vendor takes at most 100; nothing was sent"
+    )]
     TooManyIds { count: usize },
 
     /// The request never got a complete answer: connection refused, reset, or timed out.
@@ -213,7 +215,9 @@ pub enum Error {
     },
 
     /// An answer whose body is not the documented shape.
-    #[error("{endpoint} request {request_id}: undecodable answer (HTTP {status}): {detail}; body starts {excerpt:?}")]
+    #[error(
+        "{endpoint} request {request_id}: undecodable answer (HTTP {status}): {detail}; body starts {excerpt:?}"
+    )]
     Decode {
         endpoint: Endpoint,
         request_id: Uuid,
@@ -254,9 +258,9 @@ impl Error {
     /// The HTTP status of the answer, when there was one.
     pub fn http_status(&self) -> Option<u16> {
         match self {
-            Error::Http { status, .. } | Error::Vendor { status, .. } | Error::Decode { status, .. } => {
-                Some(*status)
-            }
+            Error::Http { status, .. }
+            | Error::Vendor { status, .. }
+            | Error::Decode { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -348,7 +352,10 @@ mod tests {
         ] {
             assert_eq!(VendorCode::parse(raw), VendorCode::BackingUp, "{raw}");
         }
-        assert_eq!(VendorCode::parse("KooPhone.API.4001"), VendorCode::InstanceNotFound);
+        assert_eq!(
+            VendorCode::parse("KooPhone.API.4001"),
+            VendorCode::InstanceNotFound
+        );
         assert_eq!(VendorCode::parse("koophone.api.9999"), VendorCode::Internal);
     }
 

@@ -70,7 +70,10 @@ mod tests {
             let step = (policy.base_delay * 2u32.pow(retry)).min(policy.max_delay);
             for _ in 0..50 {
                 let d = policy.delay(retry, None);
-                assert!(d >= step / 2 && d <= step, "retry {retry}: {d:?} outside {step:?}");
+                assert!(
+                    d >= step / 2 && d <= step,
+                    "retry {retry}: {d:?} outside {step:?}"
+                );
             }
         }
     }

@@ -112,7 +112,8 @@ mod tests {
         )
         .unwrap();
         let bare: StatusAnswer =
-            serde_json::from_str(r#"{"status_results":[{"instance_id":"a","status":"3"}]}"#).unwrap();
+            serde_json::from_str(r#"{"status_results":[{"instance_id":"a","status":"3"}]}"#)
+                .unwrap();
         assert_eq!(wrapped.into_results().unwrap()[0].status, 0);
         assert_eq!(bare.into_results().unwrap()[0].status, 3);
     }

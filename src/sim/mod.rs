@@ -1,1 +1,242 @@
-//! tmp
+//! A simulator of the KooPhone vendor API: a real HTTP server with the vendor's checks, answer
+//! shapes and state machine, fault injection, and counters that tests and benchmarks read.
+//!
+//! It serves the quick start (`demo`), the tests and the benchmarks, and runs stand-alone as
+//! `cloudphone-operator simulate`. It never talks to the real vendor.
+
+mod faults;
+mod fleet;
+mod seed;
+mod server;
+
+pub use faults::{Faults, Injected};
+pub use fleet::{Instance, Timings, code, parse_state};
+pub use seed::{SeedError, parse_instance_flag, parse_seed_text, read_seed_file};
+
+use fleet::Fleet;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How a simulator starts.
+#[derive(Clone, Debug, Default)]
+pub struct SimConfig {
+    /// The instances and their initial status codes.
+    pub instances: Vec<(String, i64)>,
+    pub timings: Timings,
+    pub faults: Faults,
+    /// Tokens the vendor endpoints accept; empty accepts any non-empty token.
+    pub tokens: Vec<String>,
+    /// Answer refused backups (2005, 2006, 4001, 1000) with HTTP 200 instead of 400, as the
+    /// vendor's current error-code page says it does.
+    pub business_errors_as_200: bool,
+    /// Seed of the simulator's randomness (backup failures, faults), for reproducible runs.
+    pub seed: u64,
+}
+
+/// Counts of what the simulator was asked, for tests and benchmarks (`GET /sim/counters`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Counters {
+    /// Per endpoint (`batch-query-status`, `backup`).
+    pub endpoints: BTreeMap<String, EndpointCounters>,
+    /// Backups started across all instances.
+    pub backups_started: u64,
+}
+
+/// Counts for one endpoint.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct EndpointCounters {
+    /// Requests received, whatever their answer.
+    pub calls: u64,
+    /// Ids carried by requests that passed the checks.
+    pub ids: u64,
+    /// The most ids one request carried.
+    pub max_ids_per_call: usize,
+    /// Requests by outcome: `ok`, `refused` (a 4xx or business refusal), `injected-500`, ...
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+impl Counters {
+    fn record_call(&mut self, endpoint: &str, ids: usize) {
+        let e = self.endpoints.entry(endpoint.to_owned()).or_default();
+        e.calls += 1;
+        e.ids += ids as u64;
+        e.max_ids_per_call = e.max_ids_per_call.max(ids);
+    }
+
+    fn record_outcome(&mut self, endpoint: &str, outcome: &str) {
+        let e = self.endpoints.entry(endpoint.to_owned()).or_default();
+        *e.outcomes.entry(outcome.to_owned()).or_default() += 1;
+    }
+
+    /// Calls received by one endpoint.
+    pub fn calls(&self, endpoint: &str) -> u64 {
+        self.endpoints.get(endpoint).map_or(0, |e| e.calls)
+    }
+}
+
+struct Inner {
+    fleet: Fleet,
+    faults: Faults,
+    fault_rng: StdRng,
+    counters: Counters,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    tokens: HashSet<String>,
+    business_errors_as_200: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // NB: no code panics while holding the lock, so poisoning cannot happen; recover anyway.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn token_accepted(&self, token: &str) -> bool {
+        self.tokens.is_empty() || self.tokens.contains(token)
+    }
+}
+
+/// Why a simulator cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("simulator faults: {0}")]
+    Faults(String),
+    #[error("simulator timings: backup_failure_rate {0} is not a probability in [0, 1]")]
+    FailureRate(f64),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running simulator. Dropping it stops the server.
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Simulator {
+    /// Starts the server on `addr` (port 0 picks a free port) and returns once it listens.
+    pub async fn start(config: SimConfig, addr: SocketAddr) -> Result<Simulator, StartError> {
+        config.faults.validate().map_err(StartError::Faults)?;
+        let rate = config.timings.backup_failure_rate;
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(StartError::FailureRate(rate));
+        }
+        let now = Instant::now();
+        let mut fleet = Fleet::new(config.timings, config.seed);
+        for (id, status) in &config.instances {
+            fleet.set(id, *status, now);
+        }
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                fleet,
+                faults: config.faults,
+                fault_rng: StdRng::seed_from_u64(config.seed.wrapping_add(1)),
+                counters: Counters::default(),
+            }),
+            tokens: config.tokens.into_iter().collect(),
+            business_errors_as_200: config.business_errors_as_200,
+        });
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let app = server::router(shared.clone());
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "simulator server failed");
+            }
+        });
+        Ok(Simulator {
+            addr,
+            shared,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL to give the client.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Creates or overwrites instances in the given states.
+    pub fn seed<'a>(&self, instances: impl IntoIterator<Item = (&'a str, i64)>) {
+        let now = Instant::now();
+        let mut inner = self.shared.lock();
+        for (id, status) in instances {
+            inner.fleet.set(id, status, now);
+        }
+    }
+
+    /// One instance as the vendor sees it now.
+    pub fn instance(&self, id: &str) -> Option<Instance> {
+        self.shared.lock().fleet.get(id, Instant::now()).cloned()
+    }
+
+    /// Every instance as the vendor sees it now, sorted by id.
+    pub fn instances(&self) -> Vec<(String, Instance)> {
+        self.shared.lock().fleet.all(Instant::now())
+    }
+
+    /// Replaces the injected faults.
+    pub fn set_faults(&self, faults: Faults) -> Result<(), String> {
+        faults.validate()?;
+        self.shared.lock().faults = faults;
+        Ok(())
+    }
+
+    /// A copy of the counters.
+    pub fn counters(&self) -> Counters {
+        self.shared.lock().counters.clone()
+    }
+
+    /// Zeroes the counters.
+    pub fn reset_counters(&self) {
+        self.shared.lock().counters = Counters::default();
+    }
+
+    /// Stops accepting calls and waits for the server to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

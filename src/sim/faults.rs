@@ -1,0 +1,118 @@
+//! Fault injection: which calls the simulator answers badly, and how.
+
+use super::fleet::humantime_serde_compat;
+use rand::RngExt;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Faults the simulator injects; every rate is a probability in [0, 1] per call.
+#[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Added to every answer.
+    #[serde(with = "humantime_serde_compat")]
+    pub latency: Duration,
+    /// Rate of calls that take `latency_spike` longer (to push calls past the client's time-out).
+    pub latency_spike_rate: f64,
+    /// The extra delay of a spike.
+    #[serde(with = "humantime_serde_compat")]
+    pub latency_spike: Duration,
+    /// Rate of HTTP 500 answers (the call is not processed).
+    pub server_error_rate: f64,
+    /// Rate of HTTP 429 answers with `Retry-After: 1` (the call is not processed).
+    pub rate_limit_rate: f64,
+    /// Rate of HTTP 200 answers carrying business error 9999 (the call is not processed).
+    pub business_error_rate: f64,
+    /// Rate of HTTP 200 answers whose body is not JSON (the call *is* processed first).
+    pub garbage_rate: f64,
+    /// Instances the simulator pretends not to know: left out of status answers, 4001 on backup.
+    pub unknown_ids: BTreeSet<String>,
+    /// Answer in the older shapes: status results without the `data` wrapper, backup without `data`.
+    pub legacy_answers: bool,
+}
+
+/// The fault drawn for one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Injected {
+    ServerError,
+    RateLimited,
+    BusinessError,
+    Garbage,
+}
+
+impl Faults {
+    /// Refuses rates outside [0, 1], naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, rate) in [
+            ("latency_spike_rate", self.latency_spike_rate),
+            ("server_error_rate", self.server_error_rate),
+            ("rate_limit_rate", self.rate_limit_rate),
+            ("business_error_rate", self.business_error_rate),
+            ("garbage_rate", self.garbage_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("{name}: {rate} is not a probability in [0, 1]"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Draws which fault, if any, this call suffers.
+    pub fn draw(&self, rng: &mut StdRng) -> Option<Injected> {
+        [
+            (self.server_error_rate, Injected::ServerError),
+            (self.rate_limit_rate, Injected::RateLimited),
+            (self.business_error_rate, Injected::BusinessError),
+            (self.garbage_rate, Injected::Garbage),
+        ]
+        .into_iter()
+        .find(|(rate, _)| *rate > 0.0 && rng.random_bool(*rate))
+        .map(|(_, fault)| fault)
+    }
+
+    /// The delay to add to this call.
+    pub fn delay(&self, rng: &mut StdRng) -> Duration {
+        let spike = self.latency_spike_rate > 0.0 && rng.random_bool(self.latency_spike_rate);
+        if spike {
+            self.latency + self.latency_spike
+        } else {
+            self.latency
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn rates_outside_zero_one_are_refused_by_name() {
+        let faults = Faults {
+            garbage_rate: 1.5,
+            ..Faults::default()
+        };
+        assert!(faults.validate().unwrap_err().contains("garbage_rate"));
+    }
+
+    #[test]
+    fn no_faults_by_default_and_certain_faults_always() {
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(Faults::default().draw(&mut rng), None);
+        let always = Faults {
+            rate_limit_rate: 1.0,
+            ..Faults::default()
+        };
+        assert_eq!(always.draw(&mut rng), Some(Injected::RateLimited));
+    }
+
+    #[test]
+    fn faults_read_from_json_with_durations() {
+        let f: Faults =
+            serde_json::from_str(r#"{"latency":"20ms","server_error_rate":0.2}"#).unwrap();
+        assert_eq!(f.latency, Duration::from_millis(20));
+        assert!(serde_json::from_str::<Faults>(r#"{"latncy":"20ms"}"#).is_err());
+    }
+}

@@ -1,0 +1,378 @@
+//! The simulator's HTTP surface: the vendor's two endpoints with the vendor's checks and answer
+//! shapes, and an admin API under `/sim/` for tests and benchmarks.
+//!
+//! NB: this module deliberately shares no types with `crate::koophone`: it is written from
+//! koophone-api.md alone, so that a wrong field name in the client cannot pass the tests.
+
+use super::fleet::{BackupRefusal, parse_state};
+use super::{Faults, Injected, Shared, Timings};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+
+const MAX_IDS: usize = 100;
+const MAX_ID_LEN: usize = 32;
+
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/instances/batch-query-status", post(query_status))
+        .route("/v1/instances/backup", post(backup))
+        .route("/sim/counters", get(counters))
+        .route("/sim/counters/reset", post(reset_counters))
+        .route("/sim/instances", get(list_instances).put(put_instances))
+        .route("/sim/faults", get(get_faults).put(put_faults))
+        .route("/sim/timings", get(get_timings).put(put_timings))
+        .with_state(shared)
+}
+
+#[derive(Clone, Copy)]
+enum Call {
+    QueryStatus,
+    Backup,
+}
+
+impl Call {
+    fn name(self) -> &'static str {
+        match self {
+            Call::QueryStatus => "batch-query-status",
+            Call::Backup => "backup",
+        }
+    }
+}
+
+fn vendor_error(status: StatusCode, code: &str, msg: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error_code": format!("KOOPHONE.API.{code}"), "error_msg": msg.into()})),
+    )
+        .into_response()
+}
+
+/// The checks the vendor makes before it looks at any instance; returns the ids of a good request.
+fn check_request(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<String>, Response> {
+    let token = headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim();
+    if token.is_empty() || !shared.token_accepted(token) {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            Json(json!({
+                "error_code": "APIGW.0301",
+                "error_msg": "Incorrect IAM authentication information: the token is missing, unknown or expired",
+            })),
+        )
+            .into_response());
+    }
+    let has_request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().is_empty());
+    if !has_request_id {
+        return Err(vendor_error(
+            StatusCode::BAD_REQUEST,
+            "0002",
+            "the x-request-id header is missing",
+        ));
+    }
+    let bad = |msg: String| vendor_error(StatusCode::BAD_REQUEST, "1000", msg);
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
+    let Some(list) = value.get("instance_ids") else {
+        return Err(bad("instance_ids is required".into()));
+    };
+    let Some(list) = list.as_array() else {
+        return Err(bad("instance_ids must be an array of strings".into()));
+    };
+    if list.is_empty() || list.len() > MAX_IDS {
+        return Err(bad(format!(
+            "instance_ids holds {} ids; between 1 and {MAX_IDS} are allowed",
+            list.len()
+        )));
+    }
+    let mut ids = Vec::with_capacity(list.len());
+    for item in list {
+        let Some(id) = item.as_str() else {
+            return Err(bad("instance_ids must be an array of strings".into()));
+        };
+        if id.is_empty() || id.chars().count() > MAX_ID_LEN {
+            return Err(bad(format!(
+                "instance_ids: {id:?} must be between 1 and {MAX_ID_LEN} characters"
+            )));
+        }
+        ids.push(id.to_owned());
+    }
+    Ok(ids)
+}
+
+/// What a call does once its checks passed: answers the request, or fails it with a fault.
+async fn serve(
+    shared: Arc<Shared>,
+    call: Call,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let checked = check_request(&shared, &headers, &body);
+    let (response, delay) = {
+        let mut inner = shared.lock();
+        inner
+            .counters
+            .record_call(call.name(), checked.as_ref().map_or(0, Vec::len));
+        let delay = {
+            let faults = inner.faults.clone();
+            faults.delay(&mut inner.fault_rng)
+        };
+        let response = match checked {
+            Err(response) => {
+                inner.counters.record_outcome(call.name(), "refused");
+                response
+            }
+            Ok(ids) => {
+                let fault = {
+                    let faults = inner.faults.clone();
+                    faults.draw(&mut inner.fault_rng)
+                };
+                let (outcome, response) = match fault {
+                    Some(Injected::ServerError) => (
+                        "injected-500",
+                        vendor_error(StatusCode::INTERNAL_SERVER_ERROR, "9999", "internal error (injected)"),
+                    ),
+                    Some(Injected::RateLimited) => (
+                        "injected-429",
+                        (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            [(header::RETRY_AFTER, "1")],
+                            Json(json!({"error_code": "APIGW.0308", "error_msg": "flow control (injected)"})),
+                        )
+                            .into_response(),
+                    ),
+                    Some(Injected::BusinessError) => (
+                        "injected-business-error",
+                        vendor_error(StatusCode::OK, "9999", "internal error (injected)"),
+                    ),
+                    Some(Injected::Garbage) => {
+                        // Processed, then the answer is lost: the worst case for the caller.
+                        let _ = process(&mut inner, call, &ids, &shared);
+                        (
+                            "injected-garbage",
+                            (StatusCode::OK, "<html>502 Bad Gateway</html>\u{0}").into_response(),
+                        )
+                    }
+                    None => process(&mut inner, call, &ids, &shared),
+                };
+                inner.counters.record_outcome(call.name(), outcome);
+                response
+            }
+        };
+        (response, delay)
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+fn process(
+    inner: &mut super::Inner,
+    call: Call,
+    ids: &[String],
+    shared: &Shared,
+) -> (&'static str, Response) {
+    let now = Instant::now();
+    let legacy = inner.faults.legacy_answers;
+    match call {
+        Call::QueryStatus => {
+            let mut results = Vec::with_capacity(ids.len());
+            for id in ids {
+                if inner.faults.unknown_ids.contains(id) {
+                    continue;
+                }
+                if let Some(instance) = inner.fleet.get(id, now) {
+                    results.push(json!({"instance_id": id, "status": instance.status}));
+                }
+            }
+            let body = if legacy {
+                json!({"status_results": results, "error_code": "0", "error_msg": "ok"})
+            } else {
+                json!({"data": {"status_results": results}, "error_code": "0", "error_msg": "ok"})
+            };
+            ("ok", Json(body).into_response())
+        }
+        Call::Backup => {
+            let refusal = ids
+                .iter()
+                .find(|id| inner.faults.unknown_ids.contains(*id))
+                .map(|id| (id.clone(), BackupRefusal::NotFound));
+            let result = match refusal {
+                Some(refusal) => Err(refusal),
+                None => inner.fleet.backup(ids, now),
+            };
+            match result {
+                Ok(()) => {
+                    inner.counters.backups_started += ids.len() as u64;
+                    let body = if legacy {
+                        json!({"error_code": "0", "error_msg": "OK"})
+                    } else {
+                        let task = uuid::Uuid::new_v4().to_string();
+                        let jobs: Vec<Value> = ids
+                            .iter()
+                            .map(|id| json!({"instance_id": id, "job_id": uuid::Uuid::new_v4().to_string()}))
+                            .collect();
+                        json!({"data": {"task_id": task, "cmd_jobs": jobs}, "error_code": "0", "error_msg": "OK"})
+                    };
+                    ("ok", Json(body).into_response())
+                }
+                Err((id, why)) => {
+                    let (code, msg) = match why {
+                        BackupRefusal::NotFound => {
+                            ("4001", format!("instance {id} does not exist"))
+                        }
+                        BackupRefusal::BackingUp => {
+                            ("2006", format!("instance {id} is being backed up"))
+                        }
+                        BackupRefusal::Restoring => {
+                            ("2005", format!("instance {id} is being restored"))
+                        }
+                        BackupRefusal::WrongState => (
+                            "1000",
+                            format!(
+                                "instance {id} holds no data on a physical instance to back up"
+                            ),
+                        ),
+                    };
+                    let status = if shared.business_errors_as_200 {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::BAD_REQUEST
+                    };
+                    ("refused", vendor_error(status, code, msg))
+                }
+            }
+        }
+    }
+}
+
+async fn query_status(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    serve(shared, Call::QueryStatus, headers, body).await
+}
+
+async fn backup(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    serve(shared, Call::Backup, headers, body).await
+}
+
+async fn counters(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.lock().counters.clone()).into_response()
+}
+
+async fn reset_counters(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.lock().counters = Default::default();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct InstancesQuery {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+async fn list_instances(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<InstancesQuery>,
+) -> Response {
+    let now = Instant::now();
+    let mut inner = shared.lock();
+    let all = inner.fleet.all(now);
+    let listed: serde_json::Map<String, Value> = all
+        .into_iter()
+        .filter(|(id, _)| q.id.as_ref().is_none_or(|wanted| wanted == id))
+        .map(|(id, instance)| (id, json!(instance)))
+        .collect();
+    Json(Value::Object(listed)).into_response()
+}
+
+/// One instance to create or overwrite: `{"instance_id": "a1", "status": "DataLoaded"}` (a code or
+/// a name).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedEntry {
+    instance_id: String,
+    status: Value,
+}
+
+async fn put_instances(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let entries: Vec<SeedEntry> = match serde_json::from_slice(&body) {
+        Ok(entries) => entries,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("instances: {e}\n")).into_response(),
+    };
+    let mut parsed = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let text = match &entry.status {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        match parse_state(&text) {
+            Ok(code) => parsed.push((entry.instance_id, code)),
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("instances[{}].status: {e}\n", entry.instance_id),
+                )
+                    .into_response();
+            }
+        }
+    }
+    let now = Instant::now();
+    let mut inner = shared.lock();
+    for (id, code) in parsed {
+        inner.fleet.set(&id, code, now);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn get_faults(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.lock().faults.clone()).into_response()
+}
+
+async fn put_faults(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let faults: Faults = match serde_json::from_slice(&body) {
+        Ok(faults) => faults,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("faults: {e}\n")).into_response(),
+    };
+    if let Err(e) = faults.validate() {
+        return (StatusCode::BAD_REQUEST, format!("faults.{e}\n")).into_response();
+    }
+    shared.lock().faults = faults;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn get_timings(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.lock().fleet.timings().clone()).into_response()
+}
+
+async fn put_timings(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let timings: Timings = match serde_json::from_slice(&body) {
+        Ok(timings) => timings,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("timings: {e}\n")).into_response(),
+    };
+    shared.lock().fleet.set_timings(timings);
+    StatusCode::NO_CONTENT.into_response()
+}
