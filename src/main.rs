@@ -31,7 +31,7 @@ enum Command {
     /// Print the CloudPhone CustomResourceDefinition as YAML.
     Crd,
     /// Run the vendor API simulator as a stand-alone HTTP server.
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
     /// The quick start: a simulated fleet and the example CloudPhones, queried and shown.
     Demo(cloudphone_operator::demo::DemoArgs),
 }
@@ -160,6 +160,7 @@ impl SimulateArgs {
                 garbage_rate,
                 unknown_ids: unknown_ids.into_iter().collect(),
                 legacy_answers,
+                fail_next_calls: 0,
             },
             tokens: accept_tokens,
             business_errors_as_200,
@@ -210,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", cloudphone_operator::api::crd_yaml());
             Ok(())
         }
-        Command::Simulate(args) => simulate(args).await,
+        Command::Simulate(args) => simulate(*args).await,
         Command::Demo(args) => {
             let ok = cloudphone_operator::demo::run(args)
                 .await

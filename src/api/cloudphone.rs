@@ -21,20 +21,12 @@ pub const INSTANCE_ID_MAX_LEN: usize = 32;
     status = "CloudPhoneStatus",
     derive = "PartialEq",
     doc = "A KooPhone (CloudDevice) cloud-phone instance and the lifecycle declared for it.",
-    printcolumn(name = "Instance", type_ = "string", json_path = ".spec.instanceId"),
-    printcolumn(name = "Lifecycle", type_ = "string", json_path = ".spec.lifecycle"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Code", type_ = "integer", json_path = ".status.instanceStatus"),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Instance","type":"string","jsonPath":".spec.instanceId"}"#,
+    printcolumn = r#"{"name":"Lifecycle","type":"string","jsonPath":".spec.lifecycle"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Code","type":"integer","jsonPath":".status.instanceStatus"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CloudPhoneSpec {

@@ -29,6 +29,8 @@ pub struct Faults {
     pub garbage_rate: f64,
     /// Instances the simulator pretends not to know: left out of status answers, 4001 on backup.
     pub unknown_ids: BTreeSet<String>,
+    /// The next this-many calls answer HTTP 500 (the call is not processed), whatever the rates.
+    pub fail_next_calls: u32,
     /// Answer in the older shapes: status results without the `data` wrapper, backup without `data`.
     pub legacy_answers: bool,
 }
@@ -60,7 +62,11 @@ impl Faults {
     }
 
     /// Draws which fault, if any, this call suffers.
-    pub fn draw(&self, rng: &mut StdRng) -> Option<Injected> {
+    pub fn draw(&mut self, rng: &mut StdRng) -> Option<Injected> {
+        if self.fail_next_calls > 0 {
+            self.fail_next_calls -= 1;
+            return Some(Injected::ServerError);
+        }
         [
             (self.server_error_rate, Injected::ServerError),
             (self.rate_limit_rate, Injected::RateLimited),
@@ -101,11 +107,23 @@ mod tests {
     fn no_faults_by_default_and_certain_faults_always() {
         let mut rng = StdRng::seed_from_u64(1);
         assert_eq!(Faults::default().draw(&mut rng), None);
-        let always = Faults {
+        let mut always = Faults {
             rate_limit_rate: 1.0,
             ..Faults::default()
         };
         assert_eq!(always.draw(&mut rng), Some(Injected::RateLimited));
+    }
+
+    #[test]
+    fn fail_next_calls_fails_exactly_that_many() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut faults = Faults {
+            fail_next_calls: 2,
+            ..Faults::default()
+        };
+        assert_eq!(faults.draw(&mut rng), Some(Injected::ServerError));
+        assert_eq!(faults.draw(&mut rng), Some(Injected::ServerError));
+        assert_eq!(faults.draw(&mut rng), None);
     }
 
     #[test]

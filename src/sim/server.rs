@@ -59,34 +59,36 @@ fn check_request(
     shared: &Shared,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Vec<String>, Response> {
+) -> Result<Vec<String>, Box<Response>> {
     let token = headers
         .get("x-auth-token")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .trim();
     if token.is_empty() || !shared.token_accepted(token) {
-        return Err((
+        return Err(Box::new(
+            (
             StatusCode::UNAUTHORIZED,
             Json(json!({
                 "error_code": "APIGW.0301",
                 "error_msg": "Incorrect IAM authentication information: the token is missing, unknown or expired",
             })),
         )
-            .into_response());
+            .into_response(),
+        ));
     }
     let has_request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| !v.trim().is_empty());
     if !has_request_id {
-        return Err(vendor_error(
+        return Err(Box::new(vendor_error(
             StatusCode::BAD_REQUEST,
             "0002",
             "the x-request-id header is missing",
-        ));
+        )));
     }
-    let bad = |msg: String| vendor_error(StatusCode::BAD_REQUEST, "1000", msg);
+    let bad = |msg: String| Box::new(vendor_error(StatusCode::BAD_REQUEST, "1000", msg));
     let value: Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
     let Some(list) = value.get("instance_ids") else {
@@ -129,20 +131,20 @@ async fn serve(
         inner
             .counters
             .record_call(call.name(), checked.as_ref().map_or(0, Vec::len));
-        let delay = {
-            let faults = inner.faults.clone();
-            faults.delay(&mut inner.fault_rng)
-        };
+        let super::Inner {
+            faults, fault_rng, ..
+        } = &mut *inner;
+        let delay = faults.delay(fault_rng);
         let response = match checked {
             Err(response) => {
                 inner.counters.record_outcome(call.name(), "refused");
-                response
+                *response
             }
             Ok(ids) => {
-                let fault = {
-                    let faults = inner.faults.clone();
-                    faults.draw(&mut inner.fault_rng)
-                };
+                let super::Inner {
+                    faults, fault_rng, ..
+                } = &mut *inner;
+                let fault = faults.draw(fault_rng);
                 let (outcome, response) = match fault {
                     Some(Injected::ServerError) => (
                         "injected-500",

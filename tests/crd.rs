@@ -1,0 +1,164 @@
+//! The CRD: the checked-in file matches the Rust types, and its schema refuses bad objects.
+
+use cloudphone_operator::api::{CloudPhone, crd_yaml};
+use kube::CustomResourceExt;
+use serde_json::{Value, json};
+
+const CHECKED_IN: &str = include_str!("../crds/cloudphone.io_cloudphones.yaml");
+
+#[test]
+fn checked_in_crd_matches_the_rust_types() {
+    assert!(
+        CHECKED_IN == crd_yaml(),
+        "crds/cloudphone.io_cloudphones.yaml is stale: regenerate it with \
+         `cargo run -- crd > crds/cloudphone.io_cloudphones.yaml`"
+    );
+}
+
+fn version() -> Value {
+    let crd = serde_json::to_value(CloudPhone::crd()).unwrap();
+    crd["spec"]["versions"][0].clone()
+}
+
+/// The object schema, as a JSON-schema validator reads it.
+fn validator() -> jsonschema::Validator {
+    let schema = version()["schema"]["openAPIV3Schema"].clone();
+    jsonschema::validator_for(&schema).expect("the openAPIV3Schema is a valid JSON schema")
+}
+
+fn phone(spec: Value) -> Value {
+    json!({
+        "apiVersion": "cloudphone.io/v1alpha1",
+        "kind": "CloudPhone",
+        "metadata": {"name": "p1", "namespace": "fleet-a"},
+        "spec": spec,
+    })
+}
+
+/// The validation errors for an object, each with the path of the field at fault.
+fn errors(object: &Value) -> Vec<String> {
+    validator()
+        .iter_errors(object)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn schema_accepts_a_well_formed_phone() {
+    for spec in [
+        json!({"instanceId": "a44uhlf7"}),
+        json!({"instanceId": "A_b-9", "lifecycle": "BackedUp", "interruptStreaming": true, "suspend": false}),
+        json!({"instanceId": "x".repeat(32), "lifecycle": "Observed"}),
+    ] {
+        assert_eq!(errors(&phone(spec.clone())), Vec::<String>::new(), "{spec}");
+    }
+}
+
+#[test]
+fn schema_refuses_bad_instance_ids_naming_the_field() {
+    for bad in [
+        json!(""),
+        json!("x".repeat(33)),
+        json!("a b"),
+        json!("a/b"),
+        json!(7),
+    ] {
+        let errs = errors(&phone(json!({"instanceId": bad})));
+        assert!(!errs.is_empty(), "{bad} was accepted");
+        assert!(
+            errs.iter().all(|e| e.contains("/spec/instanceId")),
+            "{errs:?}"
+        );
+    }
+}
+
+#[test]
+fn schema_refuses_a_missing_instance_id() {
+    let errs = errors(&phone(json!({"lifecycle": "BackedUp"})));
+    assert!(errs.iter().any(|e| e.contains("instanceId")), "{errs:?}");
+}
+
+#[test]
+fn schema_refuses_an_unknown_lifecycle() {
+    let errs = errors(&phone(json!({"instanceId": "a1", "lifecycle": "Deleted"})));
+    assert!(
+        errs.iter().any(|e| e.contains("/spec/lifecycle")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn schema_refuses_non_boolean_flags() {
+    let errs = errors(&phone(json!({"instanceId": "a1", "suspend": "yes"})));
+    assert!(errs.iter().any(|e| e.contains("/spec/suspend")), "{errs:?}");
+}
+
+#[test]
+fn instance_id_is_immutable_by_a_cel_rule() {
+    let id =
+        &version()["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["instanceId"];
+    assert_eq!(id["x-kubernetes-validations"][0]["rule"], "self == oldSelf");
+}
+
+#[test]
+fn defaults_are_in_the_schema() {
+    let spec = &version()["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    assert_eq!(spec["lifecycle"]["default"], "Observed");
+    assert_eq!(spec["interruptStreaming"]["default"], false);
+    assert_eq!(spec["suspend"]["default"], false);
+}
+
+#[test]
+fn names_columns_and_status_subresource_follow_the_design() {
+    let crd = serde_json::to_value(CloudPhone::crd()).unwrap();
+    assert_eq!(crd["metadata"]["name"], "cloudphones.cloudphone.io");
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    assert_eq!(crd["spec"]["names"]["shortNames"], json!(["cph"]));
+    let v = version();
+    assert_eq!(v["name"], "v1alpha1");
+    assert_eq!(v["subresources"]["status"], json!({}));
+    let columns: Vec<String> = v["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_uppercase())
+        .collect();
+    assert_eq!(
+        columns,
+        ["INSTANCE", "LIFECYCLE", "PHASE", "CODE", "READY", "AGE"]
+    );
+}
+
+#[test]
+fn conditions_merge_by_type_under_server_side_apply() {
+    let conditions =
+        &version()["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+    assert_eq!(conditions["x-kubernetes-list-type"], "map");
+    assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
+}
+
+#[test]
+fn every_field_has_a_description_for_kubectl_explain() {
+    fn walk(path: &str, schema: &Value, missing: &mut Vec<String>) {
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            for (name, sub) in props {
+                let here = format!("{path}.{name}");
+                if sub.get("description").is_none()
+                    && !matches!(name.as_str(), "apiVersion" | "kind" | "metadata")
+                {
+                    missing.push(here.clone());
+                }
+                walk(&here, sub, missing);
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            walk(&format!("{path}[]"), items, missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk("", &version()["schema"]["openAPIV3Schema"], &mut missing);
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:?}"
+    );
+}
