@@ -11,5 +11,6 @@
 pub mod api;
 pub mod demo;
 pub mod koophone;
+pub mod plan;
 pub mod sim;
 pub mod telemetry;

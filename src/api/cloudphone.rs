@@ -118,6 +118,11 @@ pub struct BackupStatus {
     #[schemars(range(min = 0))]
     pub attempts: u32,
 
+    /// True from a backup call until the vendor shows the instance BackingUp or Idle; while true,
+    /// and for at most the grace period after requestedAt, no second backup call is sent.
+    #[serde(default)]
+    pub in_flight: bool,
+
     /// The vendor's task id for the last backup call, when its answer carried one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]

@@ -1,0 +1,651 @@
+//! The pure planner: desired specs and observed statuses in, new statuses and backup actions out.
+//!
+//! No I/O, no clock reads, no randomness: the tick passes `now` in. Guarantees, tested below and by
+//! property tests: no action for `Observed` or suspended phones; at most one action per instance;
+//! planning again on the planned output with the same observation adds no action; the new status
+//! equals the old one when nothing changed, so an unchanged phone causes no write.
+
+use crate::api::{
+    BackupStatus, CloudPhone, CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase, check_instance_id,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+/// The `Ready` condition: the declared lifecycle is reached (or, for `Observed`, observed).
+pub const READY: &str = "Ready";
+/// The `Synced` condition: the last status query for this phone succeeded.
+pub const SYNCED: &str = "Synced";
+
+/// Tunables of the planner.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanConfig {
+    /// After a backup call, no second call for the same phone until the vendor shows BackingUp or
+    /// Idle, or this long has passed (the call was lost, or the vendor refused it).
+    pub grace_period: Duration,
+    /// The wait after a first failed backup before the next attempt; doubled for each further one.
+    pub backoff_base: Duration,
+    /// No wait between attempts exceeds this.
+    pub backoff_max: Duration,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        PlanConfig {
+            // The vendor shows BackingUp within seconds of accepting a backup; two minutes covers a
+            // slow vendor and a few missed ticks without leaving a lost call unnoticed for long.
+            grace_period: Duration::from_secs(120),
+            backoff_base: Duration::from_secs(60),
+            backoff_max: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl PlanConfig {
+    /// The wait after the given number of failed attempts.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let exponent = attempts.saturating_sub(1).min(30);
+        self.backoff_base
+            .saturating_mul(1u32 << exponent)
+            .min(self.backoff_max)
+    }
+}
+
+/// Which object a phone is: its namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PhoneKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl PhoneKey {
+    pub fn of(phone: &CloudPhone) -> PhoneKey {
+        PhoneKey {
+            namespace: phone.metadata.namespace.clone().unwrap_or_default(),
+            name: phone.metadata.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Display for PhoneKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A phone as the planner sees it.
+#[derive(Clone, Debug)]
+pub struct PhoneView<'a> {
+    pub key: PhoneKey,
+    pub created: Option<Timestamp>,
+    pub generation: Option<i64>,
+    pub spec: &'a CloudPhoneSpec,
+    pub status: Option<&'a CloudPhoneStatus>,
+}
+
+impl<'a> PhoneView<'a> {
+    pub fn of(phone: &'a CloudPhone) -> PhoneView<'a> {
+        PhoneView {
+            key: PhoneKey::of(phone),
+            created: phone.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            generation: phone.metadata.generation,
+            spec: &phone.spec,
+            status: phone.status.as_ref(),
+        }
+    }
+}
+
+/// What this tick does with a phone before any vendor call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Query its instance's status (it owns the instance id).
+    Query,
+    /// `spec.suspend` is true: no vendor call.
+    Suspended,
+    /// An older object names the same instance and owns it.
+    Duplicate { owner: PhoneKey },
+    /// The spec slipped past the schema; `message` names the field.
+    InvalidSpec { message: String },
+}
+
+/// Decides, for every phone, whether its instance is queried this tick. Suspended phones and invalid
+/// specs own nothing; of several objects naming one instance the oldest (then the first by
+/// namespace/name) owns it.
+pub fn dispositions(phones: &[PhoneView]) -> Vec<Disposition> {
+    let mut owners: HashMap<&str, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(phones.len());
+    for (i, phone) in phones.iter().enumerate() {
+        let id = phone.spec.instance_id.as_str();
+        if phone.spec.suspend {
+            out.push(Disposition::Suspended);
+        } else if let Err(reason) = check_instance_id(id) {
+            let shown: String = id.chars().take(40).collect();
+            out.push(Disposition::InvalidSpec {
+                message: format!(
+                    "spec.instanceId {shown:?} {reason}; it must be 1-32 characters of [A-Za-z0-9_-]"
+                ),
+            });
+        } else {
+            out.push(Disposition::Query);
+            let owner = owners.entry(id).or_insert(i);
+            if older(&phones[i], &phones[*owner]) {
+                *owner = i;
+            }
+        }
+    }
+    for (i, phone) in phones.iter().enumerate() {
+        if out[i] != Disposition::Query {
+            continue;
+        }
+        let owner = owners[phone.spec.instance_id.as_str()];
+        if owner != i {
+            out[i] = Disposition::Duplicate {
+                owner: phones[owner].key.clone(),
+            };
+        }
+    }
+    out
+}
+
+/// True when `a` was created before `b`; an unknown creation time counts as newest, and ties go to
+/// the first by namespace/name, so that ownership never flips between ticks.
+fn older(a: &PhoneView, b: &PhoneView) -> bool {
+    let rank = |p: &PhoneView| (p.created.is_none(), p.created, p.key.clone());
+    rank(a) < rank(b)
+}
+
+/// The instance ids to query this tick: each owned id once, sorted.
+pub fn instances_to_query(phones: &[PhoneView], dispositions: &[Disposition]) -> Vec<String> {
+    let mut ids: Vec<String> = phones
+        .iter()
+        .zip(dispositions)
+        .filter(|(_, d)| **d == Disposition::Query)
+        .map(|(p, _)| p.spec.instance_id.clone())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// What this tick's status query said of one instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// The vendor listed the instance with this status code.
+    Status(i64),
+    /// The vendor's answer did not list the instance.
+    Missing,
+    /// The query for this instance failed.
+    Failed(Failure),
+}
+
+/// A failed vendor call, as it is reported on a phone: a CamelCase reason (a bounded label such
+/// as `Timeout` or `Internal`) and a message a person can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    pub message: String,
+}
+
+/// The plan for one phone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Planned {
+    /// The status to write (equal to the old one when nothing changed). When `backup` is true it
+    /// already records the backup call, to be written before the call is sent.
+    pub status: CloudPhoneStatus,
+    /// Request a backup of the phone's instance.
+    pub backup: bool,
+}
+
+/// Plans one phone from its disposition and this tick's observation of its instance.
+pub fn plan_phone(
+    phone: &PhoneView,
+    disposition: &Disposition,
+    observation: Option<&Observation>,
+    now: Timestamp,
+    config: &PlanConfig,
+) -> Planned {
+    let now = whole_seconds(now);
+    let mut status = phone.status.cloned().unwrap_or_default();
+    status.observed_generation = phone.generation;
+    let mut c = Conditions {
+        list: &mut status.conditions,
+        generation: phone.generation,
+        now,
+    };
+    let id = &phone.spec.instance_id;
+    match disposition {
+        Disposition::Suspended => {
+            let msg = "spec.suspend is true: the operator makes no vendor call for this phone";
+            c.set(READY, "Unknown", "Suspended", msg);
+            c.set(SYNCED, "Unknown", "Suspended", msg);
+            return Planned {
+                status,
+                backup: false,
+            };
+        }
+        Disposition::InvalidSpec { message } => {
+            c.set(READY, "False", "InvalidSpec", message);
+            c.set(SYNCED, "False", "InvalidSpec", message);
+            return Planned {
+                status,
+                backup: false,
+            };
+        }
+        Disposition::Duplicate { owner } => {
+            let msg = format!(
+                "instance {id} is managed by the older CloudPhone {owner}; this one makes no vendor \
+                 call: delete it or point spec.instanceId at another instance"
+            );
+            c.set(READY, "False", "DuplicateInstance", &msg);
+            c.set(SYNCED, "False", "DuplicateInstance", &msg);
+            return Planned {
+                status,
+                backup: false,
+            };
+        }
+        Disposition::Query => {}
+    }
+    match observation {
+        None => {
+            if c.get(READY).is_none() {
+                c.set(
+                    READY,
+                    "Unknown",
+                    "Pending",
+                    "waiting for the first status query",
+                );
+            }
+            Planned {
+                status,
+                backup: false,
+            }
+        }
+        Some(Observation::Failed(failure)) => {
+            c.set(SYNCED, "False", &failure.reason, &failure.message);
+            if c.get(READY).is_none() {
+                c.set(
+                    READY,
+                    "Unknown",
+                    "Pending",
+                    "waiting for a successful status query",
+                );
+            }
+            Planned {
+                status,
+                backup: false,
+            }
+        }
+        Some(Observation::Missing) => {
+            status.instance_status = None;
+            status.phase = Phase::NotFound;
+            let mut c = Conditions {
+                list: &mut status.conditions,
+                generation: phone.generation,
+                now,
+            };
+            c.set(SYNCED, "True", "Observed", "");
+            c.set(
+                READY,
+                "False",
+                "InstanceNotFound",
+                &format!(
+                    "the vendor does not list instance {id}: check spec.instanceId and that the \
+                     credentials' project holds it"
+                ),
+            );
+            Planned {
+                status,
+                backup: false,
+            }
+        }
+        Some(Observation::Status(code)) => {
+            let phase = Phase::from_code(*code);
+            status.instance_status = Some(*code);
+            status.phase = phase;
+            if let Some(b) = status.backup.as_mut() {
+                if matches!(phase, Phase::BackingUp | Phase::Idle) {
+                    b.in_flight = false;
+                }
+                if phase == Phase::Idle {
+                    b.attempts = 0;
+                }
+            }
+            let (ready, backup) = match phone.spec.lifecycle {
+                Lifecycle::Observed => (
+                    Ready::new(
+                        "True",
+                        "Observed",
+                        "the operator only observes this instance",
+                    ),
+                    false,
+                ),
+                Lifecycle::BackedUp => backed_up(phone.spec, &status, *code, now, config),
+            };
+            if backup {
+                let b = status.backup.get_or_insert_with(BackupStatus::default);
+                b.requested_at = Some(Time(now));
+                b.request_id = None;
+                b.task_id = None;
+                b.job_id = None;
+                b.attempts = b.attempts.saturating_add(1);
+                b.in_flight = true;
+            }
+            let mut c = Conditions {
+                list: &mut status.conditions,
+                generation: phone.generation,
+                now,
+            };
+            c.set(SYNCED, "True", "Observed", "");
+            c.set(READY, ready.status, ready.reason, &ready.message);
+            Planned { status, backup }
+        }
+    }
+}
+
+struct Ready {
+    status: &'static str,
+    reason: &'static str,
+    message: String,
+}
+
+impl Ready {
+    fn new(status: &'static str, reason: &'static str, message: impl Into<String>) -> Ready {
+        Ready {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// The `BackedUp` lifecycle: the Ready condition, and whether to call backup now.
+fn backed_up(
+    spec: &CloudPhoneSpec,
+    status: &CloudPhoneStatus,
+    code: i64,
+    now: Timestamp,
+    config: &PlanConfig,
+) -> (Ready, bool) {
+    let backup = status.backup.as_ref();
+    let requested_at = backup.and_then(|b| b.requested_at.as_ref()).map(|t| t.0);
+    let attempts = backup.map_or(0, |b| b.attempts);
+    let wait_until = |d: Duration| requested_at.map(|t| t.checked_add(d).unwrap_or(Timestamp::MAX));
+    let grace_end = wait_until(config.grace_period);
+    let in_flight = backup.is_some_and(|b| b.in_flight) && grace_end.is_some_and(|end| now < end);
+    let waiting_for_vendor = || requested(requested_at, config);
+    let request = || (requested(Some(now), config), true);
+    match Phase::from_code(code) {
+        Phase::Idle => (
+            Ready::new(
+                "True",
+                "BackedUp",
+                "instance data is in object storage; no physical instance is held",
+            ),
+            false,
+        ),
+        Phase::BackingUp => (
+            Ready::new(
+                "False",
+                "BackingUp",
+                "the vendor is backing up the instance",
+            ),
+            false,
+        ),
+        Phase::Restoring => (
+            Ready::new(
+                "False",
+                "Restoring",
+                "the vendor is restoring the instance; a backup follows when it is done",
+            ),
+            false,
+        ),
+        Phase::Streaming if !spec.interrupt_streaming => (
+            Ready::new(
+                "False",
+                "Streaming",
+                "a user is streaming: the backup waits until the session ends (set spec.interruptStreaming: true to back up anyway)",
+            ),
+            false,
+        ),
+        Phase::DataLoaded | Phase::Streaming => {
+            if in_flight {
+                (waiting_for_vendor(), false)
+            } else {
+                request()
+            }
+        }
+        Phase::BackupFailed => {
+            let retry_at = wait_until(config.backoff(attempts));
+            if in_flight {
+                (waiting_for_vendor(), false)
+            } else if attempts > 0 && retry_at.is_some_and(|at| now < at) {
+                (
+                    Ready::new(
+                        "False",
+                        "BackupFailed",
+                        format!(
+                            "the vendor reports a backup exception after attempt {attempts}; next attempt at {}",
+                            fmt_time(retry_at)
+                        ),
+                    ),
+                    false,
+                )
+            } else {
+                request()
+            }
+        }
+        Phase::RestoreFailed => (
+            Ready::new(
+                "False",
+                "RestoreFailed",
+                "the vendor reports a restoration exception; the operator does not act: check the instance in the KooPhone console",
+            ),
+            false,
+        ),
+        Phase::Unknown | Phase::Pending | Phase::NotFound => (
+            Ready::new(
+                "False",
+                "UnknownStatus",
+                format!(
+                    "vendor status code {code} is not known to this operator version; no action is taken"
+                ),
+            ),
+            false,
+        ),
+    }
+}
+
+/// The Ready condition from a backup call until the vendor shows it under way. The same text before
+/// and after the call, so that planning again on a planned status changes nothing.
+fn requested(requested_at: Option<Timestamp>, config: &PlanConfig) -> Ready {
+    let grace_end =
+        requested_at.map(|t| t.checked_add(config.grace_period).unwrap_or(Timestamp::MAX));
+    Ready::new(
+        "False",
+        "BackupRequested",
+        format!(
+            "backup requested at {}, waiting for the vendor to show BackingUp (asks again after {} if it does not)",
+            fmt_time(requested_at),
+            fmt_time(grace_end)
+        ),
+    )
+}
+
+/// What came of the backup call for one phone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackupResult {
+    /// The vendor accepted the call.
+    Accepted {
+        request_id: String,
+        task_id: Option<String>,
+        job_id: Option<String>,
+    },
+    /// The vendor answered 2006: a backup is already under way.
+    AlreadyBackingUp,
+    /// The vendor answered 2005: the instance is being restored.
+    Restoring,
+    /// The vendor answered 4001: no such instance.
+    NotFound,
+    /// The call failed; `ambiguous` when the vendor may have acted on it (time-out, 5xx).
+    Failed { failure: Failure, ambiguous: bool },
+    /// No call was sent because the status recording it could not be written first.
+    NotSent,
+}
+
+/// Records the outcome of a backup call in the status the plan wrote ahead of it.
+pub fn record_backup_result(
+    status: &CloudPhoneStatus,
+    generation: Option<i64>,
+    result: &BackupResult,
+    now: Timestamp,
+    config: &PlanConfig,
+) -> CloudPhoneStatus {
+    let now = whole_seconds(now);
+    let mut status = status.clone();
+    let backup = status.backup.get_or_insert_with(BackupStatus::default);
+    let requested_at = backup.requested_at.as_ref().map(|t| t.0);
+    let grace_end = requested_at.and_then(|t| t.checked_add(config.grace_period).ok());
+    let ready = match result {
+        BackupResult::Accepted {
+            request_id,
+            task_id,
+            job_id,
+        } => {
+            backup.request_id = Some(request_id.clone());
+            backup.task_id = task_id.clone();
+            backup.job_id = job_id.clone();
+            requested(requested_at, config)
+        }
+        BackupResult::AlreadyBackingUp => Ready::new(
+            "False",
+            "BackingUp",
+            "the vendor reports a backup of the instance already under way",
+        ),
+        BackupResult::Restoring => {
+            backup.in_flight = false;
+            Ready::new(
+                "False",
+                "Restoring",
+                "the vendor is restoring the instance; a backup follows when it is done",
+            )
+        }
+        BackupResult::NotFound => {
+            backup.in_flight = false;
+            Ready::new(
+                "False",
+                "InstanceNotFound",
+                "the vendor answered the backup call that the instance does not exist: check spec.instanceId",
+            )
+        }
+        BackupResult::Failed { failure, ambiguous } => {
+            let next = if *ambiguous {
+                "the vendor may have started it: waiting for it to show BackingUp"
+            } else {
+                "the vendor did not act on it"
+            };
+            Ready::new(
+                "False",
+                "BackupCallFailed",
+                format!(
+                    "backup call failed ({}): {}; {next}; the next call is not before {}",
+                    failure.reason,
+                    failure.message,
+                    fmt_time(grace_end)
+                ),
+            )
+        }
+        BackupResult::NotSent => return status,
+    };
+    Conditions {
+        list: &mut status.conditions,
+        generation,
+        now,
+    }
+    .set(READY, ready.status, ready.reason, &ready.message);
+    status
+}
+
+/// Plans every phone of a tick. `observe` gives the tick's observation of an instance id.
+pub fn plan(
+    phones: &[PhoneView],
+    dispositions: &[Disposition],
+    observe: impl Fn(&str) -> Option<Observation>,
+    now: Timestamp,
+    config: &PlanConfig,
+) -> Vec<Planned> {
+    phones
+        .iter()
+        .zip(dispositions)
+        .map(|(phone, disposition)| {
+            let observation = match disposition {
+                Disposition::Query => observe(&phone.spec.instance_id),
+                _ => None,
+            };
+            plan_phone(phone, disposition, observation.as_ref(), now, config)
+        })
+        .collect()
+}
+
+/// Kubernetes stores times to the second: planning in whole seconds keeps a status read back from
+/// the API server equal to the one written, so that it is not written again.
+fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+fn fmt_time(t: Option<Timestamp>) -> String {
+    t.map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
+}
+
+/// The conditions of one status, set with the Kubernetes conventions.
+struct Conditions<'a> {
+    list: &'a mut Vec<Condition>,
+    generation: Option<i64>,
+    now: Timestamp,
+}
+
+impl Conditions<'_> {
+    fn get(&self, type_: &str) -> Option<&Condition> {
+        self.list.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Sets a condition; `lastTransitionTime` changes only when its status changes.
+    fn set(&mut self, type_: &str, status: &str, reason: &str, message: &str) {
+        let now = Time(self.now);
+        match self.list.iter_mut().find(|c| c.type_ == type_) {
+            Some(c) => {
+                if c.status != status {
+                    c.last_transition_time = now;
+                    c.status = status.to_owned();
+                }
+                if c.reason != reason {
+                    c.reason = reason.to_owned();
+                }
+                if c.message != message {
+                    c.message = message.to_owned();
+                }
+                c.observed_generation = self.generation;
+            }
+            None => {
+                self.list.push(Condition {
+                    type_: type_.to_owned(),
+                    status: status.to_owned(),
+                    reason: reason.to_owned(),
+                    message: message.to_owned(),
+                    observed_generation: self.generation,
+                    last_transition_time: now,
+                });
+                // Ready first, then Synced, whatever order they were first set in.
+                self.list.sort_by_key(|c| match c.type_.as_str() {
+                    READY => 0,
+                    SYNCED => 1,
+                    _ => 2,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,558 @@
+use super::*;
+use proptest::prelude::*;
+
+const T0: i64 = 1_790_000_000; // 2026-09-21, a whole second
+
+fn at(second: i64) -> Timestamp {
+    Timestamp::from_second(T0 + second).unwrap()
+}
+
+fn config() -> PlanConfig {
+    PlanConfig {
+        grace_period: Duration::from_secs(60),
+        backoff_base: Duration::from_secs(30),
+        backoff_max: Duration::from_secs(600),
+    }
+}
+
+/// A test phone, built with chainable setters.
+#[derive(Clone, Debug)]
+struct Phone {
+    key: PhoneKey,
+    created: Option<Timestamp>,
+    generation: Option<i64>,
+    spec: CloudPhoneSpec,
+    status: Option<CloudPhoneStatus>,
+}
+
+impl Phone {
+    fn new(name: &str, instance: &str) -> Phone {
+        Phone {
+            key: PhoneKey {
+                namespace: "fleet".into(),
+                name: name.into(),
+            },
+            created: Some(at(-1000)),
+            generation: Some(1),
+            spec: CloudPhoneSpec {
+                instance_id: instance.into(),
+                lifecycle: Lifecycle::Observed,
+                interrupt_streaming: false,
+                suspend: false,
+            },
+            status: None,
+        }
+    }
+    fn backed_up(mut self) -> Phone {
+        self.spec.lifecycle = Lifecycle::BackedUp;
+        self
+    }
+    fn interrupt_streaming(mut self) -> Phone {
+        self.spec.interrupt_streaming = true;
+        self
+    }
+    fn suspended(mut self) -> Phone {
+        self.spec.suspend = true;
+        self
+    }
+    fn created(mut self, second: i64) -> Phone {
+        self.created = Some(at(second));
+        self
+    }
+    fn with_status(mut self, status: CloudPhoneStatus) -> Phone {
+        self.status = Some(status);
+        self
+    }
+    fn view(&self) -> PhoneView<'_> {
+        PhoneView {
+            key: self.key.clone(),
+            created: self.created,
+            generation: self.generation,
+            spec: &self.spec,
+            status: self.status.as_ref(),
+        }
+    }
+    /// Plans this phone alone.
+    fn plan(&self, observation: Option<Observation>, now: Timestamp) -> Planned {
+        plan_phone(
+            &self.view(),
+            &Disposition::Query,
+            observation.as_ref(),
+            now,
+            &config(),
+        )
+    }
+}
+
+fn condition<'a>(status: &'a CloudPhoneStatus, type_: &str) -> &'a Condition {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status:?}"))
+}
+
+fn ready(status: &CloudPhoneStatus) -> (&str, &str) {
+    let c = condition(status, READY);
+    (c.status.as_str(), c.reason.as_str())
+}
+
+fn failure() -> Observation {
+    Observation::Failed(Failure {
+        reason: "Timeout".into(),
+        message: "status query timed out".into(),
+    })
+}
+
+#[test]
+fn every_lifecycle_and_phase_pair_has_its_ready_condition_and_action() {
+    use Observation::*;
+    // (lifecycle BackedUp?, interruptStreaming, observation, Ready status, Ready reason, backup?)
+    let table: Vec<(bool, bool, Observation, &str, &str, bool)> = vec![
+        (false, false, Status(0), "True", "Observed", false),
+        (false, false, Status(1), "True", "Observed", false),
+        (false, false, Status(2), "True", "Observed", false),
+        (false, false, Status(3), "True", "Observed", false),
+        (false, true, Status(3), "True", "Observed", false),
+        (false, false, Status(4), "True", "Observed", false),
+        (false, false, Status(5), "True", "Observed", false),
+        (false, false, Status(6), "True", "Observed", false),
+        (false, false, Status(7), "True", "Observed", false),
+        (false, false, Status(99), "True", "Observed", false),
+        (false, false, Missing, "False", "InstanceNotFound", false),
+        (false, false, failure(), "Unknown", "Pending", false),
+        (true, false, Status(0), "True", "BackedUp", false),
+        (true, false, Status(1), "False", "Restoring", false),
+        (true, false, Status(2), "False", "BackupRequested", true),
+        (true, false, Status(7), "False", "BackupRequested", true),
+        (true, false, Status(3), "False", "Streaming", false),
+        (true, true, Status(3), "False", "BackupRequested", true),
+        (true, false, Status(4), "False", "BackingUp", false),
+        (true, false, Status(5), "False", "BackupRequested", true),
+        (true, false, Status(6), "False", "RestoreFailed", false),
+        (true, false, Status(99), "False", "UnknownStatus", false),
+        (true, false, Status(-1), "False", "UnknownStatus", false),
+        (true, false, Missing, "False", "InstanceNotFound", false),
+        (true, false, failure(), "Unknown", "Pending", false),
+    ];
+    for (backed_up, interrupt, observation, ready_status, reason, backup) in table {
+        let mut phone = Phone::new("p", "kp1");
+        if backed_up {
+            phone = phone.backed_up();
+        }
+        if interrupt {
+            phone = phone.interrupt_streaming();
+        }
+        let planned = phone.plan(Some(observation.clone()), at(0));
+        let case = format!(
+            "{:?} interrupt={interrupt} {observation:?}",
+            phone.spec.lifecycle
+        );
+        assert_eq!(ready(&planned.status), (ready_status, reason), "{case}");
+        assert_eq!(planned.backup, backup, "{case}");
+        assert_eq!(planned.status.observed_generation, Some(1), "{case}");
+        match &observation {
+            Status(code) => {
+                assert_eq!(planned.status.instance_status, Some(*code), "{case}");
+                assert_eq!(planned.status.phase, Phase::from_code(*code), "{case}");
+                assert_eq!(condition(&planned.status, SYNCED).status, "True", "{case}");
+            }
+            Missing => assert_eq!(planned.status.phase, Phase::NotFound, "{case}"),
+            Failed(_) => {
+                let synced = condition(&planned.status, SYNCED);
+                assert_eq!(
+                    (synced.status.as_str(), synced.reason.as_str()),
+                    ("False", "Timeout")
+                );
+                assert_eq!(planned.status.phase, Phase::Pending, "{case}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_streaming_phone_says_what_would_unblock_it() {
+    let planned = Phone::new("p", "kp1")
+        .backed_up()
+        .plan(Some(Observation::Status(3)), at(0));
+    assert!(
+        condition(&planned.status, READY)
+            .message
+            .contains("spec.interruptStreaming: true")
+    );
+}
+
+#[test]
+fn a_backup_is_recorded_in_the_status_written_ahead_of_the_call() {
+    let planned = Phone::new("p", "kp1")
+        .backed_up()
+        .plan(Some(Observation::Status(2)), at(5));
+    let backup = planned.status.backup.unwrap();
+    assert_eq!(backup.requested_at, Some(Time(at(5))));
+    assert_eq!(backup.attempts, 1);
+    assert!(backup.in_flight);
+}
+
+#[test]
+fn no_second_request_until_the_vendor_shows_backing_up_or_the_grace_period_passes() {
+    let phone = Phone::new("p", "kp1").backed_up();
+    let first = phone.plan(Some(Observation::Status(2)), at(0));
+    assert!(first.backup);
+    let phone = phone.with_status(first.status);
+    for second in [1, 30, 59] {
+        let again = phone.plan(Some(Observation::Status(2)), at(second));
+        assert!(!again.backup, "asked again {second}s after the first call");
+        assert_eq!(ready(&again.status), ("False", "BackupRequested"));
+    }
+    let after_grace = phone.plan(Some(Observation::Status(2)), at(60));
+    assert!(
+        after_grace.backup,
+        "a lost call is asked again after the grace period"
+    );
+    assert_eq!(after_grace.status.backup.unwrap().attempts, 2);
+}
+
+#[test]
+fn the_vendor_showing_backing_up_ends_the_wait() {
+    let phone = Phone::new("p", "kp1").backed_up();
+    let requested = phone.plan(Some(Observation::Status(2)), at(0));
+    let backing_up = phone
+        .clone()
+        .with_status(requested.status)
+        .plan(Some(Observation::Status(4)), at(10));
+    assert!(!backing_up.status.backup.as_ref().unwrap().in_flight);
+    let idle = phone
+        .clone()
+        .with_status(backing_up.status)
+        .plan(Some(Observation::Status(0)), at(20));
+    assert_eq!(ready(&idle.status), ("True", "BackedUp"));
+    assert_eq!(idle.status.backup.as_ref().unwrap().attempts, 0);
+    // Restored by someone else later: a new cycle asks at once.
+    let reloaded = phone
+        .with_status(idle.status)
+        .plan(Some(Observation::Status(2)), at(25));
+    assert!(reloaded.backup);
+}
+
+#[test]
+fn backup_failures_are_retried_with_exponential_backoff() {
+    let phone = Phone::new("p", "kp1").backed_up();
+    let mut status = phone.plan(Some(Observation::Status(5)), at(0)).status;
+    let mut now = 0;
+    for (attempt, backoff) in [
+        (1u32, 30i64),
+        (2, 60),
+        (3, 120),
+        (4, 240),
+        (5, 480),
+        (6, 600),
+        (7, 600),
+    ] {
+        assert_eq!(status.backup.as_ref().unwrap().attempts, attempt);
+        let p = phone.clone().with_status(status.clone());
+        // The vendor shows the backup under way, then failed again.
+        status = p.plan(Some(Observation::Status(4)), at(now + 1)).status;
+        let p = phone.clone().with_status(status.clone());
+        let early = p.plan(Some(Observation::Status(5)), at(now + backoff - 1));
+        assert!(
+            !early.backup,
+            "attempt {attempt}: retried before {backoff}s"
+        );
+        assert_eq!(ready(&early.status), ("False", "BackupFailed"));
+        let due = p.plan(Some(Observation::Status(5)), at(now + backoff));
+        assert!(due.backup, "attempt {attempt}: not retried at {backoff}s");
+        status = due.status;
+        now += backoff;
+    }
+}
+
+#[test]
+fn observed_and_suspended_phones_never_act() {
+    for code in 0..10 {
+        let observed = Phone::new("p", "kp1").plan(Some(Observation::Status(code)), at(0));
+        assert!(!observed.backup);
+    }
+    let suspended = Phone::new("p", "kp1").backed_up().suspended();
+    let planned = plan_phone(
+        &suspended.view(),
+        &Disposition::Suspended,
+        None,
+        at(0),
+        &config(),
+    );
+    assert!(!planned.backup);
+    assert_eq!(ready(&planned.status), ("Unknown", "Suspended"));
+}
+
+#[test]
+fn the_older_object_owns_a_shared_instance() {
+    let phones = [
+        Phone::new("newer", "kp1").backed_up().created(10),
+        Phone::new("older", "kp1").backed_up().created(5),
+        Phone::new("other", "kp2").backed_up(),
+        Phone::new("sleeper", "kp2")
+            .backed_up()
+            .created(-5000)
+            .suspended(),
+        Phone::new("bad", "kp 1").backed_up(),
+    ];
+    let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
+    let d = dispositions(&views);
+    assert_eq!(
+        d[0],
+        Disposition::Duplicate {
+            owner: phones[1].key.clone()
+        }
+    );
+    assert_eq!(d[1], Disposition::Query);
+    assert_eq!(d[2], Disposition::Query, "a suspended phone owns nothing");
+    assert_eq!(d[3], Disposition::Suspended);
+    assert!(
+        matches!(&d[4], Disposition::InvalidSpec { message } if message.contains("spec.instanceId"))
+    );
+    assert_eq!(instances_to_query(&views, &d), ["kp1", "kp2"]);
+    let planned = plan_phone(&views[0], &d[0], None, at(0), &config());
+    assert_eq!(ready(&planned.status), ("False", "DuplicateInstance"));
+    assert!(
+        condition(&planned.status, READY)
+            .message
+            .contains("fleet/older")
+    );
+}
+
+#[test]
+fn ownership_ties_go_to_the_first_name() {
+    let phones = [Phone::new("b", "kp1"), Phone::new("a", "kp1")];
+    let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
+    let d = dispositions(&views);
+    assert_eq!(d[1], Disposition::Query);
+    assert!(matches!(d[0], Disposition::Duplicate { .. }));
+}
+
+#[test]
+fn last_transition_time_moves_only_when_the_condition_status_changes() {
+    let phone = Phone::new("p", "kp1").backed_up();
+    let first = phone.plan(Some(Observation::Status(3)), at(0)).status;
+    let t_ready = condition(&first, READY).last_transition_time.clone();
+    // Same Ready status (False), another reason: the time stays.
+    let second = phone
+        .clone()
+        .with_status(first)
+        .plan(Some(Observation::Status(4)), at(50))
+        .status;
+    assert_eq!(condition(&second, READY).reason, "BackingUp");
+    assert_eq!(condition(&second, READY).last_transition_time, t_ready);
+    let third = phone
+        .with_status(second)
+        .plan(Some(Observation::Status(0)), at(90))
+        .status;
+    assert_eq!(condition(&third, READY).last_transition_time, Time(at(90)));
+}
+
+#[test]
+fn a_failed_query_keeps_the_last_observation_and_ready() {
+    let phone = Phone::new("p", "kp1").backed_up();
+    let idle = phone.plan(Some(Observation::Status(0)), at(0)).status;
+    let failed = phone
+        .with_status(idle.clone())
+        .plan(Some(failure()), at(30));
+    assert!(!failed.backup);
+    assert_eq!(failed.status.phase, Phase::Idle);
+    assert_eq!(failed.status.instance_status, Some(0));
+    assert_eq!(ready(&failed.status), ("True", "BackedUp"));
+    assert_eq!(condition(&failed.status, SYNCED).status, "False");
+}
+
+#[test]
+fn sub_second_times_are_cut_to_whole_seconds() {
+    let now = Timestamp::from_millisecond((T0 * 1000) + 999).unwrap();
+    let planned = Phone::new("p", "kp1")
+        .backed_up()
+        .plan(Some(Observation::Status(2)), now);
+    assert_eq!(
+        planned.status.backup.unwrap().requested_at,
+        Some(Time(at(0)))
+    );
+}
+
+#[test]
+fn backup_results_are_recorded() {
+    let phone = Phone::new("p", "kp1").backed_up();
+    let planned = phone.plan(Some(Observation::Status(2)), at(0));
+    let accepted = record_backup_result(
+        &planned.status,
+        Some(1),
+        &BackupResult::Accepted {
+            request_id: "r-1".into(),
+            task_id: Some("t-1".into()),
+            job_id: Some("j-1".into()),
+        },
+        at(1),
+        &config(),
+    );
+    let b = accepted.backup.as_ref().unwrap();
+    assert_eq!(
+        (
+            b.request_id.as_deref(),
+            b.task_id.as_deref(),
+            b.job_id.as_deref()
+        ),
+        (Some("r-1"), Some("t-1"), Some("j-1"))
+    );
+    assert_eq!(
+        condition(&accepted, READY),
+        condition(&planned.status, READY),
+        "the same text before and after the call"
+    );
+    let busy = record_backup_result(
+        &planned.status,
+        Some(1),
+        &BackupResult::AlreadyBackingUp,
+        at(1),
+        &config(),
+    );
+    assert_eq!(ready(&busy), ("False", "BackingUp"));
+    let restoring = record_backup_result(
+        &planned.status,
+        Some(1),
+        &BackupResult::Restoring,
+        at(1),
+        &config(),
+    );
+    assert!(!restoring.backup.as_ref().unwrap().in_flight);
+    let failed = record_backup_result(
+        &planned.status,
+        Some(1),
+        &BackupResult::Failed {
+            failure: Failure {
+                reason: "Timeout".into(),
+                message: "timed out".into(),
+            },
+            ambiguous: true,
+        },
+        at(1),
+        &config(),
+    );
+    assert_eq!(ready(&failed), ("False", "BackupCallFailed"));
+    assert!(
+        failed.backup.as_ref().unwrap().in_flight,
+        "an ambiguous call waits for the grace period"
+    );
+    let not_sent = record_backup_result(
+        &planned.status,
+        Some(1),
+        &BackupResult::NotSent,
+        at(1),
+        &config(),
+    );
+    assert_eq!(not_sent, planned.status);
+}
+
+// ---- property tests ----
+
+fn arb_observation() -> impl Strategy<Value = Option<Observation>> {
+    prop_oneof![
+        (-1i64..9).prop_map(|c| Some(Observation::Status(c))),
+        Just(Some(Observation::Missing)),
+        Just(Some(failure())),
+        Just(None),
+    ]
+}
+
+fn arb_phone() -> impl Strategy<Value = Phone> {
+    (
+        0usize..6,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        0i64..5,
+        prop::collection::vec((arb_observation(), 0i64..200), 0..4),
+    )
+        .prop_map(|(id, backed_up, interrupt, suspend, created, history)| {
+            let ids = ["kp1", "kp2", "kp3", "kp4", "", "bad id"];
+            let mut phone =
+                Phone::new(&format!("p{id}-{created}-{backed_up}"), ids[id]).created(created);
+            phone.spec.lifecycle = if backed_up {
+                Lifecycle::BackedUp
+            } else {
+                Lifecycle::Observed
+            };
+            phone.spec.interrupt_streaming = interrupt;
+            phone.spec.suspend = suspend;
+            // A previous status reached by planning through a random history.
+            for (observation, second) in history {
+                let status = phone.plan(observation, at(second)).status;
+                phone.status = Some(status);
+            }
+            phone
+        })
+}
+
+proptest! {
+    #[test]
+    fn observed_or_suspended_phones_never_act(
+        phones in prop::collection::vec(arb_phone(), 1..12),
+        observations in prop::collection::vec(arb_observation(), 4),
+        now in 200i64..400,
+    ) {
+        let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
+        let d = dispositions(&views);
+        let observe = |id: &str| observation_for(&observations, id);
+        let planned = plan(&views, &d, observe, at(now), &config());
+        for (phone, p) in phones.iter().zip(&planned) {
+            if phone.spec.lifecycle == Lifecycle::Observed || phone.spec.suspend {
+                prop_assert!(!p.backup, "{} acted", phone.key);
+            }
+        }
+    }
+
+    #[test]
+    fn never_two_actions_for_one_instance(
+        phones in prop::collection::vec(arb_phone(), 1..12),
+        observations in prop::collection::vec(arb_observation(), 4),
+        now in 200i64..400,
+    ) {
+        let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
+        let d = dispositions(&views);
+        let planned = plan(&views, &d, |id| observation_for(&observations, id), at(now), &config());
+        let mut acted = std::collections::HashSet::new();
+        for (phone, p) in phones.iter().zip(&planned) {
+            if p.backup {
+                prop_assert!(acted.insert(phone.spec.instance_id.clone()), "two actions for {}", phone.spec.instance_id);
+            }
+        }
+    }
+
+    #[test]
+    fn planning_again_on_the_plan_adds_no_action_and_changes_nothing(
+        phones in prop::collection::vec(arb_phone(), 1..12),
+        observations in prop::collection::vec(arb_observation(), 4),
+        now in 200i64..400,
+    ) {
+        let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
+        let d = dispositions(&views);
+        let observe = |id: &str| observation_for(&observations, id);
+        let first = plan(&views, &d, observe, at(now), &config());
+        let replanned: Vec<Phone> = phones
+            .iter()
+            .zip(&first)
+            .map(|(phone, p)| phone.clone().with_status(p.status.clone()))
+            .collect();
+        let views2: Vec<PhoneView> = replanned.iter().map(Phone::view).collect();
+        let second = plan(&views2, &d, observe, at(now), &config());
+        for ((phone, a), b) in phones.iter().zip(&first).zip(&second) {
+            prop_assert!(!b.backup, "{} acted again on its own plan", phone.key);
+            prop_assert_eq!(&a.status, &b.status, "{} changed on replanning", phone.key);
+        }
+    }
+}
+
+fn observation_for(observations: &[Option<Observation>], id: &str) -> Option<Observation> {
+    let index = match id {
+        "kp1" => 0,
+        "kp2" => 1,
+        "kp3" => 2,
+        _ => 3,
+    };
+    observations[index].clone()
+}
