@@ -1,12 +1,17 @@
-//! The quick start: the simulator in-process, seeded with the fleet of `examples/`, and the example
-//! `CloudPhone` manifests held in memory.
+//! The quick start: the simulator in-process, seeded with the fleet of `examples/`, and the real tick
+//! engine on the example `CloudPhone` manifests held in memory, shown converging tick by tick.
 
-use crate::api::{CloudPhone, Phase, check_instance_id};
+use crate::api::{CloudPhone, Phase};
 use crate::koophone::{Client, ClientConfig, Token};
+use crate::plan::{PlanConfig, READY, is_settled};
+use crate::reconciler::{Engine, EngineConfig, MemoryStore, PhoneStore, TickReport};
 use crate::sim::{self, SimConfig, Simulator, Timings};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The example manifests, embedded so that the demo runs from any directory.
 const EXAMPLE_CLOUDPHONES: &str = include_str!("../examples/cloudphones.yaml");
@@ -22,6 +27,21 @@ pub struct DemoArgs {
     /// The simulator's fleet; default: the embedded examples/simulator-fleet.yaml.
     #[arg(long, env = "CLOUDPHONE_DEMO_FLEET")]
     pub fleet: Option<PathBuf>,
+    /// Time between ticks.
+    #[arg(long, env = "CLOUDPHONE_DEMO_TICK_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub tick_interval: Duration,
+    /// How long the simulated vendor takes to back up an instance.
+    #[arg(long, env = "CLOUDPHONE_DEMO_BACKUP_DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub backup_duration: Duration,
+    /// Give up (and exit 1) when the fleet has not settled after this long.
+    #[arg(long, env = "CLOUDPHONE_DEMO_TIMEOUT", default_value = "50s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Parses `500ms`, `30s`, `5m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration such as 500ms, 30s or 5m: {e}"))
 }
 
 /// A demo input that cannot be read.
@@ -75,10 +95,28 @@ fn read_or_embedded(path: &Option<PathBuf>, embedded: &str) -> Result<(String, S
     }
 }
 
-/// Runs the demo; `Ok(true)` when every phone was observed or reported with its reason.
+/// Gives manifests what the API server would: a uid, a generation, and a creation time (in
+/// document order, so that the first of two objects naming one instance is the older).
+fn as_if_created(mut phones: Vec<CloudPhone>) -> Vec<CloudPhone> {
+    let base = Timestamp::now().as_second() - 3600;
+    for (i, phone) in phones.iter_mut().enumerate() {
+        let meta = &mut phone.metadata;
+        meta.uid
+            .get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
+        meta.generation.get_or_insert(1);
+        meta.namespace.get_or_insert_with(|| "default".to_owned());
+        if meta.creation_timestamp.is_none() {
+            let t = Timestamp::from_second(base + i as i64).unwrap_or_else(|_| Timestamp::now());
+            meta.creation_timestamp = Some(Time(t));
+        }
+    }
+    phones
+}
+
+/// Runs the demo; `Ok(true)` when every phone reached what it declares or was reported unable to.
 pub async fn run(args: DemoArgs) -> Result<bool, DemoError> {
     let (name, text) = read_or_embedded(&args.cloudphones, EXAMPLE_CLOUDPHONES)?;
-    let phones = parse_manifests(&name, &text)?;
+    let phones = as_if_created(parse_manifests(&name, &text)?);
     let fleet = match &args.fleet {
         Some(path) => sim::read_seed_file(path)?,
         None => sim::parse_seed_text("(embedded examples)", EXAMPLE_FLEET)?,
@@ -87,7 +125,8 @@ pub async fn run(args: DemoArgs) -> Result<bool, DemoError> {
         SimConfig {
             instances: fleet,
             timings: Timings {
-                backup_duration: Duration::from_secs(2),
+                backup_duration: args.backup_duration,
+                restore_duration: args.backup_duration,
                 ..Timings::default()
             },
             ..SimConfig::default()
@@ -102,38 +141,116 @@ pub async fn run(args: DemoArgs) -> Result<bool, DemoError> {
         },
         Token::new("demo-token"),
     )?;
-    let ids: Vec<String> = phones
-        .iter()
-        .map(|p| p.spec.instance_id.clone())
-        .filter(|id| check_instance_id(id).is_ok())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut observed = BTreeMap::new();
-    for chunk in client.batch_query_status(&ids).await? {
-        let report = chunk.result?;
-        observed.extend(report.observed);
-    }
-    println!(
-        "{:<28} {:<14} {:<10} {:>4}  PHASE",
-        "NAME", "INSTANCE", "LIFECYCLE", "CODE"
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = Engine::new(
+        store.clone(),
+        client,
+        EngineConfig {
+            plan: PlanConfig {
+                grace_period: Duration::from_secs(10),
+                backoff_base: Duration::from_secs(2),
+                backoff_max: Duration::from_secs(20),
+            },
+            ..EngineConfig::default()
+        },
     );
-    for phone in &phones {
-        let id = &phone.spec.instance_id;
-        let (code, phase) = match (check_instance_id(id), observed.get(id)) {
-            (Err(reason), _) => ("-".to_owned(), format!("invalid spec.instanceId: {reason}")),
-            (Ok(()), Some(code)) => (code.to_string(), Phase::from_code(*code).to_string()),
-            (Ok(()), None) => ("-".to_owned(), Phase::NotFound.to_string()),
-        };
+    println!(
+        "demo: {} CloudPhones against the vendor simulator at {} (backups take {}); ticking every {}",
+        store.snapshot().len(),
+        simulator.url(),
+        humantime::format_duration(args.backup_duration),
+        humantime::format_duration(args.tick_interval)
+    );
+    let started = Instant::now();
+    let mut tick = 0;
+    let settled = loop {
+        tick += 1;
+        let report = engine.tick().await;
+        let snapshot = store.snapshot();
+        println!("{}", tick_line(tick, &report, &snapshot));
+        if snapshot
+            .iter()
+            .all(|p| p.status.as_ref().is_some_and(is_settled))
+        {
+            break true;
+        }
+        if started.elapsed() >= args.timeout {
+            break false;
+        }
+        tokio::time::sleep(args.tick_interval).await;
+    };
+    let snapshot = store.snapshot();
+    print_summary(&snapshot);
+    let counters = simulator.counters();
+    println!(
+        "vendor calls: {} status queries, {} backup calls; {} backups started; {} status writes",
+        counters.calls("batch-query-status"),
+        counters.calls("backup"),
+        counters.backups_started,
+        store.writes()
+    );
+    if settled {
         println!(
-            "{:<28} {:<14} {:<10} {:>4}  {}",
-            phone.metadata.name.as_deref().unwrap_or("?"),
-            id.chars().take(14).collect::<String>(),
-            phone.spec.lifecycle.as_str(),
-            code,
-            phase
+            "settled after {tick} ticks ({:.1}s): every phone reached its declared lifecycle or says why it cannot",
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        println!(
+            "not settled after {}: the phones above still in progress did not finish",
+            humantime::format_duration(args.timeout)
         );
     }
     simulator.shutdown().await;
-    Ok(true)
+    Ok(settled)
+}
+
+/// `tick  3 | Idle 12, BackingUp 8, ... | 1 status call, 1 backup call, 14 writes`
+fn tick_line(tick: usize, report: &TickReport, snapshot: &[Arc<CloudPhone>]) -> String {
+    let mut by_phase: BTreeMap<usize, (Phase, usize)> = BTreeMap::new();
+    for phone in snapshot {
+        let phase = phone.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        let order = Phase::ALL.iter().position(|p| *p == phase).unwrap_or(0);
+        by_phase.entry(order).or_insert((phase, 0)).1 += 1;
+    }
+    let phases: Vec<String> = by_phase.values().map(|(p, n)| format!("{p} {n}")).collect();
+    format!(
+        "tick {tick:>2} | {} | {} status calls, {} backup calls, {} backups requested, {} statuses written",
+        phases.join(", "),
+        report.status_calls,
+        report.backup_calls,
+        report.backups_requested,
+        report.statuses_written
+    )
+}
+
+fn print_summary(snapshot: &[Arc<CloudPhone>]) {
+    println!();
+    println!(
+        "{:<30} {:<12} {:<10} {:<13} {:<7} {:<17} MESSAGE",
+        "NAME", "INSTANCE", "LIFECYCLE", "PHASE", "READY", "REASON"
+    );
+    for phone in snapshot {
+        let status = phone.status.clone().unwrap_or_default();
+        let ready = status.conditions.iter().find(|c| c.type_ == READY);
+        let message: String = ready
+            .map_or("", |c| c.message.as_str())
+            .chars()
+            .take(90)
+            .collect();
+        println!(
+            "{:<30} {:<12} {:<10} {:<13} {:<7} {:<17} {}",
+            format!(
+                "{}/{}",
+                phone.metadata.namespace.as_deref().unwrap_or(""),
+                phone.metadata.name.as_deref().unwrap_or("")
+            ),
+            phone.spec.instance_id.chars().take(12).collect::<String>(),
+            phone.spec.lifecycle.as_str(),
+            status.phase.as_str(),
+            ready.map_or("-", |c| c.status.as_str()),
+            ready.map_or("-", |c| c.reason.as_str()),
+            message
+        );
+    }
+    println!();
 }

@@ -12,5 +12,6 @@ pub mod api;
 pub mod demo;
 pub mod koophone;
 pub mod plan;
+pub mod reconciler;
 pub mod sim;
 pub mod telemetry;

@@ -103,6 +103,9 @@ struct SimulateArgs {
     /// An instance id to pretend not to know (repeatable).
     #[arg(long = "unknown-id")]
     unknown_ids: Vec<String>,
+    /// An instance id to refuse as a wrong parameter: any call naming it is answered 400 (repeatable).
+    #[arg(long = "rejected-id")]
+    rejected_ids: Vec<String>,
     /// Answer in the older shapes (status results without `data`, backup without `data`).
     #[arg(long)]
     legacy_answers: bool,
@@ -132,6 +135,7 @@ impl SimulateArgs {
             business_error_rate,
             garbage_rate,
             unknown_ids,
+            rejected_ids,
             legacy_answers,
             business_errors_as_200,
             seed,
@@ -161,6 +165,7 @@ impl SimulateArgs {
                 unknown_ids: unknown_ids.into_iter().collect(),
                 legacy_answers,
                 fail_next_calls: 0,
+                rejected_ids: rejected_ids.into_iter().collect(),
             },
             tokens: accept_tokens,
             business_errors_as_200,
@@ -205,7 +210,12 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    // The demo's output is its table: only warnings and errors interleave with it, unless RUST_LOG says otherwise.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    telemetry::init(cli.log_format, default_filter);
     match cli.command {
         Command::Crd => {
             print!("{}", cloudphone_operator::api::crd_yaml());

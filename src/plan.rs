@@ -588,6 +588,27 @@ pub fn plan(
         .collect()
 }
 
+/// Ready reasons that say the phone cannot reach its lifecycle without a person acting.
+const BLOCKED_REASONS: [&str; 7] = [
+    "Streaming",
+    "RestoreFailed",
+    "InstanceNotFound",
+    "DuplicateInstance",
+    "InvalidSpec",
+    "UnknownStatus",
+    "Suspended",
+];
+
+/// True when a phone has reached what it declares (`Ready=True`), or is reported as unable to with
+/// a reason that no waiting will change; false while the operator or the vendor is still at work.
+pub fn is_settled(status: &CloudPhoneStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY)
+        .is_some_and(|c| c.status == "True" || BLOCKED_REASONS.contains(&c.reason.as_str()))
+}
+
 /// Kubernetes stores times to the second: planning in whole seconds keeps a status read back from
 /// the API server equal to the one written, so that it is not written again.
 fn whole_seconds(t: Timestamp) -> Timestamp {

@@ -11,9 +11,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber, filtered by `RUST_LOG` (default `info`). Call once at start-up.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber, filtered by `RUST_LOG` or else by `default_filter` (such as
+/// `info`). Call once at start-up.
+pub fn init(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -295,6 +295,72 @@ impl Error {
         }
     }
 
+    /// What went wrong, without the request id or any value that changes from call to call, for a
+    /// condition message: the same failure gives the same text, so a status is not rewritten for it.
+    pub fn summary(&self) -> String {
+        let text = match self {
+            Error::Transport {
+                endpoint,
+                timeout: true,
+                ..
+            } => format!("{endpoint} call timed out"),
+            Error::Transport {
+                endpoint,
+                connect: true,
+                ..
+            } => {
+                format!("{endpoint} call could not connect to the vendor")
+            }
+            Error::Transport { endpoint, .. } => format!("{endpoint} call lost its connection"),
+            Error::Http {
+                endpoint,
+                status,
+                vendor: Some(v),
+                ..
+            } => {
+                format!("{endpoint} call answered HTTP {status}, {v}")
+            }
+            Error::Http {
+                endpoint,
+                status,
+                vendor: None,
+                ..
+            } => {
+                format!("{endpoint} call answered HTTP {status}")
+            }
+            Error::Vendor {
+                endpoint, vendor, ..
+            } => format!("{endpoint} call answered {vendor}"),
+            Error::Decode {
+                endpoint, status, ..
+            } => {
+                format!(
+                    "{endpoint} call answered HTTP {status} with a body that is not the documented shape"
+                )
+            }
+            other => other.to_string(),
+        };
+        excerpt_long(&text)
+    }
+
+    /// True when the vendor refused the whole call because of one of its instances (a bad
+    /// parameter, or an instance that is busy, missing or not ours): a smaller call without it
+    /// can succeed.
+    pub fn is_per_instance_refusal(&self) -> bool {
+        self.is_bad_request()
+            || matches!(
+                self.vendor_code(),
+                Some(
+                    VendorCode::NoPermission
+                        | VendorCode::NotOwned
+                        | VendorCode::Frozen
+                        | VendorCode::Restoring
+                        | VendorCode::BackingUp
+                        | VendorCode::InstanceNotFound
+                )
+            )
+    }
+
     /// A short, bounded label for metrics and conditions: the vendor code's name, or the kind of
     /// failure. Never contains free text.
     pub fn label(&self) -> &'static str {
@@ -327,8 +393,17 @@ pub(crate) const EXCERPT_CHARS: usize = 64;
 
 /// The first [`EXCERPT_CHARS`] characters of `text`, with an ellipsis when it was cut.
 pub(crate) fn excerpt(text: &str) -> String {
+    cut(text, EXCERPT_CHARS)
+}
+
+/// At most 240 characters of a message for a condition.
+fn excerpt_long(text: &str) -> String {
+    cut(text, 240)
+}
+
+fn cut(text: &str, max: usize) -> String {
     let mut chars = text.chars();
-    let head: String = chars.by_ref().take(EXCERPT_CHARS).collect();
+    let head: String = chars.by_ref().take(max).collect();
     if chars.next().is_some() {
         format!("{head}...")
     } else {

@@ -29,6 +29,9 @@ pub struct Faults {
     pub garbage_rate: f64,
     /// Instances the simulator pretends not to know: left out of status answers, 4001 on backup.
     pub unknown_ids: BTreeSet<String>,
+    /// Instances the vendor refuses as a wrong parameter: any call naming one is answered HTTP 400
+    /// with code 1000, whole (the call is not processed).
+    pub rejected_ids: BTreeSet<String>,
     /// The next this-many calls answer HTTP 500 (the call is not processed), whatever the rates.
     pub fail_next_calls: u32,
     /// Answer in the older shapes: status results without the `data` wrapper, backup without `data`.

@@ -140,6 +140,18 @@ async fn serve(
                 inner.counters.record_outcome(call.name(), "refused");
                 *response
             }
+            Ok(ids) if ids.iter().any(|id| inner.faults.rejected_ids.contains(id)) => {
+                inner.counters.record_outcome(call.name(), "refused");
+                let id = ids
+                    .iter()
+                    .find(|id| inner.faults.rejected_ids.contains(*id))
+                    .map_or("", |id| id.as_str());
+                vendor_error(
+                    StatusCode::BAD_REQUEST,
+                    "1000",
+                    format!("instance_ids: {id:?} is not a valid instance id"),
+                )
+            }
             Ok(ids) => {
                 let super::Inner {
                     faults, fault_rng, ..

@@ -1,0 +1,358 @@
+//! The tick: snapshot, deduplicate, query status in batches, plan, back up in batches, write only
+//! the statuses that changed. One tick at a time, on an interval or triggered early.
+
+use super::store::{PhoneStore, WriteError};
+use super::vendor::Batcher;
+use crate::api::{CloudPhone, CloudPhoneStatus};
+use crate::koophone::Client;
+use crate::plan::{self, BackupResult, Disposition, PhoneKey, PhoneView, PlanConfig, Planned};
+use futures::{StreamExt, stream};
+use k8s_openapi::jiff::Timestamp;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+/// Tunables of the engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub plan: PlanConfig,
+    /// Vendor calls of one kind in flight at once.
+    pub vendor_calls_in_flight: usize,
+    /// Status writes in flight at once.
+    pub writes_in_flight: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            plan: PlanConfig::default(),
+            // Eight 100-id calls at once: a 10,000-phone tick is 13 rounds of calls.
+            vendor_calls_in_flight: 8,
+            // Sixteen writes at once stay well inside the client-side rate limits of an API server.
+            writes_in_flight: 16,
+        }
+    }
+}
+
+/// What one tick did, for its log line, the metrics and the tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Phones in the snapshot.
+    pub phones: usize,
+    /// Distinct instance ids queried.
+    pub queried: usize,
+    /// Status calls sent (splits included, retries inside the client not).
+    pub status_calls: u64,
+    /// Backup calls sent.
+    pub backup_calls: u64,
+    /// Phones whose backup the vendor accepted.
+    pub backups_requested: usize,
+    /// Status writes that succeeded.
+    pub statuses_written: usize,
+    /// Phones whose status query failed.
+    pub query_errors: usize,
+    /// Phones whose backup call failed (not counting the vendor's "already backing up").
+    pub backup_errors: usize,
+    /// Status writes that failed (deleted objects not counted).
+    pub write_errors: usize,
+    /// Wall time of the tick.
+    pub duration: Duration,
+}
+
+/// A handle that asks the engine for an early tick. A request during a tick causes exactly one
+/// more tick; several requests before a tick starts cause one.
+#[derive(Clone, Default)]
+pub struct Trigger(Arc<Notify>);
+
+impl Trigger {
+    pub fn fire(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// The tick engine over a [`PhoneStore`] and the vendor client.
+pub struct Engine<S> {
+    store: Arc<S>,
+    client: Client,
+    config: EngineConfig,
+    trigger: Trigger,
+    /// Statuses this engine wrote that the store may not show yet (a watch cache lags its
+    /// writes), keyed by object and uid; dropped once the store shows them.
+    written: Mutex<HashMap<(PhoneKey, Option<String>), CloudPhoneStatus>>,
+}
+
+/// The uid distinguishes an object from a deleted one of the same name.
+fn written_key(phone: &CloudPhone) -> (PhoneKey, Option<String>) {
+    (PhoneKey::of(phone), phone.metadata.uid.clone())
+}
+
+impl<S: PhoneStore> Engine<S> {
+    pub fn new(store: Arc<S>, client: Client, config: EngineConfig) -> Engine<S> {
+        Engine {
+            store,
+            client,
+            config,
+            trigger: Trigger::default(),
+            written: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The handle that requests an early tick.
+    pub fn trigger(&self) -> Trigger {
+        self.trigger.clone()
+    }
+
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// Ticks every `interval` and on each trigger, until `shutdown` resolves. A tick in flight when
+    /// `shutdown` resolves is finished first.
+    pub async fn run(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                _ = self.trigger.0.notified() => ticker.reset(),
+                _ = ticker.tick() => {}
+            }
+            self.tick().await;
+        }
+    }
+
+    /// One tick over every phone of the store.
+    pub async fn tick(&self) -> TickReport {
+        let started = Instant::now();
+        let now = Timestamp::now();
+        let snapshot = self.store.snapshot();
+        let statuses = self.effective_statuses(&snapshot);
+        let views: Vec<PhoneView> = snapshot
+            .iter()
+            .zip(&statuses)
+            .map(|(phone, status)| PhoneView {
+                status: status.as_ref(),
+                ..PhoneView::of(phone)
+            })
+            .collect();
+        let dispositions = plan::dispositions(&views);
+        let ids = plan::instances_to_query(&views, &dispositions);
+
+        let batcher = Batcher::new(&self.client, self.config.vendor_calls_in_flight);
+        let observations = batcher.query(&ids).await;
+        let query_errors = views
+            .iter()
+            .zip(&dispositions)
+            .filter(|(v, d)| {
+                **d == Disposition::Query
+                    && matches!(
+                        observations.get(&v.spec.instance_id),
+                        Some(plan::Observation::Failed(_))
+                    )
+            })
+            .count();
+        let planned = plan::plan(
+            &views,
+            &dispositions,
+            |id| observations.get(id).cloned(),
+            now,
+            &self.config.plan,
+        );
+
+        let mut report = TickReport {
+            phones: snapshot.len(),
+            queried: ids.len(),
+            query_errors,
+            ..TickReport::default()
+        };
+        let mut final_statuses: Vec<CloudPhoneStatus> =
+            planned.iter().map(|p| p.status.clone()).collect();
+        self.back_up(
+            &snapshot,
+            &statuses,
+            &planned,
+            &mut final_statuses,
+            &batcher,
+            now,
+            &mut report,
+        )
+        .await;
+
+        let changed: Vec<usize> = (0..snapshot.len())
+            .filter(|&i| statuses[i].as_ref() != Some(&final_statuses[i]))
+            .collect();
+        let (written, errors) = self.write(&snapshot, &final_statuses, &changed).await;
+        report.statuses_written += written;
+        report.write_errors += errors;
+        report.status_calls = batcher.status_calls.load(Ordering::Relaxed);
+        report.backup_calls = batcher.backup_calls.load(Ordering::Relaxed);
+        report.duration = started.elapsed();
+        self.forget_gone(&snapshot);
+        info!(
+            phones = report.phones,
+            queried = report.queried,
+            status_calls = report.status_calls,
+            backup_calls = report.backup_calls,
+            backups_requested = report.backups_requested,
+            statuses_written = report.statuses_written,
+            errors = report.query_errors + report.backup_errors + report.write_errors,
+            duration_ms = report.duration.as_millis() as u64,
+            "tick"
+        );
+        report
+    }
+
+    /// Each phone's status as this engine last wrote it, or as the store shows it when the store
+    /// has caught up (or the engine never wrote it).
+    fn effective_statuses(&self, snapshot: &[Arc<CloudPhone>]) -> Vec<Option<CloudPhoneStatus>> {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        snapshot
+            .iter()
+            .map(|phone| {
+                let key = written_key(phone);
+                match written.get(&key) {
+                    Some(status) if phone.status.as_ref() == Some(status) => {
+                        written.remove(&key);
+                        phone.status.clone()
+                    }
+                    Some(status) => Some(status.clone()),
+                    None => phone.status.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn forget_gone(&self, snapshot: &[Arc<CloudPhone>]) {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if written.is_empty() {
+            return;
+        }
+        let present: std::collections::HashSet<_> =
+            snapshot.iter().map(|p| written_key(p)).collect();
+        written.retain(|key, _| present.contains(key));
+    }
+
+    /// Writes the planned status of each phone to back up first, so that a crash after the call
+    /// cannot lead to a second one; then calls backup for those written, and records the outcome.
+    #[allow(clippy::too_many_arguments)]
+    async fn back_up(
+        &self,
+        snapshot: &[Arc<CloudPhone>],
+        old: &[Option<CloudPhoneStatus>],
+        planned: &[Planned],
+        final_statuses: &mut [CloudPhoneStatus],
+        batcher: &Batcher<'_>,
+        now: Timestamp,
+        report: &mut TickReport,
+    ) {
+        let wanted: Vec<usize> = (0..planned.len()).filter(|&i| planned[i].backup).collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let (written, errors) = self.write(snapshot, final_statuses, &wanted).await;
+        report.statuses_written += written;
+        report.write_errors += errors;
+        let mut recorded = Vec::new();
+        for &i in &wanted {
+            if self.written_status(&snapshot[i]).as_ref() == Some(&final_statuses[i]) {
+                recorded.push(i);
+            } else {
+                // The call is not sent: the phone keeps its old status and is planned again next tick.
+                final_statuses[i] = old[i].clone().unwrap_or_default();
+            }
+        }
+        let ids: Vec<String> = recorded
+            .iter()
+            .map(|&i| snapshot[i].spec.instance_id.clone())
+            .collect();
+        let results = batcher.backup(&ids).await;
+        for &i in &recorded {
+            let phone = &snapshot[i];
+            let result = results
+                .get(&phone.spec.instance_id)
+                .cloned()
+                .unwrap_or(BackupResult::NotSent);
+            match &result {
+                BackupResult::Accepted { request_id, .. } => {
+                    report.backups_requested += 1;
+                    info!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, request_id, "backup requested");
+                }
+                BackupResult::AlreadyBackingUp | BackupResult::Restoring => {
+                    debug!(phone = %PhoneKey::of(phone), ?result, "backup not started: the vendor is busy with the instance");
+                }
+                other => {
+                    report.backup_errors += 1;
+                    warn!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, result = ?other, "backup call failed");
+                }
+            }
+            final_statuses[i] = plan::record_backup_result(
+                &final_statuses[i],
+                phone.metadata.generation,
+                &result,
+                now,
+                &self.config.plan,
+            );
+        }
+    }
+
+    async fn write_one(
+        &self,
+        phone: &CloudPhone,
+        status: &CloudPhoneStatus,
+        index: usize,
+    ) -> (usize, Result<(), WriteError>) {
+        (index, self.store.write_status(phone, status).await)
+    }
+
+    fn written_status(&self, phone: &CloudPhone) -> Option<CloudPhoneStatus> {
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&written_key(phone))
+            .cloned()
+    }
+
+    /// Writes the statuses of the phones at `indices` (skipping those already written this way),
+    /// under the cap on writes in flight. Returns (written, failed); a deleted phone is neither.
+    async fn write(
+        &self,
+        snapshot: &[Arc<CloudPhone>],
+        statuses: &[CloudPhoneStatus],
+        indices: &[usize],
+    ) -> (usize, usize) {
+        let todo: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|&i| self.written_status(&snapshot[i]).as_ref() != Some(&statuses[i]))
+            .collect();
+        let results: Vec<(usize, Result<(), WriteError>)> = stream::iter(todo)
+            .map(|i| self.write_one(&snapshot[i], &statuses[i], i))
+            .buffer_unordered(self.config.writes_in_flight.max(1))
+            .collect()
+            .await;
+        let mut written = 0;
+        let mut failed = 0;
+        let mut cache = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, result) in results {
+            match result {
+                Ok(()) => {
+                    written += 1;
+                    cache.insert(written_key(&snapshot[i]), statuses[i].clone());
+                }
+                Err(WriteError::Gone(key)) => {
+                    debug!(phone = %key, "phone deleted before its status was written")
+                }
+                Err(err) => {
+                    failed += 1;
+                    warn!(error = %err, "status write failed; retried next tick");
+                }
+            }
+        }
+        (written, failed)
+    }
+}

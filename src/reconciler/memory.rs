@@ -1,0 +1,105 @@
+//! An in-memory [`PhoneStore`], for the quick start and the tests, with injectable write failures.
+
+use super::store::{PhoneStore, WriteError};
+use crate::api::{CloudPhone, CloudPhoneStatus};
+use crate::plan::PhoneKey;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Which failure to inject into the next writes of one phone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InjectedWriteFailure {
+    Gone,
+    Conflict,
+}
+
+/// Phones held in memory, keyed by namespace/name.
+#[derive(Default)]
+pub struct MemoryStore {
+    phones: Mutex<BTreeMap<PhoneKey, Arc<CloudPhone>>>,
+    failures: Mutex<HashMap<PhoneKey, (InjectedWriteFailure, u32)>>,
+    writes: AtomicU64,
+}
+
+impl MemoryStore {
+    /// A store holding these phones.
+    pub fn new(phones: impl IntoIterator<Item = CloudPhone>) -> MemoryStore {
+        let store = MemoryStore::default();
+        for phone in phones {
+            store.insert(phone);
+        }
+        store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<PhoneKey, Arc<CloudPhone>>> {
+        self.phones.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds or replaces a phone.
+    pub fn insert(&self, phone: CloudPhone) {
+        self.lock().insert(PhoneKey::of(&phone), Arc::new(phone));
+    }
+
+    /// Deletes a phone.
+    pub fn remove(&self, key: &PhoneKey) -> Option<Arc<CloudPhone>> {
+        self.lock().remove(key)
+    }
+
+    /// One phone, as stored now.
+    pub fn get(&self, key: &PhoneKey) -> Option<Arc<CloudPhone>> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Successful status writes so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Makes the next `times` writes of one phone fail.
+    pub fn fail_writes(&self, key: PhoneKey, failure: InjectedWriteFailure, times: u32) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (failure, times));
+    }
+
+    fn injected(&self, key: &PhoneKey) -> Option<InjectedWriteFailure> {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let (failure, left) = failures.get_mut(key)?;
+        let failure = *failure;
+        *left -= 1;
+        if *left == 0 {
+            failures.remove(key);
+        }
+        Some(failure)
+    }
+}
+
+impl PhoneStore for MemoryStore {
+    fn snapshot(&self) -> Vec<Arc<CloudPhone>> {
+        self.lock().values().cloned().collect()
+    }
+
+    async fn write_status(
+        &self,
+        phone: &CloudPhone,
+        status: &CloudPhoneStatus,
+    ) -> Result<(), WriteError> {
+        let key = PhoneKey::of(phone);
+        match self.injected(&key) {
+            Some(InjectedWriteFailure::Gone) => return Err(WriteError::Gone(key)),
+            Some(InjectedWriteFailure::Conflict) => return Err(WriteError::Conflict(key)),
+            None => {}
+        }
+        let mut phones = self.lock();
+        let Some(stored) = phones.get_mut(&key) else {
+            return Err(WriteError::Gone(key));
+        };
+        let mut updated = (**stored).clone();
+        updated.status = Some(status.clone());
+        *stored = Arc::new(updated);
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}

@@ -1,0 +1,46 @@
+//! Where the tick loop reads phones and writes their status: a trait, so that the same engine runs
+//! on the Kubernetes watch cache and on an in-memory store.
+
+use crate::api::{CloudPhone, CloudPhoneStatus};
+use crate::plan::PhoneKey;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Why one status write failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The object was deleted meanwhile: nothing to write.
+    #[error("CloudPhone {0} no longer exists")]
+    Gone(PhoneKey),
+    /// Someone else changed the object; the write is retried on the next tick.
+    #[error("CloudPhone {0}: the status write conflicted with another change")]
+    Conflict(PhoneKey),
+    /// Any other failure, retried on the next tick.
+    #[error("CloudPhone {key}: status write failed: {message}")]
+    Other { key: PhoneKey, message: String },
+}
+
+impl WriteError {
+    /// A short, bounded label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            WriteError::Gone(_) => "Gone",
+            WriteError::Conflict(_) => "Conflict",
+            WriteError::Other { .. } => "Other",
+        }
+    }
+}
+
+/// The phones and their status, as the engine sees them.
+pub trait PhoneStore: Send + Sync + 'static {
+    /// Every phone, as last seen. This is a cache and may be stale: a status just written may not
+    /// show yet (the engine overlays its own writes).
+    fn snapshot(&self) -> Vec<Arc<CloudPhone>>;
+
+    /// Writes one phone's `.status`, and nothing else of the object.
+    fn write_status(
+        &self,
+        phone: &CloudPhone,
+        status: &CloudPhoneStatus,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+}

@@ -1,0 +1,431 @@
+//! The tick engine on the in-memory store against the simulator, over real HTTP.
+
+use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase};
+use cloudphone_operator::koophone::{Client, ClientConfig, RetryPolicy, Token};
+use cloudphone_operator::plan::{PhoneKey, PlanConfig, READY, SYNCED};
+use cloudphone_operator::reconciler::{
+    Engine, EngineConfig, InjectedWriteFailure, MemoryStore, PhoneStore, TickReport,
+};
+use cloudphone_operator::sim::{Faults, SimConfig, Simulator, Timings, code};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn phone(name: &str, instance: &str) -> CloudPhone {
+    let mut p = CloudPhone::new(
+        name,
+        CloudPhoneSpec {
+            instance_id: instance.into(),
+            lifecycle: Lifecycle::BackedUp,
+            interrupt_streaming: false,
+            suspend: false,
+        },
+    );
+    p.metadata.namespace = Some("fleet".into());
+    p.metadata.uid = Some(format!("uid-{name}"));
+    p.metadata.generation = Some(1);
+    p.metadata.creation_timestamp = Some(Time(Timestamp::from_second(1_700_000_000).unwrap()));
+    p
+}
+
+fn fleet(n: usize) -> (Vec<CloudPhone>, Vec<(String, i64)>) {
+    let phones = (0..n)
+        .map(|i| phone(&format!("p{i:05}"), &format!("kp{i:05}")))
+        .collect();
+    let instances = (0..n)
+        .map(|i| (format!("kp{i:05}"), code::DATA_LOADED))
+        .collect();
+    (phones, instances)
+}
+
+async fn simulator(instances: Vec<(String, i64)>, backup_duration: Duration) -> Simulator {
+    Simulator::start(
+        SimConfig {
+            instances,
+            timings: Timings {
+                backup_duration,
+                ..Timings::default()
+            },
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+fn engine(sim: &Simulator, store: Arc<MemoryStore>, grace: Duration) -> Engine<MemoryStore> {
+    let client = Client::new(
+        ClientConfig {
+            base_url: sim.url(),
+            request_timeout: Duration::from_secs(2),
+            retry: RetryPolicy {
+                max_retries: 3,
+                base_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(20),
+                max_retry_after: Duration::from_millis(50),
+            },
+            ..ClientConfig::default()
+        },
+        Token::new("t"),
+    )
+    .unwrap();
+    Engine::new(
+        store,
+        client,
+        EngineConfig {
+            plan: PlanConfig {
+                grace_period: grace,
+                backoff_base: Duration::from_millis(500),
+                backoff_max: Duration::from_secs(2),
+            },
+            ..EngineConfig::default()
+        },
+    )
+}
+
+fn status_of(store: &MemoryStore, name: &str) -> CloudPhoneStatus {
+    let key = PhoneKey {
+        namespace: "fleet".into(),
+        name: name.into(),
+    };
+    store.get(&key).unwrap().status.clone().unwrap_or_default()
+}
+
+fn condition(status: &CloudPhoneStatus, type_: &str) -> (String, String) {
+    let c = status.conditions.iter().find(|c| c.type_ == type_).unwrap();
+    (c.status.clone(), c.reason.clone())
+}
+
+fn all_idle(store: &MemoryStore) -> bool {
+    store
+        .snapshot()
+        .iter()
+        .all(|p| p.status.as_ref().is_some_and(|s| s.phase == Phase::Idle))
+}
+
+/// Ticks until every phone is Idle, returning the reports; fails after `max` ticks.
+async fn tick_until_idle(engine: &Engine<MemoryStore>, max: usize) -> Vec<TickReport> {
+    let mut reports = Vec::new();
+    for _ in 0..max {
+        reports.push(engine.tick().await);
+        if all_idle(engine.store()) {
+            return reports;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the fleet did not converge in {max} ticks: {:?}",
+        reports.last()
+    );
+}
+
+#[tokio::test]
+async fn a_fleet_of_250_converges_with_3_status_calls_a_tick_and_3_backup_calls_in_all() {
+    let (phones, instances) = fleet(250);
+    let sim = simulator(instances, Duration::from_millis(300)).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = engine(&sim, store.clone(), Duration::from_secs(30));
+    let reports = tick_until_idle(&engine, 40).await;
+    for report in &reports {
+        assert_eq!(report.status_calls, 3, "{report:?}");
+    }
+    assert_eq!(reports[0].backup_calls, 3);
+    assert_eq!(reports[0].backups_requested, 250);
+    let counters = sim.counters();
+    assert_eq!(counters.calls("backup"), 3);
+    assert_eq!(counters.backups_started, 250);
+    assert_eq!(
+        counters.calls("batch-query-status"),
+        3 * reports.len() as u64
+    );
+    for p in store.snapshot() {
+        let status = p.status.clone().unwrap();
+        assert_eq!(
+            condition(&status, READY),
+            ("True".into(), "BackedUp".into())
+        );
+        assert_eq!(status.instance_status, Some(code::IDLE));
+        assert_eq!(status.observed_generation, Some(1));
+        assert!(status.backup.unwrap().request_id.is_some());
+    }
+    // Steady state: nothing changed, nothing written.
+    let writes = store.writes();
+    let steady = engine.tick().await;
+    assert_eq!(
+        (
+            steady.statuses_written,
+            steady.backup_calls,
+            steady.status_calls
+        ),
+        (0, 0, 3)
+    );
+    assert_eq!(store.writes(), writes);
+}
+
+#[tokio::test]
+async fn injected_faults_delay_convergence_but_never_double_a_backup() {
+    let (phones, instances) = fleet(1000);
+    let sim = simulator(instances, Duration::from_millis(200)).await;
+    sim.set_faults(Faults {
+        server_error_rate: 0.2,
+        garbage_rate: 0.05,
+        ..Faults::default()
+    })
+    .unwrap();
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = engine(&sim, store.clone(), Duration::from_millis(600));
+    tick_until_idle(&engine, 100).await;
+    let counters = sim.counters();
+    let backup = &counters.endpoints["backup"];
+    assert!(
+        backup.outcomes.get("injected-500").copied().unwrap_or(0)
+            + backup
+                .outcomes
+                .get("injected-garbage")
+                .copied()
+                .unwrap_or(0)
+            > 0,
+        "the faults were injected: {backup:?}"
+    );
+    for (id, instance) in sim.instances() {
+        assert_eq!(instance.backups_started, 1, "{id}: {instance:?}");
+        assert_eq!(
+            instance.backup_requests, 1,
+            "{id} was sent a second backup call: {instance:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_bad_id_in_a_chunk_of_100_costs_the_other_99_nothing() {
+    let (mut phones, mut instances) = fleet(100);
+    phones
+        .iter_mut()
+        .for_each(|p| p.spec.lifecycle = Lifecycle::Observed);
+    instances.iter_mut().for_each(|i| i.1 = code::STREAMING);
+    let sim = simulator(instances, Duration::from_secs(1)).await;
+    let mut faults = Faults::default();
+    faults.rejected_ids.insert("kp00042".into());
+    sim.set_faults(faults).unwrap();
+    let store = Arc::new(MemoryStore::new(phones));
+    let report = engine(&sim, store.clone(), Duration::from_secs(30))
+        .tick()
+        .await;
+    // One call, then a split at each of about log2(100) levels: two calls per level.
+    assert!(report.status_calls <= 1 + 2 * 7, "{report:?}");
+    assert_eq!(report.query_errors, 1, "{report:?} {:?}", sim.counters());
+    for p in store.snapshot() {
+        let status = p.status.clone().unwrap();
+        if p.spec.instance_id == "kp00042" {
+            assert_eq!(
+                condition(&status, SYNCED),
+                ("False".into(), "InvalidParameter".into())
+            );
+            assert_eq!(status.phase, Phase::Pending);
+        } else {
+            assert_eq!(
+                condition(&status, SYNCED),
+                ("True".into(), "Observed".into()),
+                "{}",
+                p.spec.instance_id
+            );
+            assert_eq!(status.phase, Phase::Streaming);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_backup_refused_for_one_instance_still_backs_up_the_others() {
+    let (phones, instances) = fleet(10);
+    let sim = simulator(instances, Duration::from_secs(5)).await;
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(300),
+        ..Faults::default()
+    })
+    .unwrap();
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = engine(&sim, store.clone(), Duration::from_secs(30));
+    let tick = tokio::spawn(async move { engine.tick().await });
+    // Once the status query is answered (DataLoaded for all), someone else starts a backup of
+    // kp00003 before our backup call: the vendor refuses that call whole with 2006.
+    while sim.counters().calls("batch-query-status") == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sim.seed([("kp00003", code::BACKING_UP)]);
+    let report = tick.await.unwrap();
+    assert_eq!(report.backups_requested, 9, "{report:?}");
+    assert_eq!(report.backup_errors, 0, "2006 is a wait, not an error");
+    assert_eq!(sim.counters().backups_started, 9);
+    assert!(report.backup_calls <= 1 + 2 * 4, "{report:?}");
+    assert_eq!(
+        condition(&status_of(&store, "p00003"), READY).1,
+        "BackingUp"
+    );
+    assert_eq!(
+        condition(&status_of(&store, "p00004"), READY).1,
+        "BackupRequested"
+    );
+}
+
+#[tokio::test]
+async fn a_fresh_engine_after_a_restart_does_not_back_up_again() {
+    let (phones, instances) = fleet(150);
+    let sim = simulator(instances, Duration::from_secs(30)).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let first = engine(&sim, store.clone(), Duration::from_secs(60));
+    assert_eq!(first.tick().await.backups_requested, 150);
+    drop(first);
+    let restarted = engine(&sim, store.clone(), Duration::from_secs(60));
+    for _ in 0..3 {
+        let report = restarted.tick().await;
+        assert_eq!(report.backup_calls, 0, "{report:?}");
+    }
+    assert_eq!(sim.counters().calls("backup"), 2);
+    assert_eq!(status_of(&store, "p00000").phase, Phase::BackingUp);
+}
+
+#[tokio::test]
+async fn a_restart_while_the_vendor_still_shows_data_loaded_waits_for_the_grace_period() {
+    // The vendor accepted the call but its status query lags: a fresh engine must not call again
+    // before the grace period, because the status written ahead of the call records it.
+    let (phones, instances) = fleet(5);
+    let sim = simulator(instances, Duration::from_secs(30)).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let first = engine(&sim, store.clone(), Duration::from_secs(60));
+    first.tick().await;
+    drop(first);
+    sim.seed((0..5).map(|i| {
+        (
+            ["kp00000", "kp00001", "kp00002", "kp00003", "kp00004"][i],
+            code::DATA_LOADED,
+        )
+    }));
+    let restarted = engine(&sim, store.clone(), Duration::from_secs(60));
+    let report = restarted.tick().await;
+    assert_eq!(report.backup_calls, 0, "{report:?}");
+    assert_eq!(
+        condition(&status_of(&store, "p00000"), READY).1,
+        "BackupRequested"
+    );
+}
+
+#[tokio::test]
+async fn suspended_duplicate_and_invalid_phones_make_no_vendor_call() {
+    let mut suspended = phone("suspended", "kp1");
+    suspended.spec.suspend = true;
+    let owner = phone("owner", "kp2");
+    let mut duplicate = phone("duplicate", "kp2");
+    duplicate.metadata.creation_timestamp =
+        Some(Time(Timestamp::from_second(1_800_000_000).unwrap()));
+    let invalid = phone("invalid", "not valid!");
+    let sim = simulator(
+        vec![
+            ("kp1".into(), code::DATA_LOADED),
+            ("kp2".into(), code::IDLE),
+        ],
+        Duration::from_secs(1),
+    )
+    .await;
+    let store = Arc::new(MemoryStore::new([suspended, owner, duplicate, invalid]));
+    let report = engine(&sim, store.clone(), Duration::from_secs(30))
+        .tick()
+        .await;
+    assert_eq!(report.queried, 1);
+    assert_eq!(sim.counters().endpoints["batch-query-status"].ids, 1);
+    assert_eq!(report.backup_calls, 0);
+    assert_eq!(
+        condition(&status_of(&store, "suspended"), READY).1,
+        "Suspended"
+    );
+    assert_eq!(
+        condition(&status_of(&store, "duplicate"), READY).1,
+        "DuplicateInstance"
+    );
+    assert_eq!(
+        condition(&status_of(&store, "invalid"), READY).1,
+        "InvalidSpec"
+    );
+    assert_eq!(
+        condition(&status_of(&store, "owner"), READY),
+        ("True".into(), "BackedUp".into())
+    );
+}
+
+#[tokio::test]
+async fn failed_status_writes_are_retried_next_tick_and_deleted_phones_skipped() {
+    let (phones, instances) = fleet(3);
+    let sim = simulator(instances, Duration::from_secs(30)).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let key = |n: &str| PhoneKey {
+        namespace: "fleet".into(),
+        name: n.into(),
+    };
+    // p00000's write-ahead conflicts: its backup is not sent this tick.
+    store.fail_writes(key("p00000"), InjectedWriteFailure::Conflict, 1);
+    store.fail_writes(key("p00001"), InjectedWriteFailure::Gone, 1);
+    let engine = engine(&sim, store.clone(), Duration::from_secs(60));
+    let first = engine.tick().await;
+    assert_eq!(first.write_errors, 1, "{first:?}");
+    assert_eq!(first.backups_requested, 1);
+    assert_eq!(sim.instance("kp00000").unwrap().backup_requests, 0);
+    assert_eq!(sim.instance("kp00001").unwrap().backup_requests, 0);
+    let second = engine.tick().await;
+    assert_eq!(second.backups_requested, 2, "{second:?}");
+    for id in ["kp00000", "kp00001", "kp00002"] {
+        assert_eq!(sim.instance(id).unwrap().backup_requests, 1, "{id}");
+    }
+    // A phone deleted between ticks is simply forgotten.
+    store.remove(&key("p00002"));
+    let third = engine.tick().await;
+    assert_eq!((third.phones, third.write_errors), (2, 0));
+}
+
+#[tokio::test]
+async fn a_trigger_during_a_tick_causes_exactly_one_more_tick() {
+    let (phones, instances) = fleet(1);
+    let sim = simulator(instances, Duration::from_secs(30)).await;
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(300),
+        ..Faults::default()
+    })
+    .unwrap();
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = Arc::new(engine(&sim, store, Duration::from_secs(60)));
+    let trigger = engine.trigger();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .run(Duration::from_secs(3600), async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        })
+    };
+    // The first tick starts at once; trigger three times while it waits on the slow vendor.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..3 {
+        trigger.fire();
+    }
+    let status_calls = || sim.counters().calls("batch-query-status");
+    for _ in 0..100 {
+        if status_calls() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        status_calls(),
+        2,
+        "three triggers during one tick cause exactly one more tick"
+    );
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .unwrap()
+        .unwrap();
+}
