@@ -20,6 +20,11 @@ async fn the_demo_settles_the_example_fleet() {
 #[test]
 fn a_bad_manifest_is_refused_naming_the_document() {
     let text = "apiVersion: cloudphone.io/v1alpha1\nkind: CloudPhone\nmetadata: {name: a}\nspec: {instanceId: a1}\n---\nkind: CloudPhone\nmetadata: {name: b}\nspec: {lifecycle: Sometimes}\n";
-    let err = demo::parse_manifests("fleet.yaml", text).unwrap_err().to_string();
-    assert!(err.contains("fleet.yaml") && err.contains("document 1"), "{err}");
+    let err = demo::parse_manifests("fleet.yaml", text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("fleet.yaml") && err.contains("document 1"),
+        "{err}"
+    );
 }
