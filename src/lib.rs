@@ -11,6 +11,7 @@
 pub mod api;
 pub mod demo;
 pub mod koophone;
+pub mod metrics;
 pub mod plan;
 pub mod reconciler;
 pub mod sim;

@@ -399,7 +399,7 @@ async fn a_trigger_during_a_tick_causes_exactly_one_more_tick() {
         let engine = engine.clone();
         tokio::spawn(async move {
             engine
-                .run(Duration::from_secs(3600), async {
+                .run(Duration::from_secs(3600), Duration::from_secs(1), async {
                     let _ = stop_rx.await;
                 })
                 .await
@@ -428,4 +428,110 @@ async fn a_trigger_during_a_tick_causes_exactly_one_more_tick() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn only_the_leader_ticks_and_a_lost_lease_cuts_the_tick() {
+    let (phones, instances) = fleet(1);
+    let sim = simulator(instances, Duration::from_secs(30)).await;
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(500),
+        ..Faults::default()
+    })
+    .unwrap();
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = Arc::new(engine(&sim, store.clone(), Duration::from_secs(60)));
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .run_as_leader(
+                    Duration::from_millis(100),
+                    leader_rx,
+                    Duration::from_secs(1),
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        sim.counters().calls("batch-query-status"),
+        0,
+        "a standby never calls the vendor"
+    );
+    leader_tx.send(true).unwrap();
+    while sim.counters().calls("batch-query-status") == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The first tick is waiting on the slow vendor: losing the lease now cuts it before its
+    // backup call is sent.
+    leader_tx.send(false).unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        sim.counters().calls("backup"),
+        0,
+        "no vendor call after the lease was lost"
+    );
+    assert_eq!(sim.counters().calls("batch-query-status"), 1);
+    assert_eq!(store.writes(), 0);
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn events_are_published_once_per_transition() {
+    let (phones, instances) = fleet(3);
+    let sim = simulator(instances, Duration::from_millis(200)).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = engine(&sim, store.clone(), Duration::from_secs(60));
+    tick_until_idle(&engine, 40).await;
+    for _ in 0..3 {
+        engine.tick().await;
+    }
+    let events = store.events();
+    let count = |reason: &str| events.iter().filter(|(_, e)| e.reason == reason).count();
+    assert_eq!(count("BackupRequested"), 3, "{events:?}");
+    assert_eq!(count("BackedUp"), 3, "{events:?}");
+    assert_eq!(events.len(), 6, "{events:?}");
+}
+
+#[tokio::test]
+async fn ticks_record_metrics() {
+    let (phones, instances) = fleet(3);
+    let sim = simulator(instances, Duration::from_secs(30)).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let metrics = Arc::new(cloudphone_operator::metrics::Metrics::new());
+    let client = Client::new(
+        ClientConfig {
+            base_url: sim.url(),
+            ..ClientConfig::default()
+        },
+        Token::new("t"),
+    )
+    .unwrap()
+    .with_observer(metrics.clone());
+    let engine = Engine::new(store, client, EngineConfig::default()).with_metrics(metrics.clone());
+    engine.tick().await;
+    assert!(engine.last_success().is_some());
+    let text = metrics.encode();
+    for line in [
+        "cloudphone_vendor_calls_total{endpoint=\"batch-query-status\",outcome=\"ok\"} 1",
+        "cloudphone_vendor_calls_total{endpoint=\"backup\",outcome=\"ok\"} 1",
+        "cloudphone_backups_requested_total 3",
+        // Three intents written ahead of the backup call, then three with the vendor's receipt.
+        "cloudphone_status_writes_total{outcome=\"ok\"} 6",
+        "cloudphone_phones{phase=\"DataLoaded\"} 3",
+        "cloudphone_phones{phase=\"Idle\"} 0",
+        "cloudphone_tick_duration_seconds_count 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
 }

@@ -8,6 +8,7 @@ use crate::api::check_instance_id;
 use futures::{StreamExt, stream};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 use uuid::Uuid;
@@ -78,6 +79,12 @@ pub struct BackupReceipt {
     pub jobs: HashMap<String, String>,
 }
 
+/// Sees every vendor HTTP attempt: for metrics.
+pub trait CallObserver: Send + Sync {
+    /// `outcome` is `ok` or the failure's bounded label.
+    fn observe(&self, endpoint: Endpoint, outcome: &'static str, elapsed: Duration);
+}
+
 /// A typed client of the two vendor calls the operator makes. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
@@ -86,6 +93,7 @@ pub struct Client {
     token: Token,
     retry: RetryPolicy,
     max_in_flight: usize,
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -112,7 +120,14 @@ impl Client {
             token,
             retry: config.retry,
             max_in_flight: config.max_in_flight.max(1),
+            observer: None,
         })
+    }
+
+    /// Reports every attempt to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Client {
+        self.observer = Some(observer);
+        self
     }
 
     /// The base URL calls go to.
@@ -227,6 +242,10 @@ impl Client {
             let request_id = Uuid::new_v4();
             let started = Instant::now();
             let result = self.attempt(endpoint, request_id, ids).await;
+            if let Some(observer) = &self.observer {
+                let outcome = result.as_ref().map_or_else(Error::label, |_| "ok");
+                observer.observe(endpoint, outcome, started.elapsed());
+            }
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let err = match result {
                 Ok(answer) => {

@@ -11,7 +11,8 @@ mod token;
 mod wire;
 
 pub use client::{
-    BackupReceipt, Chunk, Client, ClientConfig, DEFAULT_BASE_URL, MAX_IDS_PER_CALL, StatusReport,
+    BackupReceipt, CallObserver, Chunk, Client, ClientConfig, DEFAULT_BASE_URL, MAX_IDS_PER_CALL,
+    StatusReport,
 };
 pub use error::{Endpoint, Error, VendorCode, VendorError};
 pub use retry::RetryPolicy;

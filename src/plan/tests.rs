@@ -448,6 +448,69 @@ fn backup_results_are_recorded() {
     assert_eq!(not_sent, planned.status);
 }
 
+#[test]
+fn events_fire_on_transitions_only() {
+    let phone = Phone::new("p", "kp1").backed_up();
+    let reasons = |old: Option<&CloudPhoneStatus>, new: &CloudPhoneStatus| -> Vec<&'static str> {
+        events(&phone.spec, old, new)
+            .into_iter()
+            .map(|e| e.reason)
+            .collect()
+    };
+    let data_loaded = phone.plan(Some(Observation::Status(2)), at(0)).status;
+    let accepted = record_backup_result(
+        &data_loaded,
+        Some(1),
+        &BackupResult::Accepted {
+            request_id: "r1".into(),
+            task_id: None,
+            job_id: None,
+        },
+        at(0),
+        &config(),
+    );
+    assert_eq!(reasons(None, &accepted), ["BackupRequested"]);
+    assert_eq!(
+        reasons(Some(&accepted), &accepted),
+        Vec::<&str>::new(),
+        "no event when nothing changed"
+    );
+    let p = phone.clone().with_status(accepted.clone());
+    let failed = p.plan(Some(Observation::Status(5)), at(10)).status;
+    assert_eq!(reasons(Some(&accepted), &failed), ["BackupFailed"]);
+    let idle = phone
+        .clone()
+        .with_status(failed.clone())
+        .plan(Some(Observation::Status(0)), at(20))
+        .status;
+    assert_eq!(reasons(Some(&failed), &idle), ["BackedUp"]);
+    assert_eq!(reasons(Some(&idle), &idle), Vec::<&str>::new());
+    let missing = phone
+        .clone()
+        .with_status(idle.clone())
+        .plan(Some(Observation::Missing), at(30))
+        .status;
+    assert_eq!(reasons(Some(&idle), &missing), ["InstanceNotFound"]);
+    let dup = plan_phone(
+        &phone.view(),
+        &Disposition::Duplicate {
+            owner: PhoneKey {
+                namespace: "fleet".into(),
+                name: "older".into(),
+            },
+        },
+        None,
+        at(0),
+        &config(),
+    )
+    .status;
+    let e = events(&phone.spec, None, &dup);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].reason, "DuplicateInstance");
+    assert!(e[0].warning && e[0].message.contains("fleet/older"));
+    assert!(events(&phone.spec, Some(&dup), &dup).is_empty());
+}
+
 // ---- property tests ----
 
 fn arb_observation() -> impl Strategy<Value = Option<Observation>> {

@@ -5,14 +5,16 @@ use super::store::{PhoneStore, WriteError};
 use super::vendor::Batcher;
 use crate::api::{CloudPhone, CloudPhoneStatus};
 use crate::koophone::Client;
+use crate::metrics::{Metrics, OutcomeLabels};
 use crate::plan::{self, BackupResult, Disposition, PhoneKey, PhoneView, PlanConfig, Planned};
+use futures::FutureExt;
 use futures::{StreamExt, stream};
 use k8s_openapi::jiff::Timestamp;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
 /// Tunables of the engine.
@@ -82,6 +84,21 @@ pub struct Engine<S> {
     /// Statuses this engine wrote that the store may not show yet (a watch cache lags its
     /// writes), keyed by object and uid; dropped once the store shows them.
     written: Mutex<HashMap<(PhoneKey, Option<String>), CloudPhoneStatus>>,
+    metrics: Option<Arc<Metrics>>,
+    /// When the last tick that reached the vendor ended.
+    last_success: Mutex<Option<Instant>>,
+}
+
+/// Resolves once `leader` says false (or its sender is gone).
+async fn lost(leader: &mut watch::Receiver<bool>) {
+    loop {
+        if !*leader.borrow_and_update() {
+            return;
+        }
+        if leader.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The uid distinguishes an object from a deleted one of the same name.
@@ -97,7 +114,21 @@ impl<S: PhoneStore> Engine<S> {
             config,
             trigger: Trigger::default(),
             written: Mutex::new(HashMap::new()),
+            metrics: None,
+            last_success: Mutex::new(None),
         }
+    }
+
+    /// Records tick, phase and write metrics into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Engine<S> {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// When the last tick that reached the vendor ended (every phone's query failing is a failed
+    /// tick; a tick with no phone to query succeeds).
+    pub fn last_success(&self) -> Option<Instant> {
+        *self.last_success.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The handle that requests an early tick.
@@ -110,19 +141,77 @@ impl<S: PhoneStore> Engine<S> {
     }
 
     /// Ticks every `interval` and on each trigger, until `shutdown` resolves. A tick in flight when
-    /// `shutdown` resolves is finished first.
-    pub async fn run(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
+    /// `shutdown` resolves is given `shutdown_grace` to finish, then cut.
+    pub async fn run(
+        &self,
+        interval: Duration,
+        shutdown_grace: Duration,
+        shutdown: impl Future<Output = ()> + Send,
+    ) {
+        let (_always, leader) = watch::channel(true);
+        self.run_as_leader(interval, leader, shutdown_grace, shutdown)
+            .await;
+    }
+
+    /// Like [`Engine::run`], but ticks only while `leader` is true. Gaining leadership ticks at once;
+    /// losing it cuts the tick in flight, so that no vendor call starts after the loss.
+    ///
+    /// NB: cutting a tick is safe at any point: a backup's intent is written before its call, and a
+    /// call already sent is found out from the next status query.
+    pub async fn run_as_leader(
+        &self,
+        interval: Duration,
+        mut leader: watch::Receiver<bool>,
+        shutdown_grace: Duration,
+        shutdown: impl Future<Output = ()> + Send,
+    ) {
+        let shutdown = shutdown.boxed().shared();
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                _ = self.trigger.0.notified() => ticker.reset(),
-                _ = ticker.tick() => {}
+        'outer: loop {
+            // Wait for leadership.
+            while !*leader.borrow_and_update() {
+                tokio::select! {
+                    _ = shutdown.clone() => break 'outer,
+                    changed = leader.changed() => if changed.is_err() { break 'outer },
+                }
             }
-            self.tick().await;
+            info!(
+                "leading: ticking every {}",
+                humantime::format_duration(interval)
+            );
+            ticker.reset_immediately();
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.clone() => break 'outer,
+                    changed = leader.changed() => {
+                        if changed.is_err() || !*leader.borrow_and_update() {
+                            break;
+                        }
+                        continue;
+                    }
+                    _ = self.trigger.0.notified() => ticker.reset(),
+                    _ = ticker.tick() => {}
+                }
+                let tick = self.tick();
+                tokio::pin!(tick);
+                tokio::select! {
+                    _ = &mut tick => {}
+                    _ = lost(&mut leader) => {
+                        warn!("leadership lost during a tick: the tick was cut");
+                        break;
+                    }
+                    _ = shutdown.clone() => {
+                        match tokio::time::timeout(shutdown_grace, &mut tick).await {
+                            Ok(_) => info!("shutting down: the tick in flight finished"),
+                            Err(_) => warn!("shutting down: the tick in flight was cut after {}", humantime::format_duration(shutdown_grace)),
+                        }
+                        break 'outer;
+                    }
+                }
+            }
+            info!("not leading: ticks stop");
         }
     }
 
@@ -189,10 +278,34 @@ impl<S: PhoneStore> Engine<S> {
         let (written, errors) = self.write(&snapshot, &final_statuses, &changed).await;
         report.statuses_written += written;
         report.write_errors += errors;
+        self.publish_events(&snapshot, &statuses, &final_statuses, &changed)
+            .await;
         report.status_calls = batcher.status_calls.load(Ordering::Relaxed);
         report.backup_calls = batcher.backup_calls.load(Ordering::Relaxed);
         report.duration = started.elapsed();
         self.forget_gone(&snapshot);
+        let query_phones = dispositions
+            .iter()
+            .filter(|d| **d == Disposition::Query)
+            .count();
+        if query_phones == 0 || report.query_errors < query_phones {
+            *self.last_success.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            if let Some(m) = &self.metrics {
+                let unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                m.last_successful_tick.set(unix);
+            }
+        }
+        if let Some(m) = &self.metrics {
+            m.tick_duration.observe(report.duration.as_secs_f64());
+            m.backups_requested.inc_by(report.backups_requested as u64);
+            let mut phases: HashMap<crate::api::Phase, i64> = HashMap::new();
+            for status in &final_statuses {
+                *phases.entry(status.phase).or_default() += 1;
+            }
+            m.set_phases(phases);
+        }
         info!(
             phones = report.phones,
             queried = report.queried,
@@ -300,6 +413,34 @@ impl<S: PhoneStore> Engine<S> {
         }
     }
 
+    /// Publishes the events of each changed phone whose new status is written: a write that failed
+    /// is retried next tick, and its events with it, so that none is published twice.
+    async fn publish_events(
+        &self,
+        snapshot: &[Arc<CloudPhone>],
+        old: &[Option<CloudPhoneStatus>],
+        new: &[CloudPhoneStatus],
+        changed: &[usize],
+    ) {
+        let mut pending = Vec::new();
+        for &i in changed {
+            if self.written_status(&snapshot[i]).as_ref() != Some(&new[i]) {
+                continue;
+            }
+            for event in plan::events(&snapshot[i].spec, old[i].as_ref(), &new[i]) {
+                pending.push((i, event));
+            }
+        }
+        stream::iter(pending)
+            .for_each_concurrent(
+                self.config.writes_in_flight.max(1),
+                |(i, event)| async move {
+                    self.store.publish(&snapshot[i], &event).await;
+                },
+            )
+            .await;
+    }
+
     async fn write_one(
         &self,
         phone: &CloudPhone,
@@ -339,6 +480,12 @@ impl<S: PhoneStore> Engine<S> {
         let mut failed = 0;
         let mut cache = self.written.lock().unwrap_or_else(|p| p.into_inner());
         for (i, result) in results {
+            if let Some(m) = &self.metrics {
+                let outcome = result.as_ref().map_or_else(WriteError::label, |_| "ok");
+                m.status_writes
+                    .get_or_create(&OutcomeLabels { outcome })
+                    .inc();
+            }
             match result {
                 Ok(()) => {
                     written += 1;

@@ -2,7 +2,7 @@
 
 use super::store::{PhoneStore, WriteError};
 use crate::api::{CloudPhone, CloudPhoneStatus};
-use crate::plan::PhoneKey;
+use crate::plan::{PhoneEvent, PhoneKey};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,6 +20,7 @@ pub struct MemoryStore {
     phones: Mutex<BTreeMap<PhoneKey, Arc<CloudPhone>>>,
     failures: Mutex<HashMap<PhoneKey, (InjectedWriteFailure, u32)>>,
     writes: AtomicU64,
+    events: Mutex<Vec<(PhoneKey, PhoneEvent)>>,
 }
 
 impl MemoryStore {
@@ -54,6 +55,14 @@ impl MemoryStore {
     /// Successful status writes so far.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Every event published so far, in order.
+    pub fn events(&self) -> Vec<(PhoneKey, PhoneEvent)> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Makes the next `times` writes of one phone fail.
@@ -101,5 +110,12 @@ impl PhoneStore for MemoryStore {
         *stored = Arc::new(updated);
         self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    async fn publish(&self, phone: &CloudPhone, event: &PhoneEvent) {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((PhoneKey::of(phone), event.clone()));
     }
 }

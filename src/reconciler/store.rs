@@ -2,7 +2,7 @@
 //! on the Kubernetes watch cache and on an in-memory store.
 
 use crate::api::{CloudPhone, CloudPhoneStatus};
-use crate::plan::PhoneKey;
+use crate::plan::{PhoneEvent, PhoneKey};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -43,4 +43,7 @@ pub trait PhoneStore: Send + Sync + 'static {
         phone: &CloudPhone,
         status: &CloudPhoneStatus,
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
+
+    /// Publishes an event on a phone. Best effort: a failure is logged, never retried.
+    fn publish(&self, phone: &CloudPhone, event: &PhoneEvent) -> impl Future<Output = ()> + Send;
 }

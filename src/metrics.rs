@@ -1,0 +1,166 @@
+//! The operator's Prometheus metrics (prometheus-client), every label bounded.
+
+use crate::api::Phase;
+use crate::koophone::{CallObserver, Endpoint};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// `batch-query-status` or `backup`.
+    pub endpoint: &'static str,
+    /// `ok`, or the failure's label (`Timeout`, `ServerError`, `RateLimited`, a vendor code's name).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `ok`, `Gone`, `Conflict` or `Other`.
+    pub outcome: &'static str,
+}
+
+/// Every metric the operator exports, registered under the `cloudphone_` prefix.
+pub struct Metrics {
+    registry: Registry,
+    pub tick_duration: Histogram,
+    pub vendor_calls: Family<CallLabels, Counter>,
+    pub vendor_latency: Family<EndpointLabels, Histogram>,
+    pub phones: Family<PhaseLabels, Gauge>,
+    pub backups_requested: Counter,
+    pub status_writes: Family<OutcomeLabels, Counter>,
+    pub last_successful_tick: Gauge<f64, AtomicU64>,
+    pub leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("cloudphone");
+        // 5ms to about 80s: a tick of a handful of phones up to one stalled on time-outs.
+        let tick_duration = Histogram::new(exponential_buckets(0.005, 2.0, 15));
+        let vendor_calls = Family::<CallLabels, Counter>::default();
+        let vendor_latency = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            // 5ms to about 40s.
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        let phones = Family::<PhaseLabels, Gauge>::default();
+        let backups_requested = Counter::default();
+        let status_writes = Family::<OutcomeLabels, Counter>::default();
+        let last_successful_tick = Gauge::<f64, AtomicU64>::default();
+        let leader = Gauge::default();
+        registry.register(
+            "tick_duration_seconds",
+            "Wall time of one reconcile tick over the whole fleet",
+            tick_duration.clone(),
+        );
+        registry.register(
+            "vendor_calls",
+            "Vendor HTTP calls (every attempt, retries included), by endpoint and outcome",
+            vendor_calls.clone(),
+        );
+        registry.register(
+            "vendor_call_duration_seconds",
+            "Latency of vendor HTTP calls, by endpoint",
+            vendor_latency.clone(),
+        );
+        registry.register(
+            "phones",
+            "CloudPhones by phase, as of the last tick",
+            phones.clone(),
+        );
+        registry.register(
+            "backups_requested",
+            "Phones whose backup the vendor accepted",
+            backups_requested.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "CloudPhone status writes, by outcome",
+            status_writes.clone(),
+        );
+        registry.register(
+            "last_successful_tick_timestamp_seconds",
+            "Unix time at which the last tick that reached the vendor ended",
+            last_successful_tick.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease and ticks, else 0",
+            leader.clone(),
+        );
+        Metrics {
+            registry,
+            tick_duration,
+            vendor_calls,
+            vendor_latency,
+            phones,
+            backups_requested,
+            status_writes,
+            last_successful_tick,
+            leader,
+        }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // NB: encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Sets the phones-by-phase gauges, every phase present (0 when none).
+    pub fn set_phases(&self, counts: impl IntoIterator<Item = (Phase, i64)>) {
+        for phase in Phase::ALL {
+            self.phones
+                .get_or_create(&PhaseLabels {
+                    phase: phase.as_str(),
+                })
+                .set(0);
+        }
+        for (phase, n) in counts {
+            self.phones
+                .get_or_create(&PhaseLabels {
+                    phase: phase.as_str(),
+                })
+                .inc_by(n);
+        }
+    }
+}
+
+impl CallObserver for Metrics {
+    fn observe(&self, endpoint: Endpoint, outcome: &'static str, elapsed: Duration) {
+        self.vendor_calls
+            .get_or_create(&CallLabels {
+                endpoint: endpoint.as_str(),
+                outcome,
+            })
+            .inc();
+        self.vendor_latency
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.as_str(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}
