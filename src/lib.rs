@@ -11,6 +11,7 @@
 pub mod api;
 pub mod demo;
 pub mod koophone;
+pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod reconciler;

@@ -1,0 +1,195 @@
+//! Leader election against a fake API server that keeps one Lease with optimistic concurrency.
+
+mod support;
+
+use cloudphone_operator::leader::{Leadership, LeaseConfig};
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::{Recorded, fake_client, status_error};
+
+const PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/cloudphone-operator";
+
+/// One Lease, stored as the API server would: resourceVersion checked on update.
+#[derive(Default)]
+struct LeaseServer {
+    lease: Mutex<Option<Value>>,
+    version: Mutex<u64>,
+    down: AtomicBool,
+}
+
+impl LeaseServer {
+    fn handle(&self, r: &Recorded) -> (u16, Value) {
+        if self.down.load(Ordering::SeqCst) {
+            return status_error(500, "InternalError");
+        }
+        let mut lease = self.lease.lock().unwrap();
+        let mut version = self.version.lock().unwrap();
+        match (r.method.as_str(), r.path()) {
+            ("GET", PATH) => match lease.as_ref() {
+                Some(l) => (200, l.clone()),
+                None => status_error(404, "NotFound"),
+            },
+            ("POST", "/apis/coordination.k8s.io/v1/namespaces/ops/leases") => {
+                if lease.is_some() {
+                    return status_error(409, "AlreadyExists");
+                }
+                *version += 1;
+                let mut created = r.body.clone();
+                created["metadata"]["resourceVersion"] = json!(version.to_string());
+                *lease = Some(created.clone());
+                (201, created)
+            }
+            ("PUT", PATH) => {
+                let current = lease
+                    .as_ref()
+                    .and_then(|l| l["metadata"]["resourceVersion"].as_str().map(str::to_owned));
+                if r.body["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(str::to_owned)
+                    != current
+                {
+                    return status_error(409, "Conflict");
+                }
+                *version += 1;
+                let mut updated = r.body.clone();
+                updated["metadata"]["resourceVersion"] = json!(version.to_string());
+                *lease = Some(updated.clone());
+                (200, updated)
+            }
+            _ => status_error(404, "NotFound"),
+        }
+    }
+
+    fn holder(&self) -> Option<String> {
+        self.lease
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+    }
+
+    fn field(&self, name: &str) -> Value {
+        self.lease
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or(Value::Null, |l| l["spec"][name].clone())
+    }
+}
+
+fn config(identity: &str) -> LeaseConfig {
+    LeaseConfig {
+        lease_duration: Duration::from_secs(2),
+        renew_deadline: Duration::from_millis(1000),
+        retry_period: Duration::from_millis(100),
+        ..LeaseConfig::new("cloudphone-operator", "ops", identity)
+    }
+}
+
+fn elector(server: &Arc<LeaseServer>, identity: &str) -> Leadership {
+    let s = server.clone();
+    let (client, _) = fake_client(move |r| s.handle(r));
+    Leadership::spawn(client, config(identity))
+}
+
+async fn wait_for(
+    mut rx: tokio::sync::watch::Receiver<bool>,
+    want: bool,
+    within: Duration,
+) -> bool {
+    tokio::time::timeout(within, rx.wait_for(|v| *v == want))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_lone_candidate_creates_the_lease_and_leads() {
+    let server = Arc::new(LeaseServer::default());
+    let a = elector(&server, "pod-a");
+    assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
+    assert_eq!(server.holder().as_deref(), Some("pod-a"));
+    assert_eq!(server.field("leaseDurationSeconds"), 2);
+    a.release().await;
+}
+
+#[tokio::test]
+async fn a_standby_waits_for_a_held_lease_and_takes_over_when_the_leader_dies() {
+    let server = Arc::new(LeaseServer::default());
+    let a = elector(&server, "pod-a");
+    assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
+    let b = elector(&server, "pod-b");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !*b.receiver().borrow(),
+        "the standby must not lead while the lease is renewed"
+    );
+    // The leader dies without releasing: its record stops changing.
+    drop(a);
+    let died = Instant::now();
+    assert!(
+        wait_for(b.receiver(), true, Duration::from_secs(10)).await,
+        "no takeover"
+    );
+    assert!(
+        died.elapsed() >= Duration::from_secs(2),
+        "taken over before the lease duration"
+    );
+    assert_eq!(server.holder().as_deref(), Some("pod-b"));
+    assert_eq!(server.field("leaseTransitions"), 1);
+    b.release().await;
+}
+
+#[tokio::test]
+async fn a_released_lease_is_taken_at_once() {
+    let server = Arc::new(LeaseServer::default());
+    let a = elector(&server, "pod-a");
+    assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
+    let b = elector(&server, "pod-b");
+    let rx_a = a.receiver();
+    a.release().await;
+    assert!(!*rx_a.borrow());
+    assert_eq!(server.holder(), None);
+    assert!(wait_for(b.receiver(), true, Duration::from_millis(1500)).await);
+    b.release().await;
+}
+
+#[tokio::test]
+async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
+    let server = Arc::new(LeaseServer::default());
+    let a = elector(&server, "pod-a");
+    assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
+    server.down.store(true, Ordering::SeqCst);
+    let cut = Instant::now();
+    assert!(
+        wait_for(a.receiver(), false, Duration::from_secs(5)).await,
+        "never stepped down"
+    );
+    // The last renewal started less than one retry period before the cut; others may take over a
+    // lease duration (2s) after they saw it.
+    assert!(
+        cut.elapsed() < Duration::from_secs(2),
+        "stepped down after {:?}, when another replica could already lead",
+        cut.elapsed()
+    );
+    drop(a);
+}
+
+#[tokio::test]
+async fn two_candidates_never_lead_at_once() {
+    let server = Arc::new(LeaseServer::default());
+    let a = elector(&server, "pod-a");
+    let b = elector(&server, "pod-b");
+    let (ra, rb) = (a.receiver(), b.receiver());
+    let mut someone_led = false;
+    for _ in 0..60 {
+        let (la, lb) = (*ra.borrow(), *rb.borrow());
+        assert!(!(la && lb), "both lead");
+        someone_led |= la || lb;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(someone_led);
+    a.release().await;
+    b.release().await;
+}

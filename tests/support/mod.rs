@@ -1,0 +1,85 @@
+//! A recording fake of the Kubernetes API server, on kube's `tower-test` mock service: every
+//! request is recorded (method, path and query, content type, JSON body) and answered by a handler.
+
+#![allow(dead_code)]
+
+use http::{Request, Response};
+use kube::client::Body;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+
+/// One request the client sent.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query, e.g. `/apis/cloudphone.io/v1alpha1/namespaces/a/cloudphones/p/status?fieldManager=x`.
+    pub uri: String,
+    pub content_type: Option<String>,
+    pub body: Value,
+}
+
+impl Recorded {
+    pub fn path(&self) -> &str {
+        self.uri.split('?').next().unwrap_or("")
+    }
+    pub fn query(&self) -> &str {
+        self.uri.split_once('?').map_or("", |(_, q)| q)
+    }
+}
+
+pub type Requests = Arc<Mutex<Vec<Recorded>>>;
+
+/// A kube client whose requests go to `handler`, which returns (HTTP status, JSON body).
+pub fn fake_client<F>(mut handler: F) -> (kube::Client, Requests)
+where
+    F: FnMut(&Recorded) -> (u16, Value) + Send + 'static,
+{
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let requests: Requests = Arc::default();
+    let log = requests.clone();
+    tokio::spawn(async move {
+        while let Some((request, respond)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap_or_default();
+            let recorded = Recorded {
+                method: parts.method.to_string(),
+                uri: parts
+                    .uri
+                    .path_and_query()
+                    .map_or_else(String::new, |pq| pq.to_string()),
+                content_type: parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                body: if bytes.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                        Value::String(String::from_utf8_lossy(&bytes).into_owned())
+                    })
+                },
+            };
+            let (status, answer) = handler(&recorded);
+            log.lock().unwrap().push(recorded);
+            let response = Response::builder()
+                .status(status)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                .unwrap();
+            respond.send_response(response);
+        }
+    });
+    (kube::Client::new(service, "default"), requests)
+}
+
+/// A Kubernetes `Status` error body.
+pub fn status_error(code: u16, reason: &str) -> (u16, Value) {
+    (
+        code,
+        serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{reason} (fake)"), "reason": reason, "code": code,
+        }),
+    )
+}
