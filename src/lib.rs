@@ -10,10 +10,12 @@
 
 pub mod api;
 pub mod demo;
+pub mod http;
 pub mod koophone;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod reconciler;
+pub mod run;
 pub mod sim;
 pub mod telemetry;

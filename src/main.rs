@@ -28,6 +28,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the operator against the cluster of the kubeconfig or the in-cluster service account.
+    Run(Box<cloudphone_operator::run::RunArgs>),
     /// Print the CloudPhone CustomResourceDefinition as YAML.
     Crd,
     /// Run the vendor API simulator as a stand-alone HTTP server.
@@ -115,6 +117,13 @@ struct SimulateArgs {
     /// Seed of the simulator's randomness.
     #[arg(long, env = "CLOUDPHONE_SIM_SEED", default_value = "0")]
     seed: u64,
+    /// Create an unknown instance in this state the first time a call names it.
+    #[arg(long, env = "CLOUDPHONE_SIM_AUTO_CREATE", value_name = "STATE", value_parser = parse_state_flag)]
+    auto_create: Option<i64>,
+}
+
+fn parse_state_flag(text: &str) -> Result<i64, String> {
+    sim::parse_state(text)
 }
 
 impl SimulateArgs {
@@ -139,6 +148,7 @@ impl SimulateArgs {
             legacy_answers,
             business_errors_as_200,
             seed,
+            auto_create,
         } = self;
         let mut seeded = match seed_file {
             Some(path) => sim::read_seed_file(&path)?,
@@ -170,6 +180,7 @@ impl SimulateArgs {
             tokens: accept_tokens,
             business_errors_as_200,
             seed,
+            auto_create,
         };
         Ok((config, listen))
     }
@@ -222,6 +233,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => simulate(*args).await,
+        Command::Run(args) => {
+            cloudphone_operator::run::run(*args, shutdown_signal()).await?;
+            Ok(())
+        }
         Command::Demo(args) => {
             let ok = cloudphone_operator::demo::run(args)
                 .await

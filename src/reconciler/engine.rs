@@ -73,6 +73,12 @@ impl Trigger {
     pub fn fire(&self) {
         self.0.notify_one();
     }
+
+    /// Resolves at the next fire (or at once for a fire not yet consumed). The engine consumes
+    /// fires itself: use this only on a trigger that no engine runs on.
+    pub async fn fired(&self) {
+        self.0.notified().await;
+    }
 }
 
 /// The tick engine over a [`PhoneStore`] and the vendor client.

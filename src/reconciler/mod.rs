@@ -4,10 +4,12 @@
 //! cache implements under `run` and [`MemoryStore`] implements for the quick start and the tests.
 
 mod engine;
+mod kube;
 mod memory;
 mod store;
 mod vendor;
 
+pub use self::kube::{FIELD_MANAGER, KubeStore, WatchConfig, Watches, phone_apis};
 pub use engine::{Engine, EngineConfig, TickReport, Trigger};
 pub use memory::{InjectedWriteFailure, MemoryStore};
 pub use store::{PhoneStore, WriteError};

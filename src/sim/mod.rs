@@ -39,6 +39,9 @@ pub struct SimConfig {
     pub business_errors_as_200: bool,
     /// Seed of the simulator's randomness (backup failures, faults), for reproducible runs.
     pub seed: u64,
+    /// Create an instance it does not know, in this status, the first time a call names it (so that
+    /// `run --simulate` has an instance for every CloudPhone of a cluster).
+    pub auto_create: Option<i64>,
 }
 
 /// Counts of what the simulator was asked, for tests and benchmarks (`GET /sim/counters`).
@@ -93,6 +96,7 @@ struct Shared {
     inner: Mutex<Inner>,
     tokens: HashSet<String>,
     business_errors_as_200: bool,
+    auto_create: Option<i64>,
 }
 
 impl Shared {
@@ -153,6 +157,7 @@ impl Simulator {
             }),
             tokens: config.tokens.into_iter().collect(),
             business_errors_as_200: config.business_errors_as_200,
+            auto_create: config.auto_create,
         });
         let listener = TcpListener::bind(addr)
             .await

@@ -204,6 +204,13 @@ fn process(
     shared: &Shared,
 ) -> (&'static str, Response) {
     let now = Instant::now();
+    if let Some(status) = shared.auto_create {
+        for id in ids {
+            if !inner.faults.unknown_ids.contains(id) && inner.fleet.get(id, now).is_none() {
+                inner.fleet.set(id, status, now);
+            }
+        }
+    }
     let legacy = inner.faults.legacy_answers;
     match call {
         Call::QueryStatus => {

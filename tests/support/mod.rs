@@ -34,10 +34,19 @@ pub fn fake_client<F>(mut handler: F) -> (kube::Client, Requests)
 where
     F: FnMut(&Recorded) -> (u16, Value) + Send + 'static,
 {
+    fake_client_hanging(move |r| Some(handler(r)))
+}
+
+/// Like [`fake_client`], but a handler answering `None` never answers (a watch that stays open).
+pub fn fake_client_hanging<F>(mut handler: F) -> (kube::Client, Requests)
+where
+    F: FnMut(&Recorded) -> Option<(u16, Value)> + Send + 'static,
+{
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let requests: Requests = Arc::default();
     let log = requests.clone();
     tokio::spawn(async move {
+        let mut open = Vec::new();
         while let Some((request, respond)) = handle.next_request().await {
             let (parts, body) = request.into_parts();
             let bytes = body.collect_bytes().await.unwrap_or_default();
@@ -60,8 +69,12 @@ where
                     })
                 },
             };
-            let (status, answer) = handler(&recorded);
+            let reply = handler(&recorded);
             log.lock().unwrap().push(recorded);
+            let Some((status, answer)) = reply else {
+                open.push(respond);
+                continue;
+            };
             let response = Response::builder()
                 .status(status)
                 .header(http::header::CONTENT_TYPE, "application/json")

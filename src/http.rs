@@ -1,0 +1,52 @@
+//! The operator's one HTTP listener: `/metrics` (Prometheus text), `/healthz` (the process
+//! answers), `/readyz` (the watch cache is synced and, on the leader, a tick succeeded recently).
+
+use crate::metrics::Metrics;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::sync::Arc;
+
+/// Whether the operator is ready to serve; `Err` says why not.
+pub trait Readiness: Send + Sync + 'static {
+    fn check(&self) -> Result<(), String>;
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Arc<Metrics>,
+    readiness: Arc<dyn Readiness>,
+}
+
+/// The routes of the listener.
+pub fn router(metrics: Arc<Metrics>, readiness: Arc<dyn Readiness>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(AppState { metrics, readiness })
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.readiness.check() {
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()).into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
+}

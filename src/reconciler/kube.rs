@@ -1,0 +1,236 @@
+//! The Kubernetes [`PhoneStore`]: kube-runtime's watch cache as the snapshot, server-side apply on
+//! the `status` subresource for writes, kube's event recorder for events.
+//!
+//! It never writes `spec` or `metadata`: the only write is the status subresource under the field
+//! manager [`FIELD_MANAGER`], so GitOps tools see no drift.
+
+use super::engine::Trigger;
+use super::store::{PhoneStore, WriteError};
+use crate::api::{CloudPhone, CloudPhoneStatus};
+use crate::plan::{PhoneEvent, PhoneKey};
+use futures::{StreamExt, stream};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::{WatchStreamExt, reflector::store::Writer};
+use kube::{Client, Resource, ResourceExt};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+/// The field manager of every status write.
+pub const FIELD_MANAGER: &str = "cloudphone-operator";
+
+/// A status write that takes longer than this is abandoned and retried next tick.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What to watch.
+#[derive(Clone, Debug, Default)]
+pub struct WatchConfig {
+    /// Namespaces to watch; empty watches all.
+    pub namespaces: Vec<String>,
+    /// A label selector narrowing the watch.
+    pub selector: Option<String>,
+    /// Quiet time after a create or spec change before the early tick.
+    pub debounce: Duration,
+}
+
+/// CloudPhones as the watch cache holds them, written back through the API server.
+pub struct KubeStore {
+    client: Client,
+    readers: Vec<Store<CloudPhone>>,
+    synced: Vec<Arc<AtomicBool>>,
+    recorder: Recorder,
+}
+
+/// The watches that fill a [`KubeStore`]; run them with [`Watches::run`].
+pub struct Watches {
+    watches: Vec<(Api<CloudPhone>, Writer<CloudPhone>, Arc<AtomicBool>)>,
+    config: WatchConfig,
+}
+
+/// The APIs to watch: one per namespace, or one across all.
+pub fn phone_apis(client: &Client, namespaces: &[String]) -> Vec<Api<CloudPhone>> {
+    if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    }
+}
+
+impl KubeStore {
+    /// A store over the watches of `config`; nothing is watched until [`Watches::run`].
+    pub fn new(client: Client, config: WatchConfig, reporter: Reporter) -> (KubeStore, Watches) {
+        let mut readers = Vec::new();
+        let mut synced = Vec::new();
+        let mut watches = Vec::new();
+        for api in phone_apis(&client, &config.namespaces) {
+            let (reader, writer) = reflector::store();
+            let flag = Arc::new(AtomicBool::new(false));
+            readers.push(reader);
+            synced.push(flag.clone());
+            watches.push((api, writer, flag));
+        }
+        let recorder = Recorder::new(client.clone(), reporter);
+        (
+            KubeStore {
+                client,
+                readers,
+                synced,
+                recorder,
+            },
+            Watches { watches, config },
+        )
+    }
+
+    /// True once every watch has listed its objects.
+    pub fn is_synced(&self) -> bool {
+        self.synced.iter().all(|s| s.load(Ordering::Acquire))
+    }
+
+    /// Waits until every watch has listed its objects.
+    pub async fn wait_until_synced(&self) {
+        for reader in &self.readers {
+            // NB: the error means the writer is gone, which only happens at shutdown.
+            let _ = reader.wait_until_ready().await;
+        }
+    }
+}
+
+impl PhoneStore for KubeStore {
+    fn snapshot(&self) -> Vec<Arc<CloudPhone>> {
+        self.readers.iter().flat_map(|r| r.state()).collect()
+    }
+
+    async fn write_status(
+        &self,
+        phone: &CloudPhone,
+        status: &CloudPhoneStatus,
+    ) -> Result<(), WriteError> {
+        let key = PhoneKey::of(phone);
+        let api: Api<CloudPhone> = Api::namespaced(self.client.clone(), &key.namespace);
+        let patch = serde_json::json!({
+            "apiVersion": CloudPhone::api_version(&()),
+            "kind": CloudPhone::kind(&()),
+            "status": status,
+        });
+        // NB: forced, because this operator is the one writer of status; without force a field
+        // another manager once set would make every write conflict.
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let patch = Patch::Apply(&patch);
+        let write = api.patch_status(&key.name, &params, &patch);
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(kube::Error::Api(e))) if e.code == 404 => Err(WriteError::Gone(key)),
+            Ok(Err(kube::Error::Api(e))) if e.code == 409 => Err(WriteError::Conflict(key)),
+            Ok(Err(e)) => Err(WriteError::Other {
+                key,
+                message: e.to_string(),
+            }),
+            Err(_) => Err(WriteError::Other {
+                key,
+                message: format!("no answer within {}s", WRITE_TIMEOUT.as_secs()),
+            }),
+        }
+    }
+
+    async fn publish(&self, phone: &CloudPhone, event: &PhoneEvent) {
+        let ev = Event {
+            type_: if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: event.reason.to_owned(),
+            note: Some(event.message.clone()),
+            action: event.reason.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &phone.object_ref(&())).await {
+            warn!(phone = %PhoneKey::of(phone), reason = event.reason, error = %e, "cannot publish event");
+        }
+    }
+}
+
+impl Watches {
+    /// Runs every watch, feeding the store, until the process ends. A create or a change of
+    /// `metadata.generation` fires `trigger` after the debounce; status-only updates and re-lists
+    /// do not.
+    pub async fn run(self, trigger: Trigger) {
+        let dirty = Arc::new(Notify::new());
+        let debounce = self.config.debounce;
+        let selector = self.config.selector.clone();
+        let streams = self.watches.into_iter().map(|(api, writer, synced)| {
+            let mut config = watcher::Config::default();
+            if let Some(selector) = &selector {
+                config = config.labels(selector);
+            }
+            watcher(api, config)
+                .default_backoff()
+                .modify(|phone: &mut CloudPhone| {
+                    // The watch cache needs no managed fields: dropping them saves about half the
+                    // memory of a phone.
+                    phone.managed_fields_mut().clear();
+                })
+                .reflect(writer)
+                .map(move |event| (event, synced.clone()))
+                .boxed()
+        });
+        let events = {
+            let dirty = dirty.clone();
+            async move {
+                let mut generations: HashMap<String, Option<i64>> = HashMap::new();
+                let mut merged = stream::select_all(streams);
+                while let Some((event, synced)) = merged.next().await {
+                    match event {
+                        Ok(watcher::Event::InitApply(phone)) => {
+                            generations.insert(uid(&phone), phone.metadata.generation);
+                        }
+                        Ok(watcher::Event::InitDone) => {
+                            if !synced.swap(true, Ordering::AcqRel) {
+                                info!("CloudPhone watch cache synced");
+                            }
+                        }
+                        Ok(watcher::Event::Apply(phone)) => {
+                            let generation = phone.metadata.generation;
+                            if generations.insert(uid(&phone), generation) != Some(generation) {
+                                debug!(phone = %PhoneKey::of(&phone), "created or spec changed: early tick");
+                                dirty.notify_one();
+                            }
+                        }
+                        Ok(watcher::Event::Delete(phone)) => {
+                            generations.remove(&uid(&phone));
+                        }
+                        Ok(watcher::Event::Init) => {}
+                        Err(e) => {
+                            warn!(error = %e, "CloudPhone watch failed; retrying with backoff")
+                        }
+                    }
+                }
+            }
+        };
+        let debouncer = async move {
+            loop {
+                dirty.notified().await;
+                tokio::time::sleep(debounce).await;
+                trigger.fire();
+            }
+        };
+        tokio::join!(events, debouncer);
+    }
+}
+
+fn uid(phone: &CloudPhone) -> String {
+    phone
+        .metadata
+        .uid
+        .clone()
+        .unwrap_or_else(|| PhoneKey::of(phone).to_string())
+}

@@ -1,0 +1,499 @@
+//! `cloudphone-operator run`: the operator on a cluster. Wires the watch cache, the tick engine,
+//! leader election, the vendor client and the HTTP listener, and shuts them down in order.
+
+use crate::demo::parse_duration;
+use crate::http::{self, Readiness};
+use crate::koophone::{self, Client, ClientConfig, DEFAULT_BASE_URL, Token};
+use crate::leader::{Leadership, LeaseConfig};
+use crate::metrics::Metrics;
+use crate::plan::PlanConfig;
+use crate::reconciler::{Engine, EngineConfig, KubeStore, WatchConfig, phone_apis};
+use crate::sim::{self, SimConfig, Simulator};
+use futures::FutureExt;
+use kube::api::ListParams;
+use kube::runtime::events::Reporter;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Flags of `cloudphone-operator run`; each has a `CLOUDPHONE_<FLAG>` environment fallback.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Base URL of the KooPhone API.
+    #[arg(long, env = "CLOUDPHONE_VENDOR_URL", default_value = DEFAULT_BASE_URL)]
+    pub vendor_url: String,
+    /// A file holding a static vendor token (for example a mounted Secret key).
+    #[arg(long, env = "CLOUDPHONE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The name of an environment variable holding a static vendor token.
+    #[arg(long, env = "CLOUDPHONE_TOKEN_ENV", value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// Time between ticks.
+    #[arg(long, env = "CLOUDPHONE_TICK_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub tick_interval: Duration,
+    /// A namespace to watch (repeatable, or comma-separated); default: all namespaces.
+    #[arg(
+        long = "namespace",
+        env = "CLOUDPHONE_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// A label selector: only CloudPhones matching it are managed (to split a fleet across deployments).
+    #[arg(long, env = "CLOUDPHONE_SELECTOR")]
+    pub selector: Option<String>,
+    /// Address of the HTTP listener for /metrics, /healthz and /readyz.
+    #[arg(long, env = "CLOUDPHONE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Elect a leader on a Lease so that only one replica calls the vendor (`--leader-election=false` to turn off).
+    #[arg(long, env = "CLOUDPHONE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "CLOUDPHONE_LEASE_NAME",
+        default_value = "cloudphone-operator"
+    )]
+    pub lease_name: String,
+    /// Namespace of the Lease; default: the pod's namespace (POD_NAMESPACE or the service account's).
+    #[arg(long, env = "CLOUDPHONE_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's identity in the Lease; default: POD_NAME, else HOSTNAME, else a random id.
+    #[arg(long, env = "CLOUDPHONE_IDENTITY")]
+    pub identity: Option<String>,
+    /// Run against an in-process vendor simulator instead of the vendor (no credentials needed):
+    /// every instance a CloudPhone names starts as DataLoaded.
+    #[arg(long, env = "CLOUDPHONE_SIMULATE")]
+    pub simulate: bool,
+    /// After a backup call, no second call for the phone until the vendor shows it BackingUp or Idle, or this long.
+    #[arg(long, env = "CLOUDPHONE_BACKUP_GRACE_PERIOD", default_value = "2m", value_parser = parse_duration)]
+    pub backup_grace_period: Duration,
+    /// Wait after a first failed backup before the next attempt (doubled for each further one).
+    #[arg(long, env = "CLOUDPHONE_BACKUP_BACKOFF", default_value = "1m", value_parser = parse_duration)]
+    pub backup_backoff: Duration,
+    /// Longest wait between backup attempts.
+    #[arg(long, env = "CLOUDPHONE_BACKUP_BACKOFF_MAX", default_value = "1h", value_parser = parse_duration)]
+    pub backup_backoff_max: Duration,
+    /// Time-out of one vendor call.
+    #[arg(long, env = "CLOUDPHONE_VENDOR_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub vendor_timeout: Duration,
+    /// Vendor calls of one kind in flight at once.
+    #[arg(long, env = "CLOUDPHONE_VENDOR_CONCURRENCY", default_value = "8")]
+    pub vendor_concurrency: usize,
+    /// Quiet time after a create or spec change before the early tick.
+    #[arg(long, env = "CLOUDPHONE_DEBOUNCE", default_value = "1s", value_parser = parse_duration)]
+    pub debounce: Duration,
+    /// On SIGTERM, how long the tick in flight may take to finish before it is cut.
+    #[arg(long, env = "CLOUDPHONE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// Why `run` cannot start. Messages name the flag or resource at fault and never a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "no vendor credentials: give --token-file or --token-env (or --simulate to try without an account)"
+    )]
+    NoCredentials,
+    #[error("--token-file {path}: {reason}")]
+    TokenFile { path: PathBuf, reason: String },
+    #[error("--token-env {var}: {reason}")]
+    TokenEnv { var: String, reason: String },
+    #[error("cannot reach the Kubernetes API (kubeconfig or in-cluster service account): {0}")]
+    Kube(#[source] kube::Error),
+    #[error("{0}")]
+    Preflight(String),
+    #[error(transparent)]
+    Vendor(#[from] koophone::Error),
+    #[error(transparent)]
+    Simulator(#[from] sim::StartError),
+    #[error("--metrics-addr {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--tick-interval must be longer than zero")]
+    ZeroInterval,
+}
+
+/// Reads the static token named by the flags; its value never reaches an error or a log line.
+pub fn read_token(args: &RunArgs) -> Result<Token, RunError> {
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path).map_err(|e| RunError::TokenFile {
+            path: path.clone(),
+            reason: e.kind().to_string(),
+        })?;
+        let token = Token::new(text);
+        if token.is_empty() {
+            return Err(RunError::TokenFile {
+                path: path.clone(),
+                reason: "the file is empty".into(),
+            });
+        }
+        return Ok(token);
+    }
+    if let Some(var) = &args.token_env {
+        let token = Token::new(std::env::var(var).map_err(|_| RunError::TokenEnv {
+            var: var.clone(),
+            reason: "the variable is not set".into(),
+        })?);
+        if token.is_empty() {
+            return Err(RunError::TokenEnv {
+                var: var.clone(),
+                reason: "the variable is empty".into(),
+            });
+        }
+        return Ok(token);
+    }
+    Err(RunError::NoCredentials)
+}
+
+/// The namespace of the Lease: the flag, else the pod's namespace, else the client's default.
+fn lease_namespace(args: &RunArgs, client: &kube::Client) -> String {
+    args.lease_namespace
+        .clone()
+        .or_else(|| {
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| client.default_namespace().to_owned())
+}
+
+fn identity(args: &RunArgs) -> String {
+    args.identity
+        .clone()
+        .or_else(|| std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()))
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| format!("cloudphone-operator-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// One list call per watched namespace, so that a missing CRD, missing RBAC or a bad selector is a
+/// clear error at start rather than a watch retrying forever.
+pub async fn preflight(client: &kube::Client, args: &RunArgs) -> Result<(), RunError> {
+    let mut params = ListParams::default().limit(1);
+    if let Some(selector) = &args.selector {
+        params = params.labels(selector);
+    }
+    for api in phone_apis(client, &args.namespaces) {
+        if let Err(e) = api.list(&params).await {
+            let scope = if args.namespaces.is_empty() {
+                "all namespaces".to_owned()
+            } else {
+                format!("namespaces {}", args.namespaces.join(","))
+            };
+            let hint = match &e {
+                kube::Error::Api(s) if s.code == 404 => {
+                    "the CloudPhone CRD is not installed: kubectl apply -f crds/cloudphone.io_cloudphones.yaml".to_owned()
+                }
+                kube::Error::Api(s) if s.code == 403 => {
+                    "the service account may not list cloudphones.cloudphone.io: apply the RBAC of the README".to_owned()
+                }
+                kube::Error::Api(s) if s.code == 400 => format!("--selector {:?} is refused: {}", args.selector.as_deref().unwrap_or(""), s.message),
+                other => other.to_string(),
+            };
+            return Err(RunError::Preflight(format!(
+                "cannot list CloudPhones in {scope}: {hint}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Readiness: the cache is synced; a leader must also have ticked successfully lately.
+struct Ready {
+    store: Arc<KubeStore>,
+    engine: Arc<Engine<KubeStore>>,
+    leader: watch::Receiver<bool>,
+    leading_since: Arc<Mutex<Option<Instant>>>,
+    /// A leader whose last successful tick is older than this is not ready.
+    stale_after: Duration,
+}
+
+impl Readiness for Ready {
+    fn check(&self) -> Result<(), String> {
+        if !self.store.is_synced() {
+            return Err("the CloudPhone watch cache has not synced yet".into());
+        }
+        if !*self.leader.borrow() {
+            return Ok(());
+        }
+        let since = self
+            .leading_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(Instant::now);
+        let recent = |t: Instant| t.elapsed() < self.stale_after;
+        match self.engine.last_success() {
+            Some(t) if recent(t) => Ok(()),
+            _ if recent(since) => Ok(()),
+            Some(t) => Err(format!(
+                "leading, but the last tick that reached the vendor ended {}s ago",
+                t.elapsed().as_secs()
+            )),
+            None => Err("leading, but no tick has reached the vendor yet".into()),
+        }
+    }
+}
+
+/// Runs the operator until SIGTERM or Ctrl-C resolves `shutdown`.
+pub async fn run(
+    args: RunArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    if args.tick_interval.is_zero() {
+        return Err(RunError::ZeroInterval);
+    }
+    let token = if args.simulate {
+        Token::new("simulated")
+    } else {
+        read_token(&args)?
+    };
+    let client = kube::Client::try_default().await.map_err(RunError::Kube)?;
+    preflight(&client, &args).await?;
+
+    let simulator = if args.simulate {
+        let simulator = Simulator::start(
+            SimConfig {
+                auto_create: Some(sim::code::DATA_LOADED),
+                ..SimConfig::default()
+            },
+            "127.0.0.1:0".parse().expect("a literal socket address"),
+        )
+        .await?;
+        info!(url = %simulator.url(), "--simulate: calling the in-process vendor simulator");
+        Some(simulator)
+    } else {
+        None
+    };
+    let vendor_url = simulator
+        .as_ref()
+        .map_or_else(|| args.vendor_url.clone(), Simulator::url);
+
+    let metrics = Arc::new(Metrics::new());
+    let vendor = Client::new(
+        ClientConfig {
+            base_url: vendor_url,
+            request_timeout: args.vendor_timeout,
+            max_in_flight: args.vendor_concurrency,
+            ..ClientConfig::default()
+        },
+        token,
+    )?
+    .with_observer(metrics.clone());
+
+    let identity = identity(&args);
+    let reporter = Reporter {
+        controller: "cloudphone-operator".into(),
+        instance: Some(identity.clone()),
+    };
+    let (store, watches) = KubeStore::new(
+        client.clone(),
+        WatchConfig {
+            namespaces: args.namespaces.clone(),
+            selector: args.selector.clone(),
+            debounce: args.debounce,
+        },
+        reporter,
+    );
+    let store = Arc::new(store);
+    let engine = Arc::new(
+        Engine::new(
+            store.clone(),
+            vendor,
+            EngineConfig {
+                plan: PlanConfig {
+                    grace_period: args.backup_grace_period,
+                    backoff_base: args.backup_backoff,
+                    backoff_max: args.backup_backoff_max,
+                },
+                vendor_calls_in_flight: args.vendor_concurrency,
+                ..EngineConfig::default()
+            },
+        )
+        .with_metrics(metrics.clone()),
+    );
+    let watch_task = tokio::spawn(watches.run(engine.trigger()));
+
+    // Without leader election this replica always leads; the sender lives as long as `run`.
+    let (_always_leading, always_rx) = watch::channel(true);
+    let (leadership, leader) = if args.leader_election {
+        let namespace = lease_namespace(&args, &client);
+        info!(lease = %args.lease_name, %namespace, %identity, "leader election on");
+        let leadership = Leadership::spawn(
+            client.clone(),
+            LeaseConfig::new(&args.lease_name, namespace, &identity),
+        );
+        let rx = leadership.receiver();
+        (Some(leadership), rx)
+    } else {
+        info!("leader election off: this replica ticks");
+        (None, always_rx)
+    };
+    let leading_since = Arc::new(Mutex::new(None));
+    let leader_task = {
+        let mut rx = leader.clone();
+        let metrics = metrics.clone();
+        let leading_since = leading_since.clone();
+        tokio::spawn(async move {
+            loop {
+                let leading = *rx.borrow_and_update();
+                metrics.leader.set(i64::from(leading));
+                *leading_since.lock().unwrap_or_else(|p| p.into_inner()) =
+                    leading.then(Instant::now);
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: args.metrics_addr,
+            source,
+        })?;
+    info!(addr = %args.metrics_addr, "serving /metrics, /healthz and /readyz");
+    let readiness = Arc::new(Ready {
+        store: store.clone(),
+        engine: engine.clone(),
+        leader: leader.clone(),
+        leading_since,
+        stale_after: args.tick_interval * 3 + args.vendor_timeout,
+    });
+    let app = http::router(metrics.clone(), readiness);
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = http_stopped.await;
+        });
+        if let Err(e) = serve.await {
+            warn!(error = %e, "the HTTP listener failed");
+        }
+    });
+
+    let shutdown = shutdown.boxed().shared();
+    let synced = tokio::select! {
+        _ = store.wait_until_synced() => true,
+        _ = shutdown.clone() => false,
+    };
+    if synced {
+        engine
+            .run_as_leader(args.tick_interval, leader, args.shutdown_timeout, shutdown)
+            .await;
+    }
+
+    info!("shutting down");
+    if let Some(leadership) = leadership {
+        leadership.release().await;
+    }
+    watch_task.abort();
+    leader_task.abort();
+    let _ = http_stop.send(());
+    let _ = http_task.await;
+    if let Some(simulator) = simulator {
+        simulator.shutdown().await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(flags: &[&str]) -> RunArgs {
+        let mut argv = vec!["run"];
+        argv.extend_from_slice(flags);
+        Cli::try_parse_from(argv).unwrap().run
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let a = args(&[]);
+        assert_eq!(a.vendor_url, "https://koophone.myhuaweicloud.com");
+        assert_eq!(a.tick_interval, Duration::from_secs(30));
+        assert_eq!(a.metrics_addr, "0.0.0.0:8080".parse().unwrap());
+        assert!(a.leader_election);
+        assert_eq!(a.lease_name, "cloudphone-operator");
+        assert!(a.namespaces.is_empty());
+        assert!(!a.simulate);
+    }
+
+    #[test]
+    fn namespaces_repeat_or_split_on_commas_and_leader_election_turns_off() {
+        let a = args(&[
+            "--namespace",
+            "a",
+            "--namespace",
+            "b,c",
+            "--leader-election=false",
+            "--tick-interval",
+            "500ms",
+        ]);
+        assert_eq!(a.namespaces, ["a", "b", "c"]);
+        assert!(!a.leader_election);
+        assert_eq!(a.tick_interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_bad_duration_names_the_value() {
+        let err = Cli::try_parse_from(["run", "--tick-interval", "soon"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("--tick-interval") && err.contains("soon"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tokens_come_from_a_file_or_a_variable_and_never_show_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret-token-value\n").unwrap();
+        let a = args(&["--token-file", file.to_str().unwrap()]);
+        assert_eq!(read_token(&a).unwrap().expose(), "s3cret-token-value");
+
+        std::fs::write(&file, "  \n").unwrap();
+        let err = read_token(&a).unwrap_err().to_string();
+        assert!(
+            err.contains("--token-file") && err.contains("empty"),
+            "{err}"
+        );
+
+        let missing = args(&["--token-file", "/nonexistent/token"]);
+        let err = read_token(&missing).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/token"), "{err}");
+
+        let unset = args(&["--token-env", "CLOUDPHONE_TEST_SURELY_UNSET_VAR"]);
+        let err = read_token(&unset).unwrap_err().to_string();
+        assert!(
+            err.contains("CLOUDPHONE_TEST_SURELY_UNSET_VAR") && err.contains("not set"),
+            "{err}"
+        );
+
+        let err = read_token(&args(&[])).unwrap_err().to_string();
+        assert!(
+            err.contains("--token-file") && err.contains("--simulate"),
+            "{err}"
+        );
+    }
+}

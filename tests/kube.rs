@@ -1,0 +1,426 @@
+//! The Kubernetes I/O of the operator against a mocked API server (kube's tower-test pattern): the
+//! exact status write, no request for an unchanged phone, 404 and 409 handled, events on
+//! transitions only, the metrics and health endpoints.
+
+mod support;
+
+use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase};
+use cloudphone_operator::koophone::{Client, ClientConfig, Token};
+use cloudphone_operator::metrics::Metrics;
+use cloudphone_operator::plan::PhoneKey;
+use cloudphone_operator::reconciler::{
+    Engine, EngineConfig, FIELD_MANAGER, KubeStore, PhoneStore, WatchConfig, WriteError,
+};
+use cloudphone_operator::sim::{SimConfig, Simulator, code};
+use kube::runtime::events::Reporter;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use support::{Recorded, Requests, fake_client, fake_client_hanging, status_error};
+
+const PHONES: &str = "/apis/cloudphone.io/v1alpha1/cloudphones";
+
+fn phone_json(name: &str, instance: &str) -> Value {
+    json!({
+        "apiVersion": "cloudphone.io/v1alpha1",
+        "kind": "CloudPhone",
+        "metadata": {
+            "name": name, "namespace": "fleet-a", "uid": format!("uid-{name}"),
+            "generation": 1, "resourceVersion": "10", "creationTimestamp": "2026-11-01T00:00:00Z",
+        },
+        "spec": {"instanceId": instance, "lifecycle": "BackedUp"},
+    })
+}
+
+fn phone(name: &str, instance: &str) -> CloudPhone {
+    serde_json::from_value(phone_json(name, instance)).unwrap()
+}
+
+fn reporter() -> Reporter {
+    Reporter {
+        controller: "cloudphone-operator".into(),
+        instance: Some("pod-a".into()),
+    }
+}
+
+/// An API server holding `phones`: lists them, keeps watches open, accepts status patches and
+/// events.
+fn cluster(phones: Vec<Value>) -> (kube::Client, Requests) {
+    fake_client_hanging(move |r: &Recorded| {
+        let watching = r.query().contains("watch=true");
+        match (r.method.as_str(), r.path()) {
+            ("GET", PHONES) if watching => None,
+            ("GET", PHONES) => Some((
+                200,
+                json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhoneList",
+                       "metadata": {"resourceVersion": "10"}, "items": phones}),
+            )),
+            ("PATCH", path) if path.ends_with("/status") => {
+                let name = path.split('/').nth_back(1).unwrap_or_default();
+                let mut object = phones
+                    .iter()
+                    .find(|p| p["metadata"]["name"] == name)
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                object["status"] = r.body["status"].clone();
+                Some((200, object))
+            }
+            ("POST", "/apis/events.k8s.io/v1/namespaces/fleet-a/events") => {
+                Some((201, r.body.clone()))
+            }
+            _ => Some(status_error(404, "NotFound")),
+        }
+    })
+}
+
+fn requests(log: &Requests, method: &str, path_part: &str) -> Vec<Recorded> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.method == method && r.path().contains(path_part))
+        .cloned()
+        .collect()
+}
+
+async fn synced_store(
+    client: kube::Client,
+    trigger_engine: bool,
+) -> (Arc<KubeStore>, tokio::task::JoinHandle<()>) {
+    let (store, watches) = KubeStore::new(
+        client,
+        WatchConfig {
+            debounce: Duration::from_millis(10),
+            ..WatchConfig::default()
+        },
+        reporter(),
+    );
+    let _ = trigger_engine;
+    let task = tokio::spawn(watches.run(Default::default()));
+    tokio::time::timeout(Duration::from_secs(5), store.wait_until_synced())
+        .await
+        .expect("the watch cache syncs from the list");
+    assert!(store.is_synced());
+    (Arc::new(store), task)
+}
+
+#[tokio::test]
+async fn a_status_write_is_a_forced_server_side_apply_of_status_only() {
+    let (client, log) = fake_client(|r| {
+        (
+            200,
+            json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhone",
+        "metadata": {"name": "p1", "namespace": "fleet-a"}, "spec": {"instanceId": "kp1"}, "status": r.body["status"].clone()}),
+        )
+    });
+    let (store, _watches) = KubeStore::new(client, WatchConfig::default(), reporter());
+    let status = CloudPhoneStatus {
+        observed_generation: Some(1),
+        instance_status: Some(2),
+        phase: Phase::DataLoaded,
+        ..CloudPhoneStatus::default()
+    };
+    store
+        .write_status(&phone("p1", "kp1"), &status)
+        .await
+        .unwrap();
+    let sent = log.lock().unwrap()[0].clone();
+    assert_eq!(sent.method, "PATCH");
+    assert_eq!(
+        sent.path(),
+        "/apis/cloudphone.io/v1alpha1/namespaces/fleet-a/cloudphones/p1/status"
+    );
+    let query: Vec<&str> = sent.query().split('&').collect();
+    assert!(
+        query.contains(&format!("fieldManager={FIELD_MANAGER}").as_str()),
+        "{query:?}"
+    );
+    assert!(query.contains(&"force=true"), "{query:?}");
+    assert_eq!(
+        sent.content_type.as_deref(),
+        Some("application/apply-patch+yaml")
+    );
+    assert_eq!(
+        sent.body,
+        json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhone",
+               "status": {"observedGeneration": 1, "instanceStatus": 2, "phase": "DataLoaded"}}),
+        "only status is sent: never spec or metadata"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_phone_and_a_conflict_are_told_apart() {
+    for (code, reason) in [(404, "NotFound"), (409, "Conflict"), (500, "InternalError")] {
+        let (client, _log) = fake_client(move |_| status_error(code, reason));
+        let (store, _watches) = KubeStore::new(client, WatchConfig::default(), reporter());
+        let err = store
+            .write_status(&phone("p1", "kp1"), &CloudPhoneStatus::default())
+            .await
+            .unwrap_err();
+        let key = PhoneKey {
+            namespace: "fleet-a".into(),
+            name: "p1".into(),
+        };
+        match code {
+            404 => assert_eq!(err, WriteError::Gone(key)),
+            409 => assert_eq!(err, WriteError::Conflict(key)),
+            _ => assert!(matches!(err, WriteError::Other { .. }), "{err:?}"),
+        }
+    }
+}
+
+async fn engine_on(store: Arc<KubeStore>, sim: &Simulator) -> Engine<KubeStore> {
+    let vendor = Client::new(
+        ClientConfig {
+            base_url: sim.url(),
+            ..ClientConfig::default()
+        },
+        Token::new("t"),
+    )
+    .unwrap();
+    Engine::new(store, vendor, EngineConfig::default())
+}
+
+#[tokio::test]
+async fn the_engine_on_the_watch_cache_writes_only_what_changed_and_events_only_on_transitions() {
+    let sim = Simulator::start(
+        SimConfig {
+            instances: vec![
+                ("kp1".into(), code::DATA_LOADED),
+                ("kp2".into(), code::IDLE),
+            ],
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (client, log) = cluster(vec![phone_json("p1", "kp1"), phone_json("p2", "kp2")]);
+    let (store, _watches) = synced_store(client, false).await;
+    assert_eq!(store.snapshot().len(), 2);
+    let engine = engine_on(store.clone(), &sim).await;
+
+    let first = engine.tick().await;
+    assert_eq!(first.backups_requested, 1);
+    let patches = requests(&log, "PATCH", "/status");
+    // p1: the intent before the backup call, then the receipt; p2: its first observation.
+    assert_eq!(patches.len(), 3, "{patches:#?}");
+    let p1: Vec<&Recorded> = patches
+        .iter()
+        .filter(|r| r.path().ends_with("/p1/status"))
+        .collect();
+    assert_eq!(p1.len(), 2);
+    assert_eq!(p1[0].body["status"]["backup"]["inFlight"], true);
+    assert!(
+        p1[0].body["status"]["backup"].get("requestId").is_none(),
+        "the intent is written before the call"
+    );
+    assert!(p1[1].body["status"]["backup"]["requestId"].is_string());
+    let events = requests(&log, "POST", "/events");
+    let reasons: Vec<&str> = events
+        .iter()
+        .map(|e| e.body["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "BackupRequested").count(),
+        1,
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "BackedUp").count(),
+        1,
+        "{reasons:?}"
+    );
+    assert_eq!(events[0].body["regarding"]["kind"], "CloudPhone");
+
+    // The vendor now shows p1 BackingUp: one write, no event, no backup call.
+    let second = engine.tick().await;
+    assert_eq!(
+        (second.statuses_written, second.backup_calls),
+        (1, 0),
+        "{second:?}"
+    );
+    let last = requests(&log, "PATCH", "/status").pop().unwrap();
+    assert_eq!(last.body["status"]["phase"], "BackingUp");
+    assert_eq!(requests(&log, "POST", "/events").len(), events.len());
+    // The watch cache has not seen any write (the fake watch stays silent), and nothing changed at
+    // the vendor: the engine must not write again, publish again, or back up again.
+    for _ in 0..2 {
+        let steady = engine.tick().await;
+        assert_eq!(
+            (steady.statuses_written, steady.backup_calls),
+            (0, 0),
+            "{steady:?}"
+        );
+    }
+    assert_eq!(requests(&log, "PATCH", "/status").len(), 4);
+    assert_eq!(requests(&log, "POST", "/events").len(), events.len());
+    // Spec and metadata are never written.
+    assert!(requests(&log, "PUT", PHONES).is_empty());
+    assert!(log.lock().unwrap().iter().all(|r| r.method == "GET"
+        || r.path().ends_with("/status")
+        || r.path().contains("/events")));
+}
+
+#[tokio::test]
+async fn metrics_and_health_endpoints_answer() {
+    use cloudphone_operator::http::{Readiness, router};
+    struct Flag(std::sync::atomic::AtomicBool);
+    impl Readiness for Flag {
+        fn check(&self) -> Result<(), String> {
+            if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err("the CloudPhone watch cache has not synced yet".into())
+            }
+        }
+    }
+    use cloudphone_operator::koophone::{CallObserver, Endpoint};
+    let metrics = Arc::new(Metrics::new());
+    metrics.backups_requested.inc_by(7);
+    metrics.observe(Endpoint::QueryStatus, "ok", Duration::from_millis(30));
+    metrics
+        .status_writes
+        .get_or_create(&cloudphone_operator::metrics::OutcomeLabels { outcome: "ok" })
+        .inc();
+    metrics.leader.set(1);
+    metrics.set_phases([(Phase::Idle, 5)]);
+    let ready = Arc::new(Flag(false.into()));
+    let app = router(metrics, ready.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("http://{addr}{path}")).send();
+
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    let not_ready = get("/readyz").await.unwrap();
+    assert_eq!(not_ready.status(), 503);
+    assert!(not_ready.text().await.unwrap().contains("watch cache"));
+    ready.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+
+    let text = get("/metrics").await.unwrap().text().await.unwrap();
+    let samples = parse_exposition(&text);
+    let value = |name: &str| samples.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    assert_eq!(value("cloudphone_backups_requested_total"), Some(7.0));
+    assert_eq!(value("cloudphone_leader"), Some(1.0));
+    assert_eq!(value("cloudphone_phones{phase=\"Idle\"}"), Some(5.0));
+    assert_eq!(value("cloudphone_phones{phase=\"BackingUp\"}"), Some(0.0));
+    assert_eq!(
+        value("cloudphone_vendor_calls_total{endpoint=\"batch-query-status\",outcome=\"ok\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("cloudphone_vendor_call_duration_seconds_count{endpoint=\"batch-query-status\"}"),
+        Some(1.0)
+    );
+    for family in [
+        "cloudphone_tick_duration_seconds",
+        "cloudphone_vendor_calls",
+        "cloudphone_vendor_call_duration_seconds",
+        "cloudphone_status_writes",
+        "cloudphone_last_successful_tick_timestamp_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "no {family} in\n{text}"
+        );
+    }
+    assert!(text.trim_end().ends_with("# EOF"));
+}
+
+/// Parses the samples of a Prometheus/OpenMetrics text exposition: `name{labels} value` lines.
+fn parse_exposition(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (series, value) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad sample line {l:?}"));
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {l:?}"));
+            (series.to_owned(), value)
+        })
+        .collect()
+}
+
+/// Serves one watch event after the initial list of p1, and tells whether an early tick fired.
+async fn fires_on(event: Value) -> bool {
+    use cloudphone_operator::reconciler::Trigger;
+    let mut event = Some(event);
+    let (client, _log) =
+        fake_client_hanging(move |r: &Recorded| match (r.method.as_str(), r.path()) {
+            ("GET", PHONES) if r.query().contains("watch=true") => event.take().map(|e| (200, e)),
+            ("GET", PHONES) => Some((
+                200,
+                json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhoneList",
+                   "metadata": {"resourceVersion": "10"}, "items": [phone_json("p1", "kp1")]}),
+            )),
+            _ => Some(status_error(404, "NotFound")),
+        });
+    let (store, watches) = KubeStore::new(
+        client,
+        WatchConfig {
+            debounce: Duration::from_millis(10),
+            ..WatchConfig::default()
+        },
+        reporter(),
+    );
+    let trigger = Trigger::default();
+    tokio::spawn(watches.run(trigger.clone()));
+    store.wait_until_synced().await;
+    // Wait until the cache shows the event, then give the debounce ample time.
+    for _ in 0..200 {
+        let seen = store
+            .snapshot()
+            .iter()
+            .any(|p| p.metadata.resource_version.as_deref() == Some("11"));
+        if seen {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::timeout(Duration::from_millis(500), trigger.fired())
+        .await
+        .is_ok()
+}
+
+fn event(kind: &str, name: &str, generation: i64, status: Option<Value>) -> Value {
+    let mut object = phone_json(name, "kp1");
+    object["metadata"]["resourceVersion"] = json!("11");
+    object["metadata"]["generation"] = json!(generation);
+    if let Some(status) = status {
+        object["status"] = status;
+    }
+    json!({"type": kind, "object": object})
+}
+
+#[tokio::test]
+async fn a_create_triggers_an_early_tick() {
+    assert!(fires_on(event("ADDED", "p2", 1, None)).await);
+}
+
+#[tokio::test]
+async fn a_spec_change_triggers_an_early_tick() {
+    assert!(fires_on(event("MODIFIED", "p1", 2, None)).await);
+}
+
+#[tokio::test]
+async fn a_status_only_update_does_not_trigger_a_tick() {
+    assert!(!fires_on(event("MODIFIED", "p1", 1, Some(json!({"phase": "Idle"})))).await);
+}
+
+#[test]
+fn lifecycle_round_trips_through_json() {
+    let p = phone("p1", "kp1");
+    assert_eq!(
+        p.spec,
+        CloudPhoneSpec {
+            instance_id: "kp1".into(),
+            lifecycle: Lifecycle::BackedUp,
+            interrupt_streaming: false,
+            suspend: false,
+        }
+    );
+}
