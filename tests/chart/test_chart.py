@@ -1,0 +1,259 @@
+"""The Helm chart and the plain manifests, checked with Helm's own engine (helm-python-sdk) and the
+Kubernetes API schemas of the chart's lowest supported version (kubernetes-validate)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from render import CHART, DEPLOY, ROOT, key, notes, render, without_helm_labels
+
+KUBE_VERSION = "1.33.0"
+# Kinds whose schema is not in Kubernetes itself (Prometheus Operator's CRD).
+CRD_KINDS = {"ServiceMonitor"}
+
+PHONE_RULES = [
+    {"apiGroups": ["cloudphone.io"], "resources": ["cloudphones"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["cloudphone.io"], "resources": ["cloudphones/status"], "verbs": ["patch"]},
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+LEASE_RULES = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": ["cloudphone-operator"],
+        "verbs": ["get", "update"],
+    },
+]
+
+FEATURES = {
+    "defaults": {},
+    "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
+    "pdb": {"podDisruptionBudget": {"enabled": True}},
+    "watch-namespaces": {"watchNamespaces": ["fleet-a", "fleet-b"]},
+    "selector-and-args": {"labelSelector": "shard=a", "extraArgs": ["--backup-grace-period=5m"]},
+    "simulate": {"vendor": {"simulate": True}, "existingSecret": ""},
+    "single-replica": {"replicaCount": 1, "leaderElection": {"enabled": False}},
+    "scheduling": {
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {}},
+        "podAnnotations": {"a": "b"},
+        "podLabels": {"team": "phones"},
+        "imagePullSecrets": [{"name": "regcred"}],
+    },
+}
+
+
+def by_kind(objects, kind):
+    return [o for o in objects if o["kind"] == kind]
+
+
+def test_lint_is_clean_in_strict_mode():
+    report = helm.lint(str(CHART), strict=True, kube_version=f"v{KUBE_VERSION}")
+    assert report["errors"] == []
+    serious = [m for m in report["messages"] if m["severity"] >= 2]
+    assert serious == [], serious
+
+
+@pytest.mark.parametrize("feature", sorted(FEATURES))
+def test_every_rendered_object_is_valid_for_the_lowest_supported_kubernetes(feature):
+    objects = render(FEATURES[feature])
+    assert objects
+    for obj in objects:
+        if obj["kind"] in CRD_KINDS:
+            continue
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("feature", sorted(FEATURES))
+def test_every_container_runs_locked_down(feature):
+    (deployment,) = by_kind(render(FEATURES[feature]), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["containers"] + pod.get("initContainers", []):
+        sc = container["securityContext"]
+        assert sc["runAsNonRoot"] is True
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_only_the_operator_pods_get_a_service_account_token():
+    objects = render()
+    (sa,) = by_kind(objects, "ServiceAccount")
+    assert sa["automountServiceAccountToken"] is False
+    (deployment,) = by_kind(objects, "Deployment")
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+
+
+def test_rbac_is_exactly_the_least_privilege_set_of_the_readme():
+    objects = render()
+    (cluster_role,) = by_kind(objects, "ClusterRole")
+    assert cluster_role["rules"] == PHONE_RULES
+    (role,) = by_kind(objects, "Role")
+    assert role["metadata"]["namespace"] == "cloudphone-system"
+    assert role["rules"] == LEASE_RULES
+    (binding,) = by_kind(objects, "ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "cloudphone-operator", "namespace": "cloudphone-system"}
+    ]
+    readme = (ROOT / "README.md").read_text()
+    for row in [
+        "| `cloudphone.io` | `cloudphones` | `get`, `list`, `watch` |",
+        "| `cloudphone.io` | `cloudphones/status` | `patch` |",
+        "| `events.k8s.io` | `events` | `create`, `patch` |",
+        "| `coordination.k8s.io` | `leases` | `get`, `create`, `update` |",
+    ]:
+        assert row in readme, row
+
+
+def test_watched_namespaces_get_namespaced_roles_and_no_cluster_role():
+    objects = render(FEATURES["watch-namespaces"])
+    assert by_kind(objects, "ClusterRole") == []
+    assert by_kind(objects, "ClusterRoleBinding") == []
+    roles = {r["metadata"]["namespace"]: r["rules"] for r in by_kind(objects, "Role")}
+    assert roles == {"fleet-a": PHONE_RULES, "fleet-b": PHONE_RULES, "cloudphone-system": LEASE_RULES}
+    args = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=fleet-a" in args and "--namespace=fleet-b" in args
+
+
+def test_values_reach_the_operator_flags():
+    objects = render({"tickInterval": "10s", "labelSelector": "shard=a", "extraArgs": ["--debounce=2s"]})
+    container = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[0] == "run"
+    for flag in [
+        "--tick-interval=10s",
+        "--selector=shard=a",
+        "--debounce=2s",
+        "--leader-election=true",
+        "--lease-namespace=cloudphone-system",
+        "--token-file=/var/run/cloudphone/credentials/token",
+        "--vendor-url=https://koophone.myhuaweicloud.com",
+    ]:
+        assert flag in args, (flag, args)
+    mount = container["volumeMounts"][0]
+    assert mount["readOnly"] is True
+
+
+def test_optional_objects_appear_only_when_switched_on():
+    assert by_kind(render(), "ServiceMonitor") == []
+    assert by_kind(render(), "PodDisruptionBudget") == []
+    (monitor,) = by_kind(render(FEATURES["service-monitor"]), "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"][0]["port"] == "http-metrics"
+    (pdb,) = by_kind(render(FEATURES["pdb"]), "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+
+
+@pytest.mark.parametrize(
+    "values, words",
+    [
+        ({"tickIntervall": "30s"}, ["tickIntervall"]),
+        ({"tickInterval": "-30s"}, ["tickInterval"]),
+        ({"tickInterval": "0s"}, ["tickInterval"]),
+        ({"replicaCount": 0}, ["replicaCount"]),
+        ({"logFormat": "xml"}, ["logFormat"]),
+        ({"metrics": {"prot": 9090}}, ["prot"]),
+        ({"image": {"pullPolicy": "Sometimes"}}, ["pullPolicy"]),
+    ],
+)
+def test_bad_values_are_refused_by_the_schema_naming_the_key(values, words):
+    with helm.Chart.load(str(CHART)) as chart:
+        with pytest.raises(helm.HelmError) as refused:
+            chart.validate_schema(chart.merge_values(values))
+    for word in words:
+        assert word in str(refused.value)
+
+
+def test_inconsistent_values_fail_with_a_clear_message():
+    with pytest.raises(helm.HelmError, match="existingSecret"):
+        render({"existingSecret": ""})
+    with pytest.raises(helm.HelmError, match="leaderElection"):
+        render({"leaderElection": {"enabled": False}})
+
+
+def test_values_yaml_has_a_comment_on_every_key():
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^\s*[A-Za-z][A-Za-z0-9]*:", line):
+            previous = next(l for l in reversed(lines[:i]) if l.strip())
+            assert previous.strip().startswith("#"), f"values.yaml: no comment above {line.strip()!r}"
+
+
+def test_the_chart_crd_is_the_generated_crd():
+    assert (CHART / "crds" / "cloudphone.io_cloudphones.yaml").read_text() == (
+        ROOT / "crds" / "cloudphone.io_cloudphones.yaml"
+    ).read_text()
+    assert (DEPLOY / "cloudphone.io_cloudphones.yaml").read_text() == (
+        ROOT / "crds" / "cloudphone.io_cloudphones.yaml"
+    ).read_text()
+
+
+def test_chart_metadata():
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert meta["apiVersion"] == "v2"
+    assert meta["kubeVersion"] == ">=1.33.0-0"
+    assert meta["appVersion"]
+    cargo = (ROOT / "Cargo.toml").read_text()
+    assert f'version = "{meta["appVersion"]}"' in cargo, "appVersion follows the crate's version"
+
+
+def test_notes_say_how_to_create_a_first_cloudphone():
+    text = notes()
+    assert "kind: CloudPhone" in text and "kubectl get cph" in text
+    assert "create secret generic koophone-credentials" in text
+
+
+def deploy_objects():
+    objects = []
+    for doc in yaml.safe_load_all((DEPLOY / "operator.yaml").read_text()):
+        if doc:
+            objects.append(doc)
+    return objects
+
+
+def test_plain_manifests_agree_with_the_default_rendering():
+    rendered = {key(o): without_helm_labels(o) for o in render()}
+    plain = {key(o): o for o in deploy_objects()}
+    assert sorted(plain) == sorted(rendered), "deploy/ is stale: run python3 scripts/render-deploy.py"
+    for k in rendered:
+        assert plain[k] == rendered[k], f"{k} differs from the chart: run python3 scripts/render-deploy.py"
+
+
+def test_plain_manifests_are_valid_for_the_lowest_supported_kubernetes():
+    for path in sorted(DEPLOY.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] != "CustomResourceDefinition":
+                kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    crd = yaml.safe_load((DEPLOY / "cloudphone.io_cloudphones.yaml").read_text())
+    kubernetes_validate.validate(crd, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_the_kustomization_builds_into_the_same_objects():
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(DEPLOY)], check=True, capture_output=True, text=True
+    ).stdout
+    kinds = sorted(d["kind"] for d in yaml.safe_load_all(built) if d)
+    assert kinds == sorted(
+        ["Namespace", "CustomResourceDefinition"] + [o["kind"] for o in deploy_objects()]
+    )
+    for doc in yaml.safe_load_all(built):
+        if doc and doc["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+            assert doc["metadata"]["namespace"] == "cloudphone-system", key(doc)
