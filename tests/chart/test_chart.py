@@ -257,3 +257,16 @@ def test_the_kustomization_builds_into_the_same_objects():
     for doc in yaml.safe_load_all(built):
         if doc and doc["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
             assert doc["metadata"]["namespace"] == "cloudphone-system", key(doc)
+
+
+def test_the_image_is_a_static_binary_on_a_shell_less_non_root_base():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM\s+(\S+)", dockerfile, re.MULTILINE)
+    assert len(stages) >= 2, "multi-stage build"
+    assert stages[-1].startswith(("gcr.io/distroless/static", "scratch")), stages[-1]
+    final = dockerfile.split("FROM " + stages[-1], 1)[1]
+    assert re.search(r"^USER\s+65532", final, re.MULTILINE)
+    assert "RUN " not in final, "nothing runs in the final stage: it has no shell"
+    for label in ["title", "description", "version", "source"]:
+        assert f"org.opencontainers.image.{label}=" in final, label
+    assert "--release" in dockerfile and "--locked" in dockerfile

@@ -1,0 +1,48 @@
+-- Argo CD health of a CloudPhone (cloudphone.io/v1alpha1), read from the status the operator writes.
+local hs = {}
+if obj.spec ~= nil and obj.spec.suspend == true then
+  hs.status = "Suspended"
+  hs.message = "spec.suspend is true: the operator makes no vendor call for this phone"
+  return hs
+end
+local status = obj.status or {}
+local ready = nil
+for _, c in ipairs(status.conditions or {}) do
+  if c.type == "Ready" then
+    ready = c
+  end
+end
+if ready == nil then
+  hs.status = "Progressing"
+  hs.message = "waiting for the operator's first status"
+  return hs
+end
+local generation = obj.metadata and obj.metadata.generation
+if generation ~= nil and status.observedGeneration ~= nil and status.observedGeneration < generation then
+  hs.status = "Progressing"
+  hs.message = "the operator has not yet observed generation " .. tostring(generation)
+  return hs
+end
+local message = ready.message or ""
+if ready.status == "True" then
+  hs.status = "Healthy"
+  hs.message = message
+  return hs
+end
+local degraded_phases = { BackupFailed = true, RestoreFailed = true, NotFound = true }
+local degraded_reasons = {
+  BackupFailed = true,
+  RestoreFailed = true,
+  InstanceNotFound = true,
+  DuplicateInstance = true,
+  InvalidSpec = true,
+  UnknownStatus = true,
+}
+if degraded_phases[status.phase] or degraded_reasons[ready.reason] then
+  hs.status = "Degraded"
+  hs.message = (ready.reason or "") .. ": " .. message
+  return hs
+end
+hs.status = "Progressing"
+hs.message = (ready.reason or "") .. ": " .. message
+return hs
