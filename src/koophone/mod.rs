@@ -7,6 +7,7 @@
 mod client;
 mod error;
 mod retry;
+pub mod sign;
 mod token;
 mod wire;
 
