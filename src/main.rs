@@ -72,6 +72,15 @@ struct SimulateArgs {
         hide_env_values = true
     )]
     accept_tokens: Vec<String>,
+    /// An IAM user the simulated IAM endpoint issues tokens to, as USER@DOMAIN=PASSWORD (repeatable).
+    #[arg(long = "iam-user", value_name = "USER@DOMAIN=PASSWORD", value_parser = parse_iam_user)]
+    iam_users: Vec<sim::IamUser>,
+    /// Lifetime of the tokens the simulated IAM endpoint issues.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    token_lifetime: Duration,
+    /// An access key pair whose signed calls are accepted, as AK=SK (repeatable).
+    #[arg(long = "access-key", value_name = "AK=SK", value_parser = parse_access_key)]
+    access_keys: Vec<(String, String)>,
     /// How long a backup takes.
     #[arg(long, env = "CLOUDPHONE_SIM_BACKUP_DURATION", default_value = "3s", value_parser = parse_duration)]
     backup_duration: Duration,
@@ -122,6 +131,23 @@ struct SimulateArgs {
     auto_create: Option<i64>,
 }
 
+fn parse_iam_user(text: &str) -> Result<sim::IamUser, String> {
+    let (who, password) = text
+        .split_once('=')
+        .ok_or("expected USER@DOMAIN=PASSWORD")?;
+    let (name, domain) = who.split_once('@').ok_or("expected USER@DOMAIN=PASSWORD")?;
+    Ok(sim::IamUser {
+        name: name.to_owned(),
+        password: password.to_owned(),
+        domain: domain.to_owned(),
+    })
+}
+
+fn parse_access_key(text: &str) -> Result<(String, String), String> {
+    let (ak, sk) = text.split_once('=').ok_or("expected AK=SK")?;
+    Ok((ak.to_owned(), sk.to_owned()))
+}
+
 fn parse_state_flag(text: &str) -> Result<i64, String> {
     sim::parse_state(text)
 }
@@ -133,6 +159,9 @@ impl SimulateArgs {
             instances,
             seed_file,
             accept_tokens,
+            iam_users,
+            token_lifetime,
+            access_keys,
             backup_duration,
             restore_duration,
             backup_failure_rate,
@@ -178,6 +207,9 @@ impl SimulateArgs {
                 rejected_ids: rejected_ids.into_iter().collect(),
             },
             tokens: accept_tokens,
+            iam_users,
+            token_lifetime: Some(token_lifetime),
+            access_keys,
             business_errors_as_200,
             seed,
             auto_create,

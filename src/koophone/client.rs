@@ -1,8 +1,9 @@
 //! The KooPhone HTTP client: chunking, headers, time-outs, retries and answer decoding.
 
+use super::auth::{Auth, CallAuth};
 use super::error::{Endpoint, Error, VendorCode, VendorError, excerpt};
 use super::retry::{RetryPolicy, parse_retry_after};
-use super::token::Token;
+use super::sign::{self, SignableRequest};
 use super::wire;
 use crate::api::check_instance_id;
 use futures::{StreamExt, stream};
@@ -90,7 +91,9 @@ pub trait CallObserver: Send + Sync {
 pub struct Client {
     http: reqwest::Client,
     base_url: String,
-    token: Token,
+    /// `host[:port]` of the base URL, sent and signed as the `host` header.
+    host: String,
+    auth: Arc<Auth>,
     retry: RetryPolicy,
     max_in_flight: usize,
     observer: Option<Arc<dyn CallObserver>>,
@@ -100,14 +103,23 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("base_url", &self.base_url)
-            .field("token", &self.token)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
 
 impl Client {
-    /// Builds a client; fails only on a TLS setup the platform cannot provide.
-    pub fn new(config: ClientConfig, token: Token) -> Result<Client, Error> {
+    /// Builds a client; fails on a base URL without a host, or a TLS setup the platform cannot
+    /// provide. `auth` is a [`Token`](super::Token) or a shared [`Auth`] whose credentials may rotate.
+    pub fn new(config: ClientConfig, auth: impl Into<Arc<Auth>>) -> Result<Client, Error> {
+        let base_url = config.base_url.trim_end_matches('/').to_owned();
+        let url = reqwest::Url::parse(&base_url)
+            .map_err(|e| Error::Build(format!("base URL {base_url:?}: {e}")))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            (None, _) => return Err(Error::Build(format!("base URL {base_url:?} has no host"))),
+        };
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
@@ -116,8 +128,9 @@ impl Client {
             .map_err(|e| Error::Build(e.to_string()))?;
         Ok(Client {
             http,
-            base_url: config.base_url.trim_end_matches('/').to_owned(),
-            token,
+            base_url,
+            host,
+            auth: auth.into(),
             retry: config.retry,
             max_in_flight: config.max_in_flight.max(1),
             observer: None,
@@ -128,6 +141,11 @@ impl Client {
     pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Client {
         self.observer = Some(observer);
         self
+    }
+
+    /// The credentials' state: `Ok(form)`, or why no call can be authenticated.
+    pub fn auth_status(&self) -> Result<&'static str, String> {
+        self.auth.status()
     }
 
     /// The base URL calls go to.
@@ -238,10 +256,16 @@ impl Client {
     ) -> Result<(Uuid, T), Error> {
         let idempotent = endpoint == Endpoint::QueryStatus;
         let mut retry = 0;
+        let mut reauthenticated = false;
         loop {
+            let call_auth = self
+                .auth
+                .call_auth()
+                .await
+                .map_err(|source| Error::Auth { endpoint, source })?;
             let request_id = Uuid::new_v4();
             let started = Instant::now();
-            let result = self.attempt(endpoint, request_id, ids).await;
+            let result = self.attempt(endpoint, request_id, ids, &call_auth).await;
             if let Some(observer) = &self.observer {
                 let outcome = result.as_ref().map_or_else(Error::label, |_| "ok");
                 observer.observe(endpoint, outcome, started.elapsed());
@@ -254,6 +278,15 @@ impl Client {
                 }
                 Err(err) => err,
             };
+            // A refused token: forget it, fetch a new one and try once more; never a loop.
+            if err.http_status() == Some(401) && !reauthenticated {
+                reauthenticated = true;
+                if let CallAuth::Bearer(token) = &call_auth {
+                    self.auth.refused(token);
+                }
+                warn!(%endpoint, %request_id, "vendor refused the credentials (HTTP 401); re-authenticating once");
+                continue;
+            }
             let may_retry = if idempotent {
                 err.is_transient()
             } else {
@@ -280,6 +313,7 @@ impl Client {
         endpoint: Endpoint,
         request_id: Uuid,
         ids: &[String],
+        call_auth: &CallAuth,
     ) -> Result<T, Error> {
         let transport = |source: reqwest::Error| Error::Transport {
             endpoint,
@@ -288,15 +322,53 @@ impl Client {
             connect: source.is_connect(),
             source: source.without_url(),
         };
-        let response = self
+        // NB: serialising a list of strings cannot fail.
+        let body =
+            serde_json::to_vec(&wire::InstanceIdsRequest { instance_ids: ids }).unwrap_or_default();
+        let mut headers: Vec<(String, String)> = vec![
+            ("content-type".into(), "application/json".into()),
+            ("host".into(), self.host.clone()),
+            ("x-request-id".into(), request_id.to_string()),
+        ];
+        match call_auth {
+            CallAuth::Bearer(token) => {
+                headers.push(("X-Auth-Token".into(), token.expose().to_owned()))
+            }
+            CallAuth::Sign {
+                access_key,
+                secret_key,
+                project_id,
+                security_token,
+            } => {
+                headers.push(("X-Project-Id".into(), project_id.clone()));
+                if let Some(st) = security_token {
+                    headers.push(("X-Security-Token".into(), st.expose().to_owned()));
+                }
+                headers.push((
+                    "X-Sdk-Date".into(),
+                    sign::sdk_date(k8s_openapi::jiff::Timestamp::now()),
+                ));
+                let authorization = sign::authorization(
+                    access_key,
+                    secret_key.expose(),
+                    &SignableRequest {
+                        method: "POST",
+                        path: endpoint.path(),
+                        query: &[],
+                        headers: &headers,
+                        body: &body,
+                    },
+                );
+                headers.push(("Authorization".into(), authorization));
+            }
+        }
+        let mut request = self
             .http
-            .post(format!("{}{}", self.base_url, endpoint.path()))
-            .header("X-Auth-Token", self.token.expose())
-            .header("x-request-id", request_id.to_string())
-            .json(&wire::InstanceIdsRequest { instance_ids: ids })
-            .send()
-            .await
-            .map_err(transport)?;
+            .post(format!("{}{}", self.base_url, endpoint.path()));
+        for (name, value) in &headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = request.body(body).send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

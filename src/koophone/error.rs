@@ -226,6 +226,14 @@ pub enum Error {
         excerpt: String,
     },
 
+    /// The call could not be authenticated; nothing was sent.
+    #[error("{endpoint}: not sent: {source}")]
+    Auth {
+        endpoint: Endpoint,
+        #[source]
+        source: super::auth::AuthError,
+    },
+
     /// The HTTP client could not be built (bad TLS setup or base URL).
     #[error("cannot build the vendor client: {0}")]
     Build(String),
@@ -239,7 +247,10 @@ impl Error {
             | Error::Http { request_id, .. }
             | Error::Vendor { request_id, .. }
             | Error::Decode { request_id, .. } => Some(*request_id),
-            Error::InvalidInstanceId { .. } | Error::TooManyIds { .. } | Error::Build(_) => None,
+            Error::InvalidInstanceId { .. }
+            | Error::TooManyIds { .. }
+            | Error::Auth { .. }
+            | Error::Build(_) => None,
         }
     }
 
@@ -276,6 +287,7 @@ impl Error {
     pub fn certainly_not_processed(&self) -> bool {
         match self {
             Error::Transport { connect, .. } => *connect,
+            Error::Auth { .. } => true,
             Error::Http { status, .. } => *status == 429,
             _ => false,
         }
@@ -291,6 +303,7 @@ impl Error {
                     || vendor.as_ref().is_some_and(|v| v.code.is_transient())
             }
             Error::Vendor { vendor, .. } => vendor.code.is_transient(),
+            Error::Auth { source, .. } => !matches!(source, super::auth::AuthError::Credentials(_)),
             Error::InvalidInstanceId { .. } | Error::TooManyIds { .. } | Error::Build(_) => false,
         }
     }
@@ -367,6 +380,8 @@ impl Error {
         match self {
             Error::InvalidInstanceId { .. } => "InvalidInstanceId",
             Error::TooManyIds { .. } => "TooManyIds",
+            Error::Auth { source, .. } => source.label(),
+            Error::Http { status: 401, .. } => "Unauthorized",
             Error::Transport { timeout: true, .. } => "Timeout",
             Error::Transport { .. } => "TransportError",
             Error::Http { status: 429, .. } => "RateLimited",

@@ -4,17 +4,21 @@
 //! `x-request-id`, which also goes into its error and its log line. Lists are split into calls of at
 //! most 100 ids; invalid ids are refused before anything is sent.
 
+mod auth;
 mod client;
+mod credentials;
 mod error;
 mod retry;
 pub mod sign;
 mod token;
 mod wire;
 
+pub use auth::{Auth, AuthError, CallAuth};
 pub use client::{
     BackupReceipt, CallObserver, Chunk, Client, ClientConfig, DEFAULT_BASE_URL, MAX_IDS_PER_CALL,
     StatusReport,
 };
+pub use credentials::{Credentials, CredentialsError, ProjectScope};
 pub use error::{Endpoint, Error, VendorCode, VendorError};
 pub use retry::RetryPolicy;
 pub use token::Token;

@@ -24,6 +24,12 @@ impl Token {
     }
 }
 
+impl From<Token> for std::sync::Arc<super::auth::Auth> {
+    fn from(token: Token) -> Self {
+        std::sync::Arc::new(super::auth::Auth::token(token))
+    }
+}
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Token(<redacted>)")

@@ -62,6 +62,8 @@ pub struct TickReport {
     pub write_errors: usize,
     /// Wall time of the tick.
     pub duration: Duration,
+    /// Why the tick made no vendor call at all (unusable credentials), if so.
+    pub skipped: Option<String>,
 }
 
 /// A handle that asks the engine for an early tick. A request during a tick causes exactly one
@@ -226,6 +228,15 @@ impl<S: PhoneStore> Engine<S> {
         let started = Instant::now();
         let now = Timestamp::now();
         let snapshot = self.store.snapshot();
+        if let Err(why) = self.client.auth_status() {
+            warn!(phones = snapshot.len(), reason = %why, "tick skipped: no vendor call without usable credentials");
+            return TickReport {
+                phones: snapshot.len(),
+                duration: started.elapsed(),
+                skipped: Some(why),
+                ..TickReport::default()
+            };
+        }
         let statuses = self.effective_statuses(&snapshot);
         let views: Vec<PhoneView> = snapshot
             .iter()

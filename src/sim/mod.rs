@@ -6,18 +6,20 @@
 
 mod faults;
 mod fleet;
+mod iam;
 mod seed;
 mod server;
 
 pub use faults::{Faults, Injected};
 pub use fleet::{Instance, Timings, code, parse_state};
+pub use iam::IamUser;
 pub use seed::{SeedError, parse_instance_flag, parse_seed_text, read_seed_file};
 
 use fleet::Fleet;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -32,8 +34,15 @@ pub struct SimConfig {
     pub instances: Vec<(String, i64)>,
     pub timings: Timings,
     pub faults: Faults,
-    /// Tokens the vendor endpoints accept; empty accepts any non-empty token.
+    /// Static tokens the vendor endpoints accept. With no token, IAM user or access key
+    /// configured, any non-empty token is accepted.
     pub tokens: Vec<String>,
+    /// Users the IAM endpoint (`POST /v3/auth/tokens`) issues tokens to.
+    pub iam_users: Vec<IamUser>,
+    /// Lifetime of issued tokens (the vendor's is 24 hours).
+    pub token_lifetime: Option<std::time::Duration>,
+    /// Access key pairs (AK, SK) whose signed calls are accepted.
+    pub access_keys: Vec<(String, String)>,
     /// Answer refused backups (2005, 2006, 4001, 1000) with HTTP 200 instead of 400, as the
     /// vendor's current error-code page says it does.
     pub business_errors_as_200: bool,
@@ -51,6 +60,10 @@ pub struct Counters {
     pub endpoints: BTreeMap<String, EndpointCounters>,
     /// Backups started across all instances.
     pub backups_started: u64,
+    /// Calls of the IAM token endpoint.
+    pub iam_calls: u64,
+    /// Vendor calls answered 401.
+    pub unauthorized: u64,
 }
 
 /// Counts for one endpoint.
@@ -86,6 +99,7 @@ impl Counters {
 }
 
 struct Inner {
+    identities: iam::Identities,
     fleet: Fleet,
     faults: Faults,
     fault_rng: StdRng,
@@ -94,7 +108,6 @@ struct Inner {
 
 struct Shared {
     inner: Mutex<Inner>,
-    tokens: HashSet<String>,
     business_errors_as_200: bool,
     auto_create: Option<i64>,
 }
@@ -105,10 +118,6 @@ impl Shared {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn token_accepted(&self, token: &str) -> bool {
-        self.tokens.is_empty() || self.tokens.contains(token)
     }
 }
 
@@ -150,12 +159,20 @@ impl Simulator {
         }
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
+                identities: iam::Identities {
+                    static_tokens: config.tokens.into_iter().collect(),
+                    users: config.iam_users,
+                    access_keys: config.access_keys.into_iter().collect(),
+                    issued: Default::default(),
+                    token_lifetime: config
+                        .token_lifetime
+                        .unwrap_or(std::time::Duration::from_secs(24 * 3600)),
+                },
                 fleet,
                 faults: config.faults,
                 fault_rng: StdRng::seed_from_u64(config.seed.wrapping_add(1)),
                 counters: Counters::default(),
             }),
-            tokens: config.tokens.into_iter().collect(),
             business_errors_as_200: config.business_errors_as_200,
             auto_create: config.auto_create,
         });
@@ -222,6 +239,31 @@ impl Simulator {
     /// A copy of the counters.
     pub fn counters(&self) -> Counters {
         self.shared.lock().counters.clone()
+    }
+
+    /// Revokes every token the IAM endpoint issued: the next call with one is answered 401.
+    pub fn revoke_tokens(&self) {
+        self.shared.lock().identities.issued.clear();
+    }
+
+    /// Changes an IAM user's password (a rotation at the vendor).
+    pub fn set_iam_password(&self, user: &str, password: &str) {
+        for u in self
+            .shared
+            .lock()
+            .identities
+            .users
+            .iter_mut()
+            .filter(|u| u.name == user)
+        {
+            u.password = password.to_owned();
+        }
+    }
+
+    /// Replaces the static tokens accepted.
+    pub fn set_static_tokens<'a>(&self, tokens: impl IntoIterator<Item = &'a str>) {
+        self.shared.lock().identities.static_tokens =
+            tokens.into_iter().map(str::to_owned).collect();
     }
 
     /// Zeroes the counters.

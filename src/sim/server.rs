@@ -23,6 +23,8 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/instances/batch-query-status", post(query_status))
         .route("/v1/instances/backup", post(backup))
+        .route("/v3/auth/tokens", post(issue_token))
+        .route("/sim/iam/revoke", post(revoke_tokens))
         .route("/sim/counters", get(counters))
         .route("/sim/counters/reset", post(reset_counters))
         .route("/sim/instances", get(list_instances).put(put_instances))
@@ -56,25 +58,23 @@ fn vendor_error(status: StatusCode, code: &str, msg: impl Into<String>) -> Respo
 
 /// The checks the vendor makes before it looks at any instance; returns the ids of a good request.
 fn check_request(
-    shared: &Shared,
+    inner: &mut super::Inner,
     headers: &HeaderMap,
+    uri: &axum::http::Uri,
     body: &[u8],
 ) -> Result<Vec<String>, Box<Response>> {
-    let token = headers
-        .get("x-auth-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .trim();
-    if token.is_empty() || !shared.token_accepted(token) {
+    if let Err(message) =
+        inner
+            .identities
+            .check(headers, uri.path(), uri.query().unwrap_or(""), body)
+    {
+        inner.counters.unauthorized += 1;
         return Err(Box::new(
             (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({
-                "error_code": "APIGW.0301",
-                "error_msg": "Incorrect IAM authentication information: the token is missing, unknown or expired",
-            })),
-        )
-            .into_response(),
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error_code": "APIGW.0301", "error_msg": message})),
+            )
+                .into_response(),
         ));
     }
     let has_request_id = headers
@@ -123,11 +123,12 @@ async fn serve(
     shared: Arc<Shared>,
     call: Call,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     body: axum::body::Bytes,
 ) -> Response {
-    let checked = check_request(&shared, &headers, &body);
     let (response, delay) = {
         let mut inner = shared.lock();
+        let checked = check_request(&mut inner, &headers, &uri, &body);
         inner
             .counters
             .record_call(call.name(), checked.as_ref().map_or(0, Vec::len));
@@ -287,17 +288,35 @@ fn process(
 async fn query_status(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     body: axum::body::Bytes,
 ) -> Response {
-    serve(shared, Call::QueryStatus, headers, body).await
+    serve(shared, Call::QueryStatus, headers, uri, body).await
 }
 
 async fn backup(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     body: axum::body::Bytes,
 ) -> Response {
-    serve(shared, Call::Backup, headers, body).await
+    serve(shared, Call::Backup, headers, uri, body).await
+}
+
+async fn issue_token(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let mut inner = shared.lock();
+    inner.counters.iam_calls += 1;
+    let (status, token, answer) = inner.identities.issue(&body);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match token {
+        Some(token) => (status, [("x-subject-token", token)], Json(answer)).into_response(),
+        None => (status, Json(answer)).into_response(),
+    }
+}
+
+async fn revoke_tokens(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.lock().identities.issued.clear();
+    StatusCode::NO_CONTENT
 }
 
 async fn counters(State(shared): State<Arc<Shared>>) -> Response {

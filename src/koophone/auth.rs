@@ -1,0 +1,316 @@
+//! Authentication of vendor calls: the current credentials (replaceable at any time, for rotation),
+//! and IAM tokens fetched, cached and refreshed ahead of expiry, one refresh shared by all callers.
+
+use super::credentials::{Credentials, CredentialsError, ProjectScope};
+use super::token::Token;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::json;
+use std::sync::RwLock;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+/// A token is refreshed once this fraction of its lifetime has passed.
+const REFRESH_AT: f64 = 0.8;
+/// IAM failures back off from 1s, doubling, up to a minute.
+const IAM_BACKOFF_BASE: Duration = Duration::from_secs(1);
+const IAM_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Why a call cannot be authenticated. Never carries a credential.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error("IAM token request to {endpoint} failed: {reason}")]
+    Iam { endpoint: String, reason: String },
+    #[error("IAM token requests are backing off after {failures} failures; next try in {}s", .wait.as_secs())]
+    IamBackingOff { failures: u32, wait: Duration },
+}
+
+impl AuthError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            AuthError::Credentials(_) => "CredentialsInvalid",
+            AuthError::Iam { .. } | AuthError::IamBackingOff { .. } => "IamUnavailable",
+        }
+    }
+}
+
+/// How one call is authenticated.
+#[derive(Clone, Debug)]
+pub enum CallAuth {
+    /// Send `X-Auth-Token`.
+    Bearer(Token),
+    /// Sign the call with the access key pair.
+    Sign {
+        access_key: String,
+        secret_key: Token,
+        project_id: String,
+        security_token: Option<Token>,
+    },
+}
+
+struct Cached {
+    token: Token,
+    refresh_at: Instant,
+    expires_at: Instant,
+}
+
+struct State {
+    credentials: Result<Credentials, CredentialsError>,
+    /// Bumped by every [`Auth::set`], so that a refresh started with old credentials is dropped.
+    generation: u64,
+    cached: Option<Cached>,
+    failures: u32,
+    blocked_until: Option<Instant>,
+}
+
+/// The credentials of the vendor client, shared by all its calls.
+pub struct Auth {
+    state: RwLock<State>,
+    refresh: tokio::sync::Mutex<()>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    pub fn new(credentials: Result<Credentials, CredentialsError>) -> Auth {
+        Auth {
+            state: RwLock::new(State {
+                credentials,
+                generation: 0,
+                cached: None,
+                failures: 0,
+                blocked_until: None,
+            }),
+            refresh: tokio::sync::Mutex::new(()),
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Static credentials: a token.
+    pub fn token(token: Token) -> Auth {
+        Auth::new(Ok(Credentials::Token(token)))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the credentials (a rotated Secret); the next call uses them.
+    pub fn set(&self, credentials: Result<Credentials, CredentialsError>) {
+        match &credentials {
+            Ok(c) => info!(form = c.form(), "vendor credentials loaded"),
+            Err(e) => {
+                warn!(error = %e, "vendor credentials refused; no vendor call is made until they are fixed")
+            }
+        }
+        let mut state = self.write();
+        state.credentials = credentials;
+        state.generation += 1;
+        state.cached = None;
+        state.failures = 0;
+        state.blocked_until = None;
+    }
+
+    /// `Ok(form)` when calls can be authenticated, else why not (for `/readyz` and the tick).
+    pub fn status(&self) -> Result<&'static str, String> {
+        match &self.read().credentials {
+            Ok(c) => Ok(c.form()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// How to authenticate the next call.
+    pub async fn call_auth(&self) -> Result<CallAuth, AuthError> {
+        let credentials = self.read().credentials.clone()?;
+        match credentials {
+            Credentials::Token(token) => Ok(CallAuth::Bearer(token)),
+            Credentials::AccessKey {
+                access_key,
+                secret_key,
+                project_id,
+                security_token,
+            } => Ok(CallAuth::Sign {
+                access_key,
+                secret_key,
+                project_id,
+                security_token,
+            }),
+            Credentials::Password { .. } => self.iam_token().await.map(CallAuth::Bearer),
+        }
+    }
+
+    /// The vendor refused `token` (HTTP 401): forget it, so that the next call fetches a new one.
+    pub fn refused(&self, token: &Token) {
+        let mut state = self.write();
+        if state.cached.as_ref().is_some_and(|c| c.token == *token) {
+            state.cached = None;
+        }
+    }
+
+    fn cached(&self, fresh: bool) -> Option<Token> {
+        let state = self.read();
+        let now = Instant::now();
+        let c = state.cached.as_ref()?;
+        let until = if fresh { c.refresh_at } else { c.expires_at };
+        (now < until).then(|| c.token.clone())
+    }
+
+    async fn iam_token(&self) -> Result<Token, AuthError> {
+        if let Some(token) = self.cached(true) {
+            return Ok(token);
+        }
+        // One refresh at a time: callers arriving meanwhile wait, then find the new token.
+        let _refreshing = self.refresh.lock().await;
+        if let Some(token) = self.cached(true) {
+            return Ok(token);
+        }
+        let (credentials, generation) = {
+            let state = self.read();
+            if let Some(until) = state.blocked_until
+                && Instant::now() < until
+            {
+                // A token that is due for refresh but not expired still serves while IAM backs off.
+                drop(state);
+                if let Some(token) = self.cached(false) {
+                    return Ok(token);
+                }
+                let state = self.read();
+                return Err(AuthError::IamBackingOff {
+                    failures: state.failures,
+                    wait: until.saturating_duration_since(Instant::now()),
+                });
+            }
+            (state.credentials.clone()?, state.generation)
+        };
+        let Credentials::Password {
+            username,
+            password,
+            domain,
+            project,
+            iam_endpoint,
+        } = credentials
+        else {
+            return Err(AuthError::Iam {
+                endpoint: String::new(),
+                reason: "the credentials changed to a form without IAM".into(),
+            });
+        };
+        let result = self
+            .fetch(&iam_endpoint, &username, &password, &domain, &project)
+            .await;
+        let mut state = self.write();
+        if state.generation != generation {
+            // Rotated meanwhile: this token belongs to the old credentials.
+            return result.map(|(token, _)| token);
+        }
+        match result {
+            Ok((token, lifetime)) => {
+                let now = Instant::now();
+                state.cached = Some(Cached {
+                    token: token.clone(),
+                    refresh_at: now + lifetime.mul_f64(REFRESH_AT),
+                    expires_at: now + lifetime,
+                });
+                state.failures = 0;
+                state.blocked_until = None;
+                info!(endpoint = %iam_endpoint, lifetime_s = lifetime.as_secs(), "IAM token fetched");
+                Ok(token)
+            }
+            Err(e) => {
+                state.failures += 1;
+                let wait = IAM_BACKOFF_BASE
+                    .saturating_mul(1u32 << state.failures.min(10).saturating_sub(1))
+                    .min(IAM_BACKOFF_MAX);
+                state.blocked_until = Some(Instant::now() + wait);
+                warn!(error = %e, backoff_s = wait.as_secs(), "IAM token request failed");
+                drop(state);
+                if let Some(token) = self.cached(false) {
+                    return Ok(token);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// `POST /v3/auth/tokens` with the password method; the token is in `X-Subject-Token`.
+    async fn fetch(
+        &self,
+        endpoint: &str,
+        username: &str,
+        password: &Token,
+        domain: &str,
+        project: &ProjectScope,
+    ) -> Result<(Token, Duration), AuthError> {
+        let fail = |reason: String| AuthError::Iam {
+            endpoint: endpoint.to_owned(),
+            reason,
+        };
+        let scope = match project {
+            ProjectScope::Name(name) => json!({"project": {"name": name}}),
+            ProjectScope::Id(id) => json!({"project": {"id": id}}),
+        };
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": username, "password": password.expose(), "domain": {"name": domain},
+            }}},
+            "scope": scope,
+        }});
+        let response = self
+            .http
+            .post(format!("{endpoint}/v3/auth/tokens"))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| fail(format!("transport error: {}", e.without_url())))?;
+        let status = response.status().as_u16();
+        let token = response
+            .headers()
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .map(Token::new);
+        let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        if status != 201 && status != 200 {
+            let message = answer["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect::<String>();
+            return Err(fail(format!("HTTP {status} {message}")));
+        }
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Err(fail("the answer has no X-Subject-Token header".into()));
+        };
+        let parse = |key: &str| {
+            answer["token"][key]
+                .as_str()
+                .and_then(|s| s.parse::<Timestamp>().ok())
+        };
+        let expires =
+            parse("expires_at").ok_or_else(|| fail("the answer has no token.expires_at".into()))?;
+        // Measured from issued_at when given, so that the clocks of IAM and this host need not agree.
+        let issued = parse("issued_at").unwrap_or_else(Timestamp::now);
+        let lifetime = Duration::try_from(expires.duration_since(issued)).unwrap_or(Duration::ZERO);
+        if lifetime.is_zero() {
+            return Err(fail("the token is already expired".into()));
+        }
+        Ok((token, lifetime))
+    }
+}

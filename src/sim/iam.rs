@@ -1,0 +1,210 @@
+//! The simulator's authentication: an IAM token endpoint (`POST /v3/auth/tokens`), token checks with
+//! expiry and revocation, and the gateway's AK/SK signature check with its 15-minute date window.
+//!
+//! NB: the signature is recomputed with `crate::koophone::sign`, the client's own signer; that
+//! module is checked on its own against the vendor's worked example and an independent Python
+//! implementation, so sharing it here does not make the simulator a mirror of the client.
+
+use crate::koophone::sign::{self, SignableRequest};
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// How far `X-Sdk-Date` may be from the gateway's clock.
+const SIGNATURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// An IAM user the simulator knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IamUser {
+    pub name: String,
+    pub password: String,
+    pub domain: String,
+}
+
+/// Who may call the simulated vendor.
+#[derive(Debug, Default)]
+pub struct Identities {
+    /// Static tokens accepted as they are.
+    pub static_tokens: HashSet<String>,
+    pub users: Vec<IamUser>,
+    /// Access key -> secret key.
+    pub access_keys: HashMap<String, String>,
+    /// Tokens issued by the IAM endpoint, with their expiry.
+    pub issued: HashMap<String, Instant>,
+    pub token_lifetime: Duration,
+}
+
+impl Identities {
+    /// With nothing configured, any non-empty token is accepted (the quick start's mode).
+    fn open(&self) -> bool {
+        self.static_tokens.is_empty() && self.users.is_empty() && self.access_keys.is_empty()
+    }
+
+    /// `Ok` when the request is authenticated, else the gateway's 401 message.
+    pub fn check(
+        &self,
+        headers: &axum::http::HeaderMap,
+        path: &str,
+        query: &str,
+        body: &[u8],
+    ) -> Result<(), &'static str> {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        if let Some(authorization) =
+            header("authorization").filter(|a| a.starts_with(sign::ALGORITHM))
+        {
+            return self.check_signature(authorization, headers, path, query, body);
+        }
+        let token = header("x-auth-token").unwrap_or("");
+        if token.is_empty() {
+            return Err("Incorrect IAM authentication information: the token is missing");
+        }
+        if self.open() || self.static_tokens.contains(token) {
+            return Ok(());
+        }
+        match self.issued.get(token) {
+            Some(expires) if Instant::now() < *expires => Ok(()),
+            Some(_) => Err("Incorrect IAM authentication information: the token expired"),
+            None => Err("Incorrect IAM authentication information: the token is unknown"),
+        }
+    }
+
+    fn check_signature(
+        &self,
+        authorization: &str,
+        headers: &axum::http::HeaderMap,
+        path: &str,
+        query: &str,
+        body: &[u8],
+    ) -> Result<(), &'static str> {
+        let parsed = sign::parse_authorization(authorization)
+            .ok_or("Incorrect IAM authentication information: malformed Authorization")?;
+        let secret = self
+            .access_keys
+            .get(&parsed.access_key)
+            .ok_or("Incorrect IAM authentication information: AK access failed to reach the limit or the AK is unknown")?;
+        let date = headers
+            .get("x-sdk-date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(sign::parse_sdk_date)
+            .ok_or(
+                "Incorrect IAM authentication information: X-Sdk-Date is missing or malformed",
+            )?;
+        let skew = Timestamp::now().duration_since(date).unsigned_abs();
+        if skew > SIGNATURE_WINDOW {
+            return Err(
+                "Incorrect IAM authentication information: signature expired (X-Sdk-Date is over 15 minutes off)",
+            );
+        }
+        if !parsed.signed_headers.iter().any(|h| h == "host")
+            || !parsed.signed_headers.iter().any(|h| h == "x-sdk-date")
+        {
+            return Err(
+                "Incorrect IAM authentication information: host and x-sdk-date must be signed",
+            );
+        }
+        let mut signed = Vec::new();
+        for name in &parsed.signed_headers {
+            let value = headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .ok_or("Incorrect IAM authentication information: a signed header is missing")?;
+            signed.push((name.clone(), value.to_owned()));
+        }
+        let query: Vec<(String, String)> = url_pairs(query);
+        let request = SignableRequest {
+            method: "POST",
+            path,
+            query: &query,
+            headers: &signed,
+            body,
+        };
+        let expected = sign::authorization(&parsed.access_key, secret, &request);
+        if sign::parse_authorization(&expected).map(|p| p.signature) != Some(parsed.signature) {
+            return Err("Incorrect IAM authentication information: verify aksk signature fail");
+        }
+        if headers.get("x-project-id").is_none() {
+            return Err("Incorrect IAM authentication information: X-Project-Id is missing");
+        }
+        Ok(())
+    }
+
+    /// `POST /v3/auth/tokens`: (HTTP status, the token for `X-Subject-Token`, body).
+    pub fn issue(&mut self, body: &[u8]) -> (u16, Option<String>, Value) {
+        let refuse = |code: u16, message: &str| {
+            (
+                code,
+                None,
+                json!({"error": {"code": code, "message": message, "title": "Unauthorized"}}),
+            )
+        };
+        let Ok(request) = serde_json::from_slice::<Value>(body) else {
+            return refuse(400, "the request body is not JSON");
+        };
+        let identity = &request["auth"]["identity"];
+        if !identity["methods"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|v| v == "password"))
+        {
+            return refuse(400, "auth.identity.methods must include password");
+        }
+        let user = &identity["password"]["user"];
+        let (Some(name), Some(password), Some(domain)) = (
+            user["name"].as_str(),
+            user["password"].as_str(),
+            user["domain"]["name"].as_str(),
+        ) else {
+            return refuse(
+                400,
+                "auth.identity.password.user needs name, password and domain.name",
+            );
+        };
+        let project = &request["auth"]["scope"]["project"];
+        if project["name"].as_str().is_none() && project["id"].as_str().is_none() {
+            return refuse(400, "auth.scope.project needs name or id");
+        }
+        let known = self
+            .users
+            .iter()
+            .any(|u| u.name == name && u.password == password && u.domain == domain);
+        if !known {
+            return refuse(401, "The username or password is wrong.");
+        }
+        let token = format!("sim-iam-{}", uuid::Uuid::new_v4().simple());
+        self.issued
+            .insert(token.clone(), Instant::now() + self.token_lifetime);
+        let issued_at = Timestamp::now();
+        let expires_at = issued_at
+            .checked_add(self.token_lifetime)
+            .unwrap_or(Timestamp::MAX);
+        let body = json!({"token": {
+            "methods": ["password"],
+            "issued_at": issued_at.to_string(),
+            "expires_at": expires_at.to_string(),
+            "user": {"name": name, "domain": {"name": domain}},
+            "project": project,
+        }});
+        (201, Some(token), body)
+    }
+}
+
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (decode(k), decode(v))
+        })
+        .collect()
+}
