@@ -190,7 +190,10 @@ pub fn parse_authorization(value: &str) -> Option<ParsedAuthorization> {
 mod tests {
     use super::*;
 
-    fn guide_example() -> (Vec<(String, String)>, Vec<(String, String)>) {
+    type Pairs = Vec<(String, String)>;
+
+    /// The headers and query of the guide's example request.
+    fn guide_example() -> (Pairs, Pairs) {
         let headers = vec![
             ("Content-Type".to_owned(), "application/json".to_owned()),
             ("Host".to_owned(), "service.region.example.com".to_owned()),
