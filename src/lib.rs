@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod plan;
 pub mod reconciler;
 pub mod run;
+pub mod secret_watch;
 pub mod sim;
 pub mod telemetry;

@@ -3,7 +3,8 @@
 
 use crate::demo::parse_duration;
 use crate::http::{self, Readiness};
-use crate::koophone::{self, Client, ClientConfig, DEFAULT_BASE_URL, Token};
+use crate::koophone::{self, Auth, Client, ClientConfig, CredentialsError, DEFAULT_BASE_URL, Token};
+use crate::secret_watch;
 use crate::leader::{Leadership, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::plan::PlanConfig;
@@ -25,6 +26,12 @@ pub struct RunArgs {
     /// Base URL of the KooPhone API.
     #[arg(long, env = "CLOUDPHONE_VENDOR_URL", default_value = DEFAULT_BASE_URL)]
     pub vendor_url: String,
+    /// A Secret holding the vendor credentials, as NAMESPACE/NAME (or NAME in the operator's
+    /// namespace): a `token`; or `username`, `password`, `domain`, `project`|`projectId`,
+    /// `region`|`iamEndpoint`; or `accessKey`, `secretKey`, `projectId` (and `securityToken`).
+    /// Watched: a rotation is used from the next call.
+    #[arg(long, env = "CLOUDPHONE_CREDENTIALS_SECRET", value_name = "[NAMESPACE/]NAME")]
+    pub credentials_secret: Option<String>,
     /// A file holding a static vendor token (for example a mounted Secret key).
     #[arg(long, env = "CLOUDPHONE_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
@@ -94,9 +101,13 @@ pub struct RunArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(
-        "no vendor credentials: give --token-file or --token-env (or --simulate to try without an account)"
+        "no vendor credentials: give --credentials-secret, --token-file or --token-env (or --simulate to try without an account)"
     )]
     NoCredentials,
+    #[error("give only one of --credentials-secret, --token-file and --token-env")]
+    ConflictingCredentials,
+    #[error("{0}")]
+    SecretRef(String),
     #[error("--token-file {path}: {reason}")]
     TokenFile { path: PathBuf, reason: String },
     #[error("--token-env {var}: {reason}")]
@@ -151,15 +162,11 @@ pub fn read_token(args: &RunArgs) -> Result<Token, RunError> {
     Err(RunError::NoCredentials)
 }
 
-/// The namespace of the Lease: the flag, else the pod's namespace, else the client's default.
-fn lease_namespace(args: &RunArgs, client: &kube::Client) -> String {
-    args.lease_namespace
-        .clone()
-        .or_else(|| {
-            std::env::var("POD_NAMESPACE")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
+/// The operator's own namespace: POD_NAMESPACE, else the service account's, else the kubeconfig's.
+fn pod_namespace(client: &kube::Client) -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|s| !s.is_empty())
         .or_else(|| {
             std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
                 .ok()
@@ -167,6 +174,13 @@ fn lease_namespace(args: &RunArgs, client: &kube::Client) -> String {
                 .filter(|s| !s.is_empty())
         })
         .unwrap_or_else(|| client.default_namespace().to_owned())
+}
+
+/// The namespace of the Lease: the flag, else the operator's own namespace.
+fn lease_namespace(args: &RunArgs, client: &kube::Client) -> String {
+    args.lease_namespace
+        .clone()
+        .unwrap_or_else(|| pod_namespace(client))
 }
 
 fn identity(args: &RunArgs) -> String {
@@ -209,8 +223,10 @@ pub async fn preflight(client: &kube::Client, args: &RunArgs) -> Result<(), RunE
     Ok(())
 }
 
-/// Readiness: the cache is synced; a leader must also have ticked successfully lately.
+/// Readiness: the cache is synced and the credentials usable; a leader must also have ticked
+/// successfully lately.
 struct Ready {
+    auth: Arc<Auth>,
     store: Arc<KubeStore>,
     engine: Arc<Engine<KubeStore>>,
     leader: watch::Receiver<bool>,
@@ -223,6 +239,9 @@ impl Readiness for Ready {
     fn check(&self) -> Result<(), String> {
         if !self.store.is_synced() {
             return Err("the CloudPhone watch cache has not synced yet".into());
+        }
+        if let Err(why) = self.auth.status() {
+            return Err(format!("vendor credentials unusable: {why}"));
         }
         if !*self.leader.borrow() {
             return Ok(());
@@ -253,13 +272,29 @@ pub async fn run(
     if args.tick_interval.is_zero() {
         return Err(RunError::ZeroInterval);
     }
-    let token = if args.simulate {
-        Token::new("simulated")
-    } else {
-        read_token(&args)?
-    };
     let client = kube::Client::try_default().await.map_err(RunError::Kube)?;
+    let secret = match &args.credentials_secret {
+        _ if args.simulate => None,
+        Some(_) if args.token_file.is_some() || args.token_env.is_some() => {
+            return Err(RunError::ConflictingCredentials);
+        }
+        Some(text) => Some(
+            secret_watch::parse_secret_ref(text, &pod_namespace(&client)).map_err(RunError::SecretRef)?,
+        ),
+        None => None,
+    };
+    let auth = Arc::new(match (&secret, args.simulate) {
+        (_, true) => Auth::token(Token::new("simulated")),
+        (Some((namespace, name)), false) => Auth::new(Err(CredentialsError::SecretMissing(format!(
+            "{namespace}/{name} (not read yet)"
+        )))),
+        (None, false) => Auth::token(read_token(&args)?),
+    });
     preflight(&client, &args).await?;
+    let secret_task = secret.map(|(namespace, name)| {
+        info!(secret = %format!("{namespace}/{name}"), "vendor credentials from a watched Secret");
+        tokio::spawn(secret_watch::watch(client.clone(), namespace, name, auth.clone()))
+    });
 
     let simulator = if args.simulate {
         let simulator = Simulator::start(
@@ -287,7 +322,7 @@ pub async fn run(
             max_in_flight: args.vendor_concurrency,
             ..ClientConfig::default()
         },
-        token,
+        auth.clone(),
     )?
     .with_observer(metrics.clone());
 
@@ -365,6 +400,7 @@ pub async fn run(
         })?;
     info!(addr = %args.metrics_addr, "serving /metrics, /healthz and /readyz");
     let readiness = Arc::new(Ready {
+        auth: auth.clone(),
         store: store.clone(),
         engine: engine.clone(),
         leader: leader.clone(),
@@ -399,6 +435,9 @@ pub async fn run(
     }
     watch_task.abort();
     leader_task.abort();
+    if let Some(task) = secret_task {
+        task.abort();
+    }
     let _ = http_stop.send(());
     let _ = http_task.await;
     if let Some(simulator) = simulator {

@@ -128,6 +128,11 @@ impl Auth {
         state.blocked_until = None;
     }
 
+    /// How many times the credentials were replaced since start.
+    pub fn version(&self) -> u64 {
+        self.read().generation
+    }
+
     /// `Ok(form)` when calls can be authenticated, else why not (for `/readyz` and the tick).
     pub fn status(&self) -> Result<&'static str, String> {
         match &self.read().credentials {

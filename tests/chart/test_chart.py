@@ -24,6 +24,9 @@ PHONE_RULES = [
     {"apiGroups": ["cloudphone.io"], "resources": ["cloudphones/status"], "verbs": ["patch"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
+CREDENTIALS_RULES = [
+    {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["koophone-credentials"], "verbs": ["get", "list", "watch"]},
+]
 LEASE_RULES = [
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
     {
@@ -103,9 +106,11 @@ def test_rbac_is_exactly_the_least_privilege_set_of_the_readme():
     objects = render()
     (cluster_role,) = by_kind(objects, "ClusterRole")
     assert cluster_role["rules"] == PHONE_RULES
-    (role,) = by_kind(objects, "Role")
-    assert role["metadata"]["namespace"] == "cloudphone-system"
-    assert role["rules"] == LEASE_RULES
+    roles = {r["metadata"]["name"]: r for r in by_kind(objects, "Role")}
+    assert sorted(roles) == ["cloudphone-operator-credentials", "cloudphone-operator-leader-election"]
+    assert all(r["metadata"]["namespace"] == "cloudphone-system" for r in roles.values())
+    assert roles["cloudphone-operator-leader-election"]["rules"] == LEASE_RULES
+    assert roles["cloudphone-operator-credentials"]["rules"] == CREDENTIALS_RULES
     (binding,) = by_kind(objects, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "cloudphone-operator", "namespace": "cloudphone-system"}
@@ -116,6 +121,7 @@ def test_rbac_is_exactly_the_least_privilege_set_of_the_readme():
         "| `cloudphone.io` | `cloudphones/status` | `patch` |",
         "| `events.k8s.io` | `events` | `create`, `patch` |",
         "| `coordination.k8s.io` | `leases` | `get`, `create`, `update` |",
+        "| (core) | `secrets` | `get`, `list`, `watch` |",
     ]:
         assert row in readme, row
 
@@ -124,8 +130,13 @@ def test_watched_namespaces_get_namespaced_roles_and_no_cluster_role():
     objects = render(FEATURES["watch-namespaces"])
     assert by_kind(objects, "ClusterRole") == []
     assert by_kind(objects, "ClusterRoleBinding") == []
-    roles = {r["metadata"]["namespace"]: r["rules"] for r in by_kind(objects, "Role")}
-    assert roles == {"fleet-a": PHONE_RULES, "fleet-b": PHONE_RULES, "cloudphone-system": LEASE_RULES}
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r["rules"] for r in by_kind(objects, "Role")}
+    assert roles == {
+        ("fleet-a", "cloudphone-operator"): PHONE_RULES,
+        ("fleet-b", "cloudphone-operator"): PHONE_RULES,
+        ("cloudphone-system", "cloudphone-operator-leader-election"): LEASE_RULES,
+        ("cloudphone-system", "cloudphone-operator-credentials"): CREDENTIALS_RULES,
+    }
     args = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=fleet-a" in args and "--namespace=fleet-b" in args
 
@@ -141,12 +152,13 @@ def test_values_reach_the_operator_flags():
         "--debounce=2s",
         "--leader-election=true",
         "--lease-namespace=cloudphone-system",
-        "--token-file=/var/run/cloudphone/credentials/token",
+        "--credentials-secret=cloudphone-system/koophone-credentials",
         "--vendor-url=https://koophone.myhuaweicloud.com",
     ]:
         assert flag in args, (flag, args)
-    mount = container["volumeMounts"][0]
-    assert mount["readOnly"] is True
+    assert "volumeMounts" not in container, "the credentials are read from the API, not mounted"
+    simulated = by_kind(render(FEATURES["simulate"]), "Role")
+    assert all("secrets" not in str(r["rules"]) for r in simulated), "no Secret access when simulating"
 
 
 def test_optional_objects_appear_only_when_switched_on():

@@ -1,0 +1,98 @@
+//! Keeps the vendor credentials in step with one Kubernetes Secret: read at start, and re-read on
+//! every change, so that a rotated password or token is used from the next call without a restart.
+//!
+//! It watches only the named Secret (a field selector on its name), so RBAC can limit the operator
+//! to that one object. Values never reach a log line: only the form and the keys.
+
+use crate::koophone::{Auth, Credentials, CredentialsError};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, watcher};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tracing::warn;
+
+/// `NAMESPACE/NAME`, or `NAME` in `default_namespace`.
+pub fn parse_secret_ref(text: &str, default_namespace: &str) -> Result<(String, String), String> {
+    let (namespace, name) = match text.split_once('/') {
+        Some((ns, name)) => (ns.to_owned(), name.to_owned()),
+        None => (default_namespace.to_owned(), text.to_owned()),
+    };
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    };
+    if !valid(&namespace) || !valid(&name) {
+        return Err(format!("--credentials-secret {text:?} is not NAMESPACE/NAME or NAME of a Secret"));
+    }
+    Ok((namespace, name))
+}
+
+/// The credentials a Secret holds.
+pub fn credentials_of(secret: &Secret) -> Result<Credentials, CredentialsError> {
+    let data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .chain(
+            secret
+                .string_data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone().into_bytes())),
+        )
+        .collect();
+    Credentials::from_secret_data(&data)
+}
+
+/// Watches the Secret until the process ends, loading each version into `auth`.
+pub async fn watch(client: kube::Client, namespace: String, name: String, auth: Arc<Auth>) {
+    let what = format!("{namespace}/{name}");
+    let api: Api<Secret> = Api::namespaced(client, &namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher(api, config).default_backoff().boxed();
+    let mut seen_in_listing = false;
+    let mut loaded_version: Option<String> = None;
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Init) => seen_in_listing = false,
+            Ok(watcher::Event::InitApply(secret)) | Ok(watcher::Event::Apply(secret)) => {
+                seen_in_listing = true;
+                // A re-list repeats the same version: load only what changed.
+                if secret.metadata.resource_version.is_some() && secret.metadata.resource_version == loaded_version {
+                    continue;
+                }
+                loaded_version = secret.metadata.resource_version.clone();
+                auth.set(credentials_of(&secret));
+            }
+            Ok(watcher::Event::InitDone) => {
+                if !seen_in_listing {
+                    loaded_version = None;
+                    auth.set(Err(CredentialsError::SecretMissing(what.clone())));
+                }
+            }
+            Ok(watcher::Event::Delete(_)) => {
+                loaded_version = None;
+                auth.set(Err(CredentialsError::SecretMissing(what.clone())));
+            }
+            Err(e) => warn!(secret = %what, error = %e, "cannot watch the credentials Secret; retrying with backoff"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_refs_default_their_namespace_and_refuse_garbage() {
+        assert_eq!(parse_secret_ref("ops/koophone", "x").unwrap(), ("ops".into(), "koophone".into()));
+        assert_eq!(parse_secret_ref("koophone", "ops").unwrap(), ("ops".into(), "koophone".into()));
+        assert!(parse_secret_ref("Bad Name", "ops").unwrap_err().contains("--credentials-secret"));
+        assert!(parse_secret_ref("/x", "ops").is_err());
+    }
+}
