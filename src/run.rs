@@ -3,12 +3,14 @@
 
 use crate::demo::parse_duration;
 use crate::http::{self, Readiness};
-use crate::koophone::{self, Auth, Client, ClientConfig, CredentialsError, DEFAULT_BASE_URL, Token};
-use crate::secret_watch;
+use crate::koophone::{
+    self, Auth, Client, ClientConfig, CredentialsError, DEFAULT_BASE_URL, Token,
+};
 use crate::leader::{Leadership, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::plan::PlanConfig;
 use crate::reconciler::{Engine, EngineConfig, KubeStore, WatchConfig, phone_apis};
+use crate::secret_watch;
 use crate::sim::{self, SimConfig, Simulator};
 use futures::FutureExt;
 use kube::api::ListParams;
@@ -30,7 +32,11 @@ pub struct RunArgs {
     /// namespace): a `token`; or `username`, `password`, `domain`, `project`|`projectId`,
     /// `region`|`iamEndpoint`; or `accessKey`, `secretKey`, `projectId` (and `securityToken`).
     /// Watched: a rotation is used from the next call.
-    #[arg(long, env = "CLOUDPHONE_CREDENTIALS_SECRET", value_name = "[NAMESPACE/]NAME")]
+    #[arg(
+        long,
+        env = "CLOUDPHONE_CREDENTIALS_SECRET",
+        value_name = "[NAMESPACE/]NAME"
+    )]
     pub credentials_secret: Option<String>,
     /// A file holding a static vendor token (for example a mounted Secret key).
     #[arg(long, env = "CLOUDPHONE_TOKEN_FILE")]
@@ -279,21 +285,27 @@ pub async fn run(
             return Err(RunError::ConflictingCredentials);
         }
         Some(text) => Some(
-            secret_watch::parse_secret_ref(text, &pod_namespace(&client)).map_err(RunError::SecretRef)?,
+            secret_watch::parse_secret_ref(text, &pod_namespace(&client))
+                .map_err(RunError::SecretRef)?,
         ),
         None => None,
     };
     let auth = Arc::new(match (&secret, args.simulate) {
         (_, true) => Auth::token(Token::new("simulated")),
-        (Some((namespace, name)), false) => Auth::new(Err(CredentialsError::SecretMissing(format!(
-            "{namespace}/{name} (not read yet)"
-        )))),
+        (Some((namespace, name)), false) => Auth::new(Err(CredentialsError::SecretMissing(
+            format!("{namespace}/{name} (not read yet)"),
+        ))),
         (None, false) => Auth::token(read_token(&args)?),
     });
     preflight(&client, &args).await?;
     let secret_task = secret.map(|(namespace, name)| {
         info!(secret = %format!("{namespace}/{name}"), "vendor credentials from a watched Secret");
-        tokio::spawn(secret_watch::watch(client.clone(), namespace, name, auth.clone()))
+        tokio::spawn(secret_watch::watch(
+            client.clone(),
+            namespace,
+            name,
+            auth.clone(),
+        ))
     });
 
     let simulator = if args.simulate {

@@ -23,10 +23,13 @@ pub fn parse_secret_ref(text: &str, default_namespace: &str) -> Result<(String, 
     let valid = |s: &str| {
         !s.is_empty()
             && s.len() <= 253
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
     };
     if !valid(&namespace) || !valid(&name) {
-        return Err(format!("--credentials-secret {text:?} is not NAMESPACE/NAME or NAME of a Secret"));
+        return Err(format!(
+            "--credentials-secret {text:?} is not NAMESPACE/NAME or NAME of a Secret"
+        ));
     }
     Ok((namespace, name))
 }
@@ -63,7 +66,9 @@ pub async fn watch(client: kube::Client, namespace: String, name: String, auth: 
             Ok(watcher::Event::InitApply(secret)) | Ok(watcher::Event::Apply(secret)) => {
                 seen_in_listing = true;
                 // A re-list repeats the same version: load only what changed.
-                if secret.metadata.resource_version.is_some() && secret.metadata.resource_version == loaded_version {
+                if secret.metadata.resource_version.is_some()
+                    && secret.metadata.resource_version == loaded_version
+                {
                     continue;
                 }
                 loaded_version = secret.metadata.resource_version.clone();
@@ -79,7 +84,9 @@ pub async fn watch(client: kube::Client, namespace: String, name: String, auth: 
                 loaded_version = None;
                 auth.set(Err(CredentialsError::SecretMissing(what.clone())));
             }
-            Err(e) => warn!(secret = %what, error = %e, "cannot watch the credentials Secret; retrying with backoff"),
+            Err(e) => {
+                warn!(secret = %what, error = %e, "cannot watch the credentials Secret; retrying with backoff")
+            }
         }
     }
 }
@@ -90,9 +97,19 @@ mod tests {
 
     #[test]
     fn secret_refs_default_their_namespace_and_refuse_garbage() {
-        assert_eq!(parse_secret_ref("ops/koophone", "x").unwrap(), ("ops".into(), "koophone".into()));
-        assert_eq!(parse_secret_ref("koophone", "ops").unwrap(), ("ops".into(), "koophone".into()));
-        assert!(parse_secret_ref("Bad Name", "ops").unwrap_err().contains("--credentials-secret"));
+        assert_eq!(
+            parse_secret_ref("ops/koophone", "x").unwrap(),
+            ("ops".into(), "koophone".into())
+        );
+        assert_eq!(
+            parse_secret_ref("koophone", "ops").unwrap(),
+            ("ops".into(), "koophone".into())
+        );
+        assert!(
+            parse_secret_ref("Bad Name", "ops")
+                .unwrap_err()
+                .contains("--credentials-secret")
+        );
         assert!(parse_secret_ref("/x", "ops").is_err());
     }
 }

@@ -430,7 +430,12 @@ fn secret_json(version: &str, pairs: &[(&str, &str)]) -> Value {
     use base64::Engine as _;
     let data: serde_json::Map<String, Value> = pairs
         .iter()
-        .map(|(k, v)| (k.to_string(), json!(base64::engine::general_purpose::STANDARD.encode(v))))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                json!(base64::engine::general_purpose::STANDARD.encode(v)),
+            )
+        })
         .collect();
     json!({"apiVersion": "v1", "kind": "Secret",
            "metadata": {"name": "koophone", "namespace": "ops", "resourceVersion": version},
@@ -442,32 +447,50 @@ async fn the_credentials_secret_is_loaded_and_its_rotation_followed() {
     use cloudphone_operator::koophone::{Auth, CredentialsError};
     use cloudphone_operator::secret_watch;
     let mut watches = 0;
-    let (client, log) = fake_client_hanging(move |r: &Recorded| match (r.method.as_str(), r.path()) {
-        ("GET", "/api/v1/namespaces/ops/secrets") if r.query().contains("watch=true") => {
-            watches += 1;
-            (watches == 1).then(|| {
+    let (client, log) = fake_client_hanging(move |r: &Recorded| {
+        match (r.method.as_str(), r.path()) {
+            ("GET", "/api/v1/namespaces/ops/secrets") if r.query().contains("watch=true") => {
+                watches += 1;
+                (watches == 1).then(|| {
                 (200, json!({"type": "MODIFIED", "object": secret_json("2", &[("accessKey", "AK"), ("secretKey", "SK-value"), ("projectId", "p")])}))
             })
-        }
-        ("GET", "/api/v1/namespaces/ops/secrets") => Some((
-            200,
-            json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {"resourceVersion": "1"},
+            }
+            ("GET", "/api/v1/namespaces/ops/secrets") => Some((
+                200,
+                json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {"resourceVersion": "1"},
                    "items": [secret_json("1", &[("token", "t0ken-value")])]}),
-        )),
-        _ => Some(status_error(404, "NotFound")),
+            )),
+            _ => Some(status_error(404, "NotFound")),
+        }
     });
-    let auth = Arc::new(Auth::new(Err(CredentialsError::SecretMissing("ops/koophone (not read yet)".into()))));
-    tokio::spawn(secret_watch::watch(client, "ops".into(), "koophone".into(), auth.clone()));
+    let auth = Arc::new(Auth::new(Err(CredentialsError::SecretMissing(
+        "ops/koophone (not read yet)".into(),
+    ))));
+    tokio::spawn(secret_watch::watch(
+        client,
+        "ops".into(),
+        "koophone".into(),
+        auth.clone(),
+    ));
     for _ in 0..400 {
         if auth.version() >= 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(auth.version(), 2, "loaded once, then once more on the rotation; the re-list of an unchanged version is not reloaded");
+    assert_eq!(
+        auth.version(),
+        2,
+        "loaded once, then once more on the rotation; the re-list of an unchanged version is not reloaded"
+    );
     assert_eq!(auth.status(), Ok("access key"));
     let list = log.lock().unwrap()[0].clone();
-    assert!(list.query().contains("fieldSelector=metadata.name%3Dkoophone"), "{}", list.uri);
+    assert!(
+        list.query()
+            .contains("fieldSelector=metadata.name%3Dkoophone"),
+        "{}",
+        list.uri
+    );
 }
 
 #[tokio::test]
@@ -478,10 +501,18 @@ async fn a_missing_credentials_secret_is_reported() {
         if r.query().contains("watch=true") {
             return None;
         }
-        Some((200, json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {"resourceVersion": "1"}, "items": []})))
+        Some((
+            200,
+            json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {"resourceVersion": "1"}, "items": []}),
+        ))
     });
     let auth = Arc::new(Auth::token(Token::new("placeholder")));
-    tokio::spawn(secret_watch::watch(client, "ops".into(), "koophone".into(), auth.clone()));
+    tokio::spawn(secret_watch::watch(
+        client,
+        "ops".into(),
+        "koophone".into(),
+        auth.clone(),
+    ));
     for _ in 0..200 {
         if auth.status().is_err() {
             break;
@@ -489,5 +520,8 @@ async fn a_missing_credentials_secret_is_reported() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let why = auth.status().unwrap_err();
-    assert!(why.contains("ops/koophone") && why.contains("does not exist"), "{why}");
+    assert!(
+        why.contains("ops/koophone") && why.contains("does not exist"),
+        "{why}"
+    );
 }

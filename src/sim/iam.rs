@@ -32,6 +32,8 @@ pub struct Identities {
     pub access_keys: HashMap<String, String>,
     /// Tokens issued by the IAM endpoint, with their expiry.
     pub issued: HashMap<String, Instant>,
+    /// Issued tokens revoked before their expiry.
+    pub revoked: HashSet<String>,
     pub token_lifetime: Duration,
 }
 
@@ -66,6 +68,9 @@ impl Identities {
         }
         if self.open() || self.static_tokens.contains(token) {
             return Ok(());
+        }
+        if self.revoked.contains(token) {
+            return Err("Incorrect IAM authentication information: the token was revoked");
         }
         match self.issued.get(token) {
             Some(expires) if Instant::now() < *expires => Ok(()),

@@ -164,6 +164,7 @@ impl Simulator {
                     users: config.iam_users,
                     access_keys: config.access_keys.into_iter().collect(),
                     issued: Default::default(),
+                    revoked: Default::default(),
                     token_lifetime: config
                         .token_lifetime
                         .unwrap_or(std::time::Duration::from_secs(24 * 3600)),
@@ -243,7 +244,19 @@ impl Simulator {
 
     /// Revokes every token the IAM endpoint issued: the next call with one is answered 401.
     pub fn revoke_tokens(&self) {
-        self.shared.lock().identities.issued.clear();
+        let identities = &mut self.shared.lock().identities;
+        identities.revoked.extend(identities.issued.keys().cloned());
+    }
+
+    /// Every token the IAM endpoint issued (for tests that look for leaks).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared
+            .lock()
+            .identities
+            .issued
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Changes an IAM user's password (a rotation at the vendor).

@@ -315,7 +315,8 @@ async fn issue_token(State(shared): State<Arc<Shared>>, body: axum::body::Bytes)
 }
 
 async fn revoke_tokens(State(shared): State<Arc<Shared>>) -> StatusCode {
-    shared.lock().identities.issued.clear();
+    let identities = &mut shared.lock().identities;
+    identities.revoked.extend(identities.issued.keys().cloned());
     StatusCode::NO_CONTENT
 }
 
