@@ -1,0 +1,326 @@
+//! The fault suite: the engine against the simulator's fault injection, asserting what a user relies
+//! on: the fleet converges, no instance gets two backup calls in one cycle, every phone ends with a
+//! status that says where it stands and why.
+
+use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle, Phase};
+use cloudphone_operator::koophone::{Client, ClientConfig, RetryPolicy, Token};
+use cloudphone_operator::plan::{PhoneKey, PlanConfig, READY, SYNCED, is_settled};
+use cloudphone_operator::reconciler::{
+    Engine, EngineConfig, InjectedWriteFailure, MemoryStore, PhoneStore,
+};
+use cloudphone_operator::sim::{Faults, SimConfig, Simulator, Timings, code};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn phone(name: &str, instance: &str, created: i64) -> CloudPhone {
+    let mut p = CloudPhone::new(
+        name,
+        CloudPhoneSpec {
+            instance_id: instance.into(),
+            lifecycle: Lifecycle::BackedUp,
+            interrupt_streaming: false,
+            suspend: false,
+        },
+    );
+    p.metadata.namespace = Some("fleet".into());
+    p.metadata.uid = Some(format!("uid-{name}"));
+    p.metadata.generation = Some(1);
+    p.metadata.creation_timestamp = Some(Time(
+        Timestamp::from_second(1_700_000_000 + created).unwrap(),
+    ));
+    p
+}
+
+fn key(name: &str) -> PhoneKey {
+    PhoneKey {
+        namespace: "fleet".into(),
+        name: name.into(),
+    }
+}
+
+async fn simulator(instances: Vec<(String, i64)>, backup: Duration) -> Simulator {
+    Simulator::start(
+        SimConfig {
+            instances,
+            timings: Timings {
+                backup_duration: backup,
+                ..Timings::default()
+            },
+            seed: 7,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+fn engine(sim: &Simulator, store: Arc<MemoryStore>, timeout: Duration) -> Engine<MemoryStore> {
+    let client = Client::new(
+        ClientConfig {
+            base_url: sim.url(),
+            request_timeout: timeout,
+            retry: RetryPolicy {
+                max_retries: 2,
+                base_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(20),
+                max_retry_after: Duration::from_millis(20),
+            },
+            ..ClientConfig::default()
+        },
+        Token::new("t"),
+    )
+    .unwrap();
+    Engine::new(
+        store,
+        client,
+        EngineConfig {
+            plan: PlanConfig {
+                grace_period: Duration::from_millis(800),
+                backoff_base: Duration::from_millis(200),
+                backoff_max: Duration::from_secs(1),
+            },
+            ..EngineConfig::default()
+        },
+    )
+}
+
+/// Ticks until every phone is settled; panics after `max` ticks.
+async fn settle(engine: &Engine<MemoryStore>, max: usize) -> usize {
+    for tick in 1..=max {
+        engine.tick().await;
+        if engine
+            .store()
+            .snapshot()
+            .iter()
+            .all(|p| p.status.as_ref().is_some_and(is_settled))
+        {
+            return tick;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let unsettled: Vec<String> = engine
+        .store()
+        .snapshot()
+        .iter()
+        .filter(|p| !p.status.as_ref().is_some_and(is_settled))
+        .map(|p| {
+            format!(
+                "{}: {:?}",
+                p.metadata.name.as_deref().unwrap_or(""),
+                p.status
+            )
+        })
+        .take(3)
+        .collect();
+    panic!("not settled after {max} ticks: {unsettled:#?}");
+}
+
+fn assert_one_backup_per_instance(sim: &Simulator) {
+    for (id, instance) in sim.instances() {
+        if instance.backups_started > 0 || instance.backup_requests > 0 {
+            assert_eq!(
+                (instance.backup_requests, instance.backups_started),
+                (1, 1),
+                "{id} was sent more than one backup call in its cycle"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_vendor_delays_convergence_but_never_doubles_a_backup() {
+    let n = 600;
+    let phones: Vec<CloudPhone> = (0..n)
+        .map(|i| phone(&format!("p{i:04}"), &format!("kp{i:04}"), i))
+        .collect();
+    let sim = simulator(
+        (0..n)
+            .map(|i| (format!("kp{i:04}"), code::DATA_LOADED))
+            .collect(),
+        Duration::from_millis(300),
+    )
+    .await;
+    sim.set_faults(Faults {
+        server_error_rate: 0.2,
+        garbage_rate: 0.05,
+        // Past the client's 300ms time-out: the call is processed, its answer never read.
+        latency_spike_rate: 0.05,
+        latency_spike: Duration::from_millis(600),
+        ..Faults::default()
+    })
+    .unwrap();
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = engine(&sim, store.clone(), Duration::from_millis(300));
+    settle(&engine, 200).await;
+    let counters = sim.counters();
+    let outcomes = &counters.endpoints["batch-query-status"].outcomes;
+    assert!(
+        outcomes.get("injected-500").copied().unwrap_or(0) > 0
+            && outcomes.get("injected-garbage").copied().unwrap_or(0) > 0
+    );
+    assert_eq!(counters.backups_started, n as u64);
+    assert_one_backup_per_instance(&sim);
+    for p in store.snapshot() {
+        let status = p.status.clone().unwrap();
+        assert_eq!(status.phase, Phase::Idle, "{:?}", p.metadata.name);
+        assert!(
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == READY && c.status == "True")
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_ids_duplicates_and_unknown_instances_each_say_why() {
+    let sim = simulator(
+        vec![
+            ("kp1".into(), code::DATA_LOADED),
+            ("kp2".into(), code::DATA_LOADED),
+            ("kp3".into(), code::IDLE),
+        ],
+        Duration::from_millis(200),
+    )
+    .await;
+    let mut faults = Faults::default();
+    faults.unknown_ids.insert("kp3".into());
+    sim.set_faults(faults).unwrap();
+    let phones = vec![
+        phone("owner", "kp1", 0),
+        phone("duplicate", "kp1", 10),
+        phone("ok", "kp2", 0),
+        phone("hidden", "kp3", 0),
+        phone("nowhere", "kp9", 0),
+        phone("too-long", &"x".repeat(40), 0),
+        phone("bad-chars", "kp 1", 0),
+    ];
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = engine(&sim, store.clone(), Duration::from_secs(2));
+    settle(&engine, 40).await;
+    let reason = |name: &str| {
+        let status = store.get(&key(name)).unwrap().status.clone().unwrap();
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == READY)
+            .map(|c| (c.reason.clone(), c.message.clone()))
+            .unwrap()
+    };
+    assert_eq!(reason("owner").0, "BackedUp");
+    assert_eq!(reason("ok").0, "BackedUp");
+    let (dup, message) = reason("duplicate");
+    assert_eq!(dup, "DuplicateInstance");
+    assert!(message.contains("fleet/owner"), "{message}");
+    assert_eq!(reason("hidden").0, "InstanceNotFound");
+    assert_eq!(reason("nowhere").0, "InstanceNotFound");
+    let (invalid, message) = reason("too-long");
+    assert_eq!(invalid, "InvalidSpec");
+    assert!(
+        message.contains("spec.instanceId") && message.contains("32"),
+        "{message}"
+    );
+    assert_eq!(reason("bad-chars").0, "InvalidSpec");
+    assert_one_backup_per_instance(&sim);
+    // Only valid, owned ids ever reached the vendor.
+    assert!(sim.counters().endpoints["batch-query-status"].max_ids_per_call <= 4);
+}
+
+#[tokio::test]
+async fn a_phone_deleted_mid_tick_and_failed_writes_lose_nothing() {
+    let n = 50;
+    let phones: Vec<CloudPhone> = (0..n)
+        .map(|i| phone(&format!("p{i:02}"), &format!("kp{i:02}"), i))
+        .collect();
+    let sim = simulator(
+        (0..n)
+            .map(|i| (format!("kp{i:02}"), code::DATA_LOADED))
+            .collect(),
+        Duration::from_millis(200),
+    )
+    .await;
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(200),
+        ..Faults::default()
+    })
+    .unwrap();
+    let store = Arc::new(MemoryStore::new(phones));
+    store.fail_writes(key("p01"), InjectedWriteFailure::Conflict, 2);
+    store.fail_writes(key("p02"), InjectedWriteFailure::Gone, 1);
+    let engine = Arc::new(engine(&sim, store.clone(), Duration::from_secs(2)));
+    let first = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.tick().await }
+    });
+    // Deleted while the tick waits on the vendor.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    store.remove(&key("p03"));
+    let report = first.await.unwrap();
+    assert!(report.write_errors >= 1, "{report:?}");
+    sim.set_faults(Faults::default()).unwrap();
+    settle(&engine, 40).await;
+    assert_eq!(store.snapshot().len(), n as usize - 1);
+    assert!(
+        store.get(&key("p03")).is_none(),
+        "a deleted phone is not recreated by a write"
+    );
+    for p in store.snapshot() {
+        assert_eq!(
+            p.status.as_ref().unwrap().phase,
+            Phase::Idle,
+            "{:?}",
+            p.metadata.name
+        );
+    }
+    assert_one_backup_per_instance(&sim);
+}
+
+#[tokio::test]
+async fn an_operator_killed_mid_tick_resumes_without_a_duplicate_backup() {
+    let n = 300;
+    let phones: Vec<CloudPhone> = (0..n)
+        .map(|i| phone(&format!("p{i:03}"), &format!("kp{i:03}"), i))
+        .collect();
+    let sim = simulator(
+        (0..n)
+            .map(|i| (format!("kp{i:03}"), code::DATA_LOADED))
+            .collect(),
+        Duration::from_millis(300),
+    )
+    .await;
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(150),
+        ..Faults::default()
+    })
+    .unwrap();
+    let store = Arc::new(MemoryStore::new(phones));
+    // Kill at several points of the tick: during the status queries, between the intent writes
+    // and the backup calls, and while backup calls are in flight.
+    for kill_after in [
+        Duration::from_millis(50),
+        Duration::from_millis(200),
+        Duration::from_millis(320),
+    ] {
+        let engine = engine(&sim, store.clone(), Duration::from_secs(2));
+        let _ = tokio::time::timeout(kill_after, engine.tick()).await;
+        drop(engine);
+    }
+    sim.set_faults(Faults::default()).unwrap();
+    let restarted = engine(&sim, store.clone(), Duration::from_secs(2));
+    settle(&restarted, 80).await;
+    assert_eq!(sim.counters().backups_started, n as u64);
+    assert_one_backup_per_instance(&sim);
+    for p in store.snapshot() {
+        let status = p.status.clone().unwrap();
+        assert_eq!(status.phase, Phase::Idle);
+        assert!(
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == SYNCED && c.status == "True")
+        );
+    }
+}
