@@ -6,7 +6,7 @@ use super::vendor::Batcher;
 use crate::api::{CloudPhone, CloudPhoneStatus};
 use crate::koophone::Client;
 use crate::metrics::{Metrics, OutcomeLabels};
-use crate::plan::{self, BackupResult, Disposition, PhoneKey, PhoneView, PlanConfig, Planned};
+use crate::plan::{self, BackupResult, Disposition, PhoneKey, PhoneView, PlanConfig};
 use futures::FutureExt;
 use futures::{StreamExt, stream};
 use k8s_openapi::jiff::Timestamp;
@@ -91,7 +91,7 @@ pub struct Engine<S> {
     trigger: Trigger,
     /// Statuses this engine wrote that the store may not show yet (a watch cache lags its
     /// writes), keyed by object and uid; dropped once the store shows them.
-    written: Mutex<HashMap<(PhoneKey, Option<String>), CloudPhoneStatus>>,
+    written: Mutex<HashMap<(PhoneKey, Option<String>), Arc<CloudPhoneStatus>>>,
     metrics: Option<Arc<Metrics>>,
     /// When the last tick that reached the vendor ended.
     last_success: Mutex<Option<Instant>>,
@@ -105,6 +105,22 @@ async fn lost(leader: &mut watch::Receiver<bool>) {
         }
         if leader.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// A phone's status at the start of a tick: as the store shows it, or as this engine last wrote it
+/// when the store does not show that yet. Borrowed, so that a tick copies no unchanged status.
+enum Effective<'a> {
+    Stored(Option<&'a CloudPhoneStatus>),
+    Written(Arc<CloudPhoneStatus>),
+}
+
+impl Effective<'_> {
+    fn get(&self) -> Option<&CloudPhoneStatus> {
+        match self {
+            Effective::Stored(status) => *status,
+            Effective::Written(status) => Some(status),
         }
     }
 }
@@ -242,7 +258,7 @@ impl<S: PhoneStore> Engine<S> {
             .iter()
             .zip(&statuses)
             .map(|(phone, status)| PhoneView {
-                status: status.as_ref(),
+                status: status.get(),
                 ..PhoneView::of(phone)
             })
             .collect();
@@ -276,12 +292,13 @@ impl<S: PhoneStore> Engine<S> {
             query_errors,
             ..TickReport::default()
         };
-        let mut final_statuses: Vec<CloudPhoneStatus> =
-            planned.iter().map(|p| p.status.clone()).collect();
+        let wants_backup: Vec<bool> = planned.iter().map(|p| p.backup).collect();
+        let mut final_statuses: Vec<CloudPhoneStatus> = planned.into_iter().map(|p| p.status).collect();
+        drop(views);
         self.back_up(
             &snapshot,
             &statuses,
-            &planned,
+            &wants_backup,
             &mut final_statuses,
             &batcher,
             now,
@@ -290,7 +307,7 @@ impl<S: PhoneStore> Engine<S> {
         .await;
 
         let changed: Vec<usize> = (0..snapshot.len())
-            .filter(|&i| statuses[i].as_ref() != Some(&final_statuses[i]))
+            .filter(|&i| statuses[i].get() != Some(&final_statuses[i]))
             .collect();
         let (written, errors) = self.write(&snapshot, &final_statuses, &changed).await;
         report.statuses_written += written;
@@ -339,19 +356,22 @@ impl<S: PhoneStore> Engine<S> {
 
     /// Each phone's status as this engine last wrote it, or as the store shows it when the store
     /// has caught up (or the engine never wrote it).
-    fn effective_statuses(&self, snapshot: &[Arc<CloudPhone>]) -> Vec<Option<CloudPhoneStatus>> {
+    fn effective_statuses<'a>(&self, snapshot: &'a [Arc<CloudPhone>]) -> Vec<Effective<'a>> {
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
         snapshot
             .iter()
             .map(|phone| {
+                if written.is_empty() {
+                    return Effective::Stored(phone.status.as_ref());
+                }
                 let key = written_key(phone);
                 match written.get(&key) {
-                    Some(status) if phone.status.as_ref() == Some(status) => {
+                    Some(status) if phone.status.as_ref() == Some(&**status) => {
                         written.remove(&key);
-                        phone.status.clone()
+                        Effective::Stored(phone.status.as_ref())
                     }
-                    Some(status) => Some(status.clone()),
-                    None => phone.status.clone(),
+                    Some(status) => Effective::Written(status.clone()),
+                    None => Effective::Stored(phone.status.as_ref()),
                 }
             })
             .collect()
@@ -373,14 +393,14 @@ impl<S: PhoneStore> Engine<S> {
     async fn back_up(
         &self,
         snapshot: &[Arc<CloudPhone>],
-        old: &[Option<CloudPhoneStatus>],
-        planned: &[Planned],
+        old: &[Effective<'_>],
+        wants_backup: &[bool],
         final_statuses: &mut [CloudPhoneStatus],
         batcher: &Batcher<'_>,
         now: Timestamp,
         report: &mut TickReport,
     ) {
-        let wanted: Vec<usize> = (0..planned.len()).filter(|&i| planned[i].backup).collect();
+        let wanted: Vec<usize> = (0..wants_backup.len()).filter(|&i| wants_backup[i]).collect();
         if wanted.is_empty() {
             return;
         }
@@ -389,11 +409,11 @@ impl<S: PhoneStore> Engine<S> {
         report.write_errors += errors;
         let mut recorded = Vec::new();
         for &i in &wanted {
-            if self.written_status(&snapshot[i]).as_ref() == Some(&final_statuses[i]) {
+            if self.is_written(&snapshot[i], &final_statuses[i]) {
                 recorded.push(i);
             } else {
                 // The call is not sent: the phone keeps its old status and is planned again next tick.
-                final_statuses[i] = old[i].clone().unwrap_or_default();
+                final_statuses[i] = old[i].get().cloned().unwrap_or_default();
             }
         }
         let ids: Vec<String> = recorded
@@ -435,16 +455,16 @@ impl<S: PhoneStore> Engine<S> {
     async fn publish_events(
         &self,
         snapshot: &[Arc<CloudPhone>],
-        old: &[Option<CloudPhoneStatus>],
+        old: &[Effective<'_>],
         new: &[CloudPhoneStatus],
         changed: &[usize],
     ) {
         let mut pending = Vec::new();
         for &i in changed {
-            if self.written_status(&snapshot[i]).as_ref() != Some(&new[i]) {
+            if !self.is_written(&snapshot[i], &new[i]) {
                 continue;
             }
-            for event in plan::events(&snapshot[i].spec, old[i].as_ref(), &new[i]) {
+            for event in plan::events(&snapshot[i].spec, old[i].get(), &new[i]) {
                 pending.push((i, event));
             }
         }
@@ -467,12 +487,13 @@ impl<S: PhoneStore> Engine<S> {
         (index, self.store.write_status(phone, status).await)
     }
 
-    fn written_status(&self, phone: &CloudPhone) -> Option<CloudPhoneStatus> {
+    /// True when this engine wrote exactly `status` for `phone` and the store may not show it yet.
+    fn is_written(&self, phone: &CloudPhone, status: &CloudPhoneStatus) -> bool {
         self.written
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&written_key(phone))
-            .cloned()
+            .is_some_and(|written| **written == *status)
     }
 
     /// Writes the statuses of the phones at `indices` (skipping those already written this way),
@@ -486,7 +507,7 @@ impl<S: PhoneStore> Engine<S> {
         let todo: Vec<usize> = indices
             .iter()
             .copied()
-            .filter(|&i| self.written_status(&snapshot[i]).as_ref() != Some(&statuses[i]))
+            .filter(|&i| !self.is_written(&snapshot[i], &statuses[i]))
             .collect();
         let results: Vec<(usize, Result<(), WriteError>)> = stream::iter(todo)
             .map(|i| self.write_one(&snapshot[i], &statuses[i], i))
@@ -506,7 +527,7 @@ impl<S: PhoneStore> Engine<S> {
             match result {
                 Ok(()) => {
                     written += 1;
-                    cache.insert(written_key(&snapshot[i]), statuses[i].clone());
+                    cache.insert(written_key(&snapshot[i]), Arc::new(statuses[i].clone()));
                 }
                 Err(WriteError::Gone(key)) => {
                     debug!(phone = %key, "phone deleted before its status was written")
