@@ -182,6 +182,14 @@ impl Elector {
         }
     }
 
+    /// The Lease as the API server holds it now, if it exists.
+    async fn get(&self) -> Result<Option<Lease>, LeaseError> {
+        self.api
+            .get_opt(&self.config.name)
+            .await
+            .map_err(|e| self.api_error(e))
+    }
+
     fn duration_seconds(&self) -> i32 {
         self.config.lease_duration.as_secs_f64().ceil().max(1.0) as i32
     }
@@ -189,12 +197,7 @@ impl Elector {
     /// Takes the Lease if free or expired, renews it if held; true when this replica holds it now.
     async fn try_acquire_or_renew(&mut self) -> Result<bool, LeaseError> {
         let now = MicroTime(Timestamp::now());
-        let Some(lease) = self
-            .api
-            .get_opt(&self.config.name)
-            .await
-            .map_err(|e| self.api_error(e))?
-        else {
+        let Some(lease) = self.get().await? else {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.config.name.clone()),
@@ -260,12 +263,7 @@ impl Elector {
 
     /// Hands the Lease back: no holder, and a one-second duration so that a standby takes it at once.
     async fn release(&self) -> Result<(), LeaseError> {
-        let Some(lease) = self
-            .api
-            .get_opt(&self.config.name)
-            .await
-            .map_err(|e| self.api_error(e))?
-        else {
+        let Some(lease) = self.get().await? else {
             return Ok(());
         };
         let spec = lease.spec.clone().unwrap_or_default();
