@@ -39,15 +39,40 @@ fn main() {
     println!("fleet benchmark: simulator latency {LATENCY} a call, backups take {BACKUP_DURATION}");
     println!(
         "{:>7} | {:>11} {:>6} | {:>12} {:>6} {:>9} | {:>10} {:>8} {:>7} | {:>8} {:>10} | {:>9} {:>9} {:>7} {:>7}",
-        "phones", "status/tick", "floor", "backup calls", "ticks", "converge", "steady", "cpu", "writes", "peak MiB", "KiB/phone",
-        "naive cls", "naive t", "x calls", "x time"
+        "phones",
+        "status/tick",
+        "floor",
+        "backup calls",
+        "ticks",
+        "converge",
+        "steady",
+        "cpu",
+        "writes",
+        "peak MiB",
+        "KiB/phone",
+        "naive cls",
+        "naive t",
+        "x calls",
+        "x time"
     );
     for n in SIZES {
         let exe = std::env::current_exe().expect("the bench binary");
-        let out = Command::new(exe).args(["--one", &n.to_string()]).output().expect("a size's run");
-        assert!(out.status.success(), "size {n} failed: {}", String::from_utf8_lossy(&out.stderr));
-        let r: Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').find(|l| l.starts_with(b"{")).unwrap_or(b"{}"))
-            .expect("a JSON result line");
+        let out = Command::new(exe)
+            .args(["--one", &n.to_string()])
+            .output()
+            .expect("a size's run");
+        assert!(
+            out.status.success(),
+            "size {n} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(
+            out.stdout
+                .split(|b| *b == b'\n')
+                .find(|l| l.starts_with(b"{"))
+                .unwrap_or(b"{}"),
+        )
+        .expect("a JSON result line");
         let naive_calls = r["naive_calls"].as_f64();
         let naive_secs = r["naive_secs"].as_f64();
         let fmt_opt = |v: Option<f64>, d: usize| v.map_or("-".to_owned(), |v| format!("{v:.d$}"));
@@ -66,8 +91,14 @@ fn main() {
             r["kib_per_phone"].as_f64().unwrap_or(0.0),
             fmt_opt(naive_calls, 0),
             fmt_opt(naive_secs, 1),
-            fmt_opt(naive_calls.map(|c| c / r["operator_calls"].as_f64().unwrap_or(1.0)), 0),
-            fmt_opt(naive_secs.map(|t| t / r["converge_secs"].as_f64().unwrap_or(1.0)), 1),
+            fmt_opt(
+                naive_calls.map(|c| c / r["operator_calls"].as_f64().unwrap_or(1.0)),
+                0
+            ),
+            fmt_opt(
+                naive_secs.map(|t| t / r["converge_secs"].as_f64().unwrap_or(1.0)),
+                1
+            ),
         );
     }
 }
@@ -88,9 +119,19 @@ impl Drop for Sim {
 
 impl Sim {
     async fn start() -> Sim {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(env!("CARGO_BIN_EXE_cloudphone-operator"))
-            .args(["simulate", "--listen", &format!("127.0.0.1:{port}"), "--latency", LATENCY])
+            .args([
+                "simulate",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--latency",
+                LATENCY,
+            ])
             .args(["--backup-duration", BACKUP_DURATION])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -103,7 +144,13 @@ impl Sim {
             http: reqwest::Client::new(),
         };
         for _ in 0..200 {
-            if sim.http.get(format!("{}/sim/counters", sim.url)).send().await.is_ok() {
+            if sim
+                .http
+                .get(format!("{}/sim/counters", sim.url))
+                .send()
+                .await
+                .is_ok()
+            {
                 return sim;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -112,13 +159,32 @@ impl Sim {
     }
 
     async fn seed(&self, n: usize) {
-        let entries: Vec<Value> = (0..n).map(|i| json!({"instance_id": id(i), "status": 2})).collect();
-        self.http.put(format!("{}/sim/instances", self.url)).json(&entries).send().await.unwrap();
-        self.http.post(format!("{}/sim/counters/reset", self.url)).send().await.unwrap();
+        let entries: Vec<Value> = (0..n)
+            .map(|i| json!({"instance_id": id(i), "status": 2}))
+            .collect();
+        self.http
+            .put(format!("{}/sim/instances", self.url))
+            .json(&entries)
+            .send()
+            .await
+            .unwrap();
+        self.http
+            .post(format!("{}/sim/counters/reset", self.url))
+            .send()
+            .await
+            .unwrap();
     }
 
     async fn calls(&self) -> (u64, u64) {
-        let c: Value = self.http.get(format!("{}/sim/counters", self.url)).send().await.unwrap().json().await.unwrap();
+        let c: Value = self
+            .http
+            .get(format!("{}/sim/counters", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let calls = |e: &str| c["endpoints"][e]["calls"].as_u64().unwrap_or(0);
         (calls("batch-query-status"), calls("backup"))
     }
@@ -151,8 +217,17 @@ fn phones(n: usize) -> Vec<CloudPhone> {
 /// User + system CPU time of this process, from /proc (Linux).
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
     (ticks(11) + ticks(12)) / clock_ticks()
 }
@@ -268,7 +343,11 @@ async fn naive(client: &Client, n: usize) -> (f64, f64) {
                 let requested = requested.contains(&id);
                 async move {
                     let mut calls = 1;
-                    let status = client.query_status_chunk(std::slice::from_ref(&id)).await.ok().and_then(|r| r.observed.get(&id).copied());
+                    let status = client
+                        .query_status_chunk(std::slice::from_ref(&id))
+                        .await
+                        .ok()
+                        .and_then(|r| r.observed.get(&id).copied());
                     if status == Some(2) && !requested {
                         calls += 1;
                         let _ = client.backup_chunk(std::slice::from_ref(&id)).await;

@@ -45,8 +45,8 @@ impl Default for PlanConfig {
 
 impl PlanConfig {
     /// The wait after the given number of failed attempts.
-    pub fn backoff(&self, attempts: u32) -> Duration {
-        let exponent = attempts.saturating_sub(1).min(30);
+    pub fn backoff(&self, attempts: i32) -> Duration {
+        let exponent = attempts.saturating_sub(1).clamp(0, 30) as u32;
         self.backoff_base
             .saturating_mul(1u32 << exponent)
             .min(self.backoff_max)

@@ -162,3 +162,30 @@ fn every_field_has_a_description_for_kubectl_explain() {
         "fields without a description: {missing:?}"
     );
 }
+
+#[test]
+fn every_format_is_one_the_api_server_knows() {
+    // kube-openapi's formats; an unknown one (say uint32) draws a warning on every apply.
+    const KNOWN: [&str; 6] = ["int32", "int64", "float", "double", "date-time", "date"];
+    fn walk(schema: &Value, found: &mut Vec<String>) {
+        match schema {
+            Value::Object(map) => {
+                if let Some(Value::String(f)) = map.get("format") {
+                    found.push(f.clone());
+                }
+                map.values().for_each(|v| walk(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(&version()["schema"]["openAPIV3Schema"], &mut found);
+    assert!(!found.is_empty());
+    for format in found {
+        assert!(
+            KNOWN.contains(&format.as_str()),
+            "format {format:?} is unknown to the API server"
+        );
+    }
+}

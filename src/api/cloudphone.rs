@@ -114,9 +114,10 @@ pub struct BackupStatus {
     pub request_id: Option<String>,
 
     /// Backup calls sent in the current backup cycle (reset when the phone reaches Idle).
+    // NB: i32, not u32: the API server knows the int32 format, not uint32.
     #[serde(default)]
     #[schemars(range(min = 0))]
-    pub attempts: u32,
+    pub attempts: i32,
 
     /// True from a backup call until the vendor shows the instance BackingUp or Idle; while true,
     /// and for at most the grace period after requestedAt, no second backup call is sent.

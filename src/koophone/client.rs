@@ -91,7 +91,7 @@ pub trait CallObserver: Send + Sync {
 pub struct Client {
     http: reqwest::Client,
     base_url: String,
-    /// `host[:port]` of the base URL, sent and signed as the `host` header.
+    /// `host[:port]` of the base URL, as the HTTP stack sends it: signed as the `host` header.
     host: String,
     auth: Arc<Auth>,
     retry: RetryPolicy,
@@ -365,7 +365,9 @@ impl Client {
         let mut request = self
             .http
             .post(format!("{}{}", self.base_url, endpoint.path()));
-        for (name, value) in &headers {
+        // NB: `host` is signed but not set by hand: the HTTP stack sends the same value, as `Host`
+        // on HTTP/1.1 or as `:authority` on HTTP/2, where a `host` header has no place.
+        for (name, value) in headers.iter().filter(|(name, _)| name != "host") {
             request = request.header(name.as_str(), value.as_str());
         }
         let response = request.body(body).send().await.map_err(transport)?;

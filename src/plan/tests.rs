@@ -240,7 +240,7 @@ fn backup_failures_are_retried_with_exponential_backoff() {
     let mut status = phone.plan(Some(Observation::Status(5)), at(0)).status;
     let mut now = 0;
     for (attempt, backoff) in [
-        (1u32, 30i64),
+        (1i32, 30i64),
         (2, 60),
         (3, 120),
         (4, 240),

@@ -293,7 +293,8 @@ impl<S: PhoneStore> Engine<S> {
             ..TickReport::default()
         };
         let wants_backup: Vec<bool> = planned.iter().map(|p| p.backup).collect();
-        let mut final_statuses: Vec<CloudPhoneStatus> = planned.into_iter().map(|p| p.status).collect();
+        let mut final_statuses: Vec<CloudPhoneStatus> =
+            planned.into_iter().map(|p| p.status).collect();
         drop(views);
         self.back_up(
             &snapshot,
@@ -400,7 +401,9 @@ impl<S: PhoneStore> Engine<S> {
         now: Timestamp,
         report: &mut TickReport,
     ) {
-        let wanted: Vec<usize> = (0..wants_backup.len()).filter(|&i| wants_backup[i]).collect();
+        let wanted: Vec<usize> = (0..wants_backup.len())
+            .filter(|&i| wants_backup[i])
+            .collect();
         if wanted.is_empty() {
             return;
         }
