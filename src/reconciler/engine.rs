@@ -91,7 +91,7 @@ pub struct Engine<S> {
     trigger: Trigger,
     /// Statuses this engine wrote that the store may not show yet (a watch cache lags its
     /// writes), keyed by object and uid; dropped once the store shows them.
-    written: Mutex<HashMap<(PhoneKey, Option<String>), Arc<CloudPhoneStatus>>>,
+    written: Mutex<HashMap<WrittenKey, Arc<CloudPhoneStatus>>>,
     metrics: Option<Arc<Metrics>>,
     /// When the last tick that reached the vendor ended.
     last_success: Mutex<Option<Instant>>,
@@ -125,8 +125,10 @@ impl Effective<'_> {
     }
 }
 
-/// The uid distinguishes an object from a deleted one of the same name.
-fn written_key(phone: &CloudPhone) -> (PhoneKey, Option<String>) {
+/// A phone and its uid: the uid distinguishes an object from a deleted one of the same name.
+type WrittenKey = (PhoneKey, Option<String>);
+
+fn written_key(phone: &CloudPhone) -> WrittenKey {
     (PhoneKey::of(phone), phone.metadata.uid.clone())
 }
 
