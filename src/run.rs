@@ -279,6 +279,18 @@ pub async fn run(
         return Err(RunError::ZeroInterval);
     }
     let client = kube::Client::try_default().await.map_err(RunError::Kube)?;
+    run_with_client(args, client, shutdown).await
+}
+
+/// [`run`] with a given Kubernetes client (the tests give one on a mocked API server).
+pub async fn run_with_client(
+    args: RunArgs,
+    client: kube::Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    if args.tick_interval.is_zero() {
+        return Err(RunError::ZeroInterval);
+    }
     let secret = match &args.credentials_secret {
         _ if args.simulate => None,
         Some(_) if args.token_file.is_some() || args.token_env.is_some() => {

@@ -525,3 +525,65 @@ async fn a_missing_credentials_secret_is_reported() {
         "{why}"
     );
 }
+
+#[tokio::test]
+async fn run_serves_a_cluster_end_to_end_and_exits_cleanly_on_shutdown() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: cloudphone_operator::run::RunArgs,
+    }
+    let args = Cli::try_parse_from([
+        "run",
+        "--simulate",
+        "--leader-election=false",
+        "--tick-interval=200ms",
+        "--metrics-addr=127.0.0.1:0",
+    ])
+    .unwrap()
+    .run;
+    let (client, log) = cluster(vec![phone_json("p1", "kp1"), phone_json("p2", "kp2")]);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(cloudphone_operator::run::run_with_client(
+        args,
+        client,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    // Both phones are backed up in the simulated vendor, and their status says so.
+    let mut backed_up = false;
+    for _ in 0..200 {
+        let patches = requests(&log, "PATCH", "/status");
+        backed_up = ["p1", "p2"].iter().all(|name| {
+            patches.iter().any(|r| {
+                r.path().ends_with(&format!("/{name}/status"))
+                    && r.body["status"]["backup"]["requestId"].is_string()
+            })
+        });
+        if backed_up {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(backed_up, "{:#?}", requests(&log, "PATCH", "/status"));
+    let _ = stop.send(());
+    let result = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("run stops within its shutdown bound")
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    // It listed once for the preflight, then watched; it wrote nothing but status and events.
+    let first = log.lock().unwrap()[0].clone();
+    assert!(
+        first.method == "GET" && first.path() == PHONES && first.query().contains("limit=1"),
+        "{first:?}"
+    );
+    assert!(
+        log.lock().unwrap().iter().all(|r| r.method == "GET"
+            || r.path().ends_with("/status")
+            || r.path().contains("/events")),
+        "only status and events are written"
+    );
+}
