@@ -480,3 +480,13 @@ async fn the_token_never_appears_in_debug_output_or_errors() {
         );
     }
 }
+
+/// Compiles only when the client's futures can be spawned on a multi-threaded runtime.
+#[allow(dead_code)]
+fn the_clients_futures_are_send(client: &Client, ids: &[String]) {
+    fn send<T: Send>(_: T) {}
+    send(client.batch_query_status(ids));
+    send(client.backup(ids));
+    send(client.query_status_chunk(ids));
+    send(client.backup_chunk(ids));
+}

@@ -162,7 +162,10 @@ impl Client {
     ) -> Result<Vec<Chunk<StatusReport>>, Error> {
         validate_ids(ids)?;
         Ok(self
-            .for_each_chunk(ids, |chunk| self.query_status_chunk(chunk))
+            .for_each_chunk(ids, |ids| async move {
+                let result = self.query_status_chunk(&ids).await;
+                Chunk { ids, result }
+            })
             .await)
     }
 
@@ -171,7 +174,10 @@ impl Client {
     pub async fn backup(&self, ids: &[String]) -> Result<Vec<Chunk<BackupReceipt>>, Error> {
         validate_ids(ids)?;
         Ok(self
-            .for_each_chunk(ids, |chunk| self.backup_chunk(chunk))
+            .for_each_chunk(ids, |ids| async move {
+                let result = self.backup_chunk(&ids).await;
+                Chunk { ids, result }
+            })
             .await)
     }
 
@@ -228,21 +234,20 @@ impl Client {
         })
     }
 
-    async fn for_each_chunk<'a, T, F, Fut>(&'a self, ids: &'a [String], call: F) -> Vec<Chunk<T>>
+    /// Runs `call` on each chunk of at most 100 ids, under the cap on calls in flight, in order.
+    // NB: the chunks are owned: a stream over borrowed `ids.chunks()` makes the future lose `Send`
+    // (a closure over a higher-ranked lifetime), and then it could not be spawned.
+    async fn for_each_chunk<T, F, Fut>(&self, ids: &[String], call: F) -> Vec<Chunk<T>>
     where
-        F: Fn(&'a [String]) -> Fut,
-        Fut: Future<Output = Result<T, Error>>,
+        F: Fn(Vec<String>) -> Fut,
+        Fut: Future<Output = Chunk<T>>,
     {
-        stream::iter(ids.chunks(MAX_IDS_PER_CALL))
-            .map(|chunk| {
-                let fut = call(chunk);
-                async move {
-                    Chunk {
-                        ids: chunk.to_vec(),
-                        result: fut.await,
-                    }
-                }
-            })
+        let chunks: Vec<Vec<String>> = ids
+            .chunks(MAX_IDS_PER_CALL)
+            .map(<[String]>::to_vec)
+            .collect();
+        stream::iter(chunks)
+            .map(call)
             .buffered(self.max_in_flight)
             .collect()
             .await
