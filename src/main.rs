@@ -60,7 +60,12 @@ struct SimulateArgs {
     #[arg(long, env = "CLOUDPHONE_SIM_LISTEN", default_value = "127.0.0.1:8090")]
     listen: SocketAddr,
     /// An instance to create, as ID=STATE (STATE: a status code or a name such as DataLoaded). Repeatable.
-    #[arg(long = "instance", value_name = "ID=STATE")]
+    #[arg(
+        long = "instance",
+        env = "CLOUDPHONE_SIM_INSTANCE",
+        value_delimiter = ',',
+        value_name = "ID=STATE"
+    )]
     instances: Vec<String>,
     /// A YAML or JSON file of instances: `instances: [{instance_id: a1, status: DataLoaded}]`.
     #[arg(long, env = "CLOUDPHONE_SIM_SEED_FILE")]
@@ -73,13 +78,13 @@ struct SimulateArgs {
     )]
     accept_tokens: Vec<String>,
     /// An IAM user the simulated IAM endpoint issues tokens to, as USER@DOMAIN=PASSWORD (repeatable).
-    #[arg(long = "iam-user", value_name = "USER@DOMAIN=PASSWORD", value_parser = parse_iam_user)]
+    #[arg(long = "iam-user", env = "CLOUDPHONE_SIM_IAM_USER", hide_env_values = true, value_delimiter = ',', value_name = "USER@DOMAIN=PASSWORD", value_parser = parse_iam_user)]
     iam_users: Vec<sim::IamUser>,
     /// Lifetime of the tokens the simulated IAM endpoint issues.
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, env = "CLOUDPHONE_SIM_TOKEN_LIFETIME", default_value = "24h", value_parser = parse_duration)]
     token_lifetime: Duration,
     /// An access key pair whose signed calls are accepted, as AK=SK (repeatable).
-    #[arg(long = "access-key", value_name = "AK=SK", value_parser = parse_access_key)]
+    #[arg(long = "access-key", env = "CLOUDPHONE_SIM_ACCESS_KEY", hide_env_values = true, value_delimiter = ',', value_name = "AK=SK", value_parser = parse_access_key)]
     access_keys: Vec<(String, String)>,
     /// How long a backup takes.
     #[arg(long, env = "CLOUDPHONE_SIM_BACKUP_DURATION", default_value = "3s", value_parser = parse_duration)]
@@ -94,34 +99,42 @@ struct SimulateArgs {
     #[arg(long, env = "CLOUDPHONE_SIM_LATENCY", default_value = "0ms", value_parser = parse_duration)]
     latency: Duration,
     /// Rate of calls delayed by a further --latency-spike.
-    #[arg(long, default_value = "0", value_parser = parse_rate)]
+    #[arg(long, env = "CLOUDPHONE_SIM_LATENCY_SPIKE_RATE", default_value = "0", value_parser = parse_rate)]
     latency_spike_rate: f64,
     /// The extra delay of a latency spike.
-    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    #[arg(long, env = "CLOUDPHONE_SIM_LATENCY_SPIKE", default_value = "0ms", value_parser = parse_duration)]
     latency_spike: Duration,
     /// Rate of HTTP 500 answers.
-    #[arg(long, default_value = "0", value_parser = parse_rate)]
+    #[arg(long, env = "CLOUDPHONE_SIM_SERVER_ERROR_RATE", default_value = "0", value_parser = parse_rate)]
     server_error_rate: f64,
     /// Rate of HTTP 429 answers (with Retry-After: 1).
-    #[arg(long, default_value = "0", value_parser = parse_rate)]
+    #[arg(long, env = "CLOUDPHONE_SIM_RATE_LIMIT_RATE", default_value = "0", value_parser = parse_rate)]
     rate_limit_rate: f64,
     /// Rate of HTTP 200 answers carrying business error 9999.
-    #[arg(long, default_value = "0", value_parser = parse_rate)]
+    #[arg(long, env = "CLOUDPHONE_SIM_BUSINESS_ERROR_RATE", default_value = "0", value_parser = parse_rate)]
     business_error_rate: f64,
     /// Rate of HTTP 200 answers whose body is not JSON.
-    #[arg(long, default_value = "0", value_parser = parse_rate)]
+    #[arg(long, env = "CLOUDPHONE_SIM_GARBAGE_RATE", default_value = "0", value_parser = parse_rate)]
     garbage_rate: f64,
     /// An instance id to pretend not to know (repeatable).
-    #[arg(long = "unknown-id")]
+    #[arg(
+        long = "unknown-id",
+        env = "CLOUDPHONE_SIM_UNKNOWN_ID",
+        value_delimiter = ','
+    )]
     unknown_ids: Vec<String>,
     /// An instance id to refuse as a wrong parameter: any call naming it is answered 400 (repeatable).
-    #[arg(long = "rejected-id")]
+    #[arg(
+        long = "rejected-id",
+        env = "CLOUDPHONE_SIM_REJECTED_ID",
+        value_delimiter = ','
+    )]
     rejected_ids: Vec<String>,
     /// Answer in the older shapes (status results without `data`, backup without `data`).
-    #[arg(long)]
+    #[arg(long, env = "CLOUDPHONE_SIM_LEGACY_ANSWERS")]
     legacy_answers: bool,
     /// Answer refused backups with HTTP 200 instead of 400.
-    #[arg(long)]
+    #[arg(long, env = "CLOUDPHONE_SIM_BUSINESS_ERRORS_AS_200")]
     business_errors_as_200: bool,
     /// Seed of the simulator's randomness.
     #[arg(long, env = "CLOUDPHONE_SIM_SEED", default_value = "0")]
