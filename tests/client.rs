@@ -1,5 +1,7 @@
 //! The vendor client against the simulator, over real HTTP.
 
+mod support;
+
 use cloudphone_operator::koophone::{
     Client, ClientConfig, Endpoint, Error, RetryPolicy, Token, VendorCode,
 };
@@ -8,15 +10,7 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "tok-7f3e9a-SECRET-never-print";
 
-/// Fast retries so that the tests stay short; the policy's shape is what is under test.
-fn quick_retries(max_retries: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_retries,
-        base_delay: Duration::from_millis(5),
-        max_delay: Duration::from_millis(20),
-        max_retry_after: Duration::from_millis(50),
-    }
-}
+use support::quick_retries;
 
 fn client_with(sim: &Simulator, retry: RetryPolicy, timeout: Duration) -> Client {
     Client::new(

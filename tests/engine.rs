@@ -1,7 +1,9 @@
 //! The tick engine on the in-memory store against the simulator, over real HTTP.
 
+mod support;
+
 use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase};
-use cloudphone_operator::koophone::{Client, ClientConfig, RetryPolicy, Token};
+use cloudphone_operator::koophone::{Client, ClientConfig, Token};
 use cloudphone_operator::plan::{PhoneKey, PlanConfig, READY, SYNCED};
 use cloudphone_operator::reconciler::{
     Engine, EngineConfig, InjectedWriteFailure, MemoryStore, PhoneStore, TickReport,
@@ -60,12 +62,7 @@ fn engine(sim: &Simulator, store: Arc<MemoryStore>, grace: Duration) -> Engine<M
         ClientConfig {
             base_url: sim.url(),
             request_timeout: Duration::from_secs(2),
-            retry: RetryPolicy {
-                max_retries: 3,
-                base_delay: Duration::from_millis(5),
-                max_delay: Duration::from_millis(20),
-                max_retry_after: Duration::from_millis(50),
-            },
+            retry: support::quick_retries(3),
             ..ClientConfig::default()
         },
         Token::new("t"),

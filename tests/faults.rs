@@ -2,8 +2,10 @@
 //! on: the fleet converges, no instance gets two backup calls in one cycle, every phone ends with a
 //! status that says where it stands and why.
 
+mod support;
+
 use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle, Phase};
-use cloudphone_operator::koophone::{Client, ClientConfig, RetryPolicy, Token};
+use cloudphone_operator::koophone::{Client, ClientConfig, Token};
 use cloudphone_operator::plan::{PhoneKey, PlanConfig, READY, SYNCED, is_settled};
 use cloudphone_operator::reconciler::{
     Engine, EngineConfig, InjectedWriteFailure, MemoryStore, PhoneStore,
@@ -62,12 +64,7 @@ fn engine(sim: &Simulator, store: Arc<MemoryStore>, timeout: Duration) -> Engine
         ClientConfig {
             base_url: sim.url(),
             request_timeout: timeout,
-            retry: RetryPolicy {
-                max_retries: 2,
-                base_delay: Duration::from_millis(5),
-                max_delay: Duration::from_millis(20),
-                max_retry_after: Duration::from_millis(20),
-            },
+            retry: support::quick_retries(2),
             ..ClientConfig::default()
         },
         Token::new("t"),

@@ -1,5 +1,6 @@
-//! A recording fake of the Kubernetes API server, on kube's `tower-test` mock service: every
-//! request is recorded (method, path and query, content type, JSON body) and answered by a handler.
+//! Shared test support: a recording fake of the Kubernetes API server, on kube's `tower-test` mock
+//! service (every request is recorded: method, path and query, content type, JSON body, and answered
+//! by a handler), and fast vendor retries.
 
 #![allow(dead_code)]
 
@@ -7,6 +8,17 @@ use http::{Request, Response};
 use kube::client::Body;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Retries of the vendor client fast enough for tests; the policy's shape is what is under test.
+pub fn quick_retries(max_retries: u32) -> cloudphone_operator::koophone::RetryPolicy {
+    cloudphone_operator::koophone::RetryPolicy {
+        max_retries,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        max_retry_after: Duration::from_millis(50),
+    }
+}
 
 /// One request the client sent.
 #[derive(Clone, Debug)]
