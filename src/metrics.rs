@@ -46,6 +46,7 @@ pub struct Metrics {
     pub status_writes: Family<OutcomeLabels, Counter>,
     pub last_successful_tick: Gauge<f64, AtomicU64>,
     pub leader: Gauge,
+    pub credentials_usable: Gauge,
 }
 
 impl Default for Metrics {
@@ -69,6 +70,7 @@ impl Metrics {
         let status_writes = Family::<OutcomeLabels, Counter>::default();
         let last_successful_tick = Gauge::<f64, AtomicU64>::default();
         let leader = Gauge::default();
+        let credentials_usable = Gauge::default();
         registry.register(
             "tick_duration_seconds",
             "Wall time of one reconcile tick over the whole fleet",
@@ -109,6 +111,11 @@ impl Metrics {
             "1 while this replica holds the leader lease and ticks, else 0",
             leader.clone(),
         );
+        registry.register(
+            "credentials_usable",
+            "1 when the vendor credentials can authenticate calls, 0 when they are missing or refused (no vendor call is made)",
+            credentials_usable.clone(),
+        );
         Metrics {
             registry,
             tick_duration,
@@ -119,6 +126,7 @@ impl Metrics {
             status_writes,
             last_successful_tick,
             leader,
+            credentials_usable,
         }
     }
 

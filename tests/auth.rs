@@ -231,9 +231,12 @@ async fn a_refused_secret_stops_every_vendor_call() {
     );
     phone.metadata.namespace = Some("fleet".into());
     let store = Arc::new(MemoryStore::new([phone]));
-    let engine = Engine::new(store.clone(), c, EngineConfig::default());
+    let metrics = Arc::new(cloudphone_operator::metrics::Metrics::new());
+    let engine =
+        Engine::new(store.clone(), c, EngineConfig::default()).with_metrics(metrics.clone());
     let report = engine.tick().await;
     assert!(report.skipped.is_some());
+    assert!(metrics.encode().contains("cloudphone_credentials_usable 0"));
     assert_eq!(store.writes(), 0);
     assert_eq!(
         sim.counters().calls("batch-query-status") + sim.counters().calls("backup"),

@@ -528,6 +528,7 @@ async fn ticks_record_metrics() {
         "cloudphone_phones{phase=\"DataLoaded\"} 3",
         "cloudphone_phones{phase=\"Idle\"} 0",
         "cloudphone_tick_duration_seconds_count 1",
+        "cloudphone_credentials_usable 1",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }

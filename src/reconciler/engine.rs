@@ -246,7 +246,11 @@ impl<S: PhoneStore> Engine<S> {
         let started = Instant::now();
         let now = Timestamp::now();
         let snapshot = self.store.snapshot();
-        if let Err(why) = self.client.auth_status() {
+        let credentials = self.client.auth_status();
+        if let Some(m) = &self.metrics {
+            m.credentials_usable.set(i64::from(credentials.is_ok()));
+        }
+        if let Err(why) = credentials {
             warn!(phones = snapshot.len(), reason = %why, "tick skipped: no vendor call without usable credentials");
             return TickReport {
                 phones: snapshot.len(),
