@@ -2,9 +2,9 @@
 
 mod support;
 
-use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase};
+use cloudphone_operator::api::{CloudPhone, CloudPhoneStatus, Lifecycle, Phase};
 use cloudphone_operator::koophone::{Client, ClientConfig, Token};
-use cloudphone_operator::plan::{PhoneKey, PlanConfig, READY, SYNCED};
+use cloudphone_operator::plan::{PlanConfig, READY, SYNCED};
 use cloudphone_operator::reconciler::{
     Engine, EngineConfig, InjectedWriteFailure, MemoryStore, PhoneStore, TickReport,
 };
@@ -14,21 +14,9 @@ use k8s_openapi::jiff::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A test phone created at the shared fixed instant.
 fn phone(name: &str, instance: &str) -> CloudPhone {
-    let mut p = CloudPhone::new(
-        name,
-        CloudPhoneSpec {
-            instance_id: instance.into(),
-            lifecycle: Lifecycle::BackedUp,
-            interrupt_streaming: false,
-            suspend: false,
-        },
-    );
-    p.metadata.namespace = Some("fleet".into());
-    p.metadata.uid = Some(format!("uid-{name}"));
-    p.metadata.generation = Some(1);
-    p.metadata.creation_timestamp = Some(Time(Timestamp::from_second(1_700_000_000).unwrap()));
-    p
+    support::phone(name, instance, 0)
 }
 
 fn fleet(n: usize) -> (Vec<CloudPhone>, Vec<(String, i64)>) {
@@ -83,10 +71,7 @@ fn engine(sim: &Simulator, store: Arc<MemoryStore>, grace: Duration) -> Engine<M
 }
 
 fn status_of(store: &MemoryStore, name: &str) -> CloudPhoneStatus {
-    let key = PhoneKey {
-        namespace: "fleet".into(),
-        name: name.into(),
-    };
+    let key = support::key(name);
     store.get(&key).unwrap().status.clone().unwrap_or_default()
 }
 
@@ -355,10 +340,7 @@ async fn failed_status_writes_are_retried_next_tick_and_deleted_phones_skipped()
     let (phones, instances) = fleet(3);
     let sim = simulator(instances, Duration::from_secs(30)).await;
     let store = Arc::new(MemoryStore::new(phones));
-    let key = |n: &str| PhoneKey {
-        namespace: "fleet".into(),
-        name: n.into(),
-    };
+    let key = support::key;
     // p00000's write-ahead conflicts: its backup is not sent this tick.
     store.fail_writes(key("p00000"), InjectedWriteFailure::Conflict, 1);
     store.fail_writes(key("p00001"), InjectedWriteFailure::Gone, 1);

@@ -4,43 +4,17 @@
 
 mod support;
 
-use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle, Phase};
+use cloudphone_operator::api::{CloudPhone, Phase};
 use cloudphone_operator::koophone::{Client, ClientConfig, Token};
-use cloudphone_operator::plan::{PhoneKey, PlanConfig, READY, SYNCED, is_settled};
+use cloudphone_operator::plan::{PlanConfig, READY, SYNCED, is_settled};
 use cloudphone_operator::reconciler::{
     Engine, EngineConfig, InjectedWriteFailure, MemoryStore, PhoneStore,
 };
 use cloudphone_operator::sim::{Faults, SimConfig, Simulator, Timings, code};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn phone(name: &str, instance: &str, created: i64) -> CloudPhone {
-    let mut p = CloudPhone::new(
-        name,
-        CloudPhoneSpec {
-            instance_id: instance.into(),
-            lifecycle: Lifecycle::BackedUp,
-            interrupt_streaming: false,
-            suspend: false,
-        },
-    );
-    p.metadata.namespace = Some("fleet".into());
-    p.metadata.uid = Some(format!("uid-{name}"));
-    p.metadata.generation = Some(1);
-    p.metadata.creation_timestamp = Some(Time(
-        Timestamp::from_second(1_700_000_000 + created).unwrap(),
-    ));
-    p
-}
-
-fn key(name: &str) -> PhoneKey {
-    PhoneKey {
-        namespace: "fleet".into(),
-        name: name.into(),
-    }
-}
+use support::{key, phone};
 
 async fn simulator(instances: Vec<(String, i64)>, backup: Duration) -> Simulator {
     Simulator::start(

@@ -1,6 +1,6 @@
 //! Shared test support: a recording fake of the Kubernetes API server, on kube's `tower-test` mock
 //! service (every request is recorded: method, path and query, content type, JSON body, and answered
-//! by a handler), and fast vendor retries.
+//! by a handler), fast vendor retries, and test phones.
 
 #![allow(dead_code)]
 
@@ -107,4 +107,35 @@ pub fn status_error(code: u16, reason: &str) -> (u16, Value) {
             "message": format!("{reason} (fake)"), "reason": reason, "code": code,
         }),
     )
+}
+
+/// A `BackedUp` CloudPhone in namespace `fleet`, as the API server would hold it: a uid, generation
+/// 1, and a creation time `created` seconds after a fixed instant (so that the older owns a shared id).
+pub fn phone(name: &str, instance: &str, created: i64) -> cloudphone_operator::api::CloudPhone {
+    use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let mut p = CloudPhone::new(
+        name,
+        CloudPhoneSpec {
+            instance_id: instance.into(),
+            lifecycle: Lifecycle::BackedUp,
+            interrupt_streaming: false,
+            suspend: false,
+        },
+    );
+    p.metadata.namespace = Some("fleet".into());
+    p.metadata.uid = Some(format!("uid-{name}"));
+    p.metadata.generation = Some(1);
+    p.metadata.creation_timestamp = Some(Time(
+        k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + created).unwrap(),
+    ));
+    p
+}
+
+/// The key of a test phone in namespace `fleet`.
+pub fn key(name: &str) -> cloudphone_operator::plan::PhoneKey {
+    cloudphone_operator::plan::PhoneKey {
+        namespace: "fleet".into(),
+        name: name.into(),
+    }
 }
