@@ -14,6 +14,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, PostParams};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -53,6 +54,71 @@ impl LeaseConfig {
     }
 }
 
+/// How fresh this replica's leadership is, on the monotonic clock: what a vendor call checks just
+/// before it leaves, because a Lease does not fence the vendor by itself (a leader frozen between
+/// its intent write and its call would otherwise send the call when it thaws, whoever leads then).
+///
+/// Fresh means the last successful renewal began less than the renew deadline ago. Each gain of
+/// leadership starts a new term, so that the engine can drop what it remembered from the last one.
+#[derive(Clone, Debug)]
+pub struct LeaseFence {
+    renew_deadline: Duration,
+    state: Arc<Mutex<FenceState>>,
+}
+
+#[derive(Debug, Default)]
+struct FenceState {
+    /// When the last successful take or renewal began; `None` while not leading.
+    renewed_at: Option<Instant>,
+    /// Incremented on each gain of leadership.
+    term: u64,
+}
+
+impl LeaseFence {
+    /// A fence whose leadership is fresh for `renew_deadline` after each renewal.
+    pub fn new(renew_deadline: Duration) -> LeaseFence {
+        LeaseFence {
+            renew_deadline,
+            state: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FenceState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Leadership was taken or renewed by an attempt that began at `at`. Unless leadership was
+    /// fresh until then, this starts a new term: a replica whose freshness lapsed (it stepped
+    /// down, or froze past its renew deadline) may have been replaced meanwhile.
+    pub fn renewed(&self, at: Instant) {
+        let mut state = self.lock();
+        let fresh = state
+            .renewed_at
+            .is_some_and(|last| last.elapsed() < self.renew_deadline);
+        if !fresh {
+            state.term += 1;
+        }
+        state.renewed_at = Some(at);
+    }
+
+    /// Leadership is lost (or handed back).
+    pub fn lost(&self) {
+        self.lock().renewed_at = None;
+    }
+
+    /// True while the last renewal is younger than the renew deadline.
+    pub fn is_fresh(&self) -> bool {
+        self.lock()
+            .renewed_at
+            .is_some_and(|at| at.elapsed() < self.renew_deadline)
+    }
+
+    /// The current term: changes each time leadership is gained.
+    pub fn term(&self) -> u64 {
+        self.lock().term
+    }
+}
+
 /// Why an attempt to take or renew the Lease failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -69,6 +135,7 @@ pub enum LeaseError {
 /// Lease (the Lease then expires).
 pub struct Leadership {
     receiver: watch::Receiver<bool>,
+    fence: LeaseFence,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -78,14 +145,17 @@ impl Leadership {
     pub fn spawn(client: kube::Client, config: LeaseConfig) -> Leadership {
         let (sender, receiver) = watch::channel(false);
         let (stop, stopped) = oneshot::channel();
+        let fence = LeaseFence::new(config.renew_deadline);
         let elector = Elector {
             api: Api::namespaced(client, &config.namespace),
             config,
             observed: None,
+            fence: fence.clone(),
         };
         let task = tokio::spawn(elector.run(sender, stopped));
         Leadership {
             receiver,
+            fence,
             stop: Some(stop),
             task,
         }
@@ -94,6 +164,11 @@ impl Leadership {
     /// True while this replica leads.
     pub fn receiver(&self) -> watch::Receiver<bool> {
         self.receiver.clone()
+    }
+
+    /// The freshness of this replica's leadership, for the vendor calls to check.
+    pub fn fence(&self) -> LeaseFence {
+        self.fence.clone()
     }
 
     /// Stops campaigning and hands the Lease back if held, so a standby takes over at once.
@@ -124,6 +199,7 @@ struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
     observed: Option<(Observed, Instant)>,
+    fence: LeaseFence,
 }
 
 impl Elector {
@@ -138,7 +214,10 @@ impl Elector {
                 attempt = tokio::time::timeout_at(deadline, self.try_acquire_or_renew()) => attempt,
             };
             match attempt {
-                Ok(Ok(true)) => valid_until = Some(started + self.config.renew_deadline),
+                Ok(Ok(true)) => {
+                    valid_until = Some(started + self.config.renew_deadline);
+                    self.fence.renewed(started);
+                }
                 Ok(Ok(false)) => valid_until = None,
                 Ok(Err(e)) => warn!(error = %e, "leader election: cannot take or renew the lease"),
                 Err(_) => warn!("leader election: the lease call did not answer in time"),
@@ -148,6 +227,9 @@ impl Elector {
                 valid_until = None;
             }
             let leading = valid_until.is_some();
+            if !leading {
+                self.fence.lost();
+            }
             if *sender.borrow() != leading {
                 info!(identity = %self.config.identity, lease = %self.config.name, leading, "leader election: leadership changed");
                 sender.send_replace(leading);
@@ -161,6 +243,7 @@ impl Elector {
                 _ = tokio::time::sleep_until(next) => {}
             }
         }
+        self.fence.lost();
         if *sender.borrow() {
             sender.send_replace(false);
             match self.release().await {
@@ -282,5 +365,35 @@ impl Elector {
             .await
             .map(|_| ())
             .map_err(|e| self.api_error(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fence_is_fresh_until_the_renew_deadline_and_a_lapse_starts_a_new_term() {
+        let fence = LeaseFence::new(Duration::from_millis(60));
+        assert!(!fence.is_fresh(), "not fresh before leading");
+        fence.renewed(Instant::now());
+        let first = fence.term();
+        assert!(fence.is_fresh());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        fence.renewed(Instant::now());
+        assert_eq!(fence.term(), first, "a renewal in time keeps the term");
+        tokio::time::sleep(Duration::from_millis(70)).await;
+        assert!(!fence.is_fresh(), "stale past the renew deadline");
+        fence.renewed(Instant::now());
+        assert!(fence.is_fresh());
+        assert_eq!(
+            fence.term(),
+            first + 1,
+            "a renewal after a lapse is a new term"
+        );
+        fence.lost();
+        assert!(!fence.is_fresh());
+        fence.renewed(Instant::now());
+        assert_eq!(fence.term(), first + 2);
     }
 }

@@ -95,6 +95,10 @@ struct SimulateArgs {
     /// Probability that a backup ends in BackupFailed (5).
     #[arg(long, env = "CLOUDPHONE_SIM_BACKUP_FAILURE_RATE", default_value = "0", value_parser = parse_rate)]
     backup_failure_rate: f64,
+    /// How long an accepted backup waits in the vendor's queue (the instance still showing its old
+    /// status) before it shows BackingUp; a backup call naming a queued instance is answered 2006.
+    #[arg(long, env = "CLOUDPHONE_SIM_BACKUP_QUEUE_DELAY", default_value = "0ms", value_parser = parse_duration)]
+    backup_queue_delay: Duration,
     /// Latency added to every answer.
     #[arg(long, env = "CLOUDPHONE_SIM_LATENCY", default_value = "0ms", value_parser = parse_duration)]
     latency: Duration,
@@ -178,6 +182,7 @@ impl SimulateArgs {
             backup_duration,
             restore_duration,
             backup_failure_rate,
+            backup_queue_delay,
             latency,
             latency_spike_rate,
             latency_spike,
@@ -205,6 +210,7 @@ impl SimulateArgs {
                 backup_duration,
                 restore_duration,
                 backup_failure_rate,
+                backup_queue_delay,
             },
             faults: Faults {
                 latency,

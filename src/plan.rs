@@ -321,7 +321,9 @@ pub fn plan_phone(
                     ),
                     false,
                 ),
-                Lifecycle::BackedUp => backed_up(phone.spec, &status, *code, now, config),
+                Lifecycle::BackedUp => {
+                    backed_up(phone.spec, phone.generation, &status, *code, now, config)
+                }
             };
             if backup {
                 let b = status.backup.get_or_insert_with(BackupStatus::default);
@@ -363,6 +365,7 @@ impl Ready {
 /// The `BackedUp` lifecycle: the Ready condition, and whether to call backup now.
 fn backed_up(
     spec: &CloudPhoneSpec,
+    generation: Option<i64>,
     status: &CloudPhoneStatus,
     code: i64,
     now: Timestamp,
@@ -373,10 +376,27 @@ fn backed_up(
     let attempts = backup.map_or(0, |b| b.attempts);
     let wait_until = |d: Duration| requested_at.map(|t| t.checked_add(d).unwrap_or(Timestamp::MAX));
     let grace_end = wait_until(config.grace_period);
-    let in_flight = backup.is_some_and(|b| b.in_flight) && grace_end.is_some_and(|end| now < end);
+    let unconfirmed = backup.is_some_and(|b| b.in_flight);
+    let in_flight = unconfirmed && grace_end.is_some_and(|end| now < end);
     let waiting_for_vendor = || requested(requested_at, config);
     let request = || (requested(Some(now), config), true);
-    match Phase::from_code(code) {
+    let phase = Phase::from_code(code);
+    // A permanent refusal holds until the spec changes: asking again cannot help.
+    if matches!(
+        phase,
+        Phase::DataLoaded | Phase::Streaming | Phase::BackupFailed
+    ) && let Some(refused) = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY && c.reason == BACKUP_REFUSED)
+        && refused.observed_generation == generation
+    {
+        return (
+            Ready::new("False", BACKUP_REFUSED, refused.message.clone()),
+            false,
+        );
+    }
+    match phase {
         Phase::Idle => (
             Ready::new(
                 "True",
@@ -410,8 +430,27 @@ fn backed_up(
             false,
         ),
         Phase::DataLoaded | Phase::Streaming => {
+            // The vendor never showed the last call's backup start within the grace period: ask
+            // again, but with the backoff of the attempts so far, not every grace period forever.
+            let retry_at = grace_end.map(|end| {
+                end.checked_add(config.backoff(attempts))
+                    .unwrap_or(Timestamp::MAX)
+            });
             if in_flight {
                 (waiting_for_vendor(), false)
+            } else if unconfirmed && retry_at.is_some_and(|at| now < at) {
+                (
+                    Ready::new(
+                        "False",
+                        "BackupNotStarted",
+                        format!(
+                            "the vendor did not show the backup requested at {} as started within the grace period; next attempt at {}",
+                            fmt_time(requested_at),
+                            fmt_time(retry_at)
+                        ),
+                    ),
+                    false,
+                )
             } else {
                 request()
             }
@@ -473,6 +512,32 @@ fn requested(requested_at: Option<Timestamp>, config: &PlanConfig) -> Ready {
     )
 }
 
+/// Re-stamps a planned backup intent with the time its call leaves (`at`, just before the intent
+/// is written), so that `requestedAt` and the grace period count from the call, not from the start
+/// of a tick that may have spent minutes querying.
+pub fn stamp_intent(
+    status: &mut CloudPhoneStatus,
+    generation: Option<i64>,
+    at: Timestamp,
+    config: &PlanConfig,
+) {
+    let at = next_whole_second(at);
+    let Some(backup) = status.backup.as_mut() else {
+        return;
+    };
+    backup.requested_at = Some(Time(at));
+    let ready = requested(Some(at), config);
+    Conditions {
+        list: &mut status.conditions,
+        generation,
+        now: at,
+    }
+    .set(READY, ready.status, ready.reason, &ready.message);
+}
+
+/// The Ready reason of a permanent refusal by the vendor, held until `metadata.generation` changes.
+pub const BACKUP_REFUSED: &str = "BackupRefused";
+
 /// What came of the backup call for one phone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackupResult {
@@ -481,6 +546,9 @@ pub enum BackupResult {
         request_id: String,
         task_id: Option<String>,
         job_id: Option<String>,
+        /// When the call left: `requestedAt` becomes this, so that the grace period counts from
+        /// the call even when it left seconds after its intent was written.
+        sent_at: Timestamp,
     },
     /// The vendor answered 2006: a backup is already under way.
     AlreadyBackingUp,
@@ -490,8 +558,14 @@ pub enum BackupResult {
     NotFound,
     /// The call failed; `ambiguous` when the vendor may have acted on it (time-out, 5xx).
     Failed { failure: Failure, ambiguous: bool },
+    /// The vendor refused the instance for good (no permission, not the tenant's, another
+    /// region): no further call until the spec changes.
+    Refused { failure: Failure },
     /// No call was sent because the status recording it could not be written first.
     NotSent,
+    /// The intent was written but the call was withheld (leadership not fresh, or the intent too
+    /// old): the intent stays, and its grace period runs as for a lost call.
+    Withheld,
 }
 
 /// Records the outcome of a backup call in the status the plan wrote ahead of it.
@@ -512,11 +586,14 @@ pub fn record_backup_result(
             request_id,
             task_id,
             job_id,
+            sent_at,
         } => {
             backup.request_id = Some(request_id.clone());
             backup.task_id = task_id.clone();
             backup.job_id = job_id.clone();
-            requested(requested_at, config)
+            let sent_at = next_whole_second(*sent_at);
+            backup.requested_at = Some(Time(sent_at));
+            requested(Some(sent_at), config)
         }
         BackupResult::AlreadyBackingUp => Ready::new(
             "False",
@@ -556,7 +633,18 @@ pub fn record_backup_result(
                 ),
             )
         }
-        BackupResult::NotSent => return status,
+        BackupResult::Refused { failure } => {
+            backup.in_flight = false;
+            Ready::new(
+                "False",
+                BACKUP_REFUSED,
+                format!(
+                    "the vendor refuses to back up the instance ({}): {}; no further call until the spec changes",
+                    failure.reason, failure.message
+                ),
+            )
+        }
+        BackupResult::NotSent | BackupResult::Withheld => return status,
     };
     Conditions {
         list: &mut status.conditions,
@@ -665,7 +753,8 @@ pub fn events(
 }
 
 /// Ready reasons that say the phone cannot reach its lifecycle without a person acting.
-const BLOCKED_REASONS: [&str; 7] = [
+const BLOCKED_REASONS: [&str; 8] = [
+    BACKUP_REFUSED,
     "Streaming",
     "RestoreFailed",
     "InstanceNotFound",
@@ -689,6 +778,15 @@ pub fn is_settled(status: &CloudPhoneStatus) -> bool {
 /// the API server equal to the one written, so that it is not written again.
 fn whole_seconds(t: Timestamp) -> Timestamp {
     Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+/// `t` rounded up to a whole second: a `requestedAt` rounded down would end its grace period up to
+/// a second early.
+fn next_whole_second(t: Timestamp) -> Timestamp {
+    if t.subsec_nanosecond() == 0 {
+        return t;
+    }
+    Timestamp::from_second(t.as_second().saturating_add(1)).unwrap_or(t)
 }
 
 fn fmt_time(t: Option<Timestamp>) -> String {

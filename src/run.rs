@@ -9,7 +9,7 @@ use crate::koophone::{
 use crate::leader::{Leadership, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::plan::PlanConfig;
-use crate::reconciler::{Engine, EngineConfig, KubeStore, WatchConfig, phone_apis};
+use crate::reconciler::{Engine, EngineConfig, INTENT_MAX_AGE, KubeStore, WatchConfig, phone_apis};
 use crate::secret_watch;
 use crate::sim::{self, SimConfig, Simulator};
 use futures::FutureExt;
@@ -134,6 +134,25 @@ pub enum RunError {
     },
     #[error("--tick-interval must be longer than zero")]
     ZeroInterval,
+    #[error(
+        "--backup-grace-period {0:?} is too short: it must exceed {MIN_GRACE_PERIOD:?} (a backup call may leave up to {INTENT_MAX_AGE:?} after its intent, and the vendor needs time to show it)"
+    )]
+    GracePeriodTooShort(Duration),
+}
+
+/// The shortest `--backup-grace-period`: the call may leave [`INTENT_MAX_AGE`] after its intent,
+/// and the vendor takes seconds to show a backup as started.
+pub const MIN_GRACE_PERIOD: Duration = Duration::from_secs(15);
+
+/// Refuses flag values that the operator cannot run safely with.
+fn validate(args: &RunArgs) -> Result<(), RunError> {
+    if args.tick_interval.is_zero() {
+        return Err(RunError::ZeroInterval);
+    }
+    if args.backup_grace_period < MIN_GRACE_PERIOD {
+        return Err(RunError::GracePeriodTooShort(args.backup_grace_period));
+    }
+    Ok(())
 }
 
 /// Reads the static token named by the flags; its value never reaches an error or a log line.
@@ -275,9 +294,7 @@ pub async fn run(
     args: RunArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    if args.tick_interval.is_zero() {
-        return Err(RunError::ZeroInterval);
-    }
+    validate(&args)?;
     let client = kube::Client::try_default().await.map_err(RunError::Kube)?;
     run_with_client(args, client, shutdown).await
 }
@@ -288,9 +305,7 @@ pub async fn run_with_client(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    if args.tick_interval.is_zero() {
-        return Err(RunError::ZeroInterval);
-    }
+    validate(&args)?;
     let secret = match &args.credentials_secret {
         _ if args.simulate => None,
         Some(_) if args.token_file.is_some() || args.token_env.is_some() => {
@@ -365,24 +380,6 @@ pub async fn run_with_client(
         reporter,
     );
     let store = Arc::new(store);
-    let engine = Arc::new(
-        Engine::new(
-            store.clone(),
-            vendor,
-            EngineConfig {
-                plan: PlanConfig {
-                    grace_period: args.backup_grace_period,
-                    backoff_base: args.backup_backoff,
-                    backoff_max: args.backup_backoff_max,
-                },
-                vendor_calls_in_flight: args.vendor_concurrency,
-                ..EngineConfig::default()
-            },
-        )
-        .with_metrics(metrics.clone()),
-    );
-    let watch_task = tokio::spawn(watches.run(engine.trigger()));
-
     // Without leader election this replica always leads; the sender lives as long as `run`.
     let (_always_leading, always_rx) = watch::channel(true);
     let (leadership, leader) = if args.leader_election {
@@ -398,6 +395,26 @@ pub async fn run_with_client(
         info!("leader election off: this replica ticks");
         (None, always_rx)
     };
+    let engine = Engine::new(
+        store.clone(),
+        vendor,
+        EngineConfig {
+            plan: PlanConfig {
+                grace_period: args.backup_grace_period,
+                backoff_base: args.backup_backoff,
+                backoff_max: args.backup_backoff_max,
+            },
+            vendor_calls_in_flight: args.vendor_concurrency,
+            ..EngineConfig::default()
+        },
+    )
+    .with_metrics(metrics.clone());
+    let engine = Arc::new(match &leadership {
+        Some(leadership) => engine.with_fence(leadership.fence()),
+        None => engine,
+    });
+    let watch_task = tokio::spawn(watches.run(engine.trigger()));
+
     let leading_since = Arc::new(Mutex::new(None));
     let leader_task = {
         let mut rx = leader.clone();
@@ -513,6 +530,16 @@ mod tests {
         assert_eq!(a.namespaces, ["a", "b", "c"]);
         assert!(!a.leader_election);
         assert_eq!(a.tick_interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_grace_period_shorter_than_a_late_call_is_refused() {
+        let err = validate(&args(&["--backup-grace-period", "5s"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--backup-grace-period"), "{err}");
+        assert!(validate(&args(&["--backup-grace-period", "15s"])).is_ok());
+        assert!(validate(&args(&[])).is_ok());
     }
 
     #[test]

@@ -46,6 +46,9 @@ fn reporter() -> Reporter {
 /// An API server holding `phones`: lists them, keeps watches open, accepts status patches and
 /// events.
 fn cluster(phones: Vec<Value>) -> (kube::Client, Requests) {
+    // Each object's resourceVersion, bumped by every status write, which is refused with 409 when
+    // fenced by any other version: the API server's semantics.
+    let mut versions: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     fake_client_hanging(move |r: &Recorded| {
         let watching = r.query().contains("watch=true");
         match (r.method.as_str(), r.path()) {
@@ -62,6 +65,13 @@ fn cluster(phones: Vec<Value>) -> (kube::Client, Requests) {
                     .find(|p| p["metadata"]["name"] == name)
                     .cloned()
                     .unwrap_or(Value::Null);
+                let version = versions.entry(name.to_owned()).or_insert(10);
+                let fence = &r.body["metadata"]["resourceVersion"];
+                if !fence.is_null() && *fence != json!(version.to_string()) {
+                    return Some(status_error(409, "Conflict"));
+                }
+                *version += 1;
+                object["metadata"]["resourceVersion"] = json!(version.to_string());
                 object["status"] = r.body["status"].clone();
                 Some((200, object))
             }
@@ -109,7 +119,7 @@ async fn a_status_write_is_a_forced_server_side_apply_of_status_only() {
         (
             200,
             json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhone",
-        "metadata": {"name": "p1", "namespace": "fleet-a"}, "spec": {"instanceId": "kp1"}, "status": r.body["status"].clone()}),
+        "metadata": {"name": "p1", "namespace": "fleet-a", "resourceVersion": "11"}, "spec": {"instanceId": "kp1"}, "status": r.body["status"].clone()}),
         )
     });
     let (store, _watches) = KubeStore::new(client, WatchConfig::default(), reporter());
@@ -119,10 +129,11 @@ async fn a_status_write_is_a_forced_server_side_apply_of_status_only() {
         phase: Phase::DataLoaded,
         ..CloudPhoneStatus::default()
     };
-    store
-        .write_status(&phone("p1", "kp1"), &status)
+    let version = store
+        .write_status(&phone("p1", "kp1"), Some("10"), &status)
         .await
         .unwrap();
+    assert_eq!(version.as_deref(), Some("11"), "the version the write made");
     let sent = log.lock().unwrap()[0].clone();
     assert_eq!(sent.method, "PATCH");
     assert_eq!(
@@ -142,8 +153,9 @@ async fn a_status_write_is_a_forced_server_side_apply_of_status_only() {
     assert_eq!(
         sent.body,
         json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhone",
+               "metadata": {"resourceVersion": "10"},
                "status": {"observedGeneration": 1, "instanceStatus": 2, "phase": "DataLoaded"}}),
-        "only status is sent: never spec or metadata"
+        "only status is sent, fenced by the version it was planned from: never spec or other metadata"
     );
 }
 
@@ -153,7 +165,11 @@ async fn a_deleted_phone_and_a_conflict_are_told_apart() {
         let (client, _log) = fake_client(move |_| status_error(code, reason));
         let (store, _watches) = KubeStore::new(client, WatchConfig::default(), reporter());
         let err = store
-            .write_status(&phone("p1", "kp1"), &CloudPhoneStatus::default())
+            .write_status(
+                &phone("p1", "kp1"),
+                Some("10"),
+                &CloudPhoneStatus::default(),
+            )
             .await
             .unwrap_err();
         let key = PhoneKey {

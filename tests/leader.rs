@@ -160,18 +160,29 @@ async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
     let server = Arc::new(LeaseServer::default());
     let a = elector(&server, "pod-a");
     assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
+    let fence = a.fence();
+    assert!(fence.is_fresh(), "a leader's fence is fresh");
+    let term = fence.term();
     server.down.store(true, Ordering::SeqCst);
     let cut = Instant::now();
     assert!(
         wait_for(a.receiver(), false, Duration::from_secs(5)).await,
         "never stepped down"
     );
+    let stepped_down_after = cut.elapsed();
+    assert!(
+        !fence.is_fresh(),
+        "a leader that stepped down must not call the vendor"
+    );
+    server.down.store(false, Ordering::SeqCst);
+    assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
+    assert!(fence.is_fresh());
+    assert!(fence.term() > term, "leading again is a new term");
     // The last renewal started less than one retry period before the cut; others may take over a
     // lease duration (2s) after they saw it.
     assert!(
-        cut.elapsed() < Duration::from_secs(2),
-        "stepped down after {:?}, when another replica could already lead",
-        cut.elapsed()
+        stepped_down_after < Duration::from_secs(2),
+        "stepped down after {stepped_down_after:?}, when another replica could already lead"
     );
     drop(a);
 }

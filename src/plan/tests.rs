@@ -204,12 +204,108 @@ fn no_second_request_until_the_vendor_shows_backing_up_or_the_grace_period_passe
         assert!(!again.backup, "asked again {second}s after the first call");
         assert_eq!(ready(&again.status), ("False", "BackupRequested"));
     }
-    let after_grace = phone.plan(Some(Observation::Status(2)), at(60));
+    // Past the grace period the vendor still shows no start: asked again after the backoff of
+    // one attempt (30s), not at once and not every grace period forever.
+    for second in [60, 89] {
+        let not_started = phone.plan(Some(Observation::Status(2)), at(second));
+        assert!(
+            !not_started.backup,
+            "asked again {second}s after the first call"
+        );
+        assert_eq!(ready(&not_started.status), ("False", "BackupNotStarted"));
+    }
+    let after_backoff = phone.plan(Some(Observation::Status(2)), at(90));
     assert!(
-        after_grace.backup,
-        "a lost call is asked again after the grace period"
+        after_backoff.backup,
+        "a lost call is asked again after the grace period and the backoff"
     );
-    assert_eq!(after_grace.status.backup.unwrap().attempts, 2);
+    let status = after_backoff.status;
+    assert_eq!(status.backup.as_ref().unwrap().attempts, 2);
+    // The second attempt lost too: the next waits 60s + 60s.
+    let phone = phone.with_status(status);
+    assert!(
+        !phone
+            .plan(Some(Observation::Status(2)), at(90 + 119))
+            .backup
+    );
+    assert!(
+        phone
+            .plan(Some(Observation::Status(2)), at(90 + 120))
+            .backup
+    );
+}
+
+#[test]
+fn an_intent_is_stamped_with_the_time_its_call_leaves() {
+    let mut status = Phone::new("p", "kp1")
+        .backed_up()
+        .plan(Some(Observation::Status(2)), at(0))
+        .status;
+    let leaves = at(74).checked_add(Duration::from_millis(1)).unwrap();
+    stamp_intent(&mut status, Some(1), leaves, &config());
+    assert_eq!(
+        status.backup.as_ref().unwrap().requested_at,
+        Some(Time(at(75))),
+        "rounded up, so that the grace period never ends early"
+    );
+    let message = &condition(&status, READY).message;
+    assert!(message.contains(&at(75).to_string()), "{message}");
+}
+
+#[test]
+fn a_call_that_left_late_restarts_the_grace_period_from_when_it_left() {
+    let phone = Phone::new("p", "kp1").backed_up();
+    let intent = phone.plan(Some(Observation::Status(2)), at(0)).status;
+    let late = at(40).checked_add(Duration::from_millis(300)).unwrap();
+    let accepted = record_backup_result(
+        &intent,
+        Some(1),
+        &BackupResult::Accepted {
+            request_id: "r1".into(),
+            task_id: None,
+            job_id: None,
+            sent_at: late,
+        },
+        at(41),
+        &config(),
+    );
+    // Rounded up: a grace period never ends early.
+    assert_eq!(
+        accepted.backup.as_ref().unwrap().requested_at,
+        Some(Time(at(41)))
+    );
+    let phone = phone.with_status(accepted);
+    let waiting = phone.plan(Some(Observation::Status(2)), at(100));
+    assert!(!waiting.backup, "the grace period counts from the call");
+    assert_eq!(ready(&waiting.status), ("False", "BackupRequested"));
+}
+
+#[test]
+fn a_permanent_refusal_holds_until_the_spec_changes() {
+    let phone = Phone::new("p", "kp1").backed_up();
+    let intent = phone.plan(Some(Observation::Status(2)), at(0)).status;
+    let failure = Failure {
+        reason: "NoPermission".into(),
+        message: "backup call answered KOOPHONE.API.1001: no permission".into(),
+    };
+    let refused = record_backup_result(
+        &intent,
+        Some(1),
+        &BackupResult::Refused { failure },
+        at(1),
+        &config(),
+    );
+    assert_eq!(ready(&refused), ("False", "BackupRefused"));
+    assert!(is_settled(&refused));
+    let phone = phone.with_status(refused);
+    for second in [2, 3600, 86_400] {
+        let later = phone.plan(Some(Observation::Status(2)), at(second));
+        assert!(!later.backup, "asked again {second}s after a refusal");
+        assert_eq!(ready(&later.status), ("False", "BackupRefused"));
+    }
+    let mut changed = phone.clone();
+    changed.generation = Some(2);
+    assert!(changed.plan(Some(Observation::Status(2)), at(5)).backup);
 }
 
 #[test]
@@ -386,6 +482,7 @@ fn backup_results_are_recorded() {
             request_id: "r-1".into(),
             task_id: Some("t-1".into()),
             job_id: Some("j-1".into()),
+            sent_at: at(0),
         },
         at(1),
         &config(),
@@ -465,6 +562,7 @@ fn events_fire_on_transitions_only() {
             request_id: "r1".into(),
             task_id: None,
             job_id: None,
+            sent_at: at(0),
         },
         at(0),
         &config(),

@@ -4,14 +4,15 @@
 use super::store::{PhoneStore, WriteError};
 use super::vendor::Batcher;
 use crate::api::{CloudPhone, CloudPhoneStatus};
-use crate::koophone::Client;
+use crate::koophone::{Client, MAX_IDS_PER_CALL};
+use crate::leader::LeaseFence;
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::plan::{self, BackupResult, Disposition, PhoneKey, PhoneView, PlanConfig};
 use futures::FutureExt;
 use futures::{StreamExt, stream};
 use k8s_openapi::jiff::Timestamp;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
@@ -89,9 +90,14 @@ pub struct Engine<S> {
     client: Client,
     config: EngineConfig,
     trigger: Trigger,
-    /// Statuses this engine wrote that the store may not show yet (a watch cache lags its
-    /// writes), keyed by object and uid; dropped once the store shows them.
-    written: Mutex<HashMap<WrittenKey, Arc<CloudPhoneStatus>>>,
+    /// Statuses this engine wrote in this leadership term that the store may not show yet (a
+    /// watch cache lags its writes), keyed by object and uid; dropped once the store shows any
+    /// other version than the one the write was made against.
+    written: Mutex<HashMap<WrittenKey, Arc<Written>>>,
+    /// The freshness of this replica's leadership; `None` when it always leads.
+    fence: Option<LeaseFence>,
+    /// The leadership term the record of writes belongs to.
+    term: AtomicU64,
     metrics: Option<Arc<Metrics>>,
     /// When the last tick that reached the vendor ended.
     last_success: Mutex<Option<Instant>>,
@@ -105,22 +111,6 @@ async fn lost(leader: &mut watch::Receiver<bool>) {
         }
         if leader.changed().await.is_err() {
             return;
-        }
-    }
-}
-
-/// A phone's status at the start of a tick: as the store shows it, or as this engine last wrote it
-/// when the store does not show that yet. Borrowed, so that a tick copies no unchanged status.
-enum Effective<'a> {
-    Stored(Option<&'a CloudPhoneStatus>),
-    Written(Arc<CloudPhoneStatus>),
-}
-
-impl Effective<'_> {
-    fn get(&self) -> Option<&CloudPhoneStatus> {
-        match self {
-            Effective::Stored(status) => *status,
-            Effective::Written(status) => Some(status),
         }
     }
 }
@@ -140,6 +130,8 @@ impl<S: PhoneStore> Engine<S> {
             config,
             trigger: Trigger::default(),
             written: Mutex::new(HashMap::new()),
+            fence: None,
+            term: AtomicU64::new(0),
             metrics: None,
             last_success: Mutex::new(None),
         }
@@ -148,6 +140,13 @@ impl<S: PhoneStore> Engine<S> {
     /// Records tick, phase and write metrics into `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Engine<S> {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Checks `fence` before every backup call, and starts a new record of writes with each
+    /// leadership term it reports.
+    pub fn with_fence(mut self, fence: LeaseFence) -> Engine<S> {
+        self.fence = Some(fence);
         self
     }
 
@@ -206,6 +205,9 @@ impl<S: PhoneStore> Engine<S> {
                 "leading: ticking every {}",
                 humantime::format_duration(interval)
             );
+            // A new term: what this engine wrote in an earlier one may be older than what
+            // another leader wrote since.
+            self.forget_writes();
             ticker.reset_immediately();
             loop {
                 tokio::select! {
@@ -241,10 +243,10 @@ impl<S: PhoneStore> Engine<S> {
         }
     }
 
-    /// One tick over every phone of the store.
+    /// One tick over every phone of the store: observe, plan, back up, write, publish, report.
     pub async fn tick(&self) -> TickReport {
         let started = Instant::now();
-        let now = Timestamp::now();
+        let term = self.check_term();
         let snapshot = self.store.snapshot();
         let credentials = self.client.auth_status();
         if let Some(m) = &self.metrics {
@@ -259,30 +261,19 @@ impl<S: PhoneStore> Engine<S> {
                 ..TickReport::default()
             };
         }
-        let statuses = self.effective_statuses(&snapshot);
-        let views: Vec<PhoneView> = snapshot
-            .iter()
-            .zip(&statuses)
-            .map(|(phone, status)| PhoneView {
-                status: status.get(),
-                ..PhoneView::of(phone)
-            })
-            .collect();
+        let batcher = Batcher::new(&self.client, self.config.vendor_calls_in_flight);
+        let mut tick = Tick::new(&snapshot, self.bases(&snapshot), term);
+
+        // Observe and plan.
+        let now = Timestamp::now();
+        let views: Vec<PhoneView> = tick.views();
         let dispositions = plan::dispositions(&views);
         let ids = plan::instances_to_query(&views, &dispositions);
-
-        let batcher = Batcher::new(&self.client, self.config.vendor_calls_in_flight);
         let observations = batcher.query(&ids).await;
-        let query_errors = views
+        let query_errors = count_failed(&views, &dispositions, &observations);
+        let query_phones = dispositions
             .iter()
-            .zip(&dispositions)
-            .filter(|(v, d)| {
-                **d == Disposition::Query
-                    && matches!(
-                        observations.get(&v.spec.instance_id),
-                        Some(plan::Observation::Failed(_))
-                    )
-            })
+            .filter(|d| **d == Disposition::Query)
             .count();
         let planned = plan::plan(
             &views,
@@ -291,62 +282,34 @@ impl<S: PhoneStore> Engine<S> {
             now,
             &self.config.plan,
         );
-
-        let mut report = TickReport {
-            phones: snapshot.len(),
-            queried: ids.len(),
-            query_errors,
-            ..TickReport::default()
-        };
-        let wants_backup: Vec<bool> = planned.iter().map(|p| p.backup).collect();
-        let mut final_statuses: Vec<CloudPhoneStatus> =
-            planned.into_iter().map(|p| p.status).collect();
         drop(views);
-        self.back_up(
-            &snapshot,
-            &statuses,
-            &wants_backup,
-            &mut final_statuses,
-            &batcher,
-            now,
-            &mut report,
-        )
-        .await;
+        drop(observations);
+        tick.report.queried = ids.len();
+        tick.report.query_errors = query_errors;
+        let mut wanted = Vec::new();
+        for (i, p) in planned.into_iter().enumerate() {
+            if p.backup {
+                wanted.push(i);
+            }
+            tick.new[i] = p.status;
+        }
 
-        let changed: Vec<usize> = (0..snapshot.len())
-            .filter(|&i| statuses[i].get() != Some(&final_statuses[i]))
-            .collect();
-        let (written, errors) = self.write(&snapshot, &final_statuses, &changed).await;
-        report.statuses_written += written;
-        report.write_errors += errors;
-        self.publish_events(&snapshot, &statuses, &final_statuses, &changed)
-            .await;
+        // Back up, write, publish.
+        self.back_up(&mut tick, &wanted, &batcher).await;
+        self.write_changed(&mut tick).await;
+        self.publish_events(&tick).await;
+
+        // Report.
+        let mut report = std::mem::take(&mut tick.report);
+        report.phones = snapshot.len();
         report.status_calls = batcher.status_calls.load(Ordering::Relaxed);
         report.backup_calls = batcher.backup_calls.load(Ordering::Relaxed);
         report.duration = started.elapsed();
         self.forget_gone(&snapshot);
-        let query_phones = dispositions
-            .iter()
-            .filter(|d| **d == Disposition::Query)
-            .count();
         if query_phones == 0 || report.query_errors < query_phones {
-            *self.last_success.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-            if let Some(m) = &self.metrics {
-                let unix = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64());
-                m.last_successful_tick.set(unix);
-            }
+            self.record_success();
         }
-        if let Some(m) = &self.metrics {
-            m.tick_duration.observe(report.duration.as_secs_f64());
-            m.backups_requested.inc_by(report.backups_requested as u64);
-            let mut phases: HashMap<crate::api::Phase, i64> = HashMap::new();
-            for status in &final_statuses {
-                *phases.entry(status.phase).or_default() += 1;
-            }
-            m.set_phases(phases);
-        }
+        self.record_metrics(&report, &tick.new);
         info!(
             phones = report.phones,
             queried = report.queried,
@@ -361,24 +324,50 @@ impl<S: PhoneStore> Engine<S> {
         report
     }
 
-    /// Each phone's status as this engine last wrote it, or as the store shows it when the store
-    /// has caught up (or the engine never wrote it).
-    fn effective_statuses<'a>(&self, snapshot: &'a [Arc<CloudPhone>]) -> Vec<Effective<'a>> {
+    /// Drops this engine's record of its own writes when a new leadership term began: a record from
+    /// an earlier term may be older than what another leader wrote since.
+    /// Returns the term this tick runs in.
+    fn check_term(&self) -> u64 {
+        let Some(fence) = &self.fence else {
+            return 0;
+        };
+        let term = fence.term();
+        if self.term.swap(term, Ordering::AcqRel) != term {
+            self.forget_writes();
+        }
+        term
+    }
+
+    /// Forgets every write this engine remembers (a new leadership term).
+    fn forget_writes(&self) {
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Each phone's status and version to plan from: as the store shows it, or as this term's own
+    /// write left it while the store still shows the version that write was made against. Any
+    /// other version in the store ends the record: the store has caught up, or someone else wrote.
+    fn bases<'a>(&self, snapshot: &'a [Arc<CloudPhone>]) -> Vec<Base<'a>> {
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
         snapshot
             .iter()
             .map(|phone| {
+                let stored = Base::Stored(phone);
                 if written.is_empty() {
-                    return Effective::Stored(phone.status.as_ref());
+                    return stored;
                 }
                 let key = written_key(phone);
                 match written.get(&key) {
-                    Some(status) if phone.status.as_ref() == Some(&**status) => {
-                        written.remove(&key);
-                        Effective::Stored(phone.status.as_ref())
+                    Some(w) if w.against.contains(&phone.metadata.resource_version) => {
+                        Base::Written(w.clone())
                     }
-                    Some(status) => Effective::Written(status.clone()),
-                    None => Effective::Stored(phone.status.as_ref()),
+                    Some(_) => {
+                        written.remove(&key);
+                        stored
+                    }
+                    None => stored,
                 }
             })
             .collect()
@@ -394,86 +383,199 @@ impl<S: PhoneStore> Engine<S> {
         written.retain(|key, _| present.contains(key));
     }
 
-    /// Writes the planned status of each phone to back up first, so that a crash after the call
-    /// cannot lead to a second one; then calls backup for those written, and records the outcome.
-    #[allow(clippy::too_many_arguments)]
-    async fn back_up(
-        &self,
-        snapshot: &[Arc<CloudPhone>],
-        old: &[Effective<'_>],
-        wants_backup: &[bool],
-        final_statuses: &mut [CloudPhoneStatus],
-        batcher: &Batcher<'_>,
-        now: Timestamp,
-        report: &mut TickReport,
-    ) {
-        let wanted: Vec<usize> = (0..wants_backup.len())
-            .filter(|&i| wants_backup[i])
-            .collect();
-        if wanted.is_empty() {
-            return;
-        }
-        let (written, errors) = self.write(snapshot, final_statuses, &wanted).await;
-        report.statuses_written += written;
-        report.write_errors += errors;
-        let mut recorded = Vec::new();
-        for &i in &wanted {
-            if self.is_written(&snapshot[i], &final_statuses[i]) {
-                recorded.push(i);
-            } else {
-                // The call is not sent: the phone keeps its old status and is planned again next tick.
-                final_statuses[i] = old[i].get().cloned().unwrap_or_default();
-            }
-        }
-        let ids: Vec<String> = recorded
-            .iter()
-            .map(|&i| snapshot[i].spec.instance_id.clone())
-            .collect();
-        let results = batcher.backup(&ids).await;
-        for &i in &recorded {
-            let phone = &snapshot[i];
-            let result = results
-                .get(&phone.spec.instance_id)
-                .cloned()
-                .unwrap_or(BackupResult::NotSent);
-            match &result {
-                BackupResult::Accepted { request_id, .. } => {
-                    report.backups_requested += 1;
-                    info!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, request_id, "backup requested");
-                }
-                BackupResult::AlreadyBackingUp | BackupResult::Restoring => {
-                    debug!(phone = %PhoneKey::of(phone), ?result, "backup not started: the vendor is busy with the instance");
-                }
-                other => {
-                    report.backup_errors += 1;
-                    warn!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, result = ?other, "backup call failed");
-                }
-            }
-            final_statuses[i] = plan::record_backup_result(
-                &final_statuses[i],
-                phone.metadata.generation,
-                &result,
-                now,
-                &self.config.plan,
-            );
+    fn record_success(&self) {
+        *self.last_success.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        if let Some(m) = &self.metrics {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            m.last_successful_tick.set(unix);
         }
     }
 
-    /// Publishes the events of each changed phone whose new status is written: a write that failed
-    /// is retried next tick, and its events with it, so that none is published twice.
-    async fn publish_events(
+    fn record_metrics(&self, report: &TickReport, statuses: &[CloudPhoneStatus]) {
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        m.tick_duration.observe(report.duration.as_secs_f64());
+        m.backups_requested.inc_by(report.backups_requested as u64);
+        let mut phases: HashMap<crate::api::Phase, i64> = HashMap::new();
+        for status in statuses {
+            *phases.entry(status.phase).or_default() += 1;
+        }
+        m.set_phases(phases);
+    }
+
+    /// Backs up the phones at `wanted`, a chunk of at most 100 at a time: writes each intent first,
+    /// stamped with the time the call leaves and fenced by the version it was planned from, then
+    /// calls backup for the intents written, and records the outcome. A crash after the intent
+    /// cannot lead to a second call; a 409 sends nothing for that phone.
+    async fn back_up(&self, tick: &mut Tick<'_>, wanted: &[usize], batcher: &Batcher<'_>) {
+        if wanted.is_empty() {
+            return;
+        }
+        let tick_ref = &*tick;
+        // NB: owned chunks: a stream over borrowed `chunks()` makes the tick future lose `Send`.
+        let chunks: Vec<Vec<usize>> = wanted
+            .chunks(MAX_IDS_PER_CALL)
+            .map(<[usize]>::to_vec)
+            .collect();
+        let outcomes: Vec<Vec<(usize, Result<Sent, WriteError>)>> = stream::iter(chunks)
+            .map(|chunk| self.back_up_chunk(tick_ref, chunk, batcher))
+            .buffer_unordered(self.config.vendor_calls_in_flight.max(1))
+            .collect()
+            .await;
+        for (i, outcome) in outcomes.into_iter().flatten() {
+            let phone = tick.snapshot[i].as_ref();
+            match outcome {
+                Err(err) => {
+                    tick.report.note_write_error(&err);
+                    tick.stop(i);
+                }
+                Ok(sent) => {
+                    tick.report.statuses_written += 1;
+                    match &sent.result {
+                        BackupResult::Accepted { request_id, .. } => {
+                            tick.report.backups_requested += 1;
+                            info!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, request_id, "backup requested");
+                        }
+                        BackupResult::AlreadyBackingUp
+                        | BackupResult::Restoring
+                        | BackupResult::Withheld => {
+                            debug!(phone = %PhoneKey::of(phone), result = ?sent.result, "backup not sent or not started");
+                        }
+                        other => {
+                            tick.report.backup_errors += 1;
+                            warn!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, result = ?other, "backup call failed");
+                        }
+                    }
+                    tick.new[i] = plan::record_backup_result(
+                        &sent.intent,
+                        phone.metadata.generation,
+                        &sent.result,
+                        Timestamp::now(),
+                        &self.config.plan,
+                    );
+                    tick.committed(i, sent.intent, sent.version);
+                }
+            }
+        }
+    }
+
+    /// One chunk of [`Engine::back_up`]: intents written, then one backup call for those written.
+    async fn back_up_chunk(
         &self,
-        snapshot: &[Arc<CloudPhone>],
-        old: &[Effective<'_>],
-        new: &[CloudPhoneStatus],
-        changed: &[usize],
-    ) {
+        tick: &Tick<'_>,
+        chunk: Vec<usize>,
+        batcher: &Batcher<'_>,
+    ) -> Vec<(usize, Result<Sent, WriteError>)> {
+        let leaves = Timestamp::now();
+        let intents: Vec<(usize, CloudPhoneStatus)> = chunk
+            .iter()
+            .map(|&i| {
+                let mut intent = tick.new[i].clone();
+                plan::stamp_intent(
+                    &mut intent,
+                    tick.snapshot[i].metadata.generation,
+                    leaves,
+                    &self.config.plan,
+                );
+                (i, intent)
+            })
+            .collect();
+        let sent_at = tokio::time::Instant::now();
+        let writes = intents
+            .iter()
+            .map(|(i, intent)| (*i, tick.fence(*i), intent))
+            .collect();
+        let results = self.write_each(writes, tick).await;
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut confirmed = Vec::new();
+        for ((i, intent), result) in intents.into_iter().zip(results) {
+            match result {
+                Ok(version) => confirmed.push((i, intent, version)),
+                Err(err) => out.push((i, Err(err))),
+            }
+        }
+        let ids: Vec<String> = confirmed
+            .iter()
+            .map(|(i, ..)| tick.snapshot[*i].spec.instance_id.clone())
+            .collect();
+        let gate = || self.may_call(tick.term, sent_at);
+        let mut results = batcher.backup(&ids, &gate).await;
+        for (i, intent, version) in confirmed {
+            let result = results
+                .remove(&tick.snapshot[i].spec.instance_id)
+                .unwrap_or(BackupResult::Withheld);
+            out.push((
+                i,
+                Ok(Sent {
+                    intent,
+                    version,
+                    result,
+                }),
+            ));
+        }
+        out
+    }
+
+    /// Whether a backup call whose intents were sent at `intents_sent`, in leadership term `term`,
+    /// may leave now: only while leadership is fresh, still in that term, and within
+    /// [`INTENT_MAX_AGE`] of the intent, so that a replica frozen between its intent and its call
+    /// drops the call when it thaws, even if it leads again by then.
+    fn may_call(&self, term: u64, intents_sent: tokio::time::Instant) -> Result<(), &'static str> {
+        if let Some(fence) = &self.fence {
+            if !fence.is_fresh() {
+                return Err(
+                    "leadership is not fresh: the last Lease renewal is older than the renew deadline",
+                );
+            }
+            if fence.term() != term {
+                return Err("leadership changed hands since the backup intent was written");
+            }
+        }
+        if intents_sent.elapsed() >= INTENT_MAX_AGE {
+            return Err("the backup intent is older than the call may be");
+        }
+        Ok(())
+    }
+
+    /// Writes the final status of every phone whose status changed, unless a write of it failed
+    /// earlier in this tick.
+    async fn write_changed(&self, tick: &mut Tick<'_>) {
+        let changed: Vec<usize> = (0..tick.snapshot.len())
+            .filter(|&i| !tick.stopped[i] && tick.current(i) != Some(&tick.new[i]))
+            .collect();
+        let writes = changed
+            .iter()
+            .map(|&i| (i, tick.fence(i), &tick.new[i]))
+            .collect();
+        let results = self.write_each(writes, tick).await;
+        for (i, result) in changed.into_iter().zip(results) {
+            match result {
+                Ok(version) => {
+                    tick.report.statuses_written += 1;
+                    let status = tick.new[i].clone();
+                    tick.committed(i, status, version);
+                }
+                Err(err) => {
+                    tick.report.note_write_error(&err);
+                    tick.stop(i);
+                }
+            }
+        }
+    }
+
+    /// Publishes the events of each phone whose new status is what the API server now holds from
+    /// this tick: a write that failed is retried next tick, and its events with it, so that none is
+    /// published twice.
+    async fn publish_events(&self, tick: &Tick<'_>) {
         let mut pending = Vec::new();
-        for &i in changed {
-            if !self.is_written(&snapshot[i], &new[i]) {
+        for i in 0..tick.snapshot.len() {
+            if tick.written[i].as_ref() != Some(&tick.new[i]) {
                 continue;
             }
-            for event in plan::events(&snapshot[i].spec, old[i].get(), &new[i]) {
+            for event in plan::events(&tick.snapshot[i].spec, tick.base[i].status(), &tick.new[i]) {
                 pending.push((i, event));
             }
         }
@@ -481,72 +583,221 @@ impl<S: PhoneStore> Engine<S> {
             .for_each_concurrent(
                 self.config.writes_in_flight.max(1),
                 |(i, event)| async move {
-                    self.store.publish(&snapshot[i], &event).await;
+                    self.store.publish(&tick.snapshot[i], &event).await;
                 },
             )
             .await;
     }
 
+    /// Writes each (phone index, fence, status) under the cap on writes in flight, recording each
+    /// success as this term's own write; the results come in the order given.
+    async fn write_each(
+        &self,
+        writes: Vec<(usize, Option<String>, &CloudPhoneStatus)>,
+        tick: &Tick<'_>,
+    ) -> Vec<Result<Option<String>, WriteError>> {
+        // NB: indices, not the borrowed items, go through the stream: a closure whose argument
+        // holds a reference makes the tick future lose `Send`.
+        stream::iter(0..writes.len())
+            .map(|k| {
+                let (i, fence, status) = &writes[k];
+                self.write_one(&tick.snapshot[*i], fence.clone(), status)
+            })
+            .buffered(self.config.writes_in_flight.max(1))
+            .collect()
+            .await
+    }
+
     async fn write_one(
         &self,
         phone: &CloudPhone,
+        fence: Option<String>,
         status: &CloudPhoneStatus,
-        index: usize,
-    ) -> (usize, Result<(), WriteError>) {
-        (index, self.store.write_status(phone, status).await)
-    }
-
-    /// True when this engine wrote exactly `status` for `phone` and the store may not show it yet.
-    fn is_written(&self, phone: &CloudPhone, status: &CloudPhoneStatus) -> bool {
-        self.written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&written_key(phone))
-            .is_some_and(|written| **written == *status)
-    }
-
-    /// Writes the statuses of the phones at `indices` (skipping those already written this way),
-    /// under the cap on writes in flight. Returns (written, failed); a deleted phone is neither.
-    async fn write(
-        &self,
-        snapshot: &[Arc<CloudPhone>],
-        statuses: &[CloudPhoneStatus],
-        indices: &[usize],
-    ) -> (usize, usize) {
-        let todo: Vec<usize> = indices
-            .iter()
-            .copied()
-            .filter(|&i| !self.is_written(&snapshot[i], &statuses[i]))
-            .collect();
-        let results: Vec<(usize, Result<(), WriteError>)> = stream::iter(todo)
-            .map(|i| self.write_one(&snapshot[i], &statuses[i], i))
-            .buffer_unordered(self.config.writes_in_flight.max(1))
-            .collect()
+    ) -> Result<Option<String>, WriteError> {
+        let result = self
+            .store
+            .write_status(phone, fence.as_deref(), status)
             .await;
-        let mut written = 0;
-        let mut failed = 0;
-        let mut cache = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        for (i, result) in results {
-            if let Some(m) = &self.metrics {
-                let outcome = result.as_ref().map_or_else(WriteError::label, |_| "ok");
-                m.status_writes
-                    .get_or_create(&OutcomeLabels { outcome })
-                    .inc();
-            }
-            match result {
-                Ok(()) => {
-                    written += 1;
-                    cache.insert(written_key(&snapshot[i]), Arc::new(statuses[i].clone()));
-                }
-                Err(WriteError::Gone(key)) => {
-                    debug!(phone = %key, "phone deleted before its status was written")
-                }
-                Err(err) => {
-                    failed += 1;
-                    warn!(error = %err, "status write failed; retried next tick");
-                }
-            }
+        if let Some(m) = &self.metrics {
+            let outcome = result.as_ref().map_or_else(WriteError::label, |_| "ok");
+            m.status_writes
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc();
         }
-        (written, failed)
+        match &result {
+            Ok(version) => {
+                let key = written_key(phone);
+                let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+                // A write on top of this term's last one keeps the versions that one was made
+                // against: the store may still show any of them.
+                let mut against = match written.get(&key) {
+                    Some(last) if last.version == fence => last.against.clone(),
+                    _ => Vec::new(),
+                };
+                against.push(fence);
+                if against.len() > MAX_CHAINED_WRITES {
+                    against.remove(0);
+                }
+                written.insert(
+                    key,
+                    Arc::new(Written {
+                        against,
+                        version: version.clone(),
+                        status: status.clone(),
+                    }),
+                );
+            }
+            Err(WriteError::Gone(key)) => {
+                debug!(phone = %key, "phone deleted before its status was written")
+            }
+            Err(err @ WriteError::Conflict(_)) => {
+                debug!(error = %err, "status write fenced off; the phone is planned afresh next tick")
+            }
+            Err(err) => warn!(error = %err, "status write failed; retried next tick"),
+        }
+        result
     }
+}
+
+/// How long after its intent was sent a backup call may still leave. A few seconds: long enough
+/// for a chunk's intent writes and a call slot, short enough that a replica frozen in between
+/// finds its call stale when it thaws (the renew deadline stops it sooner when it leads).
+pub const INTENT_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Versions of one phone a chain of this term's writes was made against, at most: a tick writes a
+/// phone at most twice (intent, then receipt), so a few ticks of a lagging cache fit.
+const MAX_CHAINED_WRITES: usize = 8;
+
+/// A status this engine wrote in this leadership term: the versions its chain of writes was made
+/// against, the version the last one made, and its status. Kept only while the store still shows
+/// one of `against`.
+#[derive(Debug)]
+struct Written {
+    against: Vec<Option<String>>,
+    version: Option<String>,
+    status: CloudPhoneStatus,
+}
+
+/// A phone's starting point in a tick: as the store shows it, or this term's own later write.
+enum Base<'a> {
+    Stored(&'a CloudPhone),
+    Written(Arc<Written>),
+}
+
+impl Base<'_> {
+    fn status(&self) -> Option<&CloudPhoneStatus> {
+        match self {
+            Base::Stored(phone) => phone.status.as_ref(),
+            Base::Written(w) => Some(&w.status),
+        }
+    }
+
+    fn version(&self) -> Option<&str> {
+        match self {
+            Base::Stored(phone) => phone.metadata.resource_version.as_deref(),
+            Base::Written(w) => w.version.as_deref(),
+        }
+    }
+}
+
+/// An intent written and what came of its call.
+struct Sent {
+    intent: CloudPhoneStatus,
+    version: Option<String>,
+    result: BackupResult,
+}
+
+/// The state of one tick, one entry per phone of the snapshot.
+struct Tick<'a> {
+    snapshot: &'a [Arc<CloudPhone>],
+    /// Where each phone's plan starts.
+    base: Vec<Base<'a>>,
+    /// Each phone's planned status, then its final one.
+    new: Vec<CloudPhoneStatus>,
+    /// The status and version this tick's last successful write of the phone left on the server.
+    written: Vec<Option<CloudPhoneStatus>>,
+    versions: Vec<Option<Option<String>>>,
+    /// A write of the phone failed this tick: nothing more is done for it.
+    stopped: Vec<bool>,
+    /// The leadership term the tick runs in.
+    term: u64,
+    report: TickReport,
+}
+
+impl<'a> Tick<'a> {
+    fn new(snapshot: &'a [Arc<CloudPhone>], base: Vec<Base<'a>>, term: u64) -> Tick<'a> {
+        let n = snapshot.len();
+        Tick {
+            snapshot,
+            base,
+            new: vec![CloudPhoneStatus::default(); n],
+            written: vec![None; n],
+            versions: vec![None; n],
+            stopped: vec![false; n],
+            term,
+            report: TickReport::default(),
+        }
+    }
+
+    fn views(&self) -> Vec<PhoneView<'_>> {
+        self.snapshot
+            .iter()
+            .zip(&self.base)
+            .map(|(phone, base)| PhoneView {
+                status: base.status(),
+                ..PhoneView::of(phone)
+            })
+            .collect()
+    }
+
+    /// The status the server holds for the phone as far as this tick knows.
+    fn current(&self, i: usize) -> Option<&CloudPhoneStatus> {
+        self.written[i].as_ref().or_else(|| self.base[i].status())
+    }
+
+    /// The version the next write of the phone is fenced with.
+    fn fence(&self, i: usize) -> Option<String> {
+        match &self.versions[i] {
+            Some(version) => version.clone(),
+            None => self.base[i].version().map(str::to_owned),
+        }
+    }
+
+    fn committed(&mut self, i: usize, status: CloudPhoneStatus, version: Option<String>) {
+        self.written[i] = Some(status);
+        self.versions[i] = Some(version);
+    }
+
+    /// A write failed: the phone keeps what the server holds, and nothing more is done for it.
+    fn stop(&mut self, i: usize) {
+        self.stopped[i] = true;
+        self.new[i] = self.current(i).cloned().unwrap_or_default();
+    }
+}
+
+impl TickReport {
+    fn note_write_error(&mut self, err: &WriteError) {
+        if !matches!(err, WriteError::Gone(_)) {
+            self.write_errors += 1;
+        }
+    }
+}
+
+/// Phones whose instance was queried and whose query failed.
+fn count_failed(
+    views: &[PhoneView],
+    dispositions: &[Disposition],
+    observations: &HashMap<String, plan::Observation>,
+) -> usize {
+    views
+        .iter()
+        .zip(dispositions)
+        .filter(|(v, d)| {
+            **d == Disposition::Query
+                && matches!(
+                    observations.get(&v.spec.instance_id),
+                    Some(plan::Observation::Failed(_))
+                )
+        })
+        .count()
 }

@@ -112,22 +112,28 @@ impl PhoneStore for KubeStore {
     async fn write_status(
         &self,
         phone: &CloudPhone,
+        fence: Option<&str>,
         status: &CloudPhoneStatus,
-    ) -> Result<(), WriteError> {
+    ) -> Result<Option<String>, WriteError> {
         let key = PhoneKey::of(phone);
         let api: Api<CloudPhone> = Api::namespaced(self.client.clone(), &key.namespace);
-        let patch = serde_json::json!({
+        // NB: the API server honours metadata.resourceVersion in an apply patch as a precondition
+        // (409 on any other version), on the status subresource too: this is the write's fence.
+        let mut patch = serde_json::json!({
             "apiVersion": CloudPhone::api_version(&()),
             "kind": CloudPhone::kind(&()),
             "status": status,
         });
+        if let Some(version) = fence {
+            patch["metadata"] = serde_json::json!({ "resourceVersion": version });
+        }
         // NB: forced, because this operator is the one writer of status; without force a field
         // another manager once set would make every write conflict.
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let patch = Patch::Apply(&patch);
         let write = api.patch_status(&key.name, &params, &patch);
         match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(written)) => Ok(written.metadata.resource_version),
             Ok(Err(kube::Error::Api(e))) if e.code == 404 => Err(WriteError::Gone(key)),
             Ok(Err(kube::Error::Api(e))) if e.code == 409 => Err(WriteError::Conflict(key)),
             Ok(Err(e)) => Err(WriteError::Other {

@@ -1,4 +1,7 @@
 //! An in-memory [`PhoneStore`], for the quick start and the tests, with injectable write failures.
+//!
+//! Like the API server, it gives every change of an object a new `metadata.resourceVersion` and
+//! refuses a status write fenced with any other version than the current one.
 
 use super::store::{PhoneStore, WriteError};
 use crate::api::{CloudPhone, CloudPhoneStatus};
@@ -20,6 +23,8 @@ pub struct MemoryStore {
     phones: Mutex<BTreeMap<PhoneKey, Arc<CloudPhone>>>,
     failures: Mutex<HashMap<PhoneKey, (InjectedWriteFailure, u32)>>,
     writes: AtomicU64,
+    /// The last resourceVersion given out.
+    versions: AtomicU64,
     events: Mutex<Vec<(PhoneKey, PhoneEvent)>>,
 }
 
@@ -37,8 +42,13 @@ impl MemoryStore {
         self.phones.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds or replaces a phone.
-    pub fn insert(&self, phone: CloudPhone) {
+    fn next_version(&self) -> String {
+        (self.versions.fetch_add(1, Ordering::Relaxed) + 1).to_string()
+    }
+
+    /// Adds or replaces a phone, giving it a new resourceVersion.
+    pub fn insert(&self, mut phone: CloudPhone) {
+        phone.metadata.resource_version = Some(self.next_version());
         self.lock().insert(PhoneKey::of(&phone), Arc::new(phone));
     }
 
@@ -93,8 +103,9 @@ impl PhoneStore for MemoryStore {
     async fn write_status(
         &self,
         phone: &CloudPhone,
+        fence: Option<&str>,
         status: &CloudPhoneStatus,
-    ) -> Result<(), WriteError> {
+    ) -> Result<Option<String>, WriteError> {
         let key = PhoneKey::of(phone);
         match self.injected(&key) {
             Some(InjectedWriteFailure::Gone) => return Err(WriteError::Gone(key)),
@@ -105,11 +116,16 @@ impl PhoneStore for MemoryStore {
         let Some(stored) = phones.get_mut(&key) else {
             return Err(WriteError::Gone(key));
         };
+        if fence.is_some_and(|v| stored.metadata.resource_version.as_deref() != Some(v)) {
+            return Err(WriteError::Conflict(key));
+        }
         let mut updated = (**stored).clone();
         updated.status = Some(status.clone());
+        let version = self.next_version();
+        updated.metadata.resource_version = Some(version.clone());
         *stored = Arc::new(updated);
         self.writes.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(Some(version))
     }
 
     async fn publish(&self, phone: &CloudPhone, event: &PhoneEvent) {

@@ -10,6 +10,6 @@ mod store;
 mod vendor;
 
 pub use self::kube::{FIELD_MANAGER, KubeStore, WatchConfig, Watches, phone_apis};
-pub use engine::{Engine, EngineConfig, TickReport, Trigger};
+pub use engine::{Engine, EngineConfig, INTENT_MAX_AGE, TickReport, Trigger};
 pub use memory::{InjectedWriteFailure, MemoryStore};
 pub use store::{PhoneStore, WriteError};

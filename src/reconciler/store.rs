@@ -12,8 +12,9 @@ pub enum WriteError {
     /// The object was deleted meanwhile: nothing to write.
     #[error("CloudPhone {0} no longer exists")]
     Gone(PhoneKey),
-    /// Someone else changed the object; the write is retried on the next tick.
-    #[error("CloudPhone {0}: the status write conflicted with another change")]
+    /// The object changed since the version the write was fenced with (HTTP 409): the plan was
+    /// made from a stale view, so nothing more is done for the phone this tick.
+    #[error("CloudPhone {0}: the object changed since the version this status was planned from")]
     Conflict(PhoneKey),
     /// Any other failure, retried on the next tick.
     #[error("CloudPhone {key}: status write failed: {message}")]
@@ -37,12 +38,17 @@ pub trait PhoneStore: Send + Sync + 'static {
     /// show yet (the engine overlays its own writes).
     fn snapshot(&self) -> Vec<Arc<CloudPhone>>;
 
-    /// Writes one phone's `.status`, and nothing else of the object.
+    /// Writes one phone's `.status`, and nothing else of the object, fenced: the write succeeds only
+    /// while the object is still at `fence`, the `metadata.resourceVersion` the status was planned
+    /// from, and fails with [`WriteError::Conflict`] otherwise. Returns the version the write made.
+    ///
+    /// NB: resourceVersions are opaque: compare them for equality only.
     fn write_status(
         &self,
         phone: &CloudPhone,
+        fence: Option<&str>,
         status: &CloudPhoneStatus,
-    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+    ) -> impl Future<Output = Result<Option<String>, WriteError>> + Send;
 
     /// Publishes an event on a phone. Best effort: a failure is logged, never retried.
     fn publish(&self, phone: &CloudPhone, event: &PhoneEvent) -> impl Future<Output = ()> + Send;

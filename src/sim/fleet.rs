@@ -53,6 +53,11 @@ pub struct Timings {
     pub restore_duration: Duration,
     /// Probability in [0, 1] that a backup ends in BackupFailed (5) instead of Idle (0).
     pub backup_failure_rate: f64,
+    /// How long an accepted backup waits in the vendor's queue, the instance still showing its
+    /// old status, before it shows BackingUp (4). A backup call naming a queued instance is
+    /// answered 2006, as during the backup itself.
+    #[serde(with = "humantime_serde_compat")]
+    pub backup_queue_delay: Duration,
 }
 
 impl Default for Timings {
@@ -61,6 +66,7 @@ impl Default for Timings {
             backup_duration: Duration::from_secs(3),
             restore_duration: Duration::from_secs(3),
             backup_failure_rate: 0.0,
+            backup_queue_delay: Duration::ZERO,
         }
     }
 }
@@ -87,8 +93,14 @@ pub struct Instance {
     pub status: i64,
     /// Backup calls that named this instance, accepted or not.
     pub backup_requests: u64,
-    /// Backups that actually started (the instance moved to BackingUp).
+    /// Backups that actually started (the instance moved to BackingUp, or into the queue).
     pub backups_started: u64,
+    /// Backup calls that named this instance while a backup of it was queued or running: each is
+    /// a second backup request, which the operator promises never to send.
+    pub requests_while_busy: u64,
+    /// When an accepted backup entered the vendor's queue, while it waits there.
+    #[serde(skip)]
+    queued_at: Option<Instant>,
     #[serde(skip)]
     since: Instant,
 }
@@ -137,9 +149,12 @@ impl Fleet {
             status,
             backup_requests: 0,
             backups_started: 0,
+            requests_while_busy: 0,
+            queued_at: None,
             since: now,
         });
         entry.status = status;
+        entry.queued_at = None;
         entry.since = now;
     }
 
@@ -172,6 +187,7 @@ impl Fleet {
                 continue;
             };
             let why = match instance.status {
+                _ if instance.queued_at.is_some() => Some(BackupRefusal::BackingUp),
                 code::DATA_LOADED
                 | code::DATA_LOADED_ALT
                 | code::STREAMING
@@ -187,6 +203,9 @@ impl Fleet {
         for id in ids {
             if let Some(instance) = self.instances.get_mut(id) {
                 instance.backup_requests += 1;
+                if instance.queued_at.is_some() || instance.status == code::BACKING_UP {
+                    instance.requests_while_busy += 1;
+                }
             }
         }
         if let Some(refusal) = refusal {
@@ -196,8 +215,12 @@ impl Fleet {
             if let Some(instance) = self.instances.get_mut(id)
                 && instance.status != code::BACKING_UP
             {
-                instance.status = code::BACKING_UP;
-                instance.since = now;
+                if self.timings.backup_queue_delay.is_zero() {
+                    instance.status = code::BACKING_UP;
+                    instance.since = now;
+                } else {
+                    instance.queued_at = Some(now);
+                }
                 instance.backups_started += 1;
             }
         }
@@ -207,6 +230,15 @@ impl Fleet {
 
 /// Moves an instance through the timed transitions that are due at `now`.
 fn advance(instance: &mut Instance, timings: &Timings, rng: &mut StdRng, now: Instant) {
+    if let Some(queued_at) = instance.queued_at {
+        let started = queued_at + timings.backup_queue_delay;
+        if now < started {
+            return;
+        }
+        instance.queued_at = None;
+        instance.status = code::BACKING_UP;
+        instance.since = started;
+    }
     let elapsed = now.saturating_duration_since(instance.since);
     match instance.status {
         code::BACKING_UP if elapsed >= timings.backup_duration => {
@@ -236,6 +268,7 @@ mod tests {
                 backup_duration: Duration::from_secs(10),
                 restore_duration: Duration::from_secs(5),
                 backup_failure_rate: failure_rate,
+                ..Timings::default()
             },
             7,
         )
@@ -255,6 +288,38 @@ mod tests {
         assert_eq!(
             (a.status, a.backups_started, a.backup_requests),
             (code::IDLE, 1, 1)
+        );
+    }
+
+    #[test]
+    fn a_queued_backup_shows_its_old_status_then_backs_up_and_a_second_call_is_counted() {
+        let t0 = Instant::now();
+        let mut f = Fleet::new(
+            Timings {
+                backup_duration: Duration::from_secs(10),
+                backup_queue_delay: Duration::from_secs(4),
+                ..Timings::default()
+            },
+            7,
+        );
+        f.set("a", code::DATA_LOADED, t0);
+        f.backup(&["a".into()], t0).unwrap();
+        let at = |s| t0 + Duration::from_secs(s);
+        assert_eq!(f.get("a", at(3)).unwrap().status, code::DATA_LOADED);
+        assert_eq!(
+            f.backup(&["a".into()], at(3)),
+            Err(("a".into(), BackupRefusal::BackingUp))
+        );
+        assert_eq!(f.get("a", at(4)).unwrap().status, code::BACKING_UP);
+        let a = f.get("a", at(14)).unwrap();
+        assert_eq!(
+            (
+                a.status,
+                a.backups_started,
+                a.backup_requests,
+                a.requests_while_busy
+            ),
+            (code::IDLE, 1, 2, 1)
         );
     }
 
