@@ -134,6 +134,17 @@ struct SimulateArgs {
         value_delimiter = ','
     )]
     rejected_ids: Vec<String>,
+    /// An instance id that is not the tenant's: any call naming it is answered HTTP 200 with
+    /// business error 1012 (repeatable).
+    #[arg(
+        long = "foreign-id",
+        env = "CLOUDPHONE_SIM_FOREIGN_ID",
+        value_delimiter = ','
+    )]
+    foreign_ids: Vec<String>,
+    /// Answer every call with this error, as HTTP:CODE (e.g. `400:0000`, tenant not found).
+    #[arg(long, env = "CLOUDPHONE_SIM_ANSWER_ALL", value_name = "HTTP:CODE", value_parser = parse_canned)]
+    answer_all: Option<sim::CannedError>,
     /// Answer in the older shapes (status results without `data`, backup without `data`).
     #[arg(long, env = "CLOUDPHONE_SIM_LEGACY_ANSWERS")]
     legacy_answers: bool,
@@ -192,6 +203,8 @@ impl SimulateArgs {
             garbage_rate,
             unknown_ids,
             rejected_ids,
+            foreign_ids,
+            answer_all,
             legacy_answers,
             business_errors_as_200,
             seed,
@@ -224,6 +237,8 @@ impl SimulateArgs {
                 legacy_answers,
                 fail_next_calls: 0,
                 rejected_ids: rejected_ids.into_iter().collect(),
+                foreign_ids: foreign_ids.into_iter().collect(),
+                answer_all,
             },
             tokens: accept_tokens,
             iam_users,
@@ -235,6 +250,23 @@ impl SimulateArgs {
         };
         Ok((config, listen))
     }
+}
+
+/// `HTTP:CODE`, e.g. `400:0000`.
+fn parse_canned(text: &str) -> Result<sim::CannedError, String> {
+    let (status, code) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} is not HTTP:CODE, e.g. 400:0000"))?;
+    let status: u16 = status
+        .trim()
+        .parse()
+        .ok()
+        .filter(|s| (100..600).contains(s))
+        .ok_or_else(|| format!("{status:?} is not an HTTP status"))?;
+    Ok(sim::CannedError {
+        status,
+        code: code.trim().to_owned(),
+    })
 }
 
 async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {

@@ -35,6 +35,12 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabels {
+    /// The vendor account (`default` for the operator's one set of credentials).
+    pub account: String,
+}
+
 /// Every metric the operator exports, registered under the `cloudphone_` prefix.
 pub struct Metrics {
     registry: Registry,
@@ -47,6 +53,7 @@ pub struct Metrics {
     pub last_successful_tick: Gauge<f64, AtomicU64>,
     pub leader: Gauge,
     pub credentials_usable: Gauge,
+    pub breaker_open: Family<AccountLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -71,6 +78,12 @@ impl Metrics {
         let last_successful_tick = Gauge::<f64, AtomicU64>::default();
         let leader = Gauge::default();
         let credentials_usable = Gauge::default();
+        let breaker_open = Family::<AccountLabels, Gauge>::default();
+        registry.register(
+            "vendor_breaker_open",
+            "1 while a configuration or credential error has paused the vendor calls of an account (one probe call at a time), else 0",
+            breaker_open.clone(),
+        );
         registry.register(
             "tick_duration_seconds",
             "Wall time of one reconcile tick over the whole fleet",
@@ -127,6 +140,7 @@ impl Metrics {
             last_successful_tick,
             leader,
             credentials_usable,
+            breaker_open,
         }
     }
 

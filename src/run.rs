@@ -9,7 +9,9 @@ use crate::koophone::{
 use crate::leader::{Leadership, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::plan::PlanConfig;
-use crate::reconciler::{Engine, EngineConfig, INTENT_MAX_AGE, KubeStore, WatchConfig, phone_apis};
+use crate::reconciler::{
+    Engine, EngineConfig, INTENT_MAX_AGE, KubeStore, SyncedAfter, WatchConfig, phone_apis,
+};
 use crate::secret_watch;
 use crate::sim::{self, SimConfig, Simulator};
 use futures::FutureExt;
@@ -101,6 +103,10 @@ pub struct RunArgs {
     /// On SIGTERM, how long the tick in flight may take to finish before it is cut.
     #[arg(long, env = "CLOUDPHONE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+    /// How long a status query failure must persist before a phone's Synced condition turns
+    /// False: a number of consecutive ticks (`3`) or a duration (`2m`). A blip writes nothing.
+    #[arg(long, env = "CLOUDPHONE_SYNCED_AFTER", default_value = "3")]
+    pub synced_after: SyncedAfter,
 }
 
 /// Why `run` cannot start. Messages name the flag or resource at fault and never a credential.
@@ -405,6 +411,7 @@ pub async fn run_with_client(
                 backoff_max: args.backup_backoff_max,
             },
             vendor_calls_in_flight: args.vendor_concurrency,
+            synced_after: args.synced_after,
             ..EngineConfig::default()
         },
     )

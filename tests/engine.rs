@@ -192,12 +192,21 @@ async fn one_bad_id_in_a_chunk_of_100_costs_the_other_99_nothing() {
     faults.rejected_ids.insert("kp00042".into());
     sim.set_faults(faults).unwrap();
     let store = Arc::new(MemoryStore::new(phones));
-    let report = engine(&sim, store.clone(), Duration::from_secs(30))
-        .tick()
-        .await;
-    // One call, then a split at each of about log2(100) levels: two calls per level.
-    assert!(report.status_calls <= 1 + 2 * 7, "{report:?}");
-    assert_eq!(report.query_errors, 1, "{report:?} {:?}", sim.counters());
+    let engine = engine(&sim, store.clone(), Duration::from_secs(30));
+    // Synced turns False only once the failure persisted: three ticks by default.
+    for tick in 1..=3 {
+        let report = engine.tick().await;
+        // One call, then a split at each of about log2(100) levels: two calls per level.
+        assert!(report.status_calls <= 1 + 2 * 7, "{report:?}");
+        assert_eq!(report.query_errors, 1, "{report:?} {:?}", sim.counters());
+        if tick < 3 {
+            let bad = status_of(&store, "p00042");
+            assert!(
+                bad.conditions.iter().all(|c| c.type_ != SYNCED),
+                "a failure reported before it persisted: {bad:?}"
+            );
+        }
+    }
     for p in store.snapshot() {
         let status = p.status.clone().unwrap();
         if p.spec.instance_id == "kp00042" {

@@ -148,6 +148,11 @@ impl Client {
         self.auth.status()
     }
 
+    /// The version of the credentials: it changes whenever they are replaced (a rotated Secret).
+    pub fn credentials_version(&self) -> u64 {
+        self.auth.version()
+    }
+
     /// The base URL calls go to.
     pub fn base_url(&self) -> &str {
         &self.base_url

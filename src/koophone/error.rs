@@ -239,7 +239,83 @@ pub enum Error {
     Build(String),
 }
 
+/// Whom a failed call is about: the taxonomy the batching acts on, decided by the vendor's code
+/// first and by the HTTP status only when there is no code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Some ids of the call are wrong (`1000`, or an HTTP 400 without a configuration code): a
+    /// smaller call without them can succeed.
+    BadIds,
+    /// The vendor refuses one instance of the call (`1001`, `1002`, `1012`, `2004`, `2005`, `2006`,
+    /// `4001`): the others can succeed without it.
+    Instance,
+    /// The account cannot call at all: every call fails the same until someone fixes it.
+    Account(AccountFault),
+    /// The same call may pass later: time-outs, lost connections, 5xx, 429, `9999`, answers that
+    /// are not the documented shape, codes this version does not know.
+    Transient,
+}
+
+/// Why an account cannot call the vendor; its name is the reason reported on the phones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountFault {
+    /// `0000`: the tenant does not exist.
+    TenantNotFound,
+    /// HTTP 401 or 403 after one re-authentication, or credentials that cannot be used.
+    CredentialsRejected,
+    /// `0002`, `0004`, `1004`, a vendor URL that answers 404: the operator's configuration (or
+    /// the account's subscription) is wrong.
+    ConfigurationError,
+}
+
+impl AccountFault {
+    /// The reason on the phones' `Synced` condition.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AccountFault::TenantNotFound => "TenantNotFound",
+            AccountFault::CredentialsRejected => "CredentialsRejected",
+            AccountFault::ConfigurationError => "ConfigurationError",
+        }
+    }
+}
+
 impl Error {
+    /// Whom this failure is about.
+    pub fn fault(&self) -> Fault {
+        let account = |f| Fault::Account(f);
+        if let Some(code) = self.vendor_code() {
+            match code {
+                VendorCode::TenantNotFound => return account(AccountFault::TenantNotFound),
+                VendorCode::RequestIdMissing
+                | VendorCode::ProjectNotFound
+                | VendorCode::NotSubscribed => return account(AccountFault::ConfigurationError),
+                VendorCode::InvalidParameter => return Fault::BadIds,
+                VendorCode::NoPermission
+                | VendorCode::RegionMismatch
+                | VendorCode::NotOwned
+                | VendorCode::Frozen
+                | VendorCode::Restoring
+                | VendorCode::BackingUp
+                | VendorCode::InstanceNotFound => return Fault::Instance,
+                VendorCode::Internal | VendorCode::Other(_) => {}
+            }
+        }
+        match self {
+            Error::Http {
+                status: 401 | 403, ..
+            } => account(AccountFault::CredentialsRejected),
+            Error::Http { status: 404, .. } => account(AccountFault::ConfigurationError),
+            Error::Http { status: 400, .. } => Fault::BadIds,
+            Error::Auth {
+                source: super::auth::AuthError::Credentials(_),
+                ..
+            } => account(AccountFault::CredentialsRejected),
+            Error::Build(_) => account(AccountFault::ConfigurationError),
+            Error::InvalidInstanceId { .. } | Error::TooManyIds { .. } => Fault::BadIds,
+            _ => Fault::Transient,
+        }
+    }
+
     /// The `x-request-id` of the failed call, when a call was made.
     pub fn request_id(&self) -> Option<Uuid> {
         match self {
@@ -276,10 +352,11 @@ impl Error {
         }
     }
 
-    /// True when the vendor refused the request's parameters (HTTP 400 or code 1000): retrying the
-    /// same call cannot help, but a smaller call without the bad ids can.
+    /// True when the vendor refused some ids of the request (`1000`, or HTTP 400 without a
+    /// configuration code): retrying the same call cannot help, but a smaller call without the bad
+    /// ids can.
     pub fn is_bad_request(&self) -> bool {
-        self.http_status() == Some(400) || self.vendor_code() == Some(&VendorCode::InvalidParameter)
+        self.fault() == Fault::BadIds
     }
 
     /// True when the vendor certainly did not act on the request, so that sending it again cannot
@@ -360,18 +437,7 @@ impl Error {
     /// parameter, or an instance that is busy, missing or not ours): a smaller call without it
     /// can succeed.
     pub fn is_per_instance_refusal(&self) -> bool {
-        self.is_bad_request()
-            || matches!(
-                self.vendor_code(),
-                Some(
-                    VendorCode::NoPermission
-                        | VendorCode::NotOwned
-                        | VendorCode::Frozen
-                        | VendorCode::Restoring
-                        | VendorCode::BackingUp
-                        | VendorCode::InstanceNotFound
-                )
-            )
+        matches!(self.fault(), Fault::BadIds | Fault::Instance)
     }
 
     /// A short, bounded label for metrics and conditions: the vendor code's name, or the kind of
@@ -455,6 +521,75 @@ mod tests {
         assert_eq!(code, VendorCode::Other("APIGW.0301".into()));
         assert_eq!(code.to_string(), "APIGW.0301");
         assert_eq!(code.name(), "Other");
+    }
+
+    fn http(status: u16, code: Option<&str>) -> Error {
+        Error::Http {
+            endpoint: Endpoint::QueryStatus,
+            request_id: Uuid::nil(),
+            status,
+            vendor: code.map(|c| VendorError {
+                code: VendorCode::parse(c),
+                message: String::new(),
+            }),
+            retry_after: None,
+        }
+    }
+
+    fn business(code: &str) -> Error {
+        Error::Vendor {
+            endpoint: Endpoint::QueryStatus,
+            request_id: Uuid::nil(),
+            status: 200,
+            vendor: VendorError {
+                code: VendorCode::parse(code),
+                message: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn faults_are_decided_by_the_code_before_the_http_status() {
+        use AccountFault::*;
+        let cases = [
+            (
+                http(400, Some("KOOPHONE.API.0000")),
+                Fault::Account(TenantNotFound),
+            ),
+            (
+                http(400, Some("KOOPHONE.API.0004")),
+                Fault::Account(ConfigurationError),
+            ),
+            (
+                http(400, Some("KOOPHONE.API.1004")),
+                Fault::Account(ConfigurationError),
+            ),
+            (
+                business("KOOPHONE.API.0002"),
+                Fault::Account(ConfigurationError),
+            ),
+            (http(401, None), Fault::Account(CredentialsRejected)),
+            (
+                http(403, Some("APIGW.0301")),
+                Fault::Account(CredentialsRejected),
+            ),
+            (http(404, None), Fault::Account(ConfigurationError)),
+            (http(400, Some("KOOPHONE.API.1000")), Fault::BadIds),
+            (http(400, None), Fault::BadIds),
+            (http(400, Some("APIGW.0101")), Fault::BadIds),
+            (business("KOOPHONE.API.1000"), Fault::BadIds),
+            (business("KOOPHONE.API.1012"), Fault::Instance),
+            (business("KOOPHONE.API.4001"), Fault::Instance),
+            (http(400, Some("KOOPHONE.API.2006")), Fault::Instance),
+            (business("KOOPHONE.API.9999"), Fault::Transient),
+            (http(500, None), Fault::Transient),
+            (http(429, None), Fault::Transient),
+            (business("KOOPHONE.API.7777"), Fault::Transient),
+        ];
+        for (err, want) in cases {
+            assert_eq!(err.fault(), want, "{err}");
+        }
+        assert!(!http(400, Some("KOOPHONE.API.0000")).is_bad_request());
     }
 
     #[test]

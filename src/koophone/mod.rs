@@ -19,6 +19,6 @@ pub use client::{
     StatusReport,
 };
 pub use credentials::{Credentials, CredentialsError, ProjectScope};
-pub use error::{Endpoint, Error, VendorCode, VendorError};
+pub use error::{AccountFault, Endpoint, Error, Fault, VendorCode, VendorError};
 pub use retry::RetryPolicy;
 pub use token::Token;

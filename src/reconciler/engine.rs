@@ -1,12 +1,14 @@
 //! The tick: snapshot, deduplicate, query status in batches, plan, back up in batches, write only
 //! the statuses that changed. One tick at a time, on an interval or triggered early.
 
+use super::breaker::{BreakerConfig, Breakers, DEFAULT_ACCOUNT};
 use super::store::{PhoneStore, WriteError};
+use super::synced::{FailureMemory, SyncedAfter};
 use super::vendor::Batcher;
 use crate::api::{CloudPhone, CloudPhoneStatus};
 use crate::koophone::{Client, MAX_IDS_PER_CALL};
 use crate::leader::LeaseFence;
-use crate::metrics::{Metrics, OutcomeLabels};
+use crate::metrics::{AccountLabels, Metrics, OutcomeLabels};
 use crate::plan::{self, BackupResult, Disposition, PhoneKey, PhoneView, PlanConfig};
 use futures::FutureExt;
 use futures::{StreamExt, stream};
@@ -26,6 +28,11 @@ pub struct EngineConfig {
     pub vendor_calls_in_flight: usize,
     /// Status writes in flight at once.
     pub writes_in_flight: usize,
+    /// When a configuration or credential error has stopped an account's calls, how often a
+    /// probe call tries again.
+    pub breaker: BreakerConfig,
+    /// How long a status query failure must persist before a phone's `Synced` turns False.
+    pub synced_after: SyncedAfter,
 }
 
 impl Default for EngineConfig {
@@ -36,6 +43,8 @@ impl Default for EngineConfig {
             vendor_calls_in_flight: 8,
             // Sixteen writes at once stay well inside the client-side rate limits of an API server.
             writes_in_flight: 16,
+            breaker: BreakerConfig::default(),
+            synced_after: SyncedAfter::default(),
         }
     }
 }
@@ -94,6 +103,10 @@ pub struct Engine<S> {
     /// watch cache lags its writes), keyed by object and uid; dropped once the store shows any
     /// other version than the one the write was made against.
     written: Mutex<HashMap<WrittenKey, Arc<Written>>>,
+    /// The circuit breaker of each vendor account.
+    breakers: Breakers,
+    /// Recent failures of each instance's status query, for the hysteresis of `Synced`.
+    failures: Mutex<FailureMemory>,
     /// The freshness of this replica's leadership; `None` when it always leads.
     fence: Option<LeaseFence>,
     /// The leadership term the record of writes belongs to.
@@ -124,12 +137,15 @@ fn written_key(phone: &CloudPhone) -> WrittenKey {
 
 impl<S: PhoneStore> Engine<S> {
     pub fn new(store: Arc<S>, client: Client, config: EngineConfig) -> Engine<S> {
+        let breakers = Breakers::new(config.breaker.clone());
         Engine {
             store,
             client,
             config,
             trigger: Trigger::default(),
             written: Mutex::new(HashMap::new()),
+            breakers,
+            failures: Mutex::default(),
             fence: None,
             term: AtomicU64::new(0),
             metrics: None,
@@ -261,7 +277,12 @@ impl<S: PhoneStore> Engine<S> {
                 ..TickReport::default()
             };
         }
-        let batcher = Batcher::new(&self.client, self.config.vendor_calls_in_flight);
+        let batcher = Batcher::new(
+            &self.client,
+            self.config.vendor_calls_in_flight,
+            &self.breakers,
+            DEFAULT_ACCOUNT,
+        );
         let mut tick = Tick::new(&snapshot, self.bases(&snapshot), term);
 
         // Observe and plan.
@@ -269,8 +290,13 @@ impl<S: PhoneStore> Engine<S> {
         let views: Vec<PhoneView> = tick.views();
         let dispositions = plan::dispositions(&views);
         let ids = plan::instances_to_query(&views, &dispositions);
-        let observations = batcher.query(&ids).await;
+        let mut observations = batcher.query(&ids).await;
         let query_errors = count_failed(&views, &dispositions, &observations);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .debounce(&mut observations, self.config.synced_after);
+        self.report_breaker();
         let query_phones = dispositions
             .iter()
             .filter(|d| **d == Disposition::Query)
@@ -381,6 +407,21 @@ impl<S: PhoneStore> Engine<S> {
         let present: std::collections::HashSet<_> =
             snapshot.iter().map(|p| written_key(p)).collect();
         written.retain(|key, _| present.contains(key));
+    }
+
+    /// One line a tick, and the metric, while an account's calls are paused by its breaker.
+    fn report_breaker(&self) {
+        let open = self.breakers.refusal(DEFAULT_ACCOUNT);
+        if let Some(m) = &self.metrics {
+            m.breaker_open
+                .get_or_create(&AccountLabels {
+                    account: DEFAULT_ACCOUNT.to_owned(),
+                })
+                .set(i64::from(open.is_some()));
+        }
+        if let Some(failure) = open {
+            warn!(account = DEFAULT_ACCOUNT, reason = %failure.reason, message = %failure.message, "vendor calls paused: the account's circuit breaker is open");
+        }
     }
 
     fn record_success(&self) {

@@ -3,13 +3,17 @@
 //! It knows nothing of Kubernetes: it reads and writes through a [`PhoneStore`], which the watch
 //! cache implements under `run` and [`MemoryStore`] implements for the quick start and the tests.
 
+mod breaker;
 mod engine;
 mod kube;
 mod memory;
 mod store;
+mod synced;
 mod vendor;
 
 pub use self::kube::{FIELD_MANAGER, KubeStore, WatchConfig, Watches, phone_apis};
+pub use breaker::{Admission, BreakerConfig, Breakers, DEFAULT_ACCOUNT};
 pub use engine::{Engine, EngineConfig, INTENT_MAX_AGE, TickReport, Trigger};
 pub use memory::{InjectedWriteFailure, MemoryStore};
 pub use store::{PhoneStore, WriteError};
+pub use synced::SyncedAfter;

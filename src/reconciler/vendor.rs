@@ -1,8 +1,9 @@
 //! Batching a tick's vendor calls: chunks of at most 100 ids under a cap on calls in flight, and a
 //! whole-call refusal split in halves until the ids at fault are isolated.
 
+use super::breaker::{Admission, Breakers};
 use crate::api::Phase;
-use crate::koophone::{Client, Error, MAX_IDS_PER_CALL, VendorCode};
+use crate::koophone::{AccountFault, Client, Error, Fault, MAX_IDS_PER_CALL, VendorCode};
 use crate::plan::{BackupResult, Failure, Observation};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, stream};
@@ -11,10 +12,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::debug;
 
-/// The vendor calls of one tick, counted.
+/// The vendor calls of one tick for one account, counted, behind the account's circuit breaker.
 pub(crate) struct Batcher<'a> {
     client: &'a Client,
     in_flight: usize,
+    breakers: &'a Breakers,
+    account: &'a str,
+    /// The credentials' version at the start of the tick: a breaker opened under older ones closes.
+    credentials: u64,
     pub status_calls: AtomicU64,
     pub backup_calls: AtomicU64,
 }
@@ -26,55 +31,135 @@ fn failure(err: &Error) -> Failure {
     }
 }
 
+/// The failure reported on every phone of an account whose breaker a call opened.
+fn account_failure(fault: AccountFault, err: &Error) -> Failure {
+    Failure {
+        reason: fault.reason().to_owned(),
+        message: format!(
+            "{}; the vendor calls of this account are paused, save one probe call at a time with a growing interval, until one passes or the credentials change",
+            err.summary()
+        ),
+    }
+}
+
+fn all_failed(ids: Vec<String>, failure: &Failure) -> Vec<(String, Observation)> {
+    ids.into_iter()
+        .map(|id| (id, Observation::Failed(failure.clone())))
+        .collect()
+}
+
 impl<'a> Batcher<'a> {
-    pub fn new(client: &'a Client, in_flight: usize) -> Batcher<'a> {
+    pub fn new(
+        client: &'a Client,
+        in_flight: usize,
+        breakers: &'a Breakers,
+        account: &'a str,
+    ) -> Batcher<'a> {
         Batcher {
             client,
             in_flight: in_flight.max(1),
+            breakers,
+            account,
+            credentials: client.credentials_version(),
             status_calls: AtomicU64::new(0),
             backup_calls: AtomicU64::new(0),
         }
     }
 
-    /// The observation of every id: chunks of at most 100, several in flight.
+    /// The observation of every id: chunks of at most 100, several in flight. While the account's
+    /// breaker is open, no call is made, or only its one probe.
     pub async fn query(&self, ids: &[String]) -> HashMap<String, Observation> {
-        stream::iter(chunks(ids))
-            .map(|chunk| self.query_chunk(chunk))
+        let mut chunks = chunks(ids);
+        let mut out = HashMap::with_capacity(ids.len());
+        if chunks.is_empty() {
+            return out;
+        }
+        match self.breakers.admit(self.account, self.credentials) {
+            Admission::Call => {}
+            Admission::Refuse(failure) => {
+                return chunks
+                    .into_iter()
+                    .flat_map(|c| all_failed(c, &failure))
+                    .collect();
+            }
+            Admission::Probe => {
+                let probe = chunks.remove(0);
+                out.extend(self.query_chunk(probe, true).await);
+                if let Some(failure) = self.breakers.refusal(self.account) {
+                    out.extend(chunks.into_iter().flat_map(|c| all_failed(c, &failure)));
+                    return out;
+                }
+            }
+        }
+        let rest: Vec<(String, Observation)> = stream::iter(chunks)
+            .map(|chunk| self.query_chunk(chunk, false))
             .buffer_unordered(self.in_flight)
             .flat_map(stream::iter)
             .collect()
-            .await
+            .await;
+        out.extend(rest);
+        out
     }
 
-    /// One status call; a bad request is split in halves, so one bad id costs the others about
-    /// log2(100) extra calls, not their observations.
-    fn query_chunk(&self, ids: Vec<String>) -> BoxFuture<'_, Vec<(String, Observation)>> {
+    /// One status call (a `probe` is sent while the breaker is open). A call refused because of
+    /// some of its ids (`1000`, a 400 without a configuration code, or a per-instance business
+    /// error such as `1012` under HTTP 200) is split in halves, so one bad id costs the others
+    /// about log2(100) extra calls, not their observations; a configuration or credential error
+    /// opens the account's breaker instead, and is never split.
+    fn query_chunk(
+        &self,
+        ids: Vec<String>,
+        probe: bool,
+    ) -> BoxFuture<'_, Vec<(String, Observation)>> {
         async move {
+            if !probe && let Some(failure) = self.breakers.refusal(self.account) {
+                return all_failed(ids, &failure);
+            }
             self.status_calls.fetch_add(1, Ordering::Relaxed);
-            match self.client.query_status_chunk(&ids).await {
-                Ok(mut report) => ids
-                    .into_iter()
-                    .map(|id| {
-                        let observation = match report.observed.remove(&id) {
-                            Some(code) => Observation::Status(code),
-                            None => Observation::Missing,
-                        };
-                        (id, observation)
-                    })
-                    .collect(),
-                Err(err) if err.is_bad_request() && ids.len() > 1 => {
+            let err = match self.client.query_status_chunk(&ids).await {
+                Ok(mut report) => {
+                    self.breakers.close(self.account);
+                    return ids
+                        .into_iter()
+                        .map(|id| {
+                            let observation = match report.observed.remove(&id) {
+                                Some(code) => Observation::Status(code),
+                                None => Observation::Missing,
+                            };
+                            (id, observation)
+                        })
+                        .collect();
+                }
+                Err(err) => err,
+            };
+            match err.fault() {
+                Fault::Account(fault) => {
+                    let failure = account_failure(fault, &err);
+                    self.breakers
+                        .trip(self.account, failure.clone(), self.credentials);
+                    all_failed(ids, &failure)
+                }
+                Fault::BadIds | Fault::Instance if ids.len() > 1 => {
+                    self.breakers.close(self.account);
                     let (left, right) = halves(ids);
-                    let (mut a, b) =
-                        futures::join!(self.query_chunk(left), self.query_chunk(right));
+                    let (mut a, b) = futures::join!(
+                        self.query_chunk(left, false),
+                        self.query_chunk(right, false)
+                    );
                     a.extend(b);
                     a
                 }
-                Err(err) => {
-                    let failure = failure(&err);
+                Fault::Instance if err.vendor_code() == Some(&VendorCode::InstanceNotFound) => {
+                    self.breakers.close(self.account);
                     ids.into_iter()
-                        .map(|id| (id, Observation::Failed(failure.clone())))
+                        .map(|id| (id, Observation::Missing))
                         .collect()
                 }
+                Fault::BadIds | Fault::Instance => {
+                    self.breakers.close(self.account);
+                    all_failed(ids, &failure(&err))
+                }
+                Fault::Transient => all_failed(ids, &failure(&err)),
             }
         }
         .boxed()
@@ -105,6 +190,12 @@ impl<'a> Batcher<'a> {
         gate: &'b BackupGate<'b>,
     ) -> BoxFuture<'b, Vec<(String, BackupResult)>> {
         async move {
+            if self.breakers.refusal(self.account).is_some() {
+                return ids
+                    .into_iter()
+                    .map(|id| (id, BackupResult::Withheld))
+                    .collect();
+            }
             if let Err(why) = gate() {
                 debug!(ids = ids.len(), reason = why, "backup call withheld");
                 return ids
@@ -133,13 +224,17 @@ impl<'a> Batcher<'a> {
                 }
                 Err(err) => err,
             };
+            if let Fault::Account(fault) = err.fault() {
+                self.breakers
+                    .trip(self.account, account_failure(fault, &err), self.credentials);
+            }
             if !(err.is_per_instance_refusal() && ids.len() > 1) {
                 let result = backup_failure(&err, ids.len() == 1);
                 return ids.into_iter().map(|id| (id, result.clone())).collect();
             }
             let mut out = Vec::new();
             let mut still = Vec::new();
-            for (id, observation) in self.query_chunk(ids.clone()).await {
+            for (id, observation) in self.query_chunk(ids.clone(), false).await {
                 match settled_without_a_call(&observation) {
                     Some(result) => out.push((id, result)),
                     None => still.push(id),

@@ -36,6 +36,20 @@ pub struct Faults {
     pub fail_next_calls: u32,
     /// Answer in the older shapes: status results without the `data` wrapper, backup without `data`.
     pub legacy_answers: bool,
+    /// Instances that do not belong to the tenant: any call naming one is answered HTTP 200 with
+    /// business error 1012, whole (the call is not processed).
+    pub foreign_ids: BTreeSet<String>,
+    /// Answer every call with this error (a configuration error such as `0000`, tenant not
+    /// found), whatever it names (the call is not processed).
+    pub answer_all: Option<CannedError>,
+}
+
+/// An error answer: HTTP status and the vendor's code number (`0000` becomes `KOOPHONE.API.0000`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CannedError {
+    pub status: u16,
+    pub code: String,
 }
 
 /// The fault drawn for one call.

@@ -10,7 +10,7 @@ mod iam;
 mod seed;
 mod server;
 
-pub use faults::{Faults, Injected};
+pub use faults::{CannedError, Faults, Injected};
 pub use fleet::{Instance, Timings, code, parse_state};
 pub use iam::IamUser;
 pub use seed::{SeedError, parse_instance_flag, parse_seed_text, read_seed_file};

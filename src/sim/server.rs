@@ -141,6 +141,22 @@ async fn serve(
                 inner.counters.record_outcome(call.name(), "refused");
                 *response
             }
+            Ok(_) if let Some(canned) = inner.faults.answer_all.clone() => {
+                inner.counters.record_outcome(call.name(), "refused");
+                vendor_error(
+                    StatusCode::from_u16(canned.status).unwrap_or(StatusCode::BAD_REQUEST),
+                    &canned.code,
+                    "refused (injected)",
+                )
+            }
+            Ok(ids) if ids.iter().any(|id| inner.faults.foreign_ids.contains(id)) => {
+                inner.counters.record_outcome(call.name(), "refused");
+                vendor_error(
+                    StatusCode::OK,
+                    "1012",
+                    "the instance does not belong to the tenant",
+                )
+            }
             Ok(ids) if ids.iter().any(|id| inner.faults.rejected_ids.contains(id)) => {
                 inner.counters.record_outcome(call.name(), "refused");
                 let id = ids

@@ -1,0 +1,206 @@
+//! The circuit breaker of a vendor account: a configuration or credential error stops the calls of
+//! the whole account, save one probe per backoff step, until a probe passes or the credentials
+//! change. Without it every phone's call would fail the same way every tick, forever: a storm that
+//! gets the account banned by the vendor's flow control.
+
+use crate::plan::Failure;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The account of the operator's one set of credentials (issue 13 adds more): breakers, 429 pauses
+/// and in-flight records are keyed by account already.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// Timings of the breakers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BreakerConfig {
+    /// The wait before the first probe; doubled after each failed probe.
+    pub first_probe_after: Duration,
+    /// No wait between probes exceeds this.
+    pub max_probe_interval: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            // A fixed configuration (a subscribed service, a corrected project) is picked up within
+            // seconds; a lasting one costs one call per 10 minutes at most.
+            first_probe_after: Duration::from_secs(10),
+            max_probe_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What a caller may do now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Closed: call.
+    Call,
+    /// Open, and a probe is due: make exactly one call; its outcome closes or re-opens the breaker.
+    Probe,
+    /// Open: no call; every phone of the account reports this failure.
+    Refuse(Failure),
+}
+
+#[derive(Debug)]
+struct Open {
+    failure: Failure,
+    /// Failed probes since it opened.
+    probes_failed: u32,
+    /// No call before this, and then one probe.
+    next_probe: Instant,
+    /// The credentials' version when it opened: new credentials close it.
+    credentials: u64,
+}
+
+/// The breakers of every account.
+#[derive(Debug, Default)]
+pub struct Breakers {
+    config: BreakerConfig,
+    open: Mutex<HashMap<String, Open>>,
+}
+
+impl Breakers {
+    pub fn new(config: BreakerConfig) -> Breakers {
+        Breakers {
+            config,
+            open: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Open>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the account may call now; `credentials` is the version of its credentials (a
+    /// change closes the breaker). A `Probe` answer moves the next probe one step on, so that
+    /// concurrent callers get `Refuse` meanwhile.
+    pub fn admit(&self, account: &str, credentials: u64) -> Admission {
+        let mut open = self.lock();
+        let Some(state) = open.get_mut(account) else {
+            return Admission::Call;
+        };
+        if state.credentials != credentials {
+            open.remove(account);
+            return Admission::Call;
+        }
+        let now = Instant::now();
+        if now < state.next_probe {
+            return Admission::Refuse(state.failure.clone());
+        }
+        state.next_probe = now + self.step(state.probes_failed);
+        Admission::Probe
+    }
+
+    /// The account's failure while its breaker is open.
+    pub fn refusal(&self, account: &str) -> Option<Failure> {
+        self.lock().get(account).map(|s| s.failure.clone())
+    }
+
+    /// A call of the account failed with a configuration or credential error: open the breaker,
+    /// or, when it is open (a failed probe), wait one step longer before the next probe.
+    pub fn trip(&self, account: &str, failure: Failure, credentials: u64) {
+        let mut open = self.lock();
+        let now = Instant::now();
+        match open.get_mut(account) {
+            Some(state) if state.credentials == credentials => {
+                state.probes_failed = state.probes_failed.saturating_add(1);
+                state.next_probe = now + self.step(state.probes_failed);
+                state.failure = failure;
+            }
+            _ => {
+                open.insert(
+                    account.to_owned(),
+                    Open {
+                        failure,
+                        probes_failed: 0,
+                        next_probe: now + self.step(0),
+                        credentials,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A call of the account succeeded: close its breaker.
+    pub fn close(&self, account: &str) {
+        self.lock().remove(account);
+    }
+
+    /// Accounts whose breaker is open now.
+    pub fn open_accounts(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn step(&self, probes_failed: u32) -> Duration {
+        self.config
+            .first_probe_after
+            .saturating_mul(1u32 << probes_failed.min(20))
+            .min(self.config.max_probe_interval)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure() -> Failure {
+        Failure {
+            reason: "TenantNotFound".into(),
+            message: "the tenant does not exist".into(),
+        }
+    }
+
+    fn breakers() -> Breakers {
+        Breakers::new(BreakerConfig {
+            first_probe_after: Duration::from_millis(40),
+            max_probe_interval: Duration::from_millis(100),
+        })
+    }
+
+    #[tokio::test]
+    async fn an_open_breaker_refuses_then_lets_one_probe_through_per_step() {
+        let b = breakers();
+        assert_eq!(b.admit("a", 1), Admission::Call);
+        b.trip("a", failure(), 1);
+        assert_eq!(b.admit("a", 1), Admission::Refuse(failure()));
+        assert_eq!(b.admit("other", 1), Admission::Call, "keyed by account");
+        tokio::time::sleep(Duration::from_millis(45)).await;
+        assert_eq!(b.admit("a", 1), Admission::Probe);
+        assert_eq!(
+            b.admit("a", 1),
+            Admission::Refuse(failure()),
+            "one probe per step, not one per caller"
+        );
+        b.trip("a", failure(), 1);
+        tokio::time::sleep(Duration::from_millis(45)).await;
+        assert!(
+            matches!(b.admit("a", 1), Admission::Refuse(_)),
+            "a failed probe doubles the wait"
+        );
+        tokio::time::sleep(Duration::from_millis(45)).await;
+        assert_eq!(b.admit("a", 1), Admission::Probe);
+        b.close("a");
+        assert_eq!(b.admit("a", 1), Admission::Call);
+    }
+
+    #[test]
+    fn new_credentials_close_the_breaker() {
+        let b = breakers();
+        b.trip("a", failure(), 1);
+        assert!(matches!(b.admit("a", 1), Admission::Refuse(_)));
+        assert_eq!(b.admit("a", 2), Admission::Call);
+        assert!(b.open_accounts().is_empty());
+    }
+
+    #[test]
+    fn the_wait_between_probes_is_bounded() {
+        let b = breakers();
+        assert_eq!(b.step(0), Duration::from_millis(40));
+        assert_eq!(b.step(1), Duration::from_millis(80));
+        assert_eq!(b.step(2), Duration::from_millis(100));
+        assert_eq!(b.step(40), Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,266 @@
+//! Never a storm at the vendor: the engine's answer to each kind of vendor error, against the
+//! simulator over HTTP. A configuration or credential error opens the account's circuit breaker; a
+//! business error about one instance isolates that instance; a blip writes nothing.
+
+mod support;
+
+use cloudphone_operator::api::{CloudPhone, Lifecycle, Phase};
+use cloudphone_operator::koophone::{Auth, Client, ClientConfig, Credentials, Token};
+use cloudphone_operator::metrics::Metrics;
+use cloudphone_operator::plan::{PlanConfig, SYNCED};
+use cloudphone_operator::reconciler::{
+    BreakerConfig, Engine, EngineConfig, InjectedWriteFailure, MemoryStore, PhoneStore,
+};
+use cloudphone_operator::sim::{CannedError, Faults, SimConfig, Simulator, code};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn fleet(n: usize, lifecycle: Lifecycle) -> (Vec<CloudPhone>, Vec<(String, i64)>) {
+    let phones = (0..n)
+        .map(|i| {
+            let mut p = support::phone(&format!("p{i:05}"), &format!("kp{i:05}"), 0);
+            p.spec.lifecycle = lifecycle;
+            p
+        })
+        .collect();
+    let instances = (0..n)
+        .map(|i| (format!("kp{i:05}"), code::DATA_LOADED))
+        .collect();
+    (phones, instances)
+}
+
+async fn simulator(instances: Vec<(String, i64)>, faults: Faults) -> Simulator {
+    let sim = Simulator::start(
+        SimConfig {
+            instances,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    sim.set_faults(faults).unwrap();
+    sim
+}
+
+fn engine(sim: &Simulator, store: Arc<MemoryStore>, auth: Arc<Auth>) -> Engine<MemoryStore> {
+    let client = Client::new(
+        ClientConfig {
+            base_url: sim.url(),
+            request_timeout: Duration::from_secs(2),
+            retry: support::quick_retries(3),
+            ..ClientConfig::default()
+        },
+        auth,
+    )
+    .unwrap();
+    Engine::new(
+        store,
+        client,
+        EngineConfig {
+            plan: PlanConfig {
+                grace_period: Duration::from_secs(30),
+                ..PlanConfig::default()
+            },
+            breaker: BreakerConfig {
+                first_probe_after: Duration::from_millis(200),
+                max_probe_interval: Duration::from_millis(400),
+            },
+            ..EngineConfig::default()
+        },
+    )
+}
+
+fn synced(store: &MemoryStore, name: &str) -> Option<(String, String)> {
+    let phone = store.get(&support::key(name))?;
+    let c = phone
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == SYNCED)?
+        .clone();
+    Some((c.status, c.reason))
+}
+
+#[tokio::test]
+async fn a_configuration_error_costs_the_calls_in_flight_then_one_probe_per_backoff_step() {
+    let (phones, instances) = fleet(1000, Lifecycle::BackedUp);
+    let sim = simulator(
+        instances,
+        Faults {
+            answer_all: Some(CannedError {
+                status: 400,
+                code: "0000".into(),
+            }),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let metrics = Arc::new(Metrics::new());
+    let engine = engine(&sim, store.clone(), Arc::new(Auth::token(Token::new("t"))))
+        .with_metrics(metrics.clone());
+    let started = Instant::now();
+    let mut ticks = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        engine.tick().await;
+        ticks += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The first tick: at most the 8 calls in flight when the first answer came. Then one probe
+    // at 200ms, 600ms, 1000ms and 1400ms (the wait doubles, at most 400ms): 4 probes at most.
+    let calls = sim.counters().calls("batch-query-status");
+    assert!(
+        calls <= 8 + 4,
+        "{calls} status calls in {ticks} ticks; the naive bisection costs 1,990 a tick"
+    );
+    assert!(ticks >= 10, "only {ticks} ticks ran");
+    assert_eq!(
+        sim.counters().calls("backup"),
+        0,
+        "no backup during an outage"
+    );
+    assert_eq!(
+        synced(&store, "p00007"),
+        Some(("False".into(), "TenantNotFound".into()))
+    );
+    assert!(
+        metrics
+            .encode()
+            .contains("cloudphone_vendor_breaker_open{account=\"default\"} 1"),
+        "{}",
+        metrics.encode()
+    );
+
+    // Fixed at the vendor: the next probe passes, the breaker closes, the fleet converges.
+    sim.set_faults(Faults::default()).unwrap();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    engine.tick().await;
+    engine.tick().await;
+    assert_eq!(
+        synced(&store, "p00007"),
+        Some(("True".into(), "Observed".into()))
+    );
+    assert!(
+        metrics
+            .encode()
+            .contains("cloudphone_vendor_breaker_open{account=\"default\"} 0")
+    );
+    assert!(sim.counters().calls("backup") >= 10);
+}
+
+#[tokio::test]
+async fn new_credentials_close_the_breaker_at_once() {
+    let (phones, instances) = fleet(10, Lifecycle::Observed);
+    let sim = simulator(
+        instances,
+        Faults {
+            answer_all: Some(CannedError {
+                status: 403,
+                code: "APIGW.0301".into(),
+            }),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let auth = Arc::new(Auth::token(Token::new("old")));
+    let engine = engine(&sim, store.clone(), auth.clone());
+    for _ in 0..3 {
+        engine.tick().await;
+    }
+    assert_eq!(
+        synced(&store, "p00001"),
+        Some(("False".into(), "CredentialsRejected".into()))
+    );
+    let before = sim.counters().calls("batch-query-status");
+    engine.tick().await;
+    assert_eq!(
+        sim.counters().calls("batch-query-status"),
+        before,
+        "no call while the breaker is open"
+    );
+    sim.set_faults(Faults::default()).unwrap();
+    auth.set(Ok(Credentials::Token(Token::new("rotated"))));
+    engine.tick().await;
+    assert_eq!(
+        synced(&store, "p00001"),
+        Some(("True".into(), "Observed".into())),
+        "rotated credentials are tried at once"
+    );
+}
+
+#[tokio::test]
+async fn a_business_error_for_one_id_leaves_its_99_neighbours_synced() {
+    let (phones, instances) = fleet(100, Lifecycle::Observed);
+    let mut faults = Faults::default();
+    faults.foreign_ids.insert("kp00042".into());
+    let sim = simulator(instances, faults).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = engine(&sim, store.clone(), Arc::new(Auth::token(Token::new("t"))));
+    for _ in 0..3 {
+        let report = engine.tick().await;
+        assert!(report.status_calls <= 1 + 2 * 7, "{report:?}");
+        assert_eq!(report.query_errors, 1, "{report:?}");
+    }
+    for p in store.snapshot() {
+        let name = p.metadata.name.clone().unwrap();
+        if p.spec.instance_id == "kp00042" {
+            assert_eq!(
+                synced(&store, &name),
+                Some(("False".into(), "NotOwned".into()))
+            );
+        } else {
+            assert_eq!(
+                synced(&store, &name),
+                Some(("True".into(), "Observed".into())),
+                "{name}"
+            );
+            assert_eq!(p.status.as_ref().unwrap().phase, Phase::DataLoaded);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_blip_writes_nothing() {
+    let (phones, instances) = fleet(20, Lifecycle::Observed);
+    let sim = simulator(instances, Faults::default()).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = engine(&sim, store.clone(), Arc::new(Auth::token(Token::new("t"))));
+    engine.tick().await;
+    let writes = store.writes();
+    sim.set_faults(Faults {
+        server_error_rate: 1.0,
+        ..Faults::default()
+    })
+    .unwrap();
+    let report = engine.tick().await;
+    assert_eq!(report.query_errors, 20);
+    sim.set_faults(Faults::default()).unwrap();
+    engine.tick().await;
+    assert_eq!(
+        store.writes(),
+        writes,
+        "a one-tick failure changed statuses"
+    );
+}
+
+#[tokio::test]
+async fn a_conflicting_intent_write_sends_no_backup_call() {
+    let (phones, instances) = fleet(2, Lifecycle::BackedUp);
+    let sim = simulator(instances, Faults::default()).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    store.fail_writes(support::key("p00000"), InjectedWriteFailure::Conflict, 1);
+    let engine = engine(&sim, store.clone(), Arc::new(Auth::token(Token::new("t"))));
+    let report = engine.tick().await;
+    assert_eq!(report.backups_requested, 1, "{report:?}");
+    assert_eq!(sim.instance("kp00000").unwrap().backup_requests, 0);
+    assert_eq!(sim.instance("kp00001").unwrap().backup_requests, 1);
+    engine.tick().await;
+    assert_eq!(
+        sim.instance("kp00000").unwrap().backup_requests,
+        1,
+        "planned afresh, and backed up, next tick"
+    );
+}
