@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod plan;
 pub mod reconciler;
 pub mod run;
+pub mod schema_check;
 pub mod secret_watch;
 pub mod sim;
 pub mod telemetry;

@@ -12,15 +12,15 @@ use crate::plan::PlanConfig;
 use crate::reconciler::{
     Engine, EngineConfig, INTENT_MAX_AGE, KubeStore, SyncedAfter, WatchConfig, phone_apis,
 };
-use crate::secret_watch;
 use crate::sim::{self, SimConfig, Simulator};
+use crate::{schema_check, secret_watch};
 use futures::FutureExt;
 use kube::api::ListParams;
 use kube::runtime::events::Reporter;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -254,16 +254,12 @@ pub async fn preflight(client: &kube::Client, args: &RunArgs) -> Result<(), RunE
     Ok(())
 }
 
-/// Readiness: the cache is synced and the credentials usable; a leader must also have ticked
-/// successfully lately.
+/// Readiness: the watch cache has synced and the cluster's CRD is the one this binary needs.
+/// Vendor health (credentials, outages, an open breaker) is not readiness: it shows in conditions,
+/// metrics and alerts, so that one account's outage never blocks a rollout or a node drain.
 struct Ready {
-    auth: Arc<Auth>,
     store: Arc<KubeStore>,
-    engine: Arc<Engine<KubeStore>>,
-    leader: watch::Receiver<bool>,
-    leading_since: Arc<Mutex<Option<Instant>>>,
-    /// A leader whose last successful tick is older than this is not ready.
-    stale_after: Duration,
+    crd: watch::Receiver<Result<(), String>>,
 }
 
 impl Readiness for Ready {
@@ -271,28 +267,27 @@ impl Readiness for Ready {
         if !self.store.is_synced() {
             return Err("the CloudPhone watch cache has not synced yet".into());
         }
-        if let Err(why) = self.auth.status() {
-            return Err(format!("vendor credentials unusable: {why}"));
-        }
-        if !*self.leader.borrow() {
-            return Ok(());
-        }
-        let since = self
-            .leading_since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or_else(Instant::now);
-        let recent = |t: Instant| t.elapsed() < self.stale_after;
-        match self.engine.last_success() {
-            Some(t) if recent(t) => Ok(()),
-            _ if recent(since) => Ok(()),
-            Some(t) => Err(format!(
-                "leading, but the last tick that reached the vendor ended {}s ago",
-                t.elapsed().as_secs()
-            )),
-            None => Err("leading, but no tick has reached the vendor yet".into()),
-        }
+        self.crd.borrow().clone()
     }
+}
+
+/// A watch that is true while `leader` is true and `crd` is compatible: when the engine may tick.
+fn tick_gate(
+    mut leader: watch::Receiver<bool>,
+    mut crd: watch::Receiver<Result<(), String>>,
+) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+    let (gate, receiver) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            let open = *leader.borrow_and_update() && crd.borrow_and_update().is_ok();
+            gate.send_if_modified(|v| std::mem::replace(v, open) != open);
+            tokio::select! {
+                changed = leader.changed() => if changed.is_err() { break },
+                changed = crd.changed() => if changed.is_err() { break },
+            }
+        }
+    });
+    (receiver, task)
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C resolves `shutdown`.
@@ -422,23 +417,23 @@ pub async fn run_with_client(
     });
     let watch_task = tokio::spawn(watches.run(engine.trigger()));
 
-    let leading_since = Arc::new(Mutex::new(None));
     let leader_task = {
         let mut rx = leader.clone();
         let metrics = metrics.clone();
-        let leading_since = leading_since.clone();
         tokio::spawn(async move {
             loop {
-                let leading = *rx.borrow_and_update();
-                metrics.leader.set(i64::from(leading));
-                *leading_since.lock().unwrap_or_else(|p| p.into_inner()) =
-                    leading.then(Instant::now);
+                metrics.leader.set(i64::from(*rx.borrow_and_update()));
                 if rx.changed().await.is_err() {
                     break;
                 }
             }
         })
     };
+    let (crd_verdict, crd) = watch::channel(Err(
+        "the CloudPhone CRD's schema revision has not been checked yet".to_owned(),
+    ));
+    let crd_task = tokio::spawn(schema_check::watch(client.clone(), crd_verdict));
+    let (may_tick, gate_task) = tick_gate(leader.clone(), crd.clone());
 
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
@@ -448,12 +443,8 @@ pub async fn run_with_client(
         })?;
     info!(addr = %args.metrics_addr, "serving /metrics, /healthz and /readyz");
     let readiness = Arc::new(Ready {
-        auth: auth.clone(),
         store: store.clone(),
-        engine: engine.clone(),
-        leader: leader.clone(),
-        leading_since,
-        stale_after: args.tick_interval * 3 + args.vendor_timeout,
+        crd,
     });
     let app = http::router(metrics.clone(), readiness);
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -473,7 +464,12 @@ pub async fn run_with_client(
     };
     if synced {
         engine
-            .run_as_leader(args.tick_interval, leader, args.shutdown_timeout, shutdown)
+            .run_as_leader(
+                args.tick_interval,
+                may_tick,
+                args.shutdown_timeout,
+                shutdown,
+            )
             .await;
     }
 
@@ -483,6 +479,8 @@ pub async fn run_with_client(
     }
     watch_task.abort();
     leader_task.abort();
+    gate_task.abort();
+    crd_task.abort();
     if let Some(task) = secret_task {
         task.abort();
     }

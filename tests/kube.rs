@@ -46,13 +46,26 @@ fn reporter() -> Reporter {
 /// An API server holding `phones`: lists them, keeps watches open, accepts status patches and
 /// events.
 fn cluster(phones: Vec<Value>) -> (kube::Client, Requests) {
+    let crd = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
+    cluster_with_crd(phones, crd)
+}
+
+const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+
+/// Like [`cluster`], with this CloudPhone CRD installed.
+fn cluster_with_crd(phones: Vec<Value>, crd: Value) -> (kube::Client, Requests) {
     // Each object's resourceVersion, bumped by every status write, which is refused with 409 when
     // fenced by any other version: the API server's semantics.
     let mut versions: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     fake_client_hanging(move |r: &Recorded| {
         let watching = r.query().contains("watch=true");
         match (r.method.as_str(), r.path()) {
-            ("GET", PHONES) if watching => None,
+            ("GET", PHONES | CRDS) if watching => None,
+            ("GET", CRDS) => Some((
+                200,
+                json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinitionList",
+                       "metadata": {"resourceVersion": "5"}, "items": [crd]}),
+            )),
             ("GET", PHONES) => Some((
                 200,
                 json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhoneList",
@@ -602,4 +615,50 @@ async fn run_serves_a_cluster_end_to_end_and_exits_cleanly_on_shutdown() {
             || r.path().contains("/events")),
         "only status and events are written"
     );
+}
+
+#[tokio::test]
+async fn an_older_crd_stops_the_ticks() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: cloudphone_operator::run::RunArgs,
+    }
+    let args = Cli::try_parse_from([
+        "run",
+        "--simulate",
+        "--leader-election=false",
+        "--tick-interval=100ms",
+        "--metrics-addr=127.0.0.1:0",
+    ])
+    .unwrap()
+    .run;
+    let mut old = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
+    old["metadata"]["annotations"] = json!({});
+    let (client, log) = cluster_with_crd(vec![phone_json("p1", "kp1")], old);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(cloudphone_operator::run::run_with_client(
+        args,
+        client,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        !requests(&log, "GET", CRDS).is_empty(),
+        "the CRD was never read"
+    );
+    assert!(
+        requests(&log, "PATCH", "/status").is_empty(),
+        "a tick ran on a CRD older than the binary: {:#?}",
+        requests(&log, "PATCH", "/status")
+    );
+    let _ = stop.send(());
+    let result = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("run stops within its shutdown bound")
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
 }

@@ -1,6 +1,7 @@
 //! `CloudPhone` (`cloudphone.io/v1alpha1`): spec, status and the generated CRD.
 
 use super::Phase;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
@@ -163,10 +164,31 @@ pub fn check_instance_id(id: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The annotation of the CRD that carries its [`SCHEMA_REVISION`].
+pub const SCHEMA_REVISION_ANNOTATION: &str = "cloudphone.io/schema-revision";
+
+/// The revision of the CloudPhone schema, raised whenever a field the operator relies on is added:
+/// an API server holding an older CRD prunes unknown status fields silently, among them those that
+/// guard against a second backup, so the operator refuses to run on an older revision.
+pub const SCHEMA_REVISION: u32 = 1;
+
+/// The CRD, annotated with its schema revision: what `crds/` holds and the operator checks.
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = CloudPhone::crd();
+    crd.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(
+            SCHEMA_REVISION_ANNOTATION.to_owned(),
+            SCHEMA_REVISION.to_string(),
+        );
+    crd
+}
+
 /// The CRD as the YAML document checked in under `crds/`.
 pub fn crd_yaml() -> String {
     // NB: serialising a k8s-openapi CRD cannot fail; the expect guards a broken dependency upgrade.
-    serde_yaml::to_string(&CloudPhone::crd()).expect("the CRD serialises to YAML")
+    serde_yaml::to_string(&crd()).expect("the CRD serialises to YAML")
 }
 
 #[cfg(test)]

@@ -8,6 +8,6 @@ mod phase;
 
 pub use cloudphone::{
     BackupStatus, CloudPhone, CloudPhoneSpec, CloudPhoneStatus, INSTANCE_ID_MAX_LEN, Lifecycle,
-    check_instance_id, crd_yaml,
+    SCHEMA_REVISION, SCHEMA_REVISION_ANNOTATION, check_instance_id, crd, crd_yaml,
 };
 pub use phase::Phase;

@@ -27,6 +27,14 @@ PHONE_RULES = [
 CREDENTIALS_RULES = [
     {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["koophone-credentials"], "verbs": ["get", "list", "watch"]},
 ]
+CRD_RULES = [
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "resourceNames": ["cloudphones.cloudphone.io"],
+        "verbs": ["get", "list", "watch"],
+    },
+]
 LEASE_RULES = [
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
     {
@@ -104,17 +112,19 @@ def test_only_the_operator_pods_get_a_service_account_token():
 
 def test_rbac_is_exactly_the_least_privilege_set_of_the_readme():
     objects = render()
-    (cluster_role,) = by_kind(objects, "ClusterRole")
-    assert cluster_role["rules"] == PHONE_RULES
+    cluster_roles = {r["metadata"]["name"]: r["rules"] for r in by_kind(objects, "ClusterRole")}
+    assert cluster_roles == {"cloudphone-operator": PHONE_RULES, "cloudphone-operator-crd": CRD_RULES}
     roles = {r["metadata"]["name"]: r for r in by_kind(objects, "Role")}
     assert sorted(roles) == ["cloudphone-operator-credentials", "cloudphone-operator-leader-election"]
     assert all(r["metadata"]["namespace"] == "cloudphone-system" for r in roles.values())
     assert roles["cloudphone-operator-leader-election"]["rules"] == LEASE_RULES
     assert roles["cloudphone-operator-credentials"]["rules"] == CREDENTIALS_RULES
-    (binding,) = by_kind(objects, "ClusterRoleBinding")
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "cloudphone-operator", "namespace": "cloudphone-system"}
-    ]
+    bindings = by_kind(objects, "ClusterRoleBinding")
+    assert sorted(b["roleRef"]["name"] for b in bindings) == ["cloudphone-operator", "cloudphone-operator-crd"]
+    for binding in bindings:
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "cloudphone-operator", "namespace": "cloudphone-system"}
+        ]
     readme = (ROOT / "README.md").read_text()
     for row in [
         "| `cloudphone.io` | `cloudphones` | `get`, `list`, `watch` |",
@@ -122,14 +132,16 @@ def test_rbac_is_exactly_the_least_privilege_set_of_the_readme():
         "| `events.k8s.io` | `events` | `create`, `patch` |",
         "| `coordination.k8s.io` | `leases` | `get`, `create`, `update` |",
         "| (core) | `secrets` | `get`, `list`, `watch` |",
+        "| `apiextensions.k8s.io` | `customresourcedefinitions` | `get`, `list`, `watch` |",
     ]:
         assert row in readme, row
 
 
 def test_watched_namespaces_get_namespaced_roles_and_no_cluster_role():
     objects = render(FEATURES["watch-namespaces"])
-    assert by_kind(objects, "ClusterRole") == []
-    assert by_kind(objects, "ClusterRoleBinding") == []
+    # Only the read of the one CRD stays cluster-wide: its schema revision is checked before ticks.
+    assert [r["rules"] for r in by_kind(objects, "ClusterRole")] == [CRD_RULES]
+    assert [b["roleRef"]["name"] for b in by_kind(objects, "ClusterRoleBinding")] == ["cloudphone-operator-crd"]
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r["rules"] for r in by_kind(objects, "Role")}
     assert roles == {
         ("fleet-a", "cloudphone-operator"): PHONE_RULES,
