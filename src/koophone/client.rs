@@ -234,7 +234,7 @@ impl Client {
             jobs: data
                 .cmd_jobs
                 .into_iter()
-                .filter_map(|job| Some((job.instance_id, job.job_id?)))
+                .filter_map(|job| Some((job.instance_id?, job.job_id?)))
                 .collect(),
         })
     }

@@ -29,8 +29,9 @@ pub(crate) struct StatusAnswer {
 
 #[derive(Deserialize, Debug)]
 pub(crate) struct StatusData {
-    #[serde(default)]
-    pub status_results: Vec<StatusResult>,
+    /// NB: no default: an answer without `status_results` is an error, not "every instance
+    /// vanished" (which would mark a whole fleet NotFound on one malformed answer).
+    pub status_results: Option<Vec<StatusResult>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -44,9 +45,14 @@ impl StatusAnswer {
     /// The results, wherever the answer put them; `None` when it has neither shape.
     pub fn into_results(self) -> Option<Vec<StatusResult>> {
         match (self.data, self.status_results) {
-            (Some(data), _) => Some(data.status_results),
-            (None, Some(results)) => Some(results),
-            (None, None) => None,
+            (
+                Some(StatusData {
+                    status_results: Some(results),
+                }),
+                _,
+            )
+            | (_, Some(results)) => Some(results),
+            _ => None,
         }
     }
 }
@@ -60,17 +66,26 @@ pub(crate) struct BackupAnswer {
 
 #[derive(Deserialize, Debug, Default)]
 pub(crate) struct BackupData {
-    #[serde(default)]
+    /// A string in the pages; some versions send a number.
+    #[serde(default, deserialize_with = "string_or_number")]
     pub task_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub cmd_jobs: Vec<CmdJob>,
 }
 
+/// One job of a backup task. Either field may be missing: a job without `instance_id` cannot be
+/// matched to an instance and is ignored, never a reason to fail the answer.
 #[derive(Deserialize, Debug)]
 pub(crate) struct CmdJob {
-    pub instance_id: String,
     #[serde(default)]
+    pub instance_id: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
     pub job_id: Option<String>,
+}
+
+/// A list that may be `null`.
+fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Deserialize)]
@@ -116,6 +131,37 @@ mod tests {
                 .unwrap();
         assert_eq!(wrapped.into_results().unwrap()[0].status, 0);
         assert_eq!(bare.into_results().unwrap()[0].status, 3);
+    }
+
+    #[test]
+    fn a_status_answer_without_results_is_refused_not_read_as_empty() {
+        for body in [
+            r#"{"error_code":"0","error_msg":"ok"}"#,
+            r#"{"data":{},"error_code":"0"}"#,
+            r#"{"data":{"status_results":null},"error_code":"0"}"#,
+        ] {
+            let answer: StatusAnswer = serde_json::from_str(body).unwrap();
+            assert!(answer.into_results().is_none(), "{body}");
+        }
+        let empty: StatusAnswer =
+            serde_json::from_str(r#"{"data":{"status_results":[]},"error_code":"0"}"#).unwrap();
+        assert_eq!(empty.into_results().map(|r| r.len()), Some(0));
+    }
+
+    #[test]
+    fn backup_answers_are_read_as_the_vendor_sends_them() {
+        let answer: BackupAnswer = serde_json::from_str(
+            r#"{"data":{"task_id":12345,"cmd_jobs":[{"job_id":"j1"},{"instance_id":"a","job_id":7},{"instance_id":"b"}]},"error_code":"0"}"#,
+        )
+        .unwrap();
+        let data = answer.data.unwrap();
+        assert_eq!(data.task_id.as_deref(), Some("12345"));
+        assert_eq!(data.cmd_jobs.len(), 3);
+        assert_eq!(data.cmd_jobs[1].job_id.as_deref(), Some("7"));
+        let nulls: BackupAnswer =
+            serde_json::from_str(r#"{"data":{"task_id":null,"cmd_jobs":null},"error_code":"0"}"#)
+                .unwrap();
+        assert!(nulls.data.unwrap().cmd_jobs.is_empty());
     }
 
     #[test]
