@@ -54,6 +54,7 @@ pub struct Metrics {
     pub leader: Gauge,
     pub credentials_usable: Gauge,
     pub breaker_open: Family<AccountLabels, Gauge>,
+    pub events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -79,6 +80,12 @@ impl Metrics {
         let leader = Gauge::default();
         let credentials_usable = Gauge::default();
         let breaker_open = Family::<AccountLabels, Gauge>::default();
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Events not published because a tick reached --max-events-per-tick (each tick summarises them in one event)",
+            events_dropped.clone(),
+        );
         registry.register(
             "vendor_breaker_open",
             "1 while a configuration or credential error has paused the vendor calls of an account (one probe call at a time), else 0",
@@ -141,6 +148,7 @@ impl Metrics {
             leader,
             credentials_usable,
             breaker_open,
+            events_dropped,
         }
     }
 

@@ -107,6 +107,10 @@ pub struct RunArgs {
     /// False: a number of consecutive ticks (`3`) or a duration (`2m`). A blip writes nothing.
     #[arg(long, env = "CLOUDPHONE_SYNCED_AFTER", default_value = "3")]
     pub synced_after: SyncedAfter,
+    /// Events published in one tick at most; the rest are counted in
+    /// cloudphone_events_dropped_total and summarised in one event.
+    #[arg(long, env = "CLOUDPHONE_MAX_EVENTS_PER_TICK", default_value = "100")]
+    pub max_events_per_tick: usize,
 }
 
 /// Why `run` cannot start. Messages name the flag or resource at fault and never a credential.
@@ -407,6 +411,7 @@ pub async fn run_with_client(
             },
             vendor_calls_in_flight: args.vendor_concurrency,
             synced_after: args.synced_after,
+            max_events_per_tick: args.max_events_per_tick,
             ..EngineConfig::default()
         },
     )

@@ -475,6 +475,52 @@ async fn only_the_leader_ticks_and_a_lost_lease_cuts_the_tick() {
 }
 
 #[tokio::test]
+async fn a_wave_of_transitions_publishes_at_most_the_cap_and_one_summary() {
+    let (phones, instances) = fleet(250);
+    let sim = simulator(instances, Duration::from_secs(5)).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let client = Client::new(
+        ClientConfig {
+            base_url: sim.url(),
+            ..ClientConfig::default()
+        },
+        Token::new("t"),
+    )
+    .unwrap();
+    let metrics = Arc::new(cloudphone_operator::metrics::Metrics::new());
+    let engine = Engine::new(
+        store.clone(),
+        client,
+        EngineConfig {
+            max_events_per_tick: 10,
+            ..EngineConfig::default()
+        },
+    )
+    .with_metrics(metrics.clone());
+    let report = engine.tick().await;
+    assert_eq!(report.backups_requested, 250);
+    let events = store.events();
+    assert_eq!(events.len(), 11, "{events:?}");
+    let summary = &events
+        .iter()
+        .find(|(_, e)| e.reason == "EventsCapped")
+        .unwrap()
+        .1;
+    assert!(
+        summary.message.contains("240 more events"),
+        "{}",
+        summary.message
+    );
+    assert!(
+        metrics
+            .encode()
+            .contains("cloudphone_events_dropped_total 240"),
+        "{}",
+        metrics.encode()
+    );
+}
+
+#[tokio::test]
 async fn events_are_published_once_per_transition() {
     let (phones, instances) = fleet(3);
     let sim = simulator(instances, Duration::from_millis(200)).await;

@@ -260,6 +260,11 @@ async fn the_engine_on_the_watch_cache_writes_only_what_changed_and_events_only_
         "{reasons:?}"
     );
     assert_eq!(events[0].body["regarding"]["kind"], "CloudPhone");
+    assert!(
+        events[0].body["regarding"].get("resourceVersion").is_none(),
+        "a resourceVersion in the reference makes every repeat a new event: {}",
+        events[0].body["regarding"]
+    );
 
     // The vendor now shows p1 BackingUp: one write, no event, no backup call.
     let second = engine.tick().await;

@@ -9,7 +9,7 @@ use crate::api::{CloudPhone, CloudPhoneStatus};
 use crate::koophone::{Client, MAX_IDS_PER_CALL};
 use crate::leader::LeaseFence;
 use crate::metrics::{AccountLabels, Metrics, OutcomeLabels};
-use crate::plan::{self, BackupResult, Disposition, PhoneKey, PhoneView, PlanConfig};
+use crate::plan::{self, BackupResult, Disposition, PhoneEvent, PhoneKey, PhoneView, PlanConfig};
 use futures::FutureExt;
 use futures::{StreamExt, stream};
 use k8s_openapi::jiff::Timestamp;
@@ -33,6 +33,8 @@ pub struct EngineConfig {
     pub breaker: BreakerConfig,
     /// How long a status query failure must persist before a phone's `Synced` turns False.
     pub synced_after: SyncedAfter,
+    /// Events published in one tick at most; the rest are counted and summarised in one event.
+    pub max_events_per_tick: usize,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +47,9 @@ impl Default for EngineConfig {
             writes_in_flight: 16,
             breaker: BreakerConfig::default(),
             synced_after: SyncedAfter::default(),
+            // A wave of 10,000 transitions would otherwise cost 10,000 API calls in one tick (and
+            // kube's recorder scans its cache on each): 100 keep a tick short and say enough.
+            max_events_per_tick: 100,
         }
     }
 }
@@ -620,11 +625,33 @@ impl<S: PhoneStore> Engine<S> {
                 pending.push((i, event));
             }
         }
+        let cap = self.config.max_events_per_tick;
+        if pending.len() > cap {
+            let dropped = pending.split_off(cap);
+            if let Some(m) = &self.metrics {
+                m.events_dropped.inc_by(dropped.len() as u64);
+            }
+            let (i, _) = dropped[0];
+            let summary = PhoneEvent {
+                reason: "EventsCapped",
+                message: format!(
+                    "{} more events of this tick were not published (--max-events-per-tick {cap}); they are counted in cloudphone_events_dropped_total",
+                    dropped.len()
+                ),
+                warning: true,
+            };
+            warn!(dropped = dropped.len(), cap, "events of this tick capped");
+            pending.push((i, summary));
+        }
         stream::iter(pending)
             .for_each_concurrent(
                 self.config.writes_in_flight.max(1),
                 |(i, event)| async move {
-                    self.store.publish(&tick.snapshot[i], &event).await;
+                    let phone = &tick.snapshot[i];
+                    let publish = self.store.publish(phone, &event);
+                    if tokio::time::timeout(EVENT_TIMEOUT, publish).await.is_err() {
+                        warn!(phone = %PhoneKey::of(phone), reason = event.reason, "event not published within its time-out");
+                    }
                 },
             )
             .await;
@@ -699,6 +726,9 @@ impl<S: PhoneStore> Engine<S> {
         result
     }
 }
+
+/// An event publish that takes longer is abandoned: events are best effort, a tick is not.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long after its intent was sent a backup call may still leave. A few seconds: long enough
 /// for a chunk's intent writes and a call slot, short enough that a replica frozen in between

@@ -159,7 +159,11 @@ impl PhoneStore for KubeStore {
             action: event.reason.to_owned(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &phone.object_ref(&())).await {
+        // NB: no resourceVersion in the reference: it changes with every status write, and would
+        // make each repeat of an event a new one instead of a series.
+        let mut reference = phone.object_ref(&());
+        reference.resource_version = None;
+        if let Err(e) = self.recorder.publish(&ev, &reference).await {
             warn!(phone = %PhoneKey::of(phone), reason = event.reason, error = %e, "cannot publish event");
         }
     }
