@@ -75,7 +75,7 @@ pub struct RunArgs {
     /// Namespace of the Lease; default: the pod's namespace (POD_NAMESPACE or the service account's).
     #[arg(long, env = "CLOUDPHONE_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
-    /// This replica's identity in the Lease; default: POD_NAME, else HOSTNAME, else a random id.
+    /// This replica's identity in the Lease; default: POD_NAME, else the host name plus a random suffix.
     #[arg(long, env = "CLOUDPHONE_IDENTITY")]
     pub identity: Option<String>,
     /// Run against an in-process vendor simulator instead of the vendor (no credentials needed):
@@ -218,12 +218,28 @@ fn lease_namespace(args: &RunArgs, client: &kube::Client) -> String {
         .unwrap_or_else(|| pod_namespace(client))
 }
 
+/// This replica's identity in the Lease: the flag, else the pod name, else the host name plus a
+/// random suffix, so that two processes on one host (or two containers sharing a host name) never
+/// both believe they hold the Lease.
 fn identity(args: &RunArgs) -> String {
-    args.identity
-        .clone()
-        .or_else(|| std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()))
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| format!("cloudphone-operator-{}", uuid::Uuid::new_v4().simple()))
+    let nonempty = |s: String| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    if let Some(id) = args.identity.clone().and_then(nonempty) {
+        return id;
+    }
+    if let Some(pod) = std::env::var("POD_NAME").ok().and_then(nonempty) {
+        return pod;
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .and_then(nonempty)
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .and_then(nonempty)
+        })
+        .unwrap_or_else(|| "cloudphone-operator".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
 }
 
 /// One list call per watched namespace, so that a missing CRD, missing RBAC or a bad selector is a
@@ -550,6 +566,16 @@ mod tests {
         assert!(err.contains("--backup-grace-period"), "{err}");
         assert!(validate(&args(&["--backup-grace-period", "15s"])).is_ok());
         assert!(validate(&args(&[])).is_ok());
+    }
+
+    #[test]
+    fn the_identity_is_the_flag_or_else_unique_per_process() {
+        assert_eq!(identity(&args(&["--identity", "pod-7"])), "pod-7");
+        // NB: POD_NAME is not set under cargo test; the host name fallback gets a random suffix.
+        if std::env::var("POD_NAME").is_err() {
+            let (a, b) = (identity(&args(&[])), identity(&args(&[])));
+            assert_ne!(a, b, "two processes on one host must not share an identity");
+        }
     }
 
     #[test]

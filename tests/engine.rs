@@ -570,3 +570,51 @@ async fn ticks_record_metrics() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_leader_that_loses_its_lease_during_the_shutdown_grace_stops_at_once() {
+    let (phones, instances) = fleet(1);
+    let sim = simulator(instances, Duration::from_secs(30)).await;
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(800),
+        ..Faults::default()
+    })
+    .unwrap();
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = Arc::new(engine(&sim, store.clone(), Duration::from_secs(60)));
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel(true);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .run_as_leader(
+                    Duration::from_millis(100),
+                    leader_rx,
+                    Duration::from_secs(30),
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                )
+                .await
+        })
+    };
+    while sim.counters().calls("batch-query-status") == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // SIGTERM while the tick waits on the slow vendor: the tick may finish within the grace...
+    let _ = stop_tx.send(());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ...but not once the Lease is gone.
+    leader_tx.send(false).unwrap();
+    tokio::time::timeout(Duration::from_millis(500), runner)
+        .await
+        .expect("the tick was not cut when the lease was lost")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        sim.counters().calls("backup"),
+        0,
+        "a backup call after the lease was lost"
+    );
+}

@@ -252,9 +252,14 @@ impl<S: PhoneStore> Engine<S> {
                         break;
                     }
                     _ = shutdown.clone() => {
-                        match tokio::time::timeout(shutdown_grace, &mut tick).await {
-                            Ok(_) => info!("shutting down: the tick in flight finished"),
-                            Err(_) => warn!("shutting down: the tick in flight was cut after {}", humantime::format_duration(shutdown_grace)),
+                        // The grace is for finishing the tick, not for outliving the Lease: a
+                        // leader that loses it meanwhile stops at once.
+                        tokio::select! {
+                            finished = tokio::time::timeout(shutdown_grace, &mut tick) => match finished {
+                                Ok(_) => info!("shutting down: the tick in flight finished"),
+                                Err(_) => warn!("shutting down: the tick in flight was cut after {}", humantime::format_duration(shutdown_grace)),
+                            },
+                            _ = lost(&mut leader) => warn!("shutting down: leadership lost during the grace; the tick in flight was cut"),
                         }
                         break 'outer;
                     }

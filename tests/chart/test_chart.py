@@ -173,6 +173,13 @@ def test_values_reach_the_operator_flags():
     assert all("secrets" not in str(r["rules"]) for r in simulated), "no Secret access when simulating"
 
 
+def test_without_leader_election_a_rollout_never_runs_two_pods():
+    (deployment,) = by_kind(render({"leaderElection": {"enabled": False}, "replicaCount": 1}), "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    (deployment,) = by_kind(render(), "Deployment")
+    assert "strategy" not in deployment["spec"], "with a leader, a rolling update hands the Lease over"
+
+
 def test_optional_objects_appear_only_when_switched_on():
     assert by_kind(render(), "ServiceMonitor") == []
     assert by_kind(render(), "PodDisruptionBudget") == []
