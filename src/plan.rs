@@ -79,6 +79,8 @@ impl fmt::Display for PhoneKey {
 #[derive(Clone, Debug)]
 pub struct PhoneView<'a> {
     pub key: PhoneKey,
+    /// The object's uid: tells a re-created object from the deleted one of the same name.
+    pub uid: Option<&'a str>,
     pub created: Option<Timestamp>,
     pub generation: Option<i64>,
     pub spec: &'a CloudPhoneSpec,
@@ -89,6 +91,7 @@ impl<'a> PhoneView<'a> {
     pub fn of(phone: &'a CloudPhone) -> PhoneView<'a> {
         PhoneView {
             key: PhoneKey::of(phone),
+            uid: phone.metadata.uid.as_deref(),
             created: phone.metadata.creation_timestamp.as_ref().map(|t| t.0),
             generation: phone.metadata.generation,
             spec: &phone.spec,
@@ -841,6 +844,10 @@ impl Conditions<'_> {
         }
     }
 }
+
+mod handover;
+
+pub use handover::{AWAITING_HANDOVER, Intent, Intents, handover_wait, hold};
 
 #[cfg(test)]
 mod tests;

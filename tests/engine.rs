@@ -618,3 +618,51 @@ async fn a_leader_that_loses_its_lease_during_the_shutdown_grace_stops_at_once()
         "a backup call after the lease was lost"
     );
 }
+
+#[tokio::test]
+async fn a_new_owner_sends_no_backup_within_the_grace_period_of_the_previous_owners_intent() {
+    let sim = Simulator::start(
+        SimConfig {
+            instances: vec![("kp1".into(), code::DATA_LOADED)],
+            timings: Timings {
+                backup_queue_delay: Duration::from_secs(3),
+                ..Timings::default()
+            },
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let store = Arc::new(MemoryStore::new([phone("old", "kp1")]));
+    let engine = engine(&sim, store.clone(), Duration::from_secs(60));
+    let report = engine.tick().await;
+    assert_eq!(report.backups_requested, 1);
+    // The owner is deleted and another object takes the instance over, while the vendor still
+    // shows DataLoaded (the backup is queued).
+    store.remove(&support::key("old"));
+    store.insert(phone("new", "kp1"));
+    for _ in 0..3 {
+        let report = engine.tick().await;
+        assert_eq!(report.backup_calls, 0, "{report:?}");
+    }
+    assert_eq!(sim.instance("kp1").unwrap().requests_while_busy, 0);
+    assert_eq!(
+        condition(&status_of(&store, "new"), READY),
+        ("False".into(), "AwaitingHandover".into())
+    );
+}
+
+#[tokio::test]
+async fn after_a_restart_an_owner_younger_than_the_grace_period_waits_it_out() {
+    let sim = simulator(vec![("kp1".into(), code::DATA_LOADED)], Duration::from_secs(1)).await;
+    let mut young = phone("young", "kp1");
+    young.metadata.creation_timestamp = Some(Time(Timestamp::now()));
+    let store = Arc::new(MemoryStore::new([young]));
+    let report = engine(&sim, store.clone(), Duration::from_secs(60)).tick().await;
+    assert_eq!(report.backup_calls, 0, "{report:?}");
+    assert_eq!(
+        condition(&status_of(&store, "young"), READY),
+        ("False".into(), "AwaitingHandover".into())
+    );
+}

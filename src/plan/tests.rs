@@ -66,6 +66,7 @@ impl Phone {
     fn view(&self) -> PhoneView<'_> {
         PhoneView {
             key: self.key.clone(),
+            uid: None,
             created: self.created,
             generation: self.generation,
             spec: &self.spec,

@@ -9,7 +9,9 @@ use crate::api::{CloudPhone, CloudPhoneStatus};
 use crate::koophone::{Client, MAX_IDS_PER_CALL};
 use crate::leader::LeaseFence;
 use crate::metrics::{AccountLabels, Metrics, OutcomeLabels};
-use crate::plan::{self, BackupResult, Disposition, PhoneEvent, PhoneKey, PhoneView, PlanConfig};
+use crate::plan::{
+    self, BackupResult, Disposition, Intent, Intents, PhoneEvent, PhoneKey, PhoneView, PlanConfig,
+};
 use futures::FutureExt;
 use futures::{StreamExt, stream};
 use k8s_openapi::jiff::Timestamp;
@@ -116,6 +118,10 @@ pub struct Engine<S> {
     fence: Option<LeaseFence>,
     /// The leadership term the record of writes belongs to.
     term: AtomicU64,
+    /// When that term began (or the engine started).
+    term_started: Mutex<tokio::time::Instant>,
+    /// The backup intents seen in this term, per instance: for ownership moves.
+    intents: Mutex<Intents>,
     metrics: Option<Arc<Metrics>>,
     /// When the last tick that reached the vendor ended.
     last_success: Mutex<Option<Instant>>,
@@ -153,6 +159,8 @@ impl<S: PhoneStore> Engine<S> {
             failures: Mutex::default(),
             fence: None,
             term: AtomicU64::new(0),
+            term_started: Mutex::new(tokio::time::Instant::now()),
+            intents: Mutex::default(),
             metrics: None,
             last_success: Mutex::new(None),
         }
@@ -228,7 +236,7 @@ impl<S: PhoneStore> Engine<S> {
             );
             // A new term: what this engine wrote in an earlier one may be older than what
             // another leader wrote since.
-            self.forget_writes();
+            self.start_term();
             ticker.reset_immediately();
             loop {
                 tokio::select! {
@@ -311,13 +319,14 @@ impl<S: PhoneStore> Engine<S> {
             .iter()
             .filter(|d| **d == Disposition::Query)
             .count();
-        let planned = plan::plan(
+        let mut planned = plan::plan(
             &views,
             &dispositions,
             |id| observations.get(id).cloned(),
             now,
             &self.config.plan,
         );
+        self.hold_handovers(&views, &mut planned, now);
         drop(views);
         drop(observations);
         tick.report.queried = ids.len();
@@ -360,26 +369,55 @@ impl<S: PhoneStore> Engine<S> {
         report
     }
 
-    /// Drops this engine's record of its own writes when a new leadership term began: a record from
-    /// an earlier term may be older than what another leader wrote since.
-    /// Returns the term this tick runs in.
+    /// Starts a new term when the fence reports one; returns the term this tick runs in.
     fn check_term(&self) -> u64 {
         let Some(fence) = &self.fence else {
             return 0;
         };
         let term = fence.term();
         if self.term.swap(term, Ordering::AcqRel) != term {
-            self.forget_writes();
+            self.start_term();
         }
         term
     }
 
-    /// Forgets every write this engine remembers (a new leadership term).
-    fn forget_writes(&self) {
+    /// A new leadership term: the record of this engine's own writes and the intents it saw are
+    /// dropped, as a record from an earlier term may be older than what another leader wrote since.
+    fn start_term(&self) {
         self.written
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        self.intents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        *self.term_started.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+    }
+
+    /// Holds each planned backup whose instance another object (a previous owner) asked to back
+    /// up within the grace period, or, early in a term, whose owner is younger than the grace
+    /// period: see [`plan::handover_wait`].
+    fn hold_handovers(&self, views: &[PhoneView], planned: &mut [plan::Planned], now: Timestamp) {
+        let grace = self.config.plan.grace_period;
+        let term_young = self
+            .term_started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+            < grace;
+        let mut intents = self.intents.lock().unwrap_or_else(|p| p.into_inner());
+        intents.observe(DEFAULT_ACCOUNT, views, now, grace);
+        for (view, planned) in views.iter().zip(planned.iter_mut()) {
+            if !planned.backup {
+                continue;
+            }
+            let previous = intents.previous(DEFAULT_ACCOUNT, view, now, grace);
+            if let Some(why) = plan::handover_wait(view, previous, term_young, now, grace) {
+                debug!(phone = %view.key, reason = %why, "backup held for an ownership move");
+                plan::hold(planned, view.status, view.generation, &why, now);
+            }
+        }
     }
 
     /// Each phone's status and version to plan from: as the store shows it, or as this term's own
@@ -485,6 +523,25 @@ impl<S: PhoneStore> Engine<S> {
                 }
                 Ok(sent) => {
                     tick.report.statuses_written += 1;
+                    if let Some(at) = sent
+                        .intent
+                        .backup
+                        .as_ref()
+                        .and_then(|b| b.requested_at.as_ref())
+                    {
+                        self.intents
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .record(
+                                DEFAULT_ACCOUNT,
+                                &phone.spec.instance_id,
+                                Intent {
+                                    owner: PhoneKey::of(phone).to_string(),
+                                    uid: phone.metadata.uid.clone(),
+                                    requested_at: at.0,
+                                },
+                            );
+                    }
                     match &sent.result {
                         BackupResult::Accepted { request_id, .. } => {
                             tick.report.backups_requested += 1;
