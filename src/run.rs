@@ -107,6 +107,10 @@ pub struct RunArgs {
     /// False: a number of consecutive ticks (`3`) or a duration (`2m`). A blip writes nothing.
     #[arg(long, env = "CLOUDPHONE_SYNCED_AFTER", default_value = "3")]
     pub synced_after: SyncedAfter,
+    /// A tick still running after this long is cut: the statuses it wrote stay, the unfinished
+    /// chunks go first next tick. Default: three tick intervals.
+    #[arg(long, env = "CLOUDPHONE_TICK_DEADLINE", value_parser = parse_duration)]
+    pub tick_deadline: Option<Duration>,
     /// Events published in one tick at most; the rest are counted in
     /// cloudphone_events_dropped_total and summarised in one event.
     #[arg(long, env = "CLOUDPHONE_MAX_EVENTS_PER_TICK", default_value = "100")]
@@ -144,6 +148,8 @@ pub enum RunError {
     },
     #[error("--tick-interval must be longer than zero")]
     ZeroInterval,
+    #[error("--tick-deadline must be longer than zero")]
+    ZeroDeadline,
     #[error(
         "--backup-grace-period {0:?} is too short: it must exceed {MIN_GRACE_PERIOD:?} (a backup call may leave up to {INTENT_MAX_AGE:?} after its intent, and the vendor needs time to show it)"
     )]
@@ -158,6 +164,9 @@ pub const MIN_GRACE_PERIOD: Duration = Duration::from_secs(15);
 fn validate(args: &RunArgs) -> Result<(), RunError> {
     if args.tick_interval.is_zero() {
         return Err(RunError::ZeroInterval);
+    }
+    if args.tick_deadline.is_some_and(|d| d.is_zero()) {
+        return Err(RunError::ZeroDeadline);
     }
     if args.backup_grace_period < MIN_GRACE_PERIOD {
         return Err(RunError::GracePeriodTooShort(args.backup_grace_period));
@@ -428,6 +437,7 @@ pub async fn run_with_client(
             vendor_calls_in_flight: args.vendor_concurrency,
             synced_after: args.synced_after,
             max_events_per_tick: args.max_events_per_tick,
+            tick_deadline: args.tick_deadline.unwrap_or(args.tick_interval * 3),
             ..EngineConfig::default()
         },
     )

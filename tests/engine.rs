@@ -655,14 +655,70 @@ async fn a_new_owner_sends_no_backup_within_the_grace_period_of_the_previous_own
 
 #[tokio::test]
 async fn after_a_restart_an_owner_younger_than_the_grace_period_waits_it_out() {
-    let sim = simulator(vec![("kp1".into(), code::DATA_LOADED)], Duration::from_secs(1)).await;
+    let sim = simulator(
+        vec![("kp1".into(), code::DATA_LOADED)],
+        Duration::from_secs(1),
+    )
+    .await;
     let mut young = phone("young", "kp1");
     young.metadata.creation_timestamp = Some(Time(Timestamp::now()));
     let store = Arc::new(MemoryStore::new([young]));
-    let report = engine(&sim, store.clone(), Duration::from_secs(60)).tick().await;
+    let report = engine(&sim, store.clone(), Duration::from_secs(60))
+        .tick()
+        .await;
     assert_eq!(report.backup_calls, 0, "{report:?}");
     assert_eq!(
         condition(&status_of(&store, "young"), READY),
         ("False".into(), "AwaitingHandover".into())
     );
+}
+
+#[tokio::test]
+async fn a_tick_cut_by_its_deadline_keeps_what_it_wrote_and_the_next_starts_elsewhere() {
+    let (mut phones, instances) = fleet(300);
+    phones
+        .iter_mut()
+        .for_each(|p| p.spec.lifecycle = Lifecycle::Observed);
+    let sim = simulator(instances, Duration::from_secs(1)).await;
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(400),
+        ..Faults::default()
+    })
+    .unwrap();
+    let store = Arc::new(MemoryStore::new(phones));
+    let client = Client::new(
+        ClientConfig {
+            base_url: sim.url(),
+            ..ClientConfig::default()
+        },
+        Token::new("t"),
+    )
+    .unwrap();
+    let engine = Engine::new(
+        store.clone(),
+        client,
+        EngineConfig {
+            vendor_calls_in_flight: 1,
+            tick_deadline: Duration::from_millis(600),
+            ..EngineConfig::default()
+        },
+    );
+    let observed = || {
+        store
+            .snapshot()
+            .iter()
+            .filter(|p| p.status.as_ref().is_some_and(|s| s.phase != Phase::Pending))
+            .count()
+    };
+    let first = engine.tick().await;
+    assert!(first.chunks_cut >= 1, "{first:?}");
+    assert!(
+        first.statuses_written >= 100,
+        "the finished chunk's statuses are written as it goes: {first:?}"
+    );
+    assert_eq!(observed(), first.statuses_written);
+    // One chunk a tick fits the deadline; the order rotates, so three ticks observe every phone.
+    engine.tick().await;
+    engine.tick().await;
+    assert_eq!(observed(), 300, "a deadline starved some phones");
 }

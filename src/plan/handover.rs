@@ -55,10 +55,10 @@ impl Intents {
 
     /// Records the intents still in flight in these phones' statuses, and forgets those whose
     /// grace period has ended.
-    pub fn observe(
+    pub fn observe<'p, 'v: 'p>(
         &mut self,
         account: &str,
-        phones: &[PhoneView],
+        phones: impl IntoIterator<Item = &'p PhoneView<'v>>,
         now: Timestamp,
         grace: Duration,
     ) {

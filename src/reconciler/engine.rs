@@ -4,6 +4,7 @@
 use super::breaker::{BreakerConfig, Breakers, DEFAULT_ACCOUNT};
 use super::store::{PhoneStore, WriteError};
 use super::synced::{FailureMemory, SyncedAfter};
+use super::tick::{Base, Frame, Group, Outcome, Sent, Written};
 use super::vendor::Batcher;
 use crate::api::{CloudPhone, CloudPhoneStatus};
 use crate::koophone::{Client, MAX_IDS_PER_CALL};
@@ -16,10 +17,10 @@ use futures::FutureExt;
 use futures::{StreamExt, stream};
 use k8s_openapi::jiff::Timestamp;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{debug, info, warn};
 
 /// Tunables of the engine.
@@ -37,6 +38,9 @@ pub struct EngineConfig {
     pub synced_after: SyncedAfter,
     /// Events published in one tick at most; the rest are counted and summarised in one event.
     pub max_events_per_tick: usize,
+    /// A tick still running after this long is cut: what it finished stays, the rest goes first
+    /// next tick.
+    pub tick_deadline: Duration,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +56,8 @@ impl Default for EngineConfig {
             // A wave of 10,000 transitions would otherwise cost 10,000 API calls in one tick (and
             // kube's recorder scans its cache on each): 100 keep a tick short and say enough.
             max_events_per_tick: 100,
+            // Three default intervals: a slow vendor may stretch a tick, never stall the loop.
+            tick_deadline: Duration::from_secs(90),
         }
     }
 }
@@ -81,6 +87,8 @@ pub struct TickReport {
     pub duration: Duration,
     /// Why the tick made no vendor call at all (unusable credentials), if so.
     pub skipped: Option<String>,
+    /// Status chunks the tick deadline cut before they finished.
+    pub chunks_cut: usize,
 }
 
 /// A handle that asks the engine for an early tick. A request during a tick causes exactly one
@@ -122,6 +130,10 @@ pub struct Engine<S> {
     term_started: Mutex<tokio::time::Instant>,
     /// The backup intents seen in this term, per instance: for ownership moves.
     intents: Mutex<Intents>,
+    /// Turns of the chunk order, one per tick.
+    rotation: AtomicUsize,
+    /// The cap on status writes in flight, shared by every group of a tick.
+    write_slots: Semaphore,
     metrics: Option<Arc<Metrics>>,
     /// When the last tick that reached the vendor ended.
     last_success: Mutex<Option<Instant>>,
@@ -149,6 +161,7 @@ fn written_key(phone: &CloudPhone) -> WrittenKey {
 impl<S: PhoneStore> Engine<S> {
     pub fn new(store: Arc<S>, client: Client, config: EngineConfig) -> Engine<S> {
         let breakers = Breakers::new(config.breaker.clone());
+        let write_slots = Semaphore::new(config.writes_in_flight.max(1));
         Engine {
             store,
             client,
@@ -161,6 +174,8 @@ impl<S: PhoneStore> Engine<S> {
             term: AtomicU64::new(0),
             term_started: Mutex::new(tokio::time::Instant::now()),
             intents: Mutex::default(),
+            rotation: AtomicUsize::new(0),
+            write_slots,
             metrics: None,
             last_success: Mutex::new(None),
         }
@@ -278,8 +293,14 @@ impl<S: PhoneStore> Engine<S> {
     }
 
     /// One tick over every phone of the store: observe, plan, back up, write, publish, report.
+    ///
+    /// The status query goes out in chunks of at most 100 ids, several at once, and each chunk's
+    /// phones are planned, backed up and written as soon as its answer arrives, so that a tick cut
+    /// by its deadline keeps what it finished. The chunk order rotates from tick to tick, so that
+    /// a deadline never starves the same phones.
     pub async fn tick(&self) -> TickReport {
         let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.config.tick_deadline;
         let term = self.check_term();
         let snapshot = self.store.snapshot();
         let credentials = self.client.auth_status();
@@ -301,52 +322,105 @@ impl<S: PhoneStore> Engine<S> {
             &self.breakers,
             DEFAULT_ACCOUNT,
         );
-        let mut tick = Tick::new(&snapshot, self.bases(&snapshot), term);
+        let frame = Frame {
+            snapshot: &snapshot,
+            base: self.bases(&snapshot),
+            term,
+        };
 
-        // Observe and plan.
-        let now = Timestamp::now();
-        let views: Vec<PhoneView> = tick.views();
+        // Observe: who is queried, in which chunks.
+        let views = frame.views();
         let dispositions = plan::dispositions(&views);
-        let ids = plan::instances_to_query(&views, &dispositions);
-        let mut observations = batcher.query(&ids).await;
-        let query_errors = count_failed(&views, &dispositions, &observations);
+        // Every in-flight intent of the snapshot, whichever object holds it: for ownership moves.
+        self.intents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .observe(
+                DEFAULT_ACCOUNT,
+                &views,
+                Timestamp::now(),
+                self.config.plan.grace_period,
+            );
+        let mut ids = plan::instances_to_query(&views, &dispositions);
+        if !ids.is_empty() {
+            let turn = self.rotation.fetch_add(1, Ordering::Relaxed);
+            let offset = turn.wrapping_mul(MAX_IDS_PER_CALL) % ids.len();
+            ids.rotate_left(offset);
+        }
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .debounce(&mut observations, self.config.synced_after);
-        self.report_breaker();
-        let query_phones = dispositions
+            .forget_except(&ids);
+        let owners: HashMap<&str, usize> = views
             .iter()
-            .filter(|d| **d == Disposition::Query)
-            .count();
-        let mut planned = plan::plan(
-            &views,
-            &dispositions,
-            |id| observations.get(id).cloned(),
-            now,
-            &self.config.plan,
-        );
-        self.hold_handovers(&views, &mut planned, now);
-        drop(views);
-        drop(observations);
-        tick.report.queried = ids.len();
-        tick.report.query_errors = query_errors;
-        let mut wanted = Vec::new();
-        for (i, p) in planned.into_iter().enumerate() {
-            if p.backup {
-                wanted.push(i);
+            .zip(&dispositions)
+            .enumerate()
+            .filter(|(_, (_, d))| **d == Disposition::Query)
+            .map(|(i, (v, _))| (v.spec.instance_id.as_str(), i))
+            .collect();
+        let query_phones = owners.len();
+        // NB: owned chunks: a stream over borrowed `chunks()` makes the tick future lose `Send`.
+        let chunks: Vec<Vec<String>> = ids
+            .chunks(MAX_IDS_PER_CALL)
+            .map(<[String]>::to_vec)
+            .collect();
+        let chunk_count = chunks.len();
+
+        // Plan, back up and write: the phones that need no vendor call at once, then each chunk
+        // as its answer arrives, until the deadline.
+        let mut groups = Vec::with_capacity(chunk_count + 1);
+        let quiet: Vec<usize> = (0..views.len())
+            .filter(|&i| dispositions[i] != Disposition::Query)
+            .collect();
+        let work = async {
+            if !quiet.is_empty() {
+                let now = Timestamp::now();
+                let planned = quiet
+                    .iter()
+                    .map(|&i| {
+                        let p = plan::plan_phone(
+                            &views[i],
+                            &dispositions[i],
+                            None,
+                            now,
+                            &self.config.plan,
+                        );
+                        (i, p)
+                    })
+                    .collect();
+                groups.push(self.settle(&frame, planned, &batcher).await);
             }
-            tick.new[i] = p.status;
+            let mut done = stream::iter(chunks)
+                .map(|chunk| {
+                    self.run_chunk(&frame, &views, &dispositions, &owners, chunk, &batcher)
+                })
+                .buffer_unordered(self.config.vendor_calls_in_flight.max(1));
+            while let Some(group) = done.next().await {
+                groups.push(group);
+            }
+        };
+        let cut = tokio::time::timeout_at(deadline, work).await.is_err();
+        self.report_breaker();
+
+        // Publish and report.
+        let mut report = TickReport {
+            phones: snapshot.len(),
+            ..TickReport::default()
+        };
+        for group in &groups {
+            report.absorb(&group.report);
         }
-
-        // Back up, write, publish.
-        self.back_up(&mut tick, &wanted, &batcher).await;
-        self.write_changed(&mut tick).await;
-        self.publish_events(&tick).await;
-
-        // Report.
-        let mut report = std::mem::take(&mut tick.report);
-        report.phones = snapshot.len();
+        let finished = groups.len().saturating_sub(usize::from(!quiet.is_empty()));
+        if cut {
+            report.chunks_cut = chunk_count.saturating_sub(finished);
+            warn!(
+                deadline_s = self.config.tick_deadline.as_secs_f64(),
+                chunks = chunk_count,
+                finished,
+                "tick deadline reached: the unfinished chunks are cut and go first next tick"
+            );
+        }
+        self.publish_events(&frame, &views, &groups).await;
         report.status_calls = batcher.status_calls.load(Ordering::Relaxed);
         report.backup_calls = batcher.backup_calls.load(Ordering::Relaxed);
         report.duration = started.elapsed();
@@ -354,7 +428,7 @@ impl<S: PhoneStore> Engine<S> {
         if query_phones == 0 || report.query_errors < query_phones {
             self.record_success();
         }
-        self.record_metrics(&report, &tick.new);
+        self.record_metrics(&report, &frame, &groups);
         info!(
             phones = report.phones,
             queried = report.queried,
@@ -363,10 +437,75 @@ impl<S: PhoneStore> Engine<S> {
             backups_requested = report.backups_requested,
             statuses_written = report.statuses_written,
             errors = report.query_errors + report.backup_errors + report.write_errors,
+            chunks_cut = report.chunks_cut,
             duration_ms = report.duration.as_millis() as u64,
             "tick"
         );
         report
+    }
+
+    /// One status chunk: its query, then its phones planned, backed up and written.
+    async fn run_chunk(
+        &self,
+        frame: &Frame<'_>,
+        views: &[PhoneView<'_>],
+        dispositions: &[Disposition],
+        owners: &HashMap<&str, usize>,
+        ids: Vec<String>,
+        batcher: &Batcher<'_>,
+    ) -> Group {
+        let mut observations = batcher.query(&ids).await;
+        let query_errors = observations
+            .values()
+            .filter(|o| matches!(o, plan::Observation::Failed(_)))
+            .count();
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .debounce(&mut observations, self.config.synced_after);
+        let now = Timestamp::now();
+        let mut planned: Vec<(usize, plan::Planned)> = ids
+            .iter()
+            .filter_map(|id| owners.get(id.as_str()).copied())
+            .map(|i| {
+                let observation = observations.get(&views[i].spec.instance_id);
+                let p = plan::plan_phone(
+                    &views[i],
+                    &dispositions[i],
+                    observation,
+                    now,
+                    &self.config.plan,
+                );
+                (i, p)
+            })
+            .collect();
+        self.hold_handovers(views, &mut planned, now);
+        let mut group = self.settle(frame, planned, batcher).await;
+        group.report.queried = ids.len();
+        group.report.query_errors = query_errors;
+        group
+    }
+
+    /// Backs up the planned phones that need it, then writes every changed status.
+    async fn settle(
+        &self,
+        frame: &Frame<'_>,
+        planned: Vec<(usize, plan::Planned)>,
+        batcher: &Batcher<'_>,
+    ) -> Group {
+        let mut group = Group::default();
+        let mut wanted = Vec::new();
+        for (k, (i, p)) in planned.into_iter().enumerate() {
+            if p.backup {
+                wanted.push(k);
+            }
+            group.phones.push(Outcome::new(i, p.status));
+        }
+        if !wanted.is_empty() {
+            self.back_up(frame, &mut group, &wanted, batcher).await;
+        }
+        self.write_changed(frame, &mut group).await;
+        group
     }
 
     /// Starts a new term when the fence reports one; returns the term this tick runs in.
@@ -398,7 +537,12 @@ impl<S: PhoneStore> Engine<S> {
     /// Holds each planned backup whose instance another object (a previous owner) asked to back
     /// up within the grace period, or, early in a term, whose owner is younger than the grace
     /// period: see [`plan::handover_wait`].
-    fn hold_handovers(&self, views: &[PhoneView], planned: &mut [plan::Planned], now: Timestamp) {
+    fn hold_handovers(
+        &self,
+        views: &[PhoneView],
+        planned: &mut [(usize, plan::Planned)],
+        now: Timestamp,
+    ) {
         let grace = self.config.plan.grace_period;
         let term_young = self
             .term_started
@@ -406,12 +550,12 @@ impl<S: PhoneStore> Engine<S> {
             .unwrap_or_else(|p| p.into_inner())
             .elapsed()
             < grace;
-        let mut intents = self.intents.lock().unwrap_or_else(|p| p.into_inner());
-        intents.observe(DEFAULT_ACCOUNT, views, now, grace);
-        for (view, planned) in views.iter().zip(planned.iter_mut()) {
+        let intents = self.intents.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, planned) in planned.iter_mut() {
             if !planned.backup {
                 continue;
             }
+            let view = &views[*i];
             let previous = intents.previous(DEFAULT_ACCOUNT, view, now, grace);
             if let Some(why) = plan::handover_wait(view, previous, term_young, now, grace) {
                 debug!(phone = %view.key, reason = %why, "backup held for an ownership move");
@@ -482,149 +626,142 @@ impl<S: PhoneStore> Engine<S> {
         }
     }
 
-    fn record_metrics(&self, report: &TickReport, statuses: &[CloudPhoneStatus]) {
+    /// The tick's metrics; a phone of a chunk the deadline cut counts with its old phase.
+    fn record_metrics(&self, report: &TickReport, frame: &Frame<'_>, groups: &[Group]) {
         let Some(m) = &self.metrics else {
             return;
         };
         m.tick_duration.observe(report.duration.as_secs_f64());
         m.backups_requested.inc_by(report.backups_requested as u64);
-        let mut phases: HashMap<crate::api::Phase, i64> = HashMap::new();
-        for status in statuses {
-            *phases.entry(status.phase).or_default() += 1;
-        }
-        m.set_phases(phases);
-    }
-
-    /// Backs up the phones at `wanted`, a chunk of at most 100 at a time: writes each intent first,
-    /// stamped with the time the call leaves and fenced by the version it was planned from, then
-    /// calls backup for the intents written, and records the outcome. A crash after the intent
-    /// cannot lead to a second call; a 409 sends nothing for that phone.
-    async fn back_up(&self, tick: &mut Tick<'_>, wanted: &[usize], batcher: &Batcher<'_>) {
-        if wanted.is_empty() {
-            return;
-        }
-        let tick_ref = &*tick;
-        // NB: owned chunks: a stream over borrowed `chunks()` makes the tick future lose `Send`.
-        let chunks: Vec<Vec<usize>> = wanted
-            .chunks(MAX_IDS_PER_CALL)
-            .map(<[usize]>::to_vec)
-            .collect();
-        let outcomes: Vec<Vec<(usize, Result<Sent, WriteError>)>> = stream::iter(chunks)
-            .map(|chunk| self.back_up_chunk(tick_ref, chunk, batcher))
-            .buffer_unordered(self.config.vendor_calls_in_flight.max(1))
-            .collect()
-            .await;
-        for (i, outcome) in outcomes.into_iter().flatten() {
-            let phone = tick.snapshot[i].as_ref();
-            match outcome {
-                Err(err) => {
-                    tick.report.note_write_error(&err);
-                    tick.stop(i);
-                }
-                Ok(sent) => {
-                    tick.report.statuses_written += 1;
-                    if let Some(at) = sent
-                        .intent
-                        .backup
-                        .as_ref()
-                        .and_then(|b| b.requested_at.as_ref())
-                    {
-                        self.intents
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .record(
-                                DEFAULT_ACCOUNT,
-                                &phone.spec.instance_id,
-                                Intent {
-                                    owner: PhoneKey::of(phone).to_string(),
-                                    uid: phone.metadata.uid.clone(),
-                                    requested_at: at.0,
-                                },
-                            );
-                    }
-                    match &sent.result {
-                        BackupResult::Accepted { request_id, .. } => {
-                            tick.report.backups_requested += 1;
-                            info!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, request_id, "backup requested");
-                        }
-                        BackupResult::AlreadyBackingUp
-                        | BackupResult::Restoring
-                        | BackupResult::Withheld => {
-                            debug!(phone = %PhoneKey::of(phone), result = ?sent.result, "backup not sent or not started");
-                        }
-                        other => {
-                            tick.report.backup_errors += 1;
-                            warn!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, result = ?other, "backup call failed");
-                        }
-                    }
-                    tick.new[i] = plan::record_backup_result(
-                        &sent.intent,
-                        phone.metadata.generation,
-                        &sent.result,
-                        Timestamp::now(),
-                        &self.config.plan,
-                    );
-                    tick.committed(i, sent.intent, sent.version);
-                }
-            }
-        }
-    }
-
-    /// One chunk of [`Engine::back_up`]: intents written, then one backup call for those written.
-    async fn back_up_chunk(
-        &self,
-        tick: &Tick<'_>,
-        chunk: Vec<usize>,
-        batcher: &Batcher<'_>,
-    ) -> Vec<(usize, Result<Sent, WriteError>)> {
-        let leaves = Timestamp::now();
-        let intents: Vec<(usize, CloudPhoneStatus)> = chunk
+        let mut phases: Vec<crate::api::Phase> = frame
+            .base
             .iter()
-            .map(|&i| {
-                let mut intent = tick.new[i].clone();
+            .map(|b| b.status().map(|s| s.phase).unwrap_or_default())
+            .collect();
+        for phone in groups.iter().flat_map(|g| &g.phones) {
+            phases[phone.index] = phone.new.phase;
+        }
+        let mut counts: HashMap<crate::api::Phase, i64> = HashMap::new();
+        for phase in phases {
+            *counts.entry(phase).or_default() += 1;
+        }
+        m.set_phases(counts);
+    }
+
+    /// Backs up the phones of `group` at `wanted` (at most 100): writes each intent first, stamped
+    /// with the time the call leaves and fenced by the version it was planned from, then calls
+    /// backup for the intents written, and records the outcome. A crash after the intent cannot
+    /// lead to a second call; a 409 sends nothing for that phone.
+    async fn back_up(
+        &self,
+        frame: &Frame<'_>,
+        group: &mut Group,
+        wanted: &[usize],
+        batcher: &Batcher<'_>,
+    ) {
+        let leaves = Timestamp::now();
+        let intents: Vec<(usize, CloudPhoneStatus)> = wanted
+            .iter()
+            .map(|&k| {
+                let phone = &group.phones[k];
+                let mut intent = phone.new.clone();
                 plan::stamp_intent(
                     &mut intent,
-                    tick.snapshot[i].metadata.generation,
+                    frame.snapshot[phone.index].metadata.generation,
                     leaves,
                     &self.config.plan,
                 );
-                (i, intent)
+                (k, intent)
             })
             .collect();
         let sent_at = tokio::time::Instant::now();
         let writes = intents
             .iter()
-            .map(|(i, intent)| (*i, tick.fence(*i), intent))
+            .map(|(k, intent)| {
+                let phone = &group.phones[*k];
+                (phone.index, phone.fence(frame), intent)
+            })
             .collect();
-        let results = self.write_each(writes, tick).await;
-        let mut out = Vec::with_capacity(chunk.len());
+        let results = self.write_each(frame, writes).await;
         let mut confirmed = Vec::new();
-        for ((i, intent), result) in intents.into_iter().zip(results) {
+        for ((k, intent), result) in intents.into_iter().zip(results) {
             match result {
-                Ok(version) => confirmed.push((i, intent, version)),
-                Err(err) => out.push((i, Err(err))),
+                Ok(version) => confirmed.push((k, intent, version)),
+                Err(err) => {
+                    group.report.note_write_error(&err);
+                    group.phones[k].stop(frame);
+                }
             }
         }
         let ids: Vec<String> = confirmed
             .iter()
-            .map(|(i, ..)| tick.snapshot[*i].spec.instance_id.clone())
+            .map(|(k, ..)| {
+                frame.snapshot[group.phones[*k].index]
+                    .spec
+                    .instance_id
+                    .clone()
+            })
             .collect();
-        let gate = || self.may_call(tick.term, sent_at);
+        let gate = || self.may_call(frame.term, sent_at);
         let mut results = batcher.backup(&ids, &gate).await;
-        for (i, intent, version) in confirmed {
-            let result = results
-                .remove(&tick.snapshot[i].spec.instance_id)
-                .unwrap_or(BackupResult::Withheld);
-            out.push((
-                i,
-                Ok(Sent {
-                    intent,
-                    version,
-                    result,
-                }),
-            ));
+        for (k, intent, version) in confirmed {
+            let phone = frame.snapshot[group.phones[k].index].as_ref();
+            let sent = Sent {
+                result: results
+                    .remove(&phone.spec.instance_id)
+                    .unwrap_or(BackupResult::Withheld),
+                intent,
+                version,
+            };
+            self.record_sent(phone, &sent, &mut group.report);
+            let outcome = &mut group.phones[k];
+            outcome.new = plan::record_backup_result(
+                &sent.intent,
+                phone.metadata.generation,
+                &sent.result,
+                Timestamp::now(),
+                &self.config.plan,
+            );
+            outcome.committed(sent.intent, sent.version);
         }
-        out
+    }
+
+    /// Logs and counts what came of one phone's backup call, and remembers its intent for
+    /// ownership moves.
+    fn record_sent(&self, phone: &CloudPhone, sent: &Sent, report: &mut TickReport) {
+        report.statuses_written += 1;
+        if let Some(at) = sent
+            .intent
+            .backup
+            .as_ref()
+            .and_then(|b| b.requested_at.as_ref())
+        {
+            self.intents
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(
+                    DEFAULT_ACCOUNT,
+                    &phone.spec.instance_id,
+                    Intent {
+                        owner: PhoneKey::of(phone).to_string(),
+                        uid: phone.metadata.uid.clone(),
+                        requested_at: at.0,
+                    },
+                );
+        }
+        match &sent.result {
+            BackupResult::Accepted { request_id, .. } => {
+                report.backups_requested += 1;
+                info!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, request_id, "backup requested");
+            }
+            BackupResult::AlreadyBackingUp | BackupResult::Restoring | BackupResult::Withheld => {
+                debug!(phone = %PhoneKey::of(phone), result = ?sent.result, "backup not sent or not started");
+            }
+            other => {
+                report.backup_errors += 1;
+                warn!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, result = ?other, "backup call failed");
+            }
+        }
     }
 
     /// Whether a backup call whose intents were sent at `intents_sent`, in leadership term `term`,
@@ -648,42 +785,53 @@ impl<S: PhoneStore> Engine<S> {
         Ok(())
     }
 
-    /// Writes the final status of every phone whose status changed, unless a write of it failed
-    /// earlier in this tick.
-    async fn write_changed(&self, tick: &mut Tick<'_>) {
-        let changed: Vec<usize> = (0..tick.snapshot.len())
-            .filter(|&i| !tick.stopped[i] && tick.current(i) != Some(&tick.new[i]))
+    /// Writes the final status of every phone of `group` whose status changed, unless a write of
+    /// it failed earlier in this tick.
+    async fn write_changed(&self, frame: &Frame<'_>, group: &mut Group) {
+        let changed: Vec<usize> = (0..group.phones.len())
+            .filter(|&k| {
+                let phone = &group.phones[k];
+                !phone.stopped && phone.current(frame) != Some(&phone.new)
+            })
             .collect();
+        if changed.is_empty() {
+            return;
+        }
         let writes = changed
             .iter()
-            .map(|&i| (i, tick.fence(i), &tick.new[i]))
+            .map(|&k| {
+                let phone = &group.phones[k];
+                (phone.index, phone.fence(frame), &phone.new)
+            })
             .collect();
-        let results = self.write_each(writes, tick).await;
-        for (i, result) in changed.into_iter().zip(results) {
+        let results = self.write_each(frame, writes).await;
+        for (k, result) in changed.into_iter().zip(results) {
+            let phone = &mut group.phones[k];
             match result {
                 Ok(version) => {
-                    tick.report.statuses_written += 1;
-                    let status = tick.new[i].clone();
-                    tick.committed(i, status, version);
+                    group.report.statuses_written += 1;
+                    let status = phone.new.clone();
+                    phone.committed(status, version);
                 }
                 Err(err) => {
-                    tick.report.note_write_error(&err);
-                    tick.stop(i);
+                    group.report.note_write_error(&err);
+                    phone.stop(frame);
                 }
             }
         }
     }
 
-    /// Publishes the events of each phone whose new status is what the API server now holds from
-    /// this tick: a write that failed is retried next tick, and its events with it, so that none is
+    /// Publishes the events of each phone whose final status the API server now holds from this
+    /// tick: a write that failed is retried next tick, and its events with it, so that none is
     /// published twice.
-    async fn publish_events(&self, tick: &Tick<'_>) {
+    async fn publish_events(&self, frame: &Frame<'_>, views: &[PhoneView<'_>], groups: &[Group]) {
         let mut pending = Vec::new();
-        for i in 0..tick.snapshot.len() {
-            if tick.written[i].as_ref() != Some(&tick.new[i]) {
+        for phone in groups.iter().flat_map(|g| &g.phones) {
+            if !phone.settled() {
                 continue;
             }
-            for event in plan::events(&tick.snapshot[i].spec, tick.base[i].status(), &tick.new[i]) {
+            let i = phone.index;
+            for event in plan::events(views[i].spec, frame.base[i].status(), &phone.new) {
                 pending.push((i, event));
             }
         }
@@ -709,7 +857,7 @@ impl<S: PhoneStore> Engine<S> {
             .for_each_concurrent(
                 self.config.writes_in_flight.max(1),
                 |(i, event)| async move {
-                    let phone = &tick.snapshot[i];
+                    let phone = &frame.snapshot[i];
                     let publish = self.store.publish(phone, &event);
                     if tokio::time::timeout(EVENT_TIMEOUT, publish).await.is_err() {
                         warn!(phone = %PhoneKey::of(phone), reason = event.reason, "event not published within its time-out");
@@ -719,19 +867,19 @@ impl<S: PhoneStore> Engine<S> {
             .await;
     }
 
-    /// Writes each (phone index, fence, status) under the cap on writes in flight, recording each
-    /// success as this term's own write; the results come in the order given.
+    /// Writes each (phone index, fence, status), the results in the order given; every write of
+    /// the engine shares one cap on writes in flight.
     async fn write_each(
         &self,
+        frame: &Frame<'_>,
         writes: Vec<(usize, Option<String>, &CloudPhoneStatus)>,
-        tick: &Tick<'_>,
     ) -> Vec<Result<Option<String>, WriteError>> {
         // NB: indices, not the borrowed items, go through the stream: a closure whose argument
         // holds a reference makes the tick future lose `Send`.
         stream::iter(0..writes.len())
             .map(|k| {
                 let (i, fence, status) = &writes[k];
-                self.write_one(&tick.snapshot[*i], fence.clone(), status)
+                self.write_one(&frame.snapshot[*i], fence.clone(), status)
             })
             .buffered(self.config.writes_in_flight.max(1))
             .collect()
@@ -744,6 +892,8 @@ impl<S: PhoneStore> Engine<S> {
         fence: Option<String>,
         status: &CloudPhoneStatus,
     ) -> Result<Option<String>, WriteError> {
+        // NB: the semaphore is never closed, so acquiring cannot fail.
+        let _slot = self.write_slots.acquire().await;
         let result = self
             .store
             .write_status(phone, fence.as_deref(), status)
@@ -800,137 +950,3 @@ pub const INTENT_MAX_AGE: Duration = Duration::from_secs(5);
 /// Versions of one phone a chain of this term's writes was made against, at most: a tick writes a
 /// phone at most twice (intent, then receipt), so a few ticks of a lagging cache fit.
 const MAX_CHAINED_WRITES: usize = 8;
-
-/// A status this engine wrote in this leadership term: the versions its chain of writes was made
-/// against, the version the last one made, and its status. Kept only while the store still shows
-/// one of `against`.
-#[derive(Debug)]
-struct Written {
-    against: Vec<Option<String>>,
-    version: Option<String>,
-    status: CloudPhoneStatus,
-}
-
-/// A phone's starting point in a tick: as the store shows it, or this term's own later write.
-enum Base<'a> {
-    Stored(&'a CloudPhone),
-    Written(Arc<Written>),
-}
-
-impl Base<'_> {
-    fn status(&self) -> Option<&CloudPhoneStatus> {
-        match self {
-            Base::Stored(phone) => phone.status.as_ref(),
-            Base::Written(w) => Some(&w.status),
-        }
-    }
-
-    fn version(&self) -> Option<&str> {
-        match self {
-            Base::Stored(phone) => phone.metadata.resource_version.as_deref(),
-            Base::Written(w) => w.version.as_deref(),
-        }
-    }
-}
-
-/// An intent written and what came of its call.
-struct Sent {
-    intent: CloudPhoneStatus,
-    version: Option<String>,
-    result: BackupResult,
-}
-
-/// The state of one tick, one entry per phone of the snapshot.
-struct Tick<'a> {
-    snapshot: &'a [Arc<CloudPhone>],
-    /// Where each phone's plan starts.
-    base: Vec<Base<'a>>,
-    /// Each phone's planned status, then its final one.
-    new: Vec<CloudPhoneStatus>,
-    /// The status and version this tick's last successful write of the phone left on the server.
-    written: Vec<Option<CloudPhoneStatus>>,
-    versions: Vec<Option<Option<String>>>,
-    /// A write of the phone failed this tick: nothing more is done for it.
-    stopped: Vec<bool>,
-    /// The leadership term the tick runs in.
-    term: u64,
-    report: TickReport,
-}
-
-impl<'a> Tick<'a> {
-    fn new(snapshot: &'a [Arc<CloudPhone>], base: Vec<Base<'a>>, term: u64) -> Tick<'a> {
-        let n = snapshot.len();
-        Tick {
-            snapshot,
-            base,
-            new: vec![CloudPhoneStatus::default(); n],
-            written: vec![None; n],
-            versions: vec![None; n],
-            stopped: vec![false; n],
-            term,
-            report: TickReport::default(),
-        }
-    }
-
-    fn views(&self) -> Vec<PhoneView<'_>> {
-        self.snapshot
-            .iter()
-            .zip(&self.base)
-            .map(|(phone, base)| PhoneView {
-                status: base.status(),
-                ..PhoneView::of(phone)
-            })
-            .collect()
-    }
-
-    /// The status the server holds for the phone as far as this tick knows.
-    fn current(&self, i: usize) -> Option<&CloudPhoneStatus> {
-        self.written[i].as_ref().or_else(|| self.base[i].status())
-    }
-
-    /// The version the next write of the phone is fenced with.
-    fn fence(&self, i: usize) -> Option<String> {
-        match &self.versions[i] {
-            Some(version) => version.clone(),
-            None => self.base[i].version().map(str::to_owned),
-        }
-    }
-
-    fn committed(&mut self, i: usize, status: CloudPhoneStatus, version: Option<String>) {
-        self.written[i] = Some(status);
-        self.versions[i] = Some(version);
-    }
-
-    /// A write failed: the phone keeps what the server holds, and nothing more is done for it.
-    fn stop(&mut self, i: usize) {
-        self.stopped[i] = true;
-        self.new[i] = self.current(i).cloned().unwrap_or_default();
-    }
-}
-
-impl TickReport {
-    fn note_write_error(&mut self, err: &WriteError) {
-        if !matches!(err, WriteError::Gone(_)) {
-            self.write_errors += 1;
-        }
-    }
-}
-
-/// Phones whose instance was queried and whose query failed.
-fn count_failed(
-    views: &[PhoneView],
-    dispositions: &[Disposition],
-    observations: &HashMap<String, plan::Observation>,
-) -> usize {
-    views
-        .iter()
-        .zip(dispositions)
-        .filter(|(v, d)| {
-            **d == Disposition::Query
-                && matches!(
-                    observations.get(&v.spec.instance_id),
-                    Some(plan::Observation::Failed(_))
-                )
-        })
-        .count()
-}

@@ -9,6 +9,7 @@ mod kube;
 mod memory;
 mod store;
 mod synced;
+mod tick;
 mod vendor;
 
 pub use self::kube::{FIELD_MANAGER, KubeStore, WatchConfig, Watches, phone_apis};

@@ -60,13 +60,12 @@ pub struct FailureMemory {
 impl FailureMemory {
     /// Removes each failed observation whose failure has not persisted long enough yet (the phone
     /// is then planned as not observed this tick: nothing changes), and forgets the instances
-    /// that answered or were not queried.
+    /// that answered.
     pub fn debounce(&mut self, observations: &mut HashMap<String, Observation>, rule: SyncedAfter) {
         let now = Instant::now();
-        self.failing
-            .retain(|id, _| matches!(observations.get(id), Some(Observation::Failed(_))));
         observations.retain(|id, observation| {
             if !matches!(observation, Observation::Failed(_)) {
+                self.failing.remove(id);
                 return true;
             }
             let (ticks, since) = self.failing.entry(id.clone()).or_insert((0, now));
@@ -76,6 +75,17 @@ impl FailureMemory {
                 SyncedAfter::Duration(d) => now.duration_since(*since) >= d,
             }
         });
+    }
+}
+
+impl FailureMemory {
+    /// Forgets the instances not queried this tick (deleted, suspended, or handed over).
+    pub fn forget_except(&mut self, queried: &[String]) {
+        if self.failing.is_empty() {
+            return;
+        }
+        let queried: std::collections::HashSet<&str> = queried.iter().map(String::as_str).collect();
+        self.failing.retain(|id, _| queried.contains(id.as_str()));
     }
 }
 
