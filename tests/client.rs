@@ -319,6 +319,36 @@ async fn a_429_is_retried_after_retry_after_for_both_calls() {
 }
 
 #[tokio::test]
+async fn a_429_pauses_every_call_of_the_account_not_only_its_own_chunk() {
+    let sim = simulator(fleet(300, code::IDLE)).await;
+    sim.set_faults(Faults {
+        rate_limit_rate: 1.0,
+        ..Faults::default()
+    })
+    .unwrap();
+    let retry = RetryPolicy {
+        max_retry_after: Duration::from_millis(300),
+        ..quick_retries(0)
+    };
+    let c = client_with(&sim, retry, Duration::from_secs(10));
+    // Three chunks one after the other, no retries: the second and third wait for the pause the
+    // first 429 asked for (one second, capped at 300ms) before they leave.
+    let started = Instant::now();
+    let first = c.query_status_chunk(&ids(100)).await;
+    assert!(first.is_err());
+    let _ = c.query_status_chunk(&ids(100)).await;
+    let second_done = started.elapsed();
+    let _ = c.backup_chunk(&ids(100)).await;
+    assert!(
+        second_done >= Duration::from_millis(300),
+        "the next call left {second_done:?} after a 429 asking for a pause"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    assert_eq!(query_calls(&sim), 2);
+    assert_eq!(backup_calls(&sim), 1);
+}
+
+#[tokio::test]
 async fn an_undecodable_answer_is_a_decode_error_with_an_excerpt() {
     let sim = simulator(fleet(1, code::IDLE)).await;
     sim.set_faults(Faults {

@@ -97,6 +97,9 @@ pub struct Client {
     retry: RetryPolicy,
     max_in_flight: usize,
     observer: Option<Arc<dyn CallObserver>>,
+    /// Flow control: after a 429, no call of this client (one account) leaves before this time,
+    /// whichever chunk or endpoint it is for.
+    paused_until: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -134,6 +137,7 @@ impl Client {
             retry: config.retry,
             max_in_flight: config.max_in_flight.max(1),
             observer: None,
+            paused_until: Arc::default(),
         })
     }
 
@@ -268,6 +272,7 @@ impl Client {
         let mut retry = 0;
         let mut reauthenticated = false;
         loop {
+            self.wait_for_flow_control().await;
             let call_auth = self
                 .auth
                 .call_auth()
@@ -303,6 +308,13 @@ impl Client {
                 err.certainly_not_processed()
             };
             if !may_retry || retry >= self.retry.max_retries {
+                if err.http_status() == Some(429) {
+                    let retry_after = match &err {
+                        Error::Http { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    self.pause(self.retry.delay(retry, retry_after));
+                }
                 warn!(%endpoint, %request_id, ids = ids.len(), elapsed_ms, error = %err, "vendor call failed");
                 return Err(err);
             }
@@ -311,10 +323,30 @@ impl Client {
                 _ => None,
             };
             let delay = self.retry.delay(retry, retry_after);
+            if err.http_status() == Some(429) {
+                self.pause(delay);
+            }
             warn!(%endpoint, %request_id, ids = ids.len(), elapsed_ms, error = %err,
                 retry = retry + 1, delay_ms = delay.as_millis() as u64, "vendor call failed, retrying");
             tokio::time::sleep(delay).await;
             retry += 1;
+        }
+    }
+
+    /// Holds every call of this client until `delay` from now (a 429: the vendor's flow control
+    /// is per account, so one chunk's 429 pauses them all).
+    fn pause(&self, delay: Duration) {
+        let until = tokio::time::Instant::now() + delay;
+        let mut paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        if paused.is_none_or(|p| p < until) {
+            *paused = Some(until);
+        }
+    }
+
+    async fn wait_for_flow_control(&self) {
+        let until = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
         }
     }
 
