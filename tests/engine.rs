@@ -13,20 +13,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
+use support::fleet;
 
 /// A test phone created at the shared fixed instant.
 fn phone(name: &str, instance: &str) -> CloudPhone {
     support::phone(name, instance, 0)
-}
-
-fn fleet(n: usize) -> (Vec<CloudPhone>, Vec<(String, i64)>) {
-    let phones = (0..n)
-        .map(|i| phone(&format!("p{i:05}"), &format!("kp{i:05}")))
-        .collect();
-    let instances = (0..n)
-        .map(|i| (format!("kp{i:05}"), code::DATA_LOADED))
-        .collect();
-    (phones, instances)
 }
 
 async fn simulator(instances: Vec<(String, i64)>, backup_duration: Duration) -> Simulator {
@@ -85,6 +76,28 @@ fn all_idle(store: &MemoryStore) -> bool {
         .snapshot()
         .iter()
         .all(|p| p.status.as_ref().is_some_and(|s| s.phase == Phase::Idle))
+}
+
+/// Runs `engine` ticking every 100ms while `leader` says so; send on the returned channel to shut it
+/// down (the tick in flight gets `shutdown_grace`).
+fn spawn_leader_loop(
+    engine: &Arc<Engine<MemoryStore>>,
+    leader: tokio::sync::watch::Receiver<bool>,
+    shutdown_grace: Duration,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let engine = engine.clone();
+    let runner = tokio::spawn(async move {
+        engine
+            .run_as_leader(Duration::from_millis(100), leader, shutdown_grace, async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    (stop_tx, runner)
 }
 
 /// Ticks until every phone is Idle, returning the reports; fails after `max` ticks.
@@ -430,22 +443,7 @@ async fn only_the_leader_ticks_and_a_lost_lease_cuts_the_tick() {
     let store = Arc::new(MemoryStore::new(phones));
     let engine = Arc::new(engine(&sim, store.clone(), Duration::from_secs(60)));
     let (leader_tx, leader_rx) = tokio::sync::watch::channel(false);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            engine
-                .run_as_leader(
-                    Duration::from_millis(100),
-                    leader_rx,
-                    Duration::from_secs(1),
-                    async {
-                        let _ = stop_rx.await;
-                    },
-                )
-                .await
-        })
-    };
+    let (stop_tx, runner) = spawn_leader_loop(&engine, leader_rx, Duration::from_secs(1));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
         sim.counters().calls("batch-query-status"),
@@ -583,22 +581,7 @@ async fn a_leader_that_loses_its_lease_during_the_shutdown_grace_stops_at_once()
     let store = Arc::new(MemoryStore::new(phones));
     let engine = Arc::new(engine(&sim, store.clone(), Duration::from_secs(60)));
     let (leader_tx, leader_rx) = tokio::sync::watch::channel(true);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            engine
-                .run_as_leader(
-                    Duration::from_millis(100),
-                    leader_rx,
-                    Duration::from_secs(30),
-                    async {
-                        let _ = stop_rx.await;
-                    },
-                )
-                .await
-        })
-    };
+    let (stop_tx, runner) = spawn_leader_loop(&engine, leader_rx, Duration::from_secs(30));
     while sim.counters().calls("batch-query-status") == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -560,8 +560,15 @@ async fn a_missing_credentials_secret_is_reported() {
     );
 }
 
-#[tokio::test]
-async fn run_serves_a_cluster_end_to_end_and_exits_cleanly_on_shutdown() {
+/// `run` on a mocked cluster with the simulator, no leader election and a quick tick; send on the
+/// returned channel to shut it down.
+fn spawn_run(
+    client: kube::Client,
+    tick_interval: &str,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), cloudphone_operator::run::RunError>>,
+) {
     use clap::Parser;
     #[derive(Parser)]
     struct Cli {
@@ -572,12 +579,11 @@ async fn run_serves_a_cluster_end_to_end_and_exits_cleanly_on_shutdown() {
         "run",
         "--simulate",
         "--leader-election=false",
-        "--tick-interval=200ms",
+        &format!("--tick-interval={tick_interval}"),
         "--metrics-addr=127.0.0.1:0",
     ])
     .unwrap()
     .run;
-    let (client, log) = cluster(vec![phone_json("p1", "kp1"), phone_json("p2", "kp2")]);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(cloudphone_operator::run::run_with_client(
         args,
@@ -586,6 +592,26 @@ async fn run_serves_a_cluster_end_to_end_and_exits_cleanly_on_shutdown() {
             let _ = stopped.await;
         },
     ));
+    (stop, running)
+}
+
+/// Stops a [`spawn_run`] and checks that it exits cleanly within its shutdown bound.
+async fn stop_run(
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<Result<(), cloudphone_operator::run::RunError>>,
+) {
+    let _ = stop.send(());
+    let result = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("run stops within its shutdown bound")
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn run_serves_a_cluster_end_to_end_and_exits_cleanly_on_shutdown() {
+    let (client, log) = cluster(vec![phone_json("p1", "kp1"), phone_json("p2", "kp2")]);
+    let (stop, running) = spawn_run(client, "200ms");
     // Both phones are backed up in the simulated vendor, and their status says so.
     let mut backed_up = false;
     for _ in 0..200 {
@@ -602,12 +628,7 @@ async fn run_serves_a_cluster_end_to_end_and_exits_cleanly_on_shutdown() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(backed_up, "{:#?}", requests(&log, "PATCH", "/status"));
-    let _ = stop.send(());
-    let result = tokio::time::timeout(Duration::from_secs(5), running)
-        .await
-        .expect("run stops within its shutdown bound")
-        .unwrap();
-    assert!(result.is_ok(), "{result:?}");
+    stop_run(stop, running).await;
     // It listed once for the preflight, then watched; it wrote nothing but status and events.
     let first = log.lock().unwrap()[0].clone();
     assert!(
@@ -624,32 +645,10 @@ async fn run_serves_a_cluster_end_to_end_and_exits_cleanly_on_shutdown() {
 
 #[tokio::test]
 async fn an_older_crd_stops_the_ticks() {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        run: cloudphone_operator::run::RunArgs,
-    }
-    let args = Cli::try_parse_from([
-        "run",
-        "--simulate",
-        "--leader-election=false",
-        "--tick-interval=100ms",
-        "--metrics-addr=127.0.0.1:0",
-    ])
-    .unwrap()
-    .run;
     let mut old = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
     old["metadata"]["annotations"] = json!({});
     let (client, log) = cluster_with_crd(vec![phone_json("p1", "kp1")], old);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(cloudphone_operator::run::run_with_client(
-        args,
-        client,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (stop, running) = spawn_run(client, "100ms");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(
         !requests(&log, "GET", CRDS).is_empty(),
@@ -660,10 +659,5 @@ async fn an_older_crd_stops_the_ticks() {
         "a tick ran on a CRD older than the binary: {:#?}",
         requests(&log, "PATCH", "/status")
     );
-    let _ = stop.send(());
-    let result = tokio::time::timeout(Duration::from_secs(5), running)
-        .await
-        .expect("run stops within its shutdown bound")
-        .unwrap();
-    assert!(result.is_ok(), "{result:?}");
+    stop_run(stop, running).await;
 }

@@ -11,21 +11,14 @@ use cloudphone_operator::plan::{PlanConfig, SYNCED};
 use cloudphone_operator::reconciler::{
     BreakerConfig, Engine, EngineConfig, InjectedWriteFailure, MemoryStore, PhoneStore,
 };
-use cloudphone_operator::sim::{CannedError, Faults, SimConfig, Simulator, code};
+use cloudphone_operator::sim::{CannedError, Faults, SimConfig, Simulator};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// `support::fleet` with every phone at `lifecycle`.
 fn fleet(n: usize, lifecycle: Lifecycle) -> (Vec<CloudPhone>, Vec<(String, i64)>) {
-    let phones = (0..n)
-        .map(|i| {
-            let mut p = support::phone(&format!("p{i:05}"), &format!("kp{i:05}"), 0);
-            p.spec.lifecycle = lifecycle;
-            p
-        })
-        .collect();
-    let instances = (0..n)
-        .map(|i| (format!("kp{i:05}"), code::DATA_LOADED))
-        .collect();
+    let (mut phones, instances) = support::fleet(n);
+    phones.iter_mut().for_each(|p| p.spec.lifecycle = lifecycle);
     (phones, instances)
 }
 

@@ -139,3 +139,24 @@ pub fn key(name: &str) -> cloudphone_operator::plan::PhoneKey {
         name: name.into(),
     }
 }
+
+/// `n` `BackedUp` phones `p00000`... naming instances `kp00000`..., and those instances, DataLoaded.
+pub fn fleet(
+    n: usize,
+) -> (
+    Vec<cloudphone_operator::api::CloudPhone>,
+    Vec<(String, i64)>,
+) {
+    let phones = (0..n)
+        .map(|i| phone(&format!("p{i:05}"), &format!("kp{i:05}"), 0))
+        .collect();
+    let instances = (0..n)
+        .map(|i| {
+            (
+                format!("kp{i:05}"),
+                cloudphone_operator::sim::code::DATA_LOADED,
+            )
+        })
+        .collect();
+    (phones, instances)
+}
