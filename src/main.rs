@@ -142,6 +142,14 @@ struct SimulateArgs {
         value_delimiter = ','
     )]
     foreign_ids: Vec<String>,
+    /// An instance id the vendor says does not exist: any call naming it is answered HTTP 200
+    /// with business error 4001 (repeatable).
+    #[arg(
+        long = "vanished-id",
+        env = "CLOUDPHONE_SIM_VANISHED_ID",
+        value_delimiter = ','
+    )]
+    vanished_ids: Vec<String>,
     /// Answer every call with this error, as HTTP:CODE (e.g. `400:0000`, tenant not found).
     #[arg(long, env = "CLOUDPHONE_SIM_ANSWER_ALL", value_name = "HTTP:CODE", value_parser = parse_canned)]
     answer_all: Option<sim::CannedError>,
@@ -204,6 +212,7 @@ impl SimulateArgs {
             unknown_ids,
             rejected_ids,
             foreign_ids,
+            vanished_ids,
             answer_all,
             legacy_answers,
             business_errors_as_200,
@@ -238,6 +247,7 @@ impl SimulateArgs {
                 fail_next_calls: 0,
                 rejected_ids: rejected_ids.into_iter().collect(),
                 foreign_ids: foreign_ids.into_iter().collect(),
+                vanished_ids: vanished_ids.into_iter().collect(),
                 answer_all,
             },
             tokens: accept_tokens,

@@ -257,3 +257,22 @@ async fn a_conflicting_intent_write_sends_no_backup_call() {
         "planned afresh, and backed up, next tick"
     );
 }
+
+#[tokio::test]
+async fn one_id_answered_4001_is_not_found_and_its_neighbours_observed() {
+    let (phones, instances) = fleet(100, Lifecycle::Observed);
+    let mut faults = Faults::default();
+    faults.vanished_ids.insert("kp00013".into());
+    let sim = simulator(instances, faults).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = engine(&sim, store.clone(), Arc::new(Auth::token(Token::new("t"))));
+    let report = engine.tick().await;
+    assert_eq!(
+        report.query_errors, 0,
+        "a missing instance is an answer: {report:?}"
+    );
+    let gone = store.get(&support::key("p00013")).unwrap();
+    assert_eq!(gone.status.as_ref().unwrap().phase, Phase::NotFound);
+    let neighbour = store.get(&support::key("p00014")).unwrap();
+    assert_eq!(neighbour.status.as_ref().unwrap().phase, Phase::DataLoaded);
+}

@@ -39,6 +39,9 @@ pub struct Faults {
     /// Instances that do not belong to the tenant: any call naming one is answered HTTP 200 with
     /// business error 1012, whole (the call is not processed).
     pub foreign_ids: BTreeSet<String>,
+    /// Instances the vendor says do not exist: any call naming one is answered HTTP 200 with
+    /// business error 4001, whole (the call is not processed).
+    pub vanished_ids: BTreeSet<String>,
     /// Answer every call with this error (a configuration error such as `0000`, tenant not
     /// found), whatever it names (the call is not processed).
     pub answer_all: Option<CannedError>,

@@ -149,6 +149,10 @@ async fn serve(
                     "refused (injected)",
                 )
             }
+            Ok(ids) if ids.iter().any(|id| inner.faults.vanished_ids.contains(id)) => {
+                inner.counters.record_outcome(call.name(), "refused");
+                vendor_error(StatusCode::OK, "4001", "the instance does not exist")
+            }
             Ok(ids) if ids.iter().any(|id| inner.faults.foreign_ids.contains(id)) => {
                 inner.counters.record_outcome(call.name(), "refused");
                 vendor_error(
