@@ -130,7 +130,7 @@ pub struct Engine<S> {
     term_started: Mutex<tokio::time::Instant>,
     /// The backup intents seen in this term, per instance: for ownership moves.
     intents: Mutex<Intents>,
-    /// Turns of the chunk order, one per tick.
+    /// Where the next tick's chunk order starts, in instance ids (taken modulo their number).
     rotation: AtomicUsize,
     /// The cap on status writes in flight, shared by every group of a tick.
     write_slots: Semaphore,
@@ -342,10 +342,10 @@ impl<S: PhoneStore> Engine<S> {
                 self.config.plan.grace_period,
             );
         let mut ids = plan::instances_to_query(&views, &dispositions);
+        let offset = self.rotation.load(Ordering::Relaxed);
         if !ids.is_empty() {
-            let turn = self.rotation.fetch_add(1, Ordering::Relaxed);
-            let offset = turn.wrapping_mul(MAX_IDS_PER_CALL) % ids.len();
-            ids.rotate_left(offset);
+            let start = offset % ids.len();
+            ids.rotate_left(start);
         }
         self.failures
             .lock()
@@ -411,13 +411,20 @@ impl<S: PhoneStore> Engine<S> {
             report.absorb(&group.report);
         }
         let finished = groups.len().saturating_sub(usize::from(!quiet.is_empty()));
+        // The next tick starts where a cut one stopped, and one chunk further after a full one, so
+        // that no chunk is always last.
+        let advance = if cut { finished.max(1) } else { 1 };
+        self.rotation.store(
+            offset.wrapping_add(advance * MAX_IDS_PER_CALL),
+            Ordering::Relaxed,
+        );
         if cut {
             report.chunks_cut = chunk_count.saturating_sub(finished);
             warn!(
                 deadline_s = self.config.tick_deadline.as_secs_f64(),
                 chunks = chunk_count,
                 finished,
-                "tick deadline reached: the unfinished chunks are cut and go first next tick"
+                "tick deadline reached: the unfinished chunks are cut, and the next tick starts with them"
             );
         }
         self.publish_events(&frame, &views, &groups).await;
