@@ -661,3 +661,56 @@ async fn an_older_crd_stops_the_ticks() {
     );
     stop_run(stop, running).await;
 }
+
+#[test]
+fn the_watch_cache_keeps_only_what_the_engine_reads() {
+    // Objects exactly as a real API server returned them: kubectl's last-applied annotation, two
+    // managers' managed fields, a full status.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/cloudphones-real.json"
+    );
+    let text = std::fs::read_to_string(path).expect("../shared/fixtures beside the repository");
+    let list: Value = serde_json::from_str(&text).unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    for item in items {
+        let original: CloudPhone = serde_json::from_value(item.clone()).unwrap();
+        let mut phone = original.clone();
+        phone
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("cloudphone.io/reconcile-requested-at".into(), "now".into());
+        cloudphone_operator::reconciler::slim(&mut phone);
+        assert!(
+            phone
+                .metadata
+                .managed_fields
+                .as_ref()
+                .is_none_or(Vec::is_empty)
+        );
+        let annotations = phone.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            ["cloudphone.io/reconcile-requested-at"],
+            "only the operator's own annotations stay"
+        );
+        assert_eq!(
+            phone.status, original.status,
+            "the next apply needs every status field"
+        );
+        assert_eq!(phone.spec, original.spec);
+        assert_eq!(phone.metadata.uid, original.metadata.uid);
+        assert_eq!(
+            phone.metadata.resource_version,
+            original.metadata.resource_version
+        );
+        let before = serde_json::to_vec(&original).unwrap().len();
+        let after = serde_json::to_vec(&phone).unwrap().len();
+        assert!(
+            after * 2 < before,
+            "{after} bytes kept of {before}: the cache should hold less than half"
+        );
+    }
+}

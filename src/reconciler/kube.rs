@@ -184,11 +184,7 @@ impl Watches {
             }
             watcher(api, config)
                 .default_backoff()
-                .modify(|phone: &mut CloudPhone| {
-                    // The watch cache needs no managed fields: dropping them saves about half the
-                    // memory of a phone.
-                    phone.managed_fields_mut().clear();
-                })
+                .modify(slim)
                 .reflect(writer)
                 .map(move |event| (event, synced.clone()))
                 .boxed()
@@ -234,6 +230,24 @@ impl Watches {
             }
         };
         tokio::join!(events, debouncer);
+    }
+}
+
+/// The annotations the operator reads (issue 12's reconcile requests): every other one is dropped
+/// from the cache.
+const OWN_ANNOTATIONS: &str = "cloudphone.io/";
+
+/// Keeps in the watch cache only what the engine reads: no managed fields and no annotation but
+/// the operator's own (kubectl's `last-applied-configuration` alone is as large as the rest of a
+/// phone). Spec, status (every field the next server-side apply carries), labels and the identity
+/// of the object stay.
+pub fn slim(phone: &mut CloudPhone) {
+    phone.managed_fields_mut().clear();
+    if let Some(annotations) = phone.metadata.annotations.as_mut() {
+        annotations.retain(|key, _| key.starts_with(OWN_ANNOTATIONS));
+        if annotations.is_empty() {
+            phone.metadata.annotations = None;
+        }
     }
 }
 

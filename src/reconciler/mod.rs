@@ -12,7 +12,7 @@ mod synced;
 mod tick;
 mod vendor;
 
-pub use self::kube::{FIELD_MANAGER, KubeStore, WatchConfig, Watches, phone_apis};
+pub use self::kube::{FIELD_MANAGER, KubeStore, WatchConfig, Watches, phone_apis, slim};
 pub use breaker::{Admission, BreakerConfig, Breakers, DEFAULT_ACCOUNT};
 pub use engine::{Engine, EngineConfig, INTENT_MAX_AGE, TickReport, Trigger};
 pub use memory::{InjectedWriteFailure, MemoryStore};
