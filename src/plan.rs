@@ -517,11 +517,13 @@ fn requested(requested_at: Option<Timestamp>, config: &PlanConfig) -> Ready {
 
 /// Re-stamps a planned backup intent with the time its call leaves (`at`, just before the intent
 /// is written), so that `requestedAt` and the grace period count from the call, not from the start
-/// of a tick that may have spent minutes querying.
+/// of a tick that may have spent minutes querying; and with the `x-request-id` the call will carry,
+/// so that on the happy path the intent is the backup's one status write.
 pub fn stamp_intent(
     status: &mut CloudPhoneStatus,
     generation: Option<i64>,
     at: Timestamp,
+    request_id: &str,
     config: &PlanConfig,
 ) {
     let at = next_whole_second(at);
@@ -529,6 +531,9 @@ pub fn stamp_intent(
         return;
     };
     backup.requested_at = Some(Time(at));
+    backup.request_id = Some(request_id.to_owned());
+    backup.task_id = None;
+    backup.job_id = None;
     let ready = requested(Some(at), config);
     Conditions {
         list: &mut status.conditions,
@@ -584,19 +589,31 @@ pub fn record_backup_result(
     let backup = status.backup.get_or_insert_with(BackupStatus::default);
     let requested_at = backup.requested_at.as_ref().map(|t| t.0);
     let grace_end = requested_at.and_then(|t| t.checked_add(config.grace_period).ok());
+    // The intent carries the request id of the call it announces: a call that certainly started
+    // no backup leaves none behind (and no BackupRequested event).
+    let started_nothing = match result {
+        BackupResult::Accepted { .. } => false,
+        BackupResult::Failed { ambiguous, .. } => !ambiguous,
+        _ => true,
+    };
+    if started_nothing {
+        backup.request_id = None;
+    }
     let ready = match result {
         BackupResult::Accepted {
             request_id,
-            task_id,
-            job_id,
             sent_at,
+            ..
         } => {
+            // NB: the vendor's task and job ids are not recorded here: on the happy path the
+            // intent is the one write of a backup, and they ride on the next write (see the engine).
             backup.request_id = Some(request_id.clone());
-            backup.task_id = task_id.clone();
-            backup.job_id = job_id.clone();
-            let sent_at = next_whole_second(*sent_at);
-            backup.requested_at = Some(Time(sent_at));
-            requested(Some(sent_at), config)
+            // The grace period counts from when the call left, to the second: a call that left a
+            // second or more after its intent moves it.
+            let left = whole_seconds(*sent_at);
+            let requested_at = requested_at.map_or(left, |at| at.max(left));
+            backup.requested_at = Some(Time(requested_at));
+            requested(Some(requested_at), config)
         }
         BackupResult::AlreadyBackingUp => Ready::new(
             "False",

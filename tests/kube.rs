@@ -231,19 +231,20 @@ async fn the_engine_on_the_watch_cache_writes_only_what_changed_and_events_only_
     let first = engine.tick().await;
     assert_eq!(first.backups_requested, 1);
     let patches = requests(&log, "PATCH", "/status");
-    // p1: the intent before the backup call, then the receipt; p2: its first observation.
-    assert_eq!(patches.len(), 3, "{patches:#?}");
+    // p1: one write, the intent before the backup call, carrying the call's request id (the vendor
+    // accepted it: nothing more to write); p2: its first observation.
+    assert_eq!(patches.len(), 2, "{patches:#?}");
     let p1: Vec<&Recorded> = patches
         .iter()
         .filter(|r| r.path().ends_with("/p1/status"))
         .collect();
-    assert_eq!(p1.len(), 2);
+    assert_eq!(p1.len(), 1);
     assert_eq!(p1[0].body["status"]["backup"]["inFlight"], true);
+    assert!(p1[0].body["status"]["backup"]["requestId"].is_string());
     assert!(
-        p1[0].body["status"]["backup"].get("requestId").is_none(),
-        "the intent is written before the call"
+        p1[0].body["status"]["backup"].get("taskId").is_none(),
+        "the vendor's ids are not known before the call"
     );
-    assert!(p1[1].body["status"]["backup"]["requestId"].is_string());
     let events = requests(&log, "POST", "/events");
     let reasons: Vec<&str> = events
         .iter()
@@ -275,6 +276,11 @@ async fn the_engine_on_the_watch_cache_writes_only_what_changed_and_events_only_
     );
     let last = requests(&log, "PATCH", "/status").pop().unwrap();
     assert_eq!(last.body["status"]["phase"], "BackingUp");
+    assert!(
+        last.body["status"]["backup"]["taskId"].is_string(),
+        "the vendor's task id rides on the next write: {}",
+        last.body["status"]
+    );
     assert_eq!(requests(&log, "POST", "/events").len(), events.len());
     // The watch cache has not seen any write (the fake watch stays silent), and nothing changed at
     // the vendor: the engine must not write again, publish again, or back up again.
@@ -286,7 +292,7 @@ async fn the_engine_on_the_watch_cache_writes_only_what_changed_and_events_only_
             "{steady:?}"
         );
     }
-    assert_eq!(requests(&log, "PATCH", "/status").len(), 4);
+    assert_eq!(requests(&log, "PATCH", "/status").len(), 3);
     assert_eq!(requests(&log, "POST", "/events").len(), events.len());
     // Spec and metadata are never written.
     assert!(requests(&log, "PUT", PHONES).is_empty());

@@ -194,7 +194,7 @@ impl Client {
     pub async fn query_status_chunk(&self, ids: &[String]) -> Result<StatusReport, Error> {
         validate_chunk(ids)?;
         let (request_id, answer): (Uuid, wire::StatusAnswer) =
-            self.call(Endpoint::QueryStatus, ids).await?;
+            self.call(Endpoint::QueryStatus, ids, None).await?;
         let Some(results) = answer.into_results() else {
             return Err(Error::Decode {
                 endpoint: Endpoint::QueryStatus,
@@ -228,9 +228,20 @@ impl Client {
     /// certainly did not act on it (no connection, or a 429); after a time-out or a 5xx the outcome
     /// is unknown and the caller must find it out from the status query instead.
     pub async fn backup_chunk(&self, ids: &[String]) -> Result<BackupReceipt, Error> {
+        self.backup_chunk_as(ids, Uuid::new_v4()).await
+    }
+
+    /// [`Client::backup_chunk`] whose first attempt carries `request_id` as its `x-request-id`, so
+    /// that the caller can record it before the call; a re-sent attempt gets a fresh one, which the
+    /// receipt gives.
+    pub async fn backup_chunk_as(
+        &self,
+        ids: &[String],
+        request_id: Uuid,
+    ) -> Result<BackupReceipt, Error> {
         validate_chunk(ids)?;
         let (request_id, answer): (Uuid, wire::BackupAnswer) =
-            self.call(Endpoint::Backup, ids).await?;
+            self.call(Endpoint::Backup, ids, Some(request_id)).await?;
         let data = answer.data.unwrap_or_default();
         Ok(BackupReceipt {
             request_id,
@@ -267,6 +278,7 @@ impl Client {
         &self,
         endpoint: Endpoint,
         ids: &[String],
+        mut first_request_id: Option<Uuid>,
     ) -> Result<(Uuid, T), Error> {
         let idempotent = endpoint == Endpoint::QueryStatus;
         let mut retry = 0;
@@ -278,7 +290,7 @@ impl Client {
                 .call_auth()
                 .await
                 .map_err(|source| Error::Auth { endpoint, source })?;
-            let request_id = Uuid::new_v4();
+            let request_id = first_request_id.take().unwrap_or_else(Uuid::new_v4);
             let started = Instant::now();
             let result = self.attempt(endpoint, request_id, ids, &call_auth).await;
             if let Some(observer) = &self.observer {

@@ -243,7 +243,7 @@ fn an_intent_is_stamped_with_the_time_its_call_leaves() {
         .plan(Some(Observation::Status(2)), at(0))
         .status;
     let leaves = at(74).checked_add(Duration::from_millis(1)).unwrap();
-    stamp_intent(&mut status, Some(1), leaves, &config());
+    stamp_intent(&mut status, Some(1), leaves, "r-9", &config());
     assert_eq!(
         status.backup.as_ref().unwrap().requested_at,
         Some(Time(at(75))),
@@ -251,6 +251,11 @@ fn an_intent_is_stamped_with_the_time_its_call_leaves() {
     );
     let message = &condition(&status, READY).message;
     assert!(message.contains(&at(75).to_string()), "{message}");
+    assert_eq!(
+        status.backup.as_ref().unwrap().request_id.as_deref(),
+        Some("r-9"),
+        "the intent records the request id its call will carry"
+    );
 }
 
 #[test]
@@ -270,13 +275,13 @@ fn a_call_that_left_late_restarts_the_grace_period_from_when_it_left() {
         at(41),
         &config(),
     );
-    // Rounded up: a grace period never ends early.
+    // To the second: the grace period counts from the second the call left in.
     assert_eq!(
         accepted.backup.as_ref().unwrap().requested_at,
-        Some(Time(at(41)))
+        Some(Time(at(40)))
     );
     let phone = phone.with_status(accepted);
-    let waiting = phone.plan(Some(Observation::Status(2)), at(100));
+    let waiting = phone.plan(Some(Observation::Status(2)), at(99));
     assert!(!waiting.backup, "the grace period counts from the call");
     assert_eq!(ready(&waiting.status), ("False", "BackupRequested"));
 }
@@ -489,18 +494,53 @@ fn backup_results_are_recorded() {
         &config(),
     );
     let b = accepted.backup.as_ref().unwrap();
+    // The task and job ids ride on the phone's next write (the engine keeps them meanwhile), so
+    // that the intent is the one write of a backup on the happy path.
     assert_eq!(
         (
             b.request_id.as_deref(),
             b.task_id.as_deref(),
             b.job_id.as_deref()
         ),
-        (Some("r-1"), Some("t-1"), Some("j-1"))
+        (Some("r-1"), None, None)
     );
     assert_eq!(
         condition(&accepted, READY),
         condition(&planned.status, READY),
         "the same text before and after the call"
+    );
+    let mut intent = planned.status.clone();
+    stamp_intent(&mut intent, Some(1), at(0), "r-1", &config());
+    let happy = record_backup_result(
+        &intent,
+        Some(1),
+        &BackupResult::Accepted {
+            request_id: "r-1".into(),
+            task_id: Some("t-1".into()),
+            job_id: Some("j-1".into()),
+            sent_at: at(0),
+        },
+        at(0),
+        &config(),
+    );
+    assert_eq!(happy, intent, "an accepted call needs no write after its intent");
+    let refused = record_backup_result(
+        &intent,
+        Some(1),
+        &BackupResult::Failed {
+            failure: Failure {
+                reason: "InvalidParameter".into(),
+                message: "refused".into(),
+            },
+            ambiguous: false,
+        },
+        at(0),
+        &config(),
+    );
+    assert_eq!(
+        refused.backup.as_ref().unwrap().request_id,
+        None,
+        "a call that certainly started nothing leaves no request id"
     );
     let busy = record_backup_result(
         &planned.status,

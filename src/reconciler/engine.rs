@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{debug, info, warn};
+use uuid::Uuid;
 
 /// Tunables of the engine.
 #[derive(Clone, Debug)]
@@ -130,6 +131,8 @@ pub struct Engine<S> {
     term_started: Mutex<tokio::time::Instant>,
     /// The backup intents seen in this term, per instance: for ownership moves.
     intents: Mutex<Intents>,
+    /// The vendor's task and job ids of accepted calls, until the phone's next write carries them.
+    receipts: Mutex<HashMap<WrittenKey, Receipt>>,
     /// Where the next tick's chunk order starts, in instance ids (taken modulo their number).
     rotation: AtomicUsize,
     /// The cap on status writes in flight, shared by every group of a tick.
@@ -174,6 +177,7 @@ impl<S: PhoneStore> Engine<S> {
             term: AtomicU64::new(0),
             term_started: Mutex::new(tokio::time::Instant::now()),
             intents: Mutex::default(),
+            receipts: Mutex::default(),
             rotation: AtomicUsize::new(0),
             write_slots,
             metrics: None,
@@ -487,6 +491,7 @@ impl<S: PhoneStore> Engine<S> {
             })
             .collect();
         self.hold_handovers(views, &mut planned, now);
+        self.ride_receipts(frame, &mut planned);
         let mut group = self.settle(frame, planned, batcher).await;
         group.report.queried = ids.len();
         group.report.query_errors = query_errors;
@@ -598,14 +603,17 @@ impl<S: PhoneStore> Engine<S> {
             .collect()
     }
 
+    /// Drops what the engine remembers of phones no longer in the store.
     fn forget_gone(&self, snapshot: &[Arc<CloudPhone>]) {
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        if written.is_empty() {
+        let mut receipts = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
+        if written.is_empty() && receipts.is_empty() {
             return;
         }
         let present: std::collections::HashSet<_> =
             snapshot.iter().map(|p| written_key(p)).collect();
         written.retain(|key, _| present.contains(key));
+        receipts.retain(|key, _| present.contains(key));
     }
 
     /// One line a tick, and the metric, while an account's calls are paused by its breaker.
@@ -667,6 +675,9 @@ impl<S: PhoneStore> Engine<S> {
         batcher: &Batcher<'_>,
     ) {
         let leaves = Timestamp::now();
+        // NB: the request id exists before the call, so that the intent records it.
+        let request_id = Uuid::new_v4();
+        let request = request_id.to_string();
         let intents: Vec<(usize, CloudPhoneStatus)> = wanted
             .iter()
             .map(|&k| {
@@ -676,6 +687,7 @@ impl<S: PhoneStore> Engine<S> {
                     &mut intent,
                     frame.snapshot[phone.index].metadata.generation,
                     leaves,
+                    &request,
                     &self.config.plan,
                 );
                 (k, intent)
@@ -710,7 +722,7 @@ impl<S: PhoneStore> Engine<S> {
             })
             .collect();
         let gate = || self.may_call(frame.term, sent_at);
-        let mut results = batcher.backup(&ids, &gate).await;
+        let mut results = batcher.backup(&ids, &gate, request_id).await;
         for (k, intent, version) in confirmed {
             let phone = frame.snapshot[group.phones[k].index].as_ref();
             let sent = Sent {
@@ -721,6 +733,7 @@ impl<S: PhoneStore> Engine<S> {
                 version,
             };
             self.record_sent(phone, &sent, &mut group.report);
+            self.keep_receipt(phone, &sent.result);
             let outcome = &mut group.phones[k];
             outcome.new = plan::record_backup_result(
                 &sent.intent,
@@ -768,6 +781,67 @@ impl<S: PhoneStore> Engine<S> {
                 report.backup_errors += 1;
                 warn!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, result = ?other, "backup call failed");
             }
+        }
+    }
+
+    /// Keeps the vendor's task and job ids of an accepted call until the phone's next write.
+    fn keep_receipt(&self, phone: &CloudPhone, result: &BackupResult) {
+        let BackupResult::Accepted {
+            request_id,
+            task_id,
+            job_id,
+            ..
+        } = result
+        else {
+            return;
+        };
+        if task_id.is_none() && job_id.is_none() {
+            return;
+        }
+        self.receipts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                written_key(phone),
+                Receipt {
+                    request_id: request_id.clone(),
+                    task_id: task_id.clone(),
+                    job_id: job_id.clone(),
+                },
+            );
+    }
+
+    /// Puts the task and job ids kept for each planned phone into its status when the status is
+    /// written anyway (a receipt of an older call is dropped): the happy path costs no write of its
+    /// own for them.
+    fn ride_receipts(&self, frame: &Frame<'_>, planned: &mut [(usize, plan::Planned)]) {
+        let mut receipts = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
+        if receipts.is_empty() {
+            return;
+        }
+        for (i, p) in planned.iter_mut() {
+            let key = written_key(&frame.snapshot[*i]);
+            let Some(receipt) = receipts.get(&key) else {
+                continue;
+            };
+            let current = p
+                .status
+                .backup
+                .as_ref()
+                .and_then(|b| b.request_id.as_deref());
+            if current != Some(receipt.request_id.as_str()) {
+                receipts.remove(&key);
+                continue;
+            }
+            if frame.base[*i].status() == Some(&p.status) {
+                continue;
+            }
+            let Some(backup) = p.status.backup.as_mut() else {
+                continue;
+            };
+            backup.task_id = receipt.task_id.clone();
+            backup.job_id = receipt.job_id.clone();
+            receipts.remove(&key);
         }
     }
 
@@ -944,6 +1018,14 @@ impl<S: PhoneStore> Engine<S> {
         }
         result
     }
+}
+
+/// The vendor's ids for an accepted backup call, waiting for the phone's next write.
+#[derive(Debug)]
+struct Receipt {
+    request_id: String,
+    task_id: Option<String>,
+    job_id: Option<String>,
 }
 
 /// An event publish that takes longer is abandoned: events are best effort, a tick is not.

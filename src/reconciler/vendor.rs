@@ -11,6 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::debug;
+use uuid::Uuid;
 
 /// The vendor calls of one tick for one account, counted, behind the account's circuit breaker.
 pub(crate) struct Batcher<'a> {
@@ -171,9 +172,12 @@ impl<'a> Batcher<'a> {
         &self,
         ids: &[String],
         gate: &BackupGate<'_>,
+        request_id: Uuid,
     ) -> HashMap<String, BackupResult> {
+        // The first call carries the request id the intents recorded; any other gets its own.
+        let mut first = Some(request_id);
         stream::iter(chunks(ids))
-            .map(|chunk| self.backup_chunk(chunk, gate))
+            .map(|chunk| self.backup_chunk(chunk, gate, first.take()))
             .buffer_unordered(self.in_flight)
             .flat_map(stream::iter)
             .collect()
@@ -188,6 +192,7 @@ impl<'a> Batcher<'a> {
         &'b self,
         ids: Vec<String>,
         gate: &'b BackupGate<'b>,
+        request_id: Option<Uuid>,
     ) -> BoxFuture<'b, Vec<(String, BackupResult)>> {
         async move {
             if self.breakers.refusal(self.account).is_some() {
@@ -206,7 +211,8 @@ impl<'a> Batcher<'a> {
             self.backup_calls.fetch_add(1, Ordering::Relaxed);
             let sent_at = Timestamp::now();
             debug!(ids = ids.len(), "backup call");
-            let err = match self.client.backup_chunk(&ids).await {
+            let request_id = request_id.unwrap_or_else(Uuid::new_v4);
+            let err = match self.client.backup_chunk_as(&ids, request_id).await {
                 Ok(mut receipt) => {
                     let request_id = receipt.request_id.to_string();
                     return ids
@@ -243,12 +249,12 @@ impl<'a> Batcher<'a> {
             let resent = if still.is_empty() {
                 Vec::new()
             } else if still.len() < ids.len() {
-                self.backup_chunk(still, gate).await
+                self.backup_chunk(still, gate, None).await
             } else {
                 let (left, right) = halves(still);
                 let (mut a, b) = futures::join!(
-                    self.backup_chunk(left, gate),
-                    self.backup_chunk(right, gate)
+                    self.backup_chunk(left, gate, None),
+                    self.backup_chunk(right, gate, None)
                 );
                 a.extend(b);
                 a
