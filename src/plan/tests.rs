@@ -523,7 +523,10 @@ fn backup_results_are_recorded() {
         at(0),
         &config(),
     );
-    assert_eq!(happy, intent, "an accepted call needs no write after its intent");
+    assert_eq!(
+        happy, intent,
+        "an accepted call needs no write after its intent"
+    );
     let refused = record_backup_result(
         &intent,
         Some(1),
