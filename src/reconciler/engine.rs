@@ -373,6 +373,7 @@ impl<S: PhoneStore> Engine<S> {
         // Plan, back up and write: the phones that need no vendor call at once, then each chunk
         // as its answer arrives, until the deadline.
         let mut groups = Vec::with_capacity(chunk_count + 1);
+        let mut finished = 0;
         let quiet: Vec<usize> = (0..views.len())
             .filter(|&i| dispositions[i] != Disposition::Query)
             .collect();
@@ -401,6 +402,7 @@ impl<S: PhoneStore> Engine<S> {
                 .buffer_unordered(self.config.vendor_calls_in_flight.max(1));
             while let Some(group) = done.next().await {
                 groups.push(group);
+                finished += 1;
             }
         };
         let cut = tokio::time::timeout_at(deadline, work).await.is_err();
@@ -414,7 +416,6 @@ impl<S: PhoneStore> Engine<S> {
         for group in &groups {
             report.absorb(&group.report);
         }
-        let finished = groups.len().saturating_sub(usize::from(!quiet.is_empty()));
         // The next tick starts where a cut one stopped, and one chunk further after a full one, so
         // that no chunk is always last.
         let advance = if cut { finished.max(1) } else { 1 };
