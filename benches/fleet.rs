@@ -7,6 +7,8 @@
 //!
 //! CPU and peak memory are the operator's own: the simulator runs in its own process.
 
+mod support;
+
 use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle, Phase};
 use cloudphone_operator::koophone::{Client, ClientConfig, Token};
 use cloudphone_operator::plan::PlanConfig;
@@ -214,41 +216,9 @@ fn phones(n: usize) -> Vec<CloudPhone> {
         .collect()
 }
 
-/// User + system CPU time of this process, from /proc (Linux).
-fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 /// Peak resident memory of this process, in KiB.
 fn peak_rss_kib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0)
+    support::memory_kib("self", "VmHWM:")
 }
 
 async fn one(n: usize) -> Value {
@@ -296,14 +266,14 @@ async fn one(n: usize) -> Value {
 
     // Steady state: nothing changes, so nothing is written.
     let rounds = 5;
-    let cpu_before = cpu_secs();
+    let cpu_before = support::cpu_secs("self");
     let wall = Instant::now();
     let mut steady_writes = 0;
     for _ in 0..rounds {
         steady_writes += engine.tick().await.statuses_written;
     }
     let steady_tick_secs = wall.elapsed().as_secs_f64() / rounds as f64;
-    let steady_tick_cpu_secs = (cpu_secs() - cpu_before) / rounds as f64;
+    let steady_tick_cpu_secs = (support::cpu_secs("self") - cpu_before) / rounds as f64;
     let peak = peak_rss_kib();
 
     let (naive_calls, naive_secs) = if n <= NAIVE_MAX {

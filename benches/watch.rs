@@ -12,6 +12,8 @@
 //! are built on `../shared/fixtures/cloudphones-real.json`: kubectl's last-applied annotation, its
 //! managed fields, and, once the operator has written a status, the operator's managed fields too.
 
+mod support;
+
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -254,29 +256,11 @@ impl Drop for Proc {
 
 impl Proc {
     fn status_kib(&self, field: &str) -> f64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0.0)
+        support::memory_kib(&self.0.id().to_string(), field)
     }
 
     fn cpu_secs(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (ticks(11) + ticks(12)) / 100.0
+        support::cpu_secs(&self.0.id().to_string())
     }
 }
 
