@@ -242,7 +242,8 @@ const OWN_ANNOTATIONS: &str = "cloudphone.io/";
 /// phone). Spec, status (every field the next server-side apply carries), labels and the identity
 /// of the object stay.
 pub fn slim(phone: &mut CloudPhone) {
-    phone.managed_fields_mut().clear();
+    // NB: None, not an emptied Vec: `clear()` would keep the entries' buffer allocated.
+    phone.metadata.managed_fields = None;
     if let Some(annotations) = phone.metadata.annotations.as_mut() {
         annotations.retain(|key, _| key.starts_with(OWN_ANNOTATIONS));
         if annotations.is_empty() {
