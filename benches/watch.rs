@@ -414,6 +414,7 @@ async fn one(n: usize) -> Value {
     .await
         - writes;
     let steady_kib = operator.status_kib("VmRSS:");
+    let heap_steady = metric(&http, &metrics, "cloudphone_heap_bytes").await;
 
     // Relist: every watch ends with 410 Gone; the reflector lists the whole fleet again.
     let lists_before = api.lock().unwrap().lists;
@@ -432,6 +433,7 @@ async fn one(n: usize) -> Value {
     let peak_kib = operator.status_kib("VmHWM:");
     let after_relist_kib = operator.status_kib("VmRSS:");
     let conflicts = api.lock().unwrap().conflicts;
+    let heap_peak = metric(&http, &metrics, "cloudphone_heap_peak_bytes").await;
     drop(operator);
 
     let per_phone = |kib: f64| kib * 1024.0 / n as f64 / 1024.0;
@@ -447,6 +449,8 @@ async fn one(n: usize) -> Value {
         "peak_rss_mib": peak_kib / 1024.0,
         "peak_kib_per_phone": per_phone(peak_kib),
         "after_relist_rss_mib": after_relist_kib / 1024.0,
+        "heap_steady_mib": heap_steady / 1048576.0,
+        "heap_peak_mib": heap_peak / 1048576.0,
         "relist_secs": relist_secs,
         "steady_tick_wall_secs": tick_wall,
         "steady_tick_cpu_secs": tick_cpu,

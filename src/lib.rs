@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod demo;
+pub mod heap;
 pub mod http;
 pub mod koophone;
 pub mod leader;

@@ -8,6 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Counted, for the `cloudphone_heap_bytes` metrics.
+#[global_allocator]
+static ALLOCATOR: cloudphone_operator::heap::Counting = cloudphone_operator::heap::Counting;
+
 /// Keeps a fleet of KooPhone cloud phones at their declared lifecycles, as CloudPhone resources.
 #[derive(Parser, Debug)]
 #[command(name = "cloudphone-operator", version, about)]

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub credentials_usable: Gauge,
     pub breaker_open: Family<AccountLabels, Gauge>,
     pub events_dropped: Counter,
+    pub heap_bytes: Gauge,
+    pub heap_peak_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -81,6 +83,18 @@ impl Metrics {
         let credentials_usable = Gauge::default();
         let breaker_open = Family::<AccountLabels, Gauge>::default();
         let events_dropped = Counter::default();
+        let heap_bytes = Gauge::default();
+        let heap_peak_bytes = Gauge::default();
+        registry.register(
+            "heap_bytes",
+            "Bytes of the operator's heap in use now (resident memory also holds what the allocator keeps after frees)",
+            heap_bytes.clone(),
+        );
+        registry.register(
+            "heap_peak_bytes",
+            "The most bytes of heap the operator has had in use at once",
+            heap_peak_bytes.clone(),
+        );
         registry.register(
             "events_dropped",
             "Events not published because a tick reached --max-events-per-tick (each tick summarises them in one event)",
@@ -149,11 +163,16 @@ impl Metrics {
             credentials_usable,
             breaker_open,
             events_dropped,
+            heap_bytes,
+            heap_peak_bytes,
         }
     }
 
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
+        let (live, peak) = crate::heap::bytes();
+        self.heap_bytes.set(live as i64);
+        self.heap_peak_bytes.set(peak as i64);
         let mut out = String::new();
         // NB: encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
