@@ -568,6 +568,15 @@ async fn ticks_record_metrics() {
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
+    let duration: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("cloudphone_tick_duration_seconds_sum "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(
+        duration > 0.0,
+        "the tick's duration is recorded: {duration}"
+    );
 }
 
 #[tokio::test]

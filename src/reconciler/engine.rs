@@ -432,7 +432,8 @@ impl<S: PhoneStore> Engine<S> {
                 "tick deadline reached: the unfinished chunks are cut, and the next tick starts with them"
             );
         }
-        self.publish_events(&frame, &views, &groups).await;
+        let phases = phase_counts(&frame, &groups);
+        self.publish_events(&frame, groups).await;
         report.status_calls = batcher.status_calls.load(Ordering::Relaxed);
         report.backup_calls = batcher.backup_calls.load(Ordering::Relaxed);
         report.duration = started.elapsed();
@@ -440,7 +441,7 @@ impl<S: PhoneStore> Engine<S> {
         if query_phones == 0 || report.query_errors < query_phones {
             self.record_success();
         }
-        self.record_metrics(&report, &frame, &groups);
+        self.record_metrics(&report, phases);
         info!(
             phones = report.phones,
             queried = report.queried,
@@ -518,6 +519,7 @@ impl<S: PhoneStore> Engine<S> {
             self.back_up(frame, &mut group, &wanted, batcher).await;
         }
         self.write_changed(frame, &mut group).await;
+        group.seal(frame);
         group
     }
 
@@ -642,26 +644,14 @@ impl<S: PhoneStore> Engine<S> {
         }
     }
 
-    /// The tick's metrics; a phone of a chunk the deadline cut counts with its old phase.
-    fn record_metrics(&self, report: &TickReport, frame: &Frame<'_>, groups: &[Group]) {
+    /// The tick's metrics: its duration, backups, and the phones by phase.
+    fn record_metrics(&self, report: &TickReport, phases: HashMap<crate::api::Phase, i64>) {
         let Some(m) = &self.metrics else {
             return;
         };
         m.tick_duration.observe(report.duration.as_secs_f64());
         m.backups_requested.inc_by(report.backups_requested as u64);
-        let mut phases: Vec<crate::api::Phase> = frame
-            .base
-            .iter()
-            .map(|b| b.status().map(|s| s.phase).unwrap_or_default())
-            .collect();
-        for phone in groups.iter().flat_map(|g| &g.phones) {
-            phases[phone.index] = phone.new.phase;
-        }
-        let mut counts: HashMap<crate::api::Phase, i64> = HashMap::new();
-        for phase in phases {
-            *counts.entry(phase).or_default() += 1;
-        }
-        m.set_phases(counts);
+        m.set_phases(phases);
     }
 
     /// Backs up the phones of `group` at `wanted` (at most 100): writes each intent first, stamped
@@ -906,17 +896,9 @@ impl<S: PhoneStore> Engine<S> {
     /// Publishes the events of each phone whose final status the API server now holds from this
     /// tick: a write that failed is retried next tick, and its events with it, so that none is
     /// published twice.
-    async fn publish_events(&self, frame: &Frame<'_>, views: &[PhoneView<'_>], groups: &[Group]) {
-        let mut pending = Vec::new();
-        for phone in groups.iter().flat_map(|g| &g.phones) {
-            if !phone.settled() {
-                continue;
-            }
-            let i = phone.index;
-            for event in plan::events(views[i].spec, frame.base[i].status(), &phone.new) {
-                pending.push((i, event));
-            }
-        }
+    async fn publish_events(&self, frame: &Frame<'_>, groups: Vec<Group>) {
+        let mut pending: Vec<(usize, PhoneEvent)> =
+            groups.into_iter().flat_map(|g| g.events).collect();
         let cap = self.config.max_events_per_tick;
         if pending.len() > cap {
             let dropped = pending.split_off(cap);
@@ -1040,3 +1022,20 @@ pub const INTENT_MAX_AGE: Duration = Duration::from_secs(5);
 /// Versions of one phone a chain of this term's writes was made against, at most: a tick writes a
 /// phone at most twice (intent, then receipt), so a few ticks of a lagging cache fit.
 const MAX_CHAINED_WRITES: usize = 8;
+
+/// Phones by phase after a tick; a phone of a chunk the deadline cut counts with its old phase.
+fn phase_counts(frame: &Frame<'_>, groups: &[Group]) -> HashMap<crate::api::Phase, i64> {
+    let mut phases: Vec<crate::api::Phase> = frame
+        .base
+        .iter()
+        .map(|b| b.status().map(|s| s.phase).unwrap_or_default())
+        .collect();
+    for &(i, phase) in groups.iter().flat_map(|g| &g.phases) {
+        phases[i] = phase;
+    }
+    let mut counts: HashMap<crate::api::Phase, i64> = HashMap::new();
+    for phase in phases {
+        *counts.entry(phase).or_default() += 1;
+    }
+    counts
+}

@@ -4,8 +4,8 @@
 
 use super::engine::TickReport;
 use super::store::WriteError;
-use crate::api::{CloudPhone, CloudPhoneStatus};
-use crate::plan::{BackupResult, PhoneView};
+use crate::api::{CloudPhone, CloudPhoneStatus, Phase};
+use crate::plan::{BackupResult, PhoneEvent, PhoneView};
 use std::sync::Arc;
 
 /// A status this engine wrote in this leadership term: the versions its chain of writes was made
@@ -122,11 +122,33 @@ impl Outcome {
     }
 }
 
-/// Phones settled together, and what it cost.
+/// Phones settled together, and what it cost. Once sealed, only what the end of the tick needs is
+/// kept (each phone's phase, and the events of what the API server now holds), not the statuses: a
+/// converging fleet would otherwise hold two copies of every status until the tick ends.
 #[derive(Default)]
 pub(crate) struct Group {
     pub phones: Vec<Outcome>,
+    pub phases: Vec<(usize, Phase)>,
+    pub events: Vec<(usize, PhoneEvent)>,
     pub report: TickReport,
+}
+
+impl Group {
+    /// Turns the outcomes into phases and events, and drops them. A phone whose final status was
+    /// not written has no events: they come with the write that is retried next tick, so that none
+    /// is published twice.
+    pub fn seal(&mut self, frame: &Frame<'_>) {
+        for phone in std::mem::take(&mut self.phones) {
+            let i = phone.index;
+            if phone.settled() {
+                let spec = &frame.snapshot[i].spec;
+                for event in crate::plan::events(spec, frame.base[i].status(), &phone.new) {
+                    self.events.push((i, event));
+                }
+            }
+            self.phases.push((i, phone.new.phase));
+        }
+    }
 }
 
 impl TickReport {
