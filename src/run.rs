@@ -151,7 +151,7 @@ pub enum RunError {
     #[error("--tick-deadline must be longer than zero")]
     ZeroDeadline,
     #[error(
-        "--backup-grace-period {0:?} is too short: it must exceed {MIN_GRACE_PERIOD:?} (a backup call may leave up to {INTENT_MAX_AGE:?} after its intent, and the vendor needs time to show it)"
+        "--backup-grace-period {0:?} is too short: it must be at least {MIN_GRACE_PERIOD:?} (a backup call may leave up to {INTENT_MAX_AGE:?} after its intent, and the vendor needs time to show it)"
     )]
     GracePeriodTooShort(Duration),
 }
