@@ -572,7 +572,8 @@ pub enum BackupResult {
     /// No call was sent because the status recording it could not be written first.
     NotSent,
     /// The intent was written but the call was withheld (leadership not fresh, or the intent too
-    /// old): the intent stays, and its grace period runs as for a lost call.
+    /// old): the intent stays, without the request id of a call that never left, and its grace
+    /// period runs as for a lost call.
     Withheld,
 }
 

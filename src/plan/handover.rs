@@ -97,11 +97,7 @@ impl Intents {
         })
     }
 
-    /// Intents remembered.
-    pub fn len(&self) -> usize {
-        self.by_instance.len()
-    }
-
+    /// True when no intent is remembered.
     pub fn is_empty(&self) -> bool {
         self.by_instance.is_empty()
     }

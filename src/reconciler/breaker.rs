@@ -129,11 +129,6 @@ impl Breakers {
         self.lock().remove(account);
     }
 
-    /// Accounts whose breaker is open now.
-    pub fn open_accounts(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
-    }
-
     fn step(&self, probes_failed: u32) -> Duration {
         self.config
             .first_probe_after
@@ -192,7 +187,7 @@ mod tests {
         b.trip("a", failure(), 1);
         assert!(matches!(b.admit("a", 1), Admission::Refuse(_)));
         assert_eq!(b.admit("a", 2), Admission::Call);
-        assert!(b.open_accounts().is_empty());
+        assert_eq!(b.refusal("a"), None, "and stays closed");
     }
 
     #[test]

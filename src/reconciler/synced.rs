@@ -76,9 +76,7 @@ impl FailureMemory {
             }
         });
     }
-}
 
-impl FailureMemory {
     /// Forgets the instances not queried this tick (deleted, suspended, or handed over).
     pub fn forget_except(&mut self, queried: &[String]) {
         if self.failing.is_empty() {

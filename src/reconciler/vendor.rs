@@ -133,7 +133,12 @@ impl<'a> Batcher<'a> {
                 }
                 Err(err) => err,
             };
-            match err.fault() {
+            let fault = err.fault();
+            if matches!(fault, Fault::BadIds | Fault::Instance) {
+                // The vendor answered about the ids: the account itself works.
+                self.breakers.close(self.account);
+            }
+            match fault {
                 Fault::Account(fault) => {
                     let failure = account_failure(fault, &err);
                     self.breakers
@@ -141,7 +146,6 @@ impl<'a> Batcher<'a> {
                     all_failed(ids, &failure)
                 }
                 Fault::BadIds | Fault::Instance if ids.len() > 1 => {
-                    self.breakers.close(self.account);
                     let (left, right) = halves(ids);
                     let (mut a, b) = futures::join!(
                         self.query_chunk(left, false),
@@ -150,17 +154,13 @@ impl<'a> Batcher<'a> {
                     a.extend(b);
                     a
                 }
-                Fault::Instance if err.vendor_code() == Some(&VendorCode::InstanceNotFound) => {
-                    self.breakers.close(self.account);
-                    ids.into_iter()
-                        .map(|id| (id, Observation::Missing))
-                        .collect()
-                }
-                Fault::BadIds | Fault::Instance => {
-                    self.breakers.close(self.account);
+                Fault::Instance if err.vendor_code() == Some(&VendorCode::InstanceNotFound) => ids
+                    .into_iter()
+                    .map(|id| (id, Observation::Missing))
+                    .collect(),
+                Fault::BadIds | Fault::Instance | Fault::Transient => {
                     all_failed(ids, &failure(&err))
                 }
-                Fault::Transient => all_failed(ids, &failure(&err)),
             }
         }
         .boxed()
