@@ -337,8 +337,21 @@ async fn one(n: usize) -> Value {
     let metrics_port = free_port();
     let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
     let started = Instant::now();
+    // NB: BENCH_OPERATOR_WRAPPER runs the operator under a profiler (e.g. `heaptrack -o /tmp/ht`);
+    // /proc figures are then the wrapper's.
+    let wrapper: Vec<String> = std::env::var("BENCH_OPERATOR_WRAPPER")
+        .map(|w| w.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     let operator = Proc(
-        Command::new(exe)
+        command
             // NB: a deadline far above the interval: at 50,000 phones the first ticks take longer
             // than three 2s intervals, and the bench measures convergence, not the deadline.
             .args([
@@ -394,6 +407,7 @@ async fn one(n: usize) -> Value {
     .await;
     let events = api.lock().unwrap().events as f64;
     let peak_converge_kib = operator.status_kib("VmHWM:");
+    let heap_peak_converge = metric(&http, &metrics, "cloudphone_heap_peak_bytes").await;
 
     // Steady: a few ticks with nothing to do.
     let ticks_before = metric(&http, &metrics, "cloudphone_tick_duration_seconds_count").await;
@@ -450,6 +464,7 @@ async fn one(n: usize) -> Value {
         "peak_kib_per_phone": per_phone(peak_kib),
         "after_relist_rss_mib": after_relist_kib / 1024.0,
         "heap_steady_mib": heap_steady / 1048576.0,
+        "heap_peak_mib_converge": heap_peak_converge / 1048576.0,
         "heap_peak_mib": heap_peak / 1048576.0,
         "relist_secs": relist_secs,
         "steady_tick_wall_secs": tick_wall,

@@ -10,6 +10,7 @@ use crate::api::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
@@ -155,8 +156,7 @@ pub fn dispositions(phones: &[PhoneView]) -> Vec<Disposition> {
 /// True when `a` was created before `b`; an unknown creation time counts as newest, and ties go to
 /// the first by namespace/name, so that ownership never flips between ticks.
 fn older(a: &PhoneView, b: &PhoneView) -> bool {
-    let rank = |p: &PhoneView| (p.created.is_none(), p.created, p.key.clone());
-    rank(a) < rank(b)
+    (a.created.is_none(), a.created, &a.key) < (b.created.is_none(), b.created, &b.key)
 }
 
 /// The instance ids to query this tick: each owned id once, sorted.
@@ -193,27 +193,40 @@ pub struct Failure {
 
 /// The plan for one phone.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Planned {
-    /// The status to write (equal to the old one when nothing changed). When `backup` is true it
-    /// already records the backup call, to be written before the call is sent.
-    pub status: CloudPhoneStatus,
+pub struct Planned<'a> {
+    /// The status to write: borrowed from the old one while nothing changed (a steady phone costs
+    /// no copy), owned once something did. When `backup` is true it already records the backup
+    /// call, to be written before the call is sent.
+    pub status: Cow<'a, CloudPhoneStatus>,
     /// Request a backup of the phone's instance.
     pub backup: bool,
 }
 
+impl Planned<'_> {
+    /// True when the planned status is the old one, untouched.
+    pub fn unchanged(&self) -> bool {
+        matches!(self.status, Cow::Borrowed(_))
+    }
+}
+
 /// Plans one phone from its disposition and this tick's observation of its instance.
-pub fn plan_phone(
-    phone: &PhoneView,
+pub fn plan_phone<'a>(
+    phone: &PhoneView<'a>,
     disposition: &Disposition,
     observation: Option<&Observation>,
     now: Timestamp,
     config: &PlanConfig,
-) -> Planned {
+) -> Planned<'a> {
     let now = whole_seconds(now);
-    let mut status = phone.status.cloned().unwrap_or_default();
-    status.observed_generation = phone.generation;
-    let mut c = Conditions {
-        list: &mut status.conditions,
+    let mut status = match phone.status {
+        Some(old) => Cow::Borrowed(old),
+        None => Cow::Owned(CloudPhoneStatus::default()),
+    };
+    if status.observed_generation != phone.generation {
+        status.to_mut().observed_generation = phone.generation;
+    }
+    let mut c = LazyConditions {
+        status: &mut status,
         generation: phone.generation,
         now,
     };
@@ -252,7 +265,7 @@ pub fn plan_phone(
     }
     match observation {
         None => {
-            if c.get(READY).is_none() {
+            if !c.has(READY) {
                 c.set(
                     READY,
                     "Unknown",
@@ -267,7 +280,7 @@ pub fn plan_phone(
         }
         Some(Observation::Failed(failure)) => {
             c.set(SYNCED, "False", &failure.reason, &failure.message);
-            if c.get(READY).is_none() {
+            if !c.has(READY) {
                 c.set(
                     READY,
                     "Unknown",
@@ -281,10 +294,13 @@ pub fn plan_phone(
             }
         }
         Some(Observation::Missing) => {
-            status.instance_status = None;
-            status.phase = Phase::NotFound;
-            let mut c = Conditions {
-                list: &mut status.conditions,
+            if status.instance_status.is_some() || status.phase != Phase::NotFound {
+                let s = status.to_mut();
+                s.instance_status = None;
+                s.phase = Phase::NotFound;
+            }
+            let mut c = LazyConditions {
+                status: &mut status,
                 generation: phone.generation,
                 now,
             };
@@ -305,14 +321,22 @@ pub fn plan_phone(
         }
         Some(Observation::Status(code)) => {
             let phase = Phase::from_code(*code);
-            status.instance_status = Some(*code);
-            status.phase = phase;
-            if let Some(b) = status.backup.as_mut() {
-                if matches!(phase, Phase::BackingUp | Phase::Idle) {
-                    b.in_flight = false;
-                }
-                if phase == Phase::Idle {
-                    b.attempts = 0;
+            if status.instance_status != Some(*code) || status.phase != phase {
+                let s = status.to_mut();
+                s.instance_status = Some(*code);
+                s.phase = phase;
+            }
+            if let Some(b) = status.backup.as_ref() {
+                let settle = b.in_flight && matches!(phase, Phase::BackingUp | Phase::Idle);
+                let reset = b.attempts != 0 && phase == Phase::Idle;
+                if settle || reset {
+                    let b = status.to_mut().backup.as_mut().expect("checked above");
+                    if settle {
+                        b.in_flight = false;
+                    }
+                    if reset {
+                        b.attempts = 0;
+                    }
                 }
             }
             let (ready, backup) = match phone.spec.lifecycle {
@@ -329,7 +353,10 @@ pub fn plan_phone(
                 }
             };
             if backup {
-                let b = status.backup.get_or_insert_with(BackupStatus::default);
+                let b = status
+                    .to_mut()
+                    .backup
+                    .get_or_insert_with(BackupStatus::default);
                 b.requested_at = Some(Time(now));
                 b.request_id = None;
                 b.task_id = None;
@@ -337,8 +364,8 @@ pub fn plan_phone(
                 b.attempts = b.attempts.saturating_add(1);
                 b.in_flight = true;
             }
-            let mut c = Conditions {
-                list: &mut status.conditions,
+            let mut c = LazyConditions {
+                status: &mut status,
                 generation: phone.generation,
                 now,
             };
@@ -677,13 +704,13 @@ pub fn record_backup_result(
 }
 
 /// Plans every phone of a tick. `observe` gives the tick's observation of an instance id.
-pub fn plan(
-    phones: &[PhoneView],
+pub fn plan<'a>(
+    phones: &[PhoneView<'a>],
     dispositions: &[Disposition],
     observe: impl Fn(&str) -> Option<Observation>,
     now: Timestamp,
     config: &PlanConfig,
-) -> Vec<Planned> {
+) -> Vec<Planned<'a>> {
     phones
         .iter()
         .zip(dispositions)
@@ -822,10 +849,6 @@ struct Conditions<'a> {
 }
 
 impl Conditions<'_> {
-    fn get(&self, type_: &str) -> Option<&Condition> {
-        self.list.iter().find(|c| c.type_ == type_)
-    }
-
     /// Sets a condition; `lastTransitionTime` changes only when its status changes.
     fn set(&mut self, type_: &str, status: &str, reason: &str, message: &str) {
         let now = Time(self.now);
@@ -859,6 +882,38 @@ impl Conditions<'_> {
                     _ => 2,
                 });
             }
+        }
+    }
+}
+
+/// [`Conditions`] on a status borrowed until a condition actually changes: setting a condition
+/// to what it already says copies nothing.
+struct LazyConditions<'s, 'a> {
+    status: &'s mut Cow<'a, CloudPhoneStatus>,
+    generation: Option<i64>,
+    now: Timestamp,
+}
+
+impl LazyConditions<'_, '_> {
+    fn has(&self, type_: &str) -> bool {
+        self.status.conditions.iter().any(|c| c.type_ == type_)
+    }
+
+    fn set(&mut self, type_: &str, status: &str, reason: &str, message: &str) {
+        let same = self.status.conditions.iter().any(|c| {
+            c.type_ == type_
+                && c.status == status
+                && c.reason == reason
+                && c.message == message
+                && c.observed_generation == self.generation
+        });
+        if !same {
+            Conditions {
+                list: &mut self.status.to_mut().conditions,
+                generation: self.generation,
+                now: self.now,
+            }
+            .set(type_, status, reason, message);
         }
     }
 }

@@ -40,6 +40,7 @@ fn planned(
         &PlanConfig::default(),
     )
     .status
+    .into_owned()
 }
 
 fn health(phone: &CloudPhone) -> (String, String) {

@@ -16,7 +16,10 @@ use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{Recorded, Requests, fake_client, fake_client_hanging, status_error};
+use support::{
+    Recorded, Reply, Requests, fake_client, fake_client_hanging, fake_client_streaming,
+    status_error,
+};
 
 const PHONES: &str = "/apis/cloudphone.io/v1alpha1/cloudphones";
 
@@ -54,44 +57,71 @@ const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
 
 /// Like [`cluster`], with this CloudPhone CRD installed.
 fn cluster_with_crd(phones: Vec<Value>, crd: Value) -> (kube::Client, Requests) {
+    fake_cluster(phones, crd, false)
+}
+
+/// Like [`cluster`], but its watches stay silent: the watch cache never sees a write.
+fn cluster_with_a_stuck_watch(phones: Vec<Value>) -> (kube::Client, Requests) {
+    let crd = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
+    fake_cluster(phones, crd, true)
+}
+
+fn fake_cluster(phones: Vec<Value>, crd: Value, stuck_watch: bool) -> (kube::Client, Requests) {
     // Each object's resourceVersion, bumped by every status write, which is refused with 409 when
-    // fenced by any other version: the API server's semantics.
-    let mut versions: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-    fake_client_hanging(move |r: &Recorded| {
+    // fenced by any other version, and sent to every open watch as a MODIFIED event: the API
+    // server's semantics.
+    let mut objects: Vec<Value> = phones;
+    let mut version: u64 = 10;
+    for o in &mut objects {
+        o["metadata"]["resourceVersion"] = json!(version.to_string());
+    }
+    let mut watchers: Vec<tokio::sync::mpsc::UnboundedSender<Value>> = Vec::new();
+    fake_client_streaming(move |r: &Recorded| {
         let watching = r.query().contains("watch=true");
         match (r.method.as_str(), r.path()) {
-            ("GET", PHONES | CRDS) if watching => None,
-            ("GET", CRDS) => Some((
+            ("GET", CRDS) if watching => Reply::Hang,
+            ("GET", PHONES) if watching && stuck_watch => Reply::Hang,
+            ("GET", PHONES) if watching => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                watchers.push(tx);
+                Reply::Stream(rx)
+            }
+            ("GET", CRDS) => Reply::Answer(
                 200,
                 json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinitionList",
                        "metadata": {"resourceVersion": "5"}, "items": [crd]}),
-            )),
-            ("GET", PHONES) => Some((
+            ),
+            ("GET", PHONES) => Reply::Answer(
                 200,
                 json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhoneList",
-                       "metadata": {"resourceVersion": "10"}, "items": phones}),
-            )),
+                       "metadata": {"resourceVersion": version.to_string()}, "items": objects}),
+            ),
             ("PATCH", path) if path.ends_with("/status") => {
                 let name = path.split('/').nth_back(1).unwrap_or_default();
-                let mut object = phones
-                    .iter()
-                    .find(|p| p["metadata"]["name"] == name)
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let version = versions.entry(name.to_owned()).or_insert(10);
+                let Some(object) = objects.iter_mut().find(|p| p["metadata"]["name"] == name)
+                else {
+                    let (code, body) = status_error(404, "NotFound");
+                    return Reply::Answer(code, body);
+                };
                 let fence = &r.body["metadata"]["resourceVersion"];
-                if !fence.is_null() && *fence != json!(version.to_string()) {
-                    return Some(status_error(409, "Conflict"));
+                if !fence.is_null() && *fence != object["metadata"]["resourceVersion"] {
+                    let (code, body) = status_error(409, "Conflict");
+                    return Reply::Answer(code, body);
                 }
-                *version += 1;
+                version += 1;
                 object["metadata"]["resourceVersion"] = json!(version.to_string());
                 object["status"] = r.body["status"].clone();
-                Some((200, object))
+                let event = json!({"type": "MODIFIED", "object": object.clone()});
+                watchers.retain(|w| w.send(event.clone()).is_ok());
+                Reply::Answer(200, object.clone())
             }
             ("POST", "/apis/events.k8s.io/v1/namespaces/fleet-a/events") => {
-                Some((201, r.body.clone()))
+                Reply::Answer(201, r.body.clone())
             }
-            _ => Some(status_error(404, "NotFound")),
+            _ => {
+                let (code, body) = status_error(404, "NotFound");
+                Reply::Answer(code, body)
+            }
         }
     })
 }
@@ -103,6 +133,24 @@ fn requests(log: &Requests, method: &str, path_part: &str) -> Vec<Recorded> {
         .filter(|r| r.method == method && r.path().contains(path_part))
         .cloned()
         .collect()
+}
+
+/// Waits until the watch cache shows the version of the last successful status write.
+async fn caught_up(store: &KubeStore, log: &Requests) {
+    let writes = requests(log, "PATCH", "/status").len();
+    for _ in 0..500 {
+        let versions: Vec<u64> = store
+            .snapshot()
+            .iter()
+            .filter_map(|p| p.metadata.resource_version.as_deref()?.parse().ok())
+            .collect();
+        // NB: the fake numbers versions from 10 up, one a write.
+        if versions.iter().max() >= Some(&(10 + writes as u64)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("the watch cache never showed the last write");
 }
 
 async fn synced_store(
@@ -268,6 +316,7 @@ async fn the_engine_on_the_watch_cache_writes_only_what_changed_and_events_only_
     );
 
     // The vendor now shows p1 BackingUp: one write, no event, no backup call.
+    caught_up(&store, &log).await;
     let second = engine.tick().await;
     assert_eq!(
         (second.statuses_written, second.backup_calls),
@@ -282,9 +331,10 @@ async fn the_engine_on_the_watch_cache_writes_only_what_changed_and_events_only_
         last.body["status"]
     );
     assert_eq!(requests(&log, "POST", "/events").len(), events.len());
-    // The watch cache has not seen any write (the fake watch stays silent), and nothing changed at
-    // the vendor: the engine must not write again, publish again, or back up again.
+    // Nothing changed at the vendor: the engine must not write again, publish again, or back up
+    // again.
     for _ in 0..2 {
+        caught_up(&store, &log).await;
         let steady = engine.tick().await;
         assert_eq!(
             (steady.statuses_written, steady.backup_calls),
@@ -299,6 +349,37 @@ async fn the_engine_on_the_watch_cache_writes_only_what_changed_and_events_only_
     assert!(log.lock().unwrap().iter().all(|r| r.method == "GET"
         || r.path().ends_with("/status")
         || r.path().contains("/events")));
+}
+
+#[tokio::test]
+async fn a_phone_whose_cached_object_lags_the_last_write_waits_for_the_watch() {
+    let sim = Simulator::start(
+        SimConfig {
+            instances: vec![("kp1".into(), code::DATA_LOADED)],
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (client, log) = cluster_with_a_stuck_watch(vec![phone_json("p1", "kp1")]);
+    let (store, _watches) = synced_store(client, false).await;
+    let engine = engine_on(store.clone(), &sim).await;
+    let first = engine.tick().await;
+    assert_eq!((first.backups_requested, first.statuses_written), (1, 1));
+    // The vendor now shows the backup running, but the cache still shows the object from before
+    // the intent: planned from it, every write would be fenced off (409) and the vendor's ids
+    // lost; the phone waits instead, with no write and no vendor call of its own.
+    sim.seed([("kp1", code::BACKING_UP)]);
+    for _ in 0..3 {
+        let held = engine.tick().await;
+        assert_eq!(
+            (held.statuses_written, held.backup_calls, held.write_errors),
+            (0, 0, 0),
+            "{held:?}"
+        );
+    }
+    assert_eq!(requests(&log, "PATCH", "/status").len(), 1);
 }
 
 #[tokio::test]

@@ -88,11 +88,13 @@ fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
+// NB: the number first: an untagged enum tries its variants in order and builds an error for each
+// miss, and `status` (a number) is read once per instance, `error_code` once per answer.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum StringOrNumber {
-    String(String),
     Number(serde_json::Number),
+    String(String),
 }
 
 /// `error_code` is a string in the pages; a number is accepted too.

@@ -139,16 +139,17 @@ pub fn handover_wait(
 
 /// Holds a planned backup: the phone keeps its old backup record and says why it waits.
 pub fn hold(
-    planned: &mut Planned,
+    planned: &mut Planned<'_>,
     old: Option<&CloudPhoneStatus>,
     generation: Option<i64>,
     why: &str,
     now: Timestamp,
 ) {
     planned.backup = false;
-    planned.status.backup = old.and_then(|s| s.backup.clone());
+    let status = planned.status.to_mut();
+    status.backup = old.and_then(|s| s.backup.clone());
     Conditions {
-        list: &mut planned.status.conditions,
+        list: &mut status.conditions,
         generation,
         now: super::whole_seconds(now),
     }

@@ -4,7 +4,7 @@
 use super::breaker::{BreakerConfig, Breakers, DEFAULT_ACCOUNT};
 use super::store::{PhoneStore, WriteError};
 use super::synced::{FailureMemory, SyncedAfter};
-use super::tick::{Base, Frame, Group, Outcome, Sent, Written};
+use super::tick::{Frame, Group, Outcome, Sent, Written};
 use super::vendor::Batcher;
 use crate::api::{CloudPhone, CloudPhoneStatus};
 use crate::koophone::{Client, MAX_IDS_PER_CALL};
@@ -16,6 +16,7 @@ use crate::plan::{
 use futures::FutureExt;
 use futures::{StreamExt, stream};
 use k8s_openapi::jiff::Timestamp;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -115,10 +116,10 @@ pub struct Engine<S> {
     client: Client,
     config: EngineConfig,
     trigger: Trigger,
-    /// Statuses this engine wrote in this leadership term that the store may not show yet (a
-    /// watch cache lags its writes), keyed by object and uid; dropped once the store shows any
-    /// other version than the one the write was made against.
-    written: Mutex<HashMap<WrittenKey, Arc<Written>>>,
+    /// This term's writes that the store may not show yet (a watch cache lags its writes), keyed
+    /// by object and uid; dropped once the store shows any other version than those the writes
+    /// were made against.
+    written: Mutex<HashMap<WrittenKey, Written>>,
     /// The circuit breaker of each vendor account.
     breakers: Breakers,
     /// Recent failures of each instance's status query, for the hysteresis of `Synced`.
@@ -328,8 +329,9 @@ impl<S: PhoneStore> Engine<S> {
         );
         let frame = Frame {
             snapshot: &snapshot,
-            base: self.bases(&snapshot),
+            lagging: self.lagging(&snapshot),
             term,
+            events_left: AtomicUsize::new(self.config.max_events_per_tick),
         };
 
         // Observe: who is queried, in which chunks.
@@ -375,7 +377,7 @@ impl<S: PhoneStore> Engine<S> {
         let mut groups = Vec::with_capacity(chunk_count + 1);
         let mut finished = 0;
         let quiet: Vec<usize> = (0..views.len())
-            .filter(|&i| dispositions[i] != Disposition::Query)
+            .filter(|&i| dispositions[i] != Disposition::Query && !frame.lagging[i])
             .collect();
         let work = async {
             if !quiet.is_empty() {
@@ -458,15 +460,15 @@ impl<S: PhoneStore> Engine<S> {
     }
 
     /// One status chunk: its query, then its phones planned, backed up and written.
-    async fn run_chunk(
+    async fn run_chunk<'v>(
         &self,
         frame: &Frame<'_>,
-        views: &[PhoneView<'_>],
+        views: &[PhoneView<'v>],
         dispositions: &[Disposition],
         owners: &HashMap<&str, usize>,
         ids: Vec<String>,
         batcher: &Batcher<'_>,
-    ) -> Group {
+    ) -> Group<'v> {
         let mut observations = batcher.query(&ids).await;
         let query_errors = observations
             .values()
@@ -480,6 +482,7 @@ impl<S: PhoneStore> Engine<S> {
         let mut planned: Vec<(usize, plan::Planned)> = ids
             .iter()
             .filter_map(|id| owners.get(id.as_str()).copied())
+            .filter(|&i| !frame.lagging[i])
             .map(|i| {
                 let observation = observations.get(&views[i].spec.instance_id);
                 let p = plan::plan_phone(
@@ -501,12 +504,12 @@ impl<S: PhoneStore> Engine<S> {
     }
 
     /// Backs up the planned phones that need it, then writes every changed status.
-    async fn settle(
+    async fn settle<'v>(
         &self,
         frame: &Frame<'_>,
-        planned: Vec<(usize, plan::Planned)>,
+        planned: Vec<(usize, plan::Planned<'v>)>,
         batcher: &Batcher<'_>,
-    ) -> Group {
+    ) -> Group<'v> {
         let mut group = Group::default();
         let mut wanted = Vec::new();
         for (k, (i, p)) in planned.into_iter().enumerate() {
@@ -555,7 +558,7 @@ impl<S: PhoneStore> Engine<S> {
     fn hold_handovers(
         &self,
         views: &[PhoneView],
-        planned: &mut [(usize, plan::Planned)],
+        planned: &mut [(usize, plan::Planned<'_>)],
         now: Timestamp,
     ) {
         let grace = self.config.plan.grace_period;
@@ -582,25 +585,24 @@ impl<S: PhoneStore> Engine<S> {
     /// Each phone's status and version to plan from: as the store shows it, or as this term's own
     /// write left it while the store still shows the version that write was made against. Any
     /// other version in the store ends the record: the store has caught up, or someone else wrote.
-    fn bases<'a>(&self, snapshot: &'a [Arc<CloudPhone>]) -> Vec<Base<'a>> {
+    /// Which phones of the snapshot still show a version this term's writes were made against
+    /// (the cache lags them); a record the store has moved past is dropped.
+    fn lagging(&self, snapshot: &[Arc<CloudPhone>]) -> Vec<bool> {
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if written.is_empty() {
+            return vec![false; snapshot.len()];
+        }
         snapshot
             .iter()
             .map(|phone| {
-                let stored = Base::Stored(phone);
-                if written.is_empty() {
-                    return stored;
-                }
                 let key = written_key(phone);
                 match written.get(&key) {
-                    Some(w) if w.against.contains(&phone.metadata.resource_version) => {
-                        Base::Written(w.clone())
-                    }
+                    Some(w) if w.against.contains(&phone.metadata.resource_version) => true,
                     Some(_) => {
                         written.remove(&key);
-                        stored
+                        false
                     }
-                    None => stored,
+                    None => false,
                 }
             })
             .collect()
@@ -661,7 +663,7 @@ impl<S: PhoneStore> Engine<S> {
     async fn back_up(
         &self,
         frame: &Frame<'_>,
-        group: &mut Group,
+        group: &mut Group<'_>,
         wanted: &[usize],
         batcher: &Batcher<'_>,
     ) {
@@ -673,7 +675,7 @@ impl<S: PhoneStore> Engine<S> {
             .iter()
             .map(|&k| {
                 let phone = &group.phones[k];
-                let mut intent = phone.new.clone();
+                let mut intent = phone.new.clone().into_owned();
                 plan::stamp_intent(
                     &mut intent,
                     frame.snapshot[phone.index].metadata.generation,
@@ -726,13 +728,13 @@ impl<S: PhoneStore> Engine<S> {
             self.record_sent(phone, &sent, &mut group.report);
             self.keep_receipt(phone, &sent.result);
             let outcome = &mut group.phones[k];
-            outcome.new = plan::record_backup_result(
+            outcome.new = Cow::Owned(plan::record_backup_result(
                 &sent.intent,
                 phone.metadata.generation,
                 &sent.result,
                 Timestamp::now(),
                 &self.config.plan,
-            );
+            ));
             outcome.committed(sent.intent, sent.version);
         }
     }
@@ -805,7 +807,7 @@ impl<S: PhoneStore> Engine<S> {
     /// Puts the task and job ids kept for each planned phone into its status when the status is
     /// written anyway (a receipt of an older call is dropped): the happy path costs no write of its
     /// own for them.
-    fn ride_receipts(&self, frame: &Frame<'_>, planned: &mut [(usize, plan::Planned)]) {
+    fn ride_receipts(&self, frame: &Frame<'_>, planned: &mut [(usize, plan::Planned<'_>)]) {
         let mut receipts = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
         if receipts.is_empty() {
             return;
@@ -824,10 +826,10 @@ impl<S: PhoneStore> Engine<S> {
                 receipts.remove(&key);
                 continue;
             }
-            if frame.base[*i].status() == Some(&p.status) {
+            if p.unchanged() || frame.status(*i) == Some(&*p.status) {
                 continue;
             }
-            let Some(backup) = p.status.backup.as_mut() else {
+            let Some(backup) = p.status.to_mut().backup.as_mut() else {
                 continue;
             };
             backup.task_id = receipt.task_id.clone();
@@ -859,11 +861,11 @@ impl<S: PhoneStore> Engine<S> {
 
     /// Writes the final status of every phone of `group` whose status changed, unless a write of
     /// it failed earlier in this tick.
-    async fn write_changed(&self, frame: &Frame<'_>, group: &mut Group) {
+    async fn write_changed(&self, frame: &Frame<'_>, group: &mut Group<'_>) {
         let changed: Vec<usize> = (0..group.phones.len())
             .filter(|&k| {
                 let phone = &group.phones[k];
-                !phone.stopped && phone.current(frame) != Some(&phone.new)
+                !phone.stopped && phone.changed(frame)
             })
             .collect();
         if changed.is_empty() {
@@ -873,7 +875,7 @@ impl<S: PhoneStore> Engine<S> {
             .iter()
             .map(|&k| {
                 let phone = &group.phones[k];
-                (phone.index, phone.fence(frame), &phone.new)
+                (phone.index, phone.fence(frame), &*phone.new)
             })
             .collect();
         let results = self.write_each(frame, writes).await;
@@ -882,7 +884,7 @@ impl<S: PhoneStore> Engine<S> {
             match result {
                 Ok(version) => {
                     group.report.statuses_written += 1;
-                    let status = phone.new.clone();
+                    let status = phone.new.clone().into_owned();
                     phone.committed(status, version);
                 }
                 Err(err) => {
@@ -896,25 +898,24 @@ impl<S: PhoneStore> Engine<S> {
     /// Publishes the events of each phone whose final status the API server now holds from this
     /// tick: a write that failed is retried next tick, and its events with it, so that none is
     /// published twice.
-    async fn publish_events(&self, frame: &Frame<'_>, groups: Vec<Group>) {
+    async fn publish_events(&self, frame: &Frame<'_>, groups: Vec<Group<'_>>) {
+        let dropped: usize = groups.iter().map(|g| g.events_dropped).sum();
+        let first_dropped = groups.iter().find_map(|g| g.first_dropped);
         let mut pending: Vec<(usize, PhoneEvent)> =
             groups.into_iter().flat_map(|g| g.events).collect();
-        let cap = self.config.max_events_per_tick;
-        if pending.len() > cap {
-            let dropped = pending.split_off(cap);
+        if let (Some(i), true) = (first_dropped, dropped > 0) {
+            let cap = self.config.max_events_per_tick;
             if let Some(m) = &self.metrics {
-                m.events_dropped.inc_by(dropped.len() as u64);
+                m.events_dropped.inc_by(dropped as u64);
             }
-            let (i, _) = dropped[0];
             let summary = PhoneEvent {
                 reason: "EventsCapped",
                 message: format!(
-                    "{} more events of this tick were not published (--max-events-per-tick {cap}); they are counted in cloudphone_events_dropped_total",
-                    dropped.len()
+                    "{dropped} more events of this tick were not published (--max-events-per-tick {cap}); they are counted in cloudphone_events_dropped_total"
                 ),
                 warning: true,
             };
-            warn!(dropped = dropped.len(), cap, "events of this tick capped");
+            warn!(dropped, cap, "events of this tick capped");
             pending.push((i, summary));
         }
         stream::iter(pending)
@@ -984,11 +985,10 @@ impl<S: PhoneStore> Engine<S> {
                 }
                 written.insert(
                     key,
-                    Arc::new(Written {
+                    Written {
                         against,
                         version: version.clone(),
-                        status: status.clone(),
-                    }),
+                    },
                 );
             }
             Err(WriteError::Gone(key)) => {
@@ -1024,11 +1024,11 @@ pub const INTENT_MAX_AGE: Duration = Duration::from_secs(5);
 const MAX_CHAINED_WRITES: usize = 8;
 
 /// Phones by phase after a tick; a phone of a chunk the deadline cut counts with its old phase.
-fn phase_counts(frame: &Frame<'_>, groups: &[Group]) -> HashMap<crate::api::Phase, i64> {
+fn phase_counts(frame: &Frame<'_>, groups: &[Group<'_>]) -> HashMap<crate::api::Phase, i64> {
     let mut phases: Vec<crate::api::Phase> = frame
-        .base
+        .snapshot
         .iter()
-        .map(|b| b.status().map(|s| s.phase).unwrap_or_default())
+        .map(|p| p.status.as_ref().map(|s| s.phase).unwrap_or_default())
         .collect();
     for &(i, phase) in groups.iter().flat_map(|g| &g.phases) {
         phases[i] = phase;

@@ -6,59 +6,46 @@ use super::engine::TickReport;
 use super::store::WriteError;
 use crate::api::{CloudPhone, CloudPhoneStatus, Phase};
 use crate::plan::{BackupResult, PhoneEvent, PhoneView};
+use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A status this engine wrote in this leadership term: the versions its chain of writes was made
-/// against, the version the last one made, and its status. Kept only while the store still shows
-/// one of `against`.
+/// This term's last write of a phone: the versions its chain of writes was made against, and the
+/// version the last one made. While the store still shows one of `against`, its cache lags the
+/// write and the phone waits for it; no copy of the status is kept.
 #[derive(Debug)]
 pub(crate) struct Written {
     pub against: Vec<Option<String>>,
     pub version: Option<String>,
-    pub status: CloudPhoneStatus,
-}
-
-/// A phone's starting point in a tick: as the store shows it, or this term's own later write.
-pub(crate) enum Base<'a> {
-    Stored(&'a CloudPhone),
-    Written(Arc<Written>),
-}
-
-impl Base<'_> {
-    pub fn status(&self) -> Option<&CloudPhoneStatus> {
-        match self {
-            Base::Stored(phone) => phone.status.as_ref(),
-            Base::Written(w) => Some(&w.status),
-        }
-    }
-
-    /// The version a write planned from this base is fenced with.
-    pub fn version(&self) -> Option<&str> {
-        match self {
-            Base::Stored(phone) => phone.metadata.resource_version.as_deref(),
-            Base::Written(w) => w.version.as_deref(),
-        }
-    }
 }
 
 /// What a tick knows before any vendor call; its groups only read it.
 pub(crate) struct Frame<'a> {
     pub snapshot: &'a [Arc<CloudPhone>],
-    pub base: Vec<Base<'a>>,
+    /// Phones whose cached object is older than this term's last write of them: they are not
+    /// planned this tick (a plan from the old object would only be fenced off), and wait for the
+    /// watch to catch up.
+    pub lagging: Vec<bool>,
     /// The leadership term the tick runs in.
     pub term: u64,
+    /// Events this tick may still publish (`--max-events-per-tick`): the ones past it are only
+    /// counted, never held.
+    pub events_left: AtomicUsize,
 }
 
 impl<'a> Frame<'a> {
     pub fn views(&self) -> Vec<PhoneView<'_>> {
-        self.snapshot
-            .iter()
-            .zip(&self.base)
-            .map(|(phone, base)| PhoneView {
-                status: base.status(),
-                ..PhoneView::of(phone)
-            })
-            .collect()
+        self.snapshot.iter().map(|p| PhoneView::of(p)).collect()
+    }
+
+    /// The status of phone `i` as the store shows it.
+    pub fn status(&self, i: usize) -> Option<&CloudPhoneStatus> {
+        self.snapshot[i].status.as_ref()
+    }
+
+    /// The version a write planned from phone `i`'s stored object is fenced with.
+    pub fn version(&self, i: usize) -> Option<&str> {
+        self.snapshot[i].metadata.resource_version.as_deref()
     }
 }
 
@@ -70,18 +57,19 @@ pub(crate) struct Sent {
 }
 
 /// One phone's part in a group.
-pub(crate) struct Outcome {
+pub(crate) struct Outcome<'a> {
     pub index: usize,
-    /// The planned status, then the final one (what the server holds when a write failed).
-    pub new: CloudPhoneStatus,
+    /// The planned status, then the final one (what the server holds when a write failed);
+    /// borrowed from the frame while it is the phone's base status, untouched.
+    pub new: Cow<'a, CloudPhoneStatus>,
     /// The status and version this tick's last successful write of the phone left on the server.
     pub written: Option<(CloudPhoneStatus, Option<String>)>,
     /// A write of the phone failed: nothing more is done for it this tick.
     pub stopped: bool,
 }
 
-impl Outcome {
-    pub fn new(index: usize, planned: CloudPhoneStatus) -> Outcome {
+impl<'a> Outcome<'a> {
+    pub fn new(index: usize, planned: Cow<'a, CloudPhoneStatus>) -> Outcome<'a> {
         Outcome {
             index,
             new: planned,
@@ -94,7 +82,7 @@ impl Outcome {
     pub fn current<'s>(&'s self, frame: &'s Frame<'_>) -> Option<&'s CloudPhoneStatus> {
         match &self.written {
             Some((status, _)) => Some(status),
-            None => frame.base[self.index].status(),
+            None => frame.status(self.index),
         }
     }
 
@@ -102,7 +90,7 @@ impl Outcome {
     pub fn fence(&self, frame: &Frame<'_>) -> Option<String> {
         match &self.written {
             Some((_, version)) => version.clone(),
-            None => frame.base[self.index].version().map(str::to_owned),
+            None => frame.version(self.index).map(str::to_owned),
         }
     }
 
@@ -113,12 +101,22 @@ impl Outcome {
     /// A write failed: the phone keeps what the server holds, and nothing more is done for it.
     pub fn stop(&mut self, frame: &Frame<'_>) {
         self.stopped = true;
-        self.new = self.current(frame).cloned().unwrap_or_default();
+        self.new = Cow::Owned(self.current(frame).cloned().unwrap_or_default());
+    }
+
+    /// True when the final status differs from what the server holds as far as this tick knows:
+    /// it needs a write.
+    pub fn changed(&self, frame: &Frame<'_>) -> bool {
+        // NB: a status still borrowed is the base one, untouched: no comparison needed.
+        if self.written.is_none() && matches!(self.new, Cow::Borrowed(_)) {
+            return false;
+        }
+        self.current(frame) != Some(&*self.new)
     }
 
     /// True when the server now holds this tick's final status of the phone.
     pub fn settled(&self) -> bool {
-        self.written.as_ref().is_some_and(|(s, _)| *s == self.new)
+        self.written.as_ref().is_some_and(|(s, _)| *s == *self.new)
     }
 }
 
@@ -126,14 +124,17 @@ impl Outcome {
 /// kept (each phone's phase, and the events of what the API server now holds), not the statuses: a
 /// converging fleet would otherwise hold two copies of every status until the tick ends.
 #[derive(Default)]
-pub(crate) struct Group {
-    pub phones: Vec<Outcome>,
+pub(crate) struct Group<'a> {
+    pub phones: Vec<Outcome<'a>>,
     pub phases: Vec<(usize, Phase)>,
     pub events: Vec<(usize, PhoneEvent)>,
+    /// Events past the tick's cap: how many, and the phone of the first.
+    pub events_dropped: usize,
+    pub first_dropped: Option<usize>,
     pub report: TickReport,
 }
 
-impl Group {
+impl Group<'_> {
     /// Turns the outcomes into phases and events, and drops them. A phone whose final status was
     /// not written has no events: they come with the write that is retried next tick, so that none
     /// is published twice.
@@ -142,8 +143,17 @@ impl Group {
             let i = phone.index;
             if phone.settled() {
                 let spec = &frame.snapshot[i].spec;
-                for event in crate::plan::events(spec, frame.base[i].status(), &phone.new) {
-                    self.events.push((i, event));
+                for event in crate::plan::events(spec, frame.status(i), &phone.new) {
+                    let kept = frame
+                        .events_left
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                        .is_ok();
+                    if kept {
+                        self.events.push((i, event));
+                    } else {
+                        self.events_dropped += 1;
+                        self.first_dropped.get_or_insert(i);
+                    }
                 }
             }
             self.phases.push((i, phone.new.phase));

@@ -54,7 +54,33 @@ pub fn fake_client_hanging<F>(mut handler: F) -> (kube::Client, Requests)
 where
     F: FnMut(&Recorded) -> Option<(u16, Value)> + Send + 'static,
 {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    fake_client_streaming(move |r| match handler(r) {
+        Some((status, answer)) => Reply::Answer(status, answer),
+        None => Reply::Hang,
+    })
+}
+
+/// What the fake API server does with one request.
+pub enum Reply {
+    /// Answers at once: (HTTP status, JSON body).
+    Answer(u16, Value),
+    /// Never answers (a watch that stays open and silent).
+    Hang,
+    /// Answers 200 with a stream of JSON lines, one a value received (a watch that sees events).
+    Stream(tokio::sync::mpsc::UnboundedReceiver<Value>),
+}
+
+type StreamedBody = http_body_util::StreamBody<
+    futures::stream::BoxStream<'static, Result<http_body::Frame<bytes::Bytes>, std::io::Error>>,
+>;
+
+/// Like [`fake_client`], with a handler that may also hang or stream (see [`Reply`]).
+pub fn fake_client_streaming<F>(mut handler: F) -> (kube::Client, Requests)
+where
+    F: FnMut(&Recorded) -> Reply + Send + 'static,
+{
+    use futures::StreamExt;
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<StreamedBody>>();
     let requests: Requests = Arc::default();
     let log = requests.clone();
     tokio::spawn(async move {
@@ -83,14 +109,30 @@ where
             };
             let reply = handler(&recorded);
             log.lock().unwrap().push(recorded);
-            let Some((status, answer)) = reply else {
-                open.push(respond);
-                continue;
+            let (status, stream) = match reply {
+                Reply::Hang => {
+                    open.push(respond);
+                    continue;
+                }
+                Reply::Answer(status, answer) => {
+                    let bytes = bytes::Bytes::from(serde_json::to_vec(&answer).unwrap());
+                    let frame = Ok(http_body::Frame::data(bytes));
+                    (status, futures::stream::once(async move { frame }).boxed())
+                }
+                Reply::Stream(events) => {
+                    let lines = futures::stream::unfold(events, |mut events| async move {
+                        let event = events.recv().await?;
+                        let mut line = serde_json::to_vec(&event).unwrap();
+                        line.push(b'\n');
+                        Some((Ok(http_body::Frame::data(line.into())), events))
+                    });
+                    (200, lines.boxed())
+                }
             };
             let response = Response::builder()
                 .status(status)
                 .header(http::header::CONTENT_TYPE, "application/json")
-                .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                .body(http_body_util::StreamBody::new(stream))
                 .unwrap();
             respond.send_response(response);
         }
