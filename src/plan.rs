@@ -76,10 +76,43 @@ impl fmt::Display for PhoneKey {
     }
 }
 
+impl PhoneKey {
+    /// The key borrowed, as a [`PhoneView`] holds it.
+    pub fn borrowed(&self) -> KeyRef<'_> {
+        KeyRef {
+            namespace: &self.namespace,
+            name: &self.name,
+        }
+    }
+}
+
+/// A [`PhoneKey`] borrowed from the object: planning a tick allocates no key per phone. Orders as
+/// `PhoneKey` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyRef<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+impl KeyRef<'_> {
+    pub fn to_key(self) -> PhoneKey {
+        PhoneKey {
+            namespace: self.namespace.to_owned(),
+            name: self.name.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for KeyRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 /// A phone as the planner sees it.
 #[derive(Clone, Debug)]
 pub struct PhoneView<'a> {
-    pub key: PhoneKey,
+    pub key: KeyRef<'a>,
     /// The object's uid: tells a re-created object from the deleted one of the same name.
     pub uid: Option<&'a str>,
     pub created: Option<Timestamp>,
@@ -91,7 +124,10 @@ pub struct PhoneView<'a> {
 impl<'a> PhoneView<'a> {
     pub fn of(phone: &'a CloudPhone) -> PhoneView<'a> {
         PhoneView {
-            key: PhoneKey::of(phone),
+            key: KeyRef {
+                namespace: phone.metadata.namespace.as_deref().unwrap_or_default(),
+                name: phone.metadata.name.as_deref().unwrap_or_default(),
+            },
             uid: phone.metadata.uid.as_deref(),
             created: phone.metadata.creation_timestamp.as_ref().map(|t| t.0),
             generation: phone.metadata.generation,
@@ -146,7 +182,7 @@ pub fn dispositions(phones: &[PhoneView]) -> Vec<Disposition> {
         let owner = owners[phone.spec.instance_id.as_str()];
         if owner != i {
             out[i] = Disposition::Duplicate {
-                owner: phones[owner].key.clone(),
+                owner: phones[owner].key.to_key(),
             };
         }
     }
@@ -379,11 +415,16 @@ pub fn plan_phone<'a>(
 struct Ready {
     status: &'static str,
     reason: &'static str,
-    message: String,
+    /// Most messages are fixed texts: no allocation for them on every phone of every tick.
+    message: Cow<'static, str>,
 }
 
 impl Ready {
-    fn new(status: &'static str, reason: &'static str, message: impl Into<String>) -> Ready {
+    fn new(
+        status: &'static str,
+        reason: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Ready {
         Ready {
             status,
             reason,

@@ -152,7 +152,8 @@ pub fn check_instance_id(id: &str) -> Result<(), &'static str> {
     if id.is_empty() {
         return Err("is empty");
     }
-    if id.chars().count() > INSTANCE_ID_MAX_LEN {
+    // NB: the byte length first: it bounds the character count, and counting is the slow part.
+    if id.len() > INSTANCE_ID_MAX_LEN && id.chars().count() > INSTANCE_ID_MAX_LEN {
         return Err("is longer than 32 characters");
     }
     if !id

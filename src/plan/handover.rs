@@ -160,7 +160,7 @@ pub fn hold(
 mod tests {
     use super::*;
     use crate::api::{BackupStatus, CloudPhoneSpec, Lifecycle};
-    use crate::plan::{Disposition, Observation, PhoneKey, PlanConfig, plan_phone};
+    use crate::plan::{Disposition, KeyRef, Observation, PlanConfig, plan_phone};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     const GRACE: Duration = Duration::from_secs(120);
@@ -179,15 +179,15 @@ mod tests {
     }
 
     fn view<'a>(
-        name: &str,
+        name: &'a str,
         uid: &'a str,
         spec: &'a CloudPhoneSpec,
         status: Option<&'a CloudPhoneStatus>,
     ) -> PhoneView<'a> {
         PhoneView {
-            key: PhoneKey {
-                namespace: "fleet".into(),
-                name: name.into(),
+            key: KeyRef {
+                namespace: "fleet",
+                name,
             },
             uid: Some(uid),
             created: Some(at(-10_000)),

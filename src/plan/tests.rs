@@ -65,7 +65,7 @@ impl Phone {
     }
     fn view(&self) -> PhoneView<'_> {
         PhoneView {
-            key: self.key.clone(),
+            key: self.key.borrowed(),
             uid: None,
             created: self.created,
             generation: self.generation,

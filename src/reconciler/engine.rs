@@ -366,10 +366,15 @@ impl<S: PhoneStore> Engine<S> {
             .collect();
         let query_phones = owners.len();
         // NB: owned chunks: a stream over borrowed `chunks()` makes the tick future lose `Send`.
-        let chunks: Vec<Vec<String>> = ids
-            .chunks(MAX_IDS_PER_CALL)
-            .map(<[String]>::to_vec)
-            .collect();
+        let mut chunks: Vec<Vec<String>> = Vec::with_capacity(ids.len().div_ceil(MAX_IDS_PER_CALL));
+        let mut rest = ids.into_iter();
+        loop {
+            let chunk: Vec<String> = rest.by_ref().take(MAX_IDS_PER_CALL).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(chunk);
+        }
         let chunk_count = chunks.len();
 
         // Plan, back up and write: the phones that need no vendor call at once, then each chunk

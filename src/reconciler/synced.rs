@@ -65,7 +65,9 @@ impl FailureMemory {
         let now = Instant::now();
         observations.retain(|id, observation| {
             if !matches!(observation, Observation::Failed(_)) {
-                self.failing.remove(id);
+                if !self.failing.is_empty() {
+                    self.failing.remove(id);
+                }
                 return true;
             }
             let (ticks, since) = self.failing.entry(id.clone()).or_insert((0, now));
