@@ -170,7 +170,7 @@ pub fn dispositions(phones: &[PhoneView]) -> Vec<Disposition> {
         } else {
             out.push(Disposition::Query);
             let owner = owners.entry(id).or_insert(i);
-            if older(&phones[i], &phones[*owner]) {
+            if *owner != i && older(&phones[i], &phones[*owner]) {
                 *owner = i;
             }
         }
@@ -197,15 +197,22 @@ fn older(a: &PhoneView, b: &PhoneView) -> bool {
 
 /// The instance ids to query this tick: each owned id once, sorted.
 pub fn instances_to_query(phones: &[PhoneView], dispositions: &[Disposition]) -> Vec<String> {
-    let mut ids: Vec<String> = phones
-        .iter()
-        .zip(dispositions)
-        .filter(|(_, d)| **d == Disposition::Query)
-        .map(|(p, _)| p.spec.instance_id.clone())
+    queried_phones(phones, dispositions)
+        .into_iter()
+        .map(|i| phones[i].spec.instance_id.clone())
+        .collect()
+}
+
+/// The phones whose instances are queried this tick (the owner of each id, so each id once), by
+/// instance id.
+pub fn queried_phones(phones: &[PhoneView], dispositions: &[Disposition]) -> Vec<usize> {
+    let mut owners: Vec<usize> = (0..phones.len())
+        .filter(|&i| dispositions[i] == Disposition::Query)
         .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
+    owners.sort_unstable_by(|&a, &b| phones[a].spec.instance_id.cmp(&phones[b].spec.instance_id));
+    // NB: [`dispositions`] gives each id one owner; this only guards against a caller's mix-up.
+    owners.dedup_by(|a, b| phones[*a].spec.instance_id == phones[*b].spec.instance_id);
+    owners
 }
 
 /// What this tick's status query said of one instance.

@@ -769,7 +769,13 @@ fn the_watch_cache_keeps_only_what_the_engine_reads() {
             .annotations
             .get_or_insert_with(Default::default)
             .insert("cloudphone.io/reconcile-requested-at".into(), "now".into());
+        phone
+            .metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("team".into(), "a".into());
         cloudphone_operator::reconciler::slim(&mut phone);
+        assert_eq!(phone.metadata.labels, None, "the engine reads no label");
         assert!(
             phone
                 .metadata

@@ -205,16 +205,23 @@ impl Client {
                 excerpt: String::new(),
             });
         };
-        let mut observed: HashMap<String, i64> = results
+        // Only the ids asked for: an id the vendor added on its own is dropped.
+        let mut answered: HashMap<String, i64> = results
             .into_iter()
             .map(|r| (r.instance_id, r.status))
             .collect();
-        let missing = ids
-            .iter()
-            .filter(|id| !observed.contains_key(*id))
-            .cloned()
-            .collect();
-        observed.retain(|id, _| ids.contains(id));
+        let mut observed = HashMap::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            match answered.remove_entry(id) {
+                Some((id, code)) => {
+                    observed.insert(id, code);
+                }
+                // NB: an id asked for twice is observed once, not missing.
+                None if observed.contains_key(id) => {}
+                None => missing.push(id.clone()),
+            }
+        }
         Ok(StatusReport {
             request_id,
             observed,

@@ -347,34 +347,22 @@ impl<S: PhoneStore> Engine<S> {
                 Timestamp::now(),
                 self.config.plan.grace_period,
             );
-        let mut ids = plan::instances_to_query(&views, &dispositions);
+        let mut queried = plan::queried_phones(&views, &dispositions);
         let offset = self.rotation.load(Ordering::Relaxed);
-        if !ids.is_empty() {
-            let start = offset % ids.len();
-            ids.rotate_left(start);
+        if !queried.is_empty() {
+            let start = offset % queried.len();
+            queried.rotate_left(start);
         }
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .forget_except(&ids);
-        let owners: HashMap<&str, usize> = views
-            .iter()
-            .zip(&dispositions)
-            .enumerate()
-            .filter(|(_, (_, d))| **d == Disposition::Query)
-            .map(|(i, (v, _))| (v.spec.instance_id.as_str(), i))
-            .collect();
-        let query_phones = owners.len();
+            .forget_except(queried.iter().map(|&i| views[i].spec.instance_id.as_str()));
+        let query_phones = queried.len();
         // NB: owned chunks: a stream over borrowed `chunks()` makes the tick future lose `Send`.
-        let mut chunks: Vec<Vec<String>> = Vec::with_capacity(ids.len().div_ceil(MAX_IDS_PER_CALL));
-        let mut rest = ids.into_iter();
-        loop {
-            let chunk: Vec<String> = rest.by_ref().take(MAX_IDS_PER_CALL).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            chunks.push(chunk);
-        }
+        let chunks: Vec<Vec<usize>> = queried
+            .chunks(MAX_IDS_PER_CALL)
+            .map(<[usize]>::to_vec)
+            .collect();
         let chunk_count = chunks.len();
 
         // Plan, back up and write: the phones that need no vendor call at once, then each chunk
@@ -403,9 +391,7 @@ impl<S: PhoneStore> Engine<S> {
                 groups.push(self.settle(&frame, planned, &batcher).await);
             }
             let mut done = stream::iter(chunks)
-                .map(|chunk| {
-                    self.run_chunk(&frame, &views, &dispositions, &owners, chunk, &batcher)
-                })
+                .map(|chunk| self.run_chunk(&frame, &views, &dispositions, chunk, &batcher))
                 .buffer_unordered(self.config.vendor_calls_in_flight.max(1));
             while let Some(group) = done.next().await {
                 groups.push(group);
@@ -464,16 +450,20 @@ impl<S: PhoneStore> Engine<S> {
         report
     }
 
-    /// One status chunk: its query, then its phones planned, backed up and written.
+    /// One status chunk (the phones at `chunk`, owners of their ids): its query, then its phones
+    /// planned, backed up and written.
     async fn run_chunk<'v>(
         &self,
         frame: &Frame<'_>,
         views: &[PhoneView<'v>],
         dispositions: &[Disposition],
-        owners: &HashMap<&str, usize>,
-        ids: Vec<String>,
+        chunk: Vec<usize>,
         batcher: &Batcher<'_>,
     ) -> Group<'v> {
+        let ids: Vec<String> = chunk
+            .iter()
+            .map(|&i| views[i].spec.instance_id.clone())
+            .collect();
         let mut observations = batcher.query(&ids).await;
         let query_errors = observations
             .values()
@@ -484,9 +474,8 @@ impl<S: PhoneStore> Engine<S> {
             .unwrap_or_else(|p| p.into_inner())
             .debounce(&mut observations, self.config.synced_after);
         let now = Timestamp::now();
-        let mut planned: Vec<(usize, plan::Planned)> = ids
-            .iter()
-            .filter_map(|id| owners.get(id.as_str()).copied())
+        let mut planned: Vec<(usize, plan::Planned)> = chunk
+            .into_iter()
             .filter(|&i| !frame.lagging[i])
             .map(|i| {
                 let observation = observations.get(&views[i].spec.instance_id);

@@ -237,13 +237,14 @@ impl Watches {
 /// from the cache.
 const OWN_ANNOTATIONS: &str = "cloudphone.io/";
 
-/// Keeps in the watch cache only what the engine reads: no managed fields and no annotation but
-/// the operator's own (kubectl's `last-applied-configuration` alone is as large as the rest of a
-/// phone). Spec, status (every field the next server-side apply carries), labels and the identity
-/// of the object stay.
+/// Keeps in the watch cache only what the engine reads: no managed fields, no labels (the
+/// selector is applied by the API server) and no annotation but the operator's own (kubectl's
+/// `last-applied-configuration` alone is as large as the rest of a phone). Spec, status (every
+/// field the next server-side apply carries) and the identity of the object stay.
 pub fn slim(phone: &mut CloudPhone) {
     // NB: None, not an emptied Vec: `clear()` would keep the entries' buffer allocated.
     phone.metadata.managed_fields = None;
+    phone.metadata.labels = None;
     if let Some(annotations) = phone.metadata.annotations.as_mut() {
         annotations.retain(|key, _| key.starts_with(OWN_ANNOTATIONS));
         if annotations.is_empty() {

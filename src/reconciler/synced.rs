@@ -80,11 +80,11 @@ impl FailureMemory {
     }
 
     /// Forgets the instances not queried this tick (deleted, suspended, or handed over).
-    pub fn forget_except(&mut self, queried: &[String]) {
+    pub fn forget_except<'a>(&mut self, queried: impl IntoIterator<Item = &'a str>) {
         if self.failing.is_empty() {
             return;
         }
-        let queried: std::collections::HashSet<&str> = queried.iter().map(String::as_str).collect();
+        let queried: std::collections::HashSet<&str> = queried.into_iter().collect();
         self.failing.retain(|id, _| queried.contains(id.as_str()));
     }
 }
