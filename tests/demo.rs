@@ -1,6 +1,7 @@
 //! The quick start settles the example fleet: the README's first command works.
 
-use cloudphone_operator::demo::{self, DemoArgs};
+use cloudphone_operator::demo;
+use cloudphone_operator::run::args::DemoArgs;
 use std::time::Duration;
 
 #[tokio::test]

@@ -16,9 +16,9 @@ mod support;
 
 use cloudphone_operator::api::{CloudPhone, CloudPhoneStatus, Phase};
 use cloudphone_operator::koophone::{Client, ClientConfig, Token};
-use cloudphone_operator::leader::LeaseFence;
 use cloudphone_operator::plan::{PhoneEvent, PhoneKey, PlanConfig};
 use cloudphone_operator::reconciler::{Engine, EngineConfig, PhoneStore, WriteError};
+use cloudphone_operator::run::leader::LeaseFence;
 use cloudphone_operator::sim::{SimConfig, Simulator, Timings, code};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

@@ -566,7 +566,7 @@ fn secret_json(version: &str, pairs: &[(&str, &str)]) -> Value {
 #[tokio::test]
 async fn the_credentials_secret_is_loaded_and_its_rotation_followed() {
     use cloudphone_operator::koophone::{Auth, CredentialsError};
-    use cloudphone_operator::secret_watch;
+    use cloudphone_operator::run::credentials;
     let mut watches = 0;
     let (client, log) = fake_client_hanging(move |r: &Recorded| {
         match (r.method.as_str(), r.path()) {
@@ -587,7 +587,7 @@ async fn the_credentials_secret_is_loaded_and_its_rotation_followed() {
     let auth = Arc::new(Auth::new(Err(CredentialsError::SecretMissing(
         "ops/koophone (not read yet)".into(),
     ))));
-    tokio::spawn(secret_watch::watch(
+    tokio::spawn(credentials::watch(
         client,
         "ops".into(),
         "koophone".into(),
@@ -617,7 +617,7 @@ async fn the_credentials_secret_is_loaded_and_its_rotation_followed() {
 #[tokio::test]
 async fn a_missing_credentials_secret_is_reported() {
     use cloudphone_operator::koophone::{Auth, Token};
-    use cloudphone_operator::secret_watch;
+    use cloudphone_operator::run::credentials;
     let (client, _log) = fake_client_hanging(|r: &Recorded| {
         if r.query().contains("watch=true") {
             return None;
@@ -628,7 +628,7 @@ async fn a_missing_credentials_secret_is_reported() {
         ))
     });
     let auth = Arc::new(Auth::token(Token::new("placeholder")));
-    tokio::spawn(secret_watch::watch(
+    tokio::spawn(credentials::watch(
         client,
         "ops".into(),
         "koophone".into(),

@@ -2,7 +2,7 @@
 
 mod support;
 
-use cloudphone_operator::leader::{Leadership, LeaseConfig};
+use cloudphone_operator::run::leader::{Leadership, LeaseConfig};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -8,11 +8,11 @@ use super::tick::{Frame, Group, Outcome, Sent, Written};
 use super::vendor::Batcher;
 use crate::api::{CloudPhone, CloudPhoneStatus};
 use crate::koophone::{Client, MAX_IDS_PER_CALL};
-use crate::leader::LeaseFence;
 use crate::metrics::{AccountLabels, Metrics, OutcomeLabels};
 use crate::plan::{
     self, BackupResult, Disposition, Intent, Intents, PhoneEvent, PhoneKey, PhoneView, PlanConfig,
 };
+use crate::run::leader::LeaseFence;
 use futures::FutureExt;
 use futures::{StreamExt, stream};
 use k8s_openapi::jiff::Timestamp;

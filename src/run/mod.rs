@@ -1,121 +1,34 @@
 //! `cloudphone-operator run`: the operator on a cluster. Wires the watch cache, the tick engine,
 //! leader election, the vendor client and the HTTP listener, and shuts them down in order.
+//!
+//! - [`args`]: every flag of the binary.
+//! - [`credentials`]: the vendor credentials' sources, among them the watched Secret.
+//! - [`leader`]: the Lease election and the freshness fence of backup calls.
+//! - [`schema_check`]: the CRD revision gate.
 
-use crate::demo::parse_duration;
+pub mod args;
+pub mod credentials;
+pub mod leader;
+pub mod schema_check;
+
+pub use args::RunArgs;
+
 use crate::http::{self, Readiness};
-use crate::koophone::{
-    self, Auth, Client, ClientConfig, CredentialsError, DEFAULT_BASE_URL, Token,
-};
-use crate::leader::{Leadership, LeaseConfig};
+use crate::koophone::{self, Auth, Client, ClientConfig, CredentialsError, Token};
 use crate::metrics::Metrics;
 use crate::plan::PlanConfig;
-use crate::reconciler::{
-    Engine, EngineConfig, INTENT_MAX_AGE, KubeStore, SyncedAfter, WatchConfig, phone_apis,
-};
+use crate::reconciler::{Engine, EngineConfig, INTENT_MAX_AGE, KubeStore, WatchConfig, phone_apis};
 use crate::sim::{self, SimConfig, Simulator};
-use crate::{schema_check, secret_watch};
 use futures::FutureExt;
 use kube::api::ListParams;
 use kube::runtime::events::Reporter;
+use leader::{Leadership, LeaseConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
-
-/// Flags of `cloudphone-operator run`; each has a `CLOUDPHONE_<FLAG>` environment fallback.
-#[derive(clap::Args, Debug, Clone)]
-pub struct RunArgs {
-    /// Base URL of the KooPhone API.
-    #[arg(long, env = "CLOUDPHONE_VENDOR_URL", default_value = DEFAULT_BASE_URL)]
-    pub vendor_url: String,
-    /// A Secret holding the vendor credentials, as NAMESPACE/NAME (or NAME in the operator's
-    /// namespace): a `token`; or `username`, `password`, `domain`, `project`|`projectId`,
-    /// `region`|`iamEndpoint`; or `accessKey`, `secretKey`, `projectId` (and `securityToken`).
-    /// Watched: a rotation is used from the next call.
-    #[arg(
-        long,
-        env = "CLOUDPHONE_CREDENTIALS_SECRET",
-        value_name = "[NAMESPACE/]NAME"
-    )]
-    pub credentials_secret: Option<String>,
-    /// A file holding a static vendor token (for example a mounted Secret key).
-    #[arg(long, env = "CLOUDPHONE_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
-    /// The name of an environment variable holding a static vendor token.
-    #[arg(long, env = "CLOUDPHONE_TOKEN_ENV", value_name = "VAR")]
-    pub token_env: Option<String>,
-    /// Time between ticks.
-    #[arg(long, env = "CLOUDPHONE_TICK_INTERVAL", default_value = "30s", value_parser = parse_duration)]
-    pub tick_interval: Duration,
-    /// A namespace to watch (repeatable, or comma-separated); default: all namespaces.
-    #[arg(
-        long = "namespace",
-        env = "CLOUDPHONE_NAMESPACE",
-        value_delimiter = ','
-    )]
-    pub namespaces: Vec<String>,
-    /// A label selector: only CloudPhones matching it are managed (to split a fleet across deployments).
-    #[arg(long, env = "CLOUDPHONE_SELECTOR")]
-    pub selector: Option<String>,
-    /// Address of the HTTP listener for /metrics, /healthz and /readyz.
-    #[arg(long, env = "CLOUDPHONE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
-    pub metrics_addr: SocketAddr,
-    /// Elect a leader on a Lease so that only one replica calls the vendor (`--leader-election=false` to turn off).
-    #[arg(long, env = "CLOUDPHONE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
-    pub leader_election: bool,
-    /// Name of the Lease.
-    #[arg(
-        long,
-        env = "CLOUDPHONE_LEASE_NAME",
-        default_value = "cloudphone-operator"
-    )]
-    pub lease_name: String,
-    /// Namespace of the Lease; default: the pod's namespace (POD_NAMESPACE or the service account's).
-    #[arg(long, env = "CLOUDPHONE_LEASE_NAMESPACE")]
-    pub lease_namespace: Option<String>,
-    /// This replica's identity in the Lease; default: POD_NAME, else the host name plus a random suffix.
-    #[arg(long, env = "CLOUDPHONE_IDENTITY")]
-    pub identity: Option<String>,
-    /// Run against an in-process vendor simulator instead of the vendor (no credentials needed):
-    /// every instance a CloudPhone names starts as DataLoaded.
-    #[arg(long, env = "CLOUDPHONE_SIMULATE")]
-    pub simulate: bool,
-    /// After a backup call, no second call for the phone until the vendor shows it BackingUp or Idle, or this long.
-    #[arg(long, env = "CLOUDPHONE_BACKUP_GRACE_PERIOD", default_value = "2m", value_parser = parse_duration)]
-    pub backup_grace_period: Duration,
-    /// Wait after a first failed backup before the next attempt (doubled for each further one).
-    #[arg(long, env = "CLOUDPHONE_BACKUP_BACKOFF", default_value = "1m", value_parser = parse_duration)]
-    pub backup_backoff: Duration,
-    /// Longest wait between backup attempts.
-    #[arg(long, env = "CLOUDPHONE_BACKUP_BACKOFF_MAX", default_value = "1h", value_parser = parse_duration)]
-    pub backup_backoff_max: Duration,
-    /// Time-out of one vendor call.
-    #[arg(long, env = "CLOUDPHONE_VENDOR_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub vendor_timeout: Duration,
-    /// Vendor calls of one kind in flight at once.
-    #[arg(long, env = "CLOUDPHONE_VENDOR_CONCURRENCY", default_value = "8")]
-    pub vendor_concurrency: usize,
-    /// Quiet time after a create or spec change before the early tick.
-    #[arg(long, env = "CLOUDPHONE_DEBOUNCE", default_value = "1s", value_parser = parse_duration)]
-    pub debounce: Duration,
-    /// On SIGTERM, how long the tick in flight may take to finish before it is cut.
-    #[arg(long, env = "CLOUDPHONE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
-    /// How long a status query failure must persist before a phone's Synced condition turns
-    /// False: a number of consecutive ticks (`3`) or a duration (`2m`). A blip writes nothing.
-    #[arg(long, env = "CLOUDPHONE_SYNCED_AFTER", default_value = "3")]
-    pub synced_after: SyncedAfter,
-    /// A tick still running after this long is cut: the statuses it wrote stay, the unfinished
-    /// chunks go first next tick. Default: three tick intervals.
-    #[arg(long, env = "CLOUDPHONE_TICK_DEADLINE", value_parser = parse_duration)]
-    pub tick_deadline: Option<Duration>,
-    /// Events published in one tick at most; the rest are counted in
-    /// cloudphone_events_dropped_total and summarised in one event.
-    #[arg(long, env = "CLOUDPHONE_MAX_EVENTS_PER_TICK", default_value = "100")]
-    pub max_events_per_tick: usize,
-}
 
 /// Why `run` cannot start. Messages name the flag or resource at fault and never a credential.
 #[derive(Debug, thiserror::Error)]
@@ -342,7 +255,7 @@ pub async fn run_with_client(
             return Err(RunError::ConflictingCredentials);
         }
         Some(text) => Some(
-            secret_watch::parse_secret_ref(text, &pod_namespace(&client))
+            credentials::parse_secret_ref(text, &pod_namespace(&client))
                 .map_err(RunError::SecretRef)?,
         ),
         None => None,
@@ -357,7 +270,7 @@ pub async fn run_with_client(
     preflight(&client, &args).await?;
     let secret_task = secret.map(|(namespace, name)| {
         info!(secret = %format!("{namespace}/{name}"), "vendor credentials from a watched Secret");
-        tokio::spawn(secret_watch::watch(
+        tokio::spawn(credentials::watch(
             client.clone(),
             namespace,
             name,
