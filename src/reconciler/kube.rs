@@ -177,44 +177,55 @@ impl Watches {
         let dirty = Arc::new(Notify::new());
         let debounce = self.config.debounce;
         let selector = self.config.selector.clone();
-        let streams = self.watches.into_iter().map(|(api, writer, synced)| {
-            let mut config = watcher::Config::default();
-            if let Some(selector) = &selector {
-                config = config.labels(selector);
-            }
-            watcher(api, config)
-                .default_backoff()
-                .modify(slim)
-                .reflect(writer)
-                .map(move |event| (event, synced.clone()))
-                .boxed()
-        });
+        let watch_count = self.watches.len();
+        let streams = self
+            .watches
+            .into_iter()
+            .enumerate()
+            .map(|(w, (api, writer, synced))| {
+                let mut config = watcher::Config::default();
+                if let Some(selector) = &selector {
+                    config = config.labels(selector);
+                }
+                watcher(api, config)
+                    .default_backoff()
+                    .modify(slim)
+                    .reflect(writer)
+                    .map(move |event| (event, synced.clone(), w))
+                    .boxed()
+            });
         let events = {
             let dirty = dirty.clone();
             async move {
-                let mut generations: HashMap<String, Option<i64>> = HashMap::new();
+                // NB: one map a watch, rebuilt by each of its lists: an object deleted while a
+                // watch was down leaves no entry behind.
+                let mut generations: Vec<HashMap<String, Option<i64>>> =
+                    vec![HashMap::new(); watch_count];
+                let mut listing: Vec<HashMap<String, Option<i64>>> =
+                    vec![HashMap::new(); watch_count];
                 let mut merged = stream::select_all(streams);
-                while let Some((event, synced)) = merged.next().await {
+                while let Some((event, synced, w)) = merged.next().await {
                     match event {
+                        Ok(watcher::Event::Init) => listing[w] = HashMap::new(),
                         Ok(watcher::Event::InitApply(phone)) => {
-                            generations.insert(uid(&phone), phone.metadata.generation);
+                            listing[w].insert(uid(&phone), phone.metadata.generation);
                         }
                         Ok(watcher::Event::InitDone) => {
+                            generations[w] = std::mem::take(&mut listing[w]);
                             if !synced.swap(true, Ordering::AcqRel) {
                                 info!("CloudPhone watch cache synced");
                             }
                         }
                         Ok(watcher::Event::Apply(phone)) => {
                             let generation = phone.metadata.generation;
-                            if generations.insert(uid(&phone), generation) != Some(generation) {
+                            if generations[w].insert(uid(&phone), generation) != Some(generation) {
                                 debug!(phone = %PhoneKey::of(&phone), "created or spec changed: early tick");
                                 dirty.notify_one();
                             }
                         }
                         Ok(watcher::Event::Delete(phone)) => {
-                            generations.remove(&uid(&phone));
+                            generations[w].remove(&uid(&phone));
                         }
-                        Ok(watcher::Event::Init) => {}
                         Err(e) => {
                             warn!(error = %e, "CloudPhone watch failed; retrying with backoff")
                         }
