@@ -206,13 +206,15 @@ pub fn instances_to_query(phones: &[PhoneView], dispositions: &[Disposition]) ->
 /// The phones whose instances are queried this tick (the owner of each id, so each id once), by
 /// instance id.
 pub fn queried_phones(phones: &[PhoneView], dispositions: &[Disposition]) -> Vec<usize> {
-    let mut owners: Vec<usize> = (0..phones.len())
+    // NB: sorted as (id, index) pairs: a comparison reads the ids directly, not through each view.
+    let mut owners: Vec<(&str, usize)> = (0..phones.len())
         .filter(|&i| dispositions[i] == Disposition::Query)
+        .map(|i| (phones[i].spec.instance_id.as_str(), i))
         .collect();
-    owners.sort_unstable_by(|&a, &b| phones[a].spec.instance_id.cmp(&phones[b].spec.instance_id));
+    owners.sort_unstable();
     // NB: [`dispositions`] gives each id one owner; this only guards against a caller's mix-up.
-    owners.dedup_by(|a, b| phones[*a].spec.instance_id == phones[*b].spec.instance_id);
-    owners
+    owners.dedup_by_key(|(id, _)| *id);
+    owners.into_iter().map(|(_, i)| i).collect()
 }
 
 /// What this tick's status query said of one instance.
