@@ -58,42 +58,8 @@ fn backup_calls(sim: &Simulator) -> u64 {
     sim.counters().calls("backup")
 }
 
-#[tokio::test]
-async fn two_hundred_fifty_ids_make_exactly_three_calls() {
-    let sim = simulator(fleet(250, code::DATA_LOADED)).await;
-    let chunks = client(&sim).batch_query_status(&ids(250)).await.unwrap();
-    assert_eq!(chunks.len(), 3);
-    assert_eq!(
-        chunks.iter().map(|c| c.ids.len()).collect::<Vec<_>>(),
-        [100, 100, 50]
-    );
-    let mut observed = 0;
-    for chunk in chunks {
-        let report = chunk.result.unwrap();
-        assert!(report.missing.is_empty());
-        assert!(report.observed.values().all(|&s| s == code::DATA_LOADED));
-        observed += report.observed.len();
-    }
-    assert_eq!(observed, 250);
-    let counters = sim.counters();
-    let q = &counters.endpoints["batch-query-status"];
-    assert_eq!((q.calls, q.ids, q.max_ids_per_call), (3, 250, 100));
-}
-
-#[tokio::test]
-async fn backup_of_250_ids_makes_three_calls_and_starts_every_backup() {
-    let sim = simulator(fleet(250, code::DATA_LOADED)).await;
-    let chunks = client(&sim).backup(&ids(250)).await.unwrap();
-    assert_eq!(chunks.len(), 3);
-    for chunk in &chunks {
-        let receipt = chunk.result.as_ref().unwrap();
-        assert!(receipt.task_id.is_some());
-        assert_eq!(receipt.jobs.len(), chunk.ids.len());
-    }
-    assert_eq!(backup_calls(&sim), 3);
-    assert_eq!(sim.counters().backups_started, 250);
-    assert_eq!(sim.instance("inst-00249").unwrap().status, code::BACKING_UP);
-}
+// NB: batching many ids into calls of at most 100 is the reconciler's (`reconciler/vendor.rs`,
+// tested there); the client makes one call for one chunk.
 
 #[tokio::test]
 async fn invalid_ids_are_refused_before_anything_is_sent() {
@@ -102,11 +68,11 @@ async fn invalid_ids_are_refused_before_anything_is_sent() {
     for bad in [String::new(), "x".repeat(33), "has space".into()] {
         let mut list = ids(3);
         list.push(bad.clone());
-        let err = c.batch_query_status(&list).await.unwrap_err();
+        let err = c.query_status_chunk(&list).await.unwrap_err();
         assert!(matches!(err, Error::InvalidInstanceId { .. }), "{err}");
         let msg = err.to_string();
         assert!(msg.contains("instance_ids"), "{msg}");
-        let err = c.backup(&list).await.unwrap_err();
+        let err = c.backup_chunk(&list).await.unwrap_err();
         assert!(matches!(err, Error::InvalidInstanceId { .. }), "{err}");
     }
     let err = c.query_status_chunk(&ids(101)).await.unwrap_err();
@@ -118,7 +84,7 @@ async fn invalid_ids_are_refused_before_anything_is_sent() {
 async fn a_long_id_is_cut_short_in_the_error() {
     let sim = simulator(vec![]).await;
     let long = "y".repeat(5000);
-    let err = client(&sim).batch_query_status(&[long]).await.unwrap_err();
+    let err = client(&sim).query_status_chunk(&[long]).await.unwrap_err();
     assert!(err.to_string().len() < 300, "{err}");
 }
 
@@ -509,8 +475,6 @@ async fn the_token_never_appears_in_debug_output_or_errors() {
 #[allow(dead_code)]
 fn the_clients_futures_are_send(client: &Client, ids: &[String]) {
     fn send<T: Send>(_: T) {}
-    send(client.batch_query_status(ids));
-    send(client.backup(ids));
     send(client.query_status_chunk(ids));
     send(client.backup_chunk(ids));
 }

@@ -6,7 +6,6 @@ use super::retry::{RetryPolicy, parse_retry_after};
 use super::sign::{self, SignableRequest};
 use super::wire;
 use crate::api::check_instance_id;
-use futures::{StreamExt, stream};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,8 +30,6 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Retries of failed calls.
     pub retry: RetryPolicy,
-    /// Calls of one batch in flight at once.
-    pub max_in_flight: usize,
 }
 
 impl Default for ClientConfig {
@@ -44,18 +41,8 @@ impl Default for ClientConfig {
             // gateway without letting one hung call hold a tick for minutes.
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
-            // Eight calls at once keep a 10,000-phone tick (100 calls) short without bursting the
-            // vendor's undocumented flow control.
-            max_in_flight: 8,
         }
     }
-}
-
-/// One call's share of a batch: the ids it carried and what came of it.
-#[derive(Debug)]
-pub struct Chunk<T> {
-    pub ids: Vec<String>,
-    pub result: Result<T, Error>,
 }
 
 /// The vendor's answer to one status query.
@@ -95,7 +82,6 @@ pub struct Client {
     host: String,
     auth: Arc<Auth>,
     retry: RetryPolicy,
-    max_in_flight: usize,
     observer: Option<Arc<dyn CallObserver>>,
     /// Flow control: after a 429, no call of this client (one account) leaves before this time,
     /// whichever chunk or endpoint it is for.
@@ -135,7 +121,6 @@ impl Client {
             host,
             auth: auth.into(),
             retry: config.retry,
-            max_in_flight: config.max_in_flight.max(1),
             observer: None,
             paused_until: Arc::default(),
         })
@@ -160,34 +145,6 @@ impl Client {
     /// The base URL calls go to.
     pub fn base_url(&self) -> &str {
         &self.base_url
-    }
-
-    /// Queries the status of any number of instances, one call per chunk of at most 100 ids,
-    /// several chunks in flight at once. Refuses the whole list, sending nothing, when an id is
-    /// invalid; otherwise each chunk carries its own outcome, in the order of `ids`.
-    pub async fn batch_query_status(
-        &self,
-        ids: &[String],
-    ) -> Result<Vec<Chunk<StatusReport>>, Error> {
-        validate_ids(ids)?;
-        Ok(self
-            .for_each_chunk(ids, |ids| async move {
-                let result = self.query_status_chunk(&ids).await;
-                Chunk { ids, result }
-            })
-            .await)
-    }
-
-    /// Requests a backup of any number of instances, one call per chunk of at most 100 ids. Same
-    /// contract as [`Client::batch_query_status`].
-    pub async fn backup(&self, ids: &[String]) -> Result<Vec<Chunk<BackupReceipt>>, Error> {
-        validate_ids(ids)?;
-        Ok(self
-            .for_each_chunk(ids, |ids| async move {
-                let result = self.backup_chunk(&ids).await;
-                Chunk { ids, result }
-            })
-            .await)
     }
 
     /// One status call for at most 100 ids.
@@ -259,25 +216,6 @@ impl Client {
                 .filter_map(|job| Some((job.instance_id?, job.job_id?)))
                 .collect(),
         })
-    }
-
-    /// Runs `call` on each chunk of at most 100 ids, under the cap on calls in flight, in order.
-    // NB: the chunks are owned: a stream over borrowed `ids.chunks()` makes the future lose `Send`
-    // (a closure over a higher-ranked lifetime), and then it could not be spawned.
-    async fn for_each_chunk<T, F, Fut>(&self, ids: &[String], call: F) -> Vec<Chunk<T>>
-    where
-        F: Fn(Vec<String>) -> Fut,
-        Fut: Future<Output = Chunk<T>>,
-    {
-        let chunks: Vec<Vec<String>> = ids
-            .chunks(MAX_IDS_PER_CALL)
-            .map(<[String]>::to_vec)
-            .collect();
-        stream::iter(chunks)
-            .map(call)
-            .buffered(self.max_in_flight)
-            .collect()
-            .await
     }
 
     /// Sends one call, retrying what may be retried, and decodes the answer.

@@ -15,7 +15,7 @@ mod wire;
 
 pub use auth::{Auth, AuthError, CallAuth};
 pub use client::{
-    BackupReceipt, CallObserver, Chunk, Client, ClientConfig, DEFAULT_BASE_URL, MAX_IDS_PER_CALL,
+    BackupReceipt, CallObserver, Client, ClientConfig, DEFAULT_BASE_URL, MAX_IDS_PER_CALL,
     StatusReport,
 };
 pub use credentials::{Credentials, CredentialsError, ProjectScope};

@@ -334,3 +334,77 @@ fn halves(mut ids: Vec<String>) -> (Vec<String>, Vec<String>) {
     let right = ids.split_off(ids.len() / 2);
     (ids, right)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::koophone::{ClientConfig, Token};
+    use crate::reconciler::DEFAULT_ACCOUNT;
+    use crate::sim::{SimConfig, Simulator, code};
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("inst-{i:05}")).collect()
+    }
+
+    async fn fleet(n: usize, status: i64) -> (Simulator, Client) {
+        let sim = Simulator::start(
+            SimConfig {
+                instances: ids(n).into_iter().map(|id| (id, status)).collect(),
+                ..SimConfig::default()
+            },
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let client = Client::new(
+            ClientConfig {
+                base_url: sim.url(),
+                ..ClientConfig::default()
+            },
+            Token::new("t"),
+        )
+        .unwrap();
+        (sim, client)
+    }
+
+    #[tokio::test]
+    async fn two_hundred_fifty_ids_make_exactly_three_status_calls() {
+        let (sim, client) = fleet(250, code::DATA_LOADED).await;
+        let breakers = Breakers::default();
+        let batcher = Batcher::new(&client, 8, &breakers, DEFAULT_ACCOUNT);
+        let observed = batcher.query(&ids(250)).await;
+        assert_eq!(observed.len(), 250);
+        assert!(
+            observed
+                .values()
+                .all(|o| *o == Observation::Status(code::DATA_LOADED))
+        );
+        assert_eq!(batcher.status_calls.load(Ordering::Relaxed), 3);
+        let counters = sim.counters();
+        let q = &counters.endpoints["batch-query-status"];
+        assert_eq!((q.calls, q.ids, q.max_ids_per_call), (3, 250, 100));
+    }
+
+    #[tokio::test]
+    async fn a_backup_of_250_ids_makes_three_calls_and_starts_every_backup() {
+        let (sim, client) = fleet(250, code::DATA_LOADED).await;
+        let breakers = Breakers::default();
+        let batcher = Batcher::new(&client, 8, &breakers, DEFAULT_ACCOUNT);
+        let results = batcher.backup(&ids(250), &|| Ok(()), Uuid::new_v4()).await;
+        assert_eq!(results.len(), 250);
+        assert!(
+            results.values().all(|r| matches!(
+                r,
+                BackupResult::Accepted {
+                    task_id: Some(_),
+                    job_id: Some(_),
+                    ..
+                }
+            )),
+            "{results:?}"
+        );
+        assert_eq!(batcher.backup_calls.load(Ordering::Relaxed), 3);
+        assert_eq!(sim.counters().calls("backup"), 3);
+        assert_eq!(sim.counters().backups_started, 250);
+    }
+}

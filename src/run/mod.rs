@@ -301,7 +301,6 @@ pub async fn run_with_client(
         ClientConfig {
             base_url: vendor_url,
             request_timeout: args.vendor_timeout,
-            max_in_flight: args.vendor_concurrency,
             ..ClientConfig::default()
         },
         auth.clone(),
