@@ -8,8 +8,8 @@
 use crate::api::{
     BackupStatus, CloudPhone, CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase, check_instance_id,
 };
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;

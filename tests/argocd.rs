@@ -6,7 +6,7 @@ use cloudphone_operator::plan::{
     BackupResult, Disposition, Observation, PhoneKey, PhoneView, PlanConfig, plan_phone,
     record_backup_result,
 };
-use k8s_openapi::jiff::Timestamp;
+use jiff::Timestamp;
 use mlua::{Lua, LuaSerdeExt};
 
 const SCRIPT: &str = include_str!("../docs/argocd-health.lua");

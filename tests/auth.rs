@@ -290,8 +290,8 @@ async fn a_stale_signature_date_is_refused() {
         let url = sim.url();
         async move {
             let host = url.trim_start_matches("http://").to_owned();
-            let date = k8s_openapi::jiff::Timestamp::now()
-                .checked_sub(k8s_openapi::jiff::SignedDuration::from_mins(minutes_ago))
+            let date = jiff::Timestamp::now()
+                .checked_sub(jiff::SignedDuration::from_mins(minutes_ago))
                 .unwrap();
             let body = br#"{"instance_ids":["kp1"]}"#;
             let mut headers = vec![

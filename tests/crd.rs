@@ -189,3 +189,23 @@ fn every_format_is_one_the_api_server_knows() {
         );
     }
 }
+
+proptest::proptest! {
+    /// The CloudPhone schema's id rule and the vendor client's own (from the vendor's documentation)
+    /// are written apart, the vendor layer knowing nothing of Kubernetes: every id the schema admits
+    /// must be one the client will send.
+    #[test]
+    fn every_instance_id_the_schema_admits_the_vendor_client_sends(id in "\\PC{0,40}|[A-Za-z0-9_-]{0,40}") {
+        if cloudphone_operator::api::check_instance_id(&id).is_ok() {
+            proptest::prop_assert!(cloudphone_operator::koophone::check_id(&id).is_ok(), "{id:?}");
+        }
+    }
+}
+
+#[test]
+fn the_id_length_limits_agree() {
+    assert_eq!(
+        cloudphone_operator::api::INSTANCE_ID_MAX_LEN,
+        cloudphone_operator::koophone::MAX_ID_CHARS
+    );
+}

@@ -9,8 +9,8 @@ use cloudphone_operator::reconciler::{
     Engine, EngineConfig, InjectedWriteFailure, MemoryStore, PhoneStore, TickReport,
 };
 use cloudphone_operator::sim::{Faults, SimConfig, Simulator, Timings, code};
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
 use support::fleet;

@@ -3,7 +3,7 @@
 
 use super::credentials::{Credentials, CredentialsError, ProjectScope};
 use super::token::Token;
-use k8s_openapi::jiff::Timestamp;
+use jiff::Timestamp;
 use serde_json::json;
 use std::sync::RwLock;
 use std::time::Duration;

@@ -15,8 +15,8 @@ mod wire;
 
 pub use auth::{Auth, AuthError, CallAuth};
 pub use client::{
-    BackupReceipt, CallObserver, Client, ClientConfig, DEFAULT_BASE_URL, MAX_IDS_PER_CALL,
-    StatusReport,
+    BackupReceipt, CallObserver, Client, ClientConfig, DEFAULT_BASE_URL, MAX_ID_CHARS,
+    MAX_IDS_PER_CALL, StatusReport, check_id,
 };
 pub use credentials::{Credentials, CredentialsError, ProjectScope};
 pub use error::{AccountFault, Endpoint, Error, Fault, VendorCode, VendorError};

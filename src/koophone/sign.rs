@@ -11,7 +11,7 @@
 //! lower-cased, trimmed and sorted, and every header of the request is signed.
 
 use hmac::{Hmac, KeyInit, Mac};
-use k8s_openapi::jiff::Timestamp;
+use jiff::Timestamp;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
@@ -45,8 +45,8 @@ pub fn sdk_date(t: Timestamp) -> String {
 
 /// Reads an `X-Sdk-Date`.
 pub fn parse_sdk_date(text: &str) -> Option<Timestamp> {
-    let t = k8s_openapi::jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", text.trim()).ok()?;
-    t.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC)
+    let t = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", text.trim()).ok()?;
+    t.to_zoned(jiff::tz::TimeZone::UTC)
         .ok()
         .map(|z| z.timestamp())
 }

@@ -9,7 +9,7 @@
 
 use super::{Conditions, PhoneView, Planned, READY, fmt_time};
 use crate::api::CloudPhoneStatus;
-use k8s_openapi::jiff::Timestamp;
+use jiff::Timestamp;
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -15,7 +15,7 @@ use crate::plan::{
 use crate::run::leader::LeaseFence;
 use futures::FutureExt;
 use futures::{StreamExt, stream};
-use k8s_openapi::jiff::Timestamp;
+use jiff::Timestamp;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -7,7 +7,7 @@ use crate::koophone::{AccountFault, Client, Error, Fault, MAX_IDS_PER_CALL, Vend
 use crate::plan::{BackupResult, Failure, Observation};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, stream};
-use k8s_openapi::jiff::Timestamp;
+use jiff::Timestamp;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::debug;

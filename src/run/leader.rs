@@ -10,9 +10,9 @@
 //! NB: written here rather than taken from `kube-lease-manager`, whose watch loop keeps reporting
 //! leadership while it cannot reach the API server, which would let two replicas call the vendor.
 
+use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, PostParams};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

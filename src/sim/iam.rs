@@ -1,12 +1,11 @@
 //! The simulator's authentication: an IAM token endpoint (`POST /v3/auth/tokens`), token checks with
 //! expiry and revocation, and the gateway's AK/SK signature check with its 15-minute date window.
 //!
-//! NB: the signature is recomputed with `crate::koophone::sign`, the client's own signer; that
-//! module is checked on its own against the vendor's worked example and an independent Python
-//! implementation, so sharing it here does not make the simulator a mirror of the client.
+//! NB: the signature is checked by [`super::signature`], written from the vendor's guide apart from
+//! the client's signer, so that a signer bug fails against the simulator.
 
-use crate::koophone::sign::{self, SignableRequest};
-use k8s_openapi::jiff::Timestamp;
+use super::signature::{self, Received};
+use jiff::Timestamp;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -58,7 +57,7 @@ impl Identities {
                 .map(str::trim)
         };
         if let Some(authorization) =
-            header("authorization").filter(|a| a.starts_with(sign::ALGORITHM))
+            header("authorization").filter(|a| a.starts_with(signature::SCHEME))
         {
             return self.check_signature(authorization, headers, path, query, body);
         }
@@ -87,16 +86,23 @@ impl Identities {
         query: &str,
         body: &[u8],
     ) -> Result<(), &'static str> {
-        let parsed = sign::parse_authorization(authorization)
+        let claim = signature::claimed(authorization)
             .ok_or("Incorrect IAM authentication information: malformed Authorization")?;
         let secret = self
             .access_keys
-            .get(&parsed.access_key)
+            .get(claim.access_key)
             .ok_or("Incorrect IAM authentication information: AK access failed to reach the limit or the AK is unknown")?;
-        let date = headers
+        let date_header = headers
             .get("x-sdk-date")
             .and_then(|v| v.to_str().ok())
-            .and_then(sign::parse_sdk_date)
+            .map(str::trim)
+            .ok_or(
+                "Incorrect IAM authentication information: X-Sdk-Date is missing or malformed",
+            )?;
+        let date = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", date_header)
+            .ok()
+            .and_then(|t| t.to_zoned(jiff::tz::TimeZone::UTC).ok())
+            .map(|z| z.timestamp())
             .ok_or(
                 "Incorrect IAM authentication information: X-Sdk-Date is missing or malformed",
             )?;
@@ -106,31 +112,31 @@ impl Identities {
                 "Incorrect IAM authentication information: signature expired (X-Sdk-Date is over 15 minutes off)",
             );
         }
-        if !parsed.signed_headers.iter().any(|h| h == "host")
-            || !parsed.signed_headers.iter().any(|h| h == "x-sdk-date")
+        if !claim.signed_headers.contains(&"host") || !claim.signed_headers.contains(&"x-sdk-date")
         {
             return Err(
                 "Incorrect IAM authentication information: host and x-sdk-date must be signed",
             );
         }
-        let mut signed = Vec::new();
-        for name in &parsed.signed_headers {
+        let mut signed = Vec::with_capacity(claim.signed_headers.len());
+        for name in &claim.signed_headers {
             let value = headers
-                .get(name.as_str())
+                .get(*name)
                 .and_then(|v| v.to_str().ok())
                 .ok_or("Incorrect IAM authentication information: a signed header is missing")?;
-            signed.push((name.clone(), value.to_owned()));
+            signed.push((*name, value));
         }
-        let query: Vec<(String, String)> = url_pairs(query);
-        let request = SignableRequest {
+        // NB: the guide's canonical headers are sorted by name, whatever order the header lists.
+        signed.sort_by_key(|(name, _)| name.to_ascii_lowercase());
+        let received = Received {
             method: "POST",
             path,
-            query: &query,
-            headers: &signed,
+            query,
+            signed: &signed,
             body,
+            date: date_header,
         };
-        let expected = sign::authorization(&parsed.access_key, secret, &request);
-        if sign::parse_authorization(&expected).map(|p| p.signature) != Some(parsed.signature) {
+        if !signature::verify(&received, secret, claim.signature) {
             return Err("Incorrect IAM authentication information: verify aksk signature fail");
         }
         if headers.get("x-project-id").is_none() {
@@ -196,20 +202,4 @@ impl Identities {
         }});
         (201, Some(token), body)
     }
-}
-
-fn url_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            (decode(k), decode(v))
-        })
-        .collect()
 }

@@ -9,6 +9,7 @@ mod fleet;
 mod iam;
 mod seed;
 mod server;
+mod signature;
 
 pub use faults::{CannedError, Faults, Injected};
 pub use fleet::{Instance, Timings, code, parse_state};

@@ -169,7 +169,7 @@ pub fn phone(name: &str, instance: &str, created: i64) -> cloudphone_operator::a
     p.metadata.uid = Some(format!("uid-{name}"));
     p.metadata.generation = Some(1);
     p.metadata.creation_timestamp = Some(Time(
-        k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + created).unwrap(),
+        jiff::Timestamp::from_second(1_700_000_000 + created).unwrap(),
     ));
     p
 }
