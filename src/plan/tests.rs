@@ -1,5 +1,9 @@
 use super::*;
+use crate::api::{CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use proptest::prelude::*;
+use std::time::Duration;
 
 const T0: i64 = 1_790_000_000; // 2026-09-21, a whole second
 

@@ -1,0 +1,168 @@
+//! A backup call's bookkeeping: the intent stamped as the call leaves, and what its outcome does to
+//! the status.
+
+use super::*;
+use crate::api::{BackupStatus, CloudPhoneStatus};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// Re-stamps a planned backup intent with the time its call leaves (`at`, just before the intent
+/// is written), so that `requestedAt` and the grace period count from the call, not from the start
+/// of a tick that may have spent minutes querying; and with the `x-request-id` the call will carry,
+/// so that on the happy path the intent is the backup's one status write.
+pub fn stamp_intent(
+    status: &mut CloudPhoneStatus,
+    generation: Option<i64>,
+    at: Timestamp,
+    request_id: &str,
+    config: &PlanConfig,
+) {
+    let at = next_whole_second(at);
+    let Some(backup) = status.backup.as_mut() else {
+        return;
+    };
+    backup.requested_at = Some(Time(at));
+    backup.request_id = Some(request_id.to_owned());
+    backup.task_id = None;
+    backup.job_id = None;
+    let ready = requested(Some(at), config);
+    Conditions {
+        list: &mut status.conditions,
+        generation,
+        now: at,
+    }
+    .set(READY, ready.status, ready.reason, &ready.message);
+}
+
+/// The Ready reason of a permanent refusal by the vendor, held until `metadata.generation` changes.
+pub const BACKUP_REFUSED: &str = "BackupRefused";
+
+/// What came of the backup call for one phone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackupResult {
+    /// The vendor accepted the call.
+    Accepted {
+        request_id: String,
+        task_id: Option<String>,
+        job_id: Option<String>,
+        /// When the call left: `requestedAt` becomes this, so that the grace period counts from
+        /// the call even when it left seconds after its intent was written.
+        sent_at: Timestamp,
+    },
+    /// The vendor answered 2006: a backup is already under way.
+    AlreadyBackingUp,
+    /// The vendor answered 2005: the instance is being restored.
+    Restoring,
+    /// The vendor answered 4001: no such instance.
+    NotFound,
+    /// The call failed; `ambiguous` when the vendor may have acted on it (time-out, 5xx).
+    Failed { failure: Failure, ambiguous: bool },
+    /// The vendor refused the instance for good (no permission, not the tenant's, another
+    /// region): no further call until the spec changes.
+    Refused { failure: Failure },
+    /// No call was sent because the status recording it could not be written first.
+    NotSent,
+    /// The intent was written but the call was withheld (leadership not fresh, or the intent too
+    /// old): the intent stays, without the request id of a call that never left, and its grace
+    /// period runs as for a lost call.
+    Withheld,
+}
+
+/// Records the outcome of a backup call in the status the plan wrote ahead of it.
+pub fn record_backup_result(
+    status: &CloudPhoneStatus,
+    generation: Option<i64>,
+    result: &BackupResult,
+    now: Timestamp,
+    config: &PlanConfig,
+) -> CloudPhoneStatus {
+    let now = whole_seconds(now);
+    let mut status = status.clone();
+    let backup = status.backup.get_or_insert_with(BackupStatus::default);
+    let requested_at = backup.requested_at.as_ref().map(|t| t.0);
+    let grace_end = requested_at.and_then(|t| t.checked_add(config.grace_period).ok());
+    // The intent carries the request id of the call it announces: a call that certainly started
+    // no backup leaves none behind (and no BackupRequested event).
+    let started_nothing = match result {
+        BackupResult::Accepted { .. } => false,
+        BackupResult::Failed { ambiguous, .. } => !ambiguous,
+        _ => true,
+    };
+    if started_nothing {
+        backup.request_id = None;
+    }
+    let ready = match result {
+        BackupResult::Accepted {
+            request_id,
+            sent_at,
+            ..
+        } => {
+            // NB: the vendor's task and job ids are not recorded here: on the happy path the
+            // intent is the one write of a backup, and they ride on the next write (see the engine).
+            backup.request_id = Some(request_id.clone());
+            // The grace period counts from when the call left, to the second: a call that left a
+            // second or more after its intent moves it.
+            let left = whole_seconds(*sent_at);
+            let requested_at = requested_at.map_or(left, |at| at.max(left));
+            backup.requested_at = Some(Time(requested_at));
+            requested(Some(requested_at), config)
+        }
+        BackupResult::AlreadyBackingUp => Ready::new(
+            "False",
+            "BackingUp",
+            "the vendor reports a backup of the instance already under way",
+        ),
+        BackupResult::Restoring => {
+            backup.in_flight = false;
+            Ready::new(
+                "False",
+                "Restoring",
+                "the vendor is restoring the instance; a backup follows when it is done",
+            )
+        }
+        BackupResult::NotFound => {
+            backup.in_flight = false;
+            Ready::new(
+                "False",
+                "InstanceNotFound",
+                "the vendor answered the backup call that the instance does not exist: check spec.instanceId",
+            )
+        }
+        BackupResult::Failed { failure, ambiguous } => {
+            let next = if *ambiguous {
+                "the vendor may have started it: waiting for it to show BackingUp"
+            } else {
+                "the vendor did not act on it"
+            };
+            Ready::new(
+                "False",
+                "BackupCallFailed",
+                format!(
+                    "backup call failed ({}): {}; {next}; the next call is not before {}",
+                    failure.reason,
+                    failure.message,
+                    fmt_time(grace_end)
+                ),
+            )
+        }
+        BackupResult::Refused { failure } => {
+            backup.in_flight = false;
+            Ready::new(
+                "False",
+                BACKUP_REFUSED,
+                format!(
+                    "the vendor refuses to back up the instance ({}): {}; no further call until the spec changes",
+                    failure.reason, failure.message
+                ),
+            )
+        }
+        BackupResult::NotSent | BackupResult::Withheld => return status,
+    };
+    Conditions {
+        list: &mut status.conditions,
+        generation,
+        now,
+    }
+    .set(READY, ready.status, ready.reason, &ready.message);
+    status
+}

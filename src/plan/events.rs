@@ -1,0 +1,102 @@
+//! The Kubernetes events of a status change, and whether a phone has settled.
+
+use super::*;
+use crate::api::{CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase};
+
+/// A Kubernetes event to publish on a phone: only on a transition, never once per tick.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhoneEvent {
+    /// `BackupRequested`, `BackedUp`, `BackupFailed`, `InstanceNotFound` or `DuplicateInstance`.
+    pub reason: &'static str,
+    pub message: String,
+    /// A Warning event rather than a Normal one.
+    pub warning: bool,
+}
+
+/// The events of a phone's change from `old` to `new` status.
+pub fn events(
+    spec: &CloudPhoneSpec,
+    old: Option<&CloudPhoneStatus>,
+    new: &CloudPhoneStatus,
+) -> Vec<PhoneEvent> {
+    let id = &spec.instance_id;
+    let old_phase = old.map(|s| s.phase);
+    let entered = |phase: Phase| new.phase == phase && old_phase != Some(phase);
+    let ready_reason = |s: &CloudPhoneStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == READY)
+            .map(|c| c.reason.clone())
+    };
+    let mut out = Vec::new();
+    let new_request = new.backup.as_ref().and_then(|b| b.request_id.as_ref());
+    let old_request = old
+        .and_then(|s| s.backup.as_ref())
+        .and_then(|b| b.request_id.as_ref());
+    if let Some(request) = new_request
+        && new_request != old_request
+    {
+        out.push(PhoneEvent {
+            reason: "BackupRequested",
+            message: format!("backup of instance {id} requested (x-request-id {request})"),
+            warning: false,
+        });
+    }
+    if spec.lifecycle == Lifecycle::BackedUp && entered(Phase::Idle) {
+        out.push(PhoneEvent {
+            reason: "BackedUp",
+            message: format!("instance {id} is backed up: its data is in object storage"),
+            warning: false,
+        });
+    }
+    if entered(Phase::BackupFailed) {
+        out.push(PhoneEvent {
+            reason: "BackupFailed",
+            message: format!("the vendor reports a backup exception for instance {id}"),
+            warning: true,
+        });
+    }
+    if entered(Phase::NotFound) {
+        out.push(PhoneEvent {
+            reason: "InstanceNotFound",
+            message: format!("the vendor does not list instance {id}"),
+            warning: true,
+        });
+    }
+    let duplicate = Some("DuplicateInstance".to_owned());
+    if ready_reason(new) == duplicate && old.and_then(ready_reason) != duplicate {
+        let message = new
+            .conditions
+            .iter()
+            .find(|c| c.type_ == READY)
+            .map_or_else(String::new, |c| c.message.clone());
+        out.push(PhoneEvent {
+            reason: "DuplicateInstance",
+            message,
+            warning: true,
+        });
+    }
+    out
+}
+
+/// Ready reasons that say the phone cannot reach its lifecycle without a person acting.
+pub(super) const BLOCKED_REASONS: [&str; 8] = [
+    BACKUP_REFUSED,
+    "Streaming",
+    "RestoreFailed",
+    "InstanceNotFound",
+    "DuplicateInstance",
+    "InvalidSpec",
+    "UnknownStatus",
+    "Suspended",
+];
+
+/// True when a phone has reached what it declares (`Ready=True`), or is reported as unable to with
+/// a reason that no waiting will change; false while the operator or the vendor is still at work.
+pub fn is_settled(status: &CloudPhoneStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY)
+        .is_some_and(|c| c.status == "True" || BLOCKED_REASONS.contains(&c.reason.as_str()))
+}

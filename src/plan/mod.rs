@@ -1,0 +1,115 @@
+//! The pure planner: desired specs and observed statuses in, new statuses and backup actions out.
+//!
+//! No I/O, no clock reads, no randomness: the tick passes `now` in. Guarantees, tested below and by
+//! property tests: no action for `Observed` or suspended phones; at most one action per instance;
+//! planning again on the planned output with the same observation adds no action; the new status
+//! equals the old one when nothing changed, so an unchanged phone causes no write.
+//!
+//! - [`identity`]: keys, views and dispositions (ownership of an instance id).
+//! - [`phone`]: the per-phone plan and the lifecycle rules.
+//! - [`backup`]: the intent of a backup call and what its outcome records.
+//! - [`events`]: events on transitions, and settledness.
+//! - [`conditions`]: `Ready` and `Synced`, set with the Kubernetes conventions.
+//! - [`handover`]: ownership moves between objects naming one instance.
+
+use jiff::Timestamp;
+use std::time::Duration;
+
+/// The `Ready` condition: the declared lifecycle is reached (or, for `Observed`, observed).
+pub const READY: &str = "Ready";
+/// The `Synced` condition: the last status query for this phone succeeded.
+pub const SYNCED: &str = "Synced";
+
+/// Tunables of the planner.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanConfig {
+    /// After a backup call, no second call for the same phone until the vendor shows BackingUp or
+    /// Idle, or this long has passed (the call was lost, or the vendor refused it).
+    pub grace_period: Duration,
+    /// The wait after a first failed backup before the next attempt; doubled for each further one.
+    pub backoff_base: Duration,
+    /// No wait between attempts exceeds this.
+    pub backoff_max: Duration,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        PlanConfig {
+            // The vendor shows BackingUp within seconds of accepting a backup; two minutes covers a
+            // slow vendor and a few missed ticks without leaving a lost call unnoticed for long.
+            grace_period: Duration::from_secs(120),
+            backoff_base: Duration::from_secs(60),
+            backoff_max: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl PlanConfig {
+    /// The wait after the given number of failed attempts.
+    pub fn backoff(&self, attempts: i32) -> Duration {
+        let exponent = attempts.saturating_sub(1).clamp(0, 30) as u32;
+        self.backoff_base
+            .saturating_mul(1u32 << exponent)
+            .min(self.backoff_max)
+    }
+}
+
+/// Plans every phone of a tick. `observe` gives the tick's observation of an instance id.
+pub fn plan<'a>(
+    phones: &[PhoneView<'a>],
+    dispositions: &[Disposition],
+    observe: impl Fn(&str) -> Option<Observation>,
+    now: Timestamp,
+    config: &PlanConfig,
+) -> Vec<Planned<'a>> {
+    phones
+        .iter()
+        .zip(dispositions)
+        .map(|(phone, disposition)| {
+            let observation = match disposition {
+                Disposition::Query => observe(&phone.spec.instance_id),
+                _ => None,
+            };
+            plan_phone(phone, disposition, observation.as_ref(), now, config)
+        })
+        .collect()
+}
+
+/// Kubernetes stores times to the second: planning in whole seconds keeps a status read back from
+/// the API server equal to the one written, so that it is not written again.
+fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+/// `t` rounded up to a whole second: a `requestedAt` rounded down would end its grace period up to
+/// a second early.
+fn next_whole_second(t: Timestamp) -> Timestamp {
+    if t.subsec_nanosecond() == 0 {
+        return t;
+    }
+    Timestamp::from_second(t.as_second().saturating_add(1)).unwrap_or(t)
+}
+
+fn fmt_time(t: Option<Timestamp>) -> String {
+    t.map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
+}
+
+mod backup;
+mod conditions;
+mod events;
+mod handover;
+mod identity;
+mod phone;
+
+pub use backup::{BACKUP_REFUSED, BackupResult, record_backup_result, stamp_intent};
+use conditions::{Conditions, LazyConditions};
+pub use events::{PhoneEvent, events, is_settled};
+pub use handover::{AWAITING_HANDOVER, Intent, Intents, handover_wait, hold};
+pub use identity::{
+    Disposition, KeyRef, PhoneKey, PhoneView, dispositions, instances_to_query, queried_phones,
+};
+pub use phone::{Failure, Observation, Planned, plan_phone};
+use phone::{Ready, requested};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,383 @@
+//! The plan of one phone: its new status from this tick's observation, and whether to back it up.
+
+use super::*;
+use crate::api::{BackupStatus, CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::borrow::Cow;
+use std::time::Duration;
+
+/// What this tick's status query said of one instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// The vendor listed the instance with this status code.
+    Status(i64),
+    /// The vendor's answer did not list the instance.
+    Missing,
+    /// The query for this instance failed.
+    Failed(Failure),
+}
+
+/// A failed vendor call, as it is reported on a phone: a CamelCase reason (a bounded label such
+/// as `Timeout` or `Internal`) and a message a person can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    pub message: String,
+}
+
+/// The plan for one phone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Planned<'a> {
+    /// The status to write: borrowed from the old one while nothing changed (a steady phone costs
+    /// no copy), owned once something did. When `backup` is true it already records the backup
+    /// call, to be written before the call is sent.
+    pub status: Cow<'a, CloudPhoneStatus>,
+    /// Request a backup of the phone's instance.
+    pub backup: bool,
+}
+
+impl Planned<'_> {
+    /// True when the planned status is the old one, untouched.
+    pub fn unchanged(&self) -> bool {
+        matches!(self.status, Cow::Borrowed(_))
+    }
+}
+
+/// Plans one phone from its disposition and this tick's observation of its instance.
+pub fn plan_phone<'a>(
+    phone: &PhoneView<'a>,
+    disposition: &Disposition,
+    observation: Option<&Observation>,
+    now: Timestamp,
+    config: &PlanConfig,
+) -> Planned<'a> {
+    let now = whole_seconds(now);
+    let mut status = match phone.status {
+        Some(old) => Cow::Borrowed(old),
+        None => Cow::Owned(CloudPhoneStatus::default()),
+    };
+    if status.observed_generation != phone.generation {
+        status.to_mut().observed_generation = phone.generation;
+    }
+    let mut c = LazyConditions {
+        status: &mut status,
+        generation: phone.generation,
+        now,
+    };
+    let id = &phone.spec.instance_id;
+    match disposition {
+        Disposition::Suspended => {
+            let msg = "spec.suspend is true: the operator makes no vendor call for this phone";
+            c.set(READY, "Unknown", "Suspended", msg);
+            c.set(SYNCED, "Unknown", "Suspended", msg);
+            return Planned {
+                status,
+                backup: false,
+            };
+        }
+        Disposition::InvalidSpec { message } => {
+            c.set(READY, "False", "InvalidSpec", message);
+            c.set(SYNCED, "False", "InvalidSpec", message);
+            return Planned {
+                status,
+                backup: false,
+            };
+        }
+        Disposition::Duplicate { owner } => {
+            let msg = format!(
+                "instance {id} is managed by the older CloudPhone {owner}; this one makes no vendor \
+                 call: delete it or point spec.instanceId at another instance"
+            );
+            c.set(READY, "False", "DuplicateInstance", &msg);
+            c.set(SYNCED, "False", "DuplicateInstance", &msg);
+            return Planned {
+                status,
+                backup: false,
+            };
+        }
+        Disposition::Query => {}
+    }
+    match observation {
+        None => {
+            if !c.has(READY) {
+                c.set(
+                    READY,
+                    "Unknown",
+                    "Pending",
+                    "waiting for the first status query",
+                );
+            }
+            Planned {
+                status,
+                backup: false,
+            }
+        }
+        Some(Observation::Failed(failure)) => {
+            c.set(SYNCED, "False", &failure.reason, &failure.message);
+            if !c.has(READY) {
+                c.set(
+                    READY,
+                    "Unknown",
+                    "Pending",
+                    "waiting for a successful status query",
+                );
+            }
+            Planned {
+                status,
+                backup: false,
+            }
+        }
+        Some(Observation::Missing) => {
+            if status.instance_status.is_some() || status.phase != Phase::NotFound {
+                let s = status.to_mut();
+                s.instance_status = None;
+                s.phase = Phase::NotFound;
+            }
+            let mut c = LazyConditions {
+                status: &mut status,
+                generation: phone.generation,
+                now,
+            };
+            c.set(SYNCED, "True", "Observed", "");
+            c.set(
+                READY,
+                "False",
+                "InstanceNotFound",
+                &format!(
+                    "the vendor does not list instance {id}: check spec.instanceId and that the \
+                     credentials' project holds it"
+                ),
+            );
+            Planned {
+                status,
+                backup: false,
+            }
+        }
+        Some(Observation::Status(code)) => {
+            let phase = Phase::from_code(*code);
+            if status.instance_status != Some(*code) || status.phase != phase {
+                let s = status.to_mut();
+                s.instance_status = Some(*code);
+                s.phase = phase;
+            }
+            if let Some(b) = status.backup.as_ref() {
+                let settle = b.in_flight && matches!(phase, Phase::BackingUp | Phase::Idle);
+                let reset = b.attempts != 0 && phase == Phase::Idle;
+                if settle || reset {
+                    let b = status.to_mut().backup.as_mut().expect("checked above");
+                    if settle {
+                        b.in_flight = false;
+                    }
+                    if reset {
+                        b.attempts = 0;
+                    }
+                }
+            }
+            let (ready, backup) = match phone.spec.lifecycle {
+                Lifecycle::Observed => (
+                    Ready::new(
+                        "True",
+                        "Observed",
+                        "the operator only observes this instance",
+                    ),
+                    false,
+                ),
+                Lifecycle::BackedUp => {
+                    backed_up(phone.spec, phone.generation, &status, *code, now, config)
+                }
+            };
+            if backup {
+                let b = status
+                    .to_mut()
+                    .backup
+                    .get_or_insert_with(BackupStatus::default);
+                b.requested_at = Some(Time(now));
+                b.request_id = None;
+                b.task_id = None;
+                b.job_id = None;
+                b.attempts = b.attempts.saturating_add(1);
+                b.in_flight = true;
+            }
+            let mut c = LazyConditions {
+                status: &mut status,
+                generation: phone.generation,
+                now,
+            };
+            c.set(SYNCED, "True", "Observed", "");
+            c.set(READY, ready.status, ready.reason, &ready.message);
+            Planned { status, backup }
+        }
+    }
+}
+
+pub(super) struct Ready {
+    pub(super) status: &'static str,
+    pub(super) reason: &'static str,
+    /// Most messages are fixed texts: no allocation for them on every phone of every tick.
+    pub(super) message: Cow<'static, str>,
+}
+
+impl Ready {
+    pub(super) fn new(
+        status: &'static str,
+        reason: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Ready {
+        Ready {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// The `BackedUp` lifecycle: the Ready condition, and whether to call backup now.
+pub(super) fn backed_up(
+    spec: &CloudPhoneSpec,
+    generation: Option<i64>,
+    status: &CloudPhoneStatus,
+    code: i64,
+    now: Timestamp,
+    config: &PlanConfig,
+) -> (Ready, bool) {
+    let backup = status.backup.as_ref();
+    let requested_at = backup.and_then(|b| b.requested_at.as_ref()).map(|t| t.0);
+    let attempts = backup.map_or(0, |b| b.attempts);
+    let wait_until = |d: Duration| requested_at.map(|t| t.checked_add(d).unwrap_or(Timestamp::MAX));
+    let grace_end = wait_until(config.grace_period);
+    let unconfirmed = backup.is_some_and(|b| b.in_flight);
+    let in_flight = unconfirmed && grace_end.is_some_and(|end| now < end);
+    let waiting_for_vendor = || requested(requested_at, config);
+    let request = || (requested(Some(now), config), true);
+    let phase = Phase::from_code(code);
+    // A permanent refusal holds until the spec changes: asking again cannot help.
+    if matches!(
+        phase,
+        Phase::DataLoaded | Phase::Streaming | Phase::BackupFailed
+    ) && let Some(refused) = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY && c.reason == BACKUP_REFUSED)
+        && refused.observed_generation == generation
+    {
+        return (
+            Ready::new("False", BACKUP_REFUSED, refused.message.clone()),
+            false,
+        );
+    }
+    match phase {
+        Phase::Idle => (
+            Ready::new(
+                "True",
+                "BackedUp",
+                "instance data is in object storage; no physical instance is held",
+            ),
+            false,
+        ),
+        Phase::BackingUp => (
+            Ready::new(
+                "False",
+                "BackingUp",
+                "the vendor is backing up the instance",
+            ),
+            false,
+        ),
+        Phase::Restoring => (
+            Ready::new(
+                "False",
+                "Restoring",
+                "the vendor is restoring the instance; a backup follows when it is done",
+            ),
+            false,
+        ),
+        Phase::Streaming if !spec.interrupt_streaming => (
+            Ready::new(
+                "False",
+                "Streaming",
+                "a user is streaming: the backup waits until the session ends (set spec.interruptStreaming: true to back up anyway)",
+            ),
+            false,
+        ),
+        Phase::DataLoaded | Phase::Streaming => {
+            // The vendor never showed the last call's backup start within the grace period: ask
+            // again, but with the backoff of the attempts so far, not every grace period forever.
+            let retry_at = grace_end.map(|end| {
+                end.checked_add(config.backoff(attempts))
+                    .unwrap_or(Timestamp::MAX)
+            });
+            if in_flight {
+                (waiting_for_vendor(), false)
+            } else if unconfirmed && retry_at.is_some_and(|at| now < at) {
+                (
+                    Ready::new(
+                        "False",
+                        "BackupNotStarted",
+                        format!(
+                            "the vendor did not show the backup requested at {} as started within the grace period; next attempt at {}",
+                            fmt_time(requested_at),
+                            fmt_time(retry_at)
+                        ),
+                    ),
+                    false,
+                )
+            } else {
+                request()
+            }
+        }
+        Phase::BackupFailed => {
+            let retry_at = wait_until(config.backoff(attempts));
+            if in_flight {
+                (waiting_for_vendor(), false)
+            } else if attempts > 0 && retry_at.is_some_and(|at| now < at) {
+                (
+                    Ready::new(
+                        "False",
+                        "BackupFailed",
+                        format!(
+                            "the vendor reports a backup exception after attempt {attempts}; next attempt at {}",
+                            fmt_time(retry_at)
+                        ),
+                    ),
+                    false,
+                )
+            } else {
+                request()
+            }
+        }
+        Phase::RestoreFailed => (
+            Ready::new(
+                "False",
+                "RestoreFailed",
+                "the vendor reports a restoration exception; the operator does not act: check the instance in the KooPhone console",
+            ),
+            false,
+        ),
+        Phase::Unknown | Phase::Pending | Phase::NotFound => (
+            Ready::new(
+                "False",
+                "UnknownStatus",
+                format!(
+                    "vendor status code {code} is not known to this operator version; no action is taken"
+                ),
+            ),
+            false,
+        ),
+    }
+}
+
+/// The Ready condition from a backup call until the vendor shows it under way. The same text before
+/// and after the call, so that planning again on a planned status changes nothing.
+pub(super) fn requested(requested_at: Option<Timestamp>, config: &PlanConfig) -> Ready {
+    let grace_end =
+        requested_at.map(|t| t.checked_add(config.grace_period).unwrap_or(Timestamp::MAX));
+    Ready::new(
+        "False",
+        "BackupRequested",
+        format!(
+            "backup requested at {}, waiting for the vendor to show BackingUp (asks again after {} if it does not)",
+            fmt_time(requested_at),
+            fmt_time(grace_end)
+        ),
+    )
+}
