@@ -9,9 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::Arc;
 
+/// Why the operator is not ready, as `/readyz` shows it.
+pub type NotReady = Box<dyn std::error::Error + Send + Sync>;
+
 /// Whether the operator is ready to serve; `Err` says why not.
 pub trait Readiness: Send + Sync + 'static {
-    fn check(&self) -> Result<(), String>;
+    fn check(&self) -> Result<(), NotReady>;
 }
 
 #[derive(Clone)]

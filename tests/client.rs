@@ -478,3 +478,25 @@ fn the_clients_futures_are_send(client: &Client, ids: &[String]) {
     send(client.query_status_chunk(ids));
     send(client.backup_chunk(ids));
 }
+
+#[test]
+fn a_base_url_the_client_cannot_use_is_a_typed_error_naming_it() {
+    let build = |url: &str| {
+        Client::new(
+            ClientConfig {
+                base_url: url.into(),
+                ..ClientConfig::default()
+            },
+            Token::new(TOKEN),
+        )
+    };
+    let err = build("not a url").err().unwrap();
+    assert!(matches!(err, Error::BaseUrl { .. }), "{err:?}");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the parse error is kept as the cause"
+    );
+    assert!(err.to_string().contains("\"not a url\""), "{err}");
+    let err = build("unix:/run/socket").err().unwrap();
+    assert!(matches!(err, Error::BaseUrlWithoutHost { .. }), "{err:?}");
+}

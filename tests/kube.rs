@@ -387,7 +387,7 @@ async fn metrics_and_health_endpoints_answer() {
     use cloudphone_operator::http::{Readiness, router};
     struct Flag(std::sync::atomic::AtomicBool);
     impl Readiness for Flag {
-        fn check(&self) -> Result<(), String> {
+        fn check(&self) -> Result<(), cloudphone_operator::http::NotReady> {
             if self.0.load(std::sync::atomic::Ordering::SeqCst) {
                 Ok(())
             } else {
@@ -806,4 +806,26 @@ fn the_watch_cache_keeps_only_what_the_engine_reads() {
             "{after} bytes kept of {before}: the cache should hold less than half"
         );
     }
+}
+
+#[tokio::test]
+async fn a_refused_list_at_start_names_the_scope_and_the_fix_and_keeps_the_api_error() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: cloudphone_operator::run::RunArgs,
+    }
+    let args = Cli::try_parse_from(["run", "--simulate", "--namespace=fleet-a"])
+        .unwrap()
+        .run;
+    let (client, _log) = fake_client(|_| status_error(403, "Forbidden"));
+    let err = cloudphone_operator::run::preflight(&client, &args)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("namespaces fleet-a"), "{text}");
+    assert!(text.contains("RBAC"), "{text}");
+    let cause = std::error::Error::source(&err).expect("the API error is kept as the cause");
+    assert!(cause.to_string().contains("Forbidden"), "{cause}");
 }

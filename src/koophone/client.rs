@@ -104,19 +104,21 @@ impl Client {
     /// provide. `auth` is a [`Token`](super::Token) or a shared [`Auth`] whose credentials may rotate.
     pub fn new(config: ClientConfig, auth: impl Into<Arc<Auth>>) -> Result<Client, Error> {
         let base_url = config.base_url.trim_end_matches('/').to_owned();
-        let url = reqwest::Url::parse(&base_url)
-            .map_err(|e| Error::Build(format!("base URL {base_url:?}: {e}")))?;
+        let url = reqwest::Url::parse(&base_url).map_err(|e| Error::BaseUrl {
+            url: base_url.clone(),
+            source: Box::new(e),
+        })?;
         let host = match (url.host_str(), url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_owned(),
-            (None, _) => return Err(Error::Build(format!("base URL {base_url:?} has no host"))),
+            (None, _) => return Err(Error::BaseUrlWithoutHost { url: base_url }),
         };
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .user_agent(concat!("cloudphone-operator/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::Build(e.to_string()))?;
+            .map_err(Error::HttpClient)?;
         Ok(Client {
             http,
             base_url,

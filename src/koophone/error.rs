@@ -234,9 +234,21 @@ pub enum Error {
         source: super::auth::AuthError,
     },
 
-    /// The HTTP client could not be built (bad TLS setup or base URL).
+    /// The base URL does not parse as a URL.
+    #[error("cannot build the vendor client: base URL {url:?}: {source}")]
+    BaseUrl {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// The base URL names no host.
+    #[error("cannot build the vendor client: base URL {url:?} has no host")]
+    BaseUrlWithoutHost { url: String },
+
+    /// The HTTP client could not be built (a TLS setup the platform cannot provide).
     #[error("cannot build the vendor client: {0}")]
-    Build(String),
+    HttpClient(#[source] reqwest::Error),
 }
 
 /// Whom a failed call is about: the taxonomy the batching acts on, decided by the vendor's code
@@ -310,7 +322,9 @@ impl Error {
                 source: super::auth::AuthError::Credentials(_),
                 ..
             } => account(AccountFault::CredentialsRejected),
-            Error::Build(_) => account(AccountFault::ConfigurationError),
+            Error::BaseUrl { .. } | Error::BaseUrlWithoutHost { .. } | Error::HttpClient(_) => {
+                account(AccountFault::ConfigurationError)
+            }
             Error::InvalidInstanceId { .. } | Error::TooManyIds { .. } => Fault::BadIds,
             _ => Fault::Transient,
         }
@@ -326,7 +340,9 @@ impl Error {
             Error::InvalidInstanceId { .. }
             | Error::TooManyIds { .. }
             | Error::Auth { .. }
-            | Error::Build(_) => None,
+            | Error::BaseUrl { .. }
+            | Error::BaseUrlWithoutHost { .. }
+            | Error::HttpClient(_) => None,
         }
     }
 
@@ -381,7 +397,11 @@ impl Error {
             }
             Error::Vendor { vendor, .. } => vendor.code.is_transient(),
             Error::Auth { source, .. } => !matches!(source, super::auth::AuthError::Credentials(_)),
-            Error::InvalidInstanceId { .. } | Error::TooManyIds { .. } | Error::Build(_) => false,
+            Error::InvalidInstanceId { .. }
+            | Error::TooManyIds { .. }
+            | Error::BaseUrl { .. }
+            | Error::BaseUrlWithoutHost { .. }
+            | Error::HttpClient(_) => false,
         }
     }
 
@@ -464,7 +484,9 @@ impl Error {
             Error::Http { .. } => "HttpError",
             Error::Vendor { .. } => "VendorError",
             Error::Decode { .. } => "UndecodableAnswer",
-            Error::Build(_) => "ClientBuild",
+            Error::BaseUrl { .. } | Error::BaseUrlWithoutHost { .. } | Error::HttpClient(_) => {
+                "ClientBuild"
+            }
         }
     }
 }

@@ -14,8 +14,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tracing::warn;
 
+/// A `--credentials-secret` value that names no Secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--credentials-secret {text:?} is not NAMESPACE/NAME or NAME of a Secret")]
+pub struct BadSecretRef {
+    pub text: String,
+}
+
 /// `NAMESPACE/NAME`, or `NAME` in `default_namespace`.
-pub fn parse_secret_ref(text: &str, default_namespace: &str) -> Result<(String, String), String> {
+pub fn parse_secret_ref(
+    text: &str,
+    default_namespace: &str,
+) -> Result<(String, String), BadSecretRef> {
     let (namespace, name) = match text.split_once('/') {
         Some((ns, name)) => (ns.to_owned(), name.to_owned()),
         None => (default_namespace.to_owned(), text.to_owned()),
@@ -27,9 +37,9 @@ pub fn parse_secret_ref(text: &str, default_namespace: &str) -> Result<(String, 
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
     };
     if !valid(&namespace) || !valid(&name) {
-        return Err(format!(
-            "--credentials-secret {text:?} is not NAMESPACE/NAME or NAME of a Secret"
-        ));
+        return Err(BadSecretRef {
+            text: text.to_owned(),
+        });
     }
     Ok((namespace, name))
 }
@@ -108,6 +118,7 @@ mod tests {
         assert!(
             parse_secret_ref("Bad Name", "ops")
                 .unwrap_err()
+                .to_string()
                 .contains("--credentials-secret")
         );
         assert!(parse_secret_ref("/x", "ops").is_err());

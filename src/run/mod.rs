@@ -23,6 +23,7 @@ use futures::FutureExt;
 use kube::api::ListParams;
 use kube::runtime::events::Reporter;
 use leader::{Leadership, LeaseConfig};
+use schema_check::{CrdProblem, Verdict};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,16 +40,21 @@ pub enum RunError {
     NoCredentials,
     #[error("give only one of --credentials-secret, --token-file and --token-env")]
     ConflictingCredentials,
-    #[error("{0}")]
-    SecretRef(String),
+    #[error(transparent)]
+    SecretRef(#[from] credentials::BadSecretRef),
     #[error("--token-file {path}: {reason}")]
     TokenFile { path: PathBuf, reason: String },
     #[error("--token-env {var}: {reason}")]
     TokenEnv { var: String, reason: String },
     #[error("cannot reach the Kubernetes API (kubeconfig or in-cluster service account): {0}")]
     Kube(#[source] kube::Error),
-    #[error("{0}")]
-    Preflight(String),
+    #[error("cannot list CloudPhones in {scope}: {hint}")]
+    Preflight {
+        scope: String,
+        hint: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error(transparent)]
     Vendor(#[from] koophone::Error),
     #[error(transparent)]
@@ -188,9 +194,11 @@ pub async fn preflight(client: &kube::Client, args: &RunArgs) -> Result<(), RunE
                 kube::Error::Api(s) if s.code == 400 => format!("--selector {:?} is refused: {}", args.selector.as_deref().unwrap_or(""), s.message),
                 other => other.to_string(),
             };
-            return Err(RunError::Preflight(format!(
-                "cannot list CloudPhones in {scope}: {hint}"
-            )));
+            return Err(RunError::Preflight {
+                scope,
+                hint,
+                source: e,
+            });
         }
     }
     Ok(())
@@ -201,22 +209,34 @@ pub async fn preflight(client: &kube::Client, args: &RunArgs) -> Result<(), RunE
 /// metrics and alerts, so that one account's outage never blocks a rollout or a node drain.
 struct Ready {
     store: Arc<KubeStore>,
-    crd: watch::Receiver<Result<(), String>>,
+    crd: watch::Receiver<Verdict>,
+}
+
+/// Why the operator is not ready.
+#[derive(Debug, thiserror::Error)]
+enum NotReady {
+    #[error("the CloudPhone watch cache has not synced yet")]
+    CacheNotSynced,
+    #[error(transparent)]
+    Crd(#[from] CrdProblem),
 }
 
 impl Readiness for Ready {
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), http::NotReady> {
         if !self.store.is_synced() {
-            return Err("the CloudPhone watch cache has not synced yet".into());
+            return Err(NotReady::CacheNotSynced.into());
         }
-        self.crd.borrow().clone()
+        self.crd
+            .borrow()
+            .clone()
+            .map_err(|problem| NotReady::Crd(problem).into())
     }
 }
 
 /// A watch that is true while `leader` is true and `crd` is compatible: when the engine may tick.
 fn tick_gate(
     mut leader: watch::Receiver<bool>,
-    mut crd: watch::Receiver<Result<(), String>>,
+    mut crd: watch::Receiver<Verdict>,
 ) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
     let (gate, receiver) = watch::channel(false);
     let task = tokio::spawn(async move {
@@ -254,10 +274,10 @@ pub async fn run_with_client(
         Some(_) if args.token_file.is_some() || args.token_env.is_some() => {
             return Err(RunError::ConflictingCredentials);
         }
-        Some(text) => Some(
-            credentials::parse_secret_ref(text, &pod_namespace(&client))
-                .map_err(RunError::SecretRef)?,
-        ),
+        Some(text) => Some(credentials::parse_secret_ref(
+            text,
+            &pod_namespace(&client),
+        )?),
         None => None,
     };
     let auth = Arc::new(match (&secret, args.simulate) {
@@ -372,9 +392,7 @@ pub async fn run_with_client(
             }
         })
     };
-    let (crd_verdict, crd) = watch::channel(Err(
-        "the CloudPhone CRD's schema revision has not been checked yet".to_owned(),
-    ));
+    let (crd_verdict, crd) = watch::channel(Err(CrdProblem::NotChecked));
     let crd_task = tokio::spawn(schema_check::watch(client.clone(), crd_verdict));
     let (may_tick, gate_task) = tick_gate(leader.clone(), crd.clone());
 

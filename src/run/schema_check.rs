@@ -10,6 +10,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, watcher};
+use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -20,13 +21,48 @@ pub const CRD_NAME: &str = "cloudphones.cloudphone.io";
 pub const UPGRADE_HINT: &str = "kubectl apply --server-side -f crds/ (from this release), or \
      helm show crds <chart> | kubectl apply --server-side --force-conflicts -f -";
 
+/// Why the cluster's CloudPhone CRD does not let ticks run; each says how to fix it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CrdProblem {
+    #[error("the CloudPhone CRD's schema revision has not been checked yet")]
+    NotChecked,
+    #[error("the CloudPhone CRD ({CRD_NAME}) is not installed: {UPGRADE_HINT}")]
+    NotInstalled,
+    #[error(
+        "the CloudPhone CRD's annotation {SCHEMA_REVISION_ANNOTATION} is {text:?}, not an integer: reinstall it: {UPGRADE_HINT}"
+    )]
+    BadAnnotation { text: String },
+    #[error(
+        "the cluster's CloudPhone CRD has schema revision {revision}, this operator needs {SCHEMA_REVISION}: \
+         the API server would silently drop status fields that guard against a second backup, so no tick runs \
+         until the CRD is upgraded: {UPGRADE_HINT}"
+    )]
+    TooOld { revision: u32 },
+    #[error(
+        "cannot read the CloudPhone CRD to check its schema revision ({source}): grant get, list and watch on \
+         customresourcedefinitions {CRD_NAME} (the chart's ClusterRole does)"
+    )]
+    Unreadable {
+        #[source]
+        source: Arc<kube::runtime::watcher::Error>,
+    },
+}
+
+impl PartialEq for CrdProblem {
+    fn eq(&self, other: &CrdProblem) -> bool {
+        // NB: by what it says: a watch error carries no equality of its own.
+        self.to_string() == other.to_string()
+    }
+}
+
+/// Whether ticks may run as far as the CRD goes.
+pub type Verdict = Result<(), CrdProblem>;
+
 /// Whether the CRD the cluster holds (`None`: none) is compatible with this binary; `Err` says why
 /// not and how to fix it.
-pub fn compare(crd: Option<&CustomResourceDefinition>) -> Result<(), String> {
+pub fn compare(crd: Option<&CustomResourceDefinition>) -> Verdict {
     let Some(crd) = crd else {
-        return Err(format!(
-            "the CloudPhone CRD ({CRD_NAME}) is not installed: {UPGRADE_HINT}"
-        ));
+        return Err(CrdProblem::NotInstalled);
     };
     let annotation = crd
         .metadata
@@ -35,25 +71,20 @@ pub fn compare(crd: Option<&CustomResourceDefinition>) -> Result<(), String> {
         .and_then(|a| a.get(SCHEMA_REVISION_ANNOTATION));
     let revision = match annotation {
         None => 0,
-        Some(text) => text.trim().parse::<u32>().map_err(|_| {
-            format!(
-                "the CloudPhone CRD's annotation {SCHEMA_REVISION_ANNOTATION} is {text:?}, not an integer: reinstall it: {UPGRADE_HINT}"
-            )
-        })?,
+        Some(text) => text
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| CrdProblem::BadAnnotation { text: text.clone() })?,
     };
     if revision < SCHEMA_REVISION {
-        return Err(format!(
-            "the cluster's CloudPhone CRD has schema revision {revision}, this operator needs {SCHEMA_REVISION}: \
-             the API server would silently drop status fields that guard against a second backup, so no tick runs \
-             until the CRD is upgraded: {UPGRADE_HINT}"
-        ));
+        return Err(CrdProblem::TooOld { revision });
     }
     Ok(())
 }
 
 /// Watches the CloudPhone CRD and publishes [`compare`]'s verdict on `verdict` (which starts as
 /// "not checked yet"), until the process ends.
-pub async fn watch(client: kube::Client, verdict: watch::Sender<Result<(), String>>) {
+pub async fn watch(client: kube::Client, verdict: watch::Sender<Verdict>) {
     let api: Api<CustomResourceDefinition> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("metadata.name={CRD_NAME}"));
     let mut events = watcher(api, config).default_backoff().boxed();
@@ -71,10 +102,9 @@ pub async fn watch(client: kube::Client, verdict: watch::Sender<Result<(), Strin
             Ok(watcher::Event::Apply(crd)) => current = Some(crd),
             Ok(watcher::Event::Delete(_)) => current = None,
             Err(e) => {
-                let why = format!(
-                    "cannot read the CloudPhone CRD to check its schema revision ({e}): grant get, list and watch on \
-                     customresourcedefinitions {CRD_NAME} (the chart's ClusterRole does)"
-                );
+                let why = CrdProblem::Unreadable {
+                    source: Arc::new(e),
+                };
                 publish(&verdict, Err(why));
                 continue;
             }
@@ -85,7 +115,7 @@ pub async fn watch(client: kube::Client, verdict: watch::Sender<Result<(), Strin
     }
 }
 
-fn publish(verdict: &watch::Sender<Result<(), String>>, new: Result<(), String>) {
+fn publish(verdict: &watch::Sender<Verdict>, new: Verdict) {
     if *verdict.borrow() == new {
         return;
     }
@@ -127,6 +157,8 @@ mod tests {
     fn an_older_or_unannotated_crd_is_refused_with_the_upgrade_command() {
         for crd in [with_revision(None), with_revision(Some("0"))] {
             let why = compare(Some(&crd)).unwrap_err();
+            assert_eq!(why, CrdProblem::TooOld { revision: 0 });
+            let why = why.to_string();
             assert!(why.contains("schema revision 0"), "{why}");
             assert!(
                 why.contains("kubectl apply --server-side -f crds/"),
@@ -134,8 +166,9 @@ mod tests {
             );
         }
         let why = compare(Some(&with_revision(Some("two")))).unwrap_err();
-        assert!(why.contains("\"two\""), "{why}");
+        assert!(matches!(why, CrdProblem::BadAnnotation { .. }), "{why}");
+        assert!(why.to_string().contains("\"two\""), "{why}");
         let why = compare(None).unwrap_err();
-        assert!(why.contains("not installed"), "{why}");
+        assert!(why.to_string().contains("not installed"), "{why}");
     }
 }
