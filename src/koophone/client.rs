@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 use uuid::Uuid;
 
 /// The vendor's one global host (koophone-api.md, "Endpoint").
@@ -240,8 +240,13 @@ impl Client {
                 .await
                 .map_err(|source| Error::Auth { endpoint, source })?;
             let request_id = first_request_id.take().unwrap_or_else(Uuid::new_v4);
+            // One span an attempt: every line about it carries the endpoint and the request id.
+            let span = tracing::info_span!("vendor_call", %endpoint, %request_id, ids = ids.len());
             let started = Instant::now();
-            let result = self.attempt(endpoint, request_id, ids, &call_auth).await;
+            let result = self
+                .attempt(endpoint, request_id, ids, &call_auth)
+                .instrument(span.clone())
+                .await;
             if let Some(observer) = &self.observer {
                 let outcome = result.as_ref().map_or_else(Error::label, |_| "ok");
                 observer.observe(endpoint, outcome, started.elapsed());
@@ -249,7 +254,7 @@ impl Client {
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let err = match result {
                 Ok(answer) => {
-                    debug!(%endpoint, %request_id, ids = ids.len(), elapsed_ms, "vendor call succeeded");
+                    span.in_scope(|| debug!(elapsed_ms, "vendor call succeeded"));
                     return Ok((request_id, answer));
                 }
                 Err(err) => err,
@@ -260,7 +265,9 @@ impl Client {
                 if let CallAuth::Bearer(token) = &call_auth {
                     self.auth.refused(token);
                 }
-                warn!(%endpoint, %request_id, "vendor refused the credentials (HTTP 401); re-authenticating once");
+                span.in_scope(|| {
+                    warn!("vendor refused the credentials (HTTP 401); re-authenticating once")
+                });
                 continue;
             }
             let may_retry = if idempotent {
@@ -276,7 +283,7 @@ impl Client {
                     };
                     self.pause(self.retry.delay(retry, retry_after));
                 }
-                warn!(%endpoint, %request_id, ids = ids.len(), elapsed_ms, error = %err, "vendor call failed");
+                span.in_scope(|| warn!(elapsed_ms, error = %err, "vendor call failed"));
                 return Err(err);
             }
             let retry_after = match &err {
@@ -287,8 +294,10 @@ impl Client {
             if err.http_status() == Some(429) {
                 self.pause(delay);
             }
-            warn!(%endpoint, %request_id, ids = ids.len(), elapsed_ms, error = %err,
-                retry = retry + 1, delay_ms = delay.as_millis() as u64, "vendor call failed, retrying");
+            span.in_scope(|| {
+                warn!(elapsed_ms, error = %err, retry = retry + 1, delay_ms = delay.as_millis() as u64,
+                    "vendor call failed, retrying")
+            });
             tokio::time::sleep(delay).await;
             retry += 1;
         }

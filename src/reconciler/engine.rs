@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, watch};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 use uuid::Uuid;
 
 /// Tunables of the engine.
@@ -128,6 +128,8 @@ pub struct Engine<S> {
     fence: Option<LeaseFence>,
     /// The leadership term the record of writes belongs to.
     term: AtomicU64,
+    /// Ticks started, for the tick span.
+    ticks: AtomicU64,
     /// When that term began (or the engine started).
     term_started: Mutex<tokio::time::Instant>,
     /// The backup intents seen in this term, per instance: for ownership moves.
@@ -176,6 +178,7 @@ impl<S: PhoneStore> Engine<S> {
             failures: Mutex::default(),
             fence: None,
             term: AtomicU64::new(0),
+            ticks: AtomicU64::new(0),
             term_started: Mutex::new(tokio::time::Instant::now()),
             intents: Mutex::default(),
             receipts: Mutex::default(),
@@ -304,6 +307,14 @@ impl<S: PhoneStore> Engine<S> {
     /// by its deadline keeps what it finished. The chunk order rotates from tick to tick, so that
     /// a deadline never starves the same phones.
     pub async fn tick(&self) -> TickReport {
+        // One span a tick: every line of it, the vendor calls' included, carries its number.
+        let n = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+        self.tick_inner()
+            .instrument(tracing::info_span!("tick", n))
+            .await
+    }
+
+    async fn tick_inner(&self) -> TickReport {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.config.tick_deadline;
         let term = self.check_term();

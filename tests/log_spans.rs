@@ -1,0 +1,78 @@
+//! Log lines carry their context as spans: every line of a tick names the tick, every line of a
+//! vendor call names its endpoint and request id, without each line repeating them.
+
+use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle};
+use cloudphone_operator::koophone::{Client, ClientConfig, Token};
+use cloudphone_operator::reconciler::{Engine, EngineConfig, MemoryStore};
+use cloudphone_operator::sim::{SimConfig, Simulator, code};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn vendor_call_lines_name_their_tick_endpoint_and_request_id() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+    let sim = Simulator::start(
+        SimConfig {
+            instances: vec![("kp1".into(), code::IDLE)],
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut phone = CloudPhone::new(
+        "p1",
+        CloudPhoneSpec {
+            instance_id: "kp1".into(),
+            lifecycle: Lifecycle::BackedUp,
+            interrupt_streaming: false,
+            suspend: false,
+        },
+    );
+    phone.metadata.namespace = Some("fleet".into());
+    let store = Arc::new(MemoryStore::new(vec![phone]));
+    let client = Client::new(
+        ClientConfig {
+            base_url: sim.url(),
+            ..ClientConfig::default()
+        },
+        Token::new("t"),
+    )
+    .unwrap();
+    let engine = Engine::new(store, client, EngineConfig::default());
+    engine.tick().await;
+    engine.tick().await;
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let calls: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("vendor call succeeded"))
+        .collect();
+    assert_eq!(calls.len(), 2, "{text}");
+    for (n, line) in calls.iter().enumerate() {
+        assert!(line.contains(&format!("tick{{n={}}}", n + 1)), "{line}");
+        assert!(
+            line.contains("vendor_call{endpoint=batch-query-status request_id="),
+            "{line}"
+        );
+    }
+}
