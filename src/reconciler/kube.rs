@@ -8,7 +8,7 @@ use super::engine::Trigger;
 use super::store::{PhoneStore, WriteError};
 use crate::api::{CloudPhone, CloudPhoneStatus};
 use crate::plan::{PhoneEvent, PhoneKey};
-use futures::{StreamExt, stream};
+use futures::{FutureExt, StreamExt, stream};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -17,10 +17,9 @@ use kube::runtime::{WatchStreamExt, reflector::store::Writer};
 use kube::{Client, Resource};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "cloudphone-operator";
@@ -43,13 +42,12 @@ pub struct WatchConfig {
 pub struct KubeStore {
     client: Client,
     readers: Vec<Store<CloudPhone>>,
-    synced: Vec<Arc<AtomicBool>>,
     recorder: Recorder,
 }
 
 /// The watches that fill a [`KubeStore`]; run them with [`Watches::run`].
 pub struct Watches {
-    watches: Vec<(Api<CloudPhone>, Writer<CloudPhone>, Arc<AtomicBool>)>,
+    watches: Vec<(Api<CloudPhone>, Writer<CloudPhone>)>,
     config: WatchConfig,
 }
 
@@ -69,30 +67,30 @@ impl KubeStore {
     /// A store over the watches of `config`; nothing is watched until [`Watches::run`].
     pub fn new(client: Client, config: WatchConfig, reporter: Reporter) -> (KubeStore, Watches) {
         let mut readers = Vec::new();
-        let mut synced = Vec::new();
         let mut watches = Vec::new();
         for api in phone_apis(&client, &config.namespaces) {
             let (reader, writer) = reflector::store();
-            let flag = Arc::new(AtomicBool::new(false));
             readers.push(reader);
-            synced.push(flag.clone());
-            watches.push((api, writer, flag));
+            watches.push((api, writer));
         }
         let recorder = Recorder::new(client.clone(), reporter);
         (
             KubeStore {
                 client,
                 readers,
-                synced,
                 recorder,
             },
             Watches { watches, config },
         )
     }
 
-    /// True once every watch has listed its objects.
+    /// True once every watch has listed its objects (the reflector stores' own readiness).
     pub fn is_synced(&self) -> bool {
-        self.synced.iter().all(|s| s.load(Ordering::Acquire))
+        self.readers.iter().all(|r| {
+            r.wait_until_ready()
+                .now_or_never()
+                .is_some_and(|r| r.is_ok())
+        })
     }
 
     /// Waits until every watch has listed its objects.
@@ -173,6 +171,10 @@ impl Watches {
     /// Runs every watch, feeding the store, until the process ends. A create or a change of
     /// `metadata.generation` fires `trigger` after the debounce; status-only updates and re-lists
     /// do not.
+    ///
+    /// NB: kept by hand rather than with kube-runtime's `predicates::generation`: that filter
+    /// sees the objects of a list as new, so every start and every relist would fire an early tick
+    /// (a whole fleet's status calls again); here the lists only rebuild the map.
     pub async fn run(self, trigger: Trigger) {
         let dirty = Arc::new(Notify::new());
         let debounce = self.config.debounce;
@@ -182,7 +184,7 @@ impl Watches {
             .watches
             .into_iter()
             .enumerate()
-            .map(|(w, (api, writer, synced))| {
+            .map(|(w, (api, writer))| {
                 let mut config = watcher::Config::default();
                 if let Some(selector) = &selector {
                     config = config.labels(selector);
@@ -191,7 +193,7 @@ impl Watches {
                     .default_backoff()
                     .modify(slim)
                     .reflect(writer)
-                    .map(move |event| (event, synced.clone(), w))
+                    .map(move |event| (event, w))
                     .boxed()
             });
         let events = {
@@ -204,7 +206,7 @@ impl Watches {
                 let mut listing: Vec<HashMap<String, Option<i64>>> =
                     vec![HashMap::new(); watch_count];
                 let mut merged = stream::select_all(streams);
-                while let Some((event, synced, w)) = merged.next().await {
+                while let Some((event, w)) = merged.next().await {
                     match event {
                         Ok(watcher::Event::Init) => listing[w] = HashMap::new(),
                         Ok(watcher::Event::InitApply(phone)) => {
@@ -212,9 +214,6 @@ impl Watches {
                         }
                         Ok(watcher::Event::InitDone) => {
                             generations[w] = std::mem::take(&mut listing[w]);
-                            if !synced.swap(true, Ordering::AcqRel) {
-                                info!("CloudPhone watch cache synced");
-                            }
                         }
                         Ok(watcher::Event::Apply(phone)) => {
                             let generation = phone.metadata.generation;

@@ -420,7 +420,10 @@ pub async fn run_with_client(
 
     let shutdown = shutdown.boxed().shared();
     let synced = tokio::select! {
-        _ = store.wait_until_synced() => true,
+        _ = store.wait_until_synced() => {
+            info!("CloudPhone watch cache synced");
+            true
+        }
         _ = shutdown.clone() => false,
     };
     if synced {
