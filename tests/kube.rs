@@ -166,7 +166,10 @@ async fn synced_store(
         reporter(),
     );
     let _ = trigger_engine;
-    assert!(!store.is_synced(), "nothing is listed before the watches run");
+    assert!(
+        !store.is_synced(),
+        "nothing is listed before the watches run"
+    );
     let task = tokio::spawn(watches.run(Default::default()));
     tokio::time::timeout(Duration::from_secs(5), store.wait_until_synced())
         .await

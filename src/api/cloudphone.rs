@@ -53,7 +53,19 @@ pub struct CloudPhoneSpec {
 }
 
 /// The lifecycle declared for a phone.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    strum::IntoStaticStr,
+)]
 pub enum Lifecycle {
     /// Only observe the instance: never call a mutating vendor API.
     #[default]
@@ -65,10 +77,7 @@ pub enum Lifecycle {
 impl Lifecycle {
     /// The name as written in `spec.lifecycle`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Lifecycle::Observed => "Observed",
-            Lifecycle::BackedUp => "BackedUp",
-        }
+        self.into()
     }
 }
 

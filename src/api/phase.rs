@@ -5,7 +5,20 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The readable name of the vendor's status code, or what is known when there is no code.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 pub enum Phase {
     /// Not observed yet.
     #[default]
@@ -32,18 +45,7 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in the order of the design's table (used by tables and metrics).
-    pub const ALL: [Phase; 10] = [
-        Phase::Pending,
-        Phase::Idle,
-        Phase::Restoring,
-        Phase::DataLoaded,
-        Phase::Streaming,
-        Phase::BackingUp,
-        Phase::BackupFailed,
-        Phase::RestoreFailed,
-        Phase::Unknown,
-        Phase::NotFound,
-    ];
+    pub const ALL: &'static [Phase] = <Phase as strum::VariantArray>::VARIANTS;
 
     /// The phase of a vendor status code, per the newest status table of koophone-api.md.
     pub fn from_code(code: i64) -> Phase {
@@ -61,18 +63,7 @@ impl Phase {
 
     /// The name as written in `.status.phase`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Pending => "Pending",
-            Phase::Idle => "Idle",
-            Phase::Restoring => "Restoring",
-            Phase::DataLoaded => "DataLoaded",
-            Phase::Streaming => "Streaming",
-            Phase::BackingUp => "BackingUp",
-            Phase::BackupFailed => "BackupFailed",
-            Phase::RestoreFailed => "RestoreFailed",
-            Phase::Unknown => "Unknown",
-            Phase::NotFound => "NotFound",
-        }
+        self.into()
     }
 }
 

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 /// Why one status write failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, strum::IntoStaticStr)]
 pub enum WriteError {
     /// The object was deleted meanwhile: nothing to write.
     #[error("CloudPhone {0} no longer exists")]
@@ -24,11 +24,7 @@ pub enum WriteError {
 impl WriteError {
     /// A short, bounded label for metrics.
     pub fn label(&self) -> &'static str {
-        match self {
-            WriteError::Gone(_) => "Gone",
-            WriteError::Conflict(_) => "Conflict",
-            WriteError::Other { .. } => "Other",
-        }
+        self.into()
     }
 }
 
