@@ -4,6 +4,7 @@
 use super::credentials::{Credentials, CredentialsError, ProjectScope};
 use super::token::Token;
 use jiff::Timestamp;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use std::sync::RwLock;
 use std::time::Duration;
@@ -44,9 +45,9 @@ pub enum CallAuth {
     /// Sign the call with the access key pair.
     Sign {
         access_key: String,
-        secret_key: Token,
+        secret_key: SecretString,
         project_id: String,
-        security_token: Option<Token>,
+        security_token: Option<SecretString>,
     },
 }
 
@@ -259,7 +260,7 @@ impl Auth {
         &self,
         endpoint: &str,
         username: &str,
-        password: &Token,
+        password: &SecretString,
         domain: &str,
         project: &ProjectScope,
     ) -> Result<(Token, Duration), AuthError> {
@@ -273,7 +274,7 @@ impl Auth {
         };
         let body = json!({"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
-                "name": username, "password": password.expose(), "domain": {"name": domain},
+                "name": username, "password": password.expose_secret(), "domain": {"name": domain},
             }}},
             "scope": scope,
         }});

@@ -5,6 +5,7 @@ use super::error::{Endpoint, Error, VendorCode, VendorError, excerpt};
 use super::retry::{RetryPolicy, parse_retry_after};
 use super::sign::{self, SignableRequest};
 use super::wire;
+use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -354,12 +355,12 @@ impl Client {
             } => {
                 headers.push(("X-Project-Id".into(), project_id.clone()));
                 if let Some(st) = security_token {
-                    headers.push(("X-Security-Token".into(), st.expose().to_owned()));
+                    headers.push(("X-Security-Token".into(), st.expose_secret().to_owned()));
                 }
                 headers.push(("X-Sdk-Date".into(), sign::sdk_date(jiff::Timestamp::now())));
                 let authorization = sign::authorization(
                     access_key,
-                    secret_key.expose(),
+                    secret_key.expose_secret(),
                     &SignableRequest {
                         method: "POST",
                         path: endpoint.path(),

@@ -1,7 +1,8 @@
 //! Vendor credentials, in the three forms a Secret may hold, chosen by which keys are present. No
 //! value ever reaches `Debug`, `Display` or an error: errors name keys only.
 
-use super::token::Token;
+use super::token::{Token, secret};
+use secrecy::SecretString;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -13,14 +14,14 @@ pub enum ProjectScope {
 }
 
 /// Vendor credentials.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Credentials {
     /// A static `X-Auth-Token` (for tests and short trials: it expires after 24 hours).
     Token(Token),
     /// An IAM user, exchanged for project-scoped tokens at `iam_endpoint`.
     Password {
         username: String,
-        password: Token,
+        password: SecretString,
         domain: String,
         project: ProjectScope,
         iam_endpoint: String,
@@ -28,9 +29,9 @@ pub enum Credentials {
     /// An access key pair: every call is signed (`SDK-HMAC-SHA256`).
     AccessKey {
         access_key: String,
-        secret_key: Token,
+        secret_key: SecretString,
         project_id: String,
-        security_token: Option<Token>,
+        security_token: Option<SecretString>,
     },
 }
 
@@ -195,7 +196,7 @@ impl Credentials {
                 };
                 Ok(Credentials::Password {
                     username: get("username")?.unwrap_or_default(),
-                    password: Token::new(get("password")?.unwrap_or_default()),
+                    password: secret(get("password")?.unwrap_or_default()),
                     domain: get("domain")?.unwrap_or_default(),
                     project,
                     iam_endpoint,
@@ -214,9 +215,9 @@ impl Credentials {
                 }
                 Ok(Credentials::AccessKey {
                     access_key: get("accessKey")?.unwrap_or_default(),
-                    secret_key: Token::new(get("secretKey")?.unwrap_or_default()),
+                    secret_key: secret(get("secretKey")?.unwrap_or_default()),
                     project_id: get("projectId")?.unwrap_or_default(),
-                    security_token: get("securityToken")?.map(Token::new),
+                    security_token: get("securityToken")?.map(secret),
                 })
             }
             _ => Err(CredentialsError::Conflicting {

@@ -1,27 +1,43 @@
-//! The vendor token, held so that neither `Debug` nor `Display` can show it.
+//! The vendor token, held in a [`secrecy`] box: neither `Debug` nor `Display` can show it, and it
+//! is zeroed when dropped.
 
+use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 
 /// An IAM token for the `X-Auth-Token` header. Its value leaves this type only through
 /// [`Token::expose`], which the client calls when it builds a request header.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
+#[derive(Clone)]
+pub struct Token(SecretString);
 
 impl Token {
     /// Wraps a token value, trimming the whitespace that files and environment variables carry.
     pub fn new(value: impl Into<String>) -> Token {
-        Token(value.into().trim().to_owned())
+        Token(secret(value.into()))
     }
 
     /// The token's value, for the request header only: never log or format it.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 
     /// True when there is no token at all (an empty file or variable).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.expose().is_empty()
     }
+}
+
+impl PartialEq for Token {
+    fn eq(&self, other: &Token) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Token {}
+
+/// A secret value (a password, a secret key, a security token) from a Secret or a file, without
+/// the whitespace those carry.
+pub fn secret(value: String) -> SecretString {
+    SecretString::from(value.trim().to_owned())
 }
 
 impl From<Token> for std::sync::Arc<super::auth::Auth> {
