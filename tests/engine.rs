@@ -92,7 +92,7 @@ fn spawn_leader_loop(
     let engine = engine.clone();
     let runner = tokio::spawn(async move {
         engine
-            .run_as_leader(Duration::from_millis(100), leader, shutdown_grace, async {
+            .run_while_leading(Duration::from_millis(100), leader, shutdown_grace, async {
                 let _ = stop_rx.await;
             })
             .await

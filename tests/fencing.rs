@@ -315,7 +315,7 @@ async fn run_seed(seed: u64) -> (Vec<String>, Vec<String>) {
                     // A frozen leader's Lease expires only after its renew deadline has passed.
                     tokio::time::sleep(RENEW_DEADLINE).await;
                 } else {
-                    w.fences[current].lost();
+                    w.fences[current].ended();
                 }
                 w.fences[other].renewed(Instant::now());
                 w.leader.store(other, Ordering::SeqCst);
@@ -442,7 +442,7 @@ async fn frozen_between_intent_and_call(regains: bool) -> (u64, Vec<String>) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if regains {
-        w.fences[1].lost();
+        w.fences[1].ended();
         w.fences[0].renewed(Instant::now());
     }
     w.replicas[0].thaw();

@@ -107,14 +107,14 @@ pub fn record_backup_result(
             backup.requested_at = Some(Time(requested_at));
             requested(Some(requested_at), config)
         }
-        BackupResult::AlreadyBackingUp => Ready::new(
+        BackupResult::AlreadyBackingUp => ReadyCondition::new(
             "False",
             "BackingUp",
             "the vendor reports a backup of the instance already under way",
         ),
         BackupResult::Restoring => {
             backup.in_flight = false;
-            Ready::new(
+            ReadyCondition::new(
                 "False",
                 "Restoring",
                 "the vendor is restoring the instance; a backup follows when it is done",
@@ -122,7 +122,7 @@ pub fn record_backup_result(
         }
         BackupResult::NotFound => {
             backup.in_flight = false;
-            Ready::new(
+            ReadyCondition::new(
                 "False",
                 "InstanceNotFound",
                 "the vendor answered the backup call that the instance does not exist: check spec.instanceId",
@@ -134,7 +134,7 @@ pub fn record_backup_result(
             } else {
                 "the vendor did not act on it"
             };
-            Ready::new(
+            ReadyCondition::new(
                 "False",
                 "BackupCallFailed",
                 format!(
@@ -147,7 +147,7 @@ pub fn record_backup_result(
         }
         BackupResult::Refused { failure } => {
             backup.in_flight = false;
-            Ready::new(
+            ReadyCondition::new(
                 "False",
                 BACKUP_REFUSED,
                 format!(

@@ -109,7 +109,7 @@ pub use identity::{
     Disposition, KeyRef, PhoneKey, PhoneView, dispositions, instances_to_query, queried_phones,
 };
 pub use phone::{Failure, Observation, Planned, plan_phone};
-use phone::{Ready, requested};
+use phone::{ReadyCondition, requested};
 
 #[cfg(test)]
 mod tests;

@@ -176,7 +176,7 @@ pub fn plan_phone<'a>(
             }
             let (ready, backup) = match phone.spec.lifecycle {
                 Lifecycle::Observed => (
-                    Ready::new(
+                    ReadyCondition::new(
                         "True",
                         "Observed",
                         "the operator only observes this instance",
@@ -211,20 +211,20 @@ pub fn plan_phone<'a>(
     }
 }
 
-pub(super) struct Ready {
+pub(super) struct ReadyCondition {
     pub(super) status: &'static str,
     pub(super) reason: &'static str,
     /// Most messages are fixed texts: no allocation for them on every phone of every tick.
     pub(super) message: Cow<'static, str>,
 }
 
-impl Ready {
+impl ReadyCondition {
     pub(super) fn new(
         status: &'static str,
         reason: &'static str,
         message: impl Into<Cow<'static, str>>,
-    ) -> Ready {
-        Ready {
+    ) -> ReadyCondition {
+        ReadyCondition {
             status,
             reason,
             message: message.into(),
@@ -240,7 +240,7 @@ pub(super) fn backed_up(
     code: i64,
     now: Timestamp,
     config: &PlanConfig,
-) -> (Ready, bool) {
+) -> (ReadyCondition, bool) {
     let backup = status.backup.as_ref();
     let requested_at = backup.and_then(|b| b.requested_at.as_ref()).map(|t| t.0);
     let attempts = backup.map_or(0, |b| b.attempts);
@@ -262,13 +262,13 @@ pub(super) fn backed_up(
         && refused.observed_generation == generation
     {
         return (
-            Ready::new("False", BACKUP_REFUSED, refused.message.clone()),
+            ReadyCondition::new("False", BACKUP_REFUSED, refused.message.clone()),
             false,
         );
     }
     match phase {
         Phase::Idle => (
-            Ready::new(
+            ReadyCondition::new(
                 "True",
                 "BackedUp",
                 "instance data is in object storage; no physical instance is held",
@@ -276,7 +276,7 @@ pub(super) fn backed_up(
             false,
         ),
         Phase::BackingUp => (
-            Ready::new(
+            ReadyCondition::new(
                 "False",
                 "BackingUp",
                 "the vendor is backing up the instance",
@@ -284,7 +284,7 @@ pub(super) fn backed_up(
             false,
         ),
         Phase::Restoring => (
-            Ready::new(
+            ReadyCondition::new(
                 "False",
                 "Restoring",
                 "the vendor is restoring the instance; a backup follows when it is done",
@@ -292,7 +292,7 @@ pub(super) fn backed_up(
             false,
         ),
         Phase::Streaming if !spec.interrupt_streaming => (
-            Ready::new(
+            ReadyCondition::new(
                 "False",
                 "Streaming",
                 "a user is streaming: the backup waits until the session ends (set spec.interruptStreaming: true to back up anyway)",
@@ -310,7 +310,7 @@ pub(super) fn backed_up(
                 (waiting_for_vendor(), false)
             } else if unconfirmed && retry_at.is_some_and(|at| now < at) {
                 (
-                    Ready::new(
+                    ReadyCondition::new(
                         "False",
                         "BackupNotStarted",
                         format!(
@@ -331,7 +331,7 @@ pub(super) fn backed_up(
                 (waiting_for_vendor(), false)
             } else if attempts > 0 && retry_at.is_some_and(|at| now < at) {
                 (
-                    Ready::new(
+                    ReadyCondition::new(
                         "False",
                         "BackupFailed",
                         format!(
@@ -346,7 +346,7 @@ pub(super) fn backed_up(
             }
         }
         Phase::RestoreFailed => (
-            Ready::new(
+            ReadyCondition::new(
                 "False",
                 "RestoreFailed",
                 "the vendor reports a restoration exception; the operator does not act: check the instance in the KooPhone console",
@@ -354,7 +354,7 @@ pub(super) fn backed_up(
             false,
         ),
         Phase::Unknown | Phase::Pending | Phase::NotFound => (
-            Ready::new(
+            ReadyCondition::new(
                 "False",
                 "UnknownStatus",
                 format!(
@@ -368,10 +368,10 @@ pub(super) fn backed_up(
 
 /// The Ready condition from a backup call until the vendor shows it under way. The same text before
 /// and after the call, so that planning again on a planned status changes nothing.
-pub(super) fn requested(requested_at: Option<Timestamp>, config: &PlanConfig) -> Ready {
+pub(super) fn requested(requested_at: Option<Timestamp>, config: &PlanConfig) -> ReadyCondition {
     let grace_end =
         requested_at.map(|t| t.checked_add(config.grace_period).unwrap_or(Timestamp::MAX));
-    Ready::new(
+    ReadyCondition::new(
         "False",
         "BackupRequested",
         format!(

@@ -1,11 +1,11 @@
 //! The tick: snapshot, deduplicate, query status in batches, plan, back up in batches, write only
 //! the statuses that changed. One tick at a time, on an interval or triggered early.
 
+use super::batcher::Batcher;
 use super::breaker::{BreakerConfig, Breakers, DEFAULT_ACCOUNT};
 use super::store::{PhoneStore, WriteError};
 use super::synced::{FailureMemory, SyncedAfter};
 use super::tick::{Frame, Group, Outcome, Sent, Written};
-use super::vendor::Batcher;
 use crate::api::{CloudPhone, CloudPhoneStatus};
 use crate::koophone::{Client, MAX_IDS_PER_CALL};
 use crate::metrics::{AccountLabels, Metrics, OutcomeLabels};
@@ -119,7 +119,7 @@ pub struct Engine<S> {
     /// This term's writes that the store may not show yet (a watch cache lags its writes), keyed
     /// by object and uid; dropped once the store shows any other version than those the writes
     /// were made against.
-    written: Mutex<HashMap<WrittenKey, Written>>,
+    written: Mutex<HashMap<ObjectId, Written>>,
     /// The circuit breaker of each vendor account.
     breakers: Breakers,
     /// Recent failures of each instance's status query, for the hysteresis of `Synced`.
@@ -135,7 +135,7 @@ pub struct Engine<S> {
     /// The backup intents seen in this term, per instance: for ownership moves.
     intents: Mutex<Intents>,
     /// The vendor's task and job ids of accepted calls, until the phone's next write carries them.
-    receipts: Mutex<HashMap<WrittenKey, Receipt>>,
+    receipts: Mutex<HashMap<ObjectId, Receipt>>,
     /// Where the next tick's chunk order starts, in instance ids (taken modulo their number).
     rotation: AtomicUsize,
     /// The cap on status writes in flight, shared by every group of a tick.
@@ -146,7 +146,7 @@ pub struct Engine<S> {
 }
 
 /// Resolves once `leader` says false (or its sender is gone).
-async fn lost(leader: &mut watch::Receiver<bool>) {
+async fn leadership_lost(leader: &mut watch::Receiver<bool>) {
     loop {
         if !*leader.borrow_and_update() {
             return;
@@ -158,9 +158,9 @@ async fn lost(leader: &mut watch::Receiver<bool>) {
 }
 
 /// A phone and its uid: the uid distinguishes an object from a deleted one of the same name.
-type WrittenKey = (PhoneKey, Option<String>);
+type ObjectId = (PhoneKey, Option<String>);
 
-fn written_key(phone: &CloudPhone) -> WrittenKey {
+fn object_id(phone: &CloudPhone) -> ObjectId {
     (PhoneKey::of(phone), phone.metadata.uid.clone())
 }
 
@@ -226,7 +226,7 @@ impl<S: PhoneStore> Engine<S> {
         shutdown: impl Future<Output = ()> + Send,
     ) {
         let (_always, leader) = watch::channel(true);
-        self.run_as_leader(interval, leader, shutdown_grace, shutdown)
+        self.run_while_leading(interval, leader, shutdown_grace, shutdown)
             .await;
     }
 
@@ -235,7 +235,7 @@ impl<S: PhoneStore> Engine<S> {
     ///
     /// NB: cutting a tick is safe at any point: a backup's intent is written before its call, and a
     /// call already sent is found out from the next status query.
-    pub async fn run_as_leader(
+    pub async fn run_while_leading(
         &self,
         interval: Duration,
         mut leader: watch::Receiver<bool>,
@@ -278,7 +278,7 @@ impl<S: PhoneStore> Engine<S> {
                 tokio::pin!(tick);
                 tokio::select! {
                     _ = &mut tick => {}
-                    _ = lost(&mut leader) => {
+                    _ = leadership_lost(&mut leader) => {
                         warn!("leadership lost during a tick: the tick was cut");
                         break;
                     }
@@ -290,7 +290,7 @@ impl<S: PhoneStore> Engine<S> {
                                 Ok(_) => info!("shutting down: the tick in flight finished"),
                                 Err(_) => warn!("shutting down: the tick in flight was cut after {}", humantime::format_duration(shutdown_grace)),
                             },
-                            _ = lost(&mut leader) => warn!("shutting down: leadership lost during the grace; the tick in flight was cut"),
+                            _ = leadership_lost(&mut leader) => warn!("shutting down: leadership lost during the grace; the tick in flight was cut"),
                         }
                         break 'outer;
                     }
@@ -600,7 +600,7 @@ impl<S: PhoneStore> Engine<S> {
         snapshot
             .iter()
             .map(|phone| {
-                let key = written_key(phone);
+                let key = object_id(phone);
                 match written.get(&key) {
                     Some(w) if w.against.contains(&phone.metadata.resource_version) => true,
                     Some(_) => {
@@ -620,8 +620,7 @@ impl<S: PhoneStore> Engine<S> {
         if written.is_empty() && receipts.is_empty() {
             return;
         }
-        let present: std::collections::HashSet<_> =
-            snapshot.iter().map(|p| written_key(p)).collect();
+        let present: std::collections::HashSet<_> = snapshot.iter().map(|p| object_id(p)).collect();
         written.retain(|key, _| present.contains(key));
         receipts.retain(|key, _| present.contains(key));
     }
@@ -800,7 +799,7 @@ impl<S: PhoneStore> Engine<S> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(
-                written_key(phone),
+                object_id(phone),
                 Receipt {
                     request_id: request_id.clone(),
                     task_id: task_id.clone(),
@@ -818,7 +817,7 @@ impl<S: PhoneStore> Engine<S> {
             return;
         }
         for (i, p) in planned.iter_mut() {
-            let key = written_key(&frame.snapshot[*i]);
+            let key = object_id(&frame.snapshot[*i]);
             let Some(receipt) = receipts.get(&key) else {
                 continue;
             };
@@ -976,7 +975,7 @@ impl<S: PhoneStore> Engine<S> {
         }
         match &result {
             Ok(version) => {
-                let key = written_key(phone);
+                let key = object_id(phone);
                 let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
                 // A write on top of this term's last one keeps the versions that one was made
                 // against: the store may still show any of them.

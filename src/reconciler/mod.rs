@@ -3,18 +3,18 @@
 //! It knows nothing of Kubernetes: it reads and writes through a [`PhoneStore`], which the watch
 //! cache implements under `run` and [`MemoryStore`] implements for the quick start and the tests.
 
+mod batcher;
 mod breaker;
 mod engine;
-mod kube;
+mod kube_store;
 mod memory;
 mod store;
 mod synced;
 mod tick;
-mod vendor;
 
-pub use self::kube::{FIELD_MANAGER, KubeStore, WatchConfig, Watches, phone_apis, slim};
 pub use breaker::{Admission, BreakerConfig, Breakers, DEFAULT_ACCOUNT};
 pub use engine::{Engine, EngineConfig, INTENT_MAX_AGE, TickReport, Trigger};
+pub use kube_store::{FIELD_MANAGER, KubeStore, WatchConfig, Watches, phone_apis, slim};
 pub use memory::{InjectedWriteFailure, MemoryStore};
 pub use store::{PhoneStore, WriteError};
 pub use synced::SyncedAfter;

@@ -102,7 +102,7 @@ impl LeaseFence {
     }
 
     /// Leadership is lost (or handed back).
-    pub fn lost(&self) {
+    pub fn ended(&self) {
         self.lock().renewed_at = None;
     }
 
@@ -188,7 +188,7 @@ impl Drop for Leadership {
 
 /// The Lease record as last seen, and when this replica first saw it (its own clock).
 #[derive(Clone, PartialEq)]
-struct Observed {
+struct LeaseRecord {
     holder: Option<String>,
     renew_time: Option<MicroTime>,
     duration_seconds: Option<i32>,
@@ -198,7 +198,7 @@ struct Observed {
 struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
-    observed: Option<(Observed, Instant)>,
+    observed: Option<(LeaseRecord, Instant)>,
     fence: LeaseFence,
 }
 
@@ -228,7 +228,7 @@ impl Elector {
             }
             let leading = valid_until.is_some();
             if !leading {
-                self.fence.lost();
+                self.fence.ended();
             }
             if *sender.borrow() != leading {
                 info!(identity = %self.config.identity, lease = %self.config.name, leading, "leader election: leadership changed");
@@ -243,7 +243,7 @@ impl Elector {
                 _ = tokio::time::sleep_until(next) => {}
             }
         }
-        self.fence.lost();
+        self.fence.ended();
         if *sender.borrow() {
             sender.send_replace(false);
             match self.release().await {
@@ -303,7 +303,7 @@ impl Elector {
             };
         };
         let spec = lease.spec.clone().unwrap_or_default();
-        let record = Observed {
+        let record = LeaseRecord {
             holder: spec.holder_identity.clone().filter(|h| !h.is_empty()),
             renew_time: spec.renew_time.clone(),
             duration_seconds: spec.lease_duration_seconds,
@@ -391,7 +391,7 @@ mod tests {
             first + 1,
             "a renewal after a lapse is a new term"
         );
-        fence.lost();
+        fence.ended();
         assert!(!fence.is_fresh());
         fence.renewed(Instant::now());
         assert_eq!(fence.term(), first + 2);

@@ -207,7 +207,7 @@ pub async fn preflight(client: &kube::Client, args: &RunArgs) -> Result<(), RunE
 /// Readiness: the watch cache has synced and the cluster's CRD is the one this binary needs.
 /// Vendor health (credentials, outages, an open breaker) is not readiness: it shows in conditions,
 /// metrics and alerts, so that one account's outage never blocks a rollout or a node drain.
-struct Ready {
+struct OperatorReadiness {
     store: Arc<KubeStore>,
     crd: watch::Receiver<Verdict>,
 }
@@ -221,7 +221,7 @@ enum NotReady {
     Crd(#[from] CrdProblem),
 }
 
-impl Readiness for Ready {
+impl Readiness for OperatorReadiness {
     fn check(&self) -> Result<(), http::NotReady> {
         if !self.store.is_synced() {
             return Err(NotReady::CacheNotSynced.into());
@@ -403,7 +403,7 @@ pub async fn run_with_client(
             source,
         })?;
     info!(addr = %args.metrics_addr, "serving /metrics, /healthz and /readyz");
-    let readiness = Arc::new(Ready {
+    let readiness = Arc::new(OperatorReadiness {
         store: store.clone(),
         crd,
     });
@@ -428,7 +428,7 @@ pub async fn run_with_client(
     };
     if synced {
         engine
-            .run_as_leader(
+            .run_while_leading(
                 args.tick_interval,
                 may_tick,
                 args.shutdown_timeout,

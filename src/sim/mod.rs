@@ -99,7 +99,7 @@ impl Counters {
     }
 }
 
-struct Inner {
+struct SimState {
     identities: iam::Identities,
     fleet: Fleet,
     faults: Faults,
@@ -107,14 +107,14 @@ struct Inner {
     counters: Counters,
 }
 
-struct Shared {
-    inner: Mutex<Inner>,
+struct SharedSim {
+    inner: Mutex<SimState>,
     business_errors_as_200: bool,
     auto_create: Option<i64>,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+impl SharedSim {
+    fn lock(&self) -> MutexGuard<'_, SimState> {
         // NB: no code panics while holding the lock, so poisoning cannot happen; recover anyway.
         self.inner
             .lock()
@@ -140,7 +140,7 @@ pub enum StartError {
 /// A running simulator. Dropping it stops the server.
 pub struct Simulator {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Arc<SharedSim>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -158,8 +158,8 @@ impl Simulator {
         for (id, status) in &config.instances {
             fleet.set(id, *status, now);
         }
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
+        let shared = Arc::new(SharedSim {
+            inner: Mutex::new(SimState {
                 identities: iam::Identities {
                     static_tokens: config.tokens.into_iter().collect(),
                     users: config.iam_users,

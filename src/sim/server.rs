@@ -5,7 +5,7 @@
 //! koophone-api.md alone, so that a wrong field name in the client cannot pass the tests.
 
 use super::fleet::{BackupRefusal, parse_state};
-use super::{Faults, Injected, Shared, Timings};
+use super::{Faults, Injected, SharedSim, Timings};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +19,7 @@ use std::time::Instant;
 const MAX_IDS: usize = 100;
 const MAX_ID_LEN: usize = 32;
 
-pub(super) fn router(shared: Arc<Shared>) -> Router {
+pub(super) fn router(shared: Arc<SharedSim>) -> Router {
     Router::new()
         .route("/v1/instances/batch-query-status", post(query_status))
         .route("/v1/instances/backup", post(backup))
@@ -58,7 +58,7 @@ fn vendor_error(status: StatusCode, code: &str, msg: impl Into<String>) -> Respo
 
 /// The checks the vendor makes before it looks at any instance; returns the ids of a good request.
 fn check_request(
-    inner: &mut super::Inner,
+    inner: &mut super::SimState,
     headers: &HeaderMap,
     uri: &axum::http::Uri,
     body: &[u8],
@@ -120,7 +120,7 @@ fn check_request(
 
 /// What a call does once its checks passed: answers the request, or fails it with a fault.
 async fn serve(
-    shared: Arc<Shared>,
+    shared: Arc<SharedSim>,
     call: Call,
     headers: HeaderMap,
     uri: axum::http::Uri,
@@ -132,7 +132,7 @@ async fn serve(
         inner
             .counters
             .record_call(call.name(), checked.as_ref().map_or(0, Vec::len));
-        let super::Inner {
+        let super::SimState {
             faults, fault_rng, ..
         } = &mut *inner;
         let delay = faults.delay(fault_rng);
@@ -174,7 +174,7 @@ async fn serve(
                 )
             }
             Ok(ids) => {
-                let super::Inner {
+                let super::SimState {
                     faults, fault_rng, ..
                 } = &mut *inner;
                 let fault = faults.draw(fault_rng);
@@ -219,10 +219,10 @@ async fn serve(
 }
 
 fn process(
-    inner: &mut super::Inner,
+    inner: &mut super::SimState,
     call: Call,
     ids: &[String],
-    shared: &Shared,
+    shared: &SharedSim,
 ) -> (&'static str, Response) {
     let now = Instant::now();
     if let Some(status) = shared.auto_create {
@@ -306,7 +306,7 @@ fn process(
 }
 
 async fn query_status(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<SharedSim>>,
     headers: HeaderMap,
     uri: axum::http::Uri,
     body: axum::body::Bytes,
@@ -315,7 +315,7 @@ async fn query_status(
 }
 
 async fn backup(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<SharedSim>>,
     headers: HeaderMap,
     uri: axum::http::Uri,
     body: axum::body::Bytes,
@@ -323,7 +323,7 @@ async fn backup(
     serve(shared, Call::Backup, headers, uri, body).await
 }
 
-async fn issue_token(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+async fn issue_token(State(shared): State<Arc<SharedSim>>, body: axum::body::Bytes) -> Response {
     let mut inner = shared.lock();
     inner.counters.iam_calls += 1;
     let (status, token, answer) = inner.identities.issue(&body);
@@ -334,17 +334,17 @@ async fn issue_token(State(shared): State<Arc<Shared>>, body: axum::body::Bytes)
     }
 }
 
-async fn revoke_tokens(State(shared): State<Arc<Shared>>) -> StatusCode {
+async fn revoke_tokens(State(shared): State<Arc<SharedSim>>) -> StatusCode {
     let identities = &mut shared.lock().identities;
     identities.revoked.extend(identities.issued.keys().cloned());
     StatusCode::NO_CONTENT
 }
 
-async fn counters(State(shared): State<Arc<Shared>>) -> Response {
+async fn counters(State(shared): State<Arc<SharedSim>>) -> Response {
     Json(shared.lock().counters.clone()).into_response()
 }
 
-async fn reset_counters(State(shared): State<Arc<Shared>>) -> StatusCode {
+async fn reset_counters(State(shared): State<Arc<SharedSim>>) -> StatusCode {
     shared.lock().counters = Default::default();
     StatusCode::NO_CONTENT
 }
@@ -356,7 +356,7 @@ struct InstancesQuery {
 }
 
 async fn list_instances(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<SharedSim>>,
     Query(q): Query<InstancesQuery>,
 ) -> Response {
     let now = Instant::now();
@@ -379,7 +379,7 @@ struct SeedEntry {
     status: Value,
 }
 
-async fn put_instances(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+async fn put_instances(State(shared): State<Arc<SharedSim>>, body: axum::body::Bytes) -> Response {
     let entries: Vec<SeedEntry> = match serde_json::from_slice(&body) {
         Ok(entries) => entries,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("instances: {e}\n")).into_response(),
@@ -409,11 +409,11 @@ async fn put_instances(State(shared): State<Arc<Shared>>, body: axum::body::Byte
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn get_faults(State(shared): State<Arc<Shared>>) -> Response {
+async fn get_faults(State(shared): State<Arc<SharedSim>>) -> Response {
     Json(shared.lock().faults.clone()).into_response()
 }
 
-async fn put_faults(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+async fn put_faults(State(shared): State<Arc<SharedSim>>, body: axum::body::Bytes) -> Response {
     let faults: Faults = match serde_json::from_slice(&body) {
         Ok(faults) => faults,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("faults: {e}\n")).into_response(),
@@ -425,11 +425,11 @@ async fn put_faults(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) 
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn get_timings(State(shared): State<Arc<Shared>>) -> Response {
+async fn get_timings(State(shared): State<Arc<SharedSim>>) -> Response {
     Json(shared.lock().fleet.timings().clone()).into_response()
 }
 
-async fn put_timings(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+async fn put_timings(State(shared): State<Arc<SharedSim>>, body: axum::body::Bytes) -> Response {
     let timings: Timings = match serde_json::from_slice(&body) {
         Ok(timings) => timings,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("timings: {e}\n")).into_response(),
