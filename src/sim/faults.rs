@@ -1,6 +1,5 @@
 //! Fault injection: which calls the simulator answers badly, and how.
 
-use super::fleet::humantime_serde_compat;
 use rand::RngExt;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -12,12 +11,12 @@ use std::time::Duration;
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
     /// Added to every answer.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub latency: Duration,
     /// Rate of calls that take `latency_spike` longer (to push calls past the client's time-out).
     pub latency_spike_rate: f64,
     /// The extra delay of a spike.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub latency_spike: Duration,
     /// Rate of HTTP 500 answers (the call is not processed).
     pub server_error_rate: f64,

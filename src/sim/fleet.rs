@@ -46,17 +46,17 @@ pub fn parse_state(text: &str) -> Result<i64, String> {
 #[serde(default)]
 pub struct Timings {
     /// How long an instance stays BackingUp (4).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub backup_duration: Duration,
     /// How long an instance stays Restoring (1).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub restore_duration: Duration,
     /// Probability in [0, 1] that a backup ends in BackupFailed (5) instead of Idle (0).
     pub backup_failure_rate: f64,
     /// How long an accepted backup waits in the vendor's queue, the instance still showing its
     /// old status, before it shows BackingUp (4). A backup call naming a queued instance is
     /// answered 2006, as during the backup itself.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub backup_queue_delay: Duration,
 }
 
@@ -68,21 +68,6 @@ impl Default for Timings {
             backup_failure_rate: 0.0,
             backup_queue_delay: Duration::ZERO,
         }
-    }
-}
-
-/// Durations as `"500ms"`, `"3s"` in the simulator's JSON and YAML.
-pub(crate) mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
     }
 }
 
