@@ -7,8 +7,16 @@
 //! than the lease duration) steps down, even while its renew call still hangs, so it stops before
 //! any other candidate can take over.
 //!
-//! NB: written here rather than taken from `kube-lease-manager`, whose watch loop keeps reporting
-//! leadership while it cannot reach the API server, which would let two replicas call the vendor.
+//! NB: written here rather than taken from a crate, for what each lacks that a backup fence needs:
+//! - `kube-lease-manager` keeps reporting leadership while it cannot reach the API server (its
+//!   watch loop does not step down at a renew deadline), which would let two replicas call the
+//!   vendor;
+//! - `kube-leader-election` is, by its own description, election "without fencing", polled by the
+//!   application: it offers no renew deadline shorter than the lease and no term to fence with;
+//! - `kube-coordinate` follows the same client-go algorithm, but pins an older kube and
+//!   k8s-openapi (its 2.x for kube 2 was a release candidate when this was written), and exposes a
+//!   state, not the monotonic time of the last renewal that [`LeaseFence`] checks before each
+//!   backup call.
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
