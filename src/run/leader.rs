@@ -13,10 +13,9 @@
 //!   vendor;
 //! - `kube-leader-election` is, by its own description, election "without fencing", polled by the
 //!   application: it offers no renew deadline shorter than the lease and no term to fence with;
-//! - `kube-coordinate` follows the same client-go algorithm, but pins an older kube and
-//!   k8s-openapi (its 2.x for kube 2 was a release candidate when this was written), and exposes a
-//!   state, not the monotonic time of the last renewal that [`LeaseFence`] checks before each
-//!   backup call.
+//! - `kube-coordinate` follows the same client-go algorithm, but its releases depend on older kube
+//!   versions than the kube 5 this operator builds on, and it exposes a state, not the monotonic
+//!   time of the last renewal that [`LeaseFence`] checks before each backup call.
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
