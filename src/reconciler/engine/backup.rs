@@ -1,0 +1,231 @@
+//! The backup half of a tick: each intent written before its call, the call gated by the lease's
+//! freshness, and what came of it recorded; the vendor's task and job ids ride on the next write.
+
+use super::*;
+use crate::api::{CloudPhone, CloudPhoneStatus};
+use crate::plan::{self, BackupResult, Intent, PhoneKey};
+use jiff::Timestamp;
+use std::borrow::Cow;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+/// The vendor's ids for an accepted backup call, waiting for the phone's next write.
+#[derive(Debug)]
+pub(super) struct Receipt {
+    request_id: String,
+    task_id: Option<String>,
+    job_id: Option<String>,
+}
+
+impl<S: PhoneStore> Engine<S> {
+    /// Backs up the phones of `group` at `wanted` (at most 100): writes each intent first, stamped
+    /// with the time the call leaves and fenced by the version it was planned from, then calls
+    /// backup for the intents written, and records the outcome. A crash after the intent cannot
+    /// lead to a second call; a 409 sends nothing for that phone.
+    pub(super) async fn back_up(
+        &self,
+        frame: &Frame<'_>,
+        group: &mut Group<'_>,
+        wanted: &[usize],
+        batcher: &Batcher<'_>,
+    ) {
+        let leaves = Timestamp::now();
+        // NB: the request id exists before the call, so that the intent records it.
+        let request_id = Uuid::new_v4();
+        let request = request_id.to_string();
+        let intents: Vec<(usize, CloudPhoneStatus)> = wanted
+            .iter()
+            .map(|&k| {
+                let phone = &group.phones[k];
+                let mut intent = phone.new.clone().into_owned();
+                plan::stamp_intent(
+                    &mut intent,
+                    frame.snapshot[phone.index].metadata.generation,
+                    leaves,
+                    &request,
+                    &self.config.plan,
+                );
+                (k, intent)
+            })
+            .collect();
+        let sent_at = tokio::time::Instant::now();
+        let writes = intents
+            .iter()
+            .map(|(k, intent)| {
+                let phone = &group.phones[*k];
+                (phone.index, phone.fence(frame), intent)
+            })
+            .collect();
+        let results = self.write_each(frame, writes).await;
+        let mut confirmed = Vec::new();
+        for ((k, intent), result) in intents.into_iter().zip(results) {
+            match result {
+                Ok(version) => confirmed.push((k, intent, version)),
+                Err(err) => {
+                    group.report.note_write_error(&err);
+                    group.phones[k].stop(frame);
+                }
+            }
+        }
+        let ids: Vec<String> = confirmed
+            .iter()
+            .map(|(k, ..)| {
+                frame.snapshot[group.phones[*k].index]
+                    .spec
+                    .instance_id
+                    .clone()
+            })
+            .collect();
+        let gate = || self.may_call(frame.term, sent_at);
+        let mut results = batcher.backup(&ids, &gate, request_id).await;
+        for (k, intent, version) in confirmed {
+            let phone = frame.snapshot[group.phones[k].index].as_ref();
+            let sent = Sent {
+                result: results
+                    .remove(&phone.spec.instance_id)
+                    .unwrap_or(BackupResult::Withheld),
+                intent,
+                version,
+            };
+            self.record_sent(phone, &sent, &mut group.report);
+            self.keep_receipt(phone, &sent.result);
+            let outcome = &mut group.phones[k];
+            outcome.new = Cow::Owned(plan::record_backup_result(
+                &sent.intent,
+                phone.metadata.generation,
+                &sent.result,
+                Timestamp::now(),
+                &self.config.plan,
+            ));
+            outcome.committed(sent.intent, sent.version);
+        }
+    }
+
+    /// Logs and counts what came of one phone's backup call, and remembers its intent for
+    /// ownership moves.
+    pub(super) fn record_sent(&self, phone: &CloudPhone, sent: &Sent, report: &mut TickReport) {
+        report.statuses_written += 1;
+        if let Some(at) = sent
+            .intent
+            .backup
+            .as_ref()
+            .and_then(|b| b.requested_at.as_ref())
+        {
+            self.intents
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(
+                    DEFAULT_ACCOUNT,
+                    &phone.spec.instance_id,
+                    Intent {
+                        owner: PhoneKey::of(phone).to_string(),
+                        uid: phone.metadata.uid.clone(),
+                        requested_at: at.0,
+                    },
+                );
+        }
+        match &sent.result {
+            BackupResult::Accepted { request_id, .. } => {
+                report.backups_requested += 1;
+                info!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, request_id, "backup requested");
+            }
+            BackupResult::AlreadyBackingUp | BackupResult::Restoring | BackupResult::Withheld => {
+                debug!(phone = %PhoneKey::of(phone), result = ?sent.result, "backup not sent or not started");
+            }
+            other => {
+                report.backup_errors += 1;
+                warn!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, result = ?other, "backup call failed");
+            }
+        }
+    }
+
+    /// Keeps the vendor's task and job ids of an accepted call until the phone's next write.
+    pub(super) fn keep_receipt(&self, phone: &CloudPhone, result: &BackupResult) {
+        let BackupResult::Accepted {
+            request_id,
+            task_id,
+            job_id,
+            ..
+        } = result
+        else {
+            return;
+        };
+        if task_id.is_none() && job_id.is_none() {
+            return;
+        }
+        self.receipts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                object_id(phone),
+                Receipt {
+                    request_id: request_id.clone(),
+                    task_id: task_id.clone(),
+                    job_id: job_id.clone(),
+                },
+            );
+    }
+
+    /// Puts the task and job ids kept for each planned phone into its status when the status is
+    /// written anyway (a receipt of an older call is dropped): the happy path costs no write of its
+    /// own for them.
+    pub(super) fn ride_receipts(
+        &self,
+        frame: &Frame<'_>,
+        planned: &mut [(usize, plan::Planned<'_>)],
+    ) {
+        let mut receipts = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
+        if receipts.is_empty() {
+            return;
+        }
+        for (i, p) in planned.iter_mut() {
+            let key = object_id(&frame.snapshot[*i]);
+            let Some(receipt) = receipts.get(&key) else {
+                continue;
+            };
+            let current = p
+                .status
+                .backup
+                .as_ref()
+                .and_then(|b| b.request_id.as_deref());
+            if current != Some(receipt.request_id.as_str()) {
+                receipts.remove(&key);
+                continue;
+            }
+            if p.unchanged() || frame.status(*i) == Some(&*p.status) {
+                continue;
+            }
+            let Some(backup) = p.status.to_mut().backup.as_mut() else {
+                continue;
+            };
+            backup.task_id = receipt.task_id.clone();
+            backup.job_id = receipt.job_id.clone();
+            receipts.remove(&key);
+        }
+    }
+
+    /// Whether a backup call whose intents were sent at `intents_sent`, in leadership term `term`,
+    /// may leave now: only while leadership is fresh, still in that term, and within
+    /// [`INTENT_MAX_AGE`] of the intent, so that a replica frozen between its intent and its call
+    /// drops the call when it thaws, even if it leads again by then.
+    pub(super) fn may_call(
+        &self,
+        term: u64,
+        intents_sent: tokio::time::Instant,
+    ) -> Result<(), &'static str> {
+        if let Some(fence) = &self.fence {
+            if !fence.is_fresh() {
+                return Err(
+                    "leadership is not fresh: the last Lease renewal is older than the renew deadline",
+                );
+            }
+            if fence.term() != term {
+                return Err("leadership changed hands since the backup intent was written");
+            }
+        }
+        if intents_sent.elapsed() >= INTENT_MAX_AGE {
+            return Err("the backup intent is older than the call may be");
+        }
+        Ok(())
+    }
+}

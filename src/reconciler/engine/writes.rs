@@ -1,0 +1,162 @@
+//! The writing half of a tick: changed statuses written under one cap on writes in flight, each
+//! fenced by the version it was planned from, this term's writes recorded; events published.
+
+use super::*;
+use crate::api::{CloudPhone, CloudPhoneStatus};
+use crate::metrics::OutcomeLabels;
+use crate::plan::{PhoneEvent, PhoneKey};
+use futures::{StreamExt, stream};
+use std::time::Duration;
+use tracing::{debug, warn};
+
+/// An event publish that takes longer is abandoned: events are best effort, a tick is not.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Versions of one phone a chain of this term's writes was made against, at most: a tick writes a
+/// phone at most twice (intent, then receipt), so a few ticks of a lagging cache fit.
+const MAX_CHAINED_WRITES: usize = 8;
+
+impl<S: PhoneStore> Engine<S> {
+    /// Writes the final status of every phone of `group` whose status changed, unless a write of
+    /// it failed earlier in this tick.
+    pub(super) async fn write_changed(&self, frame: &Frame<'_>, group: &mut Group<'_>) {
+        let changed: Vec<usize> = (0..group.phones.len())
+            .filter(|&k| {
+                let phone = &group.phones[k];
+                !phone.stopped && phone.changed(frame)
+            })
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        let writes = changed
+            .iter()
+            .map(|&k| {
+                let phone = &group.phones[k];
+                (phone.index, phone.fence(frame), &*phone.new)
+            })
+            .collect();
+        let results = self.write_each(frame, writes).await;
+        for (k, result) in changed.into_iter().zip(results) {
+            let phone = &mut group.phones[k];
+            match result {
+                Ok(version) => {
+                    group.report.statuses_written += 1;
+                    let status = phone.new.clone().into_owned();
+                    phone.committed(status, version);
+                }
+                Err(err) => {
+                    group.report.note_write_error(&err);
+                    phone.stop(frame);
+                }
+            }
+        }
+    }
+
+    /// Publishes the events of each phone whose final status the API server now holds from this
+    /// tick: a write that failed is retried next tick, and its events with it, so that none is
+    /// published twice.
+    pub(super) async fn publish_events(&self, frame: &Frame<'_>, groups: Vec<Group<'_>>) {
+        let dropped: usize = groups.iter().map(|g| g.events_dropped).sum();
+        let first_dropped = groups.iter().find_map(|g| g.first_dropped);
+        let mut pending: Vec<(usize, PhoneEvent)> =
+            groups.into_iter().flat_map(|g| g.events).collect();
+        if let (Some(i), true) = (first_dropped, dropped > 0) {
+            let cap = self.config.max_events_per_tick;
+            if let Some(m) = &self.metrics {
+                m.events_dropped.inc_by(dropped as u64);
+            }
+            let summary = PhoneEvent {
+                reason: "EventsCapped",
+                message: format!(
+                    "{dropped} more events of this tick were not published (--max-events-per-tick {cap}); they are counted in cloudphone_events_dropped_total"
+                ),
+                warning: true,
+            };
+            warn!(dropped, cap, "events of this tick capped");
+            pending.push((i, summary));
+        }
+        stream::iter(pending)
+            .for_each_concurrent(
+                self.config.writes_in_flight.max(1),
+                |(i, event)| async move {
+                    let phone = &frame.snapshot[i];
+                    let publish = self.store.publish(phone, &event);
+                    if tokio::time::timeout(EVENT_TIMEOUT, publish).await.is_err() {
+                        warn!(phone = %PhoneKey::of(phone), reason = event.reason, "event not published within its time-out");
+                    }
+                },
+            )
+            .await;
+    }
+
+    /// Writes each (phone index, fence, status), the results in the order given; every write of
+    /// the engine shares one cap on writes in flight.
+    pub(super) async fn write_each(
+        &self,
+        frame: &Frame<'_>,
+        writes: Vec<(usize, Option<String>, &CloudPhoneStatus)>,
+    ) -> Vec<Result<Option<String>, WriteError>> {
+        // NB: indices, not the borrowed items, go through the stream: a closure whose argument
+        // holds a reference makes the tick future lose `Send`.
+        stream::iter(0..writes.len())
+            .map(|k| {
+                let (i, fence, status) = &writes[k];
+                self.write_one(&frame.snapshot[*i], fence.clone(), status)
+            })
+            .buffered(self.config.writes_in_flight.max(1))
+            .collect()
+            .await
+    }
+
+    pub(super) async fn write_one(
+        &self,
+        phone: &CloudPhone,
+        fence: Option<String>,
+        status: &CloudPhoneStatus,
+    ) -> Result<Option<String>, WriteError> {
+        // NB: the semaphore is never closed, so acquiring cannot fail.
+        let _slot = self.write_slots.acquire().await;
+        let result = self
+            .store
+            .write_status(phone, fence.as_deref(), status)
+            .await;
+        if let Some(m) = &self.metrics {
+            let outcome = result.as_ref().map_or_else(WriteError::label, |_| "ok");
+            m.status_writes
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc();
+        }
+        match &result {
+            Ok(version) => {
+                let key = object_id(phone);
+                let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+                // A write on top of this term's last one keeps the versions that one was made
+                // against: the store may still show any of them.
+                let mut against = match written.get(&key) {
+                    Some(last) if last.version == fence => last.against.clone(),
+                    _ => Vec::new(),
+                };
+                against.push(fence);
+                if against.len() > MAX_CHAINED_WRITES {
+                    against.remove(0);
+                }
+                written.insert(
+                    key,
+                    Written {
+                        against,
+                        version: version.clone(),
+                    },
+                );
+            }
+            Err(WriteError::Gone(key)) => {
+                debug!(phone = %key, "phone deleted before its status was written")
+            }
+            Err(err @ WriteError::Conflict(_)) => {
+                debug!(error = %err, "status write fenced off; the phone is planned afresh next tick")
+            }
+            Err(err) => warn!(error = %err, "status write failed; retried next tick"),
+        }
+        result
+    }
+}
