@@ -321,6 +321,7 @@ impl Client {
         }
     }
 
+    /// Sends one attempt of a call and reads its answer.
     async fn attempt<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
@@ -338,6 +339,35 @@ impl Client {
         // NB: serialising a list of strings cannot fail.
         let body =
             serde_json::to_vec(&wire::InstanceIdsRequest { instance_ids: ids }).unwrap_or_default();
+        let headers = self.headers(endpoint, request_id, call_auth, &body);
+        let mut request = self
+            .http
+            .post(format!("{}{}", self.base_url, endpoint.path()));
+        // NB: `host` is signed but not set by hand: the HTTP stack sends the same value, as `Host`
+        // on HTTP/1.1 or as `:authority` on HTTP/2, where a `host` header has no place.
+        for (name, value) in headers.iter().filter(|(name, _)| name != "host") {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = request.body(body).send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = response.bytes().await.map_err(transport)?;
+        read_answer(endpoint, request_id, status, retry_after, &body)
+    }
+
+    /// The headers of one attempt: the request id, and the token or the AK/SK signature (which
+    /// signs every header before it, `host` included).
+    fn headers(
+        &self,
+        endpoint: Endpoint,
+        request_id: Uuid,
+        call_auth: &CallAuth,
+        body: &[u8],
+    ) -> Vec<(String, String)> {
         let mut headers: Vec<(String, String)> = vec![
             ("content-type".into(), "application/json".into()),
             ("host".into(), self.host.clone()),
@@ -366,65 +396,60 @@ impl Client {
                         path: endpoint.path(),
                         query: &[],
                         headers: &headers,
-                        body: &body,
+                        body,
                     },
                 );
                 headers.push(("Authorization".into(), authorization));
             }
         }
-        let mut request = self
-            .http
-            .post(format!("{}{}", self.base_url, endpoint.path()));
-        // NB: `host` is signed but not set by hand: the HTTP stack sends the same value, as `Host`
-        // on HTTP/1.1 or as `:authority` on HTTP/2, where a `host` header has no place.
-        for (name, value) in headers.iter().filter(|(name, _)| name != "host") {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        let response = request.body(body).send().await.map_err(transport)?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let body = response.bytes().await.map_err(transport)?;
-        let envelope: Option<wire::Envelope> = serde_json::from_slice(&body).ok();
-        let vendor = envelope
-            .as_ref()
-            .and_then(|e| e.error_code.as_deref())
-            .filter(|code| code.trim() != "0")
-            .map(|code| VendorError {
-                code: VendorCode::parse(code),
-                message: envelope
-                    .as_ref()
-                    .and_then(|e| e.error_msg.clone())
-                    .unwrap_or_default(),
-            });
-        if !(200..300).contains(&status) {
-            return Err(Error::Http {
-                endpoint,
-                request_id,
-                status,
-                vendor,
-                retry_after,
-            });
-        }
-        if let Some(vendor) = vendor {
-            return Err(Error::Vendor {
-                endpoint,
-                request_id,
-                status,
-                vendor,
-            });
-        }
-        serde_json::from_slice(&body).map_err(|e| Error::Decode {
+        headers
+    }
+}
+
+/// An answer read: success only with HTTP 2xx and no business error code, then decoded as `T`.
+fn read_answer<T: DeserializeOwned>(
+    endpoint: Endpoint,
+    request_id: Uuid,
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<T, Error> {
+    let envelope: Option<wire::Envelope> = serde_json::from_slice(body).ok();
+    let vendor = envelope
+        .as_ref()
+        .and_then(|e| e.error_code.as_deref())
+        .filter(|code| code.trim() != "0")
+        .map(|code| VendorError {
+            code: VendorCode::parse(code),
+            message: envelope
+                .as_ref()
+                .and_then(|e| e.error_msg.clone())
+                .unwrap_or_default(),
+        });
+    if !(200..300).contains(&status) {
+        return Err(Error::Http {
             endpoint,
             request_id,
             status,
-            detail: e.to_string(),
-            excerpt: excerpt(&String::from_utf8_lossy(&body)),
-        })
+            vendor,
+            retry_after,
+        });
     }
+    if let Some(vendor) = vendor {
+        return Err(Error::Vendor {
+            endpoint,
+            request_id,
+            status,
+            vendor,
+        });
+    }
+    serde_json::from_slice(body).map_err(|e| Error::Decode {
+        endpoint,
+        request_id,
+        status,
+        detail: e.to_string(),
+        excerpt: excerpt(&String::from_utf8_lossy(body)),
+    })
 }
 
 /// The vendor's rule for an instance id, from its documentation: 1 to [`MAX_ID_CHARS`] characters.
