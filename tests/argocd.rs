@@ -1,7 +1,9 @@
 //! The Argo CD health check (docs/argocd-health.lua), run in Lua against statuses that the
 //! operator's own planner produces, and kept identical to the copy in docs/argocd.md.
 
-use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, CloudPhoneStatus, Lifecycle};
+mod support;
+
+use cloudphone_operator::api::{CloudPhone, CloudPhoneStatus, Lifecycle};
 use cloudphone_operator::plan::{
     BackupResult, Disposition, Observation, PhoneKey, PhoneView, PlanConfig, plan_phone,
     record_backup_result,
@@ -12,18 +14,10 @@ use mlua::{Lua, LuaSerdeExt};
 const SCRIPT: &str = include_str!("../docs/argocd-health.lua");
 
 fn phone(lifecycle: Lifecycle) -> CloudPhone {
-    let mut p = CloudPhone::new(
-        "p1",
-        CloudPhoneSpec {
-            instance_id: "kp1".into(),
-            lifecycle,
-            interrupt_streaming: false,
-            suspend: false,
-        },
-    );
-    p.metadata.namespace = Some("fleet-a".into());
-    p.metadata.generation = Some(1);
-    p
+    support::cloudphone("p1", "kp1")
+        .namespace("fleet-a")
+        .lifecycle(lifecycle)
+        .build()
 }
 
 /// The status the planner gives `phone` for this disposition and observation.

@@ -17,7 +17,7 @@ use support::fleet;
 
 /// A test phone created at the shared fixed instant.
 fn phone(name: &str, instance: &str) -> CloudPhone {
-    support::phone(name, instance, 0)
+    support::cloudphone(name, instance).build()
 }
 
 async fn simulator(instances: Vec<(String, i64)>, backup_duration: Duration) -> Simulator {

@@ -14,7 +14,7 @@ use cloudphone_operator::sim::{Faults, SimConfig, Simulator, Timings, code};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{key, phone};
+use support::{cloudphone, key};
 
 async fn simulator(instances: Vec<(String, i64)>, backup: Duration) -> Simulator {
     Simulator::start(
@@ -105,7 +105,11 @@ fn assert_one_backup_per_instance(sim: &Simulator) {
 async fn a_hostile_vendor_delays_convergence_but_never_doubles_a_backup() {
     let n = 600;
     let phones: Vec<CloudPhone> = (0..n)
-        .map(|i| phone(&format!("p{i:04}"), &format!("kp{i:04}"), i))
+        .map(|i| {
+            cloudphone(&format!("p{i:04}"), &format!("kp{i:04}"))
+                .created(i)
+                .build()
+        })
         .collect();
     let sim = simulator(
         (0..n)
@@ -161,13 +165,13 @@ async fn bad_ids_duplicates_and_unknown_instances_each_say_why() {
     faults.unknown_ids.insert("kp3".into());
     sim.set_faults(faults).unwrap();
     let phones = vec![
-        phone("owner", "kp1", 0),
-        phone("duplicate", "kp1", 10),
-        phone("ok", "kp2", 0),
-        phone("hidden", "kp3", 0),
-        phone("nowhere", "kp9", 0),
-        phone("too-long", &"x".repeat(40), 0),
-        phone("bad-chars", "kp 1", 0),
+        cloudphone("owner", "kp1").build(),
+        cloudphone("duplicate", "kp1").created(10).build(),
+        cloudphone("ok", "kp2").build(),
+        cloudphone("hidden", "kp3").build(),
+        cloudphone("nowhere", "kp9").build(),
+        cloudphone("too-long", &"x".repeat(40)).build(),
+        cloudphone("bad-chars", "kp 1").build(),
     ];
     let store = Arc::new(MemoryStore::new(phones));
     let engine = engine(&sim, store.clone(), Duration::from_secs(2));
@@ -204,7 +208,11 @@ async fn bad_ids_duplicates_and_unknown_instances_each_say_why() {
 async fn a_phone_deleted_mid_tick_and_failed_writes_lose_nothing() {
     let n = 50;
     let phones: Vec<CloudPhone> = (0..n)
-        .map(|i| phone(&format!("p{i:02}"), &format!("kp{i:02}"), i))
+        .map(|i| {
+            cloudphone(&format!("p{i:02}"), &format!("kp{i:02}"))
+                .created(i)
+                .build()
+        })
         .collect();
     let sim = simulator(
         (0..n)
@@ -253,7 +261,11 @@ async fn a_phone_deleted_mid_tick_and_failed_writes_lose_nothing() {
 async fn an_operator_killed_mid_tick_resumes_without_a_duplicate_backup() {
     let n = 300;
     let phones: Vec<CloudPhone> = (0..n)
-        .map(|i| phone(&format!("p{i:03}"), &format!("kp{i:03}"), i))
+        .map(|i| {
+            cloudphone(&format!("p{i:03}"), &format!("kp{i:03}"))
+                .created(i)
+                .build()
+        })
         .collect();
     let sim = simulator(
         (0..n)

@@ -189,7 +189,11 @@ async fn world(seed: u64) -> World {
     .unwrap();
     let server = Arc::new(Server::default());
     for i in 0..PHONES {
-        server.create(support::phone(&format!("p{i:02}"), &instance(i), i as i64));
+        server.create(
+            support::cloudphone(&format!("p{i:02}"), &instance(i))
+                .created(i as i64)
+                .build(),
+        );
     }
     let replicas = [
         Arc::new(Replica::new(server.clone())),

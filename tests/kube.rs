@@ -23,20 +23,17 @@ use support::{
 
 const PHONES: &str = "/apis/cloudphone.io/v1alpha1/cloudphones";
 
+/// A phone of the fake cluster's namespace, as its API server answers with it.
 fn phone_json(name: &str, instance: &str) -> Value {
-    json!({
-        "apiVersion": "cloudphone.io/v1alpha1",
-        "kind": "CloudPhone",
-        "metadata": {
-            "name": name, "namespace": "fleet-a", "uid": format!("uid-{name}"),
-            "generation": 1, "resourceVersion": "10", "creationTimestamp": "2026-11-01T00:00:00Z",
-        },
-        "spec": {"instanceId": instance, "lifecycle": "BackedUp"},
-    })
+    support::cloudphone(name, instance)
+        .namespace("fleet-a")
+        .json()
 }
 
 fn phone(name: &str, instance: &str) -> CloudPhone {
-    serde_json::from_value(phone_json(name, instance)).unwrap()
+    support::cloudphone(name, instance)
+        .namespace("fleet-a")
+        .build()
 }
 
 fn reporter() -> Reporter {

@@ -1,7 +1,8 @@
 //! Log lines carry their context as spans: every line of a tick names the tick, every line of a
 //! vendor call names its endpoint and request id, without each line repeating them.
 
-use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle};
+mod support;
+
 use cloudphone_operator::koophone::{Client, ClientConfig, Token};
 use cloudphone_operator::reconciler::{Engine, EngineConfig, MemoryStore};
 use cloudphone_operator::sim::{SimConfig, Simulator, code};
@@ -39,16 +40,7 @@ async fn vendor_call_lines_name_their_tick_endpoint_and_request_id() {
     )
     .await
     .unwrap();
-    let mut phone = CloudPhone::new(
-        "p1",
-        CloudPhoneSpec {
-            instance_id: "kp1".into(),
-            lifecycle: Lifecycle::BackedUp,
-            interrupt_streaming: false,
-            suspend: false,
-        },
-    );
-    phone.metadata.namespace = Some("fleet".into());
+    let phone = support::cloudphone("p1", "kp1").build();
     let store = Arc::new(MemoryStore::new(vec![phone]));
     let client = Client::new(
         ClientConfig {

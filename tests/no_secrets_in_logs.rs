@@ -1,7 +1,9 @@
 //! A full run with every log line captured at TRACE level (the operator's, reqwest's, hyper's):
 //! no password, secret key, security token or issued token appears in any of them.
 
-use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle};
+mod support;
+
+use cloudphone_operator::api::CloudPhone;
 use cloudphone_operator::koophone::{Auth, Client, ClientConfig, Credentials};
 use cloudphone_operator::reconciler::{Engine, EngineConfig, MemoryStore};
 use cloudphone_operator::sim::{Faults, IamUser, SimConfig, Simulator, code};
@@ -36,19 +38,7 @@ fn secret(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
 
 fn phones() -> Vec<CloudPhone> {
     (0..3)
-        .map(|i| {
-            let mut p = CloudPhone::new(
-                &format!("p{i}"),
-                CloudPhoneSpec {
-                    instance_id: format!("kp{i}"),
-                    lifecycle: Lifecycle::BackedUp,
-                    interrupt_streaming: false,
-                    suspend: false,
-                },
-            );
-            p.metadata.namespace = Some("fleet".into());
-            p
-        })
+        .map(|i| support::cloudphone(&format!("p{i}"), &format!("kp{i}")).build())
         .collect()
 }
 

@@ -151,11 +151,15 @@ pub fn status_error(code: u16, reason: &str) -> (u16, Value) {
     )
 }
 
-/// A `BackedUp` CloudPhone in namespace `fleet`, as the API server would hold it: a uid, generation
-/// 1, and a creation time `created` seconds after a fixed instant (so that the older owns a shared id).
-pub fn phone(name: &str, instance: &str, created: i64) -> cloudphone_operator::api::CloudPhone {
+/// A test CloudPhone, built with chainable setters: by default `BackedUp`, in namespace `fleet`,
+/// as the API server would hold it (a uid, generation 1, resourceVersion 10, created at a fixed
+/// instant), with no status yet.
+#[derive(Clone, Debug)]
+pub struct PhoneBuilder(cloudphone_operator::api::CloudPhone);
+
+/// A phone named `name` for instance `instance`; see [`PhoneBuilder`].
+pub fn cloudphone(name: &str, instance: &str) -> PhoneBuilder {
     use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     let mut p = CloudPhone::new(
         name,
         CloudPhoneSpec {
@@ -168,10 +172,46 @@ pub fn phone(name: &str, instance: &str, created: i64) -> cloudphone_operator::a
     p.metadata.namespace = Some("fleet".into());
     p.metadata.uid = Some(format!("uid-{name}"));
     p.metadata.generation = Some(1);
-    p.metadata.creation_timestamp = Some(Time(
-        jiff::Timestamp::from_second(1_700_000_000 + created).unwrap(),
-    ));
-    p
+    p.metadata.resource_version = Some("10".into());
+    PhoneBuilder(p).created(0)
+}
+
+impl PhoneBuilder {
+    pub fn namespace(mut self, namespace: &str) -> Self {
+        self.0.metadata.namespace = Some(namespace.into());
+        self
+    }
+    pub fn lifecycle(mut self, lifecycle: cloudphone_operator::api::Lifecycle) -> Self {
+        self.0.spec.lifecycle = lifecycle;
+        self
+    }
+    /// Created `seconds` after a fixed instant (so that the older owns a shared instance id).
+    pub fn created(mut self, seconds: i64) -> Self {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        self.0.metadata.creation_timestamp = Some(Time(
+            jiff::Timestamp::from_second(1_700_000_000 + seconds).unwrap(),
+        ));
+        self
+    }
+    pub fn generation(mut self, generation: i64) -> Self {
+        self.0.metadata.generation = Some(generation);
+        self
+    }
+    pub fn suspended(mut self) -> Self {
+        self.0.spec.suspend = true;
+        self
+    }
+    pub fn status(mut self, status: cloudphone_operator::api::CloudPhoneStatus) -> Self {
+        self.0.status = Some(status);
+        self
+    }
+    pub fn build(self) -> cloudphone_operator::api::CloudPhone {
+        self.0
+    }
+    /// As JSON, the way an API server answers with it.
+    pub fn json(self) -> Value {
+        serde_json::to_value(self.0).unwrap()
+    }
 }
 
 /// The key of a test phone in namespace `fleet`.
@@ -190,7 +230,7 @@ pub fn fleet(
     Vec<(String, i64)>,
 ) {
     let phones = (0..n)
-        .map(|i| phone(&format!("p{i:05}"), &format!("kp{i:05}"), 0))
+        .map(|i| cloudphone(&format!("p{i:05}"), &format!("kp{i:05}")).build())
         .collect();
     let instances = (0..n)
         .map(|i| {
