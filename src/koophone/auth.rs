@@ -17,6 +17,16 @@ const REFRESH_AT: f64 = 0.8;
 const IAM_BACKOFF_BASE: Duration = Duration::from_secs(1);
 const IAM_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
+/// The waits after successive IAM failures (without jitter: one process, one IAM endpoint).
+fn iam_backoff() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(IAM_BACKOFF_BASE)
+        .with_max_delay(IAM_BACKOFF_MAX)
+        .without_max_times()
+        .build()
+}
+
 /// Why a call cannot be authenticated. Never carries a credential.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -63,6 +73,8 @@ struct State {
     generation: u64,
     cached: Option<Cached>,
     failures: u32,
+    /// The waits after further failures; restarted by a success or new credentials.
+    backoff: backon::ExponentialBackoff,
     blocked_until: Option<Instant>,
 }
 
@@ -89,6 +101,7 @@ impl Auth {
                 generation: 0,
                 cached: None,
                 failures: 0,
+                backoff: iam_backoff(),
                 blocked_until: None,
             }),
             refresh: tokio::sync::Mutex::new(()),
@@ -126,6 +139,7 @@ impl Auth {
         state.generation += 1;
         state.cached = None;
         state.failures = 0;
+        state.backoff = iam_backoff();
         state.blocked_until = None;
     }
 
@@ -235,15 +249,14 @@ impl Auth {
                     expires_at: now + lifetime,
                 });
                 state.failures = 0;
+                state.backoff = iam_backoff();
                 state.blocked_until = None;
                 info!(endpoint = %iam_endpoint, lifetime_s = lifetime.as_secs(), "IAM token fetched");
                 Ok(token)
             }
             Err(e) => {
                 state.failures += 1;
-                let wait = IAM_BACKOFF_BASE
-                    .saturating_mul(1u32 << state.failures.min(10).saturating_sub(1))
-                    .min(IAM_BACKOFF_MAX);
+                let wait = state.backoff.next().unwrap_or(IAM_BACKOFF_MAX);
                 state.blocked_until = Some(Instant::now() + wait);
                 warn!(error = %e, backoff_s = wait.as_secs(), "IAM token request failed");
                 drop(state);

@@ -231,6 +231,7 @@ impl Client {
         mut first_request_id: Option<Uuid>,
     ) -> Result<(Uuid, T), Error> {
         let idempotent = endpoint == Endpoint::QueryStatus;
+        let mut backoff = self.retry.backoff();
         let mut retry = 0;
         let mut reauthenticated = false;
         loop {
@@ -276,22 +277,18 @@ impl Client {
             } else {
                 err.certainly_not_processed()
             };
-            if !may_retry || retry >= self.retry.max_retries {
-                if err.http_status() == Some(429) {
-                    let retry_after = match &err {
-                        Error::Http { retry_after, .. } => *retry_after,
-                        _ => None,
-                    };
-                    self.pause(self.retry.delay(retry, retry_after));
-                }
-                span.in_scope(|| warn!(elapsed_ms, error = %err, "vendor call failed"));
-                return Err(err);
-            }
             let retry_after = match &err {
                 Error::Http { retry_after, .. } => *retry_after,
                 _ => None,
             };
-            let delay = self.retry.delay(retry, retry_after);
+            let Some(wait) = may_retry.then(|| backoff.next()).flatten() else {
+                if err.http_status() == Some(429) {
+                    self.pause(self.retry.honour(self.retry.base_delay, retry_after));
+                }
+                span.in_scope(|| warn!(elapsed_ms, error = %err, "vendor call failed"));
+                return Err(err);
+            };
+            let delay = self.retry.honour(wait, retry_after);
             if err.http_status() == Some(429) {
                 self.pause(delay);
             }
