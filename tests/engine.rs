@@ -477,14 +477,7 @@ async fn a_wave_of_transitions_publishes_at_most_the_cap_and_one_summary() {
     let (phones, instances) = fleet(250);
     let sim = simulator(instances, Duration::from_secs(5)).await;
     let store = Arc::new(MemoryStore::new(phones));
-    let client = Client::new(
-        ClientConfig {
-            base_url: sim.url(),
-            ..ClientConfig::default()
-        },
-        Token::new("t"),
-    )
-    .unwrap();
+    let client = support::sim_client(&sim);
     let metrics = Arc::new(cloudphone_operator::metrics::Metrics::new());
     let engine = Engine::new(
         store.clone(),
@@ -541,15 +534,7 @@ async fn ticks_record_metrics() {
     let sim = simulator(instances, Duration::from_secs(30)).await;
     let store = Arc::new(MemoryStore::new(phones));
     let metrics = Arc::new(cloudphone_operator::metrics::Metrics::new());
-    let client = Client::new(
-        ClientConfig {
-            base_url: sim.url(),
-            ..ClientConfig::default()
-        },
-        Token::new("t"),
-    )
-    .unwrap()
-    .with_observer(metrics.clone());
+    let client = support::sim_client(&sim).with_observer(metrics.clone());
     let engine = Engine::new(store, client, EngineConfig::default()).with_metrics(metrics.clone());
     engine.tick().await;
     assert!(engine.last_success().is_some());
@@ -679,14 +664,7 @@ async fn a_tick_cut_by_its_deadline_keeps_what_it_wrote_and_the_next_starts_else
     })
     .unwrap();
     let store = Arc::new(MemoryStore::new(phones));
-    let client = Client::new(
-        ClientConfig {
-            base_url: sim.url(),
-            ..ClientConfig::default()
-        },
-        Token::new("t"),
-    )
-    .unwrap();
+    let client = support::sim_client(&sim);
     let engine = Engine::new(
         store.clone(),
         client,

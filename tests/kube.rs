@@ -5,7 +5,6 @@
 mod support;
 
 use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase};
-use cloudphone_operator::koophone::{Client, ClientConfig, Token};
 use cloudphone_operator::metrics::Metrics;
 use cloudphone_operator::plan::PhoneKey;
 use cloudphone_operator::reconciler::{
@@ -247,14 +246,7 @@ async fn a_deleted_phone_and_a_conflict_are_told_apart() {
 }
 
 async fn engine_on(store: Arc<KubeStore>, sim: &Simulator) -> Engine<KubeStore> {
-    let vendor = Client::new(
-        ClientConfig {
-            base_url: sim.url(),
-            ..ClientConfig::default()
-        },
-        Token::new("t"),
-    )
-    .unwrap();
+    let vendor = support::sim_client(sim);
     Engine::new(store, vendor, EngineConfig::default())
 }
 

@@ -3,28 +3,13 @@
 
 mod support;
 
-use cloudphone_operator::koophone::{Client, ClientConfig, Token};
 use cloudphone_operator::reconciler::{Engine, EngineConfig, MemoryStore};
 use cloudphone_operator::sim::{SimConfig, Simulator, code};
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use std::sync::Arc;
 
 #[tokio::test]
 async fn vendor_call_lines_name_their_tick_endpoint_and_request_id() {
-    let captured = Captured::default();
+    let captured = support::Captured::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::DEBUG)
@@ -42,14 +27,7 @@ async fn vendor_call_lines_name_their_tick_endpoint_and_request_id() {
     .unwrap();
     let phone = support::cloudphone("p1", "kp1").build();
     let store = Arc::new(MemoryStore::new(vec![phone]));
-    let client = Client::new(
-        ClientConfig {
-            base_url: sim.url(),
-            ..ClientConfig::default()
-        },
-        Token::new("t"),
-    )
-    .unwrap();
+    let client = support::sim_client(&sim);
     let engine = Engine::new(store, client, EngineConfig::default());
     engine.tick().await;
     engine.tick().await;

@@ -8,26 +8,12 @@ use cloudphone_operator::koophone::{Auth, Client, ClientConfig, Credentials};
 use cloudphone_operator::reconciler::{Engine, EngineConfig, MemoryStore};
 use cloudphone_operator::sim::{Faults, IamUser, SimConfig, Simulator, code};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const PASSWORD: &str = "Pw-3f9c1e-LEAKCHECK";
 const SECRET_KEY: &str = "Sk-77ab12-LEAKCHECK";
 const SECURITY_TOKEN: &str = "St-0c4d5e-LEAKCHECK";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn secret(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
     pairs
@@ -44,7 +30,7 @@ fn phones() -> Vec<CloudPhone> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credential_reaches_any_log_line() {
-    let captured = Captured::default();
+    let captured = support::Captured::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)

@@ -20,6 +20,42 @@ pub fn quick_retries(max_retries: u32) -> cloudphone_operator::koophone::RetryPo
     }
 }
 
+/// A vendor client of the simulator, with its token `t` and the default retries.
+pub fn sim_client(
+    sim: &cloudphone_operator::sim::Simulator,
+) -> cloudphone_operator::koophone::Client {
+    use cloudphone_operator::koophone::{Client, ClientConfig, Token};
+    Client::new(
+        ClientConfig {
+            base_url: sim.url(),
+            ..ClientConfig::default()
+        },
+        Token::new("t"),
+    )
+    .unwrap()
+}
+
+/// A log writer that keeps every line, for tests that read what was logged.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 /// One request the client sent.
 #[derive(Clone, Debug)]
 pub struct Recorded {
