@@ -2,6 +2,8 @@
 //! expiry and shared by concurrent callers; one refresh and one retry on a 401; rotation; refused
 //! Secrets; AK/SK signing with the gateway's checks.
 
+mod support;
+
 use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle};
 use cloudphone_operator::koophone::sign::{self, SignableRequest};
 use cloudphone_operator::koophone::{Auth, Client, ClientConfig, Credentials, RetryPolicy, Token};
@@ -73,6 +75,7 @@ fn ids() -> Vec<String> {
 
 #[tokio::test]
 async fn iam_tokens_are_cached_and_refreshed_ahead_of_expiry() {
+    let _deadline = support::deadline("iam_tokens_are_cached_and_refreshed_ahead_of_expiry");
     let sim = simulator(SimConfig {
         iam_users: vec![user()],
         token_lifetime: Some(Duration::from_secs(2)),
@@ -100,6 +103,7 @@ async fn iam_tokens_are_cached_and_refreshed_ahead_of_expiry() {
 
 #[tokio::test]
 async fn a_401_triggers_one_refresh_and_one_retry() {
+    let _deadline = support::deadline("a_401_triggers_one_refresh_and_one_retry");
     let sim = simulator(SimConfig {
         iam_users: vec![user()],
         ..SimConfig::default()
@@ -118,6 +122,7 @@ async fn a_401_triggers_one_refresh_and_one_retry() {
 
 #[tokio::test]
 async fn a_token_that_stays_refused_is_not_retried_in_a_loop() {
+    let _deadline = support::deadline("a_token_that_stays_refused_is_not_retried_in_a_loop");
     let sim = simulator(SimConfig {
         tokens: vec!["the-only-good-token".into()],
         ..SimConfig::default()
@@ -139,6 +144,7 @@ async fn a_token_that_stays_refused_is_not_retried_in_a_loop() {
 
 #[tokio::test]
 async fn a_thundering_herd_shares_one_refresh() {
+    let _deadline = support::deadline("a_thundering_herd_shares_one_refresh");
     let sim = simulator(SimConfig {
         iam_users: vec![user()],
         ..SimConfig::default()
@@ -158,6 +164,7 @@ async fn a_thundering_herd_shares_one_refresh() {
 
 #[tokio::test]
 async fn iam_failures_back_off_instead_of_hammering() {
+    let _deadline = support::deadline("iam_failures_back_off_instead_of_hammering");
     let sim = simulator(SimConfig {
         iam_users: vec![user()],
         ..SimConfig::default()
@@ -181,6 +188,7 @@ async fn iam_failures_back_off_instead_of_hammering() {
 
 #[tokio::test]
 async fn rotated_credentials_are_used_from_the_next_call() {
+    let _deadline = support::deadline("rotated_credentials_are_used_from_the_next_call");
     let sim = simulator(SimConfig {
         tokens: vec!["token-one".into()],
         iam_users: vec![user()],
@@ -206,6 +214,7 @@ async fn rotated_credentials_are_used_from_the_next_call() {
 
 #[tokio::test]
 async fn a_refused_secret_stops_every_vendor_call() {
+    let _deadline = support::deadline("a_refused_secret_stops_every_vendor_call");
     let sim = simulator(SimConfig::default()).await;
     let refused = Credentials::from_secret_data(&secret(&[
         ("token", "t"),
@@ -259,6 +268,7 @@ fn access_key_credentials(sk: &str) -> Credentials {
 
 #[tokio::test]
 async fn signed_calls_are_verified_by_the_gateway() {
+    let _deadline = support::deadline("signed_calls_are_verified_by_the_gateway");
     let sim = simulator(SimConfig {
         access_keys: vec![("AK-1".into(), "SK-right".into())],
         ..SimConfig::default()
@@ -281,6 +291,7 @@ async fn signed_calls_are_verified_by_the_gateway() {
 
 #[tokio::test]
 async fn a_stale_signature_date_is_refused() {
+    let _deadline = support::deadline("a_stale_signature_date_is_refused");
     let sim = simulator(SimConfig {
         access_keys: vec![("AK-1".into(), "SK-right".into())],
         ..SimConfig::default()

@@ -63,6 +63,7 @@ fn backup_calls(sim: &Simulator) -> u64 {
 
 #[tokio::test]
 async fn invalid_ids_are_refused_before_anything_is_sent() {
+    let _deadline = support::deadline("invalid_ids_are_refused_before_anything_is_sent");
     let sim = simulator(fleet(3, code::IDLE)).await;
     let c = client(&sim);
     for bad in [String::new(), "x".repeat(33), "é".repeat(33)] {
@@ -82,6 +83,7 @@ async fn invalid_ids_are_refused_before_anything_is_sent() {
 
 #[tokio::test]
 async fn a_long_id_is_cut_short_in_the_error() {
+    let _deadline = support::deadline("a_long_id_is_cut_short_in_the_error");
     let sim = simulator(vec![]).await;
     let long = "y".repeat(5000);
     let err = client(&sim).query_status_chunk(&[long]).await.unwrap_err();
@@ -90,6 +92,7 @@ async fn a_long_id_is_cut_short_in_the_error() {
 
 #[tokio::test]
 async fn missing_ids_are_reported_as_missing_not_as_errors() {
+    let _deadline = support::deadline("missing_ids_are_reported_as_missing_not_as_errors");
     let sim = simulator(fleet(2, code::IDLE)).await;
     let mut faults = Faults::default();
     faults.unknown_ids.insert("inst-00001".into());
@@ -108,6 +111,7 @@ async fn missing_ids_are_reported_as_missing_not_as_errors() {
 
 #[tokio::test]
 async fn unknown_status_codes_are_kept_as_integers() {
+    let _deadline = support::deadline("unknown_status_codes_are_kept_as_integers");
     let sim = simulator(vec![("odd".into(), 42), ("neg".into(), -3)]).await;
     let report = client(&sim)
         .query_status_chunk(&["odd".into(), "neg".into()])
@@ -119,6 +123,7 @@ async fn unknown_status_codes_are_kept_as_integers() {
 
 #[tokio::test]
 async fn the_older_answer_shapes_are_accepted() {
+    let _deadline = support::deadline("the_older_answer_shapes_are_accepted");
     let sim = simulator(fleet(2, code::DATA_LOADED)).await;
     sim.set_faults(Faults {
         legacy_answers: true,
@@ -135,6 +140,7 @@ async fn the_older_answer_shapes_are_accepted() {
 
 #[tokio::test]
 async fn a_400_is_not_retried_and_carries_the_vendor_code() {
+    let _deadline = support::deadline("a_400_is_not_retried_and_carries_the_vendor_code");
     let sim = simulator(vec![
         ("r1".into(), code::RESTORING),
         ("b1".into(), code::BACKING_UP),
@@ -162,6 +168,7 @@ async fn a_400_is_not_retried_and_carries_the_vendor_code() {
 
 #[tokio::test]
 async fn a_bad_parameter_is_a_bad_request_to_split() {
+    let _deadline = support::deadline("a_bad_parameter_is_a_bad_request_to_split");
     let sim = simulator(vec![("idle".into(), code::IDLE)]).await;
     let err = client(&sim)
         .backup_chunk(&["idle".into()])
@@ -173,6 +180,7 @@ async fn a_bad_parameter_is_a_bad_request_to_split() {
 
 #[tokio::test]
 async fn business_errors_with_http_200_are_failures() {
+    let _deadline = support::deadline("business_errors_with_http_200_are_failures");
     let sim = Simulator::start(
         SimConfig {
             instances: vec![("b1".into(), code::BACKING_UP)],
@@ -199,6 +207,7 @@ async fn business_errors_with_http_200_are_failures() {
 
 #[tokio::test]
 async fn injected_9999_with_http_200_is_retried_for_status_queries() {
+    let _deadline = support::deadline("injected_9999_with_http_200_is_retried_for_status_queries");
     let sim = simulator(fleet(1, code::IDLE)).await;
     sim.set_faults(Faults {
         business_error_rate: 1.0,
@@ -213,6 +222,7 @@ async fn injected_9999_with_http_200_is_retried_for_status_queries() {
 
 #[tokio::test]
 async fn status_queries_are_retried_on_500_then_succeed() {
+    let _deadline = support::deadline("status_queries_are_retried_on_500_then_succeed");
     let sim = simulator(fleet(1, code::IDLE)).await;
     sim.set_faults(Faults {
         fail_next_calls: 2,
@@ -226,6 +236,7 @@ async fn status_queries_are_retried_on_500_then_succeed() {
 
 #[tokio::test]
 async fn retries_are_bounded() {
+    let _deadline = support::deadline("retries_are_bounded");
     let sim = simulator(fleet(1, code::IDLE)).await;
     sim.set_faults(Faults {
         server_error_rate: 1.0,
@@ -243,6 +254,7 @@ async fn retries_are_bounded() {
 
 #[tokio::test]
 async fn a_backup_answered_500_is_not_sent_again() {
+    let _deadline = support::deadline("a_backup_answered_500_is_not_sent_again");
     // The vendor has no idempotency token: after a 500 the backup may or may not have started.
     let sim = simulator(fleet(1, code::DATA_LOADED)).await;
     sim.set_faults(Faults {
@@ -257,6 +269,7 @@ async fn a_backup_answered_500_is_not_sent_again() {
 
 #[tokio::test]
 async fn a_429_is_retried_after_retry_after_for_both_calls() {
+    let _deadline = support::deadline("a_429_is_retried_after_retry_after_for_both_calls");
     let sim = simulator(fleet(1, code::DATA_LOADED)).await;
     sim.set_faults(Faults {
         rate_limit_rate: 1.0,
@@ -286,6 +299,8 @@ async fn a_429_is_retried_after_retry_after_for_both_calls() {
 
 #[tokio::test]
 async fn a_429_pauses_every_call_of_the_account_not_only_its_own_chunk() {
+    let _deadline =
+        support::deadline("a_429_pauses_every_call_of_the_account_not_only_its_own_chunk");
     let sim = simulator(fleet(300, code::IDLE)).await;
     sim.set_faults(Faults {
         rate_limit_rate: 1.0,
@@ -316,6 +331,7 @@ async fn a_429_pauses_every_call_of_the_account_not_only_its_own_chunk() {
 
 #[tokio::test]
 async fn an_undecodable_answer_is_a_decode_error_with_an_excerpt() {
+    let _deadline = support::deadline("an_undecodable_answer_is_a_decode_error_with_an_excerpt");
     let sim = simulator(fleet(1, code::IDLE)).await;
     sim.set_faults(Faults {
         garbage_rate: 1.0,
@@ -338,6 +354,8 @@ async fn an_undecodable_answer_is_a_decode_error_with_an_excerpt() {
 
 #[tokio::test]
 async fn a_slow_answer_times_out_and_a_timed_out_backup_is_not_resent() {
+    let _deadline =
+        support::deadline("a_slow_answer_times_out_and_a_timed_out_backup_is_not_resent");
     let sim = simulator(fleet(1, code::DATA_LOADED)).await;
     sim.set_faults(Faults {
         latency: Duration::from_millis(500),
@@ -366,6 +384,7 @@ async fn a_slow_answer_times_out_and_a_timed_out_backup_is_not_resent() {
 
 #[tokio::test]
 async fn a_refused_connection_is_a_transport_error() {
+    let _deadline = support::deadline("a_refused_connection_is_a_transport_error");
     let sim = simulator(vec![]).await;
     let url = sim.url();
     sim.shutdown().await;
@@ -388,6 +407,7 @@ async fn a_refused_connection_is_a_transport_error() {
 
 #[tokio::test]
 async fn every_call_sends_the_token_and_a_fresh_request_id() {
+    let _deadline = support::deadline("every_call_sends_the_token_and_a_fresh_request_id");
     let sim = simulator(fleet(1, code::IDLE)).await;
     let c = client(&sim);
     let a = c.query_status_chunk(&ids(1)).await.unwrap();
@@ -420,6 +440,7 @@ async fn every_call_sends_the_token_and_a_fresh_request_id() {
 
 #[tokio::test]
 async fn a_wrong_token_is_an_http_401_error() {
+    let _deadline = support::deadline("a_wrong_token_is_an_http_401_error");
     let sim = simulator(fleet(1, code::IDLE)).await;
     let c = Client::new(
         ClientConfig {
@@ -437,6 +458,7 @@ async fn a_wrong_token_is_an_http_401_error() {
 
 #[tokio::test]
 async fn the_token_never_appears_in_debug_output_or_errors() {
+    let _deadline = support::deadline("the_token_never_appears_in_debug_output_or_errors");
     let sim = simulator(vec![("r1".into(), code::RESTORING)]).await;
     let c = client(&sim);
     let mut texts = vec![format!("{c:?}"), format!("{c:#?}")];

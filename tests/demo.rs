@@ -1,11 +1,14 @@
 //! The quick start settles the example fleet: the README's first command works.
 
+mod support;
+
 use cloudphone_operator::demo;
 use cloudphone_operator::run::args::DemoArgs;
 use std::time::Duration;
 
 #[tokio::test]
 async fn the_demo_settles_the_example_fleet() {
+    let _deadline = support::deadline("the_demo_settles_the_example_fleet");
     let settled = demo::run(DemoArgs {
         cloudphones: None,
         fleet: None,

@@ -118,6 +118,9 @@ async fn tick_until_idle(engine: &Engine<MemoryStore>, max: usize) -> Vec<TickRe
 
 #[tokio::test]
 async fn a_fleet_of_250_converges_with_3_status_calls_a_tick_and_3_backup_calls_in_all() {
+    let _deadline = support::deadline(
+        "a_fleet_of_250_converges_with_3_status_calls_a_tick_and_3_backup_calls_in_all",
+    );
     let (phones, instances) = fleet(250);
     let sim = simulator(instances, Duration::from_millis(300)).await;
     let store = Arc::new(MemoryStore::new(phones));
@@ -161,6 +164,8 @@ async fn a_fleet_of_250_converges_with_3_status_calls_a_tick_and_3_backup_calls_
 
 #[tokio::test]
 async fn injected_faults_delay_convergence_but_never_double_a_backup() {
+    let _deadline =
+        support::deadline("injected_faults_delay_convergence_but_never_double_a_backup");
     let (phones, instances) = fleet(1000);
     let sim = simulator(instances, Duration::from_millis(200)).await;
     sim.set_faults(Faults {
@@ -195,6 +200,7 @@ async fn injected_faults_delay_convergence_but_never_double_a_backup() {
 
 #[tokio::test]
 async fn one_bad_id_in_a_chunk_of_100_costs_the_other_99_nothing() {
+    let _deadline = support::deadline("one_bad_id_in_a_chunk_of_100_costs_the_other_99_nothing");
     let (mut phones, mut instances) = fleet(100);
     phones
         .iter_mut()
@@ -242,6 +248,8 @@ async fn one_bad_id_in_a_chunk_of_100_costs_the_other_99_nothing() {
 
 #[tokio::test]
 async fn a_backup_refused_for_one_instance_still_backs_up_the_others() {
+    let _deadline =
+        support::deadline("a_backup_refused_for_one_instance_still_backs_up_the_others");
     let (phones, instances) = fleet(10);
     let sim = simulator(instances, Duration::from_secs(5)).await;
     sim.set_faults(Faults {
@@ -275,6 +283,7 @@ async fn a_backup_refused_for_one_instance_still_backs_up_the_others() {
 
 #[tokio::test]
 async fn a_fresh_engine_after_a_restart_does_not_back_up_again() {
+    let _deadline = support::deadline("a_fresh_engine_after_a_restart_does_not_back_up_again");
     let (phones, instances) = fleet(150);
     let sim = simulator(instances, Duration::from_secs(30)).await;
     let store = Arc::new(MemoryStore::new(phones));
@@ -292,6 +301,9 @@ async fn a_fresh_engine_after_a_restart_does_not_back_up_again() {
 
 #[tokio::test]
 async fn a_restart_while_the_vendor_still_shows_data_loaded_waits_for_the_grace_period() {
+    let _deadline = support::deadline(
+        "a_restart_while_the_vendor_still_shows_data_loaded_waits_for_the_grace_period",
+    );
     // The vendor accepted the call but its status query lags: a fresh engine must not call again
     // before the grace period, because the status written ahead of the call records it.
     let (phones, instances) = fleet(5);
@@ -317,6 +329,7 @@ async fn a_restart_while_the_vendor_still_shows_data_loaded_waits_for_the_grace_
 
 #[tokio::test]
 async fn suspended_duplicate_and_invalid_phones_make_no_vendor_call() {
+    let _deadline = support::deadline("suspended_duplicate_and_invalid_phones_make_no_vendor_call");
     let mut suspended = phone("suspended", "kp1");
     suspended.spec.suspend = true;
     let owner = phone("owner", "kp2");
@@ -359,6 +372,8 @@ async fn suspended_duplicate_and_invalid_phones_make_no_vendor_call() {
 
 #[tokio::test]
 async fn failed_status_writes_are_retried_next_tick_and_deleted_phones_skipped() {
+    let _deadline =
+        support::deadline("failed_status_writes_are_retried_next_tick_and_deleted_phones_skipped");
     let (phones, instances) = fleet(3);
     let sim = simulator(instances, Duration::from_secs(30)).await;
     let store = Arc::new(MemoryStore::new(phones));
@@ -385,6 +400,7 @@ async fn failed_status_writes_are_retried_next_tick_and_deleted_phones_skipped()
 
 #[tokio::test]
 async fn a_trigger_during_a_tick_causes_exactly_one_more_tick() {
+    let _deadline = support::deadline("a_trigger_during_a_tick_causes_exactly_one_more_tick");
     let (phones, instances) = fleet(1);
     let sim = simulator(instances, Duration::from_secs(30)).await;
     sim.set_faults(Faults {
@@ -433,6 +449,7 @@ async fn a_trigger_during_a_tick_causes_exactly_one_more_tick() {
 
 #[tokio::test]
 async fn only_the_leader_ticks_and_a_lost_lease_cuts_the_tick() {
+    let _deadline = support::deadline("only_the_leader_ticks_and_a_lost_lease_cuts_the_tick");
     let (phones, instances) = fleet(1);
     let sim = simulator(instances, Duration::from_secs(30)).await;
     sim.set_faults(Faults {
@@ -474,6 +491,8 @@ async fn only_the_leader_ticks_and_a_lost_lease_cuts_the_tick() {
 
 #[tokio::test]
 async fn a_wave_of_transitions_publishes_at_most_the_cap_and_one_summary() {
+    let _deadline =
+        support::deadline("a_wave_of_transitions_publishes_at_most_the_cap_and_one_summary");
     let (phones, instances) = fleet(250);
     let sim = simulator(instances, Duration::from_secs(5)).await;
     let store = Arc::new(MemoryStore::new(phones));
@@ -513,6 +532,7 @@ async fn a_wave_of_transitions_publishes_at_most_the_cap_and_one_summary() {
 
 #[tokio::test]
 async fn events_are_published_once_per_transition() {
+    let _deadline = support::deadline("events_are_published_once_per_transition");
     let (phones, instances) = fleet(3);
     let sim = simulator(instances, Duration::from_millis(200)).await;
     let store = Arc::new(MemoryStore::new(phones));
@@ -530,6 +550,7 @@ async fn events_are_published_once_per_transition() {
 
 #[tokio::test]
 async fn ticks_record_metrics() {
+    let _deadline = support::deadline("ticks_record_metrics");
     let (phones, instances) = fleet(3);
     let sim = simulator(instances, Duration::from_secs(30)).await;
     let store = Arc::new(MemoryStore::new(phones));
@@ -566,6 +587,8 @@ async fn ticks_record_metrics() {
 
 #[tokio::test]
 async fn a_leader_that_loses_its_lease_during_the_shutdown_grace_stops_at_once() {
+    let _deadline =
+        support::deadline("a_leader_that_loses_its_lease_during_the_shutdown_grace_stops_at_once");
     let (phones, instances) = fleet(1);
     let sim = simulator(instances, Duration::from_secs(30)).await;
     sim.set_faults(Faults {
@@ -599,6 +622,9 @@ async fn a_leader_that_loses_its_lease_during_the_shutdown_grace_stops_at_once()
 
 #[tokio::test]
 async fn a_new_owner_sends_no_backup_within_the_grace_period_of_the_previous_owners_intent() {
+    let _deadline = support::deadline(
+        "a_new_owner_sends_no_backup_within_the_grace_period_of_the_previous_owners_intent",
+    );
     let sim = Simulator::start(
         SimConfig {
             instances: vec![("kp1".into(), code::DATA_LOADED)],
@@ -633,6 +659,8 @@ async fn a_new_owner_sends_no_backup_within_the_grace_period_of_the_previous_own
 
 #[tokio::test]
 async fn after_a_restart_an_owner_younger_than_the_grace_period_waits_it_out() {
+    let _deadline =
+        support::deadline("after_a_restart_an_owner_younger_than_the_grace_period_waits_it_out");
     let sim = simulator(
         vec![("kp1".into(), code::DATA_LOADED)],
         Duration::from_secs(1),
@@ -653,6 +681,9 @@ async fn after_a_restart_an_owner_younger_than_the_grace_period_waits_it_out() {
 
 #[tokio::test]
 async fn a_tick_cut_by_its_deadline_keeps_what_it_wrote_and_the_next_starts_elsewhere() {
+    let _deadline = support::deadline(
+        "a_tick_cut_by_its_deadline_keeps_what_it_wrote_and_the_next_starts_elsewhere",
+    );
     let (mut phones, instances) = fleet(300);
     phones
         .iter_mut()

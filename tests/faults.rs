@@ -103,6 +103,8 @@ fn assert_one_backup_per_instance(sim: &Simulator) {
 
 #[tokio::test]
 async fn a_hostile_vendor_delays_convergence_but_never_doubles_a_backup() {
+    let _deadline =
+        support::deadline("a_hostile_vendor_delays_convergence_but_never_doubles_a_backup");
     let n = 600;
     let phones: Vec<CloudPhone> = (0..n)
         .map(|i| {
@@ -152,6 +154,7 @@ async fn a_hostile_vendor_delays_convergence_but_never_doubles_a_backup() {
 
 #[tokio::test]
 async fn bad_ids_duplicates_and_unknown_instances_each_say_why() {
+    let _deadline = support::deadline("bad_ids_duplicates_and_unknown_instances_each_say_why");
     let sim = simulator(
         vec![
             ("kp1".into(), code::DATA_LOADED),
@@ -206,6 +209,7 @@ async fn bad_ids_duplicates_and_unknown_instances_each_say_why() {
 
 #[tokio::test]
 async fn a_phone_deleted_mid_tick_and_failed_writes_lose_nothing() {
+    let _deadline = support::deadline("a_phone_deleted_mid_tick_and_failed_writes_lose_nothing");
     let n = 50;
     let phones: Vec<CloudPhone> = (0..n)
         .map(|i| {
@@ -259,6 +263,8 @@ async fn a_phone_deleted_mid_tick_and_failed_writes_lose_nothing() {
 
 #[tokio::test]
 async fn an_operator_killed_mid_tick_resumes_without_a_duplicate_backup() {
+    let _deadline =
+        support::deadline("an_operator_killed_mid_tick_resumes_without_a_duplicate_backup");
     let n = 300;
     let phones: Vec<CloudPhone> = (0..n)
         .map(|i| {

@@ -394,6 +394,9 @@ async fn run_seed(seed: u64) -> (Vec<String>, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_instance_gets_a_second_backup_call_whatever_the_leadership_and_cache_ordering() {
+    let _deadline = support::deadline(
+        "no_instance_gets_a_second_backup_call_whatever_the_leadership_and_cache_ordering",
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
@@ -463,6 +466,8 @@ async fn frozen_between_intent_and_call(regains: bool) -> (u64, Vec<String>) {
 
 #[tokio::test]
 async fn a_leader_frozen_between_intent_and_call_sends_nothing_when_it_thaws() {
+    let _deadline =
+        support::deadline("a_leader_frozen_between_intent_and_call_sends_nothing_when_it_thaws");
     let (calls, doubled) = frozen_between_intent_and_call(false).await;
     assert_eq!(calls, 0, "a replica whose Lease lapsed sent its call");
     assert!(doubled.is_empty(), "second backup calls for {doubled:?}");
@@ -470,6 +475,9 @@ async fn a_leader_frozen_between_intent_and_call_sends_nothing_when_it_thaws() {
 
 #[tokio::test]
 async fn a_leader_frozen_between_intent_and_call_sends_nothing_even_if_it_leads_again() {
+    let _deadline = support::deadline(
+        "a_leader_frozen_between_intent_and_call_sends_nothing_even_if_it_leads_again",
+    );
     let (calls, doubled) = frozen_between_intent_and_call(true).await;
     assert_eq!(calls, 0, "a call from an earlier leadership term was sent");
     assert!(doubled.is_empty(), "second backup calls for {doubled:?}");

@@ -176,6 +176,8 @@ async fn synced_store(
 
 #[tokio::test]
 async fn a_status_write_is_a_forced_server_side_apply_of_status_only() {
+    let _deadline =
+        support::deadline("a_status_write_is_a_forced_server_side_apply_of_status_only");
     let (client, log) = fake_client(|r| {
         (
             200,
@@ -222,6 +224,7 @@ async fn a_status_write_is_a_forced_server_side_apply_of_status_only() {
 
 #[tokio::test]
 async fn a_deleted_phone_and_a_conflict_are_told_apart() {
+    let _deadline = support::deadline("a_deleted_phone_and_a_conflict_are_told_apart");
     for (code, reason) in [(404, "NotFound"), (409, "Conflict"), (500, "InternalError")] {
         let (client, _log) = fake_client(move |_| status_error(code, reason));
         let (store, _watches) = KubeStore::new(client, WatchConfig::default(), reporter());
@@ -252,6 +255,9 @@ async fn engine_on(store: Arc<KubeStore>, sim: &Simulator) -> Engine<KubeStore> 
 
 #[tokio::test]
 async fn the_engine_on_the_watch_cache_writes_only_what_changed_and_events_only_on_transitions() {
+    let _deadline = support::deadline(
+        "the_engine_on_the_watch_cache_writes_only_what_changed_and_events_only_on_transitions",
+    );
     let sim = Simulator::start(
         SimConfig {
             instances: vec![
@@ -346,6 +352,8 @@ async fn the_engine_on_the_watch_cache_writes_only_what_changed_and_events_only_
 
 #[tokio::test]
 async fn a_phone_whose_cached_object_lags_the_last_write_waits_for_the_watch() {
+    let _deadline =
+        support::deadline("a_phone_whose_cached_object_lags_the_last_write_waits_for_the_watch");
     let sim = Simulator::start(
         SimConfig {
             instances: vec![("kp1".into(), code::DATA_LOADED)],
@@ -377,6 +385,7 @@ async fn a_phone_whose_cached_object_lags_the_last_write_waits_for_the_watch() {
 
 #[tokio::test]
 async fn metrics_and_health_endpoints_answer() {
+    let _deadline = support::deadline("metrics_and_health_endpoints_answer");
     use cloudphone_operator::http::{Readiness, router};
     struct Flag(std::sync::atomic::AtomicBool);
     impl Readiness for Flag {
@@ -512,16 +521,19 @@ fn event(kind: &str, name: &str, generation: i64, status: Option<Value>) -> Valu
 
 #[tokio::test]
 async fn a_create_triggers_an_early_tick() {
+    let _deadline = support::deadline("a_create_triggers_an_early_tick");
     assert!(fires_on(event("ADDED", "p2", 1, None)).await);
 }
 
 #[tokio::test]
 async fn a_spec_change_triggers_an_early_tick() {
+    let _deadline = support::deadline("a_spec_change_triggers_an_early_tick");
     assert!(fires_on(event("MODIFIED", "p1", 2, None)).await);
 }
 
 #[tokio::test]
 async fn a_status_only_update_does_not_trigger_a_tick() {
+    let _deadline = support::deadline("a_status_only_update_does_not_trigger_a_tick");
     assert!(!fires_on(event("MODIFIED", "p1", 1, Some(json!({"phase": "Idle"})))).await);
 }
 
@@ -558,6 +570,7 @@ fn secret_json(version: &str, pairs: &[(&str, &str)]) -> Value {
 
 #[tokio::test]
 async fn the_credentials_secret_is_loaded_and_its_rotation_followed() {
+    let _deadline = support::deadline("the_credentials_secret_is_loaded_and_its_rotation_followed");
     use cloudphone_operator::koophone::{Auth, CredentialsError};
     use cloudphone_operator::run::credentials;
     let mut watches = 0;
@@ -609,6 +622,7 @@ async fn the_credentials_secret_is_loaded_and_its_rotation_followed() {
 
 #[tokio::test]
 async fn a_missing_credentials_secret_is_reported() {
+    let _deadline = support::deadline("a_missing_credentials_secret_is_reported");
     use cloudphone_operator::koophone::{Auth, Token};
     use cloudphone_operator::run::credentials;
     let (client, _log) = fake_client_hanging(|r: &Recorded| {
@@ -690,6 +704,8 @@ async fn stop_run(
 
 #[tokio::test]
 async fn run_serves_a_cluster_end_to_end_and_exits_cleanly_on_shutdown() {
+    let _deadline =
+        support::deadline("run_serves_a_cluster_end_to_end_and_exits_cleanly_on_shutdown");
     let (client, log) = cluster(vec![phone_json("p1", "kp1"), phone_json("p2", "kp2")]);
     let (stop, running) = spawn_run(client, "200ms");
     // Both phones are backed up in the simulated vendor, and their status says so.
@@ -725,6 +741,7 @@ async fn run_serves_a_cluster_end_to_end_and_exits_cleanly_on_shutdown() {
 
 #[tokio::test]
 async fn an_older_crd_stops_the_ticks() {
+    let _deadline = support::deadline("an_older_crd_stops_the_ticks");
     let mut old = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
     old["metadata"]["annotations"] = json!({});
     let (client, log) = cluster_with_crd(vec![phone_json("p1", "kp1")], old);
@@ -803,6 +820,9 @@ fn the_watch_cache_keeps_only_what_the_engine_reads() {
 
 #[tokio::test]
 async fn a_refused_list_at_start_names_the_scope_and_the_fix_and_keeps_the_api_error() {
+    let _deadline = support::deadline(
+        "a_refused_list_at_start_names_the_scope_and_the_fix_and_keeps_the_api_error",
+    );
     use clap::Parser;
     #[derive(Parser)]
     struct Cli {

@@ -106,6 +106,7 @@ async fn wait_for(
 
 #[tokio::test]
 async fn a_lone_candidate_creates_the_lease_and_leads() {
+    let _deadline = support::deadline("a_lone_candidate_creates_the_lease_and_leads");
     let server = Arc::new(LeaseServer::default());
     let a = elector(&server, "pod-a");
     assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
@@ -116,6 +117,8 @@ async fn a_lone_candidate_creates_the_lease_and_leads() {
 
 #[tokio::test]
 async fn a_standby_waits_for_a_held_lease_and_takes_over_when_the_leader_dies() {
+    let _deadline =
+        support::deadline("a_standby_waits_for_a_held_lease_and_takes_over_when_the_leader_dies");
     let server = Arc::new(LeaseServer::default());
     let a = elector(&server, "pod-a");
     assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
@@ -143,6 +146,7 @@ async fn a_standby_waits_for_a_held_lease_and_takes_over_when_the_leader_dies() 
 
 #[tokio::test]
 async fn a_released_lease_is_taken_at_once() {
+    let _deadline = support::deadline("a_released_lease_is_taken_at_once");
     let server = Arc::new(LeaseServer::default());
     let a = elector(&server, "pod-a");
     assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
@@ -157,6 +161,8 @@ async fn a_released_lease_is_taken_at_once() {
 
 #[tokio::test]
 async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
+    let _deadline =
+        support::deadline("a_leader_that_cannot_renew_steps_down_before_the_lease_expires");
     let server = Arc::new(LeaseServer::default());
     let a = elector(&server, "pod-a");
     assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
@@ -189,6 +195,7 @@ async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
 
 #[tokio::test]
 async fn two_candidates_never_lead_at_once() {
+    let _deadline = support::deadline("two_candidates_never_lead_at_once");
     let server = Arc::new(LeaseServer::default());
     let a = elector(&server, "pod-a");
     let b = elector(&server, "pod-b");

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 #[tokio::test]
 async fn vendor_call_lines_name_their_tick_endpoint_and_request_id() {
+    let _deadline = support::deadline("vendor_call_lines_name_their_tick_endpoint_and_request_id");
     let captured = support::Captured::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()

@@ -30,6 +30,7 @@ fn phones() -> Vec<CloudPhone> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credential_reaches_any_log_line() {
+    let _deadline = support::deadline("no_credential_reaches_any_log_line");
     let captured = support::Captured::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()

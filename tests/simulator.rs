@@ -1,5 +1,7 @@
 //! The simulator answers like the vendor (koophone-api.md), checked with raw HTTP requests.
 
+mod support;
+
 use cloudphone_operator::sim::{SimConfig, Simulator, Timings, code};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -35,6 +37,7 @@ async fn post(sim: &Simulator, path: &str, body: Value) -> (u16, Value) {
 
 #[tokio::test]
 async fn the_documented_example_request_gets_the_documented_shape() {
+    let _deadline = support::deadline("the_documented_example_request_gets_the_documented_shape");
     let sim = start(vec![("a44uhlf7", 0), ("efjy72gs", 3)], Timings::default()).await;
     let (status, body) = post(
         &sim,
@@ -54,6 +57,7 @@ async fn the_documented_example_request_gets_the_documented_shape() {
 
 #[tokio::test]
 async fn bad_requests_get_the_vendors_400_bodies() {
+    let _deadline = support::deadline("bad_requests_get_the_vendors_400_bodies");
     let sim = start(vec![("a1", 2)], Timings::default()).await;
     let many: Vec<String> = (0..101).map(|i| format!("i{i}")).collect();
     for body in [
@@ -85,6 +89,7 @@ async fn bad_requests_get_the_vendors_400_bodies() {
 
 #[tokio::test]
 async fn a_backup_runs_the_state_machine_to_idle() {
+    let _deadline = support::deadline("a_backup_runs_the_state_machine_to_idle");
     let timings = Timings {
         backup_duration: Duration::from_millis(200),
         ..Timings::default()
@@ -113,6 +118,7 @@ async fn a_backup_runs_the_state_machine_to_idle() {
 
 #[tokio::test]
 async fn the_admin_api_seeds_instances_and_reports_counters() {
+    let _deadline = support::deadline("the_admin_api_seeds_instances_and_reports_counters");
     let sim = start(vec![], Timings::default()).await;
     let http = reqwest::Client::new();
     let put = http

@@ -78,6 +78,9 @@ fn synced(store: &MemoryStore, name: &str) -> Option<(String, String)> {
 
 #[tokio::test]
 async fn a_configuration_error_costs_the_calls_in_flight_then_one_probe_per_backoff_step() {
+    let _deadline = support::deadline(
+        "a_configuration_error_costs_the_calls_in_flight_then_one_probe_per_backoff_step",
+    );
     let (phones, instances) = fleet(1000, Lifecycle::BackedUp);
     let sim = simulator(
         instances,
@@ -145,6 +148,7 @@ async fn a_configuration_error_costs_the_calls_in_flight_then_one_probe_per_back
 
 #[tokio::test]
 async fn new_credentials_close_the_breaker_at_once() {
+    let _deadline = support::deadline("new_credentials_close_the_breaker_at_once");
     let (phones, instances) = fleet(10, Lifecycle::Observed);
     let sim = simulator(
         instances,
@@ -186,6 +190,8 @@ async fn new_credentials_close_the_breaker_at_once() {
 
 #[tokio::test]
 async fn a_business_error_for_one_id_leaves_its_99_neighbours_synced() {
+    let _deadline =
+        support::deadline("a_business_error_for_one_id_leaves_its_99_neighbours_synced");
     let (phones, instances) = fleet(100, Lifecycle::Observed);
     let mut faults = Faults::default();
     faults.foreign_ids.insert("kp00042".into());
@@ -217,6 +223,7 @@ async fn a_business_error_for_one_id_leaves_its_99_neighbours_synced() {
 
 #[tokio::test]
 async fn a_blip_writes_nothing() {
+    let _deadline = support::deadline("a_blip_writes_nothing");
     let (phones, instances) = fleet(20, Lifecycle::Observed);
     let sim = simulator(instances, Faults::default()).await;
     let store = Arc::new(MemoryStore::new(phones));
@@ -241,6 +248,7 @@ async fn a_blip_writes_nothing() {
 
 #[tokio::test]
 async fn a_conflicting_intent_write_sends_no_backup_call() {
+    let _deadline = support::deadline("a_conflicting_intent_write_sends_no_backup_call");
     let (phones, instances) = fleet(2, Lifecycle::BackedUp);
     let sim = simulator(instances, Faults::default()).await;
     let store = Arc::new(MemoryStore::new(phones));
@@ -260,6 +268,8 @@ async fn a_conflicting_intent_write_sends_no_backup_call() {
 
 #[tokio::test]
 async fn one_id_answered_4001_is_not_found_and_its_neighbours_observed() {
+    let _deadline =
+        support::deadline("one_id_answered_4001_is_not_found_and_its_neighbours_observed");
     let (phones, instances) = fleet(100, Lifecycle::Observed);
     let mut faults = Faults::default();
     faults.vanished_ids.insert("kp00013".into());
