@@ -31,7 +31,8 @@ impl WriteError {
 /// The phones and their status, as the engine sees them.
 pub trait PhoneStore: Send + Sync + 'static {
     /// Every phone, as last seen. This is a cache and may be stale: a status just written may not
-    /// show yet (the engine overlays its own writes).
+    /// show yet (the engine waits for it: a phone whose cached object predates its own write is not
+    /// planned).
     fn snapshot(&self) -> Vec<Arc<CloudPhone>>;
 
     /// Writes one phone's `.status`, and nothing else of the object, fenced: the write succeeds only
