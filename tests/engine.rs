@@ -3,8 +3,7 @@
 mod support;
 
 use cloudphone_operator::api::{CloudPhone, CloudPhoneStatus, Lifecycle, Phase};
-use cloudphone_operator::koophone::{Client, ClientConfig, Token};
-use cloudphone_operator::plan::{PlanConfig, READY, SYNCED};
+use cloudphone_operator::plan::{READY, SYNCED};
 use cloudphone_operator::reconciler::{
     Engine, EngineConfig, InjectedWriteFailure, MemoryStore, PhoneStore, TickReport,
 };
@@ -21,44 +20,17 @@ fn phone(name: &str, instance: &str) -> CloudPhone {
 }
 
 async fn simulator(instances: Vec<(String, i64)>, backup_duration: Duration) -> Simulator {
-    Simulator::start(
-        SimConfig {
-            instances,
-            timings: Timings {
-                backup_duration,
-                ..Timings::default()
-            },
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap()
+    support::simulator(instances)
+        .backup_duration(backup_duration)
+        .start()
+        .await
 }
 
 fn engine(sim: &Simulator, store: Arc<MemoryStore>, grace: Duration) -> Engine<MemoryStore> {
-    let client = Client::new(
-        ClientConfig {
-            base_url: sim.url(),
-            request_timeout: Duration::from_secs(2),
-            retry: support::quick_retries(3),
-            ..ClientConfig::default()
-        },
-        Token::new("t"),
-    )
-    .unwrap();
-    Engine::new(
-        store,
-        client,
-        EngineConfig {
-            plan: PlanConfig {
-                grace_period: grace,
-                backoff_base: Duration::from_millis(500),
-                backoff_max: Duration::from_secs(2),
-            },
-            ..EngineConfig::default()
-        },
-    )
+    support::engine(sim, store)
+        .grace(grace)
+        .backoff(Duration::from_millis(500), Duration::from_secs(2))
+        .build()
 }
 
 fn status_of(store: &MemoryStore, name: &str) -> CloudPhoneStatus {

@@ -5,57 +5,29 @@
 mod support;
 
 use cloudphone_operator::api::{CloudPhone, Phase};
-use cloudphone_operator::koophone::{Client, ClientConfig, Token};
-use cloudphone_operator::plan::{PlanConfig, READY, SYNCED, is_settled};
-use cloudphone_operator::reconciler::{
-    Engine, EngineConfig, InjectedWriteFailure, MemoryStore, PhoneStore,
-};
-use cloudphone_operator::sim::{Faults, SimConfig, Simulator, Timings, code};
+use cloudphone_operator::plan::{READY, SYNCED, is_settled};
+use cloudphone_operator::reconciler::{Engine, InjectedWriteFailure, MemoryStore, PhoneStore};
+use cloudphone_operator::sim::{Faults, Simulator, code};
 use std::sync::Arc;
 use std::time::Duration;
 
 use support::{cloudphone, key};
 
 async fn simulator(instances: Vec<(String, i64)>, backup: Duration) -> Simulator {
-    Simulator::start(
-        SimConfig {
-            instances,
-            timings: Timings {
-                backup_duration: backup,
-                ..Timings::default()
-            },
-            seed: 7,
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap()
+    support::simulator(instances)
+        .backup_duration(backup)
+        .seed(7)
+        .start()
+        .await
 }
 
 fn engine(sim: &Simulator, store: Arc<MemoryStore>, timeout: Duration) -> Engine<MemoryStore> {
-    let client = Client::new(
-        ClientConfig {
-            base_url: sim.url(),
-            request_timeout: timeout,
-            retry: support::quick_retries(2),
-            ..ClientConfig::default()
-        },
-        Token::new("t"),
-    )
-    .unwrap();
-    Engine::new(
-        store,
-        client,
-        EngineConfig {
-            plan: PlanConfig {
-                grace_period: Duration::from_millis(800),
-                backoff_base: Duration::from_millis(200),
-                backoff_max: Duration::from_secs(1),
-            },
-            ..EngineConfig::default()
-        },
-    )
+    support::engine(sim, store)
+        .request_timeout(timeout)
+        .retries(2)
+        .grace(Duration::from_millis(800))
+        .backoff(Duration::from_millis(200), Duration::from_secs(1))
+        .build()
 }
 
 /// Ticks until every phone is settled; panics after `max` ticks.

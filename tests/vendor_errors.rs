@@ -5,13 +5,13 @@
 mod support;
 
 use cloudphone_operator::api::{CloudPhone, Lifecycle, Phase};
-use cloudphone_operator::koophone::{Auth, Client, ClientConfig, Credentials, Token};
+use cloudphone_operator::koophone::{Auth, Credentials, Token};
 use cloudphone_operator::metrics::Metrics;
-use cloudphone_operator::plan::{PlanConfig, SYNCED};
+use cloudphone_operator::plan::SYNCED;
 use cloudphone_operator::reconciler::{
-    BreakerConfig, Engine, EngineConfig, InjectedWriteFailure, MemoryStore, PhoneStore,
+    BreakerConfig, Engine, InjectedWriteFailure, MemoryStore, PhoneStore,
 };
-use cloudphone_operator::sim::{CannedError, Faults, SimConfig, Simulator};
+use cloudphone_operator::sim::{CannedError, Faults, Simulator};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,45 +23,18 @@ fn fleet(n: usize, lifecycle: Lifecycle) -> (Vec<CloudPhone>, Vec<(String, i64)>
 }
 
 async fn simulator(instances: Vec<(String, i64)>, faults: Faults) -> Simulator {
-    let sim = Simulator::start(
-        SimConfig {
-            instances,
-            ..SimConfig::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    sim.set_faults(faults).unwrap();
-    sim
+    support::simulator(instances).faults(faults).start().await
 }
 
 fn engine(sim: &Simulator, store: Arc<MemoryStore>, auth: Arc<Auth>) -> Engine<MemoryStore> {
-    let client = Client::new(
-        ClientConfig {
-            base_url: sim.url(),
-            request_timeout: Duration::from_secs(2),
-            retry: support::quick_retries(3),
-            ..ClientConfig::default()
-        },
-        auth,
-    )
-    .unwrap();
-    Engine::new(
-        store,
-        client,
-        EngineConfig {
-            plan: PlanConfig {
-                grace_period: Duration::from_secs(30),
-                ..PlanConfig::default()
-            },
-            breaker: BreakerConfig {
-                first_probe_after: Duration::from_millis(200),
-                max_probe_interval: Duration::from_millis(400),
-            },
-            ..EngineConfig::default()
-        },
-    )
+    support::engine(sim, store)
+        .auth(auth)
+        .grace(Duration::from_secs(30))
+        .breaker(BreakerConfig {
+            first_probe_after: Duration::from_millis(200),
+            max_probe_interval: Duration::from_millis(400),
+        })
+        .build()
 }
 
 fn synced(store: &MemoryStore, name: &str) -> Option<(String, String)> {

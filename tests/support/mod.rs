@@ -301,3 +301,107 @@ pub fn fleet(
         .collect();
     (phones, instances)
 }
+
+/// A simulator to start, built with chainable setters; see [`simulator`].
+pub struct SimBuilder(cloudphone_operator::sim::SimConfig);
+
+/// A simulator holding `instances` (id, status code), default timings and no faults.
+pub fn simulator(instances: Vec<(String, i64)>) -> SimBuilder {
+    SimBuilder(cloudphone_operator::sim::SimConfig {
+        instances,
+        ..Default::default()
+    })
+}
+
+impl SimBuilder {
+    pub fn backup_duration(mut self, d: Duration) -> Self {
+        self.0.timings.backup_duration = d;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.0.seed = seed;
+        self
+    }
+    pub fn faults(mut self, faults: cloudphone_operator::sim::Faults) -> Self {
+        self.0.faults = faults;
+        self
+    }
+    /// Starts it on a free local port.
+    pub async fn start(self) -> cloudphone_operator::sim::Simulator {
+        cloudphone_operator::sim::Simulator::start(self.0, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+/// An engine to build over an in-memory store and a simulator; see [`engine`].
+pub struct EngineBuilder {
+    url: String,
+    auth: Arc<cloudphone_operator::koophone::Auth>,
+    client: cloudphone_operator::koophone::ClientConfig,
+    config: cloudphone_operator::reconciler::EngineConfig,
+    store: Arc<cloudphone_operator::reconciler::MemoryStore>,
+}
+
+/// An engine over `store` calling `sim` with token `t`: 2 s call time-outs and fast retries
+/// (3), otherwise the engine's defaults.
+pub fn engine(
+    sim: &cloudphone_operator::sim::Simulator,
+    store: Arc<cloudphone_operator::reconciler::MemoryStore>,
+) -> EngineBuilder {
+    use cloudphone_operator::koophone::{ClientConfig, Token};
+    EngineBuilder {
+        url: sim.url(),
+        auth: Token::new("t").into(),
+        client: ClientConfig {
+            request_timeout: Duration::from_secs(2),
+            retry: quick_retries(3),
+            ..ClientConfig::default()
+        },
+        config: Default::default(),
+        store,
+    }
+}
+
+impl EngineBuilder {
+    pub fn grace(mut self, d: Duration) -> Self {
+        self.config.plan.grace_period = d;
+        self
+    }
+    /// The wait after a failed backup, and its bound.
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.config.plan.backoff_base = base;
+        self.config.plan.backoff_max = max;
+        self
+    }
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.client.request_timeout = d;
+        self
+    }
+    pub fn retries(mut self, n: u32) -> Self {
+        self.client.retry = quick_retries(n);
+        self
+    }
+    pub fn auth(mut self, auth: Arc<cloudphone_operator::koophone::Auth>) -> Self {
+        self.auth = auth;
+        self
+    }
+    pub fn breaker(mut self, breaker: cloudphone_operator::reconciler::BreakerConfig) -> Self {
+        self.config.breaker = breaker;
+        self
+    }
+    pub fn build(
+        self,
+    ) -> cloudphone_operator::reconciler::Engine<cloudphone_operator::reconciler::MemoryStore> {
+        use cloudphone_operator::koophone::{Client, ClientConfig};
+        let client = Client::new(
+            ClientConfig {
+                base_url: self.url,
+                ..self.client
+            },
+            self.auth,
+        )
+        .unwrap();
+        cloudphone_operator::reconciler::Engine::new(self.store, client, self.config)
+    }
+}
