@@ -66,37 +66,33 @@ pub fn plan_phone<'a>(
         now,
     };
     let id = &phone.spec.instance_id;
-    match disposition {
-        Disposition::Suspended => {
-            let msg = "spec.suspend is true: the operator makes no vendor call for this phone";
-            c.set(READY, "Unknown", "Suspended", msg);
-            c.set(SYNCED, "Unknown", "Suspended", msg);
-            return Planned {
-                status,
-                backup: false,
-            };
-        }
+    // A phone that makes no vendor call says why, in both conditions.
+    let no_call: Option<(&str, &str, Cow<str>)> = match disposition {
+        Disposition::Suspended => Some((
+            "Unknown",
+            "Suspended",
+            Cow::Borrowed("spec.suspend is true: the operator makes no vendor call for this phone"),
+        )),
         Disposition::InvalidSpec { message } => {
-            c.set(READY, "False", "InvalidSpec", message);
-            c.set(SYNCED, "False", "InvalidSpec", message);
-            return Planned {
-                status,
-                backup: false,
-            };
+            Some(("False", "InvalidSpec", Cow::Borrowed(message.as_str())))
         }
-        Disposition::Duplicate { owner } => {
-            let msg = format!(
+        Disposition::Duplicate { owner } => Some((
+            "False",
+            "DuplicateInstance",
+            Cow::Owned(format!(
                 "instance {id} is managed by the older CloudPhone {owner}; this one makes no vendor \
                  call: delete it or point spec.instanceId at another instance"
-            );
-            c.set(READY, "False", "DuplicateInstance", &msg);
-            c.set(SYNCED, "False", "DuplicateInstance", &msg);
-            return Planned {
-                status,
-                backup: false,
-            };
-        }
-        Disposition::Query => {}
+            )),
+        )),
+        Disposition::Query => None,
+    };
+    if let Some((condition, reason, message)) = no_call {
+        c.set(READY, condition, reason, &message);
+        c.set(SYNCED, condition, reason, &message);
+        return Planned {
+            status,
+            backup: false,
+        };
     }
     match observation {
         None => {
