@@ -4,15 +4,67 @@
 //! It watches only the named Secret (a field selector on its name), so RBAC can limit the operator
 //! to that one object. Values never reach a log line: only the form and the keys.
 
-use crate::koophone::{Auth, Credentials, CredentialsError};
+use crate::koophone::{Auth, Credentials, CredentialsError, Token};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, watcher};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tracing::warn;
+
+/// Why the static token a flag names cannot be read. Never carries the token.
+#[derive(Debug, thiserror::Error)]
+pub enum StaticTokenError {
+    #[error("--token-file {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--token-file {}: the file is empty", path.display())]
+    EmptyFile { path: PathBuf },
+    #[error("--token-env {var}: the variable is not set")]
+    UnsetVariable { var: String },
+    #[error("--token-env {var}: the variable is empty")]
+    EmptyVariable { var: String },
+}
+
+/// The static token of `--token-file` or else `--token-env`; `None` when neither is given.
+pub fn static_token(
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> Result<Option<Token>, StaticTokenError> {
+    if let Some(path) = file {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| StaticTokenError::Unreadable {
+                path: path.to_owned(),
+                source,
+            })?;
+        let token = Token::new(text);
+        if token.is_empty() {
+            return Err(StaticTokenError::EmptyFile {
+                path: path.to_owned(),
+            });
+        }
+        return Ok(Some(token));
+    }
+    if let Some(var) = env {
+        let value = std::env::var(var).map_err(|_| StaticTokenError::UnsetVariable {
+            var: var.to_owned(),
+        })?;
+        let token = Token::new(value);
+        if token.is_empty() {
+            return Err(StaticTokenError::EmptyVariable {
+                var: var.to_owned(),
+            });
+        }
+        return Ok(Some(token));
+    }
+    Ok(None)
+}
 
 /// A `--credentials-secret` value that names no Secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

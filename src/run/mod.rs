@@ -25,7 +25,6 @@ use kube::runtime::events::Reporter;
 use leader::{Leadership, LeaseConfig};
 use schema_check::{CrdProblem, Verdict};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -42,10 +41,8 @@ pub enum RunError {
     ConflictingCredentials,
     #[error(transparent)]
     SecretRef(#[from] credentials::BadSecretRef),
-    #[error("--token-file {path}: {reason}")]
-    TokenFile { path: PathBuf, reason: String },
-    #[error("--token-env {var}: {reason}")]
-    TokenEnv { var: String, reason: String },
+    #[error(transparent)]
+    StaticToken(#[from] credentials::StaticTokenError),
     #[error("cannot reach the Kubernetes API (kubeconfig or in-cluster service account): {0}")]
     Kube(#[source] kube::Error),
     #[error("cannot list CloudPhones in {scope}: {hint}")]
@@ -95,34 +92,8 @@ fn validate(args: &RunArgs) -> Result<(), RunError> {
 
 /// Reads the static token named by the flags; its value never reaches an error or a log line.
 pub fn read_token(args: &RunArgs) -> Result<Token, RunError> {
-    if let Some(path) = &args.token_file {
-        let text = std::fs::read_to_string(path).map_err(|e| RunError::TokenFile {
-            path: path.clone(),
-            reason: e.kind().to_string(),
-        })?;
-        let token = Token::new(text);
-        if token.is_empty() {
-            return Err(RunError::TokenFile {
-                path: path.clone(),
-                reason: "the file is empty".into(),
-            });
-        }
-        return Ok(token);
-    }
-    if let Some(var) = &args.token_env {
-        let token = Token::new(std::env::var(var).map_err(|_| RunError::TokenEnv {
-            var: var.clone(),
-            reason: "the variable is not set".into(),
-        })?);
-        if token.is_empty() {
-            return Err(RunError::TokenEnv {
-                var: var.clone(),
-                reason: "the variable is empty".into(),
-            });
-        }
-        return Ok(token);
-    }
-    Err(RunError::NoCredentials)
+    credentials::static_token(args.token_file.as_deref(), args.token_env.as_deref())?
+        .ok_or(RunError::NoCredentials)
 }
 
 /// The operator's own namespace: POD_NAMESPACE, else the service account's, else the kubeconfig's.
