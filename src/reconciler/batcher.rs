@@ -369,6 +369,8 @@ mod tests {
 
     #[tokio::test]
     async fn two_hundred_fifty_ids_make_exactly_three_status_calls() {
+        let _deadline =
+            crate::test_deadline::deadline("two_hundred_fifty_ids_make_exactly_three_status_calls");
         let (sim, client) = fleet(250, code::DATA_LOADED).await;
         let breakers = Breakers::default();
         let batcher = Batcher::new(&client, 8, &breakers, DEFAULT_ACCOUNT);
@@ -387,6 +389,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_backup_of_250_ids_makes_three_calls_and_starts_every_backup() {
+        let _deadline = crate::test_deadline::deadline(
+            "a_backup_of_250_ids_makes_three_calls_and_starts_every_backup",
+        );
         let (sim, client) = fleet(250, code::DATA_LOADED).await;
         let breakers = Breakers::default();
         let batcher = Batcher::new(&client, 8, &breakers, DEFAULT_ACCOUNT);

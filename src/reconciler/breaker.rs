@@ -157,6 +157,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_open_breaker_refuses_then_lets_one_probe_through_per_step() {
+        let _deadline = crate::test_deadline::deadline(
+            "an_open_breaker_refuses_then_lets_one_probe_through_per_step",
+        );
         let b = breakers();
         assert_eq!(b.admit("a", 1), Admission::Call);
         b.trip("a", failure(), 1);

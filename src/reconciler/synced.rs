@@ -125,6 +125,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_duration_rule_waits_that_long() {
+        let _deadline = crate::test_deadline::deadline("a_duration_rule_waits_that_long");
         let rule = SyncedAfter::Duration(Duration::from_millis(50));
         let mut m = FailureMemory::default();
         assert!(!tick(&mut m, failed(), rule));

@@ -381,6 +381,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_fence_is_fresh_until_the_renew_deadline_and_a_lapse_starts_a_new_term() {
+        let _deadline = crate::test_deadline::deadline(
+            "a_fence_is_fresh_until_the_renew_deadline_and_a_lapse_starts_a_new_term",
+        );
         let fence = LeaseFence::new(Duration::from_millis(60));
         assert!(!fence.is_fresh(), "not fresh before leading");
         fence.renewed(Instant::now());
