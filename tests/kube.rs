@@ -122,6 +122,57 @@ fn fake_cluster(phones: Vec<Value>, crd: Value, stuck_watch: bool) -> (kube::Cli
     })
 }
 
+/// Scenario: every request is answered with this API error.
+fn an_api_server_answering_every_request(code: u16, reason: &str) -> (kube::Client, Requests) {
+    let reason = reason.to_owned();
+    fake_client(move |_| status_error(code, &reason))
+}
+
+/// Scenario: every status apply is accepted, the object coming back at version 11 with the applied
+/// status.
+fn an_api_server_accepting_every_status_apply() -> (kube::Client, Requests) {
+    fake_client(|r| {
+        (
+            200,
+            json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhone",
+        "metadata": {"name": "p1", "namespace": "fleet-a", "resourceVersion": "11"}, "spec": {"instanceId": "kp1"}, "status": r.body["status"].clone()}),
+        )
+    })
+}
+
+/// Scenario: the Secret `ops/koophone` lists with a token, then its first watch sees it rotated to
+/// an access key pair.
+fn a_secret_rotated_from_a_token_to_an_access_key() -> (kube::Client, Requests) {
+    let mut watches = 0;
+    fake_client_hanging(move |r: &Recorded| match (r.method.as_str(), r.path()) {
+        ("GET", "/api/v1/namespaces/ops/secrets") if r.query().contains("watch=true") => {
+            watches += 1;
+            (watches == 1).then(|| {
+                (200, json!({"type": "MODIFIED", "object": secret_json("2", &[("accessKey", "AK"), ("secretKey", "SK-value"), ("projectId", "p")])}))
+            })
+        }
+        ("GET", "/api/v1/namespaces/ops/secrets") => Some((
+            200,
+            json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {"resourceVersion": "1"},
+               "items": [secret_json("1", &[("token", "t0ken-value")])]}),
+        )),
+        _ => Some(status_error(404, "NotFound")),
+    })
+}
+
+/// Scenario: no Secret is listed, and the watch stays silent.
+fn no_secret_at_all() -> (kube::Client, Requests) {
+    fake_client_hanging(|r: &Recorded| {
+        if r.query().contains("watch=true") {
+            return None;
+        }
+        Some((
+            200,
+            json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {"resourceVersion": "1"}, "items": []}),
+        ))
+    })
+}
+
 fn requests(log: &Requests, method: &str, path_part: &str) -> Vec<Recorded> {
     log.lock()
         .unwrap()
@@ -178,13 +229,7 @@ async fn synced_store(
 async fn a_status_write_is_a_forced_server_side_apply_of_status_only() {
     let _deadline =
         support::deadline("a_status_write_is_a_forced_server_side_apply_of_status_only");
-    let (client, log) = fake_client(|r| {
-        (
-            200,
-            json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhone",
-        "metadata": {"name": "p1", "namespace": "fleet-a", "resourceVersion": "11"}, "spec": {"instanceId": "kp1"}, "status": r.body["status"].clone()}),
-        )
-    });
+    let (client, log) = an_api_server_accepting_every_status_apply();
     let (store, _watches) = KubeStore::new(client, WatchConfig::default(), reporter());
     let status = CloudPhoneStatus {
         observed_generation: Some(1),
@@ -226,7 +271,7 @@ async fn a_status_write_is_a_forced_server_side_apply_of_status_only() {
 async fn a_deleted_phone_and_a_conflict_are_told_apart() {
     let _deadline = support::deadline("a_deleted_phone_and_a_conflict_are_told_apart");
     for (code, reason) in [(404, "NotFound"), (409, "Conflict"), (500, "InternalError")] {
-        let (client, _log) = fake_client(move |_| status_error(code, reason));
+        let (client, _log) = an_api_server_answering_every_request(code, reason);
         let (store, _watches) = KubeStore::new(client, WatchConfig::default(), reporter());
         let err = store
             .write_status(
@@ -573,23 +618,7 @@ async fn the_credentials_secret_is_loaded_and_its_rotation_followed() {
     let _deadline = support::deadline("the_credentials_secret_is_loaded_and_its_rotation_followed");
     use cloudphone_operator::koophone::{Auth, CredentialsError};
     use cloudphone_operator::run::credentials;
-    let mut watches = 0;
-    let (client, log) = fake_client_hanging(move |r: &Recorded| {
-        match (r.method.as_str(), r.path()) {
-            ("GET", "/api/v1/namespaces/ops/secrets") if r.query().contains("watch=true") => {
-                watches += 1;
-                (watches == 1).then(|| {
-                (200, json!({"type": "MODIFIED", "object": secret_json("2", &[("accessKey", "AK"), ("secretKey", "SK-value"), ("projectId", "p")])}))
-            })
-            }
-            ("GET", "/api/v1/namespaces/ops/secrets") => Some((
-                200,
-                json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {"resourceVersion": "1"},
-                   "items": [secret_json("1", &[("token", "t0ken-value")])]}),
-            )),
-            _ => Some(status_error(404, "NotFound")),
-        }
-    });
+    let (client, log) = a_secret_rotated_from_a_token_to_an_access_key();
     let auth = Arc::new(Auth::new(Err(CredentialsError::SecretMissing(
         "ops/koophone (not read yet)".into(),
     ))));
@@ -625,15 +654,7 @@ async fn a_missing_credentials_secret_is_reported() {
     let _deadline = support::deadline("a_missing_credentials_secret_is_reported");
     use cloudphone_operator::koophone::{Auth, Token};
     use cloudphone_operator::run::credentials;
-    let (client, _log) = fake_client_hanging(|r: &Recorded| {
-        if r.query().contains("watch=true") {
-            return None;
-        }
-        Some((
-            200,
-            json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {"resourceVersion": "1"}, "items": []}),
-        ))
-    });
+    let (client, _log) = no_secret_at_all();
     let auth = Arc::new(Auth::token(Token::new("placeholder")));
     tokio::spawn(credentials::watch(
         client,
@@ -832,7 +853,7 @@ async fn a_refused_list_at_start_names_the_scope_and_the_fix_and_keeps_the_api_e
     let args = Cli::try_parse_from(["run", "--simulate", "--namespace=fleet-a"])
         .unwrap()
         .run;
-    let (client, _log) = fake_client(|_| status_error(403, "Forbidden"));
+    let (client, _log) = an_api_server_answering_every_request(403, "Forbidden");
     let err = cloudphone_operator::run::preflight(&client, &args)
         .await
         .unwrap_err();
