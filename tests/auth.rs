@@ -226,7 +226,12 @@ async fn a_refused_secret_stops_every_vendor_call() {
     assert!(message.contains("more than one form"), "{message}");
     let auth = Arc::new(Auth::new(refused));
     let c = client(&sim, auth.clone());
-    assert!(c.auth_status().unwrap_err().contains("more than one form"));
+    assert!(
+        c.auth_status()
+            .unwrap_err()
+            .to_string()
+            .contains("more than one form")
+    );
     let err = c.query_status_chunk(&ids()).await.unwrap_err();
     assert_eq!(err.label(), "CredentialsInvalid");
     let mut phone = CloudPhone::new(

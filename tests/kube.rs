@@ -668,7 +668,7 @@ async fn a_missing_credentials_secret_is_reported() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let why = auth.status().unwrap_err();
+    let why = auth.status().unwrap_err().to_string();
     assert!(
         why.contains("ops/koophone") && why.contains("does not exist"),
         "{why}"

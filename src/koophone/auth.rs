@@ -149,10 +149,10 @@ impl Auth {
     }
 
     /// `Ok(form)` when calls can be authenticated, else why not (for `/readyz` and the tick).
-    pub fn status(&self) -> Result<&'static str, String> {
+    pub fn status(&self) -> Result<&'static str, CredentialsError> {
         match &self.read().credentials {
             Ok(c) => Ok(c.form()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.clone()),
         }
     }
 

@@ -138,7 +138,7 @@ impl Client {
     }
 
     /// The credentials' state: `Ok(form)`, or why no call can be authenticated.
-    pub fn auth_status(&self) -> Result<&'static str, String> {
+    pub fn auth_status(&self) -> Result<&'static str, super::CredentialsError> {
         self.auth.status()
     }
 

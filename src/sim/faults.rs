@@ -63,9 +63,17 @@ pub enum Injected {
     Garbage,
 }
 
+/// A fault rate that is not a probability, named by its field.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{field}: {rate} is not a probability in [0, 1]")]
+pub struct BadRate {
+    pub field: &'static str,
+    pub rate: f64,
+}
+
 impl Faults {
     /// Refuses rates outside [0, 1], naming the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BadRate> {
         for (name, rate) in [
             ("latency_spike_rate", self.latency_spike_rate),
             ("server_error_rate", self.server_error_rate),
@@ -74,7 +82,7 @@ impl Faults {
             ("garbage_rate", self.garbage_rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
-                return Err(format!("{name}: {rate} is not a probability in [0, 1]"));
+                return Err(BadRate { field: name, rate });
             }
         }
         Ok(())
@@ -119,7 +127,9 @@ mod tests {
             garbage_rate: 1.5,
             ..Faults::default()
         };
-        assert!(faults.validate().unwrap_err().contains("garbage_rate"));
+        let err = faults.validate().unwrap_err();
+        assert_eq!(err.field, "garbage_rate");
+        assert!(err.to_string().contains("garbage_rate"));
     }
 
     #[test]

@@ -126,7 +126,7 @@ impl SharedSim {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("simulator faults: {0}")]
-    Faults(String),
+    Faults(#[source] faults::BadRate),
     #[error("simulator timings: backup_failure_rate {0} is not a probability in [0, 1]")]
     FailureRate(f64),
     #[error("cannot listen on {addr}: {source}")]
@@ -232,7 +232,7 @@ impl Simulator {
     }
 
     /// Replaces the injected faults.
-    pub fn set_faults(&self, faults: Faults) -> Result<(), String> {
+    pub fn set_faults(&self, faults: Faults) -> Result<(), faults::BadRate> {
         faults.validate()?;
         self.shared.lock().faults = faults;
         Ok(())

@@ -329,7 +329,7 @@ impl<S: PhoneStore> Engine<S> {
             return TickReport {
                 phones: snapshot.len(),
                 duration: started.elapsed(),
-                skipped: Some(why),
+                skipped: Some(why.to_string()),
                 ..TickReport::default()
             };
         }
