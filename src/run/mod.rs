@@ -239,6 +239,33 @@ pub async fn run_with_client(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    // NB: every flag by name, no `..`: a flag added to RunArgs fails to compile here until it is
+    // wired below (or said to be unused), so none is parsed and silently dropped.
+    let RunArgs {
+        vendor_url: _,
+        credentials_secret: _,
+        token_file: _,
+        token_env: _,
+        tick_interval: _,
+        namespaces: _,
+        selector: _,
+        metrics_addr: _,
+        leader_election: _,
+        lease_name: _,
+        lease_namespace: _,
+        identity: _,
+        simulate: _,
+        backup_grace_period: _,
+        backup_backoff: _,
+        backup_backoff_max: _,
+        vendor_timeout: _,
+        vendor_concurrency: _,
+        debounce: _,
+        shutdown_timeout: _,
+        synced_after: _,
+        tick_deadline: _,
+        max_events_per_tick: _,
+    } = &args;
     validate(&args)?;
     let secret = match &args.credentials_secret {
         _ if args.simulate => None,
