@@ -5,15 +5,17 @@
 //! - [`credentials`]: the vendor credentials' sources, among them the watched Secret.
 //! - [`leader`]: the Lease election and the freshness fence of backup calls.
 //! - [`schema_check`]: the CRD revision gate.
+//! - `readiness`: `/readyz` and the gate of the ticks.
 
 pub mod args;
 pub mod credentials;
 pub mod leader;
+mod readiness;
 pub mod schema_check;
 
 pub use args::RunArgs;
 
-use crate::http::{self, Readiness};
+use crate::http;
 use crate::koophone::{self, Auth, Client, ClientConfig, CredentialsError, Token};
 use crate::metrics::Metrics;
 use crate::plan::PlanConfig;
@@ -23,7 +25,8 @@ use futures::FutureExt;
 use kube::api::ListParams;
 use kube::runtime::events::Reporter;
 use leader::{Leadership, LeaseConfig};
-use schema_check::{CrdProblem, Verdict};
+use readiness::{OperatorReadiness, tick_gate};
+use schema_check::CrdProblem;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,54 +176,6 @@ pub async fn preflight(client: &kube::Client, args: &RunArgs) -> Result<(), RunE
         }
     }
     Ok(())
-}
-
-/// Readiness: the watch cache has synced and the cluster's CRD is the one this binary needs.
-/// Vendor health (credentials, outages, an open breaker) is not readiness: it shows in conditions,
-/// metrics and alerts, so that one account's outage never blocks a rollout or a node drain.
-struct OperatorReadiness {
-    store: Arc<KubeStore>,
-    crd: watch::Receiver<Verdict>,
-}
-
-/// Why the operator is not ready.
-#[derive(Debug, thiserror::Error)]
-enum NotReady {
-    #[error("the CloudPhone watch cache has not synced yet")]
-    CacheNotSynced,
-    #[error(transparent)]
-    Crd(#[from] CrdProblem),
-}
-
-impl Readiness for OperatorReadiness {
-    fn check(&self) -> Result<(), http::NotReady> {
-        if !self.store.is_synced() {
-            return Err(NotReady::CacheNotSynced.into());
-        }
-        self.crd
-            .borrow()
-            .clone()
-            .map_err(|problem| NotReady::Crd(problem).into())
-    }
-}
-
-/// A watch that is true while `leader` is true and `crd` is compatible: when the engine may tick.
-fn tick_gate(
-    mut leader: watch::Receiver<bool>,
-    mut crd: watch::Receiver<Verdict>,
-) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
-    let (gate, receiver) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        loop {
-            let open = *leader.borrow_and_update() && crd.borrow_and_update().is_ok();
-            gate.send_if_modified(|v| std::mem::replace(v, open) != open);
-            tokio::select! {
-                changed = leader.changed() => if changed.is_err() { break },
-                changed = crd.changed() => if changed.is_err() { break },
-            }
-        }
-    });
-    (receiver, task)
 }
 
 /// Runs the operator until SIGTERM or Ctrl-C resolves `shutdown`.

@@ -1,0 +1,56 @@
+//! When the operator is ready (`/readyz`) and when its engine may tick: the watch cache synced,
+//! the cluster's CRD compatible, and, for ticks, this replica leading.
+
+use super::schema_check::{CrdProblem, Verdict};
+use crate::http::{self, Readiness};
+use crate::reconciler::KubeStore;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Readiness: the watch cache has synced and the cluster's CRD is the one this binary needs.
+/// Vendor health (credentials, outages, an open breaker) is not readiness: it shows in conditions,
+/// metrics and alerts, so that one account's outage never blocks a rollout or a node drain.
+pub(super) struct OperatorReadiness {
+    pub(super) store: Arc<KubeStore>,
+    pub(super) crd: watch::Receiver<Verdict>,
+}
+
+/// Why the operator is not ready.
+#[derive(Debug, thiserror::Error)]
+enum NotReady {
+    #[error("the CloudPhone watch cache has not synced yet")]
+    CacheNotSynced,
+    #[error(transparent)]
+    Crd(#[from] CrdProblem),
+}
+
+impl Readiness for OperatorReadiness {
+    fn check(&self) -> Result<(), http::NotReady> {
+        if !self.store.is_synced() {
+            return Err(NotReady::CacheNotSynced.into());
+        }
+        self.crd
+            .borrow()
+            .clone()
+            .map_err(|problem| NotReady::Crd(problem).into())
+    }
+}
+
+/// A watch that is true while `leader` is true and `crd` is compatible: when the engine may tick.
+pub(super) fn tick_gate(
+    mut leader: watch::Receiver<bool>,
+    mut crd: watch::Receiver<Verdict>,
+) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+    let (gate, receiver) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            let open = *leader.borrow_and_update() && crd.borrow_and_update().is_ok();
+            gate.send_if_modified(|v| std::mem::replace(v, open) != open);
+            tokio::select! {
+                changed = leader.changed() => if changed.is_err() { break },
+                changed = crd.changed() => if changed.is_err() { break },
+            }
+        }
+    });
+    (receiver, task)
+}
