@@ -110,6 +110,18 @@ async fn missing_ids_are_reported_as_missing_not_as_errors() {
 }
 
 #[tokio::test]
+async fn an_id_asked_twice_is_observed_once_and_ids_not_asked_are_dropped() {
+    let _deadline =
+        support::deadline("an_id_asked_twice_is_observed_once_and_ids_not_asked_are_dropped");
+    let sim = simulator(fleet(2, code::IDLE)).await;
+    let list = vec!["inst-00000".to_string(), "inst-00000".into()];
+    let report = client(&sim).query_status_chunk(&list).await.unwrap();
+    assert_eq!(report.observed.len(), 1);
+    assert_eq!(report.observed.get("inst-00000"), Some(&code::IDLE));
+    assert!(report.missing.is_empty(), "{:?}", report.missing);
+}
+
+#[tokio::test]
 async fn unknown_status_codes_are_kept_as_integers() {
     let _deadline = support::deadline("unknown_status_codes_are_kept_as_integers");
     let sim = simulator(vec![("odd".into(), 42), ("neg".into(), -3)]).await;
