@@ -33,7 +33,7 @@ async fn vendor_call_lines_name_their_tick_endpoint_and_request_id() {
     engine.tick().await;
     engine.tick().await;
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let calls: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("vendor call succeeded"))

@@ -120,7 +120,7 @@ async fn no_credential_reaches_any_log_line() {
     }
 
     let issued = sim.issued_tokens();
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let logs = captured.text();
     assert!(
         logs.contains("IAM token fetched"),
         "the run was logged at all:\n{logs}"

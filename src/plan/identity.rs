@@ -147,14 +147,6 @@ pub(super) fn older(a: &PhoneView, b: &PhoneView) -> bool {
     (a.created.is_none(), a.created, &a.key) < (b.created.is_none(), b.created, &b.key)
 }
 
-/// The instance ids to query this tick: each owned id once, sorted.
-pub fn instances_to_query(phones: &[PhoneView], dispositions: &[Disposition]) -> Vec<String> {
-    queried_phones(phones, dispositions)
-        .into_iter()
-        .map(|i| phones[i].spec.instance_id.clone())
-        .collect()
-}
-
 /// The phones whose instances are queried this tick (the owner of each id, so each id once), by
 /// instance id.
 pub fn queried_phones(phones: &[PhoneView], dispositions: &[Disposition]) -> Vec<usize> {

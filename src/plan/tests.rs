@@ -427,7 +427,11 @@ fn the_older_object_owns_a_shared_instance() {
     assert!(
         matches!(&d[4], Disposition::InvalidSpec { message } if message.contains("spec.instanceId"))
     );
-    assert_eq!(instances_to_query(&views, &d), ["kp1", "kp2"]);
+    let queried: Vec<&str> = queried_phones(&views, &d)
+        .into_iter()
+        .map(|i| views[i].spec.instance_id.as_str())
+        .collect();
+    assert_eq!(queried, ["kp1", "kp2"]);
     let planned = plan_phone(&views[0], &d[0], None, at(0), &config());
     assert_eq!(ready(&planned.status), ("False", "DuplicateInstance"));
     assert!(

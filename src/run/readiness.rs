@@ -17,7 +17,7 @@ pub(super) struct OperatorReadiness {
 
 /// Why the operator is not ready.
 #[derive(Debug, thiserror::Error)]
-enum NotReady {
+enum Unready {
     #[error("the CloudPhone watch cache has not synced yet")]
     CacheNotSynced,
     #[error(transparent)]
@@ -27,12 +27,12 @@ enum NotReady {
 impl Readiness for OperatorReadiness {
     fn check(&self) -> Result<(), http::NotReady> {
         if !self.store.is_synced() {
-            return Err(NotReady::CacheNotSynced.into());
+            return Err(Unready::CacheNotSynced.into());
         }
         self.crd
             .borrow()
             .clone()
-            .map_err(|problem| NotReady::Crd(problem).into())
+            .map_err(|problem| Unready::Crd(problem).into())
     }
 }
 
