@@ -9,7 +9,7 @@ cargo test --locked
 
 if [ ! -x .venv/bin/pytest ] || ! cmp -s tests/chart/requirements.txt .venv/requirements.txt; then
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/chart/requirements.txt
+  .venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check -r tests/chart/requirements.txt
   cp tests/chart/requirements.txt .venv/requirements.txt
 fi
 .venv/bin/pytest -q tests/chart
