@@ -10,7 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "chart"))
 
 import yaml  # noqa: E402
-from render import CHART, DEPLOY, NAMESPACE, ROOT, key, render, without_helm_labels  # noqa: E402
+from render import CHART, CRD_FILES, DEPLOY, NAMESPACE, ROOT, key, render, without_helm_labels  # noqa: E402
 
 HEADER = "# Generated from charts/cloudphone-operator by scripts/render-deploy.py: do not edit by hand.\n"
 
@@ -23,12 +23,13 @@ def main() -> None:
     )
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     (DEPLOY / "namespace.yaml").write_text(HEADER + yaml.safe_dump(namespace, sort_keys=True))
-    shutil.copyfile(ROOT / "crds" / "cloudphone.io_cloudphones.yaml", DEPLOY / "cloudphone.io_cloudphones.yaml")
+    for crd in CRD_FILES:
+        shutil.copyfile(ROOT / "crds" / crd, DEPLOY / crd)
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": NAMESPACE,
-        "resources": ["namespace.yaml", "cloudphone.io_cloudphones.yaml", "operator.yaml"],
+        "resources": ["namespace.yaml", *CRD_FILES, "operator.yaml"],
     }
     (DEPLOY / "kustomization.yaml").write_text(HEADER + yaml.safe_dump(kustomization, sort_keys=False))
     assert CHART.exists()

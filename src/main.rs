@@ -52,8 +52,8 @@ async fn main() -> anyhow::Result<()> {
     };
     telemetry::init(cli.log_format, default_filter);
     match cli.command {
-        Command::Crd => {
-            print!("{}", cloudphone_operator::api::crd_yaml());
+        Command::Crd { kind } => {
+            print!("{}", cloudphone_operator::api::crd_yaml(kind.into()));
             Ok(())
         }
         Command::Simulate(args) => simulate(*args).await,

@@ -1,23 +1,47 @@
 //! The CRD: the checked-in file matches the Rust types, and its schema refuses bad objects.
 
-use cloudphone_operator::api::{CloudPhone, crd_yaml};
+use cloudphone_operator::api::{CloudPhone, CloudPhoneAccount, CrdKind, crd_yaml};
 use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
-const CHECKED_IN: &str = include_str!("../crds/cloudphone.io_cloudphones.yaml");
-
 #[test]
-fn checked_in_crd_matches_the_rust_types() {
-    assert!(
-        CHECKED_IN == crd_yaml(),
-        "crds/cloudphone.io_cloudphones.yaml is stale: regenerate it with \
-         `cargo run -- crd > crds/cloudphone.io_cloudphones.yaml`"
-    );
+fn checked_in_crds_match_the_rust_types() {
+    for (kind, plural, checked_in) in [
+        (
+            CrdKind::CloudPhones,
+            "cloudphones",
+            include_str!("../crds/cloudphone.io_cloudphones.yaml"),
+        ),
+        (
+            CrdKind::CloudPhoneAccounts,
+            "cloudphoneaccounts",
+            include_str!("../crds/cloudphone.io_cloudphoneaccounts.yaml"),
+        ),
+    ] {
+        assert!(
+            checked_in == crd_yaml(kind),
+            "crds/cloudphone.io_{plural}.yaml is stale: regenerate it with \
+             `cargo run -- crd {plural} > crds/cloudphone.io_{plural}.yaml`"
+        );
+    }
 }
 
 fn version() -> Value {
     let crd = serde_json::to_value(CloudPhone::crd()).unwrap();
     crd["spec"]["versions"][0].clone()
+}
+
+fn account_version() -> Value {
+    let crd = serde_json::to_value(CloudPhoneAccount::crd()).unwrap();
+    crd["spec"]["versions"][0].clone()
+}
+
+/// Both CRDs' object schemas.
+fn schemas() -> [Value; 2] {
+    [
+        version()["schema"]["openAPIV3Schema"].clone(),
+        account_version()["schema"]["openAPIV3Schema"].clone(),
+    ]
 }
 
 /// The object schema, as a JSON-schema validator reads it.
@@ -156,7 +180,9 @@ fn every_field_has_a_description_for_kubectl_explain() {
         }
     }
     let mut missing = Vec::new();
-    walk("", &version()["schema"]["openAPIV3Schema"], &mut missing);
+    for schema in schemas() {
+        walk("", &schema, &mut missing);
+    }
     assert!(
         missing.is_empty(),
         "fields without a description: {missing:?}"
@@ -180,13 +206,138 @@ fn every_format_is_one_the_api_server_knows() {
         }
     }
     let mut found = Vec::new();
-    walk(&version()["schema"]["openAPIV3Schema"], &mut found);
+    for schema in schemas() {
+        walk(&schema, &mut found);
+    }
     assert!(!found.is_empty());
     for format in found {
         assert!(
             KNOWN.contains(&format.as_str()),
             "format {format:?} is unknown to the API server"
         );
+    }
+}
+
+#[test]
+fn the_account_ref_is_optional_and_immutable_once_set_by_cel_rules() {
+    let spec = &version()["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    assert_eq!(
+        errors(&phone(
+            json!({"instanceId": "a1", "accountRef": {"name": "team-a"}})
+        )),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        spec["properties"]["accountRef"]["x-kubernetes-validations"][0]["rule"],
+        "self == oldSelf"
+    );
+    assert_eq!(
+        spec["x-kubernetes-validations"][0]["rule"],
+        "!has(oldSelf.accountRef) || has(self.accountRef)",
+        "removing the reference is a change too"
+    );
+    let bad = errors(&phone(
+        json!({"instanceId": "a1", "accountRef": {"name": "Team A"}}),
+    ));
+    assert!(
+        bad.iter().any(|e| e.contains("/spec/accountRef/name")),
+        "{bad:?}"
+    );
+}
+
+fn account(spec: Value) -> Value {
+    json!({
+        "apiVersion": "cloudphone.io/v1alpha1",
+        "kind": "CloudPhoneAccount",
+        "metadata": {"name": "team-a"},
+        "spec": spec,
+    })
+}
+
+fn account_errors(object: &Value) -> Vec<String> {
+    let schema = account_version()["schema"]["openAPIV3Schema"].clone();
+    jsonschema::validator_for(&schema)
+        .unwrap()
+        .iter_errors(object)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn the_account_schema_accepts_every_documented_field() {
+    let spec = json!({
+        "vendorUrl": "https://koophone.myhuaweicloud.com",
+        "credentialsSecretRef": {"name": "team-a-koophone"},
+        "namespaceSelector": {"matchLabels": {"team": "a"}},
+        "namespaces": ["team-a", "team-a-staging"],
+        "limits": {"callsInFlight": 4, "callsPerSecond": 20},
+    });
+    assert_eq!(account_errors(&account(spec)), Vec::<String>::new());
+}
+
+#[test]
+fn the_account_schema_refuses_bad_fields_naming_them() {
+    for (spec, field) in [
+        (json!({}), ""),
+        (
+            json!({"credentialsSecretRef": {"name": "UPPER"}}),
+            "/spec/credentialsSecretRef/name",
+        ),
+        (
+            json!({"credentialsSecretRef": {"name": "s"}, "vendorUrl": "https://koophone.myhuaweicloud.com@evil.example"}),
+            "/spec/vendorUrl",
+        ),
+        (
+            json!({"credentialsSecretRef": {"name": "s"}, "vendorUrl": "ftp://host"}),
+            "/spec/vendorUrl",
+        ),
+        (
+            json!({"credentialsSecretRef": {"name": "s"}, "namespaces": ["Team_A"]}),
+            "/spec/namespaces/0",
+        ),
+        (
+            json!({"credentialsSecretRef": {"name": "s"}, "limits": {"callsInFlight": 0}}),
+            "/spec/limits/callsInFlight",
+        ),
+        (
+            json!({"credentialsSecretRef": {"name": "s"}, "limits": {"callsPerSecond": 100000}}),
+            "/spec/limits/callsPerSecond",
+        ),
+    ] {
+        let errors = account_errors(&account(spec.clone()));
+        assert!(
+            errors.iter().any(|e| e.ends_with(&format!(" at {field}"))
+                || (field.is_empty() && !errors.is_empty())),
+            "{spec}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn the_account_crd_follows_the_design() {
+    let crd = serde_json::to_value(CloudPhoneAccount::crd()).unwrap();
+    assert_eq!(crd["metadata"]["name"], "cloudphoneaccounts.cloudphone.io");
+    assert_eq!(crd["spec"]["scope"], "Cluster");
+    assert_eq!(crd["spec"]["names"]["shortNames"], json!(["cpa"]));
+    let v = account_version();
+    assert_eq!(v["name"], "v1alpha1");
+    assert_eq!(v["subresources"]["status"], json!({}));
+    let columns: Vec<&str> = v["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["Ready", "Reason", "Phones", "Vendor URL", "Age"]);
+    assert_eq!(
+        v["schema"]["openAPIV3Schema"]["x-kubernetes-validations"][0]["rule"],
+        "self.metadata.name != 'default'",
+        "the name of the operator's own account is reserved"
+    );
+    let status = &v["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+    assert_eq!(status["conditions"]["x-kubernetes-list-type"], "map");
+    for field in ["phones", "observedGeneration"] {
+        assert!(status[field].is_object(), "status.{field}");
     }
 }
 

@@ -1,6 +1,7 @@
 //! `CloudPhone` (`cloudphone.io/v1alpha1`): spec, status and the generated CRD.
 
 use super::Phase;
+use super::account::AccountRef;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
@@ -29,6 +30,7 @@ pub const INSTANCE_ID_MAX_LEN: usize = 32;
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[x_kube(validation = Rule::new("!has(oldSelf.accountRef) || has(self.accountRef)").message("spec.accountRef cannot be removed once set"))]
 #[serde(rename_all = "camelCase")]
 pub struct CloudPhoneSpec {
     /// The vendor's instance id: 1-32 characters of [A-Za-z0-9_-]. Immutable once set: to manage
@@ -50,6 +52,13 @@ pub struct CloudPhoneSpec {
     /// Stop every vendor call for this phone (status queries included). Default false.
     #[serde(default)]
     pub suspend: bool,
+
+    /// The CloudPhoneAccount whose endpoint and credentials this phone's vendor calls use; the
+    /// account must admit the phone's namespace. Unset: the operator's own credentials. Immutable
+    /// once set: an instance id means another instance under another account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.accountRef is immutable once set"))]
+    pub account_ref: Option<AccountRef>,
 }
 
 /// The lifecycle declared for a phone.
@@ -146,7 +155,7 @@ pub struct BackupStatus {
 }
 
 /// Conditions are a list keyed by `type`, so that server-side apply merges them per type.
-fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(super) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     schema.insert("x-kubernetes-list-type".into(), "map".into());
     schema.insert(
@@ -180,11 +189,18 @@ pub const SCHEMA_REVISION_ANNOTATION: &str = "cloudphone.io/schema-revision";
 /// The revision of the CloudPhone schema, raised whenever a field the operator relies on is added:
 /// an API server holding an older CRD prunes unknown status fields silently, among them those that
 /// guard against a second backup, so the operator refuses to run on an older revision.
-pub const SCHEMA_REVISION: u32 = 1;
+///
+/// 2: `spec.accountRef` (an older schema would drop it, and the phone's calls would go out under the
+/// operator's own credentials instead of its account's).
+pub const SCHEMA_REVISION: u32 = 2;
 
 /// The CRD, annotated with its schema revision: what `crds/` holds and the operator checks.
 pub fn crd() -> CustomResourceDefinition {
-    let mut crd = CloudPhone::crd();
+    annotated(CloudPhone::crd())
+}
+
+/// `crd` with the [`SCHEMA_REVISION_ANNOTATION`]: both CRDs carry the revision of the bundle.
+pub(super) fn annotated(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     crd.metadata
         .annotations
         .get_or_insert_with(Default::default)
@@ -195,10 +211,21 @@ pub fn crd() -> CustomResourceDefinition {
     crd
 }
 
-/// The CRD as the YAML document checked in under `crds/`.
-pub fn crd_yaml() -> String {
+/// The CRDs this binary defines, by the plural of their kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrdKind {
+    CloudPhones,
+    CloudPhoneAccounts,
+}
+
+/// A CRD as the YAML document checked in under `crds/`.
+pub fn crd_yaml(kind: CrdKind) -> String {
+    let crd = match kind {
+        CrdKind::CloudPhones => crd(),
+        CrdKind::CloudPhoneAccounts => super::account_crd(),
+    };
     // NB: serialising a k8s-openapi CRD cannot fail; the expect guards a broken dependency upgrade.
-    serde_yaml::to_string(&crd()).expect("the CRD serialises to YAML")
+    serde_yaml::to_string(&crd).expect("the CRD serialises to YAML")
 }
 
 #[cfg(test)]

@@ -32,12 +32,32 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator against the cluster of the kubeconfig or the in-cluster service account.
     Run(Box<RunArgs>),
-    /// Print the CloudPhone CustomResourceDefinition as YAML.
-    Crd,
+    /// Print a CustomResourceDefinition as YAML (default: CloudPhone's).
+    Crd {
+        /// Which CRD: cloudphones or cloudphoneaccounts.
+        #[arg(value_enum, default_value = "cloudphones")]
+        kind: CrdKind,
+    },
     /// Run the vendor API simulator as a stand-alone HTTP server.
     Simulate(Box<SimulateArgs>),
     /// The quick start: a simulated fleet and the example CloudPhones, queried and shown.
     Demo(DemoArgs),
+}
+
+/// The CRDs `cloudphone-operator crd` prints, by plural (as under `crds/`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrdKind {
+    Cloudphones,
+    Cloudphoneaccounts,
+}
+
+impl From<CrdKind> for crate::api::CrdKind {
+    fn from(kind: CrdKind) -> crate::api::CrdKind {
+        match kind {
+            CrdKind::Cloudphones => crate::api::CrdKind::CloudPhones,
+            CrdKind::Cloudphoneaccounts => crate::api::CrdKind::CloudPhoneAccounts,
+        }
+    }
 }
 
 /// Parses `500ms`, `30s`, `5m`.
@@ -212,6 +232,10 @@ pub struct SimulateArgs {
     /// An access key pair whose signed calls are accepted, as AK=SK (repeatable).
     #[arg(long = "access-key", env = "CLOUDPHONE_SIM_ACCESS_KEY", hide_env_values = true, value_delimiter = ',', value_name = "AK=SK", value_parser = parse_access_key)]
     access_keys: Vec<(String, String)>,
+    /// A token of a tenant other than the default one, as TENANT=TOKEN (repeatable): its calls
+    /// see only the tenant's instances, seeded as TENANT/ID.
+    #[arg(long = "tenant-token", env = "CLOUDPHONE_SIM_TENANT_TOKEN", hide_env_values = true, value_delimiter = ',', value_name = "TENANT=TOKEN", value_parser = parse_tenant_token)]
+    tenant_tokens: Vec<(String, String)>,
     /// How long a backup takes.
     #[arg(long, env = "CLOUDPHONE_SIM_BACKUP_DURATION", default_value = "3s", value_parser = parse_duration)]
     backup_duration: Duration,
@@ -310,8 +334,35 @@ fn parse_access_key(text: &str) -> Result<(String, String), String> {
     Ok((ak.to_owned(), sk.to_owned()))
 }
 
+fn parse_tenant_token(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((tenant, token))
+            if !tenant.is_empty() && !token.is_empty() && !tenant.contains('/') =>
+        {
+            Ok((tenant.to_owned(), token.to_owned()))
+        }
+        _ => Err("expected TENANT=TOKEN (a tenant name without /, and a token)".to_owned()),
+    }
+}
+
 fn parse_state_flag(text: &str) -> Result<i64, String> {
     sim::parse_state(text)
+}
+
+/// The tenants of `--tenant-token` flags.
+fn tenants(tokens: Vec<(String, String)>) -> Vec<sim::SimTenant> {
+    let mut by_name: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (tenant, token) in tokens {
+        by_name.entry(tenant).or_default().push(token);
+    }
+    by_name
+        .into_iter()
+        .map(|(name, tokens)| sim::SimTenant {
+            name,
+            tokens,
+            access_keys: Vec::new(),
+        })
+        .collect()
 }
 
 impl SimulateArgs {
@@ -325,6 +376,7 @@ impl SimulateArgs {
             iam_users,
             token_lifetime,
             access_keys,
+            tenant_tokens,
             backup_duration,
             restore_duration,
             backup_failure_rate,
@@ -384,6 +436,7 @@ impl SimulateArgs {
             business_errors_as_200,
             seed,
             auto_create,
+            tenants: tenants(tenant_tokens),
         };
         Ok((config, listen))
     }

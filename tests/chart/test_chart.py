@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from render import CHART, DEPLOY, ROOT, key, notes, render, without_helm_labels
+from render import CHART, CRD_FILES, DEPLOY, ROOT, key, notes, render, without_helm_labels
 
 KUBE_VERSION = "1.33.0"
 # Kinds whose schema is not in Kubernetes itself (Prometheus Operator's CRD).
@@ -225,13 +225,13 @@ def test_values_yaml_has_a_comment_on_every_key():
             assert previous.strip().startswith("#"), f"values.yaml: no comment above {line.strip()!r}"
 
 
-def test_the_chart_crd_is_the_generated_crd():
-    assert (CHART / "crds" / "cloudphone.io_cloudphones.yaml").read_text() == (
-        ROOT / "crds" / "cloudphone.io_cloudphones.yaml"
-    ).read_text()
-    assert (DEPLOY / "cloudphone.io_cloudphones.yaml").read_text() == (
-        ROOT / "crds" / "cloudphone.io_cloudphones.yaml"
-    ).read_text()
+def test_the_chart_crds_are_the_generated_crds():
+    assert sorted(p.name for p in (ROOT / "crds").glob("*.yaml")) == sorted(CRD_FILES)
+    assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == sorted(CRD_FILES)
+    for crd in CRD_FILES:
+        generated = (ROOT / "crds" / crd).read_text()
+        assert (CHART / "crds" / crd).read_text() == generated, f"charts/cloudphone-operator/crds/{crd} is stale"
+        assert (DEPLOY / crd).read_text() == generated, f"deploy/{crd} is stale"
 
 
 def test_chart_metadata():
@@ -272,8 +272,8 @@ def test_plain_manifests_are_valid_for_the_lowest_supported_kubernetes():
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc["kind"] != "CustomResourceDefinition":
                 kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
-    crd = yaml.safe_load((DEPLOY / "cloudphone.io_cloudphones.yaml").read_text())
-    kubernetes_validate.validate(crd, KUBE_VERSION, strict=True)
+    for crd in CRD_FILES:
+        kubernetes_validate.validate(yaml.safe_load((DEPLOY / crd).read_text()), KUBE_VERSION, strict=True)
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
@@ -283,7 +283,7 @@ def test_the_kustomization_builds_into_the_same_objects():
     ).stdout
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(built) if d)
     assert kinds == sorted(
-        ["Namespace", "CustomResourceDefinition"] + [o["kind"] for o in deploy_objects()]
+        ["Namespace"] + ["CustomResourceDefinition"] * len(CRD_FILES) + [o["kind"] for o in deploy_objects()]
     )
     for doc in yaml.safe_load_all(built):
         if doc and doc["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
