@@ -206,6 +206,7 @@ fn phones(n: usize) -> Vec<CloudPhone> {
                     lifecycle: Lifecycle::BackedUp,
                     interrupt_streaming: false,
                     suspend: false,
+                    account_ref: None,
                 },
             );
             p.metadata.namespace = Some(format!("fleet-{}", i % 10));

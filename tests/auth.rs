@@ -241,6 +241,7 @@ async fn a_refused_secret_stops_every_vendor_call() {
             lifecycle: Lifecycle::BackedUp,
             interrupt_streaming: false,
             suspend: false,
+            account_ref: None,
         },
     );
     phone.metadata.namespace = Some("fleet".into());

@@ -592,6 +592,7 @@ fn lifecycle_round_trips_through_json() {
             lifecycle: Lifecycle::BackedUp,
             interrupt_streaming: false,
             suspend: false,
+            account_ref: None,
         }
     );
 }

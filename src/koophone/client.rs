@@ -33,6 +33,10 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Retries of failed calls.
     pub retry: RetryPolicy,
+    /// Calls (attempts) of this client in flight at once, at most; `None`: no bound of its own.
+    pub calls_in_flight: Option<usize>,
+    /// Calls (attempts) of this client started per second, at most; `None`: no bound.
+    pub calls_per_second: Option<u32>,
 }
 
 impl Default for ClientConfig {
@@ -44,6 +48,8 @@ impl Default for ClientConfig {
             // gateway without letting one hung call hold a tick for minutes.
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            calls_in_flight: None,
+            calls_per_second: None,
         }
     }
 }
@@ -89,6 +95,48 @@ pub struct Client {
     /// Flow control: after a 429, no call of this client (one account) leaves before this time,
     /// whichever chunk or endpoint it is for.
     paused_until: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// The account's own limits, shared by every clone.
+    limits: Arc<Limits>,
+}
+
+/// An account's bounds on its calls: slots in flight, and the spacing of their starts.
+struct Limits {
+    in_flight: Option<tokio::sync::Semaphore>,
+    /// The least time between two starts, and when the next may start.
+    spacing: Option<(Duration, std::sync::Mutex<tokio::time::Instant>)>,
+}
+
+impl Limits {
+    fn new(in_flight: Option<usize>, per_second: Option<u32>) -> Limits {
+        Limits {
+            in_flight: in_flight.map(|n| tokio::sync::Semaphore::new(n.max(1))),
+            spacing: per_second.map(|n| {
+                (
+                    Duration::from_secs(1) / n.max(1),
+                    std::sync::Mutex::new(tokio::time::Instant::now()),
+                )
+            }),
+        }
+    }
+
+    /// Waits for a start slot under the rate bound, then for a slot in flight; the permit, if
+    /// any, is the slot, held for the attempt.
+    async fn admit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        if let Some((gap, next)) = &self.spacing {
+            let start = {
+                let mut next = next.lock().unwrap_or_else(|p| p.into_inner());
+                let start = (*next).max(tokio::time::Instant::now());
+                *next = start + *gap;
+                start
+            };
+            tokio::time::sleep_until(start).await;
+        }
+        match &self.in_flight {
+            // NB: the semaphore is never closed, so acquiring fails never.
+            Some(slots) => slots.acquire().await.ok(),
+            None => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -128,6 +176,7 @@ impl Client {
             retry: config.retry,
             observer: None,
             paused_until: Arc::default(),
+            limits: Arc::new(Limits::new(config.calls_in_flight, config.calls_per_second)),
         })
     }
 
@@ -244,11 +293,13 @@ impl Client {
             let request_id = first_request_id.take().unwrap_or_else(Uuid::new_v4);
             // One span an attempt: every line about it carries the endpoint and the request id.
             let span = tracing::info_span!("vendor_call", %endpoint, %request_id, ids = ids.len());
+            let slot = self.limits.admit().await;
             let started = Instant::now();
             let result = self
                 .attempt(endpoint, request_id, ids, &call_auth)
                 .instrument(span.clone())
                 .await;
+            drop(slot);
             if let Some(observer) = &self.observer {
                 let outcome = result.as_ref().map_or_else(Error::label, |_| "ok");
                 observer.observe(endpoint, outcome, started.elapsed());

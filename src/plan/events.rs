@@ -80,7 +80,7 @@ pub fn events(
 }
 
 /// Ready reasons that say the phone cannot reach its lifecycle without a person acting.
-pub(super) const BLOCKED_REASONS: [&str; 8] = [
+pub(super) const BLOCKED_REASONS: [&str; 11] = [
     BACKUP_REFUSED,
     "Streaming",
     "RestoreFailed",
@@ -89,6 +89,9 @@ pub(super) const BLOCKED_REASONS: [&str; 8] = [
     "InvalidSpec",
     "UnknownStatus",
     "Suspended",
+    ACCOUNT_NOT_FOUND,
+    ACCOUNT_NOT_ALLOWED,
+    ACCOUNT_NOT_READY,
 ];
 
 /// True when a phone has reached what it declares (`Ready=True`), or is reported as unable to with

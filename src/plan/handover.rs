@@ -26,7 +26,7 @@ pub struct Intent {
     pub requested_at: Timestamp,
 }
 
-/// The intents of one leadership term, per account and instance id.
+/// The intents of one leadership term, per account scope and instance id.
 #[derive(Debug, Default)]
 pub struct Intents {
     by_instance: HashMap<(String, String), Intent>,
@@ -57,7 +57,6 @@ impl Intents {
     /// grace period has ended.
     pub fn observe<'p, 'v: 'p>(
         &mut self,
-        account: &str,
         phones: impl IntoIterator<Item = &'p PhoneView<'v>>,
         now: Timestamp,
         grace: Duration,
@@ -69,8 +68,11 @@ impl Intents {
             let Some(at) = backup.requested_at.as_ref().filter(|_| backup.in_flight) else {
                 continue;
             };
+            let Ok(scope) = phone.account else {
+                continue;
+            };
             self.record(
-                account,
+                scope,
                 &phone.spec.instance_id,
                 Intent {
                     owner: phone.key.to_string(),
@@ -84,14 +86,11 @@ impl Intents {
     }
 
     /// Another object's intent for the phone's instance whose grace period has not ended.
-    pub fn previous(
-        &self,
-        account: &str,
-        phone: &PhoneView,
-        now: Timestamp,
-        grace: Duration,
-    ) -> Option<&Intent> {
-        let key = (account.to_owned(), phone.spec.instance_id.clone());
+    pub fn previous(&self, phone: &PhoneView, now: Timestamp, grace: Duration) -> Option<&Intent> {
+        let key = (
+            phone.account.as_ref().ok()?.to_string(),
+            phone.spec.instance_id.clone(),
+        );
         self.by_instance.get(&key).filter(|intent| {
             intent.uid.as_deref() != phone.uid && now < grace_end(intent.requested_at, grace)
         })
@@ -175,6 +174,7 @@ mod tests {
             lifecycle: Lifecycle::BackedUp,
             interrupt_streaming: false,
             suspend: false,
+            account_ref: None,
         }
     }
 
@@ -194,6 +194,7 @@ mod tests {
             generation: Some(1),
             spec,
             status,
+            account: Ok(crate::plan::DEFAULT_SCOPE),
         }
     }
 
@@ -215,15 +216,14 @@ mod tests {
         let old_status = intent_status(0);
         let mut intents = Intents::default();
         intents.observe(
-            "default",
             &[view("old", "u-old", &spec, Some(&old_status))],
             at(1),
             GRACE,
         );
         // The old object is deleted: the next snapshots show only the new one.
         let new = view("new", "u-new", &spec, None);
-        intents.observe("default", std::slice::from_ref(&new), at(5), GRACE);
-        let previous = intents.previous("default", &new, at(5), GRACE).cloned();
+        intents.observe(std::slice::from_ref(&new), at(5), GRACE);
+        let previous = intents.previous(&new, at(5), GRACE).cloned();
         assert_eq!(
             previous.as_ref().map(|i| i.owner.as_str()),
             Some("fleet/old")
@@ -254,8 +254,8 @@ mod tests {
         );
 
         // Past the grace period the intent is forgotten and the new owner acts.
-        intents.observe("default", std::slice::from_ref(&new), at(121), GRACE);
-        assert!(intents.previous("default", &new, at(121), GRACE).is_none());
+        intents.observe(std::slice::from_ref(&new), at(121), GRACE);
+        assert!(intents.previous(&new, at(121), GRACE).is_none());
         assert!(intents.is_empty());
     }
 
@@ -265,15 +265,15 @@ mod tests {
         let status = intent_status(0);
         let phone = view("p", "u-p", &spec, Some(&status));
         let mut intents = Intents::default();
-        intents.observe("default", std::slice::from_ref(&phone), at(1), GRACE);
-        assert!(intents.previous("default", &phone, at(1), GRACE).is_none());
-        let other = view("q", "u-q", &spec, None);
+        intents.observe(std::slice::from_ref(&phone), at(1), GRACE);
+        assert!(intents.previous(&phone, at(1), GRACE).is_none());
+        let mut other = view("q", "u-q", &spec, None);
+        assert!(intents.previous(&other, at(1), GRACE).is_some());
+        other.account = Ok("another-tenant");
         assert!(
-            intents
-                .previous("other-account", &other, at(1), GRACE)
-                .is_none()
+            intents.previous(&other, at(1), GRACE).is_none(),
+            "the same id in another account's scope is another instance"
         );
-        assert!(intents.previous("default", &other, at(1), GRACE).is_some());
     }
 
     #[test]

@@ -61,6 +61,24 @@ impl fmt::Display for KeyRef<'_> {
     }
 }
 
+/// The scope of the operator's own credentials (phones without `spec.accountRef`).
+pub const DEFAULT_SCOPE: &str = "default";
+
+/// A phone's `spec.accountRef` names no CloudPhoneAccount.
+pub const ACCOUNT_NOT_FOUND: &str = "AccountNotFound";
+/// The phone's account does not admit its namespace.
+pub const ACCOUNT_NOT_ALLOWED: &str = "AccountNotAllowed";
+/// The phone's account is not usable: credentials missing or refused, endpoint not allowed.
+pub const ACCOUNT_NOT_READY: &str = "AccountNotReady";
+
+/// Why a phone's account cannot be used this tick: the phone makes no vendor call, and its
+/// conditions say why (`AccountNotFound`, `AccountNotAllowed`, `AccountNotReady`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountBlock {
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// A phone as the planner sees it.
 #[derive(Clone, Debug)]
 pub struct PhoneView<'a> {
@@ -71,6 +89,9 @@ pub struct PhoneView<'a> {
     pub generation: Option<i64>,
     pub spec: &'a CloudPhoneSpec,
     pub status: Option<&'a CloudPhoneStatus>,
+    /// The scope of the account its calls use (one vendor endpoint and project: instance ids are
+    /// unique within a scope, not across), or why its account cannot be used.
+    pub account: Result<&'a str, AccountBlock>,
 }
 
 impl<'a> PhoneView<'a> {
@@ -85,6 +106,7 @@ impl<'a> PhoneView<'a> {
             generation: phone.metadata.generation,
             spec: &phone.spec,
             status: phone.status.as_ref(),
+            account: Ok(DEFAULT_SCOPE),
         }
     }
 }
@@ -100,13 +122,15 @@ pub enum Disposition {
     Duplicate { owner: PhoneKey },
     /// The spec slipped past the schema; `message` names the field.
     InvalidSpec { message: String },
+    /// Its account cannot be used: missing, not admitting its namespace, or not ready.
+    AccountBlocked(AccountBlock),
 }
 
-/// Decides, for every phone, whether its instance is queried this tick. Suspended phones and invalid
-/// specs own nothing; of several objects naming one instance the oldest (then the first by
-/// namespace/name) owns it.
+/// Decides, for every phone, whether its instance is queried this tick. Suspended phones, invalid
+/// specs and phones whose account cannot be used own nothing; of several objects naming one
+/// instance (one id in one account scope) the oldest (then the first by namespace/name) owns it.
 pub fn dispositions(phones: &[PhoneView]) -> Vec<Disposition> {
-    let mut owners: HashMap<&str, usize> = HashMap::new();
+    let mut owners: HashMap<(&str, &str), usize> = HashMap::new();
     let mut out = Vec::with_capacity(phones.len());
     for (i, phone) in phones.iter().enumerate() {
         let id = phone.spec.instance_id.as_str();
@@ -119,9 +143,11 @@ pub fn dispositions(phones: &[PhoneView]) -> Vec<Disposition> {
                     "spec.instanceId {shown:?} {reason}; it must be 1-32 characters of [A-Za-z0-9_-]"
                 ),
             });
-        } else {
+        } else if let Err(block) = &phone.account {
+            out.push(Disposition::AccountBlocked(block.clone()));
+        } else if let Ok(scope) = phone.account {
             out.push(Disposition::Query);
-            let owner = owners.entry(id).or_insert(i);
+            let owner = owners.entry((scope, id)).or_insert(i);
             if *owner != i && older(&phones[i], &phones[*owner]) {
                 *owner = i;
             }
@@ -131,7 +157,10 @@ pub fn dispositions(phones: &[PhoneView]) -> Vec<Disposition> {
         if out[i] != Disposition::Query {
             continue;
         }
-        let owner = owners[phone.spec.instance_id.as_str()];
+        let Ok(scope) = phone.account else {
+            continue;
+        };
+        let owner = owners[&(scope, phone.spec.instance_id.as_str())];
         if owner != i {
             out[i] = Disposition::Duplicate {
                 owner: phones[owner].key.to_key(),
@@ -147,16 +176,19 @@ pub(super) fn older(a: &PhoneView, b: &PhoneView) -> bool {
     (a.created.is_none(), a.created, &a.key) < (b.created.is_none(), b.created, &b.key)
 }
 
-/// The phones whose instances are queried this tick (the owner of each id, so each id once), by
-/// instance id.
+/// The phones whose instances are queried this tick (the owner of each id in each scope, so each
+/// instance once), by scope and instance id.
 pub fn queried_phones(phones: &[PhoneView], dispositions: &[Disposition]) -> Vec<usize> {
-    // NB: sorted as (id, index) pairs: a comparison reads the ids directly, not through each view.
-    let mut owners: Vec<(&str, usize)> = (0..phones.len())
+    // NB: sorted as (scope, id, index): a comparison reads the ids directly, not through each view.
+    let mut owners: Vec<(&str, &str, usize)> = (0..phones.len())
         .filter(|&i| dispositions[i] == Disposition::Query)
-        .map(|i| (phones[i].spec.instance_id.as_str(), i))
+        .filter_map(|i| {
+            let scope = phones[i].account.as_ref().ok()?;
+            Some((*scope, phones[i].spec.instance_id.as_str(), i))
+        })
         .collect();
     owners.sort_unstable();
-    // NB: [`dispositions`] gives each id one owner; this only guards against a caller's mix-up.
-    owners.dedup_by_key(|(id, _)| *id);
-    owners.into_iter().map(|(_, i)| i).collect()
+    // NB: [`dispositions`] gives each instance one owner; this only guards against a mix-up.
+    owners.dedup_by_key(|(scope, id, _)| (*scope, *id));
+    owners.into_iter().map(|(_, _, i)| i).collect()
 }

@@ -105,7 +105,10 @@ pub use backup::{BACKUP_REFUSED, BackupResult, record_backup_result, stamp_inten
 use conditions::{Conditions, LazyConditions};
 pub use events::{PhoneEvent, events, is_settled};
 pub use handover::{AWAITING_HANDOVER, Intent, Intents, handover_wait, hold};
-pub use identity::{Disposition, KeyRef, PhoneKey, PhoneView, dispositions, queried_phones};
+pub use identity::{
+    ACCOUNT_NOT_ALLOWED, ACCOUNT_NOT_FOUND, ACCOUNT_NOT_READY, AccountBlock, DEFAULT_SCOPE,
+    Disposition, KeyRef, PhoneKey, PhoneView, dispositions, queried_phones,
+};
 pub use phone::{Failure, Observation, Planned, plan_phone};
 use phone::{ReadyCondition, requested};
 

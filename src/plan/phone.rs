@@ -84,6 +84,9 @@ pub fn plan_phone<'a>(
                  call: delete it or point spec.instanceId at another instance"
             )),
         )),
+        Disposition::AccountBlocked(block) => {
+            Some(("False", block.reason, Cow::Borrowed(block.message.as_str())))
+        }
         Disposition::Query => None,
     };
     if let Some((condition, reason, message)) = no_call {

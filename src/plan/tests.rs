@@ -43,6 +43,7 @@ impl Phone {
                 lifecycle: Lifecycle::Observed,
                 interrupt_streaming: false,
                 suspend: false,
+                account_ref: None,
             },
             status: None,
         }
@@ -75,6 +76,7 @@ impl Phone {
             generation: self.generation,
             spec: &self.spec,
             status: self.status.as_ref(),
+            account: Ok(DEFAULT_SCOPE),
         }
     }
     /// Plans this phone alone.
@@ -438,6 +440,54 @@ fn the_older_object_owns_a_shared_instance() {
         condition(&planned.status, READY)
             .message
             .contains("fleet/older")
+    );
+}
+
+#[test]
+fn one_id_in_two_account_scopes_is_two_instances_and_a_blocked_phone_owns_nothing() {
+    let phones = [
+        Phone::new("a-old", "kp1").created(1),
+        Phone::new("b", "kp1").created(2),
+        Phone::new("a-new", "kp1").created(3),
+        Phone::new("blocked", "kp2").created(0),
+        Phone::new("c", "kp2").created(5),
+    ];
+    let mut views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
+    views[0].account = Ok("tenant-a");
+    views[1].account = Ok("tenant-b");
+    views[2].account = Ok("tenant-a");
+    views[3].account = Err(AccountBlock {
+        reason: ACCOUNT_NOT_ALLOWED,
+        message: "CloudPhoneAccount \"a\" does not admit namespace \"fleet\"".into(),
+    });
+    views[4].account = Ok("tenant-a");
+    let d = dispositions(&views);
+    assert_eq!(d[0], Disposition::Query);
+    assert_eq!(d[1], Disposition::Query, "the same id under another tenant");
+    assert!(matches!(&d[2], Disposition::Duplicate { owner } if owner.name == "a-old"));
+    assert!(matches!(&d[3], Disposition::AccountBlocked(b) if b.reason == ACCOUNT_NOT_ALLOWED));
+    assert_eq!(
+        d[4],
+        Disposition::Query,
+        "a blocked phone, older, owns nothing"
+    );
+    let queried: Vec<&str> = queried_phones(&views, &d)
+        .into_iter()
+        .map(|i| views[i].key.name)
+        .collect();
+    assert_eq!(queried, ["a-old", "c", "b"], "by scope, then id");
+
+    let planned = plan_phone(&views[3], &d[3], None, at(0), &config());
+    assert_eq!(ready(&planned.status), ("False", ACCOUNT_NOT_ALLOWED));
+    assert!(!planned.backup);
+    assert!(
+        condition(&planned.status, SYNCED)
+            .message
+            .contains("does not admit")
+    );
+    assert!(
+        is_settled(&planned.status),
+        "a person must act: it is not pending"
     );
 }
 

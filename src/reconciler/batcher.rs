@@ -19,6 +19,8 @@ pub(crate) struct Batcher<'a> {
     in_flight: usize,
     breakers: &'a Breakers,
     account: &'a str,
+    /// The account's scope (see [`crate::plan::PhoneView::account`]), for the records of intents.
+    pub scope: &'a str,
     /// The credentials' version at the start of the tick: a breaker opened under older ones closes.
     credentials: u64,
     pub status_calls: AtomicU64,
@@ -61,10 +63,17 @@ impl<'a> Batcher<'a> {
             in_flight: in_flight.max(1),
             breakers,
             account,
+            scope: crate::plan::DEFAULT_SCOPE,
             credentials: client.credentials_version(),
             status_calls: AtomicU64::new(0),
             backup_calls: AtomicU64::new(0),
         }
+    }
+
+    /// The batcher of an account whose instance ids live in `scope`.
+    pub fn in_scope(mut self, scope: &'a str) -> Batcher<'a> {
+        self.scope = scope;
+        self
     }
 
     /// The observation of every id: chunks of at most 100, several in flight. While the account's

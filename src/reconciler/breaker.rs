@@ -9,9 +9,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The account of the operator's one set of credentials (issue 13 adds more): breakers, 429 pauses
-/// and in-flight records are keyed by account already.
-pub const DEFAULT_ACCOUNT: &str = "default";
+/// The account of the operator's own credentials (phones without `spec.accountRef`); the others
+/// are keyed by their CloudPhoneAccount's name, which may not be this one.
+pub const DEFAULT_ACCOUNT: &str = crate::api::DEFAULT_ACCOUNT_NAME;
 
 /// Timings of the breakers.
 #[derive(Clone, Debug, PartialEq)]

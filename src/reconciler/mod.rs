@@ -3,6 +3,7 @@
 //! It knows nothing of Kubernetes: it reads and writes through a [`PhoneStore`], which the watch
 //! cache implements under `run` and [`MemoryStore`] implements for the quick start and the tests.
 
+mod accounts;
 mod batcher;
 mod breaker;
 mod engine;
@@ -12,6 +13,7 @@ mod store;
 mod synced;
 mod tick;
 
+pub use accounts::{Account, AccountSet, AccountsFeed, Tenants, Unusable};
 pub use breaker::{Admission, BreakerConfig, Breakers, DEFAULT_ACCOUNT};
 pub use engine::{Engine, EngineConfig, INTENT_MAX_AGE, TickReport, Trigger};
 pub use kube_store::{FIELD_MANAGER, KubeStore, WatchConfig, Watches, phone_apis, slim};

@@ -51,26 +51,37 @@ impl fmt::Display for SyncedAfter {
     }
 }
 
-/// The failures of the last ticks, per instance id: how many ticks in a row, since when.
+/// The failures of the last ticks, per account scope and instance id (one id in two scopes is two
+/// instances): how many ticks in a row, since when.
 #[derive(Debug, Default)]
 pub struct FailureMemory {
-    failing: HashMap<String, (u32, Instant)>,
+    failing: HashMap<String, HashMap<String, (u32, Instant)>>,
 }
 
 impl FailureMemory {
     /// Removes each failed observation whose failure has not persisted long enough yet (the phone
     /// is then planned as not observed this tick: nothing changes), and forgets the instances
     /// that answered.
-    pub fn debounce(&mut self, observations: &mut HashMap<String, Observation>, rule: SyncedAfter) {
+    pub fn debounce(
+        &mut self,
+        scope: &str,
+        observations: &mut HashMap<String, Observation>,
+        rule: SyncedAfter,
+    ) {
         let now = Instant::now();
         observations.retain(|id, observation| {
             if !matches!(observation, Observation::Failed(_)) {
-                if !self.failing.is_empty() {
-                    self.failing.remove(id);
+                if let Some(failing) = self.failing.get_mut(scope) {
+                    failing.remove(id);
                 }
                 return true;
             }
-            let (ticks, since) = self.failing.entry(id.clone()).or_insert((0, now));
+            let (ticks, since) = self
+                .failing
+                .entry(scope.to_owned())
+                .or_default()
+                .entry(id.clone())
+                .or_insert((0, now));
             *ticks = ticks.saturating_add(1);
             match rule {
                 SyncedAfter::Ticks(n) => *ticks >= n,
@@ -79,13 +90,18 @@ impl FailureMemory {
         });
     }
 
-    /// Forgets the instances not queried this tick (deleted, suspended, or handed over).
-    pub fn forget_except<'a>(&mut self, queried: impl IntoIterator<Item = &'a str>) {
-        if self.failing.is_empty() {
+    /// Forgets the instances not queried this tick (deleted, suspended, or handed over), given as
+    /// (scope, instance id).
+    pub fn forget_except<'a>(&mut self, queried: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        if self.failing.values().all(HashMap::is_empty) {
+            self.failing.clear();
             return;
         }
-        let queried: std::collections::HashSet<&str> = queried.into_iter().collect();
-        self.failing.retain(|id, _| queried.contains(id.as_str()));
+        let queried: std::collections::HashSet<(&str, &str)> = queried.into_iter().collect();
+        for (scope, failing) in &mut self.failing {
+            failing.retain(|id, _| queried.contains(&(scope.as_str(), id.as_str())));
+        }
+        self.failing.retain(|_, failing| !failing.is_empty());
     }
 }
 
@@ -103,7 +119,7 @@ mod tests {
 
     fn tick(memory: &mut FailureMemory, obs: Observation, rule: SyncedAfter) -> bool {
         let mut map = HashMap::from([("a".to_owned(), obs)]);
-        memory.debounce(&mut map, rule);
+        memory.debounce("default", &mut map, rule);
         map.contains_key("a")
     }
 
@@ -121,6 +137,25 @@ mod tests {
         assert!(!tick(&mut m, failed(), rule));
         assert!(tick(&mut m, failed(), rule));
         assert!(tick(&mut m, failed(), rule));
+    }
+
+    #[test]
+    fn one_id_fails_apart_in_each_account_scope() {
+        let rule = SyncedAfter::Ticks(2);
+        let mut m = FailureMemory::default();
+        for _ in 0..2 {
+            let mut a = HashMap::from([("kp1".to_owned(), failed())]);
+            m.debounce("tenant-a", &mut a, rule);
+            let mut b = HashMap::from([("kp1".to_owned(), Observation::Status(0))]);
+            m.debounce("tenant-b", &mut b, rule);
+            m.forget_except([("tenant-a", "kp1"), ("tenant-b", "kp1")]);
+        }
+        let mut a = HashMap::from([("kp1".to_owned(), failed())]);
+        m.debounce("tenant-a", &mut a, rule);
+        assert!(
+            a.contains_key("kp1"),
+            "another tenant's answer for the same id does not reset this one's failures"
+        );
     }
 
     #[tokio::test]

@@ -22,10 +22,11 @@ pub(crate) struct Written {
 /// What a tick knows before any vendor call; its groups only read it.
 pub(crate) struct Frame<'a> {
     pub snapshot: &'a [Arc<CloudPhone>],
-    /// Phones whose cached object is older than this term's last write of them: they are not
-    /// planned this tick (a plan from the old object would only be fenced off), and wait for the
-    /// watch to catch up.
-    pub lagging: Vec<bool>,
+    /// Phones not planned this tick: those whose cached object is older than this term's last
+    /// write of them (a plan from the old object would only be fenced off: they wait for the
+    /// watch to catch up), and those whose account is not known yet or whose default credentials
+    /// are unusable.
+    pub held: Vec<bool>,
     /// The leadership term the tick runs in.
     pub term: u64,
     /// Events this tick may still publish (`--max-events-per-tick`): the ones past it are only

@@ -34,22 +34,34 @@ pub struct Identities {
     /// Issued tokens revoked before their expiry.
     pub revoked: HashSet<String>,
     pub token_lifetime: Duration,
+    /// Static tokens of the tenants (token -> tenant): each sees only its tenant's instances.
+    pub tenant_tokens: HashMap<String, String>,
+    /// Access keys of the tenants (access key -> (secret key, tenant)); their calls must carry the
+    /// tenant as `X-Project-Id`.
+    pub tenant_keys: HashMap<String, (String, String)>,
 }
+
+/// The tenant of callers with the simulator's untenanted identities.
+pub const DEFAULT_TENANT: &str = "";
 
 impl Identities {
     /// With nothing configured, any non-empty token is accepted (the quick start's mode).
     fn open(&self) -> bool {
-        self.static_tokens.is_empty() && self.users.is_empty() && self.access_keys.is_empty()
+        self.static_tokens.is_empty()
+            && self.users.is_empty()
+            && self.access_keys.is_empty()
+            && self.tenant_tokens.is_empty()
+            && self.tenant_keys.is_empty()
     }
 
-    /// `Ok` when the request is authenticated, else the gateway's 401 message.
+    /// The caller's tenant when the request is authenticated, else the gateway's 401 message.
     pub fn check(
         &self,
         headers: &axum::http::HeaderMap,
         path: &str,
         query: &str,
         body: &[u8],
-    ) -> Result<(), &'static str> {
+    ) -> Result<String, &'static str> {
         let header = |name: &str| {
             headers
                 .get(name)
@@ -65,14 +77,17 @@ impl Identities {
         if token.is_empty() {
             return Err("Incorrect IAM authentication information: the token is missing");
         }
+        if let Some(tenant) = self.tenant_tokens.get(token) {
+            return Ok(tenant.clone());
+        }
         if self.open() || self.static_tokens.contains(token) {
-            return Ok(());
+            return Ok(DEFAULT_TENANT.to_owned());
         }
         if self.revoked.contains(token) {
             return Err("Incorrect IAM authentication information: the token was revoked");
         }
         match self.issued.get(token) {
-            Some(expires) if Instant::now() < *expires => Ok(()),
+            Some(expires) if Instant::now() < *expires => Ok(DEFAULT_TENANT.to_owned()),
             Some(_) => Err("Incorrect IAM authentication information: the token expired"),
             None => Err("Incorrect IAM authentication information: the token is unknown"),
         }
@@ -85,13 +100,17 @@ impl Identities {
         path: &str,
         query: &str,
         body: &[u8],
-    ) -> Result<(), &'static str> {
+    ) -> Result<String, &'static str> {
         let claim = signature::claimed(authorization)
             .ok_or("Incorrect IAM authentication information: malformed Authorization")?;
-        let secret = self
-            .access_keys
-            .get(claim.access_key)
-            .ok_or("Incorrect IAM authentication information: AK access failed to reach the limit or the AK is unknown")?;
+        let (secret, tenant) = match self.access_keys.get(claim.access_key) {
+            Some(secret) => (secret, DEFAULT_TENANT),
+            None => self
+                .tenant_keys
+                .get(claim.access_key)
+                .map(|(secret, tenant)| (secret, tenant.as_str()))
+                .ok_or("Incorrect IAM authentication information: AK access failed to reach the limit or the AK is unknown")?,
+        };
         let date_header = headers
             .get("x-sdk-date")
             .and_then(|v| v.to_str().ok())
@@ -139,10 +158,15 @@ impl Identities {
         if !signature::verify(&received, secret, claim.signature) {
             return Err("Incorrect IAM authentication information: verify aksk signature fail");
         }
-        if headers.get("x-project-id").is_none() {
+        let Some(project) = headers.get("x-project-id") else {
             return Err("Incorrect IAM authentication information: X-Project-Id is missing");
+        };
+        if tenant != DEFAULT_TENANT && project.as_bytes() != tenant.as_bytes() {
+            return Err(
+                "Incorrect IAM authentication information: the AK has no permission on X-Project-Id",
+            );
         }
-        Ok(())
+        Ok(tenant.to_owned())
     }
 
     /// `POST /v3/auth/tokens`: (HTTP status, the token for `X-Subject-Token`, body).

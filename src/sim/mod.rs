@@ -14,6 +14,7 @@ mod signature;
 pub use faults::{CannedError, Faults, Injected};
 pub use fleet::{Instance, Timings, code, parse_state};
 pub use iam::IamUser;
+
 pub use seed::{SeedError, parse_instance_flag, parse_seed_text, read_seed_file};
 
 use fleet::Fleet;
@@ -52,6 +53,44 @@ pub struct SimConfig {
     /// Create an instance it does not know, in this status, the first time a call names it (so that
     /// `run --simulate` has an instance for every CloudPhone of a cluster).
     pub auto_create: Option<i64>,
+    /// Tenants apart from the default one: each has its own instances (seeded and listed as
+    /// `<tenant>/<id>`), and its identities see only those.
+    pub tenants: Vec<SimTenant>,
+}
+
+/// A tenant (a project) of the simulated vendor, and the identities that reach it.
+#[derive(Clone, Debug, Default)]
+pub struct SimTenant {
+    /// The tenant's name, which is also its project id (`X-Project-Id` of its signed calls).
+    pub name: String,
+    /// Static tokens of the tenant.
+    pub tokens: Vec<String>,
+    /// Access key pairs (AK, SK) of the tenant.
+    pub access_keys: Vec<(String, String)>,
+}
+
+/// The fleet's name of a tenant's instance: `<tenant>/<id>` (no id holds a `/`), or the id alone
+/// in the default tenant.
+fn fleet_key(tenant: &str, id: &str) -> String {
+    if tenant == iam::DEFAULT_TENANT {
+        id.to_owned()
+    } else {
+        format!("{tenant}/{id}")
+    }
+}
+
+/// The instance id of a fleet key.
+fn id_of(key: &str) -> &str {
+    key.rsplit_once('/').map_or(key, |(_, id)| id)
+}
+
+/// The counters' name of a tenant.
+fn tenant_label(tenant: &str) -> &str {
+    if tenant == iam::DEFAULT_TENANT {
+        "default"
+    } else {
+        tenant
+    }
 }
 
 /// Counts of what the simulator was asked, for tests and benchmarks (`GET /sim/counters`).
@@ -65,6 +104,8 @@ pub struct Counters {
     pub iam_calls: u64,
     /// Vendor calls answered 401.
     pub unauthorized: u64,
+    /// Authenticated vendor calls per tenant (`default` for the untenanted identities).
+    pub calls_by_tenant: BTreeMap<String, u64>,
 }
 
 /// Counts for one endpoint.
@@ -169,6 +210,20 @@ impl Simulator {
                     token_lifetime: config
                         .token_lifetime
                         .unwrap_or(std::time::Duration::from_secs(24 * 3600)),
+                    tenant_tokens: config
+                        .tenants
+                        .iter()
+                        .flat_map(|t| t.tokens.iter().map(|k| (k.clone(), t.name.clone())))
+                        .collect(),
+                    tenant_keys: config
+                        .tenants
+                        .iter()
+                        .flat_map(|t| {
+                            t.access_keys
+                                .iter()
+                                .map(|(ak, sk)| (ak.clone(), (sk.clone(), t.name.clone())))
+                        })
+                        .collect(),
                 },
                 fleet,
                 faults: config.faults,
@@ -278,6 +333,22 @@ impl Simulator {
     pub fn set_static_tokens<'a>(&self, tokens: impl IntoIterator<Item = &'a str>) {
         self.shared.lock().identities.static_tokens =
             tokens.into_iter().map(str::to_owned).collect();
+    }
+
+    /// Stops accepting `token`, whichever tenant it belonged to (a revoked credential).
+    pub fn revoke_token(&self, token: &str) {
+        let identities = &mut self.shared.lock().identities;
+        identities.static_tokens.remove(token);
+        identities.tenant_tokens.remove(token);
+    }
+
+    /// Accepts `token` for `tenant` from now on (a new credential).
+    pub fn add_tenant_token(&self, tenant: &str, token: &str) {
+        self.shared
+            .lock()
+            .identities
+            .tenant_tokens
+            .insert(token.to_owned(), tenant.to_owned());
     }
 
     /// Zeroes the counters.

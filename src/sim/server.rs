@@ -62,21 +62,28 @@ fn check_request(
     headers: &HeaderMap,
     uri: &axum::http::Uri,
     body: &[u8],
-) -> Result<Vec<String>, Box<Response>> {
-    if let Err(message) =
-        inner
-            .identities
-            .check(headers, uri.path(), uri.query().unwrap_or(""), body)
+) -> Result<(String, Vec<String>), Box<Response>> {
+    let tenant = match inner
+        .identities
+        .check(headers, uri.path(), uri.query().unwrap_or(""), body)
     {
-        inner.counters.unauthorized += 1;
-        return Err(Box::new(
-            (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"error_code": "APIGW.0301", "error_msg": message})),
-            )
-                .into_response(),
-        ));
-    }
+        Ok(tenant) => tenant,
+        Err(message) => {
+            inner.counters.unauthorized += 1;
+            return Err(Box::new(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({"error_code": "APIGW.0301", "error_msg": message})),
+                )
+                    .into_response(),
+            ));
+        }
+    };
+    *inner
+        .counters
+        .calls_by_tenant
+        .entry(super::tenant_label(&tenant).to_owned())
+        .or_default() += 1;
     let has_request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -115,7 +122,7 @@ fn check_request(
         }
         ids.push(id.to_owned());
     }
-    Ok(ids)
+    Ok((tenant, ids))
 }
 
 /// What a call does once its checks passed: answers the request, or fails it with a fault.
@@ -128,7 +135,10 @@ async fn serve(
 ) -> Response {
     let (response, delay) = {
         let mut inner = shared.lock();
-        let checked = check_request(&mut inner, &headers, &uri, &body);
+        let (tenant, checked) = match check_request(&mut inner, &headers, &uri, &body) {
+            Ok((tenant, ids)) => (tenant, Ok(ids)),
+            Err(response) => (String::new(), Err(response)),
+        };
         inner
             .counters
             .record_call(call.name(), checked.as_ref().map_or(0, Vec::len));
@@ -198,13 +208,13 @@ async fn serve(
                     ),
                     Some(Injected::Garbage) => {
                         // Processed, then the answer is lost: the worst case for the caller.
-                        let _ = process(&mut inner, call, &ids, &shared);
+                        let _ = process(&mut inner, call, &tenant, &ids, &shared);
                         (
                             "injected-garbage",
                             (StatusCode::OK, "<html>502 Bad Gateway</html>\u{0}").into_response(),
                         )
                     }
-                    None => process(&mut inner, call, &ids, &shared),
+                    None => process(&mut inner, call, &tenant, &ids, &shared),
                 };
                 inner.counters.record_outcome(call.name(), outcome);
                 response
@@ -218,17 +228,22 @@ async fn serve(
     response
 }
 
+/// Answers a checked call of `tenant` for its instances `ids`.
 fn process(
     inner: &mut super::SimState,
     call: Call,
+    tenant: &str,
     ids: &[String],
     shared: &SharedSim,
 ) -> (&'static str, Response) {
     let now = Instant::now();
+    // The fleet's names of the tenant's instances: another tenant's instance of the same id is
+    // another instance, and never listed.
+    let keys: Vec<String> = ids.iter().map(|id| super::fleet_key(tenant, id)).collect();
     if let Some(status) = shared.auto_create {
-        for id in ids {
-            if !inner.faults.unknown_ids.contains(id) && inner.fleet.get(id, now).is_none() {
-                inner.fleet.set(id, status, now);
+        for (id, key) in ids.iter().zip(&keys) {
+            if !inner.faults.unknown_ids.contains(id) && inner.fleet.get(key, now).is_none() {
+                inner.fleet.set(key, status, now);
             }
         }
     }
@@ -236,11 +251,11 @@ fn process(
     match call {
         Call::QueryStatus => {
             let mut results = Vec::with_capacity(ids.len());
-            for id in ids {
+            for (id, key) in ids.iter().zip(&keys) {
                 if inner.faults.unknown_ids.contains(id) {
                     continue;
                 }
-                if let Some(instance) = inner.fleet.get(id, now) {
+                if let Some(instance) = inner.fleet.get(key, now) {
                     results.push(json!({"instance_id": id, "status": instance.status}));
                 }
             }
@@ -258,7 +273,10 @@ fn process(
                 .map(|id| (id.clone(), BackupRefusal::NotFound));
             let result = match refusal {
                 Some(refusal) => Err(refusal),
-                None => inner.fleet.backup(ids, now),
+                None => inner
+                    .fleet
+                    .backup(&keys, now)
+                    .map_err(|(key, why)| (super::id_of(&key).to_owned(), why)),
             };
             match result {
                 Ok(()) => {

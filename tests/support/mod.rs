@@ -226,6 +226,7 @@ pub fn cloudphone(name: &str, instance: &str) -> PhoneBuilder {
             lifecycle: Lifecycle::BackedUp,
             interrupt_streaming: false,
             suspend: false,
+            account_ref: None,
         },
     );
     p.metadata.namespace = Some("fleet".into());
@@ -258,6 +259,13 @@ impl PhoneBuilder {
     }
     pub fn suspended(mut self) -> Self {
         self.0.spec.suspend = true;
+        self
+    }
+    /// Names the CloudPhoneAccount `account` in `spec.accountRef`.
+    pub fn account(mut self, account: &str) -> Self {
+        self.0.spec.account_ref = Some(cloudphone_operator::api::AccountRef {
+            name: account.into(),
+        });
         self
     }
     pub fn status(mut self, status: cloudphone_operator::api::CloudPhoneStatus) -> Self {
@@ -326,6 +334,21 @@ impl SimBuilder {
         self.0.faults = faults;
         self
     }
+    /// A token of the default tenant (with none, and no tenant, any token is accepted).
+    pub fn token(mut self, token: &str) -> Self {
+        self.0.tokens.push(token.into());
+        self
+    }
+    /// A tenant other than the default one, reached with `token`; its instances are seeded as
+    /// `<tenant>/<id>`.
+    pub fn tenant(mut self, name: &str, token: &str) -> Self {
+        self.0.tenants.push(cloudphone_operator::sim::SimTenant {
+            name: name.into(),
+            tokens: vec![token.into()],
+            access_keys: Vec::new(),
+        });
+        self
+    }
     /// Starts it on a free local port.
     pub async fn start(self) -> cloudphone_operator::sim::Simulator {
         cloudphone_operator::sim::Simulator::start(self.0, "127.0.0.1:0".parse().unwrap())
@@ -341,6 +364,7 @@ pub struct EngineBuilder {
     client: cloudphone_operator::koophone::ClientConfig,
     config: cloudphone_operator::reconciler::EngineConfig,
     store: Arc<cloudphone_operator::reconciler::MemoryStore>,
+    accounts: Option<cloudphone_operator::reconciler::AccountsFeed>,
 }
 
 /// An engine over `store` calling `sim` with token `t`: 2 s call time-outs and fast retries
@@ -360,6 +384,7 @@ pub fn engine(
         },
         config: Default::default(),
         store,
+        accounts: None,
     }
 }
 
@@ -390,6 +415,11 @@ impl EngineBuilder {
         self.config.breaker = breaker;
         self
     }
+    /// The CloudPhoneAccounts the engine sees.
+    pub fn accounts(mut self, feed: cloudphone_operator::reconciler::AccountsFeed) -> Self {
+        self.accounts = Some(feed);
+        self
+    }
     pub fn build(
         self,
     ) -> cloudphone_operator::reconciler::Engine<cloudphone_operator::reconciler::MemoryStore> {
@@ -402,6 +432,10 @@ impl EngineBuilder {
             self.auth,
         )
         .unwrap();
-        cloudphone_operator::reconciler::Engine::new(self.store, client, self.config)
+        let engine = cloudphone_operator::reconciler::Engine::new(self.store, client, self.config);
+        match self.accounts {
+            Some(feed) => engine.with_accounts(feed),
+            None => engine,
+        }
     }
 }

@@ -87,7 +87,7 @@ impl<S: PhoneStore> Engine<S> {
                 intent,
                 version,
             };
-            self.record_sent(phone, &sent, &mut group.report);
+            self.record_sent(phone, batcher.scope, &sent, &mut group.report);
             self.keep_receipt(phone, &sent.result);
             let outcome = &mut group.phones[k];
             outcome.new = Cow::Owned(plan::record_backup_result(
@@ -103,7 +103,13 @@ impl<S: PhoneStore> Engine<S> {
 
     /// Logs and counts what came of one phone's backup call, and remembers its intent for
     /// ownership moves.
-    pub(super) fn record_sent(&self, phone: &CloudPhone, sent: &Sent, report: &mut TickReport) {
+    pub(super) fn record_sent(
+        &self,
+        phone: &CloudPhone,
+        scope: &str,
+        sent: &Sent,
+        report: &mut TickReport,
+    ) {
         report.statuses_written += 1;
         if let Some(at) = sent
             .intent
@@ -115,7 +121,7 @@ impl<S: PhoneStore> Engine<S> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .record(
-                    DEFAULT_ACCOUNT,
+                    scope,
                     &phone.spec.instance_id,
                     Intent {
                         owner: PhoneKey::of(phone).to_string(),

@@ -1,15 +1,18 @@
 //! The tick: snapshot, deduplicate, query status in batches, plan, back up in batches, write only
 //! the statuses that changed. One tick at a time, on an interval or triggered early.
 
+use super::accounts::{AccountsFeed, Binding, TickAccounts};
 use super::batcher::Batcher;
-use super::breaker::{BreakerConfig, Breakers, DEFAULT_ACCOUNT};
+use super::breaker::{BreakerConfig, Breakers};
 use super::store::{PhoneStore, WriteError};
 use super::synced::{FailureMemory, SyncedAfter};
 use super::tick::{Frame, Group, Outcome, Sent, Written};
 use crate::api::CloudPhone;
 use crate::koophone::{Client, MAX_IDS_PER_CALL};
 use crate::metrics::{AccountLabels, Metrics};
-use crate::plan::{self, Disposition, Intents, PhoneKey, PhoneView, PlanConfig};
+use crate::plan::{
+    self, ACCOUNT_NOT_READY, AccountBlock, Disposition, Intents, PhoneKey, PhoneView, PlanConfig,
+};
 use crate::run::leader::LeaseFence;
 use futures::FutureExt;
 use futures::{StreamExt, stream};
@@ -92,6 +95,20 @@ pub struct TickReport {
     pub skipped: Option<String>,
     /// Status chunks the tick deadline cut before they finished.
     pub chunks_cut: usize,
+    /// What the tick found of each CloudPhoneAccount, by name.
+    pub accounts: Vec<AccountTick>,
+}
+
+/// What one tick found of one CloudPhoneAccount: for its status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountTick {
+    pub name: String,
+    /// The account object's generation the tick read.
+    pub generation: Option<i64>,
+    /// Phones that name the account and may use it.
+    pub phones: usize,
+    /// Why its calls cannot be made, if they cannot: unusable, or its circuit breaker open.
+    pub problem: Option<plan::Failure>,
 }
 
 /// A handle that asks the engine for an early tick. A request during a tick causes exactly one
@@ -142,6 +159,8 @@ pub struct Engine<S> {
     /// The cap on status writes in flight, shared by every group of a tick.
     write_slots: Semaphore,
     metrics: Option<Arc<Metrics>>,
+    /// The CloudPhoneAccounts; `None`: none exist (phones naming one are told so).
+    accounts: Option<AccountsFeed>,
     /// When the last tick that reached the vendor ended.
     last_success: Mutex<Option<Instant>>,
 }
@@ -186,6 +205,7 @@ impl<S: PhoneStore> Engine<S> {
             rotation: AtomicUsize::new(0),
             write_slots,
             metrics: None,
+            accounts: None,
             last_success: Mutex::new(None),
         }
     }
@@ -193,6 +213,12 @@ impl<S: PhoneStore> Engine<S> {
     /// Records tick, phase and write metrics into `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Engine<S> {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Calls the phones that name a CloudPhoneAccount under that account, as `accounts` shows them.
+    pub fn with_accounts(mut self, accounts: AccountsFeed) -> Engine<S> {
+        self.accounts = Some(accounts);
         self
     }
 
@@ -324,7 +350,10 @@ impl<S: PhoneStore> Engine<S> {
         if let Some(m) = &self.metrics {
             m.credentials_usable.set(i64::from(credentials.is_ok()));
         }
-        if let Err(why) = credentials {
+        let uses_accounts = snapshot.iter().any(|p| p.spec.account_ref.is_some());
+        if let Err(why) = &credentials
+            && !uses_accounts
+        {
             warn!(phones = snapshot.len(), reason = %why, "tick skipped: no vendor call without usable credentials");
             return TickReport {
                 phones: snapshot.len(),
@@ -333,32 +362,68 @@ impl<S: PhoneStore> Engine<S> {
                 ..TickReport::default()
             };
         }
-        let batcher = Batcher::new(
-            &self.client,
-            self.config.vendor_calls_in_flight,
-            &self.breakers,
-            DEFAULT_ACCOUNT,
-        );
+        // Without an account feed no CloudPhoneAccount exists; with one, `None` until it synced.
+        let set = match &self.accounts {
+            None => Some(Arc::default()),
+            Some(feed) => feed.borrow().clone(),
+        };
+        let accounts = TickAccounts::new(&self.client, set.as_deref());
+        // NB: phones of the operator's own account wait while its credentials are unusable (say,
+        // its Secret not read yet), as the whole tick did before accounts: no write at all.
+        let bindings: Vec<Binding> = snapshot
+            .iter()
+            .map(|p| {
+                let name = p.spec.account_ref.as_ref().map(|r| r.name.as_str());
+                match accounts.bind(p.metadata.namespace.as_deref().unwrap_or_default(), name) {
+                    Binding::Account(0) if credentials.is_err() => Binding::Wait,
+                    binding => binding,
+                }
+            })
+            .collect();
+        let cap = self.config.vendor_calls_in_flight.max(1);
+        let batchers: Vec<Option<Batcher>> = accounts
+            .entries
+            .iter()
+            .map(|a| {
+                let client = a.client.ok()?;
+                Some(Batcher::new(client, cap, &self.breakers, a.name).in_scope(a.scope))
+            })
+            .collect();
+        let batcher_of = |ix: usize| {
+            batchers[ix]
+                .as_ref()
+                .expect("phones bind only to accounts with a client")
+        };
+        let mut held = self.lagging(&snapshot);
+        for (h, b) in held.iter_mut().zip(&bindings) {
+            *h |= *b == Binding::Wait;
+        }
         let frame = Frame {
             snapshot: &snapshot,
-            lagging: self.lagging(&snapshot),
+            held,
             term,
             events_left: AtomicUsize::new(self.config.max_events_per_tick),
         };
 
-        // Observe: who is queried, in which chunks.
-        let views = frame.views();
+        // Observe: who is queried, under which account, in which chunks.
+        let mut views = frame.views();
+        for (view, binding) in views.iter_mut().zip(&bindings) {
+            view.account = match binding {
+                Binding::Account(ix) => Ok(accounts.entries[*ix].scope),
+                Binding::Blocked(block) => Err(block.clone()),
+                // NB: held, never planned; blocked here only so that it owns no instance.
+                Binding::Wait => Err(AccountBlock {
+                    reason: ACCOUNT_NOT_READY,
+                    message: String::new(),
+                }),
+            };
+        }
         let dispositions = plan::dispositions(&views);
         // Every in-flight intent of the snapshot, whichever object holds it: for ownership moves.
         self.intents
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .observe(
-                DEFAULT_ACCOUNT,
-                &views,
-                Timestamp::now(),
-                self.config.plan.grace_period,
-            );
+            .observe(&views, Timestamp::now(), self.config.plan.grace_period);
         let mut queried = plan::queried_phones(&views, &dispositions);
         let offset = self.rotation.load(Ordering::Relaxed);
         if !queried.is_empty() {
@@ -368,13 +433,12 @@ impl<S: PhoneStore> Engine<S> {
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .forget_except(queried.iter().map(|&i| views[i].spec.instance_id.as_str()));
+            .forget_except(queried.iter().filter_map(|&i| {
+                let scope = views[i].account.as_ref().ok()?;
+                Some((*scope, views[i].spec.instance_id.as_str()))
+            }));
         let query_phones = queried.len();
-        // NB: owned chunks: a stream over borrowed `chunks()` makes the tick future lose `Send`.
-        let chunks: Vec<Vec<usize>> = queried
-            .chunks(MAX_IDS_PER_CALL)
-            .map(<[usize]>::to_vec)
-            .collect();
+        let chunks = account_chunks(&queried, &bindings, accounts.entries.len());
         let chunk_count = chunks.len();
 
         // Plan, back up and write: the phones that need no vendor call at once, then each chunk
@@ -382,7 +446,7 @@ impl<S: PhoneStore> Engine<S> {
         let mut groups = Vec::with_capacity(chunk_count + 1);
         let mut finished = 0;
         let quiet: Vec<usize> = (0..views.len())
-            .filter(|&i| dispositions[i] != Disposition::Query && !frame.lagging[i])
+            .filter(|&i| dispositions[i] != Disposition::Query && !frame.held[i])
             .collect();
         let work = async {
             if !quiet.is_empty() {
@@ -400,10 +464,13 @@ impl<S: PhoneStore> Engine<S> {
                         (i, p)
                     })
                     .collect();
-                groups.push(self.settle(&frame, planned, &batcher).await);
+                // NB: these phones make no call; the batcher is only the settle's signature.
+                groups.push(self.settle(&frame, planned, batcher_of(0)).await);
             }
             let mut done = stream::iter(chunks)
-                .map(|chunk| self.run_chunk(&frame, &views, &dispositions, chunk, &batcher))
+                .map(|(ix, chunk)| {
+                    self.run_chunk(&frame, &views, &dispositions, chunk, batcher_of(ix))
+                })
                 .buffer_unordered(self.config.vendor_calls_in_flight.max(1));
             while let Some(group) = done.next().await {
                 groups.push(group);
@@ -411,7 +478,7 @@ impl<S: PhoneStore> Engine<S> {
             }
         };
         let cut = tokio::time::timeout_at(deadline, work).await.is_err();
-        self.report_breaker();
+        self.report_breakers(&accounts);
 
         // Publish and report.
         let mut report = TickReport {
@@ -439,8 +506,16 @@ impl<S: PhoneStore> Engine<S> {
         }
         let phases = phase_counts(&frame, &groups);
         self.publish_events(&frame, groups).await;
-        report.status_calls = batcher.status_calls.load(Ordering::Relaxed);
-        report.backup_calls = batcher.backup_calls.load(Ordering::Relaxed);
+        for b in batchers.iter().flatten() {
+            report.status_calls += b.status_calls.load(Ordering::Relaxed);
+            report.backup_calls += b.backup_calls.load(Ordering::Relaxed);
+        }
+        report.accounts = self.account_ticks(&accounts, &bindings);
+        if let Err(why) = &credentials {
+            report.skipped = Some(format!(
+                "the phones without spec.accountRef: no vendor call without usable credentials: {why}"
+            ));
+        }
         report.duration = started.elapsed();
         self.forget_gone(&snapshot);
         if query_phones == 0 || report.query_errors < query_phones {
@@ -484,11 +559,11 @@ impl<S: PhoneStore> Engine<S> {
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .debounce(&mut observations, self.config.synced_after);
+            .debounce(batcher.scope, &mut observations, self.config.synced_after);
         let now = Timestamp::now();
         let mut planned: Vec<(usize, plan::Planned)> = chunk
             .into_iter()
-            .filter(|&i| !frame.lagging[i])
+            .filter(|&i| !frame.held[i])
             .map(|i| {
                 let observation = observations.get(&views[i].spec.instance_id);
                 let p = plan::plan_phone(
@@ -580,7 +655,7 @@ impl<S: PhoneStore> Engine<S> {
                 continue;
             }
             let view = &views[*i];
-            let previous = intents.previous(DEFAULT_ACCOUNT, view, now, grace);
+            let previous = intents.previous(view, now, grace);
             if let Some(why) = plan::handover_wait(view, previous, term_young, now, grace) {
                 debug!(phone = %view.key, reason = %why, "backup held for an ownership move");
                 plan::hold(planned, view.status, view.generation, &why, now);
@@ -626,19 +701,49 @@ impl<S: PhoneStore> Engine<S> {
         receipts.retain(|key, _| present.contains(key));
     }
 
-    /// One line a tick, and the metric, while an account's calls are paused by its breaker.
-    fn report_breaker(&self) {
-        let open = self.breakers.refusal(DEFAULT_ACCOUNT);
-        if let Some(m) = &self.metrics {
-            m.breaker_open
-                .get_or_create(&AccountLabels {
-                    account: DEFAULT_ACCOUNT.to_owned(),
-                })
-                .set(i64::from(open.is_some()));
+    /// One line a tick, and the metric, for each account whose calls are paused by its breaker.
+    fn report_breakers(&self, accounts: &TickAccounts<'_>) {
+        for account in &accounts.entries {
+            let open = self.breakers.refusal(account.name);
+            if let Some(m) = &self.metrics {
+                m.breaker_open
+                    .get_or_create(&AccountLabels {
+                        account: account.name.to_owned(),
+                    })
+                    .set(i64::from(open.is_some()));
+            }
+            if let Some(failure) = open {
+                warn!(account = account.name, reason = %failure.reason, message = %failure.message, "vendor calls paused: the account's circuit breaker is open");
+            }
         }
-        if let Some(failure) = open {
-            warn!(account = DEFAULT_ACCOUNT, reason = %failure.reason, message = %failure.message, "vendor calls paused: the account's circuit breaker is open");
+    }
+
+    /// What the tick found of each CloudPhoneAccount (the operator's own account has no object).
+    fn account_ticks(&self, accounts: &TickAccounts<'_>, bindings: &[Binding]) -> Vec<AccountTick> {
+        let mut phones = vec![0usize; accounts.entries.len()];
+        for binding in bindings {
+            if let Binding::Account(ix) = binding {
+                phones[*ix] += 1;
+            }
         }
+        accounts
+            .entries
+            .iter()
+            .zip(phones)
+            .skip(1)
+            .map(|(account, phones)| AccountTick {
+                name: account.name.to_owned(),
+                generation: account.generation,
+                phones,
+                problem: match account.client {
+                    Err(why) => Some(plan::Failure {
+                        reason: why.reason.to_owned(),
+                        message: why.message.clone(),
+                    }),
+                    Ok(_) => self.breakers.refusal(account.name),
+                },
+            })
+            .collect()
     }
 
     fn record_success(&self) {
@@ -666,6 +771,40 @@ impl<S: PhoneStore> Engine<S> {
 /// for a chunk's intent writes and a call slot, short enough that a replica frozen in between
 /// finds its call stale when it thaws (the renew deadline stops it sooner when it leads).
 pub const INTENT_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// The status chunks of a tick: each account's queried phones (in the rotated order) in chunks of
+/// at most 100, the accounts taking turns, so that a deadline cut never starves one account.
+// NB: owned chunks: a stream over borrowed `chunks()` makes the tick future lose `Send`.
+fn account_chunks(
+    queried: &[usize],
+    bindings: &[Binding],
+    accounts: usize,
+) -> Vec<(usize, Vec<usize>)> {
+    let mut per_account: Vec<Vec<usize>> = vec![Vec::new(); accounts];
+    for &i in queried {
+        if let Binding::Account(ix) = bindings[i] {
+            per_account[ix].push(i);
+        }
+    }
+    let mut chunks: Vec<std::collections::VecDeque<Vec<usize>>> = per_account
+        .iter()
+        .map(|phones| {
+            phones
+                .chunks(MAX_IDS_PER_CALL)
+                .map(<[usize]>::to_vec)
+                .collect()
+        })
+        .collect();
+    let mut out = Vec::with_capacity(chunks.iter().map(|c| c.len()).sum());
+    while out.len() < out.capacity() {
+        for (ix, queue) in chunks.iter_mut().enumerate() {
+            if let Some(chunk) = queue.pop_front() {
+                out.push((ix, chunk));
+            }
+        }
+    }
+    out
+}
 
 /// Phones by phase after a tick; a phone of a chunk the deadline cut counts with its old phase.
 fn phase_counts(frame: &Frame<'_>, groups: &[Group<'_>]) -> HashMap<crate::api::Phase, i64> {

@@ -1,0 +1,432 @@
+//! Several vendor accounts in one engine: each account's phones are called under its own
+//! credentials and tenant, batched per account; a phone its account does not admit, or whose account
+//! is missing or unusable, makes no call; one account's revoked credentials never slow another.
+
+mod support;
+
+use cloudphone_operator::api::{CloudPhone, Lifecycle, Phase};
+use cloudphone_operator::koophone::{Auth, Client, ClientConfig, Credentials, Token};
+use cloudphone_operator::plan::PhoneKey;
+use cloudphone_operator::reconciler::{
+    Account, AccountSet, Engine, MemoryStore, Tenants, Unusable,
+};
+use cloudphone_operator::sim::{Simulator, code};
+use std::sync::Arc;
+use support::{cloudphone, deadline, engine, quick_retries, simulator};
+use tokio::sync::watch;
+
+/// An account of tenant `tenant` on `sim`, reached with `auth`, admitting `namespaces`.
+fn account(
+    name: &str,
+    tenant: &str,
+    sim: &Simulator,
+    auth: Arc<Auth>,
+    namespaces: &[&str],
+) -> Account {
+    Account {
+        name: name.into(),
+        scope: format!("{}|{tenant}", sim.url()),
+        generation: Some(1),
+        client: Ok(Client::new(
+            ClientConfig {
+                base_url: sim.url(),
+                retry: quick_retries(1),
+                ..ClientConfig::default()
+            },
+            auth,
+        )
+        .unwrap()),
+        tenants: Tenants {
+            namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+            selector: None,
+        },
+    }
+}
+
+fn feed(
+    accounts: Vec<Account>,
+) -> (
+    watch::Sender<Option<Arc<AccountSet>>>,
+    cloudphone_operator::reconciler::AccountsFeed,
+) {
+    let set = AccountSet {
+        accounts: accounts.into_iter().map(|a| (a.name.clone(), a)).collect(),
+        ..AccountSet::default()
+    };
+    watch::channel(Some(Arc::new(set)))
+}
+
+fn key(namespace: &str, name: &str) -> PhoneKey {
+    PhoneKey {
+        namespace: namespace.into(),
+        name: name.into(),
+    }
+}
+
+fn phase(store: &MemoryStore, namespace: &str, name: &str) -> Phase {
+    store
+        .get(&key(namespace, name))
+        .and_then(|p| p.status.clone())
+        .map(|s| s.phase)
+        .unwrap_or_default()
+}
+
+fn ready(store: &MemoryStore, namespace: &str, name: &str) -> (String, String) {
+    let phone = store.get(&key(namespace, name)).unwrap();
+    phone
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| (c.status.clone(), c.reason.clone()))
+        .unwrap_or_default()
+}
+
+fn tenant_calls(sim: &Simulator, tenant: &str) -> u64 {
+    sim.counters()
+        .calls_by_tenant
+        .get(tenant)
+        .copied()
+        .unwrap_or(0)
+}
+
+async fn converge(engine: &Engine<MemoryStore>, settled: impl Fn() -> bool) {
+    for _ in 0..200 {
+        engine.tick().await;
+        if settled() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("did not converge");
+}
+
+/// Two tenants whose instance ids overlap (`kp1` in both) and differ (`kpa2`, `kpb2`), and the
+/// operator's own tenant.
+async fn two_tenants() -> Simulator {
+    simulator(vec![
+        ("kp0".into(), code::DATA_LOADED),
+        ("tenant-a/kp1".into(), code::DATA_LOADED),
+        ("tenant-a/kpa2".into(), code::DATA_LOADED),
+        ("tenant-b/kp1".into(), code::IDLE),
+        ("tenant-b/kpb2".into(), code::DATA_LOADED),
+    ])
+    .token("t")
+    .tenant("tenant-a", "token-a")
+    .tenant("tenant-b", "token-b")
+    .backup_duration(std::time::Duration::from_millis(50))
+    .start()
+    .await
+}
+
+fn team_phones() -> Vec<CloudPhone> {
+    vec![
+        cloudphone("own", "kp0").namespace("ops").build(),
+        cloudphone("a1", "kp1")
+            .namespace("team-a")
+            .account("a")
+            .build(),
+        cloudphone("a2", "kpa2")
+            .namespace("team-a")
+            .account("a")
+            .build(),
+        cloudphone("b1", "kp1")
+            .namespace("team-b")
+            .account("b")
+            .build(),
+        cloudphone("b2", "kpb2")
+            .namespace("team-b")
+            .account("b")
+            .build(),
+    ]
+}
+
+#[tokio::test]
+async fn two_accounts_with_overlapping_ids_each_see_and_back_up_only_their_own_instances() {
+    let _deadline =
+        deadline("two_accounts_with_overlapping_ids_each_see_and_back_up_only_their_own_instances");
+    let sim = two_tenants().await;
+    let store = Arc::new(MemoryStore::new(team_phones()));
+    let (_tx, accounts) = feed(vec![
+        account(
+            "a",
+            "tenant-a",
+            &sim,
+            Token::new("token-a").into(),
+            &["team-a"],
+        ),
+        account(
+            "b",
+            "tenant-b",
+            &sim,
+            Token::new("token-b").into(),
+            &["team-b"],
+        ),
+    ]);
+    let engine = engine(&sim, store.clone()).accounts(accounts).build();
+
+    let first = engine.tick().await;
+    assert_eq!(
+        first.status_calls, 3,
+        "one status call per account with phones: ceil(N_a/100) each"
+    );
+    let idle = |ns: &str, name: &str| phase(&store, ns, name) == Phase::Idle;
+    converge(&engine, || {
+        idle("ops", "own") && idle("team-a", "a1") && idle("team-a", "a2") && idle("team-b", "b2")
+    })
+    .await;
+    // `kp1` is two instances: tenant A's was backed up, tenant B's was idle all along and was
+    // never asked for a backup, and neither phone is a duplicate of the other.
+    assert_eq!(phase(&store, "team-b", "b1"), Phase::Idle);
+    for (ns, name) in [("team-a", "a1"), ("team-b", "b1")] {
+        assert_eq!(ready(&store, ns, name).0, "True", "{ns}/{name}");
+    }
+    assert_eq!(sim.instance("tenant-a/kp1").unwrap().status, code::IDLE);
+    assert_eq!(
+        sim.counters().backups_started,
+        4,
+        "kp0, A's kp1, kpa2, kpb2"
+    );
+    assert!(
+        sim.instance("kp1").is_none(),
+        "no call reached the operator's own tenant for an account's phone"
+    );
+    assert!(tenant_calls(&sim, "tenant-a") > 0 && tenant_calls(&sim, "tenant-b") > 0);
+
+    let report = engine.tick().await;
+    let by_name: Vec<(&str, usize, bool)> = report
+        .accounts
+        .iter()
+        .map(|a| (a.name.as_str(), a.phones, a.problem.is_none()))
+        .collect();
+    assert_eq!(by_name, [("a", 2, true), ("b", 2, true)]);
+}
+
+#[tokio::test]
+async fn one_accounts_revoked_credentials_stop_its_calls_and_never_touch_the_others() {
+    let _deadline =
+        deadline("one_accounts_revoked_credentials_stop_its_calls_and_never_touch_the_others");
+    let sim = two_tenants().await;
+    let store = Arc::new(MemoryStore::new(team_phones()));
+    let auth_a = Arc::new(Auth::token(Token::new("token-a")));
+    let (_tx, accounts) = feed(vec![
+        account("a", "tenant-a", &sim, auth_a.clone(), &["team-a"]),
+        account(
+            "b",
+            "tenant-b",
+            &sim,
+            Token::new("token-b").into(),
+            &["team-b"],
+        ),
+    ]);
+    let engine = engine(&sim, store.clone()).accounts(accounts).build();
+    engine.tick().await;
+    let b_before = tenant_calls(&sim, "tenant-b");
+    engine.tick().await;
+    let b_per_tick = tenant_calls(&sim, "tenant-b") - b_before;
+    assert_eq!(b_per_tick, 1);
+
+    sim.revoke_token("token-a");
+    let unauthorized = sim.counters().unauthorized;
+    let report = engine.tick().await;
+    let a = report.accounts.iter().find(|a| a.name == "a").unwrap();
+    assert_eq!(
+        a.problem.as_ref().map(|p| p.reason.as_str()),
+        Some("CredentialsRejected"),
+        "{a:?}"
+    );
+    let refused = sim.counters().unauthorized - unauthorized;
+    assert!(refused >= 1, "the refused call itself");
+
+    let b_before = tenant_calls(&sim, "tenant-b");
+    let unauthorized = sim.counters().unauthorized;
+    for _ in 0..3 {
+        engine.tick().await;
+    }
+    assert_eq!(
+        sim.counters().unauthorized,
+        unauthorized,
+        "account A's breaker is open: no call with its refused credentials"
+    );
+    assert_eq!(
+        tenant_calls(&sim, "tenant-b") - b_before,
+        3 * b_per_tick,
+        "account B's calls are unchanged"
+    );
+    let synced_a1 = store
+        .get(&key("team-a", "a1"))
+        .unwrap()
+        .status
+        .clone()
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Synced")
+        .unwrap();
+    assert_eq!(synced_a1.reason, "CredentialsRejected");
+    assert_eq!(ready(&store, "team-b", "b1").0, "True");
+
+    // Account A's Secret rotated: new credentials close its breaker at once.
+    sim.add_tenant_token("tenant-a", "token-a2");
+    auth_a.set(Ok(Credentials::Token(Token::new("token-a2"))));
+    let a_before = tenant_calls(&sim, "tenant-a");
+    engine.tick().await;
+    assert_eq!(tenant_calls(&sim, "tenant-a") - a_before, 1);
+    let report = engine.tick().await;
+    assert!(
+        report.accounts.iter().all(|a| a.problem.is_none()),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_phone_its_account_does_not_admit_or_that_names_no_account_makes_no_call() {
+    let _deadline =
+        deadline("a_phone_its_account_does_not_admit_or_that_names_no_account_makes_no_call");
+    let sim = two_tenants().await;
+    let store = Arc::new(MemoryStore::new([
+        cloudphone("intruder", "kp1")
+            .namespace("team-b")
+            .account("a")
+            .build(),
+        cloudphone("lost", "kpa2")
+            .namespace("team-a")
+            .account("gone")
+            .build(),
+        cloudphone("broken", "kpa2")
+            .namespace("team-a")
+            .account("unusable")
+            .build(),
+    ]));
+    let mut unusable = account(
+        "unusable",
+        "tenant-a",
+        &sim,
+        Token::new("token-a").into(),
+        &["team-a"],
+    );
+    unusable.client = Err(Unusable {
+        reason: "CredentialsMissing",
+        message: "Secret cloudphone-system/unusable does not exist".into(),
+    });
+    let (_tx, accounts) = feed(vec![
+        account(
+            "a",
+            "tenant-a",
+            &sim,
+            Token::new("token-a").into(),
+            &["team-a"],
+        ),
+        unusable,
+    ]);
+    let engine = engine(&sim, store.clone()).accounts(accounts).build();
+    for _ in 0..3 {
+        let report = engine.tick().await;
+        assert_eq!((report.status_calls, report.backup_calls), (0, 0));
+    }
+    assert_eq!(
+        sim.counters()
+            .endpoints
+            .values()
+            .map(|e| e.calls)
+            .sum::<u64>(),
+        0
+    );
+    assert_eq!(
+        ready(&store, "team-b", "intruder"),
+        ("False".into(), "AccountNotAllowed".into())
+    );
+    assert_eq!(
+        ready(&store, "team-a", "lost"),
+        ("False".into(), "AccountNotFound".into())
+    );
+    assert_eq!(
+        ready(&store, "team-a", "broken"),
+        ("False".into(), "AccountNotReady".into())
+    );
+    let writes = store.writes();
+    engine.tick().await;
+    assert_eq!(
+        store.writes(),
+        writes,
+        "a blocked phone is written once, not every tick"
+    );
+    assert_eq!(
+        sim.instance("tenant-a/kp1").unwrap().status,
+        code::DATA_LOADED
+    );
+}
+
+#[tokio::test]
+async fn phones_naming_an_account_wait_until_the_accounts_are_known() {
+    let _deadline = deadline("phones_naming_an_account_wait_until_the_accounts_are_known");
+    let sim = two_tenants().await;
+    let store = Arc::new(MemoryStore::new([
+        cloudphone("a1", "kp1")
+            .namespace("team-a")
+            .account("a")
+            .build(),
+        cloudphone("own", "kp0")
+            .namespace("ops")
+            .lifecycle(Lifecycle::Observed)
+            .build(),
+    ]));
+    let (tx, accounts) = watch::channel(None);
+    let engine = engine(&sim, store.clone()).accounts(accounts).build();
+    engine.tick().await;
+    assert!(
+        store.get(&key("team-a", "a1")).unwrap().status.is_none(),
+        "not told AccountNotFound while the accounts are still being read"
+    );
+    assert_eq!(phase(&store, "ops", "own"), Phase::DataLoaded);
+    let (_, synced) = feed(vec![account(
+        "a",
+        "tenant-a",
+        &sim,
+        Token::new("token-a").into(),
+        &["team-a"],
+    )]);
+    tx.send_replace(synced.borrow().clone());
+    engine.tick().await;
+    assert_eq!(phase(&store, "team-a", "a1"), Phase::DataLoaded);
+}
+
+#[tokio::test]
+async fn accounts_of_one_tenant_share_its_instances_so_one_id_is_one_owner() {
+    let _deadline = deadline("accounts_of_one_tenant_share_its_instances_so_one_id_is_one_owner");
+    let sim = two_tenants().await;
+    let store = Arc::new(MemoryStore::new([
+        cloudphone("first", "kp1")
+            .namespace("team-a")
+            .account("a")
+            .created(0)
+            .build(),
+        cloudphone("second", "kp1")
+            .namespace("team-a")
+            .account("a-too")
+            .created(5)
+            .build(),
+    ]));
+    let (_tx, accounts) = feed(vec![
+        account(
+            "a",
+            "tenant-a",
+            &sim,
+            Token::new("token-a").into(),
+            &["team-a"],
+        ),
+        account(
+            "a-too",
+            "tenant-a",
+            &sim,
+            Token::new("token-a").into(),
+            &["team-a"],
+        ),
+    ]);
+    let engine = engine(&sim, store.clone()).accounts(accounts).build();
+    let report = engine.tick().await;
+    assert_eq!(report.status_calls, 1);
+    assert_eq!(
+        ready(&store, "team-a", "second"),
+        ("False".into(), "DuplicateInstance".into())
+    );
+}
