@@ -53,16 +53,31 @@ const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
 
 /// Like [`cluster`], with this CloudPhone CRD installed.
 fn cluster_with_crd(phones: Vec<Value>, crd: Value) -> (kube::Client, Requests) {
-    fake_cluster(phones, crd, false)
+    fake_cluster(phones, crd, false, Extra::default())
 }
+
+/// What a fake cluster serves besides CloudPhones and the CRD: lists by path (their watches stay
+/// open and silent), and the events that a path's first watch streams instead.
+#[derive(Default)]
+struct Extra {
+    lists: Vec<(&'static str, Value)>,
+    streams: Vec<(&'static str, tokio::sync::mpsc::UnboundedReceiver<Value>)>,
+}
+
+const ACCOUNTS: &str = "/apis/cloudphone.io/v1alpha1/cloudphoneaccounts";
 
 /// Like [`cluster`], but its watches stay silent: the watch cache never sees a write.
 fn cluster_with_a_stuck_watch(phones: Vec<Value>) -> (kube::Client, Requests) {
     let crd = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
-    fake_cluster(phones, crd, true)
+    fake_cluster(phones, crd, true, Extra::default())
 }
 
-fn fake_cluster(phones: Vec<Value>, crd: Value, stuck_watch: bool) -> (kube::Client, Requests) {
+fn fake_cluster(
+    phones: Vec<Value>,
+    crd: Value,
+    stuck_watch: bool,
+    mut extra: Extra,
+) -> (kube::Client, Requests) {
     // Each object's resourceVersion, bumped by every status write, which is refused with 409 when
     // fenced by any other version, and sent to every open watch as a MODIFIED event: the API
     // server's semantics.
@@ -74,6 +89,27 @@ fn fake_cluster(phones: Vec<Value>, crd: Value, stuck_watch: bool) -> (kube::Cli
     let mut watchers: Vec<tokio::sync::mpsc::UnboundedSender<Value>> = Vec::new();
     fake_client_streaming(move |r: &Recorded| {
         let watching = r.query().contains("watch=true");
+        let path = r.path();
+        if r.method == "GET"
+            && watching
+            && let Some(i) = extra.streams.iter().position(|(p, _)| *p == path)
+        {
+            return Reply::Stream(extra.streams.remove(i).1);
+        }
+        if r.method == "GET"
+            && let Some((_, list)) = extra.lists.iter().find(|(p, _)| *p == path)
+        {
+            return if watching {
+                Reply::Hang
+            } else {
+                Reply::Answer(200, list.clone())
+            };
+        }
+        if r.method == "PATCH" && path.starts_with(ACCOUNTS) && path.ends_with("/status") {
+            let mut object = r.body.clone();
+            object["metadata"]["resourceVersion"] = json!("7");
+            return Reply::Answer(200, object);
+        }
         match (r.method.as_str(), r.path()) {
             ("GET", CRDS) if watching => Reply::Hang,
             ("GET", PHONES) if watching && stuck_watch => Reply::Hang,
@@ -111,7 +147,7 @@ fn fake_cluster(phones: Vec<Value>, crd: Value, stuck_watch: bool) -> (kube::Cli
                 watchers.retain(|w| w.send(event.clone()).is_ok());
                 Reply::Answer(200, object.clone())
             }
-            ("POST", "/apis/events.k8s.io/v1/namespaces/fleet-a/events") => {
+            ("POST", path) if path.starts_with("/apis/events.k8s.io/v1/namespaces/") => {
                 Reply::Answer(201, r.body.clone())
             }
             _ => {
@@ -685,21 +721,33 @@ fn spawn_run(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), cloudphone_operator::run::RunError>>,
 ) {
+    spawn_run_with(
+        client,
+        &["--simulate", &format!("--tick-interval={tick_interval}")],
+    )
+}
+
+/// `run` on a mocked cluster with these flags, no leader election and its metrics on a free port.
+fn spawn_run_with(
+    client: kube::Client,
+    flags: &[&str],
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), cloudphone_operator::run::RunError>>,
+) {
     use clap::Parser;
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
         run: cloudphone_operator::run::RunArgs,
     }
-    let args = Cli::try_parse_from([
+    let mut argv = vec![
         "run",
-        "--simulate",
         "--leader-election=false",
-        &format!("--tick-interval={tick_interval}"),
         "--metrics-addr=127.0.0.1:0",
-    ])
-    .unwrap()
-    .run;
+    ];
+    argv.extend_from_slice(flags);
+    let args = Cli::try_parse_from(argv).unwrap().run;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(cloudphone_operator::run::run_with_client(
         args,
@@ -863,4 +911,181 @@ async fn a_refused_list_at_start_names_the_scope_and_the_fix_and_keeps_the_api_e
     assert!(text.contains("RBAC"), "{text}");
     let cause = std::error::Error::source(&err).expect("the API error is kept as the cause");
     assert!(cause.to_string().contains("Forbidden"), "{cause}");
+}
+
+/// A Secret of the operator's namespace (`default` under the mocked client) holding a token.
+fn account_secret(name: &str, version: &str, token: &str) -> Value {
+    let mut secret = secret_json(version, &[("token", token)]);
+    secret["metadata"]["name"] = json!(name);
+    secret["metadata"]["namespace"] = json!("default");
+    secret
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "3"}, "items": items})
+}
+
+/// The last status each object was patched with, by path.
+fn last_status(log: &Requests, name_path: &str) -> Option<Value> {
+    requests(log, "PATCH", name_path)
+        .into_iter()
+        .rfind(|r| r.path().ends_with(&format!("{name_path}/status")))
+        .map(|r| r.body["status"].clone())
+}
+
+fn ready_reason(status: &Value) -> (String, String) {
+    let ready = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    (
+        ready["status"].as_str().unwrap_or_default().to_owned(),
+        ready["reason"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn run_calls_each_phone_under_its_account_writes_account_statuses_and_follows_rotation() {
+    let _deadline = support::deadline(
+        "run_calls_each_phone_under_its_account_writes_account_statuses_and_follows_rotation",
+    );
+    let sim = support::simulator(vec![
+        ("kp0".into(), code::DATA_LOADED),
+        ("kp1".into(), code::DATA_LOADED),
+        ("tenant-a/kp1".into(), code::DATA_LOADED),
+    ])
+    .token("t")
+    .tenant("tenant-a", "token-a")
+    .backup_duration(Duration::from_millis(100))
+    .start()
+    .await;
+    let phones = vec![
+        support::cloudphone("own", "kp0").namespace("ops").json(),
+        support::cloudphone("p1", "kp1")
+            .namespace("team-a")
+            .account("a")
+            .json(),
+        support::cloudphone("p2", "kp2")
+            .namespace("team-b")
+            .account("a")
+            .json(),
+        support::cloudphone("p3", "kp3")
+            .namespace("team-a")
+            .account("evil")
+            .json(),
+    ];
+    let accounts = list(
+        "CloudPhoneAccountList",
+        vec![
+            json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhoneAccount",
+                   "metadata": {"name": "a", "generation": 1, "resourceVersion": "5"},
+                   "spec": {"credentialsSecretRef": {"name": "koophone-a"},
+                            "namespaceSelector": {"matchLabels": {"team": "a"}}}}),
+            json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhoneAccount",
+                   "metadata": {"name": "evil", "generation": 1, "resourceVersion": "6"},
+                   "spec": {"credentialsSecretRef": {"name": "koophone-a"}, "namespaces": ["team-a"],
+                            "vendorUrl": "https://collector.evil.example"}}),
+        ],
+    );
+    let namespaces = list(
+        "NamespaceList",
+        vec![
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a", "labels": {"team": "a"}}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}}),
+        ],
+    );
+    let (rotate, rotations) = tokio::sync::mpsc::unbounded_channel();
+    let extra = Extra {
+        lists: vec![
+            (ACCOUNTS, accounts),
+            ("/api/v1/namespaces", namespaces),
+            (
+                "/api/v1/namespaces/default/secrets",
+                list(
+                    "SecretList",
+                    vec![account_secret("koophone-a", "1", "token-a")],
+                ),
+            ),
+        ],
+        streams: vec![("/api/v1/namespaces/default/secrets", rotations)],
+    };
+    let crd = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
+    let (client, log) = fake_cluster(phones, crd, false, extra);
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t").unwrap();
+    let (stop, running) = spawn_run_with(
+        client,
+        &[
+            &format!("--vendor-url={}", sim.url()),
+            &format!("--token-file={}", token.display()),
+            "--tick-interval=100ms",
+        ],
+    );
+
+    let account_ready = |name: &str| {
+        last_status(&log, &format!("{ACCOUNTS}/{name}"))
+            .map(|s| (ready_reason(&s), s["phones"].clone()))
+    };
+    let mut settled = false;
+    for _ in 0..400 {
+        settled = sim.instance("tenant-a/kp1").unwrap().status == code::IDLE
+            && account_ready("a") == Some((("True".into(), "CredentialsLoaded".into()), json!(1)))
+            && account_ready("evil").is_some_and(|(r, _)| r.1 == "VendorUrlNotAllowed");
+        if settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        settled,
+        "a: {:?}, evil: {:?}, tenant-a/kp1: {:?}",
+        account_ready("a"),
+        account_ready("evil"),
+        sim.instance("tenant-a/kp1")
+    );
+    assert_eq!(
+        sim.instance("kp1").unwrap().status,
+        code::DATA_LOADED,
+        "the operator's own tenant's kp1 is another instance: never backed up for p1"
+    );
+    let phone_reason = |ns: &str, name: &str| {
+        last_status(&log, &format!("/namespaces/{ns}/cloudphones/{name}"))
+            .map(|s| ready_reason(&s).1)
+    };
+    assert_eq!(
+        phone_reason("team-b", "p2").as_deref(),
+        Some("AccountNotAllowed")
+    );
+    assert_eq!(
+        phone_reason("team-a", "p3").as_deref(),
+        Some("AccountNotReady")
+    );
+    let evil = account_ready("evil").unwrap().0;
+    assert_eq!(evil, ("False".into(), "VendorUrlNotAllowed".into()));
+
+    // The account's Secret rotates (the old token revoked at the vendor): its next calls carry
+    // the new token, and nothing else changes.
+    sim.add_tenant_token("tenant-a", "token-a2");
+    sim.revoke_token("token-a");
+    rotate
+        .send(json!({"type": "MODIFIED", "object": account_secret("koophone-a", "2", "token-a2")}))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (calls, refused) = (
+        sim.counters()
+            .calls_by_tenant
+            .get("tenant-a")
+            .copied()
+            .unwrap_or(0),
+        sim.counters().unauthorized,
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        sim.counters().calls_by_tenant["tenant-a"] > calls,
+        "account a's calls go on with the rotated token"
+    );
+    assert_eq!(sim.counters().unauthorized, refused, "and none is refused");
+    stop_run(stop, running).await;
 }

@@ -146,6 +146,21 @@ pub struct RunArgs {
     /// Time-out of one vendor call.
     #[arg(long, env = "CLOUDPHONE_VENDOR_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub vendor_timeout: Duration,
+    /// Hosts a CloudPhoneAccount's credentials may be sent to (its spec.vendorUrl and a password
+    /// Secret's IAM endpoint): `host`, `host:port` or `*.domain` (comma-separated). The operator's
+    /// own --vendor-url (and the simulator under --simulate) is allowed as well.
+    #[arg(
+        long,
+        env = "CLOUDPHONE_ALLOWED_VENDOR_HOSTS",
+        value_delimiter = ',',
+        default_value = super::accounts::DEFAULT_ALLOWED_HOSTS
+    )]
+    pub allowed_vendor_hosts: Vec<String>,
+    /// A label selector on CloudPhoneAccounts: only those matching it are used (and have their
+    /// status written) by this deployment. When a fleet is split across deployments, give each
+    /// its own accounts, so that one writes each account's status; default: all accounts.
+    #[arg(long, env = "CLOUDPHONE_ACCOUNT_SELECTOR")]
+    pub account_selector: Option<String>,
     /// Vendor calls of one kind in flight at once.
     #[arg(long, env = "CLOUDPHONE_VENDOR_CONCURRENCY", default_value = "8")]
     pub vendor_concurrency: usize,

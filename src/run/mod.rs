@@ -1,12 +1,14 @@
 //! `cloudphone-operator run`: the operator on a cluster. Wires the watch cache, the tick engine,
 //! leader election, the vendor client and the HTTP listener, and shuts them down in order.
 //!
+//! - [`accounts`]: the CloudPhoneAccounts' watches, clients and statuses.
 //! - [`args`]: every flag of the binary.
 //! - [`credentials`]: the vendor credentials' sources, among them the watched Secret.
 //! - [`leader`]: the Lease election and the freshness fence of backup calls.
 //! - [`schema_check`]: the CRD revision gate.
 //! - `readiness`: `/readyz` and the gate of the ticks.
 
+pub mod accounts;
 pub mod args;
 pub mod credentials;
 pub mod leader;
@@ -220,6 +222,8 @@ pub async fn run_with_client(
         synced_after: _,
         tick_deadline: _,
         max_events_per_tick: _,
+        allowed_vendor_hosts: _,
+        account_selector: _,
     } = &args;
     validate(&args)?;
     let secret = match &args.credentials_secret {
@@ -270,15 +274,30 @@ pub async fn run_with_client(
         .map_or_else(|| args.vendor_url.clone(), Simulator::url);
 
     let metrics = Arc::new(Metrics::new());
-    let vendor = Client::new(
-        ClientConfig {
-            base_url: vendor_url,
-            request_timeout: args.vendor_timeout,
-            ..ClientConfig::default()
+    let client_config = ClientConfig {
+        base_url: vendor_url.clone(),
+        request_timeout: args.vendor_timeout,
+        ..ClientConfig::default()
+    };
+    let vendor = Client::new(client_config.clone(), auth.clone())?.with_observer(metrics.clone());
+    // The CloudPhoneAccounts: their watches feed the engine; their statuses follow its ticks.
+    let (account_store, account_writer) = kube::runtime::reflector::store();
+    let (account_feed, accounts_feed) = watch::channel(None);
+    let accounts_task = tokio::spawn(accounts::watch(
+        client.clone(),
+        accounts::AccountsConfig {
+            namespace: pod_namespace(&client),
+            allowed: accounts::AllowedHosts::new(args.allowed_vendor_hosts.clone())
+                .with_url(&vendor_url),
+            default_vendor_url: vendor_url,
+            client: client_config,
+            metrics: Some(metrics.clone()),
+            selector: args.account_selector.clone(),
         },
-        auth.clone(),
-    )?
-    .with_observer(metrics.clone());
+        account_store.clone(),
+        account_writer,
+        account_feed,
+    ));
 
     let identity = identity(&args);
     let reporter = Reporter {
@@ -326,7 +345,13 @@ pub async fn run_with_client(
             ..EngineConfig::default()
         },
     )
-    .with_metrics(metrics.clone());
+    .with_metrics(metrics.clone())
+    .with_accounts(accounts_feed);
+    let account_status_task = tokio::spawn(accounts::write_statuses(
+        client.clone(),
+        account_store,
+        engine.account_reports(),
+    ));
     let engine = Arc::new(match &leadership {
         Some(leadership) => engine.with_fence(leadership.fence()),
         None => engine,
@@ -395,6 +420,8 @@ pub async fn run_with_client(
         leadership.release().await;
     }
     watch_task.abort();
+    accounts_task.abort();
+    account_status_task.abort();
     leader_task.abort();
     gate_task.abort();
     crd_task.abort();

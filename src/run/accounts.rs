@@ -1,0 +1,525 @@
+//! The CloudPhoneAccounts on a cluster: three watches (the accounts, cluster-wide; Secrets in the
+//! operator's own namespace; namespace labels) folded into the engine's [`AccountSet`] on every
+//! change, each account's client kept across changes (new credentials replace the old in place, so
+//! its breaker closes at once), and each account's status written after the leader's ticks.
+
+use crate::api::{CloudPhoneAccount, CloudPhoneAccountStatus};
+use crate::koophone::{Auth, Client, ClientConfig, Credentials, CredentialsError};
+use crate::metrics::Metrics;
+use crate::reconciler::{Account, AccountSet, AccountTick, FIELD_MANAGER, Tenants, Unusable};
+use futures::{FutureExt, StreamExt, stream};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, watcher};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Hosts the operator may send an account's credentials to: exact hosts (`host` or `host:port`)
+/// and domains (`*.example.com`: its subdomains, at any port).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowedHosts(Vec<String>);
+
+/// The vendor's own domain: its API and its IAM endpoints are subdomains of it.
+pub const DEFAULT_ALLOWED_HOSTS: &str = "*.myhuaweicloud.com";
+
+impl AllowedHosts {
+    pub fn new(patterns: impl IntoIterator<Item = String>) -> AllowedHosts {
+        AllowedHosts(
+            patterns
+                .into_iter()
+                .map(|p| p.trim().to_ascii_lowercase())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        )
+    }
+
+    /// Adds the host (and port) of `url`: an address the operator's own flags chose.
+    pub fn with_url(mut self, url: &str) -> AllowedHosts {
+        if let Some((host, port)) = host_of(url) {
+            self.0.push(match port {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            });
+        }
+        self
+    }
+
+    /// `Ok` when credentials may go to `url`, else why not (naming the host and the flag).
+    pub fn check(&self, url: &str) -> Result<(), String> {
+        let Some((host, port)) = host_of(url) else {
+            return Err(format!("{url:?} is not an http(s) URL with a host"));
+        };
+        let with_port = port.map(|p| format!("{host}:{p}"));
+        let allowed = self
+            .0
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                Some(domain) => host
+                    .strip_suffix(domain)
+                    .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
+                None => *pattern == host || Some(pattern) == with_port.as_ref(),
+            });
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!(
+                "host {} is not in the operator's --allowed-vendor-hosts ({}); no credential is sent to it",
+                with_port.as_deref().unwrap_or(&host),
+                self.0.join(",")
+            ))
+        }
+    }
+}
+
+/// The lower-cased host and the port of an http(s) URL; `None` for anything else.
+fn host_of(url: &str) -> Option<(String, Option<u16>)> {
+    let url = reqwest::Url::parse(url).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() {
+        return None;
+    }
+    let host = url.host_str()?.to_ascii_lowercase();
+    Some((host, url.port()))
+}
+
+/// What the accounts' clients share.
+#[derive(Clone)]
+pub struct AccountsConfig {
+    /// The operator's own namespace: account Secrets are read there only.
+    pub namespace: String,
+    /// The vendor URL of an account without `spec.vendorUrl`.
+    pub default_vendor_url: String,
+    pub allowed: AllowedHosts,
+    /// Time-outs and retries of every account's client.
+    pub client: ClientConfig,
+    pub metrics: Option<Arc<Metrics>>,
+    /// Only the CloudPhoneAccounts matching this label selector are used (`--account-selector`).
+    pub selector: Option<String>,
+}
+
+/// An account's client, kept while its endpoint and limits stay.
+struct Kept {
+    url: String,
+    limits: (Option<usize>, Option<u32>),
+    auth: Arc<Auth>,
+    client: Client,
+    /// The Secret version its credentials were read from (`None`: none read).
+    secret: Option<String>,
+}
+
+/// The scope of an account's instance ids: its endpoint and its project (the account itself when
+/// its credentials do not name the project, as a bare token does).
+fn scope(url: &str, credentials: &Credentials, account: &str) -> String {
+    let url = url.trim_end_matches('/').to_ascii_lowercase();
+    match credentials {
+        Credentials::AccessKey { project_id, .. } => format!("{url}|project-id:{project_id}"),
+        Credentials::Password {
+            project: crate::koophone::ProjectScope::Id(id),
+            ..
+        } => format!("{url}|project-id:{id}"),
+        Credentials::Password {
+            project: crate::koophone::ProjectScope::Name(name),
+            ..
+        } => format!("{url}|project:{name}"),
+        Credentials::Token(_) => format!("{url}|account:{account}"),
+    }
+}
+
+/// Folds the watched objects into the engine's accounts, reusing (and updating) kept clients.
+fn fold(
+    accounts: &[Arc<CloudPhoneAccount>],
+    secrets: &Store<Secret>,
+    namespaces: &Store<PartialObjectMeta<Namespace>>,
+    config: &AccountsConfig,
+    kept: &mut HashMap<String, Kept>,
+) -> AccountSet {
+    let mut set = AccountSet {
+        namespace_labels: namespaces
+            .state()
+            .iter()
+            .filter_map(|ns| {
+                let name = ns.metadata.name.clone()?;
+                Some((name, ns.metadata.labels.clone().unwrap_or_default()))
+            })
+            .collect(),
+        ..AccountSet::default()
+    };
+    for object in accounts {
+        let Some(name) = object.metadata.name.clone() else {
+            continue;
+        };
+        let account = one_account(&name, object, secrets, config, kept);
+        set.accounts.insert(name, account);
+    }
+    kept.retain(|name, _| set.accounts.contains_key(name));
+    set
+}
+
+fn one_account(
+    name: &str,
+    object: &CloudPhoneAccount,
+    secrets: &Store<Secret>,
+    config: &AccountsConfig,
+    kept: &mut HashMap<String, Kept>,
+) -> Account {
+    let spec = &object.spec;
+    let tenants = Tenants {
+        namespaces: spec.namespaces.iter().cloned().collect(),
+        selector: spec.namespace_selector.clone().and_then(|s| {
+            kube::core::Selector::try_from(s)
+                .inspect_err(|e| warn!(account = name, error = %e, "spec.namespaceSelector is not a valid selector: no namespace is admitted by it"))
+                .ok()
+        }),
+    };
+    let unusable = |reason: &'static str, message: String| Account {
+        name: name.to_owned(),
+        scope: format!("account:{name}"),
+        generation: object.metadata.generation,
+        client: Err(Unusable { reason, message }),
+        tenants: tenants.clone(),
+    };
+    let url = spec
+        .vendor_url
+        .clone()
+        .unwrap_or_else(|| config.default_vendor_url.clone());
+    if let Err(why) = config.allowed.check(&url) {
+        kept.remove(name);
+        return unusable("VendorUrlNotAllowed", format!("spec.vendorUrl: {why}"));
+    }
+    let secret_name = &spec.credentials_secret_ref.name;
+    let secret = secrets.get(&reflector::ObjectRef::new(secret_name).within(&config.namespace));
+    let credentials = match &secret {
+        None => Err(CredentialsError::SecretMissing(format!(
+            "{}/{secret_name}",
+            config.namespace
+        ))),
+        Some(secret) => super::credentials::credentials_of(secret),
+    };
+    let credentials = match credentials {
+        Ok(c) => c,
+        Err(e) => {
+            kept.remove(name);
+            return unusable(
+                "CredentialsMissing",
+                format!("spec.credentialsSecretRef.name {secret_name:?}: {e}"),
+            );
+        }
+    };
+    if let Credentials::Password { iam_endpoint, .. } = &credentials
+        && let Err(why) = config.allowed.check(iam_endpoint)
+    {
+        kept.remove(name);
+        return unusable(
+            "VendorUrlNotAllowed",
+            format!("the IAM endpoint of Secret {secret_name:?}: {why}"),
+        );
+    }
+    let scope = scope(&url, &credentials, name);
+    let limits = spec.limits.clone().unwrap_or_default();
+    let limits = (
+        limits.calls_in_flight.map(|n| n.max(1) as usize),
+        limits.calls_per_second.map(|n| n.max(1) as u32),
+    );
+    let version = secret
+        .as_ref()
+        .and_then(|s| s.metadata.resource_version.clone());
+    let reusable = kept
+        .get(name)
+        .is_some_and(|k| k.url == url && k.limits == limits);
+    if !reusable {
+        let auth = Arc::new(Auth::new(Err(CredentialsError::SecretMissing(
+            secret_name.clone(),
+        ))));
+        let client = Client::new(
+            ClientConfig {
+                base_url: url.clone(),
+                calls_in_flight: limits.0,
+                calls_per_second: limits.1,
+                ..config.client.clone()
+            },
+            auth.clone(),
+        );
+        let client = match client {
+            Ok(c) => match &config.metrics {
+                Some(m) => c.with_observer(m.clone()),
+                None => c,
+            },
+            Err(e) => {
+                kept.remove(name);
+                return unusable("VendorUrlNotAllowed", format!("spec.vendorUrl: {e}"));
+            }
+        };
+        kept.insert(
+            name.to_owned(),
+            Kept {
+                url: url.clone(),
+                limits,
+                auth,
+                client,
+                secret: None,
+            },
+        );
+    }
+    let k = kept.get_mut(name).expect("inserted above");
+    if k.secret.is_none() || k.secret != version {
+        info!(
+            account = name,
+            form = credentials.form(),
+            "account credentials loaded"
+        );
+        k.auth.set(Ok(credentials));
+        k.secret = version;
+    }
+    Account {
+        name: name.to_owned(),
+        scope,
+        generation: object.metadata.generation,
+        client: Ok(k.client.clone()),
+        tenants,
+    }
+}
+
+/// Strips what the fold never reads from a Secret of the operator's namespace.
+fn slim_secret(secret: &mut Secret) {
+    secret.metadata.managed_fields = None;
+    secret.metadata.annotations = None;
+}
+
+/// Watches the accounts, the Secrets of the operator's namespace and the namespaces' labels, and
+/// sends a new [`AccountSet`] on `feed` after each change, once all three have listed.
+pub async fn watch(
+    client: kube::Client,
+    config: AccountsConfig,
+    accounts: Store<CloudPhoneAccount>,
+    accounts_writer: reflector::store::Writer<CloudPhoneAccount>,
+    feed: watch::Sender<Option<Arc<AccountSet>>>,
+) {
+    let (secrets, secrets_writer) = reflector::store();
+    let (namespaces, namespaces_writer) = reflector::store();
+    let mut account_watch = watcher::Config::default();
+    if let Some(selector) = &config.selector {
+        account_watch = account_watch.labels(selector);
+    }
+    let account_events = watcher(Api::<CloudPhoneAccount>::all(client.clone()), account_watch)
+        .default_backoff()
+        .reflect(accounts_writer)
+        .map(|e| ("cloudphoneaccounts", e.err().map(|e| e.to_string())))
+        .boxed();
+    let secret_events = watcher(
+        Api::<Secret>::namespaced(client.clone(), &config.namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(slim_secret)
+    .reflect(secrets_writer)
+    .map(|e| ("secrets", e.err().map(|e| e.to_string())))
+    .boxed();
+    let namespace_events = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(namespaces_writer)
+    .map(|e| ("namespaces", e.err().map(|e| e.to_string())))
+    .boxed();
+    let mut events = stream::select_all([account_events, secret_events, namespace_events]);
+    let mut kept = HashMap::new();
+    while let Some((what, error)) = events.next().await {
+        if let Some(e) = error {
+            warn!(watch = what, error = %e, namespace = %config.namespace, "cannot watch what the CloudPhoneAccounts need (list and watch cloudphoneaccounts and namespaces cluster-wide, secrets in the operator's namespace: the chart's RBAC grants them); phones that name an account wait; retrying with backoff");
+            continue;
+        }
+        let all_ready = [
+            accounts.wait_until_ready().now_or_never(),
+            secrets.wait_until_ready().now_or_never(),
+            namespaces.wait_until_ready().now_or_never(),
+        ]
+        .iter()
+        .all(|r| matches!(r, Some(Ok(()))));
+        if !all_ready {
+            continue;
+        }
+        // NB: a burst of events (a list) folds once: the next event arrives before a fold would.
+        tokio::task::yield_now().await;
+        let set = fold(&accounts.state(), &secrets, &namespaces, &config, &mut kept);
+        feed.send_replace(Some(Arc::new(set)));
+    }
+}
+
+/// The Ready condition of an account after a tick.
+fn ready_condition(tick: &AccountTick, old: Option<&Condition>, now: &Time) -> Condition {
+    let (status, reason, message) = match &tick.problem {
+        None => ("True", "CredentialsLoaded".to_owned(), String::new()),
+        Some(failure) => ("False", failure.reason.clone(), failure.message.clone()),
+    };
+    let transition = match old {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => now.clone(),
+    };
+    Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason,
+        message,
+        observed_generation: tick.generation,
+        last_transition_time: transition,
+    }
+}
+
+/// The status an account should show after `tick`, or `None` when it shows it already.
+pub fn account_status(
+    tick: &AccountTick,
+    old: Option<&CloudPhoneAccountStatus>,
+    now: &Time,
+) -> Option<CloudPhoneAccountStatus> {
+    let old_ready = old.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let status = CloudPhoneAccountStatus {
+        observed_generation: tick.generation,
+        phones: i32::try_from(tick.phones).unwrap_or(i32::MAX),
+        conditions: vec![ready_condition(tick, old_ready, now)],
+    };
+    (old != Some(&status)).then_some(status)
+}
+
+/// Writes each account's status after the leader's ticks, where it changed.
+pub async fn write_statuses(
+    client: kube::Client,
+    accounts: Store<CloudPhoneAccount>,
+    mut reports: watch::Receiver<Arc<Vec<AccountTick>>>,
+) {
+    let api: Api<CloudPhoneAccount> = Api::all(client);
+    while reports.changed().await.is_ok() {
+        let ticks = reports.borrow_and_update().clone();
+        let now = Time(jiff::Timestamp::now());
+        for tick in ticks.iter() {
+            let Some(object) = accounts.get(&reflector::ObjectRef::new(&tick.name)) else {
+                continue;
+            };
+            let Some(status) = account_status(tick, object.status.as_ref(), &now) else {
+                continue;
+            };
+            let patch = serde_json::json!({
+                "apiVersion": "cloudphone.io/v1alpha1",
+                "kind": "CloudPhoneAccount",
+                "metadata": {"name": tick.name},
+                "status": status,
+            });
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            if let Err(e) = api
+                .patch_status(&tick.name, &params, &Patch::Apply(&patch))
+                .await
+            {
+                warn!(account = %tick.name, error = %e, "CloudPhoneAccount status write failed; retried after the next tick");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed() -> AllowedHosts {
+        AllowedHosts::new([DEFAULT_ALLOWED_HOSTS.to_owned()]).with_url("http://127.0.0.1:8081")
+    }
+
+    #[test]
+    fn credentials_go_only_to_allowed_hosts() {
+        let a = allowed();
+        assert!(a.check("https://koophone.myhuaweicloud.com").is_ok());
+        assert!(
+            a.check("https://iam.cn-north-4.myhuaweicloud.com/v3")
+                .is_ok()
+        );
+        assert!(a.check("https://KOOPHONE.MyHuaweiCloud.com:443/").is_ok());
+        assert!(a.check("http://127.0.0.1:8081").is_ok());
+        for refused in [
+            "https://evil.example",
+            "https://myhuaweicloud.com.evil.example",
+            "https://evilmyhuaweicloud.com",
+            "https://koophone.myhuaweicloud.com@evil.example",
+            "http://127.0.0.1:9999",
+            "ftp://koophone.myhuaweicloud.com",
+            "not a url",
+        ] {
+            let err = a.check(refused).unwrap_err();
+            assert!(
+                err.contains("allowed-vendor-hosts") || err.contains("not an http"),
+                "{refused}: {err}"
+            );
+        }
+    }
+
+    fn tick(problem: Option<(&str, &str)>, phones: usize) -> AccountTick {
+        AccountTick {
+            name: "team-a".into(),
+            generation: Some(2),
+            phones,
+            problem: problem.map(|(r, m)| crate::plan::Failure {
+                reason: r.into(),
+                message: m.into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn an_account_status_is_written_only_when_it_changes() {
+        let t0 = Time(jiff::Timestamp::from_second(1_700_000_000).unwrap());
+        let t1 = Time(jiff::Timestamp::from_second(1_700_000_100).unwrap());
+        let first = account_status(&tick(None, 3), None, &t0).unwrap();
+        assert_eq!(first.phones, 3);
+        assert_eq!(first.observed_generation, Some(2));
+        assert_eq!(first.conditions[0].status, "True");
+        assert_eq!(
+            account_status(&tick(None, 3), Some(&first), &t1),
+            None,
+            "steady: no write"
+        );
+        let refused = account_status(
+            &tick(
+                Some(("CredentialsRejected", "the vendor refused the token")),
+                3,
+            ),
+            Some(&first),
+            &t1,
+        )
+        .unwrap();
+        assert_eq!(refused.conditions[0].status, "False");
+        assert_eq!(refused.conditions[0].reason, "CredentialsRejected");
+        assert_eq!(refused.conditions[0].last_transition_time, t1);
+        let more = account_status(&tick(None, 4), Some(&first), &t1).unwrap();
+        assert_eq!(
+            more.conditions[0].last_transition_time, t0,
+            "the transition time moves only with the condition's status"
+        );
+    }
+
+    #[test]
+    fn the_scope_is_the_endpoint_and_project_or_else_the_account() {
+        let token = Credentials::Token(crate::koophone::Token::new("x"));
+        assert_eq!(
+            scope("https://KooPhone.myhuaweicloud.com/", &token, "a"),
+            "https://koophone.myhuaweicloud.com|account:a"
+        );
+        let ak = |project: &str| Credentials::AccessKey {
+            access_key: "ak".into(),
+            secret_key: "sk".to_owned().into(),
+            project_id: project.into(),
+            security_token: None,
+        };
+        assert_eq!(
+            scope("https://h", &ak("p1"), "a"),
+            scope("https://h", &ak("p1"), "b"),
+            "two accounts of one project share its instances"
+        );
+        assert_ne!(
+            scope("https://h", &ak("p1"), "a"),
+            scope("https://h", &ak("p2"), "a")
+        );
+    }
+}
