@@ -37,6 +37,9 @@ local degraded_reasons = {
   DuplicateInstance = true,
   InvalidSpec = true,
   UnknownStatus = true,
+  AccountNotFound = true,
+  AccountNotAllowed = true,
+  AccountNotReady = true,
 }
 if degraded_phases[status.phase] or degraded_reasons[ready.reason] then
   hs.status = "Degraded"

@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use mlua::{Lua, LuaSerdeExt};
 
 const SCRIPT: &str = include_str!("../docs/argocd-health.lua");
+const ACCOUNT_SCRIPT: &str = include_str!("../docs/argocd-health-account.lua");
 
 fn phone(lifecycle: Lifecycle) -> CloudPhone {
     support::cloudphone("p1", "kp1")
@@ -38,10 +39,15 @@ fn planned(
 }
 
 fn health(phone: &CloudPhone) -> (String, String) {
+    run(SCRIPT, serde_json::to_value(phone).unwrap())
+}
+
+/// Runs a health script on `obj`: (status, message).
+fn run(script: &str, obj: serde_json::Value) -> (String, String) {
     let lua = Lua::new();
-    let obj = lua.to_value(&serde_json::to_value(phone).unwrap()).unwrap();
+    let obj = lua.to_value(&obj).unwrap();
     lua.globals().set("obj", obj).unwrap();
-    let hs: mlua::Table = lua.load(SCRIPT).eval().unwrap();
+    let hs: mlua::Table = lua.load(script).eval().unwrap();
     (
         hs.get("status").unwrap(),
         hs.get::<Option<String>>("message")
@@ -180,6 +186,73 @@ fn health_follows_the_operators_status() {
 }
 
 #[test]
+fn a_phone_whose_account_cannot_serve_it_is_degraded() {
+    use cloudphone_operator::plan::{
+        ACCOUNT_NOT_ALLOWED, ACCOUNT_NOT_FOUND, ACCOUNT_NOT_READY, AccountBlock,
+    };
+    let p = phone(Lifecycle::BackedUp);
+    for reason in [ACCOUNT_NOT_FOUND, ACCOUNT_NOT_ALLOWED, ACCOUNT_NOT_READY] {
+        let status = planned(
+            &p,
+            Disposition::AccountBlocked(AccountBlock {
+                reason,
+                message: "no vendor call".into(),
+            }),
+            None,
+        );
+        let (health, message) = health(&with_status(p.clone(), status));
+        assert_eq!(health, "Degraded", "{reason}");
+        assert!(message.starts_with(reason), "{message}");
+    }
+}
+
+#[test]
+fn an_accounts_health_follows_the_status_the_operator_writes() {
+    use cloudphone_operator::reconciler::AccountTick;
+    use cloudphone_operator::run::accounts::account_status;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let now = Time(Timestamp::from_second(1_790_000_000).unwrap());
+    let account = |status: Option<serde_json::Value>, generation: i64| {
+        let mut object = serde_json::json!({
+            "apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhoneAccount",
+            "metadata": {"name": "team-a", "generation": generation},
+            "spec": {"credentialsSecretRef": {"name": "s"}},
+        });
+        if let Some(status) = status {
+            object["status"] = status;
+        }
+        object
+    };
+    let tick = |problem: Option<&str>| AccountTick {
+        name: "team-a".into(),
+        generation: Some(1),
+        phones: 12,
+        problem: problem.map(|reason| cloudphone_operator::plan::Failure {
+            reason: reason.into(),
+            message: "the vendor refused the credentials".into(),
+        }),
+    };
+    let written =
+        |problem| serde_json::to_value(account_status(&tick(problem), None, &now)).unwrap();
+    assert_eq!(run(ACCOUNT_SCRIPT, account(None, 1)).0, "Progressing");
+    assert_eq!(
+        run(ACCOUNT_SCRIPT, account(Some(written(None)), 1)),
+        ("Healthy".into(), "12 phones".into())
+    );
+    let (health, message) = run(
+        ACCOUNT_SCRIPT,
+        account(Some(written(Some("CredentialsRejected"))), 1),
+    );
+    assert_eq!(health, "Degraded");
+    assert!(message.starts_with("CredentialsRejected"), "{message}");
+    assert_eq!(
+        run(ACCOUNT_SCRIPT, account(Some(written(None)), 2)).0,
+        "Progressing",
+        "a spec the operator has not observed yet"
+    );
+}
+
+#[test]
 fn a_suspended_phone_is_suspended_whatever_its_status() {
     let mut p = phone(Lifecycle::BackedUp);
     let status = planned(&p, Disposition::Query, Some(Observation::Status(0)));
@@ -233,5 +306,19 @@ fn the_docs_carry_the_same_script() {
     assert!(
         docs.contains(&indented),
         "docs/argocd.md's argocd-cm snippet differs from docs/argocd-health.lua"
+    );
+    let indented: String = ACCOUNT_SCRIPT
+        .lines()
+        .map(|l| {
+            if l.trim().is_empty() {
+                "\n".to_owned()
+            } else {
+                format!("    {l}\n")
+            }
+        })
+        .collect();
+    assert!(
+        docs.contains(&indented),
+        "docs/argocd.md's argocd-cm snippet differs from docs/argocd-health-account.lua"
     );
 }

@@ -15,7 +15,7 @@ mod tick;
 
 pub use accounts::{Account, AccountSet, AccountsFeed, Tenants, Unusable};
 pub use breaker::{Admission, BreakerConfig, Breakers, DEFAULT_ACCOUNT};
-pub use engine::{Engine, EngineConfig, INTENT_MAX_AGE, TickReport, Trigger};
+pub use engine::{AccountTick, Engine, EngineConfig, INTENT_MAX_AGE, TickReport, Trigger};
 pub use kube_store::{FIELD_MANAGER, KubeStore, WatchConfig, Watches, phone_apis, slim};
 pub use memory::{InjectedWriteFailure, MemoryStore};
 pub use store::{PhoneStore, WriteError};

@@ -25,7 +25,12 @@ PHONE_RULES = [
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
 CREDENTIALS_RULES = [
-    {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["koophone-credentials"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+]
+ACCOUNT_RULES = [
+    {"apiGroups": ["cloudphone.io"], "resources": ["cloudphoneaccounts"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["cloudphone.io"], "resources": ["cloudphoneaccounts/status"], "verbs": ["patch"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
 ]
 CRD_RULES = [
     {
@@ -113,14 +118,22 @@ def test_only_the_operator_pods_get_a_service_account_token():
 def test_rbac_is_exactly_the_least_privilege_set_of_the_readme():
     objects = render()
     cluster_roles = {r["metadata"]["name"]: r["rules"] for r in by_kind(objects, "ClusterRole")}
-    assert cluster_roles == {"cloudphone-operator": PHONE_RULES, "cloudphone-operator-crd": CRD_RULES}
+    assert cluster_roles == {
+        "cloudphone-operator": PHONE_RULES,
+        "cloudphone-operator-crd": CRD_RULES,
+        "cloudphone-operator-accounts": ACCOUNT_RULES,
+    }
     roles = {r["metadata"]["name"]: r for r in by_kind(objects, "Role")}
     assert sorted(roles) == ["cloudphone-operator-credentials", "cloudphone-operator-leader-election"]
     assert all(r["metadata"]["namespace"] == "cloudphone-system" for r in roles.values())
     assert roles["cloudphone-operator-leader-election"]["rules"] == LEASE_RULES
     assert roles["cloudphone-operator-credentials"]["rules"] == CREDENTIALS_RULES
     bindings = by_kind(objects, "ClusterRoleBinding")
-    assert sorted(b["roleRef"]["name"] for b in bindings) == ["cloudphone-operator", "cloudphone-operator-crd"]
+    assert sorted(b["roleRef"]["name"] for b in bindings) == [
+        "cloudphone-operator",
+        "cloudphone-operator-accounts",
+        "cloudphone-operator-crd",
+    ]
     for binding in bindings:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "cloudphone-operator", "namespace": "cloudphone-system"}
@@ -132,6 +145,9 @@ def test_rbac_is_exactly_the_least_privilege_set_of_the_readme():
         "| `events.k8s.io` | `events` | `create`, `patch` |",
         "| `coordination.k8s.io` | `leases` | `get`, `create`, `update` |",
         "| (core) | `secrets` | `get`, `list`, `watch` |",
+        "| `cloudphone.io` | `cloudphoneaccounts` | `get`, `list`, `watch` |",
+        "| `cloudphone.io` | `cloudphoneaccounts/status` | `patch` |",
+        "| (core) | `namespaces` | `list`, `watch` |",
         "| `apiextensions.k8s.io` | `customresourcedefinitions` | `get`, `list`, `watch` |",
     ]:
         assert row in readme, row
@@ -139,9 +155,13 @@ def test_rbac_is_exactly_the_least_privilege_set_of_the_readme():
 
 def test_watched_namespaces_get_namespaced_roles_and_no_cluster_role():
     objects = render(FEATURES["watch-namespaces"])
-    # Only the read of the one CRD stays cluster-wide: its schema revision is checked before ticks.
-    assert [r["rules"] for r in by_kind(objects, "ClusterRole")] == [CRD_RULES]
-    assert [b["roleRef"]["name"] for b in by_kind(objects, "ClusterRoleBinding")] == ["cloudphone-operator-crd"]
+    # Only the read of the one CRD (its schema revision is checked before ticks) and the accounts
+    # (cluster-scoped, with namespace labels for their selectors) stay cluster-wide.
+    assert [r["rules"] for r in by_kind(objects, "ClusterRole")] == [CRD_RULES, ACCOUNT_RULES]
+    assert [b["roleRef"]["name"] for b in by_kind(objects, "ClusterRoleBinding")] == [
+        "cloudphone-operator-crd",
+        "cloudphone-operator-accounts",
+    ]
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r["rules"] for r in by_kind(objects, "Role")}
     assert roles == {
         ("fleet-a", "cloudphone-operator"): PHONE_RULES,
@@ -301,3 +321,56 @@ def test_the_image_is_a_static_binary_on_a_shell_less_non_root_base():
     for label in ["title", "description", "version", "source"]:
         assert f"org.opencontainers.image.{label}=" in final, label
     assert "--release" in dockerfile and "--locked" in dockerfile
+
+
+def test_accounts_in_values_render_cloudphone_accounts_and_reach_the_flags():
+    objects = render(
+        {
+            "accounts": [
+                {"name": "team-a", "existingSecret": "koophone-team-a", "namespaces": ["team-a"]},
+                {
+                    "name": "team-b",
+                    "existingSecret": "koophone-team-b",
+                    "vendorUrl": "https://koophone.myhuaweicloud.com",
+                    "namespaceSelector": {"matchLabels": {"team": "b"}},
+                    "limits": {"callsInFlight": 2, "callsPerSecond": 10},
+                },
+            ],
+            "accountLabels": {"shard": "a"},
+            "accountSelector": "shard=a",
+            "vendor": {"allowedHosts": ["*.myhuaweicloud.com", "koophone.example.internal:8443"]},
+        }
+    )
+    accounts = {a["metadata"]["name"]: a for a in by_kind(objects, "CloudPhoneAccount")}
+    assert sorted(accounts) == ["team-a", "team-b"]
+    assert accounts["team-a"]["spec"] == {"credentialsSecretRef": {"name": "koophone-team-a"}, "namespaces": ["team-a"]}
+    assert accounts["team-b"]["spec"]["limits"] == {"callsInFlight": 2, "callsPerSecond": 10}
+    assert accounts["team-b"]["spec"]["namespaceSelector"] == {"matchLabels": {"team": "b"}}
+    assert accounts["team-a"]["metadata"]["labels"]["shard"] == "a"
+    assert "namespace" not in accounts["team-a"]["metadata"], "cluster-scoped"
+    args = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--allowed-vendor-hosts=*.myhuaweicloud.com,koophone.example.internal:8443" in args
+    assert "--account-selector=shard=a" in args
+    # Each rendered account is valid against the generated CRD's schema.
+    import jsonschema
+
+    crd = yaml.safe_load((ROOT / "crds" / "cloudphone.io_cloudphoneaccounts.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for account in accounts.values():
+        jsonschema.validate(account, schema)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"accounts": [{"name": "team-a"}]},
+        {"accounts": [{"name": "team-a", "existingSecret": "s", "namespace": ["team-a"]}]},
+        {"accounts": [{"name": "default", "existingSecret": "s"}]},
+        {"accounts": [{"name": "team-a", "existingSecret": "s", "vendorUrl": "https://x@evil.example"}]},
+        {"accounts": [{"name": "team-a", "existingSecret": "s", "limits": {"callsInFlight": 0}}]},
+        {"vendor": {"allowedHosts": []}},
+    ],
+)
+def test_the_values_schema_refuses_a_bad_account(bad):
+    with pytest.raises(Exception, match="schema"):
+        render(bad)

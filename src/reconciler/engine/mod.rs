@@ -161,6 +161,8 @@ pub struct Engine<S> {
     metrics: Option<Arc<Metrics>>,
     /// The CloudPhoneAccounts; `None`: none exist (phones naming one are told so).
     accounts: Option<AccountsFeed>,
+    /// What the last tick found of each CloudPhoneAccount, for their statuses.
+    account_reports: watch::Sender<Arc<Vec<AccountTick>>>,
     /// When the last tick that reached the vendor ended.
     last_success: Mutex<Option<Instant>>,
 }
@@ -206,6 +208,7 @@ impl<S: PhoneStore> Engine<S> {
             write_slots,
             metrics: None,
             accounts: None,
+            account_reports: watch::Sender::new(Arc::default()),
             last_success: Mutex::new(None),
         }
     }
@@ -220,6 +223,11 @@ impl<S: PhoneStore> Engine<S> {
     pub fn with_accounts(mut self, accounts: AccountsFeed) -> Engine<S> {
         self.accounts = Some(accounts);
         self
+    }
+
+    /// What each tick found of each CloudPhoneAccount, as it ends.
+    pub fn account_reports(&self) -> watch::Receiver<Arc<Vec<AccountTick>>> {
+        self.account_reports.subscribe()
     }
 
     /// Checks `fence` before every backup call, and starts a new record of writes with each
@@ -511,6 +519,10 @@ impl<S: PhoneStore> Engine<S> {
             report.backup_calls += b.backup_calls.load(Ordering::Relaxed);
         }
         report.accounts = self.account_ticks(&accounts, &bindings);
+        if !report.accounts.is_empty() || !self.account_reports.borrow().is_empty() {
+            self.account_reports
+                .send_replace(Arc::new(report.accounts.clone()));
+        }
         if let Err(why) = &credentials {
             report.skipped = Some(format!(
                 "the phones without spec.accountRef: no vendor call without usable credentials: {why}"
