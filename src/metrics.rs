@@ -17,6 +17,8 @@ pub struct CallLabels {
     pub endpoint: &'static str,
     /// `ok`, or the failure's label (`Timeout`, `ServerError`, `RateLimited`, a vendor code's name).
     pub outcome: &'static str,
+    /// The vendor account: `default`, or a CloudPhoneAccount's name (one value per account).
+    pub account: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -200,10 +202,36 @@ impl Metrics {
 
 impl CallObserver for Metrics {
     fn observe(&self, endpoint: Endpoint, outcome: &'static str, elapsed: Duration) {
+        self.observe_call(crate::api::DEFAULT_ACCOUNT_NAME, endpoint, outcome, elapsed);
+    }
+}
+
+/// The calls of one CloudPhoneAccount's client, counted under its name.
+pub struct AccountCalls {
+    pub metrics: std::sync::Arc<Metrics>,
+    pub account: String,
+}
+
+impl CallObserver for AccountCalls {
+    fn observe(&self, endpoint: Endpoint, outcome: &'static str, elapsed: Duration) {
+        self.metrics
+            .observe_call(&self.account, endpoint, outcome, elapsed);
+    }
+}
+
+impl Metrics {
+    fn observe_call(
+        &self,
+        account: &str,
+        endpoint: Endpoint,
+        outcome: &'static str,
+        elapsed: Duration,
+    ) {
         self.vendor_calls
             .get_or_create(&CallLabels {
                 endpoint: endpoint.as_str(),
                 outcome,
+                account: account.to_owned(),
             })
             .inc();
         self.vendor_latency

@@ -533,3 +533,53 @@ fn a_base_url_the_client_cannot_use_is_a_typed_error_naming_it() {
     let err = build("unix:/run/socket").err().unwrap();
     assert!(matches!(err, Error::BaseUrlWithoutHost { .. }), "{err:?}");
 }
+
+/// Four status calls started at once, under the account's limits.
+async fn four_calls_at_once(
+    sim: &Simulator,
+    in_flight: Option<usize>,
+    per_second: Option<u32>,
+) -> Duration {
+    let client = Client::new(
+        ClientConfig {
+            base_url: sim.url(),
+            calls_in_flight: in_flight,
+            calls_per_second: per_second,
+            ..ClientConfig::default()
+        },
+        Token::new(TOKEN),
+    )
+    .unwrap();
+    let ids = vec!["kp1".to_owned()];
+    let started = Instant::now();
+    let calls = (0..4).map(|_| client.query_status_chunk(&ids));
+    for result in futures::future::join_all(calls).await {
+        result.unwrap();
+    }
+    started.elapsed()
+}
+
+// NB: lower bounds only: a loaded machine can make the calls slower, never faster.
+#[tokio::test]
+async fn an_accounts_limits_bound_its_calls_in_flight_and_per_second() {
+    let _deadline =
+        support::deadline("an_accounts_limits_bound_its_calls_in_flight_and_per_second");
+    let sim = simulator(vec![("kp1".into(), code::IDLE)]).await;
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(100),
+        ..Faults::default()
+    })
+    .unwrap();
+    let one_at_a_time = four_calls_at_once(&sim, Some(1), None).await;
+    assert!(
+        one_at_a_time >= Duration::from_millis(400),
+        "one call in flight: four 100 ms calls in a row, took {one_at_a_time:?}"
+    );
+    sim.set_faults(Faults::default()).unwrap();
+    let spaced = four_calls_at_once(&sim, None, Some(10)).await;
+    assert!(
+        spaced >= Duration::from_millis(300),
+        "10 calls a second: the fourth starts 300 ms after the first, took {spaced:?}"
+    );
+    assert_eq!(sim.counters().calls("batch-query-status"), 8);
+}

@@ -511,7 +511,9 @@ async fn metrics_and_health_endpoints_answer() {
     assert_eq!(value("cloudphone_phones{phase=\"Idle\"}"), Some(5.0));
     assert_eq!(value("cloudphone_phones{phase=\"BackingUp\"}"), Some(0.0));
     assert_eq!(
-        value("cloudphone_vendor_calls_total{endpoint=\"batch-query-status\",outcome=\"ok\"}"),
+        value(
+            "cloudphone_vendor_calls_total{endpoint=\"batch-query-status\",outcome=\"ok\",account=\"default\"}"
+        ),
         Some(1.0)
     );
     assert_eq!(

@@ -162,3 +162,62 @@ async fn the_admin_api_seeds_instances_and_reports_counters() {
     assert_eq!(faults.status(), 400);
     assert!(faults.text().await.unwrap().contains("server_error_rate"));
 }
+
+/// A status query with this token: (HTTP status, the ids listed).
+async fn listed_with(sim: &Simulator, token: &str, ids: &[&str]) -> (u16, Vec<String>) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/instances/batch-query-status", sim.url()))
+        .header("X-Auth-Token", token)
+        .header("x-request-id", uuid::Uuid::new_v4().to_string())
+        .json(&json!({"instance_ids": ids}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or_default();
+    let listed = body["data"]["status_results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| format!("{}={}", r["instance_id"].as_str().unwrap(), r["status"]))
+        .collect();
+    (status, listed)
+}
+
+#[tokio::test]
+async fn each_tenants_token_sees_only_its_own_instances() {
+    let _deadline = support::deadline("each_tenants_token_sees_only_its_own_instances");
+    let sim = support::simulator(vec![
+        ("kp1".into(), code::IDLE),
+        ("tenant-a/kp1".into(), code::DATA_LOADED),
+        ("tenant-a/kpa".into(), code::DATA_LOADED),
+        ("tenant-b/kpb".into(), code::BACKING_UP),
+    ])
+    .token("t")
+    .tenant("tenant-a", "token-a")
+    .tenant("tenant-b", "token-b")
+    .start()
+    .await;
+    let ids = ["kp1", "kpa", "kpb"];
+    assert_eq!(
+        listed_with(&sim, "t", &ids).await,
+        (200, vec!["kp1=0".to_owned()])
+    );
+    assert_eq!(
+        listed_with(&sim, "token-a", &ids).await,
+        (200, vec!["kp1=2".to_owned(), "kpa=2".to_owned()]),
+        "tenant A's kp1 is its own instance, and B's kpb is not listed"
+    );
+    assert_eq!(
+        listed_with(&sim, "token-b", &ids).await,
+        (200, vec!["kpb=4".to_owned()])
+    );
+    sim.revoke_token("token-a");
+    assert_eq!(listed_with(&sim, "token-a", &ids).await.0, 401);
+    let calls = sim.counters().calls_by_tenant;
+    assert_eq!(
+        (calls["default"], calls["tenant-a"], calls["tenant-b"]),
+        (1, 1, 1),
+        "authenticated calls per tenant"
+    );
+}

@@ -76,6 +76,11 @@ impl<'a> Batcher<'a> {
         self
     }
 
+    /// The account's name, as logs and metrics label it.
+    pub fn account(&self) -> &'a str {
+        self.account
+    }
+
     /// The observation of every id: chunks of at most 100, several in flight. While the account's
     /// breaker is open, no call is made, or only its one probe.
     pub async fn query(&self, ids: &[String]) -> HashMap<String, Observation> {

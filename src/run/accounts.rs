@@ -246,7 +246,10 @@ fn one_account(
         );
         let client = match client {
             Ok(c) => match &config.metrics {
-                Some(m) => c.with_observer(m.clone()),
+                Some(m) => c.with_observer(Arc::new(crate::metrics::AccountCalls {
+                    metrics: m.clone(),
+                    account: name.to_owned(),
+                })),
                 None => c,
             },
             Err(e) => {

@@ -477,7 +477,11 @@ impl<S: PhoneStore> Engine<S> {
             }
             let mut done = stream::iter(chunks)
                 .map(|(ix, chunk)| {
-                    self.run_chunk(&frame, &views, &dispositions, chunk, batcher_of(ix))
+                    let batcher = batcher_of(ix);
+                    // Every line of the chunk, its vendor calls' included, names the account.
+                    let span = tracing::info_span!("account", account = batcher.account());
+                    self.run_chunk(&frame, &views, &dispositions, chunk, batcher)
+                        .instrument(span)
                 })
                 .buffer_unordered(self.config.vendor_calls_in_flight.max(1));
             while let Some(group) = done.next().await {
