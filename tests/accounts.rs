@@ -430,3 +430,36 @@ async fn accounts_of_one_tenant_share_its_instances_so_one_id_is_one_owner() {
         ("False".into(), "DuplicateInstance".into())
     );
 }
+
+#[tokio::test]
+async fn an_accounts_client_rebuilt_with_new_credentials_is_not_held_by_the_old_breaker() {
+    let _deadline =
+        deadline("an_accounts_client_rebuilt_with_new_credentials_is_not_held_by_the_old_breaker");
+    let sim = two_tenants().await;
+    let store = Arc::new(MemoryStore::new(team_phones()));
+    let (tx, accounts) = feed(vec![account(
+        "a",
+        "tenant-a",
+        &sim,
+        Token::new("token-a").into(),
+        &["team-a"],
+    )]);
+    let engine = engine(&sim, store.clone()).accounts(accounts).build();
+    sim.revoke_token("token-a");
+    let report = engine.tick().await;
+    assert!(report.accounts[0].problem.is_some(), "{report:?}");
+    // The Secret was deleted and created again: the operator builds the account a new client.
+    sim.add_tenant_token("tenant-a", "token-a2");
+    let (_, rebuilt) = feed(vec![account(
+        "a",
+        "tenant-a",
+        &sim,
+        Token::new("token-a2").into(),
+        &["team-a"],
+    )]);
+    tx.send_replace(rebuilt.borrow().clone());
+    let before = tenant_calls(&sim, "tenant-a");
+    let report = engine.tick().await;
+    assert!(tenant_calls(&sim, "tenant-a") > before, "called at once: {report:?}");
+    assert!(report.accounts[0].problem.is_none(), "{report:?}");
+}

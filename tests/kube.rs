@@ -668,13 +668,13 @@ async fn the_credentials_secret_is_loaded_and_its_rotation_followed() {
         auth.clone(),
     ));
     for _ in 0..400 {
-        if auth.version() >= 2 {
+        if auth.replacements() >= 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(
-        auth.version(),
+        auth.replacements(),
         2,
         "loaded once, then once more on the rotation; the re-list of an unchanged version is not reloaded"
     );

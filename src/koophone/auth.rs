@@ -47,6 +47,14 @@ impl AuthError {
     }
 }
 
+/// A generation of credentials unique in the process, so that a version seen with one [`Auth`] is
+/// never taken for another's: an account's client rebuilt after its Secret came back must not find
+/// its breaker's record of the old credentials matching the new ones.
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How one call is authenticated.
 #[derive(Clone, Debug)]
 pub enum CallAuth {
@@ -71,6 +79,8 @@ struct State {
     credentials: Result<Credentials, CredentialsError>,
     /// Bumped by every [`Auth::set`], so that a refresh started with old credentials is dropped.
     generation: u64,
+    /// How many times [`Auth::set`] replaced the credentials.
+    replaced: u64,
     cached: Option<Cached>,
     failures: u32,
     /// The waits after further failures; restarted by a success or new credentials.
@@ -98,7 +108,8 @@ impl Auth {
         Auth {
             state: RwLock::new(State {
                 credentials,
-                generation: 0,
+                generation: next_generation(),
+                replaced: 0,
                 cached: None,
                 failures: 0,
                 backoff: iam_backoff(),
@@ -136,16 +147,23 @@ impl Auth {
         }
         let mut state = self.write();
         state.credentials = credentials;
-        state.generation += 1;
+        state.generation = next_generation();
+        state.replaced += 1;
         state.cached = None;
         state.failures = 0;
         state.backoff = iam_backoff();
         state.blocked_until = None;
     }
 
-    /// How many times the credentials were replaced since start.
+    /// The version of the credentials: it changes with every replacement, and is never the
+    /// version of another `Auth`'s credentials.
     pub fn version(&self) -> u64 {
         self.read().generation
+    }
+
+    /// How many times the credentials were replaced since start.
+    pub fn replacements(&self) -> u64 {
+        self.read().replaced
     }
 
     /// `Ok(form)` when calls can be authenticated, else why not (for `/readyz` and the tick).

@@ -313,9 +313,10 @@ pub async fn watch(
         .reflect(accounts_writer)
         .map(|e| ("cloudphoneaccounts", e.err().map(|e| e.to_string())))
         .boxed();
+    // NB: Helm keeps its release records as Secrets of the release namespace: never cached.
     let secret_events = watcher(
         Api::<Secret>::namespaced(client.clone(), &config.namespace),
-        watcher::Config::default(),
+        watcher::Config::default().fields("type!=helm.sh/release.v1"),
     )
     .default_backoff()
     .modify(slim_secret)
