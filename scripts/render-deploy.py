@@ -28,7 +28,8 @@ def main() -> None:
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "namespace": NAMESPACE,
+        # NB: no `namespace:` here: every object names its own, and the Role for the events of
+        # CloudPhoneAccounts (cluster-scoped) must stay in `default`, where those events go.
         "resources": ["namespace.yaml", *CRD_FILES, "operator.yaml"],
     }
     (DEPLOY / "kustomization.yaml").write_text(HEADER + yaml.safe_dump(kustomization, sort_keys=False))

@@ -460,6 +460,9 @@ async fn an_accounts_client_rebuilt_with_new_credentials_is_not_held_by_the_old_
     tx.send_replace(rebuilt.borrow().clone());
     let before = tenant_calls(&sim, "tenant-a");
     let report = engine.tick().await;
-    assert!(tenant_calls(&sim, "tenant-a") > before, "called at once: {report:?}");
+    assert!(
+        tenant_calls(&sim, "tenant-a") > before,
+        "called at once: {report:?}"
+    );
     assert!(report.accounts[0].problem.is_none(), "{report:?}");
 }

@@ -227,6 +227,7 @@ fn an_accounts_health_follows_the_status_the_operator_writes() {
         name: "team-a".into(),
         generation: Some(1),
         phones: 12,
+        credentials: Some(1),
         problem: problem.map(|reason| cloudphone_operator::plan::Failure {
             reason: reason.into(),
             message: "the vendor refused the credentials".into(),

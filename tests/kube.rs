@@ -1066,6 +1066,27 @@ async fn run_calls_each_phone_under_its_account_writes_account_statuses_and_foll
     );
     let evil = account_ready("evil").unwrap().0;
     assert_eq!(evil, ("False".into(), "VendorUrlNotAllowed".into()));
+    let account_events: Vec<(String, String)> = requests(
+        &log,
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+    )
+    .iter()
+    .map(|r| {
+        (
+            r.body["regarding"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            r.body["reason"].as_str().unwrap_or_default().to_owned(),
+        )
+    })
+    .collect();
+    assert_eq!(
+        account_events,
+        [("evil".to_owned(), "VendorUrlNotAllowed".to_owned())],
+        "one event, on the account that cannot be used, in namespace default"
+    );
 
     // The account's Secret rotates (the old token revoked at the vendor): its next calls carry
     // the new token, and nothing else changes.

@@ -10,9 +10,11 @@ use crate::reconciler::{Account, AccountSet, AccountTick, FIELD_MANAGER, Tenants
 use futures::{FutureExt, StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, watcher};
 use std::collections::HashMap;
@@ -390,20 +392,81 @@ pub fn account_status(
     (old != Some(&status)).then_some(status)
 }
 
-/// Writes each account's status after the leader's ticks, where it changed.
+/// An event to publish on an account after a tick: its Ready condition changed status (its
+/// breaker opened or closed, its Secret went missing or came back), or its credentials were
+/// replaced. `seen` is the credentials' version of the account's last tick.
+pub fn account_event(
+    tick: &AccountTick,
+    old: Option<&CloudPhoneAccountStatus>,
+    seen: Option<u64>,
+) -> Option<Event> {
+    let old_ready = old
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status.as_str());
+    match (&tick.problem, old_ready) {
+        (Some(failure), None | Some("True")) => {
+            return Some(Event {
+                type_: EventType::Warning,
+                reason: failure.reason.clone(),
+                note: Some(failure.message.clone()),
+                action: "Call".into(),
+                secondary: None,
+            });
+        }
+        (None, Some("False")) => {
+            return Some(Event {
+                type_: EventType::Normal,
+                reason: "CredentialsLoaded".into(),
+                note: Some("the account's calls go out again".into()),
+                action: "Call".into(),
+                secondary: None,
+            });
+        }
+        _ => {}
+    }
+    match (seen, tick.credentials) {
+        (Some(before), Some(now)) if before != now => Some(Event {
+            type_: EventType::Normal,
+            reason: "CredentialsChanged".into(),
+            note: Some(
+                "the account's Secret changed: its next calls use the new credentials".into(),
+            ),
+            action: "Reload".into(),
+            secondary: None,
+        }),
+        _ => None,
+    }
+}
+
+/// Writes each account's status after the leader's ticks, where it changed, and publishes its
+/// events (in the `default` namespace, as for any cluster-scoped object).
 pub async fn write_statuses(
     client: kube::Client,
     accounts: Store<CloudPhoneAccount>,
     mut reports: watch::Receiver<Arc<Vec<AccountTick>>>,
+    reporter: Reporter,
 ) {
-    let api: Api<CloudPhoneAccount> = Api::all(client);
+    let api: Api<CloudPhoneAccount> = Api::all(client.clone());
+    let recorder = Recorder::new(client, reporter);
+    let mut credentials: HashMap<String, Option<u64>> = HashMap::new();
     while reports.changed().await.is_ok() {
         let ticks = reports.borrow_and_update().clone();
         let now = Time(jiff::Timestamp::now());
+        credentials.retain(|name, _| ticks.iter().any(|t| t.name == *name));
         for tick in ticks.iter() {
             let Some(object) = accounts.get(&reflector::ObjectRef::new(&tick.name)) else {
                 continue;
             };
+            let seen = credentials
+                .insert(tick.name.clone(), tick.credentials)
+                .flatten();
+            if let Some(event) = account_event(tick, object.status.as_ref(), seen) {
+                let mut reference = object.object_ref(&());
+                reference.resource_version = None;
+                if let Err(e) = recorder.publish(&event, &reference).await {
+                    warn!(account = %tick.name, reason = %event.reason, error = %e, "cannot publish event");
+                }
+            }
             let Some(status) = account_status(tick, object.status.as_ref(), &now) else {
                 continue;
             };
@@ -464,6 +527,7 @@ mod tests {
             name: "team-a".into(),
             generation: Some(2),
             phones,
+            credentials: Some(1),
             problem: problem.map(|(r, m)| crate::plan::Failure {
                 reason: r.into(),
                 message: m.into(),
@@ -500,6 +564,44 @@ mod tests {
         assert_eq!(
             more.conditions[0].last_transition_time, t0,
             "the transition time moves only with the condition's status"
+        );
+    }
+
+    #[test]
+    fn events_mark_the_breaker_opening_and_closing_and_each_new_credential() {
+        let now = Time(jiff::Timestamp::from_second(1_700_000_000).unwrap());
+        let healthy = account_status(&tick(None, 1), None, &now).unwrap();
+        let refused = tick(Some(("CredentialsRejected", "401")), 1);
+        let broken = account_status(&refused, Some(&healthy), &now).unwrap();
+        let reason = |e: Option<Event>| e.map(|e| e.reason);
+        assert_eq!(
+            reason(account_event(&tick(None, 1), Some(&healthy), Some(1))),
+            None,
+            "steady"
+        );
+        assert_eq!(
+            reason(account_event(&refused, Some(&healthy), Some(1))).as_deref(),
+            Some("CredentialsRejected")
+        );
+        assert_eq!(
+            reason(account_event(&refused, Some(&broken), Some(1))),
+            None,
+            "once, not every tick"
+        );
+        let mut rotated = tick(None, 1);
+        rotated.credentials = Some(2);
+        assert_eq!(
+            reason(account_event(&rotated, Some(&broken), Some(1))).as_deref(),
+            Some("CredentialsLoaded")
+        );
+        assert_eq!(
+            reason(account_event(&rotated, Some(&healthy), Some(1))).as_deref(),
+            Some("CredentialsChanged")
+        );
+        assert_eq!(
+            reason(account_event(&rotated, Some(&healthy), None)),
+            None,
+            "first sight"
         );
     }
 

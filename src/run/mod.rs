@@ -351,6 +351,10 @@ pub async fn run_with_client(
         client.clone(),
         account_store,
         engine.account_reports(),
+        Reporter {
+            controller: "cloudphone-operator".into(),
+            instance: Some(identity.clone()),
+        },
     ));
     let engine = Arc::new(match &leadership {
         Some(leadership) => engine.with_fence(leadership.fence()),

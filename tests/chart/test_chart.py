@@ -27,6 +27,7 @@ PHONE_RULES = [
 CREDENTIALS_RULES = [
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
 ]
+ACCOUNT_EVENT_RULES = [{"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]
 ACCOUNT_RULES = [
     {"apiGroups": ["cloudphone.io"], "resources": ["cloudphoneaccounts"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["cloudphone.io"], "resources": ["cloudphoneaccounts/status"], "verbs": ["patch"]},
@@ -124,7 +125,14 @@ def test_rbac_is_exactly_the_least_privilege_set_of_the_readme():
         "cloudphone-operator-accounts": ACCOUNT_RULES,
     }
     roles = {r["metadata"]["name"]: r for r in by_kind(objects, "Role")}
-    assert sorted(roles) == ["cloudphone-operator-credentials", "cloudphone-operator-leader-election"]
+    assert sorted(roles) == [
+        "cloudphone-operator-account-events",
+        "cloudphone-operator-credentials",
+        "cloudphone-operator-leader-election",
+    ]
+    account_events = roles.pop("cloudphone-operator-account-events")
+    assert account_events["metadata"]["namespace"] == "default", "where events of cluster-scoped objects go"
+    assert account_events["rules"] == ACCOUNT_EVENT_RULES
     assert all(r["metadata"]["namespace"] == "cloudphone-system" for r in roles.values())
     assert roles["cloudphone-operator-leader-election"]["rules"] == LEASE_RULES
     assert roles["cloudphone-operator-credentials"]["rules"] == CREDENTIALS_RULES
@@ -168,6 +176,7 @@ def test_watched_namespaces_get_namespaced_roles_and_no_cluster_role():
         ("fleet-b", "cloudphone-operator"): PHONE_RULES,
         ("cloudphone-system", "cloudphone-operator-leader-election"): LEASE_RULES,
         ("cloudphone-system", "cloudphone-operator-credentials"): CREDENTIALS_RULES,
+        ("default", "cloudphone-operator-account-events"): ACCOUNT_EVENT_RULES,
     }
     args = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=fleet-a" in args and "--namespace=fleet-b" in args
@@ -307,7 +316,8 @@ def test_the_kustomization_builds_into_the_same_objects():
     )
     for doc in yaml.safe_load_all(built):
         if doc and doc["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
-            assert doc["metadata"]["namespace"] == "cloudphone-system", key(doc)
+            expected = "default" if doc["metadata"]["name"].endswith("-account-events") else "cloudphone-system"
+            assert doc["metadata"]["namespace"] == expected, key(doc)
 
 
 def test_the_image_is_a_static_binary_on_a_shell_less_non_root_base():

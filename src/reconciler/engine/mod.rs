@@ -109,6 +109,8 @@ pub struct AccountTick {
     pub phones: usize,
     /// Why its calls cannot be made, if they cannot: unusable, or its circuit breaker open.
     pub problem: Option<plan::Failure>,
+    /// The version of its credentials (it changes when they are replaced); `None` without any.
+    pub credentials: Option<u64>,
 }
 
 /// A handle that asks the engine for an early tick. A request during a tick causes exactly one
@@ -758,6 +760,7 @@ impl<S: PhoneStore> Engine<S> {
                     }),
                     Ok(_) => self.breakers.refusal(account.name),
                 },
+                credentials: account.client.ok().map(Client::credentials_version),
             })
             .collect()
     }
