@@ -29,9 +29,18 @@ if ready.status == "True" then
   hs.message = message
   return hs
 end
+-- kstatus's Stalled (a person must act) is Degraded, whatever the reason.
+for _, c in ipairs(status.conditions or {}) do
+  if c.type == "Stalled" and c.status == "True" then
+    hs.status = "Degraded"
+    hs.message = (c.reason or "") .. ": " .. (c.message or "")
+    return hs
+  end
+end
 local degraded_phases = { BackupFailed = true, RestoreFailed = true, NotFound = true }
 local degraded_reasons = {
   BackupFailed = true,
+  BackupRefused = true,
   RestoreFailed = true,
   InstanceNotFound = true,
   DuplicateInstance = true,

@@ -186,6 +186,42 @@ fn health_follows_the_operators_status() {
 }
 
 #[test]
+fn every_stalled_phone_is_degraded_and_a_reconciling_one_is_not_healthy() {
+    use cloudphone_operator::plan::{AccountBlock, STALLED_REASONS};
+    let p = phone(Lifecycle::BackedUp);
+    for reason in STALLED_REASONS {
+        let status = planned(
+            &p,
+            Disposition::AccountBlocked(AccountBlock {
+                reason,
+                message: "a person must act".into(),
+            }),
+            None,
+        );
+        assert!(
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Stalled" && c.status == "True"),
+            "{reason}"
+        );
+        assert_eq!(
+            health(&with_status(p.clone(), status)).0,
+            "Degraded",
+            "{reason}"
+        );
+    }
+    let requested = planned(&p, Disposition::Query, Some(Observation::Status(2)));
+    assert!(
+        requested
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Reconciling")
+    );
+    assert_eq!(health(&with_status(p, requested)).0, "Progressing");
+}
+
+#[test]
 fn a_phone_whose_account_cannot_serve_it_is_degraded() {
     use cloudphone_operator::plan::{
         ACCOUNT_NOT_ALLOWED, ACCOUNT_NOT_FOUND, ACCOUNT_NOT_READY, AccountBlock,

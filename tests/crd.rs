@@ -149,7 +149,15 @@ fn names_columns_and_status_subresource_follow_the_design() {
         .collect();
     assert_eq!(
         columns,
-        ["INSTANCE", "LIFECYCLE", "PHASE", "CODE", "READY", "AGE"]
+        [
+            "INSTANCE",
+            "LIFECYCLE",
+            "PHASE",
+            "CODE",
+            "READY",
+            "LAST BACKUP",
+            "AGE"
+        ]
     );
 }
 

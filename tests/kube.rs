@@ -609,6 +609,15 @@ async fn a_create_triggers_an_early_tick() {
 }
 
 #[tokio::test]
+async fn a_reconcile_request_triggers_an_early_tick() {
+    let _deadline = support::deadline("a_reconcile_request_triggers_an_early_tick");
+    let mut requested = event("MODIFIED", "p1", 1, None);
+    requested["object"]["metadata"]["annotations"] =
+        json!({"cloudphone.io/reconcile-requested-at": "2026-11-25T10:00:00Z"});
+    assert!(fires_on(requested).await);
+}
+
+#[tokio::test]
 async fn a_spec_change_triggers_an_early_tick() {
     let _deadline = support::deadline("a_spec_change_triggers_an_early_tick");
     assert!(fires_on(event("MODIFIED", "p1", 2, None)).await);

@@ -28,6 +28,7 @@ pub const INSTANCE_ID_MAX_LEN: usize = 32;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Code","type":"integer","jsonPath":".status.instanceStatus"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Last Backup","type":"date","jsonPath":".status.lastBackupTime"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("!has(oldSelf.accountRef) || has(self.accountRef)").message("spec.accountRef cannot be removed once set"))]
@@ -112,6 +113,18 @@ pub struct CloudPhoneStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupStatus>,
 
+    /// When the operator last observed a backup of this phone complete (the vendor showing Idle
+    /// after BackingUp, or after a backup request): when its data was last known safe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup_time: Option<Time>,
+
+    /// The last value of the annotation cloudphone.io/reconcile-requested-at that the operator
+    /// handled: echoed only after a vendor observation made in a tick that started after the
+    /// annotation was set, so that a script can wait for a fresh observation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub last_handled_reconcile_at: Option<String>,
+
     /// Standard conditions: Ready (the declared lifecycle is reached) and Synced (the last status
     /// query for this phone succeeded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -183,6 +196,11 @@ pub fn check_instance_id(id: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The annotation on a CloudPhone that asks for a fresh observation: any new value causes an early
+/// tick and, once the phone was observed in a tick that started after it, is echoed in
+/// `status.lastHandledReconcileAt`. It also lifts a `BackupRefused` hold.
+pub const RECONCILE_REQUESTED_AT: &str = "cloudphone.io/reconcile-requested-at";
+
 /// The annotation of the CRD that carries its [`SCHEMA_REVISION`].
 pub const SCHEMA_REVISION_ANNOTATION: &str = "cloudphone.io/schema-revision";
 
@@ -191,7 +209,8 @@ pub const SCHEMA_REVISION_ANNOTATION: &str = "cloudphone.io/schema-revision";
 /// guard against a second backup, so the operator refuses to run on an older revision.
 ///
 /// 2: `spec.accountRef` (an older schema would drop it, and the phone's calls would go out under the
-/// operator's own credentials instead of its account's).
+/// operator's own credentials instead of its account's); `status.lastBackupTime` and
+/// `status.lastHandledReconcileAt` (dropped, a completed backup would be forgotten).
 pub const SCHEMA_REVISION: u32 = 2;
 
 /// The CRD, annotated with its schema revision: what `crds/` holds and the operator checks.

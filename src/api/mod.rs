@@ -14,6 +14,7 @@ pub use account::{
 };
 pub use cloudphone::{
     BackupStatus, CloudPhone, CloudPhoneSpec, CloudPhoneStatus, CrdKind, INSTANCE_ID_MAX_LEN,
-    Lifecycle, SCHEMA_REVISION, SCHEMA_REVISION_ANNOTATION, check_instance_id, crd, crd_yaml,
+    Lifecycle, RECONCILE_REQUESTED_AT, SCHEMA_REVISION, SCHEMA_REVISION_ANNOTATION,
+    check_instance_id, crd, crd_yaml,
 };
 pub use phase::Phase;

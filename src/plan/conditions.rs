@@ -1,11 +1,45 @@
 //! Conditions set with the Kubernetes conventions, on an owned status or on one borrowed until it
-//! changes.
+//! changes; kstatus's `Reconciling` and `Stalled` follow `Ready`.
 
 use super::*;
 use crate::api::CloudPhoneStatus;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use std::borrow::Cow;
+
+/// kstatus's abnormal-true condition: the operator is working towards the declared lifecycle.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus's abnormal-true condition: the phone cannot reach its lifecycle until a person acts.
+pub const STALLED: &str = "Stalled";
+
+/// Ready reasons that say a person must act: the phone is `Stalled`.
+pub const STALLED_REASONS: [&str; 9] = [
+    BACKUP_REFUSED,
+    "RestoreFailed",
+    "InstanceNotFound",
+    "DuplicateInstance",
+    "InvalidSpec",
+    "UnknownStatus",
+    ACCOUNT_NOT_FOUND,
+    ACCOUNT_NOT_ALLOWED,
+    ACCOUNT_NOT_READY,
+];
+
+/// Which of kstatus's conditions a Ready condition implies, True; the other is absent. None while
+/// Ready is True, or the phone is suspended (nothing is under way, and nothing is wrong).
+pub fn kstatus_condition(ready_status: &str, reason: &str) -> Option<&'static str> {
+    if ready_status == "True" || reason == "Suspended" {
+        None
+    } else if STALLED_REASONS.contains(&reason) {
+        Some(STALLED)
+    } else {
+        Some(RECONCILING)
+    }
+}
+
+fn is_kstatus(type_: &str) -> bool {
+    type_ == RECONCILING || type_ == STALLED
+}
 
 /// The conditions of one status, set with the Kubernetes conventions.
 pub(super) struct Conditions<'a> {
@@ -49,6 +83,14 @@ impl Conditions<'_> {
                 });
             }
         }
+        if type_ == READY {
+            let derived = kstatus_condition(status, reason);
+            self.list
+                .retain(|c| !is_kstatus(&c.type_) || Some(c.type_.as_str()) == derived);
+            if let Some(t) = derived {
+                self.set(t, "True", reason, message);
+            }
+        }
     }
 }
 
@@ -66,13 +108,26 @@ impl LazyConditions<'_, '_> {
     }
 
     pub(super) fn set(&mut self, type_: &str, status: &str, reason: &str, message: &str) {
-        let same = self.status.conditions.iter().any(|c| {
-            c.type_ == type_
-                && c.status == status
-                && c.reason == reason
-                && c.message == message
-                && c.observed_generation == self.generation
-        });
+        let says = |type_: &str, status: &str| {
+            self.status.conditions.iter().any(|c| {
+                c.type_ == type_
+                    && c.status == status
+                    && c.reason == reason
+                    && c.message == message
+                    && c.observed_generation == self.generation
+            })
+        };
+        let mut same = says(type_, status);
+        if same && type_ == READY {
+            // kstatus's conditions follow Ready (a status written before them gets them too).
+            let derived = kstatus_condition(status, reason);
+            same = derived.is_none_or(|t| says(t, "True"))
+                && self
+                    .status
+                    .conditions
+                    .iter()
+                    .all(|c| !is_kstatus(&c.type_) || Some(c.type_.as_str()) == derived);
+        }
         if !same {
             Conditions {
                 list: &mut self.status.to_mut().conditions,

@@ -79,21 +79,6 @@ pub fn events(
     out
 }
 
-/// Ready reasons that say the phone cannot reach its lifecycle without a person acting.
-pub(super) const BLOCKED_REASONS: [&str; 11] = [
-    BACKUP_REFUSED,
-    "Streaming",
-    "RestoreFailed",
-    "InstanceNotFound",
-    "DuplicateInstance",
-    "InvalidSpec",
-    "UnknownStatus",
-    "Suspended",
-    ACCOUNT_NOT_FOUND,
-    ACCOUNT_NOT_ALLOWED,
-    ACCOUNT_NOT_READY,
-];
-
 /// True when a phone has reached what it declares (`Ready=True`), or is reported as unable to with
 /// a reason that no waiting will change; false while the operator or the vendor is still at work.
 pub fn is_settled(status: &CloudPhoneStatus) -> bool {
@@ -101,5 +86,9 @@ pub fn is_settled(status: &CloudPhoneStatus) -> bool {
         .conditions
         .iter()
         .find(|c| c.type_ == READY)
-        .is_some_and(|c| c.status == "True" || BLOCKED_REASONS.contains(&c.reason.as_str()))
+        .is_some_and(|c| {
+            c.status == "True"
+                || STALLED_REASONS.contains(&c.reason.as_str())
+                || matches!(c.reason.as_str(), "Streaming" | "Suspended")
+        })
 }

@@ -194,6 +194,7 @@ mod tests {
             generation: Some(1),
             spec,
             status,
+            reconcile_requested: None,
             account: Ok(crate::plan::DEFAULT_SCOPE),
         }
     }

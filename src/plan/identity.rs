@@ -89,6 +89,9 @@ pub struct PhoneView<'a> {
     pub generation: Option<i64>,
     pub spec: &'a CloudPhoneSpec,
     pub status: Option<&'a CloudPhoneStatus>,
+    /// The value of its `cloudphone.io/reconcile-requested-at` annotation, as the tick's snapshot
+    /// shows it.
+    pub reconcile_requested: Option<&'a str>,
     /// The scope of the account its calls use (one vendor endpoint and project: instance ids are
     /// unique within a scope, not across), or why its account cannot be used.
     pub account: Result<&'a str, AccountBlock>,
@@ -106,6 +109,12 @@ impl<'a> PhoneView<'a> {
             generation: phone.metadata.generation,
             spec: &phone.spec,
             status: phone.status.as_ref(),
+            reconcile_requested: phone
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::api::RECONCILE_REQUESTED_AT))
+                .map(String::as_str),
             account: Ok(DEFAULT_SCOPE),
         }
     }

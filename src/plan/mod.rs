@@ -9,7 +9,8 @@
 //! - [`phone`]: the per-phone plan and the lifecycle rules.
 //! - [`backup`]: the intent of a backup call and what its outcome records.
 //! - [`events`]: events on transitions, and settledness.
-//! - [`conditions`]: `Ready` and `Synced`, set with the Kubernetes conventions.
+//! - [`conditions`]: `Ready` and `Synced`, set with the Kubernetes conventions, and kstatus's
+//!   `Reconciling` and `Stalled`, which follow `Ready`.
 //! - [`handover`]: ownership moves between objects naming one instance.
 
 use jiff::Timestamp;
@@ -103,6 +104,7 @@ mod phone;
 
 pub use backup::{BACKUP_REFUSED, BackupResult, record_backup_result, stamp_intent};
 use conditions::{Conditions, LazyConditions};
+pub use conditions::{RECONCILING, STALLED, STALLED_REASONS, kstatus_condition};
 pub use events::{PhoneEvent, events, is_settled};
 pub use handover::{AWAITING_HANDOVER, Intent, Intents, handover_wait, hold};
 pub use identity::{

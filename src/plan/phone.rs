@@ -128,6 +128,7 @@ pub fn plan_phone<'a>(
             }
         }
         Some(Observation::Missing) => {
+            echo_reconcile_request(phone, &mut status);
             if status.instance_status.is_some() || status.phase != Phase::NotFound {
                 let s = status.to_mut();
                 s.instance_status = None;
@@ -154,11 +155,17 @@ pub fn plan_phone<'a>(
             }
         }
         Some(Observation::Status(code)) => {
+            // A new reconcile request lifts a BackupRefused hold: a person asks to try again.
+            let retry_refused = echo_reconcile_request(phone, &mut status);
             let phase = Phase::from_code(*code);
+            let previous_phase = status.phase;
             if status.instance_status != Some(*code) || status.phase != phase {
                 let s = status.to_mut();
                 s.instance_status = Some(*code);
                 s.phase = phase;
+            }
+            if phase == Phase::Idle && backup_completed(&status, previous_phase) {
+                status.to_mut().last_backup_time = Some(Time(now));
             }
             if let Some(b) = status.backup.as_ref() {
                 let settle = b.in_flight && matches!(phase, Phase::BackingUp | Phase::Idle);
@@ -182,9 +189,15 @@ pub fn plan_phone<'a>(
                     ),
                     false,
                 ),
-                Lifecycle::BackedUp => {
-                    backed_up(phone.spec, phone.generation, &status, *code, now, config)
-                }
+                Lifecycle::BackedUp => backed_up(
+                    phone.spec,
+                    phone.generation,
+                    &status,
+                    *code,
+                    now,
+                    config,
+                    retry_refused,
+                ),
             };
             if backup {
                 let b = status
@@ -208,6 +221,32 @@ pub fn plan_phone<'a>(
             Planned { status, backup }
         }
     }
+}
+
+/// Echoes a new `cloudphone.io/reconcile-requested-at` in `status.lastHandledReconcileAt`: called
+/// on a vendor observation, made in this tick, which started after the snapshot showed the value.
+/// True when the value is new.
+fn echo_reconcile_request(phone: &PhoneView, status: &mut Cow<'_, CloudPhoneStatus>) -> bool {
+    match phone.reconcile_requested {
+        Some(requested) if status.last_handled_reconcile_at.as_deref() != Some(requested) => {
+            status.to_mut().last_handled_reconcile_at = Some(requested.to_owned());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Whether the vendor's Idle completes a backup: the phone was BackingUp, or a backup was requested
+/// after the last completion the status records (the vendor may go from queued to Idle between
+/// two ticks). Never true twice for one backup, so a steady Idle phone causes no write.
+fn backup_completed(status: &CloudPhoneStatus, previous_phase: Phase) -> bool {
+    let requested = status
+        .backup
+        .as_ref()
+        .and_then(|b| b.requested_at.as_ref())
+        .map(|t| t.0);
+    let last = status.last_backup_time.as_ref().map(|t| t.0);
+    previous_phase == Phase::BackingUp || requested.is_some_and(|r| last.is_none_or(|l| l < r))
 }
 
 pub(super) struct ReadyCondition {
@@ -239,6 +278,7 @@ pub(super) fn backed_up(
     code: i64,
     now: Timestamp,
     config: &PlanConfig,
+    retry_refused: bool,
 ) -> (ReadyCondition, bool) {
     let backup = status.backup.as_ref();
     let requested_at = backup.and_then(|b| b.requested_at.as_ref()).map(|t| t.0);
@@ -251,13 +291,15 @@ pub(super) fn backed_up(
     let request = || (requested(Some(now), config), true);
     let phase = Phase::from_code(code);
     // A permanent refusal holds until the spec changes: asking again cannot help.
-    if matches!(
-        phase,
-        Phase::DataLoaded | Phase::Streaming | Phase::BackupFailed
-    ) && let Some(refused) = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == READY && c.reason == BACKUP_REFUSED)
+    if !retry_refused
+        && matches!(
+            phase,
+            Phase::DataLoaded | Phase::Streaming | Phase::BackupFailed
+        )
+        && let Some(refused) = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == READY && c.reason == BACKUP_REFUSED)
         && refused.observed_generation == generation
     {
         return (

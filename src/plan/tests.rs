@@ -27,6 +27,8 @@ struct Phone {
     generation: Option<i64>,
     spec: CloudPhoneSpec,
     status: Option<CloudPhoneStatus>,
+    /// Its `cloudphone.io/reconcile-requested-at` annotation.
+    reconcile: Option<String>,
 }
 
 impl Phone {
@@ -46,7 +48,12 @@ impl Phone {
                 account_ref: None,
             },
             status: None,
+            reconcile: None,
         }
+    }
+    fn reconcile_requested(mut self, value: &str) -> Phone {
+        self.reconcile = Some(value.into());
+        self
     }
     fn backed_up(mut self) -> Phone {
         self.spec.lifecycle = Lifecycle::BackedUp;
@@ -76,6 +83,7 @@ impl Phone {
             generation: self.generation,
             spec: &self.spec,
             status: self.status.as_ref(),
+            reconcile_requested: self.reconcile.as_deref(),
             account: Ok(DEFAULT_SCOPE),
         }
     }
@@ -831,4 +839,176 @@ fn observation_for(observations: &[Option<Observation>], id: &str) -> Option<Obs
         _ => 3,
     };
     observations[index].clone()
+}
+
+#[test]
+fn kstatus_conditions_follow_ready_reason_by_reason() {
+    // (Ready status, Ready reason, the kstatus condition that is True)
+    let table = [
+        ("True", "BackedUp", None),
+        ("True", "Observed", None),
+        ("False", "BackupRequested", Some(RECONCILING)),
+        ("False", "BackingUp", Some(RECONCILING)),
+        ("False", "Restoring", Some(RECONCILING)),
+        ("False", "BackupNotStarted", Some(RECONCILING)),
+        ("False", "BackupFailed", Some(RECONCILING)),
+        ("False", "BackupCallFailed", Some(RECONCILING)),
+        ("False", AWAITING_HANDOVER, Some(RECONCILING)),
+        ("False", "Streaming", Some(RECONCILING)),
+        ("Unknown", "Pending", Some(RECONCILING)),
+        ("Unknown", "Suspended", None),
+        ("False", BACKUP_REFUSED, Some(STALLED)),
+        ("False", "RestoreFailed", Some(STALLED)),
+        ("False", "UnknownStatus", Some(STALLED)),
+        ("False", "InstanceNotFound", Some(STALLED)),
+        ("False", "DuplicateInstance", Some(STALLED)),
+        ("False", "InvalidSpec", Some(STALLED)),
+        ("False", ACCOUNT_NOT_FOUND, Some(STALLED)),
+        ("False", ACCOUNT_NOT_ALLOWED, Some(STALLED)),
+        ("False", ACCOUNT_NOT_READY, Some(STALLED)),
+    ];
+    for (status, reason, want) in table {
+        assert_eq!(kstatus_condition(status, reason), want, "{status} {reason}");
+    }
+    // Through the planner: a backup under way is Reconciling, its end clears it, and a status
+    // never carries both.
+    let phone = Phone::new("p", "kp1").backed_up();
+    let requested = phone.plan(Some(Observation::Status(2)), at(0)).status;
+    let kstatus = |s: &CloudPhoneStatus| -> Vec<(String, String)> {
+        s.conditions
+            .iter()
+            .filter(|c| c.type_ == RECONCILING || c.type_ == STALLED)
+            .map(|c| (c.type_.clone(), c.reason.clone()))
+            .collect()
+    };
+    assert_eq!(
+        kstatus(&requested),
+        [(RECONCILING.into(), "BackupRequested".into())]
+    );
+    let idle = phone
+        .clone()
+        .with_status(requested)
+        .plan(Some(Observation::Status(0)), at(30))
+        .status;
+    assert_eq!(kstatus(&idle), []);
+    let gone = phone
+        .clone()
+        .with_status(idle.clone())
+        .plan(Some(Observation::Missing), at(60))
+        .status;
+    assert_eq!(
+        kstatus(&gone),
+        [(STALLED.into(), "InstanceNotFound".into())]
+    );
+    // A status written before these conditions existed gets them on the next plan, once.
+    let mut old = gone.clone();
+    old.conditions.retain(|c| c.type_ != STALLED);
+    let again = phone
+        .clone()
+        .with_status(old)
+        .plan(Some(Observation::Missing), at(90));
+    assert_eq!(
+        kstatus(&again.status),
+        [(STALLED.into(), "InstanceNotFound".into())]
+    );
+    let steady = phone
+        .clone()
+        .with_status(again.status.clone())
+        .plan(Some(Observation::Missing), at(120));
+    assert_eq!(steady.status, again.status, "then nothing changes");
+}
+
+#[test]
+fn last_backup_time_is_set_when_a_backup_is_seen_complete_and_only_then() {
+    let phone = Phone::new("p", "kp1").backed_up();
+    let first_idle = phone.plan(Some(Observation::Status(0)), at(0)).status;
+    assert_eq!(
+        first_idle.last_backup_time, None,
+        "idle from the start: no backup seen"
+    );
+    let requested = phone.plan(Some(Observation::Status(2)), at(10)).status;
+    let backing_up = phone
+        .clone()
+        .with_status(requested.clone())
+        .plan(Some(Observation::Status(4)), at(20))
+        .status;
+    assert_eq!(backing_up.last_backup_time, None);
+    let done = phone
+        .clone()
+        .with_status(backing_up)
+        .plan(Some(Observation::Status(0)), at(90))
+        .status;
+    assert_eq!(done.last_backup_time, Some(Time(at(90))));
+    let steady = phone
+        .clone()
+        .with_status(done.clone())
+        .plan(Some(Observation::Status(0)), at(120));
+    assert_eq!(steady.status, done, "a steady Idle phone writes nothing");
+    // The vendor went from queued to Idle between two ticks: BackingUp was never seen.
+    let quick = phone
+        .clone()
+        .with_status(requested)
+        .plan(Some(Observation::Status(0)), at(30))
+        .status;
+    assert_eq!(quick.last_backup_time, Some(Time(at(30))));
+    // An Observed phone's backup, made by someone else, is seen complete too.
+    let observed = Phone::new("o", "kp2");
+    let was_backing_up = observed.plan(Some(Observation::Status(4)), at(0)).status;
+    let idle = observed
+        .clone()
+        .with_status(was_backing_up)
+        .plan(Some(Observation::Status(0)), at(50))
+        .status;
+    assert_eq!(idle.last_backup_time, Some(Time(at(50))));
+}
+
+#[test]
+fn a_reconcile_request_is_echoed_only_after_an_observation_and_lifts_a_refusal() {
+    let phone = Phone::new("p", "kp1").backed_up();
+    let intent = phone.plan(Some(Observation::Status(2)), at(0)).status;
+    let refused = record_backup_result(
+        &intent,
+        Some(1),
+        &BackupResult::Refused {
+            failure: Failure {
+                reason: "NoPermission".into(),
+                message: "backup call answered KOOPHONE.API.1001".into(),
+            },
+        },
+        at(1),
+        &config(),
+    );
+    let asked = phone
+        .clone()
+        .with_status(refused)
+        .reconcile_requested("2026-11-25T10:00:00Z");
+    let failed = asked.plan(Some(failure()), at(5));
+    assert_eq!(
+        failed.status.last_handled_reconcile_at, None,
+        "a failed query is no fresh observation"
+    );
+    let not_queried = asked.plan(None, at(5));
+    assert_eq!(not_queried.status.last_handled_reconcile_at, None);
+    let observed = asked.plan(Some(Observation::Status(2)), at(5));
+    assert_eq!(
+        observed.status.last_handled_reconcile_at.as_deref(),
+        Some("2026-11-25T10:00:00Z")
+    );
+    assert!(
+        observed.backup,
+        "the request lifts the BackupRefused hold: asked again"
+    );
+    let again = asked
+        .clone()
+        .with_status(observed.status)
+        .plan(Some(Observation::Status(2)), at(10));
+    assert!(!again.backup, "once per request: the call is in flight");
+    let missing = Phone::new("m", "kp9")
+        .reconcile_requested("1")
+        .plan(Some(Observation::Missing), at(0));
+    assert_eq!(
+        missing.status.last_handled_reconcile_at.as_deref(),
+        Some("1"),
+        "NotFound is an observation too"
+    );
 }

@@ -201,24 +201,23 @@ impl Watches {
             async move {
                 // NB: one map a watch, rebuilt by each of its lists: an object deleted while a
                 // watch was down leaves no entry behind.
-                let mut generations: Vec<HashMap<String, Option<i64>>> =
+                let mut generations: Vec<HashMap<String, Wanted>> =
                     vec![HashMap::new(); watch_count];
-                let mut listing: Vec<HashMap<String, Option<i64>>> =
-                    vec![HashMap::new(); watch_count];
+                let mut listing: Vec<HashMap<String, Wanted>> = vec![HashMap::new(); watch_count];
                 let mut merged = stream::select_all(streams);
                 while let Some((event, w)) = merged.next().await {
                     match event {
                         Ok(watcher::Event::Init) => listing[w] = HashMap::new(),
                         Ok(watcher::Event::InitApply(phone)) => {
-                            listing[w].insert(uid(&phone), phone.metadata.generation);
+                            listing[w].insert(uid(&phone), Wanted::of(&phone));
                         }
                         Ok(watcher::Event::InitDone) => {
                             generations[w] = std::mem::take(&mut listing[w]);
                         }
                         Ok(watcher::Event::Apply(phone)) => {
-                            let generation = phone.metadata.generation;
-                            if generations[w].insert(uid(&phone), generation) != Some(generation) {
-                                debug!(phone = %PhoneKey::of(&phone), "created or spec changed: early tick");
+                            let wanted = Wanted::of(&phone);
+                            if generations[w].insert(uid(&phone), wanted.clone()) != Some(wanted) {
+                                debug!(phone = %PhoneKey::of(&phone), "created, spec changed or reconcile requested: early tick");
                                 dirty.notify_one();
                             }
                         }
@@ -259,6 +258,29 @@ pub fn slim(phone: &mut CloudPhone) {
         annotations.retain(|key, _| key.starts_with(OWN_ANNOTATIONS));
         if annotations.is_empty() {
             phone.metadata.annotations = None;
+        }
+    }
+}
+
+/// What a user asks of a phone: its spec's generation and its reconcile request. A change of
+/// either (a create, a spec change, a new `cloudphone.io/reconcile-requested-at`) asks for an early
+/// tick; a status write changes neither.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Wanted {
+    generation: Option<i64>,
+    reconcile_requested: Option<String>,
+}
+
+impl Wanted {
+    fn of(phone: &CloudPhone) -> Wanted {
+        Wanted {
+            generation: phone.metadata.generation,
+            reconcile_requested: phone
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::api::RECONCILE_REQUESTED_AT))
+                .cloned(),
         }
     }
 }
