@@ -278,6 +278,18 @@ async fn metric(http: &reqwest::Client, url: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Phones in phase Idle, summed over namespaces and lifecycles.
+async fn idle_phones(http: &reqwest::Client, url: &str) -> f64 {
+    let Ok(response) = http.get(url).send().await else {
+        return 0.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("cloudphone_phones{") && l.contains("phase=\"Idle\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 async fn one(n: usize) -> Value {
     let (objects, operator_fields) = objects(n);
     let api: Shared = Arc::new(Mutex::new(Api {
@@ -392,7 +404,7 @@ async fn one(n: usize) -> Value {
             first_tick =
                 Some(metric(&http, &metrics, "cloudphone_tick_duration_seconds_sum").await);
         }
-        let idle = metric(&http, &metrics, "cloudphone_phones{phase=\"Idle\"}").await;
+        let idle = idle_phones(&http, &metrics).await;
         if idle as usize == n {
             break;
         }

@@ -1,6 +1,5 @@
 //! The operator's Prometheus metrics (prometheus-client), every label bounded.
 
-use crate::api::Phase;
 use crate::koophone::{CallObserver, Endpoint};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -27,8 +26,17 @@ pub struct EndpointLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PhaseLabels {
+pub struct PhoneLabels {
+    pub namespace: String,
     pub phase: &'static str,
+    pub lifecycle: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackupOutcomeLabels {
+    /// A backup call's outcome (`accepted`, `failed`, `refused`, ...), or `completed` when the
+    /// vendor was seen to finish one.
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,7 +57,10 @@ pub struct Metrics {
     pub tick_duration: Histogram,
     pub vendor_calls: Family<CallLabels, Counter>,
     pub vendor_latency: Family<EndpointLabels, Histogram>,
-    pub phones: Family<PhaseLabels, Gauge>,
+    pub phones: Family<PhoneLabels, Gauge>,
+    pub oldest_unbacked: Gauge<f64, AtomicU64>,
+    pub backup_duration: Histogram,
+    pub backups: Family<BackupOutcomeLabels, Counter>,
     pub backups_requested: Counter,
     pub status_writes: Family<OutcomeLabels, Counter>,
     pub last_successful_tick: Gauge<f64, AtomicU64>,
@@ -77,7 +88,26 @@ impl Metrics {
             // 5ms to about 40s.
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         });
-        let phones = Family::<PhaseLabels, Gauge>::default();
+        let phones = Family::<PhoneLabels, Gauge>::default();
+        let oldest_unbacked = Gauge::<f64, AtomicU64>::default();
+        // 10s to about 11h: a quick backup up to one queued at the vendor for hours.
+        let backup_duration = Histogram::new(exponential_buckets(10.0, 2.0, 13));
+        let backups = Family::<BackupOutcomeLabels, Counter>::default();
+        registry.register(
+            "oldest_unbacked_seconds",
+            "Age of the oldest un-backed-up data among BackedUp phones (phase DataLoaded, Streaming or BackupFailed): time since its last completed backup, or since the CloudPhone was created; 0 when none",
+            oldest_unbacked.clone(),
+        );
+        registry.register(
+            "backup_duration_seconds",
+            "Time from a backup request to the operator seeing the backup complete",
+            backup_duration.clone(),
+        );
+        registry.register(
+            "backups",
+            "Backup calls by outcome, and backups seen complete (outcome=completed)",
+            backups.clone(),
+        );
         let backups_requested = Counter::default();
         let status_writes = Family::<OutcomeLabels, Counter>::default();
         let last_successful_tick = Gauge::<f64, AtomicU64>::default();
@@ -124,7 +154,7 @@ impl Metrics {
         );
         registry.register(
             "phones",
-            "CloudPhones by phase, as of the last tick",
+            "CloudPhones by namespace, phase and lifecycle, as of the last tick (exported by the leader only)",
             phones.clone(),
         );
         registry.register(
@@ -158,6 +188,9 @@ impl Metrics {
             vendor_calls,
             vendor_latency,
             phones,
+            oldest_unbacked,
+            backup_duration,
+            backups,
             backups_requested,
             status_writes,
             last_successful_tick,
@@ -181,22 +214,25 @@ impl Metrics {
         out
     }
 
-    /// Sets the phones-by-phase gauges, every phase present (0 when none).
-    pub fn set_phases(&self, counts: impl IntoIterator<Item = (Phase, i64)>) {
-        for phase in Phase::ALL {
-            self.phones
-                .get_or_create(&PhaseLabels {
-                    phase: phase.as_str(),
-                })
-                .set(0);
+    /// Replaces the fleet gauges: phones by namespace, phase and lifecycle, and the oldest
+    /// un-backed-up age.
+    pub fn set_fleet(
+        &self,
+        phones: impl IntoIterator<Item = (PhoneLabels, i64)>,
+        oldest_unbacked: f64,
+    ) {
+        self.phones.clear();
+        for (labels, n) in phones {
+            self.phones.get_or_create(&labels).inc_by(n);
         }
-        for (phase, n) in counts {
-            self.phones
-                .get_or_create(&PhaseLabels {
-                    phase: phase.as_str(),
-                })
-                .inc_by(n);
-        }
+        self.oldest_unbacked.set(oldest_unbacked);
+    }
+
+    /// Drops the fleet gauges: a standby replica exports none, so that queries and alerts need no
+    /// de-duplication across replicas.
+    pub fn clear_fleet(&self) {
+        self.phones.clear();
+        self.oldest_unbacked.set(0.0);
     }
 }
 

@@ -539,8 +539,8 @@ async fn ticks_record_metrics() {
         // One write per backup on the happy path: the intent, which carries the call's request id;
         // the vendor's task and job ids ride on the next write the observation needs anyway.
         "cloudphone_status_writes_total{outcome=\"ok\"} 3",
-        "cloudphone_phones{phase=\"DataLoaded\"} 3",
-        "cloudphone_phones{phase=\"Idle\"} 0",
+        "cloudphone_phones{namespace=\"fleet\",phase=\"DataLoaded\",lifecycle=\"BackedUp\"} 3",
+        "cloudphone_backups_total{outcome=\"accepted\"} 3",
         "cloudphone_tick_duration_seconds_count 1",
         "cloudphone_credentials_usable 1",
     ] {
@@ -695,4 +695,82 @@ async fn a_tick_cut_by_its_deadline_keeps_what_it_wrote_and_the_next_starts_else
     engine.tick().await;
     engine.tick().await;
     assert_eq!(observed(), 300, "a deadline starved some phones");
+}
+
+/// The value of one sample of the Prometheus text, by its exact name and labels.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn slo_metrics_follow_the_fleet_and_a_standby_exports_no_fleet_gauges() {
+    let _deadline =
+        support::deadline("slo_metrics_follow_the_fleet_and_a_standby_exports_no_fleet_gauges");
+    let (phones, instances) = fleet(3);
+    let sim = simulator(instances, Duration::from_millis(200)).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let metrics = Arc::new(cloudphone_operator::metrics::Metrics::new());
+    let engine = Arc::new(
+        support::engine(&sim, store.clone())
+            .build()
+            .with_metrics(metrics.clone()),
+    );
+    engine.tick().await;
+    let text = metrics.encode();
+    // The test phones were created in 2023: their data has been un-backed-up since.
+    let oldest = sample(&text, "cloudphone_oldest_unbacked_seconds").unwrap();
+    assert!(oldest > 86_400.0 * 365.0, "{oldest}");
+    tick_until_idle(&engine, 40).await;
+    let text = metrics.encode();
+    assert_eq!(
+        sample(&text, "cloudphone_oldest_unbacked_seconds"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, "cloudphone_backups_total{outcome=\"completed\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&text, "cloudphone_backup_duration_seconds_count"),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cloudphone_phones{namespace=\"fleet\",phase=\"Idle\",lifecycle=\"BackedUp\"}"
+        ),
+        Some(3.0)
+    );
+    let steady_writes = store.writes();
+    engine.tick().await;
+    assert_eq!(
+        store.writes(),
+        steady_writes,
+        "lastBackupTime is written once"
+    );
+    assert_eq!(
+        sample(
+            &metrics.encode(),
+            "cloudphone_backups_total{outcome=\"completed\"}"
+        ),
+        Some(3.0),
+        "and counted once"
+    );
+
+    // Leading, then standing by: the fleet gauges go with the leadership.
+    let (leading, leader) = tokio::sync::watch::channel(true);
+    let (stop, runner) = spawn_leader_loop(&engine, leader, Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(metrics.encode().contains("cloudphone_phones{"));
+    leading.send_replace(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = metrics.encode();
+    assert!(!text.contains("cloudphone_phones{"), "{text}");
+    assert_eq!(
+        sample(&text, "cloudphone_oldest_unbacked_seconds"),
+        Some(0.0)
+    );
+    let _ = stop.send(());
+    runner.await.unwrap();
 }

@@ -487,7 +487,17 @@ async fn metrics_and_health_endpoints_answer() {
         .get_or_create(&cloudphone_operator::metrics::OutcomeLabels { outcome: "ok" })
         .inc();
     metrics.leader.set(1);
-    metrics.set_phases([(Phase::Idle, 5)]);
+    metrics.set_fleet(
+        [(
+            cloudphone_operator::metrics::PhoneLabels {
+                namespace: "fleet-a".into(),
+                phase: Phase::Idle.as_str(),
+                lifecycle: "BackedUp",
+            },
+            5,
+        )],
+        42.0,
+    );
     let ready = Arc::new(Flag(false.into()));
     let app = router(metrics, ready.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -508,8 +518,11 @@ async fn metrics_and_health_endpoints_answer() {
     let value = |name: &str| samples.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
     assert_eq!(value("cloudphone_backups_requested_total"), Some(7.0));
     assert_eq!(value("cloudphone_leader"), Some(1.0));
-    assert_eq!(value("cloudphone_phones{phase=\"Idle\"}"), Some(5.0));
-    assert_eq!(value("cloudphone_phones{phase=\"BackingUp\"}"), Some(0.0));
+    assert_eq!(
+        value("cloudphone_phones{namespace=\"fleet-a\",phase=\"Idle\",lifecycle=\"BackedUp\"}"),
+        Some(5.0)
+    );
+    assert_eq!(value("cloudphone_oldest_unbacked_seconds"), Some(42.0));
     assert_eq!(
         value(
             "cloudphone_vendor_calls_total{endpoint=\"batch-query-status\",outcome=\"ok\",account=\"default\"}"

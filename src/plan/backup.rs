@@ -68,6 +68,23 @@ pub enum BackupResult {
     Withheld,
 }
 
+impl BackupResult {
+    /// A bounded label for metrics: `accepted`, `already_backing_up`, `restoring`, `not_found`,
+    /// `failed`, `refused`, `not_sent` or `withheld`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            BackupResult::Accepted { .. } => "accepted",
+            BackupResult::AlreadyBackingUp => "already_backing_up",
+            BackupResult::Restoring => "restoring",
+            BackupResult::NotFound => "not_found",
+            BackupResult::Failed { .. } => "failed",
+            BackupResult::Refused { .. } => "refused",
+            BackupResult::NotSent => "not_sent",
+            BackupResult::Withheld => "withheld",
+        }
+    }
+}
+
 /// Records the outcome of a backup call in the status the plan wrote ahead of it.
 pub fn record_backup_result(
     status: &CloudPhoneStatus,

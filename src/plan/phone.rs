@@ -164,8 +164,10 @@ pub fn plan_phone<'a>(
                 s.instance_status = Some(*code);
                 s.phase = phase;
             }
-            if phase == Phase::Idle && backup_completed(&status, previous_phase) {
-                status.to_mut().last_backup_time = Some(Time(now));
+            if phase == Phase::Idle
+                && let Some(done) = backup_completed(&status, previous_phase, now)
+            {
+                status.to_mut().last_backup_time = Some(Time(done));
             }
             if let Some(b) = status.backup.as_ref() {
                 let settle = b.in_flight && matches!(phase, Phase::BackingUp | Phase::Idle);
@@ -236,17 +238,24 @@ fn echo_reconcile_request(phone: &PhoneView, status: &mut Cow<'_, CloudPhoneStat
     }
 }
 
-/// Whether the vendor's Idle completes a backup: the phone was BackingUp, or a backup was requested
-/// after the last completion the status records (the vendor may go from queued to Idle between
-/// two ticks). Never true twice for one backup, so a steady Idle phone causes no write.
-fn backup_completed(status: &CloudPhoneStatus, previous_phase: Phase) -> bool {
+/// When the vendor's Idle, seen `now`, completes a backup, if it does: the phone was BackingUp, or
+/// a backup was requested after the last completion the status records (the vendor may go from
+/// queued to Idle between two ticks). Never before the request (a `requestedAt` is rounded up to
+/// the second), so that it never fires twice for one backup: a steady Idle phone writes nothing.
+fn backup_completed(
+    status: &CloudPhoneStatus,
+    previous_phase: Phase,
+    now: Timestamp,
+) -> Option<Timestamp> {
     let requested = status
         .backup
         .as_ref()
         .and_then(|b| b.requested_at.as_ref())
         .map(|t| t.0);
     let last = status.last_backup_time.as_ref().map(|t| t.0);
-    previous_phase == Phase::BackingUp || requested.is_some_and(|r| last.is_none_or(|l| l < r))
+    let completed =
+        previous_phase == Phase::BackingUp || requested.is_some_and(|r| last.is_none_or(|l| l < r));
+    completed.then(|| requested.map_or(now, |r| now.max(r)))
 }
 
 pub(super) struct ReadyCondition {

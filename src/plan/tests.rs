@@ -1012,3 +1012,26 @@ fn a_reconcile_request_is_echoed_only_after_an_observation_and_lifts_a_refusal()
         "NotFound is an observation too"
     );
 }
+
+#[test]
+fn a_backup_seen_complete_within_the_second_of_its_rounded_up_request_is_recorded_once() {
+    // The intent's requestedAt is rounded up to the second: the vendor can show Idle before it.
+    let phone = Phone::new("p", "kp1").backed_up();
+    let mut requested = phone.plan(Some(Observation::Status(2)), at(10)).status;
+    requested.backup.as_mut().unwrap().requested_at = Some(Time(at(11)));
+    let done = phone
+        .clone()
+        .with_status(requested)
+        .plan(Some(Observation::Status(0)), at(10))
+        .status;
+    assert_eq!(
+        done.last_backup_time,
+        Some(Time(at(11))),
+        "never before the request"
+    );
+    let later = phone
+        .clone()
+        .with_status(done.clone())
+        .plan(Some(Observation::Status(0)), at(12));
+    assert_eq!(later.status, done, "recorded once: no second write");
+}

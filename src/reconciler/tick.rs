@@ -128,6 +128,8 @@ impl<'a> Outcome<'a> {
 pub(crate) struct Group<'a> {
     pub phones: Vec<Outcome<'a>>,
     pub phases: Vec<(usize, Phase)>,
+    /// Backups seen complete in this group: seconds from their request.
+    pub backup_durations: Vec<f64>,
     pub events: Vec<(usize, PhoneEvent)>,
     /// Events past the tick's cap: how many, and the phone of the first.
     pub events_dropped: usize,
@@ -143,6 +145,9 @@ impl Group<'_> {
         for phone in std::mem::take(&mut self.phones) {
             let i = phone.index;
             if phone.settled() {
+                if let Some(seconds) = completed_backup(frame.status(i), &phone.new) {
+                    self.backup_durations.push(seconds);
+                }
                 let spec = &frame.snapshot[i].spec;
                 for event in crate::plan::events(spec, frame.status(i), &phone.new) {
                     let kept = frame
@@ -160,6 +165,17 @@ impl Group<'_> {
             self.phases.push((i, phone.new.phase));
         }
     }
+}
+
+/// Seconds from request to completion of a backup that `new` records as completed and `old` did not.
+fn completed_backup(old: Option<&CloudPhoneStatus>, new: &CloudPhoneStatus) -> Option<f64> {
+    let done = new.last_backup_time.as_ref()?;
+    if old.and_then(|o| o.last_backup_time.as_ref()) == Some(done) {
+        return None;
+    }
+    let requested = new.backup.as_ref()?.requested_at.as_ref()?;
+    let seconds = done.0.duration_since(requested.0).as_secs_f64();
+    (seconds >= 0.0).then_some(seconds)
 }
 
 impl TickReport {

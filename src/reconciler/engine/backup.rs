@@ -111,6 +111,13 @@ impl<S: PhoneStore> Engine<S> {
         report: &mut TickReport,
     ) {
         report.statuses_written += 1;
+        if let Some(m) = &self.metrics {
+            m.backups
+                .get_or_create(&crate::metrics::BackupOutcomeLabels {
+                    outcome: sent.result.outcome(),
+                })
+                .inc();
+        }
         if let Some(at) = sent
             .intent
             .backup

@@ -334,6 +334,10 @@ impl<S: PhoneStore> Engine<S> {
                 }
             }
             info!("not leading: ticks stop");
+            // A standby exports no fleet gauges: queries and alerts need no de-duplication.
+            if let Some(m) = &self.metrics {
+                m.clear_fleet();
+            }
         }
     }
 
@@ -518,7 +522,11 @@ impl<S: PhoneStore> Engine<S> {
                 "tick deadline reached: the unfinished chunks are cut, and the next tick starts with them"
             );
         }
-        let phases = phase_counts(&frame, &groups);
+        let fleet = fleet_gauges(&frame, &groups, Timestamp::now());
+        let durations: Vec<f64> = groups
+            .iter()
+            .flat_map(|g| g.backup_durations.iter().copied())
+            .collect();
         self.publish_events(&frame, groups).await;
         for b in batchers.iter().flatten() {
             report.status_calls += b.status_calls.load(Ordering::Relaxed);
@@ -539,7 +547,7 @@ impl<S: PhoneStore> Engine<S> {
         if query_phones == 0 || report.query_errors < query_phones {
             self.record_success();
         }
-        self.record_metrics(&report, phases);
+        self.record_metrics(&report, fleet, &durations);
         info!(
             phones = report.phones,
             queried = report.queried,
@@ -775,14 +783,29 @@ impl<S: PhoneStore> Engine<S> {
         }
     }
 
-    /// The tick's metrics: its duration, backups, and the phones by phase.
-    fn record_metrics(&self, report: &TickReport, phases: HashMap<crate::api::Phase, i64>) {
+    /// The tick's metrics: its duration, backups, and the fleet's gauges.
+    fn record_metrics(
+        &self,
+        report: &TickReport,
+        (phones, oldest_unbacked): (Vec<(crate::metrics::PhoneLabels, i64)>, f64),
+        backup_durations: &[f64],
+    ) {
         let Some(m) = &self.metrics else {
             return;
         };
         m.tick_duration.observe(report.duration.as_secs_f64());
         m.backups_requested.inc_by(report.backups_requested as u64);
-        m.set_phases(phases);
+        for seconds in backup_durations {
+            m.backup_duration.observe(*seconds);
+        }
+        if !backup_durations.is_empty() {
+            m.backups
+                .get_or_create(&crate::metrics::BackupOutcomeLabels {
+                    outcome: "completed",
+                })
+                .inc_by(backup_durations.len() as u64);
+        }
+        m.set_fleet(phones, oldest_unbacked);
     }
 }
 
@@ -825,8 +848,13 @@ fn account_chunks(
     out
 }
 
-/// Phones by phase after a tick; a phone of a chunk the deadline cut counts with its old phase.
-fn phase_counts(frame: &Frame<'_>, groups: &[Group<'_>]) -> HashMap<crate::api::Phase, i64> {
+/// The fleet after a tick, for the leader's gauges: phones by namespace, phase and lifecycle, and
+/// the age of the oldest un-backed-up data (a phone of a chunk the deadline cut counts as it was).
+fn fleet_gauges(
+    frame: &Frame<'_>,
+    groups: &[Group<'_>],
+    now: Timestamp,
+) -> (Vec<(crate::metrics::PhoneLabels, i64)>, f64) {
     let mut phases: Vec<crate::api::Phase> = frame
         .snapshot
         .iter()
@@ -835,9 +863,42 @@ fn phase_counts(frame: &Frame<'_>, groups: &[Group<'_>]) -> HashMap<crate::api::
     for &(i, phase) in groups.iter().flat_map(|g| &g.phases) {
         phases[i] = phase;
     }
-    let mut counts: HashMap<crate::api::Phase, i64> = HashMap::new();
-    for phase in phases {
-        *counts.entry(phase).or_default() += 1;
+    let mut counts: HashMap<(&str, crate::api::Phase, crate::api::Lifecycle), i64> = HashMap::new();
+    let mut oldest = 0.0f64;
+    for (phone, phase) in frame.snapshot.iter().zip(phases) {
+        let namespace = phone.metadata.namespace.as_deref().unwrap_or_default();
+        *counts
+            .entry((namespace, phase, phone.spec.lifecycle))
+            .or_default() += 1;
+        let unsafe_data = matches!(
+            phase,
+            crate::api::Phase::DataLoaded
+                | crate::api::Phase::Streaming
+                | crate::api::Phase::BackupFailed
+        );
+        if phone.spec.lifecycle == crate::api::Lifecycle::BackedUp && unsafe_data {
+            let since = phone
+                .status
+                .as_ref()
+                .and_then(|s| s.last_backup_time.as_ref())
+                .or(phone.metadata.creation_timestamp.as_ref());
+            if let Some(since) = since {
+                oldest = oldest.max(now.duration_since(since.0).as_secs_f64());
+            }
+        }
     }
-    counts
+    let gauges = counts
+        .into_iter()
+        .map(|((namespace, phase, lifecycle), n)| {
+            (
+                crate::metrics::PhoneLabels {
+                    namespace: namespace.to_owned(),
+                    phase: phase.as_str(),
+                    lifecycle: lifecycle.as_str(),
+                },
+                n,
+            )
+        })
+        .collect();
+    (gauges, oldest)
 }
