@@ -55,6 +55,7 @@ FEATURES = {
     "defaults": {},
     "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
     "pdb": {"podDisruptionBudget": {"enabled": True}},
+    "grafana-dashboard": {"metrics": {"grafanaDashboard": {"enabled": True, "namespace": "monitoring"}}},
     "watch-namespaces": {"watchNamespaces": ["fleet-a", "fleet-b"]},
     "selector-and-args": {"labelSelector": "shard=a", "extraArgs": ["--backup-grace-period=5m"]},
     "simulate": {"vendor": {"simulate": True}, "existingSecret": ""},
@@ -384,3 +385,18 @@ def test_accounts_in_values_render_cloudphone_accounts_and_reach_the_flags():
 def test_the_values_schema_refuses_a_bad_account(bad):
     with pytest.raises(Exception, match="schema"):
         render(bad)
+
+
+def test_the_grafana_dashboard_ships_as_a_sidecar_configmap_and_matches_the_docs():
+    assert by_kind(render(), "ConfigMap") == [], "off by default"
+    (cm,) = by_kind(render(FEATURES["grafana-dashboard"]), "ConfigMap")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == "monitoring"
+    shipped = cm["data"]["cloudphone-operator.json"]
+    import json
+
+    dashboard = json.loads(shipped)
+    assert dashboard["uid"] == "cloudphone-operator" and dashboard["panels"]
+    assert (ROOT / "docs" / "grafana-dashboard.json").read_text() == (
+        CHART / "dashboards" / "cloudphone-operator.json"
+    ).read_text(), "docs/grafana-dashboard.json differs from the chart's dashboard"
