@@ -7,6 +7,7 @@
 //! - [`api`]: the `CloudPhone` resource, the single source of the CRD.
 //! - [`koophone`]: the typed vendor client.
 //! - [`sim`]: a simulator of the vendor API, for the quick start, the tests and the benchmarks.
+//! - [`summary`]: the `kubectl cloudphone summary` plugin's fleet at a glance.
 
 pub mod api;
 pub mod demo;
@@ -18,6 +19,7 @@ pub mod plan;
 pub mod reconciler;
 pub mod run;
 pub mod sim;
+pub mod summary;
 pub mod telemetry;
 
 #[cfg(test)]

@@ -1,0 +1,118 @@
+//! `kubectl cloudphone summary`: read through a (mocked) API server page by page, from objects as a
+//! real API server returns them plus phones that need a person.
+
+mod support;
+
+use cloudphone_operator::api::CloudPhoneStatus;
+use cloudphone_operator::plan::{
+    ACCOUNT_NOT_ALLOWED, AccountBlock, Disposition, PhoneView, PlanConfig, plan_phone,
+};
+use serde_json::{Value, json};
+use support::{Recorded, fake_client};
+
+/// The real API server's objects (`../shared/fixtures`).
+fn real_objects() -> Vec<Value> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/cloudphones-real.json"
+    ))
+    .unwrap();
+    let list: Value = serde_json::from_str(&text).unwrap();
+    list["items"].as_array().unwrap().clone()
+}
+
+/// A phone of team-b whose account does not admit its namespace, with the status the planner
+/// gives it.
+fn not_allowed() -> Value {
+    let phone = support::cloudphone("intruder", "kp9")
+        .namespace("team-b")
+        .account("team-a")
+        .build();
+    let status: CloudPhoneStatus = plan_phone(
+        &PhoneView::of(&phone),
+        &Disposition::AccountBlocked(AccountBlock {
+            reason: ACCOUNT_NOT_ALLOWED,
+            message: "CloudPhoneAccount \"team-a\" does not admit namespace \"team-b\"".into(),
+        }),
+        None,
+        jiff::Timestamp::now(),
+        &PlanConfig::default(),
+    )
+    .status
+    .into_owned();
+    let mut object = serde_json::to_value(phone).unwrap();
+    object["status"] = serde_json::to_value(status).unwrap();
+    object
+}
+
+#[tokio::test]
+async fn the_summary_reads_every_page_and_names_the_phones_that_need_a_person() {
+    let _deadline =
+        support::deadline("the_summary_reads_every_page_and_names_the_phones_that_need_a_person");
+    let mut items = real_objects();
+    items.push(not_allowed());
+    let (first, second) = items.split_at(2);
+    let (first, second) = (first.to_vec(), second.to_vec());
+    let (client, log) = fake_client(move |r: &Recorded| {
+        let page = |items: &[Value], next: &str| {
+            json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhoneList",
+                   "metadata": {"resourceVersion": "9", "continue": next}, "items": items})
+        };
+        if r.query().contains("continue=page-2") {
+            (200, page(&second, ""))
+        } else {
+            (200, page(&first, "page-2"))
+        }
+    });
+    let summary = cloudphone_operator::summary::fetch(client, None)
+        .await
+        .unwrap();
+    assert_eq!(log.lock().unwrap().len(), 2, "two pages");
+    assert!(
+        log.lock().unwrap()[0].path().ends_with("/cloudphones"),
+        "cluster-wide by default"
+    );
+    assert_eq!(summary.by_namespace["fleet-a"]["Idle"], 3);
+    assert_eq!(summary.by_namespace["fleet-a"]["DataLoaded"], 1);
+    assert_eq!(summary.by_namespace["team-b"]["Pending"], 1);
+    assert_eq!(summary.needs_a_person.len(), 1);
+    assert_eq!(summary.needs_a_person[0].phone, "team-b/intruder");
+    assert_eq!(summary.needs_a_person[0].reason, "AccountNotAllowed");
+    // No real object records a completed backup yet: the oldest such phone never had one.
+    assert!(
+        matches!(&summary.oldest_backup, Some((_, None))),
+        "{:?}",
+        summary.oldest_backup
+    );
+    let text = summary.render(jiff::Timestamp::now());
+    assert!(text.contains("fleet-a"), "{text}");
+    assert!(text.contains("1 phones need a person:"), "{text}");
+    assert!(
+        text.contains("team-b/intruder") && text.contains("AccountNotAllowed"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_namespace_reads_only_that_namespace() {
+    let _deadline = support::deadline("a_namespace_reads_only_that_namespace");
+    let (client, log) = fake_client(|_| {
+        (
+            200,
+            json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhoneList",
+                   "metadata": {"resourceVersion": "9"}, "items": []}),
+        )
+    });
+    let summary = cloudphone_operator::summary::fetch(client, Some("fleet-a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        log.lock().unwrap()[0].path(),
+        "/apis/cloudphone.io/v1alpha1/namespaces/fleet-a/cloudphones"
+    );
+    assert!(
+        summary
+            .render(jiff::Timestamp::now())
+            .contains("(no CloudPhones)")
+    );
+}
