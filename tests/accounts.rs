@@ -43,6 +43,18 @@ fn account(
     }
 }
 
+/// Account `a` of tenant A admitting namespace team-a, or `b` of tenant B admitting team-b, each
+/// with its tenant's first token.
+fn team(team: char, sim: &Simulator) -> Account {
+    account(
+        &team.to_string(),
+        &format!("tenant-{team}"),
+        sim,
+        Token::new(format!("token-{team}")).into(),
+        &[&format!("team-{team}")],
+    )
+}
+
 fn feed(
     accounts: Vec<Account>,
 ) -> (
@@ -146,22 +158,7 @@ async fn two_accounts_with_overlapping_ids_each_see_and_back_up_only_their_own_i
         deadline("two_accounts_with_overlapping_ids_each_see_and_back_up_only_their_own_instances");
     let sim = two_tenants().await;
     let store = Arc::new(MemoryStore::new(team_phones()));
-    let (_tx, accounts) = feed(vec![
-        account(
-            "a",
-            "tenant-a",
-            &sim,
-            Token::new("token-a").into(),
-            &["team-a"],
-        ),
-        account(
-            "b",
-            "tenant-b",
-            &sim,
-            Token::new("token-b").into(),
-            &["team-b"],
-        ),
-    ]);
+    let (_tx, accounts) = feed(vec![team('a', &sim), team('b', &sim)]);
     let engine = engine(&sim, store.clone()).accounts(accounts).build();
 
     let first = engine.tick().await;
@@ -210,13 +207,7 @@ async fn one_accounts_revoked_credentials_stop_its_calls_and_never_touch_the_oth
     let auth_a = Arc::new(Auth::token(Token::new("token-a")));
     let (_tx, accounts) = feed(vec![
         account("a", "tenant-a", &sim, auth_a.clone(), &["team-a"]),
-        account(
-            "b",
-            "tenant-b",
-            &sim,
-            Token::new("token-b").into(),
-            &["team-b"],
-        ),
+        team('b', &sim),
     ]);
     let engine = engine(&sim, store.clone()).accounts(accounts).build();
     engine.tick().await;
@@ -308,16 +299,7 @@ async fn a_phone_its_account_does_not_admit_or_that_names_no_account_makes_no_ca
         reason: "CredentialsMissing",
         message: "Secret cloudphone-system/unusable does not exist".into(),
     });
-    let (_tx, accounts) = feed(vec![
-        account(
-            "a",
-            "tenant-a",
-            &sim,
-            Token::new("token-a").into(),
-            &["team-a"],
-        ),
-        unusable,
-    ]);
+    let (_tx, accounts) = feed(vec![team('a', &sim), unusable]);
     let engine = engine(&sim, store.clone()).accounts(accounts).build();
     for _ in 0..3 {
         let report = engine.tick().await;
@@ -378,13 +360,7 @@ async fn phones_naming_an_account_wait_until_the_accounts_are_known() {
         "not told AccountNotFound while the accounts are still being read"
     );
     assert_eq!(phase(&store, "ops", "own"), Phase::DataLoaded);
-    let (_, synced) = feed(vec![account(
-        "a",
-        "tenant-a",
-        &sim,
-        Token::new("token-a").into(),
-        &["team-a"],
-    )]);
+    let (_, synced) = feed(vec![team('a', &sim)]);
     tx.send_replace(synced.borrow().clone());
     engine.tick().await;
     assert_eq!(phase(&store, "team-a", "a1"), Phase::DataLoaded);
@@ -407,13 +383,7 @@ async fn accounts_of_one_tenant_share_its_instances_so_one_id_is_one_owner() {
             .build(),
     ]));
     let (_tx, accounts) = feed(vec![
-        account(
-            "a",
-            "tenant-a",
-            &sim,
-            Token::new("token-a").into(),
-            &["team-a"],
-        ),
+        team('a', &sim),
         account(
             "a-too",
             "tenant-a",
@@ -437,13 +407,7 @@ async fn an_accounts_client_rebuilt_with_new_credentials_is_not_held_by_the_old_
         deadline("an_accounts_client_rebuilt_with_new_credentials_is_not_held_by_the_old_breaker");
     let sim = two_tenants().await;
     let store = Arc::new(MemoryStore::new(team_phones()));
-    let (tx, accounts) = feed(vec![account(
-        "a",
-        "tenant-a",
-        &sim,
-        Token::new("token-a").into(),
-        &["team-a"],
-    )]);
+    let (tx, accounts) = feed(vec![team('a', &sim)]);
     let engine = engine(&sim, store.clone()).accounts(accounts).build();
     sim.revoke_token("token-a");
     let report = engine.tick().await;

@@ -330,32 +330,23 @@ fn a_backup_call_that_failed_is_progressing_not_degraded() {
 #[test]
 fn the_docs_carry_the_same_script() {
     let docs = include_str!("../docs/argocd.md");
-    let indented: String = SCRIPT
-        .lines()
-        .map(|l| {
-            if l.trim().is_empty() {
-                "\n".to_owned()
-            } else {
-                format!("    {l}\n")
-            }
-        })
-        .collect();
-    assert!(
-        docs.contains(&indented),
-        "docs/argocd.md's argocd-cm snippet differs from docs/argocd-health.lua"
-    );
-    let indented: String = ACCOUNT_SCRIPT
-        .lines()
-        .map(|l| {
-            if l.trim().is_empty() {
-                "\n".to_owned()
-            } else {
-                format!("    {l}\n")
-            }
-        })
-        .collect();
-    assert!(
-        docs.contains(&indented),
-        "docs/argocd.md's argocd-cm snippet differs from docs/argocd-health-account.lua"
-    );
+    for (script, file) in [
+        (SCRIPT, "docs/argocd-health.lua"),
+        (ACCOUNT_SCRIPT, "docs/argocd-health-account.lua"),
+    ] {
+        let indented: String = script
+            .lines()
+            .map(|l| {
+                if l.trim().is_empty() {
+                    "\n".to_owned()
+                } else {
+                    format!("    {l}\n")
+                }
+            })
+            .collect();
+        assert!(
+            docs.contains(&indented),
+            "docs/argocd.md's argocd-cm snippet differs from {file}"
+        );
+    }
 }
