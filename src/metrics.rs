@@ -15,7 +15,7 @@ pub struct CallLabels {
     /// `batch-query-status` or `backup`.
     pub endpoint: &'static str,
     /// `ok`, or the failure's label (`Timeout`, `ServerError`, `RateLimited`, a vendor code's name).
-    pub outcome: &'static str,
+    pub code: &'static str,
     /// The vendor account: `default`, or a CloudPhoneAccount's name (one value per account).
     pub account: String,
 }
@@ -144,7 +144,7 @@ impl Metrics {
         );
         registry.register(
             "vendor_calls",
-            "Vendor HTTP calls (every attempt, retries included), by endpoint and outcome",
+            "Vendor HTTP calls (every attempt, retries included), by endpoint, code (ok, or the failure's label: Timeout, RateLimited, a vendor code's name, ...) and account",
             vendor_calls.clone(),
         );
         registry.register(
@@ -266,7 +266,7 @@ impl Metrics {
         self.vendor_calls
             .get_or_create(&CallLabels {
                 endpoint: endpoint.as_str(),
-                outcome,
+                code: outcome,
                 account: account.to_owned(),
             })
             .inc();

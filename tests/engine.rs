@@ -533,8 +533,8 @@ async fn ticks_record_metrics() {
     assert!(engine.last_success().is_some());
     let text = metrics.encode();
     for line in [
-        "cloudphone_vendor_calls_total{endpoint=\"batch-query-status\",outcome=\"ok\",account=\"default\"} 1",
-        "cloudphone_vendor_calls_total{endpoint=\"backup\",outcome=\"ok\",account=\"default\"} 1",
+        "cloudphone_vendor_calls_total{endpoint=\"batch-query-status\",code=\"ok\",account=\"default\"} 1",
+        "cloudphone_vendor_calls_total{endpoint=\"backup\",code=\"ok\",account=\"default\"} 1",
         "cloudphone_backups_requested_total 3",
         // One write per backup on the happy path: the intent, which carries the call's request id;
         // the vendor's task and job ids ride on the next write the observation needs anyway.

@@ -525,7 +525,7 @@ async fn metrics_and_health_endpoints_answer() {
     assert_eq!(value("cloudphone_oldest_unbacked_seconds"), Some(42.0));
     assert_eq!(
         value(
-            "cloudphone_vendor_calls_total{endpoint=\"batch-query-status\",outcome=\"ok\",account=\"default\"}"
+            "cloudphone_vendor_calls_total{endpoint=\"batch-query-status\",code=\"ok\",account=\"default\"}"
         ),
         Some(1.0)
     );
