@@ -99,6 +99,9 @@ pub struct Client {
     limits: Arc<Limits>,
 }
 
+/// A slot under an account's limits, held until dropped: see [`Client::slot`].
+pub struct CallSlot<'a>(#[allow(dead_code)] Option<tokio::sync::SemaphorePermit<'a>>);
+
 /// An account's bounds on its calls: slots in flight, and the spacing of their starts.
 struct Limits {
     in_flight: Option<tokio::sync::Semaphore>,
@@ -201,6 +204,15 @@ impl Client {
         &self.base_url
     }
 
+    /// Waits for a slot under the account's limits (calls in flight, calls per second) and holds
+    /// it until dropped. A backup call takes its slot here, before its caller's last check (the
+    /// lease's freshness): a call may never wait between that check and leaving, since a replica
+    /// frozen in that wait could send it after another leader acted. Status queries take theirs
+    /// inside the call.
+    pub async fn slot(&self) -> CallSlot<'_> {
+        CallSlot(self.limits.admit().await)
+    }
+
     /// One status call for at most 100 ids.
     pub async fn query_status_chunk(&self, ids: &[String]) -> Result<StatusReport, Error> {
         validate_chunk(ids)?;
@@ -293,7 +305,13 @@ impl Client {
             let request_id = first_request_id.take().unwrap_or_else(Uuid::new_v4);
             // One span an attempt: every line about it carries the endpoint and the request id.
             let span = tracing::info_span!("vendor_call", %endpoint, %request_id, ids = ids.len());
-            let slot = self.limits.admit().await;
+            // NB: a backup took its slot before the caller's last check (see `Client::slot`): a
+            // wait here would come after that check.
+            let slot = if idempotent {
+                self.limits.admit().await
+            } else {
+                None
+            };
             let started = Instant::now();
             let result = self
                 .attempt(endpoint, request_id, ids, &call_auth)

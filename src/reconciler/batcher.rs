@@ -215,6 +215,9 @@ impl<'a> Batcher<'a> {
                     .map(|id| (id, BackupResult::Withheld))
                     .collect();
             }
+            // The account's limits first, the gate after: nothing may wait between the gate and
+            // the call.
+            let _slot = self.client.slot().await;
             if let Err(why) = gate() {
                 debug!(ids = ids.len(), reason = why, "backup call withheld");
                 return ids
@@ -399,6 +402,41 @@ mod tests {
         let counters = sim.counters();
         let q = &counters.endpoints["batch-query-status"];
         assert_eq!((q.calls, q.ids, q.max_ids_per_call), (3, 250, 100));
+    }
+
+    #[tokio::test]
+    async fn a_backup_waiting_for_its_accounts_limits_is_gated_after_the_wait() {
+        let _deadline = crate::test_deadline::deadline(
+            "a_backup_waiting_for_its_accounts_limits_is_gated_after_the_wait",
+        );
+        let (sim, _) = fleet(1, code::DATA_LOADED).await;
+        let client = Client::new(
+            ClientConfig {
+                base_url: sim.url(),
+                calls_per_second: Some(2),
+                ..ClientConfig::default()
+            },
+            Token::new("t"),
+        )
+        .unwrap();
+        let breakers = Breakers::default();
+        let batcher = Batcher::new(&client, 8, &breakers, DEFAULT_ACCOUNT);
+        // A status call takes the account's slot: the backup's comes 500 ms later.
+        batcher.query(&ids(1)).await;
+        let checked_at = std::sync::Mutex::new(None);
+        let asked = tokio::time::Instant::now();
+        let gate = || {
+            *checked_at.lock().unwrap() = Some(tokio::time::Instant::now());
+            Err("the lease went stale while the call waited")
+        };
+        let results = batcher.backup(&ids(1), &gate, Uuid::new_v4()).await;
+        assert!(results.values().all(|r| *r == BackupResult::Withheld));
+        let waited = checked_at.lock().unwrap().unwrap() - asked;
+        assert!(
+            waited >= std::time::Duration::from_millis(300),
+            "the gate was checked before the wait ({waited:?} after asking)"
+        );
+        assert_eq!(sim.counters().calls("backup"), 0);
     }
 
     #[tokio::test]
