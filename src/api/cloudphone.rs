@@ -201,6 +201,17 @@ pub fn check_instance_id(id: &str) -> Result<(), &'static str> {
 /// `status.lastHandledReconcileAt`. It also lifts a `BackupRefused` hold.
 pub const RECONCILE_REQUESTED_AT: &str = "cloudphone.io/reconcile-requested-at";
 
+impl CloudPhone {
+    /// The value of its [`RECONCILE_REQUESTED_AT`] annotation, if any.
+    pub fn reconcile_requested(&self) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(RECONCILE_REQUESTED_AT)
+            .map(String::as_str)
+    }
+}
+
 /// The annotation of the CRD that carries its [`SCHEMA_REVISION`].
 pub const SCHEMA_REVISION_ANNOTATION: &str = "cloudphone.io/schema-revision";
 

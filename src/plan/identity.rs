@@ -109,12 +109,7 @@ impl<'a> PhoneView<'a> {
             generation: phone.metadata.generation,
             spec: &phone.spec,
             status: phone.status.as_ref(),
-            reconcile_requested: phone
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(crate::api::RECONCILE_REQUESTED_AT))
-                .map(String::as_str),
+            reconcile_requested: phone.reconcile_requested(),
             account: Ok(DEFAULT_SCOPE),
         }
     }

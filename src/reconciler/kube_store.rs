@@ -275,12 +275,7 @@ impl Wanted {
     fn of(phone: &CloudPhone) -> Wanted {
         Wanted {
             generation: phone.metadata.generation,
-            reconcile_requested: phone
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(crate::api::RECONCILE_REQUESTED_AT))
-                .cloned(),
+            reconcile_requested: phone.reconcile_requested().map(str::to_owned),
         }
     }
 }

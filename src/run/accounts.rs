@@ -178,20 +178,43 @@ fn one_account(
                 .ok()
         }),
     };
-    let unusable = |reason: &'static str, message: String| Account {
-        name: name.to_owned(),
-        scope: format!("account:{name}"),
-        generation: object.metadata.generation,
-        client: Err(Unusable { reason, message }),
-        tenants: tenants.clone(),
+    let (scope, client) = match client(name, object, secrets, config, kept) {
+        Ok((scope, client)) => (scope, Ok(client)),
+        Err(why) => {
+            // NB: a client is kept only while usable: one rebuilt later starts from the Secret.
+            kept.remove(name);
+            (format!("account:{name}"), Err(why))
+        }
     };
+    Account {
+        name: name.to_owned(),
+        scope,
+        generation: object.metadata.generation,
+        client,
+        tenants,
+    }
+}
+
+/// The account's scope and client (kept, its credentials replaced when its Secret changed), or why
+/// it has none.
+fn client(
+    name: &str,
+    object: &CloudPhoneAccount,
+    secrets: &Store<Secret>,
+    config: &AccountsConfig,
+    kept: &mut HashMap<String, Kept>,
+) -> Result<(String, Client), Unusable> {
+    let spec = &object.spec;
+    let unusable = |reason: &'static str, message: String| Unusable { reason, message };
     let url = spec
         .vendor_url
         .clone()
         .unwrap_or_else(|| config.default_vendor_url.clone());
     if let Err(why) = config.allowed.check(&url) {
-        kept.remove(name);
-        return unusable("VendorUrlNotAllowed", format!("spec.vendorUrl: {why}"));
+        return Err(unusable(
+            "VendorUrlNotAllowed",
+            format!("spec.vendorUrl: {why}"),
+        ));
     }
     let secret_name = &spec.credentials_secret_ref.name;
     let secret = secrets.get(&reflector::ObjectRef::new(secret_name).within(&config.namespace));
@@ -201,25 +224,20 @@ fn one_account(
             config.namespace
         ))),
         Some(secret) => super::credentials::credentials_of(secret),
-    };
-    let credentials = match credentials {
-        Ok(c) => c,
-        Err(e) => {
-            kept.remove(name);
-            return unusable(
-                "CredentialsMissing",
-                format!("spec.credentialsSecretRef.name {secret_name:?}: {e}"),
-            );
-        }
-    };
+    }
+    .map_err(|e| {
+        unusable(
+            "CredentialsMissing",
+            format!("spec.credentialsSecretRef.name {secret_name:?}: {e}"),
+        )
+    })?;
     if let Credentials::Password { iam_endpoint, .. } = &credentials
         && let Err(why) = config.allowed.check(iam_endpoint)
     {
-        kept.remove(name);
-        return unusable(
+        return Err(unusable(
             "VendorUrlNotAllowed",
             format!("the IAM endpoint of Secret {secret_name:?}: {why}"),
-        );
+        ));
     }
     let scope = scope(&url, &credentials, name);
     let limits = spec.limits.clone().unwrap_or_default();
@@ -245,19 +263,14 @@ fn one_account(
                 ..config.client.clone()
             },
             auth.clone(),
-        );
-        let client = match client {
-            Ok(c) => match &config.metrics {
-                Some(m) => c.with_observer(Arc::new(crate::metrics::AccountCalls {
-                    metrics: m.clone(),
-                    account: name.to_owned(),
-                })),
-                None => c,
-            },
-            Err(e) => {
-                kept.remove(name);
-                return unusable("VendorUrlNotAllowed", format!("spec.vendorUrl: {e}"));
-            }
+        )
+        .map_err(|e| unusable("VendorUrlNotAllowed", format!("spec.vendorUrl: {e}")))?;
+        let client = match &config.metrics {
+            Some(m) => client.with_observer(Arc::new(crate::metrics::AccountCalls {
+                metrics: m.clone(),
+                account: name.to_owned(),
+            })),
+            None => client,
         };
         kept.insert(
             name.to_owned(),
@@ -280,13 +293,7 @@ fn one_account(
         k.auth.set(Ok(credentials));
         k.secret = version;
     }
-    Account {
-        name: name.to_owned(),
-        scope,
-        generation: object.metadata.generation,
-        client: Ok(k.client.clone()),
-        tenants,
-    }
+    Ok((scope, k.client.clone()))
 }
 
 /// Strips what the fold never reads from a Secret of the operator's namespace.
