@@ -4,9 +4,24 @@
 //! watch -> store -> tick { query status (<=100 ids a call) -> plan -> back up -> write changed status }
 //! ```
 //!
-//! - [`api`]: the `CloudPhone` resource, the single source of the CRD.
-//! - [`koophone`]: the typed vendor client.
-//! - [`sim`]: a simulator of the vendor API, for the quick start, the tests and the benchmarks.
+//! Every module, by layer (the pure core, the vendor, Kubernetes I/O, the runtime wiring):
+//!
+//! - [`api`]: the `CloudPhone` and `CloudPhoneAccount` resources, the single source of the CRDs;
+//!   types and schema only, no behaviour.
+//! - [`plan`]: the pure planner: specs and observed statuses in, backup actions and new statuses
+//!   out; no I/O, no clock.
+//! - [`koophone`]: the typed vendor client (requests, answers, error taxonomy, credentials,
+//!   signing); it knows nothing of Kubernetes.
+//! - [`reconciler`]: the tick engine: snapshot, batched vendor calls per account, the plan
+//!   applied, fenced status writes and events, through the `PhoneStore` trait (in memory, or the
+//!   Kubernetes watch cache).
+//! - [`run`]: the `run` subcommand's cluster wiring: flags, credentials, accounts, leader
+//!   election, readiness, shutdown.
+//! - [`metrics`], [`http`], [`telemetry`], [`heap`]: Prometheus metrics, the HTTP listener
+//!   (`/metrics`, `/healthz`, `/readyz`), logging, the live-heap counter.
+//! - [`sim`]: a simulator of the vendor API, an independent oracle sharing no code with the
+//!   client, for the quick start, the tests and the benchmarks.
+//! - [`demo`]: the quick start (`cloudphone-operator demo`).
 //! - [`summary`]: the `kubectl cloudphone summary` plugin's fleet at a glance.
 
 pub mod api;

@@ -53,9 +53,9 @@ impl AllowedHosts {
     }
 
     /// `Ok` when credentials may go to `url`, else why not (naming the host and the flag).
-    pub fn check(&self, url: &str) -> Result<(), String> {
+    pub fn check(&self, url: &str) -> Result<(), HostNotAllowed> {
         let Some((host, port)) = host_of(url) else {
-            return Err(format!("{url:?} is not an http(s) URL with a host"));
+            return Err(HostNotAllowed::NotAnHttpUrl(url.to_owned()));
         };
         let with_port = port.map(|p| format!("{host}:{p}"));
         let allowed = self
@@ -70,13 +70,23 @@ impl AllowedHosts {
         if allowed {
             Ok(())
         } else {
-            Err(format!(
-                "host {} is not in the operator's --allowed-vendor-hosts ({}); no credential is sent to it",
-                with_port.as_deref().unwrap_or(&host),
-                self.0.join(",")
-            ))
+            Err(HostNotAllowed::NotListed {
+                host: with_port.unwrap_or(host),
+                allowed: self.0.join(","),
+            })
         }
     }
+}
+
+/// Why credentials may not go to a URL.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HostNotAllowed {
+    #[error("{0:?} is not an http(s) URL with a host")]
+    NotAnHttpUrl(String),
+    #[error(
+        "host {host} is not in the operator's --allowed-vendor-hosts ({allowed}); no credential is sent to it"
+    )]
+    NotListed { host: String, allowed: String },
 }
 
 /// The lower-cased host and the port of an http(s) URL; `None` for anything else.
@@ -521,7 +531,7 @@ mod tests {
             "ftp://koophone.myhuaweicloud.com",
             "not a url",
         ] {
-            let err = a.check(refused).unwrap_err();
+            let err = a.check(refused).unwrap_err().to_string();
             assert!(
                 err.contains("allowed-vendor-hosts") || err.contains("not an http"),
                 "{refused}: {err}"
