@@ -5,6 +5,7 @@ use super::error::{Endpoint, Error, VendorCode, VendorError, excerpt};
 use super::retry::{RetryPolicy, parse_retry_after};
 use super::sign::{self, SignableRequest};
 use super::wire;
+use jiff::Timestamp;
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -74,6 +75,20 @@ pub struct BackupReceipt {
     pub task_id: Option<String>,
     /// The vendor's job id per instance, when the answer carried them.
     pub jobs: HashMap<String, String>,
+    /// When the accepted attempt left: after any wait for the account's limits or a `Retry-After`.
+    pub sent_at: Timestamp,
+}
+
+/// A caller's last check before a call leaves (say, that it still leads): `Err` names why the call
+/// must not. It runs after every wait of the attempt (a `Retry-After`, the account's limits, a
+/// token fetch), right before the request is sent, so nothing waits between it and the call.
+pub type Gate<'a> = dyn Fn() -> Result<(), &'static str> + Send + Sync + 'a;
+
+/// A decoded answer, the `x-request-id` of its attempt and when that attempt left.
+struct Answered<T> {
+    request_id: Uuid,
+    sent_at: Timestamp,
+    body: T,
 }
 
 /// Sees every vendor HTTP attempt: for metrics.
@@ -98,9 +113,6 @@ pub struct Client {
     /// The account's own limits, shared by every clone.
     limits: Arc<Limits>,
 }
-
-/// A slot under an account's limits, held until dropped: see [`Client::slot`].
-pub struct CallSlot<'a>(#[allow(dead_code)] Option<tokio::sync::SemaphorePermit<'a>>);
 
 /// An account's bounds on its calls: slots in flight, and the spacing of their starts.
 struct Limits {
@@ -204,20 +216,14 @@ impl Client {
         &self.base_url
     }
 
-    /// Waits for a slot under the account's limits (calls in flight, calls per second) and holds
-    /// it until dropped. A backup call takes its slot here, before its caller's last check (the
-    /// lease's freshness): a call may never wait between that check and leaving, since a replica
-    /// frozen in that wait could send it after another leader acted. Status queries take theirs
-    /// inside the call.
-    pub async fn slot(&self) -> CallSlot<'_> {
-        CallSlot(self.limits.admit().await)
-    }
-
     /// One status call for at most 100 ids.
     pub async fn query_status_chunk(&self, ids: &[String]) -> Result<StatusReport, Error> {
         validate_chunk(ids)?;
-        let (request_id, answer): (Uuid, wire::StatusAnswer) =
-            self.call(Endpoint::QueryStatus, ids, None).await?;
+        let Answered {
+            request_id,
+            body: answer,
+            ..
+        }: Answered<wire::StatusAnswer> = self.call(Endpoint::QueryStatus, ids, None, None).await?;
         let Some(results) = answer.into_results() else {
             return Err(Error::Decode {
                 endpoint: Endpoint::QueryStatus,
@@ -258,23 +264,32 @@ impl Client {
     /// certainly did not act on it (no connection, or a 429); after a time-out or a 5xx the outcome
     /// is unknown and the caller must find it out from the status query instead.
     pub async fn backup_chunk(&self, ids: &[String]) -> Result<BackupReceipt, Error> {
-        self.backup_chunk_as(ids, Uuid::new_v4()).await
+        self.backup_chunk_gated(ids, Uuid::new_v4(), &|| Ok(()))
+            .await
     }
 
     /// [`Client::backup_chunk`] whose first attempt carries `request_id` as its `x-request-id`, so
-    /// that the caller can record it before the call; a re-sent attempt gets a fresh one, which the
-    /// receipt gives.
-    pub async fn backup_chunk_as(
+    /// that the caller can record it before the call (a re-sent attempt gets a fresh one, which the
+    /// receipt gives), and whose every attempt asks `gate` last, after all its waits: a refusal is
+    /// [`Error::Withheld`], and nothing is sent.
+    pub async fn backup_chunk_gated(
         &self,
         ids: &[String],
         request_id: Uuid,
+        gate: &Gate<'_>,
     ) -> Result<BackupReceipt, Error> {
         validate_chunk(ids)?;
-        let (request_id, answer): (Uuid, wire::BackupAnswer) =
-            self.call(Endpoint::Backup, ids, Some(request_id)).await?;
+        let Answered {
+            request_id,
+            sent_at,
+            body: answer,
+        }: Answered<wire::BackupAnswer> = self
+            .call(Endpoint::Backup, ids, Some(request_id), Some(gate))
+            .await?;
         let data = answer.data.unwrap_or_default();
         Ok(BackupReceipt {
             request_id,
+            sent_at,
             task_id: data.task_id,
             jobs: data
                 .cmd_jobs
@@ -284,13 +299,16 @@ impl Client {
         })
     }
 
-    /// Sends one call, retrying what may be retried, and decodes the answer.
+    /// Sends one call, retrying what may be retried, and decodes the answer. Each attempt waits
+    /// for the account's flow control, its credentials and its limits, then asks `gate`, then
+    /// leaves.
     async fn call<T: DeserializeOwned>(
         &self,
         endpoint: Endpoint,
         ids: &[String],
         mut first_request_id: Option<Uuid>,
-    ) -> Result<(Uuid, T), Error> {
+        gate: Option<&Gate<'_>>,
+    ) -> Result<Answered<T>, Error> {
         let idempotent = endpoint == Endpoint::QueryStatus;
         let mut backoff = self.retry.backoff();
         let mut retry = 0;
@@ -305,13 +323,15 @@ impl Client {
             let request_id = first_request_id.take().unwrap_or_else(Uuid::new_v4);
             // One span an attempt: every line about it carries the endpoint and the request id.
             let span = tracing::info_span!("vendor_call", %endpoint, %request_id, ids = ids.len());
-            // NB: a backup took its slot before the caller's last check (see `Client::slot`): a
-            // wait here would come after that check.
-            let slot = if idempotent {
-                self.limits.admit().await
-            } else {
-                None
-            };
+            let slot = self.limits.admit().await;
+            // NB: the last step before the send: no wait may come between the gate and the call.
+            if let Some(gate) = gate
+                && let Err(reason) = gate()
+            {
+                span.in_scope(|| debug!(reason, "vendor call withheld by its caller's last check"));
+                return Err(Error::Withheld { endpoint, reason });
+            }
+            let sent_at = Timestamp::now();
             let started = Instant::now();
             let result = self
                 .attempt(endpoint, request_id, ids, &call_auth)
@@ -324,9 +344,13 @@ impl Client {
             }
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let err = match result {
-                Ok(answer) => {
+                Ok(body) => {
                     span.in_scope(|| debug!(elapsed_ms, "vendor call succeeded"));
-                    return Ok((request_id, answer));
+                    return Ok(Answered {
+                        request_id,
+                        sent_at,
+                        body,
+                    });
                 }
                 Err(err) => err,
             };
@@ -453,7 +477,7 @@ impl Client {
                 if let Some(st) = security_token {
                     headers.push(("X-Security-Token".into(), st.expose_secret().to_owned()));
                 }
-                headers.push(("X-Sdk-Date".into(), sign::sdk_date(jiff::Timestamp::now())));
+                headers.push(("X-Sdk-Date".into(), sign::sdk_date(Timestamp::now())));
                 let authorization = sign::authorization(
                     access_key,
                     secret_key.expose_secret(),

@@ -210,6 +210,14 @@ pub enum Error {
         source: super::auth::AuthError,
     },
 
+    /// The caller's last check before the call left (say, that it still leads) refused it; nothing
+    /// was sent.
+    #[error("{endpoint}: not sent: {reason}")]
+    Withheld {
+        endpoint: Endpoint,
+        reason: &'static str,
+    },
+
     /// The base URL does not parse as a URL.
     #[error("cannot build the vendor client: base URL {url:?}: {source}")]
     BaseUrl {
@@ -316,6 +324,7 @@ impl Error {
             Error::InvalidInstanceId { .. }
             | Error::TooManyIds { .. }
             | Error::Auth { .. }
+            | Error::Withheld { .. }
             | Error::BaseUrl { .. }
             | Error::BaseUrlWithoutHost { .. }
             | Error::HttpClient(_) => None,
@@ -356,7 +365,7 @@ impl Error {
     pub fn certainly_not_processed(&self) -> bool {
         match self {
             Error::Transport { connect, .. } => *connect,
-            Error::Auth { .. } => true,
+            Error::Auth { .. } | Error::Withheld { .. } => true,
             Error::Http { status, .. } => *status == 429,
             _ => false,
         }
@@ -375,6 +384,7 @@ impl Error {
             Error::Auth { source, .. } => !matches!(source, super::auth::AuthError::Credentials(_)),
             Error::InvalidInstanceId { .. }
             | Error::TooManyIds { .. }
+            | Error::Withheld { .. }
             | Error::BaseUrl { .. }
             | Error::BaseUrlWithoutHost { .. }
             | Error::HttpClient(_) => false,
@@ -443,6 +453,7 @@ impl Error {
             Error::InvalidInstanceId { .. } => "InvalidInstanceId",
             Error::TooManyIds { .. } => "TooManyIds",
             Error::Auth { source, .. } => source.label(),
+            Error::Withheld { .. } => "Withheld",
             Error::Http { status: 401, .. } => "Unauthorized",
             Error::Transport { timeout: true, .. } => "Timeout",
             Error::Transport { .. } => "TransportError",

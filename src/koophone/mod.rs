@@ -15,7 +15,7 @@ mod wire;
 
 pub use auth::{Auth, AuthError, CallAuth};
 pub use client::{
-    BackupReceipt, CallObserver, Client, ClientConfig, DEFAULT_BASE_URL, MAX_ID_CHARS,
+    BackupReceipt, CallObserver, Client, ClientConfig, DEFAULT_BASE_URL, Gate, MAX_ID_CHARS,
     MAX_IDS_PER_CALL, StatusReport, check_id,
 };
 pub use credentials::{Credentials, CredentialsError, ProjectScope};

@@ -3,11 +3,10 @@
 
 use super::breaker::{Admission, Breakers};
 use crate::api::Phase;
-use crate::koophone::{AccountFault, Client, Error, Fault, MAX_IDS_PER_CALL, VendorCode};
+use crate::koophone::{AccountFault, Client, Error, Fault, Gate, MAX_IDS_PER_CALL, VendorCode};
 use crate::plan::{BackupResult, Failure, Observation};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, stream};
-use jiff::Timestamp;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::debug;
@@ -185,7 +184,7 @@ impl<'a> Batcher<'a> {
     pub async fn backup(
         &self,
         ids: &[String],
-        gate: &BackupGate<'_>,
+        gate: &Gate<'_>,
         request_id: Uuid,
     ) -> HashMap<String, BackupResult> {
         // The first call carries the request id the intents recorded; any other gets its own.
@@ -205,7 +204,7 @@ impl<'a> Batcher<'a> {
     fn backup_chunk<'b>(
         &'b self,
         ids: Vec<String>,
-        gate: &'b BackupGate<'b>,
+        gate: &'b Gate<'b>,
         request_id: Option<Uuid>,
     ) -> BoxFuture<'b, Vec<(String, BackupResult)>> {
         async move {
@@ -215,22 +214,16 @@ impl<'a> Batcher<'a> {
                     .map(|id| (id, BackupResult::Withheld))
                     .collect();
             }
-            // The account's limits first, the gate after: nothing may wait between the gate and
-            // the call.
-            let _slot = self.client.slot().await;
-            if let Err(why) = gate() {
-                debug!(ids = ids.len(), reason = why, "backup call withheld");
-                return ids
-                    .into_iter()
-                    .map(|id| (id, BackupResult::Withheld))
-                    .collect();
-            }
-            self.backup_calls.fetch_add(1, Ordering::Relaxed);
-            let sent_at = Timestamp::now();
-            debug!(ids = ids.len(), "backup call");
+            // NB: the client asks the gate after every wait of each attempt (the account's
+            // limits, a Retry-After, a token fetch): nothing waits between the gate and the call.
             let request_id = request_id.unwrap_or_else(Uuid::new_v4);
-            let err = match self.client.backup_chunk_as(&ids, request_id).await {
+            let answer = self.client.backup_chunk_gated(&ids, request_id, gate).await;
+            if !matches!(answer, Err(Error::Withheld { .. })) {
+                self.backup_calls.fetch_add(1, Ordering::Relaxed);
+            }
+            let err = match answer {
                 Ok(mut receipt) => {
+                    debug!(ids = ids.len(), "backup call accepted");
                     let request_id = receipt.request_id.to_string();
                     return ids
                         .into_iter()
@@ -239,10 +232,17 @@ impl<'a> Batcher<'a> {
                                 request_id: request_id.clone(),
                                 task_id: receipt.task_id.clone(),
                                 job_id: receipt.jobs.remove(&id),
-                                sent_at,
+                                sent_at: receipt.sent_at,
                             };
                             (id, result)
                         })
+                        .collect();
+                }
+                Err(Error::Withheld { reason, .. }) => {
+                    debug!(ids = ids.len(), reason, "backup call withheld");
+                    return ids
+                        .into_iter()
+                        .map(|id| (id, BackupResult::Withheld))
                         .collect();
                 }
                 Err(err) => err,
@@ -282,9 +282,6 @@ impl<'a> Batcher<'a> {
         .boxed()
     }
 }
-
-/// Whether a backup call may leave now: `Err` names why not.
-pub(crate) type BackupGate<'a> = dyn Fn() -> Result<(), &'static str> + Send + Sync + 'a;
 
 /// What a fresh observation says of an instance whose backup call was refused whole: `None` when
 /// it still needs a call; otherwise the result to record without one.
@@ -437,6 +434,65 @@ mod tests {
             "the gate was checked before the wait ({waited:?} after asking)"
         );
         assert_eq!(sim.counters().calls("backup"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_backup_retried_after_a_429_is_gated_after_its_retry_after() {
+        let _deadline = crate::test_deadline::deadline(
+            "a_backup_retried_after_a_429_is_gated_after_its_retry_after",
+        );
+        // Every call is answered 429 with Retry-After: 1 (not processed: the client retries).
+        let sim = Simulator::start(
+            SimConfig {
+                instances: vec![("inst-00000".into(), code::DATA_LOADED)],
+                faults: crate::sim::Faults {
+                    rate_limit_rate: 1.0,
+                    ..Default::default()
+                },
+                ..SimConfig::default()
+            },
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let client = Client::new(
+            ClientConfig {
+                base_url: sim.url(),
+                ..ClientConfig::default()
+            },
+            Token::new("t"),
+        )
+        .unwrap();
+        let breakers = Breakers::default();
+        let batcher = Batcher::new(&client, 8, &breakers, DEFAULT_ACCOUNT);
+        // The lease goes stale while the retry waits out the vendor's Retry-After.
+        let asked = std::sync::Mutex::new(Vec::new());
+        let gate = || {
+            let mut asked = asked.lock().unwrap();
+            asked.push(tokio::time::Instant::now());
+            if asked.len() == 1 {
+                Ok(())
+            } else {
+                Err("the lease went stale during the Retry-After")
+            }
+        };
+        let results = batcher.backup(&ids(1), &gate, Uuid::new_v4()).await;
+        assert!(
+            results.values().all(|r| *r == BackupResult::Withheld),
+            "{results:?}"
+        );
+        assert_eq!(
+            sim.counters().calls("backup"),
+            1,
+            "the retry left without asking the gate after its wait"
+        );
+        let asked = asked.lock().unwrap();
+        assert_eq!(asked.len(), 2);
+        let waited = asked[1] - asked[0];
+        assert!(
+            waited >= std::time::Duration::from_millis(900),
+            "the gate was asked before the Retry-After ended ({waited:?} after the first ask)"
+        );
     }
 
     #[tokio::test]
