@@ -59,6 +59,7 @@ pub struct Metrics {
     pub vendor_latency: Family<EndpointLabels, Histogram>,
     pub phones: Family<PhoneLabels, Gauge>,
     pub oldest_unbacked: Gauge<f64, AtomicU64>,
+    pub longest_not_ready: Gauge<f64, AtomicU64>,
     pub backup_duration: Histogram,
     pub backups: Family<BackupOutcomeLabels, Counter>,
     pub backups_requested: Counter,
@@ -90,6 +91,7 @@ impl Metrics {
         });
         let phones = Family::<PhoneLabels, Gauge>::default();
         let oldest_unbacked = Gauge::<f64, AtomicU64>::default();
+        let longest_not_ready = Gauge::<f64, AtomicU64>::default();
         // 10s to about 11h: a quick backup up to one queued at the vendor for hours.
         let backup_duration = Histogram::new(exponential_buckets(10.0, 2.0, 13));
         let backups = Family::<BackupOutcomeLabels, Counter>::default();
@@ -97,6 +99,11 @@ impl Metrics {
             "oldest_unbacked_seconds",
             "Age of the oldest un-backed-up data among BackedUp phones (phase DataLoaded, Streaming or BackupFailed): time since its last completed backup, or since the CloudPhone was created; 0 when none",
             oldest_unbacked.clone(),
+        );
+        registry.register(
+            "longest_not_ready_seconds",
+            "How long the phone that has gone longest without Ready=True has been so (since its Ready condition's lastTransitionTime, as the watch cache showed it at the tick's start); suspended phones are not counted; 0 when every phone is Ready",
+            longest_not_ready.clone(),
         );
         registry.register(
             "backup_duration_seconds",
@@ -189,6 +196,7 @@ impl Metrics {
             vendor_latency,
             phones,
             oldest_unbacked,
+            longest_not_ready,
             backup_duration,
             backups,
             backups_requested,
@@ -214,18 +222,14 @@ impl Metrics {
         out
     }
 
-    /// Replaces the fleet gauges: phones by namespace, phase and lifecycle, and the oldest
-    /// un-backed-up age.
-    pub fn set_fleet(
-        &self,
-        phones: impl IntoIterator<Item = (PhoneLabels, i64)>,
-        oldest_unbacked: f64,
-    ) {
+    /// Replaces the fleet gauges.
+    pub fn set_fleet(&self, fleet: Fleet) {
         self.phones.clear();
-        for (labels, n) in phones {
+        for (labels, n) in fleet.phones {
             self.phones.get_or_create(&labels).inc_by(n);
         }
-        self.oldest_unbacked.set(oldest_unbacked);
+        self.oldest_unbacked.set(fleet.oldest_unbacked);
+        self.longest_not_ready.set(fleet.longest_not_ready);
     }
 
     /// Drops the fleet gauges: a standby replica exports none, so that queries and alerts need no
@@ -233,7 +237,19 @@ impl Metrics {
     pub fn clear_fleet(&self) {
         self.phones.clear();
         self.oldest_unbacked.set(0.0);
+        self.longest_not_ready.set(0.0);
     }
+}
+
+/// The fleet after a tick, as the leader's gauges show it.
+#[derive(Debug, Default)]
+pub struct Fleet {
+    /// Phones by namespace, phase and lifecycle.
+    pub phones: Vec<(PhoneLabels, i64)>,
+    /// Seconds since the oldest un-backed-up data was last safe (`oldest_unbacked_seconds`).
+    pub oldest_unbacked: f64,
+    /// Seconds the phone longest without `Ready=True` has been so (`longest_not_ready_seconds`).
+    pub longest_not_ready: f64,
 }
 
 impl CallObserver for Metrics {

@@ -704,6 +704,54 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 }
 
 #[tokio::test]
+async fn the_longest_not_ready_gauge_counts_from_readys_transition_and_skips_suspended_phones() {
+    let _deadline = support::deadline(
+        "the_longest_not_ready_gauge_counts_from_readys_transition_and_skips_suspended_phones",
+    );
+    let phones = vec![
+        support::cloudphone("stuck", "kp-stuck").build(),
+        support::cloudphone("off", "kp-off").suspended().build(),
+        support::cloudphone("fine", "kp-fine").build(),
+    ];
+    let instances = vec![
+        ("kp-stuck".to_owned(), code::RESTORE_FAILED),
+        ("kp-off".to_owned(), code::DATA_LOADED),
+        ("kp-fine".to_owned(), code::IDLE),
+    ];
+    let sim = simulator(instances, Duration::from_millis(200)).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let metrics = Arc::new(cloudphone_operator::metrics::Metrics::new());
+    let engine = support::engine(&sim, store.clone())
+        .build()
+        .with_metrics(metrics.clone());
+    engine.tick().await;
+    let gauge = || sample(&metrics.encode(), "cloudphone_longest_not_ready_seconds").unwrap();
+    assert_eq!(gauge(), 0.0, "no phone had a Ready condition yet");
+    // Ready went False two hours ago on the stuck phone, three on the suspended one.
+    let now = Timestamp::now();
+    for (name, hours) in [("stuck", 2), ("off", 3)] {
+        let mut phone = (*store.get(&support::key(name)).unwrap()).clone();
+        let ready = phone
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == READY)
+            .unwrap();
+        assert_ne!(ready.status, "True", "{name}");
+        ready.last_transition_time = Time(now - jiff::SignedDuration::from_hours(hours));
+        store.insert(phone);
+    }
+    engine.tick().await;
+    let longest = gauge();
+    assert!(
+        (7_200.0..7_300.0).contains(&longest),
+        "the stuck phone's two hours, not the suspended one's three: {longest}"
+    );
+}
+
+#[tokio::test]
 async fn slo_metrics_follow_the_fleet_and_a_standby_exports_no_fleet_gauges() {
     let _deadline =
         support::deadline("slo_metrics_follow_the_fleet_and_a_standby_exports_no_fleet_gauges");

@@ -487,8 +487,8 @@ async fn metrics_and_health_endpoints_answer() {
         .get_or_create(&cloudphone_operator::metrics::OutcomeLabels { outcome: "ok" })
         .inc();
     metrics.leader.set(1);
-    metrics.set_fleet(
-        [(
+    metrics.set_fleet(cloudphone_operator::metrics::Fleet {
+        phones: vec![(
             cloudphone_operator::metrics::PhoneLabels {
                 namespace: "fleet-a".into(),
                 phase: Phase::Idle.as_str(),
@@ -496,8 +496,9 @@ async fn metrics_and_health_endpoints_answer() {
             },
             5,
         )],
-        42.0,
-    );
+        oldest_unbacked: 42.0,
+        longest_not_ready: 7.0,
+    });
     let ready = Arc::new(Flag(false.into()));
     let app = router(metrics, ready.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -523,6 +524,7 @@ async fn metrics_and_health_endpoints_answer() {
         Some(5.0)
     );
     assert_eq!(value("cloudphone_oldest_unbacked_seconds"), Some(42.0));
+    assert_eq!(value("cloudphone_longest_not_ready_seconds"), Some(7.0));
     assert_eq!(
         value(
             "cloudphone_vendor_calls_total{endpoint=\"batch-query-status\",code=\"ok\",account=\"default\"}"

@@ -787,7 +787,7 @@ impl<S: PhoneStore> Engine<S> {
     fn record_metrics(
         &self,
         report: &TickReport,
-        (phones, oldest_unbacked): (Vec<(crate::metrics::PhoneLabels, i64)>, f64),
+        fleet: crate::metrics::Fleet,
         backup_durations: &[f64],
     ) {
         let Some(m) = &self.metrics else {
@@ -805,7 +805,7 @@ impl<S: PhoneStore> Engine<S> {
                 })
                 .inc_by(backup_durations.len() as u64);
         }
-        m.set_fleet(phones, oldest_unbacked);
+        m.set_fleet(fleet);
     }
 }
 
@@ -849,12 +849,9 @@ fn account_chunks(
 }
 
 /// The fleet after a tick, for the leader's gauges: phones by namespace, phase and lifecycle, and
-/// the age of the oldest un-backed-up data (a phone of a chunk the deadline cut counts as it was).
-fn fleet_gauges(
-    frame: &Frame<'_>,
-    groups: &[Group<'_>],
-    now: Timestamp,
-) -> (Vec<(crate::metrics::PhoneLabels, i64)>, f64) {
+/// the age of the oldest un-backed-up data (a phone of a chunk the deadline cut counts as it was);
+/// the longest time without `Ready=True` as the snapshot shows it.
+fn fleet_gauges(frame: &Frame<'_>, groups: &[Group<'_>], now: Timestamp) -> crate::metrics::Fleet {
     let mut phases: Vec<crate::api::Phase> = frame
         .snapshot
         .iter()
@@ -865,7 +862,11 @@ fn fleet_gauges(
     }
     let mut counts: HashMap<(&str, crate::api::Phase, crate::api::Lifecycle), i64> = HashMap::new();
     let mut oldest = 0.0f64;
+    let mut longest_not_ready = 0.0f64;
     for (phone, phase) in frame.snapshot.iter().zip(phases) {
+        if let Some(since) = phone.status.as_ref().and_then(not_ready_since) {
+            longest_not_ready = longest_not_ready.max(now.duration_since(since).as_secs_f64());
+        }
         let namespace = phone.metadata.namespace.as_deref().unwrap_or_default();
         *counts
             .entry((namespace, phase, phone.spec.lifecycle))
@@ -887,7 +888,7 @@ fn fleet_gauges(
             }
         }
     }
-    let gauges = counts
+    let phones = counts
         .into_iter()
         .map(|((namespace, phase, lifecycle), n)| {
             (
@@ -900,5 +901,19 @@ fn fleet_gauges(
             )
         })
         .collect();
-    (gauges, oldest)
+    crate::metrics::Fleet {
+        phones,
+        oldest_unbacked: oldest,
+        longest_not_ready,
+    }
+}
+
+/// Since when a status's `Ready` has not been `True`; `None` while it is, or while the phone is
+/// suspended (nothing is wrong), or before it has a Ready condition.
+fn not_ready_since(status: &crate::api::CloudPhoneStatus) -> Option<Timestamp> {
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == crate::plan::READY)?;
+    (ready.status != "True" && ready.reason != "Suspended").then_some(ready.last_transition_time.0)
 }
