@@ -4,6 +4,7 @@
 //!
 //!     cargo bench --bench fleet                 # every size, each in a fresh process
 //!     cargo bench --bench fleet -- --one 10000  # one size
+//!     BENCH_NAIVE=0 BENCH_STEADY_ROUNDS=100 cargo bench --bench fleet -- --one 10000  # a profiler's window
 //!
 //! CPU and peak memory are the operator's own: the simulator runs in its own process.
 
@@ -265,8 +266,12 @@ async fn one(n: usize) -> Value {
     let converge_secs = started.elapsed().as_secs_f64();
     let (status_calls, backup_calls) = sim.calls().await;
 
-    // Steady state: nothing changes, so nothing is written.
-    let rounds = 5;
+    // Steady state: nothing changes, so nothing is written. BENCH_STEADY_ROUNDS ticks (5), more
+    // for a profiler's window.
+    let rounds: u32 = std::env::var("BENCH_STEADY_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let cpu_before = support::cpu_secs("self");
     let wall = Instant::now();
     let mut steady_writes = 0;
@@ -277,7 +282,9 @@ async fn one(n: usize) -> Value {
     let steady_tick_cpu_secs = (support::cpu_secs("self") - cpu_before) / rounds as f64;
     let peak = peak_rss_kib();
 
-    let (naive_calls, naive_secs) = if n <= NAIVE_MAX {
+    // BENCH_NAIVE=0 skips the naive design (its pass takes most of a run).
+    let naive_wanted = std::env::var("BENCH_NAIVE").map_or(true, |v| v != "0");
+    let (naive_calls, naive_secs) = if n <= NAIVE_MAX && naive_wanted {
         sim.seed(n).await;
         let (calls, secs) = naive(&client, n).await;
         (Some(calls), Some(secs))
