@@ -18,9 +18,19 @@ pub(crate) struct Envelope {
     pub error_msg: Option<String>,
 }
 
+/// An answer body: its own fields, and the envelope's, read in one pass.
+pub(crate) trait Answer: serde::de::DeserializeOwned {
+    /// `error_code` and `error_msg`.
+    fn envelope(&self) -> (Option<&str>, Option<&str>);
+}
+
 /// The status answer, with or without its `data` wrapper.
 #[derive(Deserialize, Debug)]
 pub(crate) struct StatusAnswer {
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub error_msg: Option<String>,
     #[serde(default)]
     pub data: Option<StatusData>,
     #[serde(default)]
@@ -60,8 +70,24 @@ impl StatusAnswer {
 /// The backup answer; `data` appears only in newer versions.
 #[derive(Deserialize, Debug, Default)]
 pub(crate) struct BackupAnswer {
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub error_msg: Option<String>,
     #[serde(default)]
     pub data: Option<BackupData>,
+}
+
+impl Answer for StatusAnswer {
+    fn envelope(&self) -> (Option<&str>, Option<&str>) {
+        (self.error_code.as_deref(), self.error_msg.as_deref())
+    }
+}
+
+impl Answer for BackupAnswer {
+    fn envelope(&self) -> (Option<&str>, Option<&str>) {
+        (self.error_code.as_deref(), self.error_msg.as_deref())
+    }
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -88,34 +114,61 @@ fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
-// NB: the number first: an untagged enum tries its variants in order and builds an error for each
-// miss, and `status` (a number) is read once per instance, `error_code` once per answer.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StringOrNumber {
-    Number(serde_json::Number),
-    String(String),
-}
-
-/// `error_code` is a string in the pages; a number is accepted too.
+/// A string, or a JSON number as its text (`error_code`, `task_id`, `job_id`).
 fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(Option::<StringOrNumber>::deserialize(d)?.map(|v| match v {
-        StringOrNumber::String(s) => s,
-        StringOrNumber::Number(n) => n.to_string(),
-    }))
+    struct Text;
+    impl serde::de::Visitor<'_> for Text {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or a number")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    // NB: a visitor, not an untagged enum: that would buffer each value and try every variant.
+    d.deserialize_any(Text)
 }
 
 /// `status` is an integer in the pages; a numeric string is accepted too.
 fn integer_or_numeric_string<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    match StringOrNumber::deserialize(d)? {
-        StringOrNumber::Number(n) => n
-            .as_i64()
-            .ok_or_else(|| serde::de::Error::custom(format!("status {n} is not an integer"))),
-        StringOrNumber::String(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| serde::de::Error::custom(format!("status {s:?} is not an integer"))),
+    struct Integer;
+    impl serde::de::Visitor<'_> for Integer {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer, or a string holding one")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::custom(format!("status {v} is not an integer")))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+            Err(E::custom(format!("status {v} is not an integer")))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<i64, E> {
+            v.trim()
+                .parse()
+                .map_err(|_| E::custom(format!("status {v:?} is not an integer")))
+        }
     }
+    d.deserialize_any(Integer)
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 
 use crate::api::{CloudPhone, CloudPhoneSpec, CloudPhoneStatus, check_instance_id};
 use jiff::Timestamp;
-use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasher;
 
 /// Which object a phone is: its namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -130,69 +130,83 @@ pub enum Disposition {
     AccountBlocked(AccountBlock),
 }
 
+/// Every phone's disposition, and the phones whose instances are queried this tick.
+#[derive(Clone, Debug)]
+pub struct Dispositions {
+    /// Phone `i`'s disposition is `each[i]`.
+    pub each: Vec<Disposition>,
+    /// The owner of each instance (one id in one account scope), so each instance once, in an
+    /// order that is the same from tick to tick.
+    pub queried: Vec<usize>,
+}
+
+impl std::ops::Deref for Dispositions {
+    type Target = [Disposition];
+
+    fn deref(&self) -> &[Disposition] {
+        &self.each
+    }
+}
+
 /// Decides, for every phone, whether its instance is queried this tick. Suspended phones, invalid
 /// specs and phones whose account cannot be used own nothing; of several objects naming one
 /// instance (one id in one account scope) the oldest (then the first by namespace/name) owns it.
-pub fn dispositions(phones: &[PhoneView]) -> Vec<Disposition> {
-    let mut owners: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut out = Vec::with_capacity(phones.len());
+pub fn dispositions(phones: &[PhoneView]) -> Dispositions {
+    let mut each = Vec::with_capacity(phones.len());
+    // NB: owners found by sorting, not through a map: the sort also gives the order of the
+    // queries. Sorted by a fixed hash of (scope, id) first, so that most comparisons read no
+    // string: the order is the same from tick to tick and between processes.
+    let hasher = foldhash::fast::FixedState::default();
+    let mut candidates: Vec<(u64, &str, &str, usize)> = Vec::with_capacity(phones.len());
     for (i, phone) in phones.iter().enumerate() {
         let id = phone.spec.instance_id.as_str();
         if phone.spec.suspend {
-            out.push(Disposition::Suspended);
+            each.push(Disposition::Suspended);
         } else if let Err(reason) = check_instance_id(id) {
             let shown: String = id.chars().take(40).collect();
-            out.push(Disposition::InvalidSpec {
+            each.push(Disposition::InvalidSpec {
                 message: format!(
                     "spec.instanceId {shown:?} {reason}; it must be 1-32 characters of [A-Za-z0-9_-]"
                 ),
             });
-        } else if let Err(block) = &phone.account {
-            out.push(Disposition::AccountBlocked(block.clone()));
-        } else if let Ok(scope) = phone.account {
-            out.push(Disposition::Query);
-            let owner = owners.entry((scope, id)).or_insert(i);
-            if *owner != i && older(&phones[i], &phones[*owner]) {
-                *owner = i;
+        } else {
+            match &phone.account {
+                Err(block) => each.push(Disposition::AccountBlocked(block.clone())),
+                Ok(scope) => {
+                    each.push(Disposition::Query);
+                    candidates.push((hasher.hash_one((scope, id)), scope, id, i));
+                }
             }
         }
     }
-    for (i, phone) in phones.iter().enumerate() {
-        if out[i] != Disposition::Query {
-            continue;
-        }
-        let Ok(scope) = phone.account else {
-            continue;
-        };
-        let owner = owners[&(scope, phone.spec.instance_id.as_str())];
-        if owner != i {
-            out[i] = Disposition::Duplicate {
-                owner: phones[owner].key.to_key(),
-            };
+    candidates.sort_unstable();
+    let mut queried = Vec::with_capacity(candidates.len());
+    for same in candidates.chunk_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)) {
+        let owner = same
+            .iter()
+            .map(|&(.., i)| i)
+            .reduce(|owner, i| {
+                if older(&phones[i], &phones[owner]) {
+                    i
+                } else {
+                    owner
+                }
+            })
+            .expect("chunk_by gives no empty group");
+        queried.push(owner);
+        for &(.., i) in same {
+            if i != owner {
+                each[i] = Disposition::Duplicate {
+                    owner: phones[owner].key.to_key(),
+                };
+            }
         }
     }
-    out
+    Dispositions { each, queried }
 }
 
 /// True when `a` was created before `b`; an unknown creation time counts as newest, and ties go to
 /// the first by namespace/name, so that ownership never flips between ticks.
 pub(super) fn older(a: &PhoneView, b: &PhoneView) -> bool {
     (a.created.is_none(), a.created, &a.key) < (b.created.is_none(), b.created, &b.key)
-}
-
-/// The phones whose instances are queried this tick (the owner of each id in each scope, so each
-/// instance once), by scope and instance id.
-pub fn queried_phones(phones: &[PhoneView], dispositions: &[Disposition]) -> Vec<usize> {
-    // NB: sorted as (scope, id, index): a comparison reads the ids directly, not through each view.
-    let mut owners: Vec<(&str, &str, usize)> = (0..phones.len())
-        .filter(|&i| dispositions[i] == Disposition::Query)
-        .filter_map(|i| {
-            let scope = phones[i].account.as_ref().ok()?;
-            Some((*scope, phones[i].spec.instance_id.as_str(), i))
-        })
-        .collect();
-    owners.sort_unstable();
-    // NB: [`dispositions`] gives each instance one owner; this only guards against a mix-up.
-    owners.dedup_by_key(|(scope, id, _)| (*scope, *id));
-    owners.into_iter().map(|(_, _, i)| i).collect()
 }

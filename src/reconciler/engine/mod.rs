@@ -432,13 +432,15 @@ impl<S: PhoneStore> Engine<S> {
                 }),
             };
         }
-        let dispositions = plan::dispositions(&views);
+        let plan::Dispositions {
+            each: dispositions,
+            mut queried,
+        } = plan::dispositions(&views);
         // Every in-flight intent of the snapshot, whichever object holds it: for ownership moves.
         self.intents
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .observe(&views, Timestamp::now(), self.config.plan.grace_period);
-        let mut queried = plan::queried_phones(&views, &dispositions);
         let offset = self.rotation.load(Ordering::Relaxed);
         if !queried.is_empty() {
             let start = offset % queried.len();
@@ -577,7 +579,8 @@ impl<S: PhoneStore> Engine<S> {
             .iter()
             .map(|&i| views[i].spec.instance_id.clone())
             .collect();
-        let mut observations = batcher.query(&ids).await;
+        let queried = ids.len();
+        let mut observations = batcher.query(ids).await;
         let query_errors = observations
             .values()
             .filter(|o| matches!(o, plan::Observation::Failed(_)))
@@ -605,7 +608,7 @@ impl<S: PhoneStore> Engine<S> {
         self.hold_handovers(views, &mut planned, now);
         self.ride_receipts(frame, &mut planned);
         let mut group = self.settle(frame, planned, batcher).await;
-        group.report.queried = ids.len();
+        group.report.queried = queried;
         group.report.query_errors = query_errors;
         group
     }
@@ -860,7 +863,10 @@ fn fleet_gauges(frame: &Frame<'_>, groups: &[Group<'_>], now: Timestamp) -> crat
     for &(i, phase) in groups.iter().flat_map(|g| &g.phases) {
         phases[i] = phase;
     }
-    let mut counts: HashMap<(&str, crate::api::Phase, crate::api::Lifecycle), i64> = HashMap::new();
+    type Key<'k> = (crate::api::Phase, crate::api::Lifecycle, &'k str);
+    let mut counts: HashMap<Key<'_>, i64> = HashMap::new();
+    // NB: neighbours in the snapshot mostly share a key: a run is counted here and hashed once.
+    let mut run: Option<(Key<'_>, i64)> = None;
     let mut oldest = 0.0f64;
     let mut longest_not_ready = 0.0f64;
     for (phone, phase) in frame.snapshot.iter().zip(phases) {
@@ -868,9 +874,15 @@ fn fleet_gauges(frame: &Frame<'_>, groups: &[Group<'_>], now: Timestamp) -> crat
             longest_not_ready = longest_not_ready.max(now.duration_since(since).as_secs_f64());
         }
         let namespace = phone.metadata.namespace.as_deref().unwrap_or_default();
-        *counts
-            .entry((namespace, phase, phone.spec.lifecycle))
-            .or_default() += 1;
+        let key = (phase, phone.spec.lifecycle, namespace);
+        match &mut run {
+            Some((k, n)) if *k == key => *n += 1,
+            _ => {
+                if let Some((k, n)) = run.replace((key, 1)) {
+                    *counts.entry(k).or_default() += n;
+                }
+            }
+        }
         let unsafe_data = matches!(
             phase,
             crate::api::Phase::DataLoaded
@@ -888,9 +900,12 @@ fn fleet_gauges(frame: &Frame<'_>, groups: &[Group<'_>], now: Timestamp) -> crat
             }
         }
     }
+    if let Some((k, n)) = run {
+        *counts.entry(k).or_default() += n;
+    }
     let phones = counts
         .into_iter()
-        .map(|((namespace, phase, lifecycle), n)| {
+        .map(|((phase, lifecycle, namespace), n)| {
             (
                 crate::metrics::PhoneLabels {
                     namespace: namespace.to_owned(),
