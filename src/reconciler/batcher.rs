@@ -106,13 +106,12 @@ impl<'a> Batcher<'a> {
                 }
             }
         }
-        let rest: Vec<(String, Observation)> = stream::iter(chunks)
+        let mut answers = stream::iter(chunks)
             .map(|chunk| self.query_chunk(chunk, false))
-            .buffer_unordered(self.in_flight)
-            .flat_map(stream::iter)
-            .collect()
-            .await;
-        out.extend(rest);
+            .buffer_unordered(self.in_flight);
+        while let Some(answer) = answers.next().await {
+            out.extend(answer);
+        }
         out
     }
 
@@ -180,8 +179,9 @@ impl<'a> Batcher<'a> {
         .boxed()
     }
 
-    /// One backup call per chunk of at most 100 ids. Each call first asks `gate` whether it may
-    /// still leave (leadership fresh, intent recent); a refused gate withholds it.
+    /// One backup call per chunk of at most 100 ids. Each attempt asks `gate` last, after its
+    /// waits, whether it may still leave (leadership fresh, intent recent); a refused gate
+    /// withholds it.
     pub async fn backup(
         &self,
         ids: &[String],

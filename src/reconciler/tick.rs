@@ -142,6 +142,7 @@ impl Group<'_> {
     /// not written has no events: they come with the write that is retried next tick, so that none
     /// is published twice.
     pub fn seal(&mut self, frame: &Frame<'_>) {
+        self.phases.reserve(self.phones.len());
         for phone in std::mem::take(&mut self.phones) {
             let i = phone.index;
             if phone.settled() {

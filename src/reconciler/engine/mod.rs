@@ -620,7 +620,10 @@ impl<S: PhoneStore> Engine<S> {
         planned: Vec<(usize, plan::Planned<'v>)>,
         batcher: &Batcher<'_>,
     ) -> Group<'v> {
-        let mut group = Group::default();
+        let mut group = Group {
+            phones: Vec::with_capacity(planned.len()),
+            ..Group::default()
+        };
         let mut wanted = Vec::new();
         for (k, (i, p)) in planned.into_iter().enumerate() {
             if p.backup {
