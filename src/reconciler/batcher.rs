@@ -369,9 +369,18 @@ mod tests {
     }
 
     async fn fleet(n: usize, status: i64) -> (Simulator, Client) {
+        faulty_fleet(n, status, crate::sim::Faults::default()).await
+    }
+
+    async fn faulty_fleet(
+        n: usize,
+        status: i64,
+        faults: crate::sim::Faults,
+    ) -> (Simulator, Client) {
         let sim = Simulator::start(
             SimConfig {
                 instances: ids(n).into_iter().map(|id| (id, status)).collect(),
+                faults,
                 ..SimConfig::default()
             },
             "127.0.0.1:0".parse().unwrap(),
@@ -450,27 +459,11 @@ mod tests {
             "a_backup_retried_after_a_429_is_gated_after_its_retry_after",
         );
         // Every call is answered 429 with Retry-After: 1 (not processed: the client retries).
-        let sim = Simulator::start(
-            SimConfig {
-                instances: vec![("inst-00000".into(), code::DATA_LOADED)],
-                faults: crate::sim::Faults {
-                    rate_limit_rate: 1.0,
-                    ..Default::default()
-                },
-                ..SimConfig::default()
-            },
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
-        let client = Client::new(
-            ClientConfig {
-                base_url: sim.url(),
-                ..ClientConfig::default()
-            },
-            Token::new("t"),
-        )
-        .unwrap();
+        let faults = crate::sim::Faults {
+            rate_limit_rate: 1.0,
+            ..Default::default()
+        };
+        let (sim, client) = faulty_fleet(1, code::DATA_LOADED, faults).await;
         let breakers = Breakers::default();
         let batcher = Batcher::new(&client, 8, &breakers, DEFAULT_ACCOUNT);
         // The lease goes stale while the retry waits out the vendor's Retry-After.
