@@ -526,8 +526,11 @@ fn read_answer<T: wire::Answer>(
             retry_after,
         });
     }
-    // NB: one pass over a 2xx body: the answer carries its envelope's fields.
-    let decoded = serde_json::from_slice::<T>(body);
+    // NB: one pass over a 2xx body: the answer carries its envelope's fields. The body is checked
+    // as UTF-8 once, not string by string.
+    let decoded = std::str::from_utf8(body)
+        .map_err(serde::de::Error::custom)
+        .and_then(serde_json::from_str::<T>);
     let vendor = match &decoded {
         Ok(answer) => vendor_error(answer.envelope()),
         Err(_) => envelope_error(),

@@ -170,7 +170,7 @@ impl<S: PhoneStore> Engine<S> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(
-                object_id(phone),
+                object_id(phone).into_owned(),
                 Receipt {
                     request_id: request_id.clone(),
                     task_id: task_id.clone(),
@@ -193,7 +193,7 @@ impl<S: PhoneStore> Engine<S> {
         }
         for (i, p) in planned.iter_mut() {
             let key = object_id(&frame.snapshot[*i]);
-            let Some(receipt) = receipts.get(&key) else {
+            let Some(receipt) = receipts.get(key.as_ref()) else {
                 continue;
             };
             let current = p
@@ -202,7 +202,7 @@ impl<S: PhoneStore> Engine<S> {
                 .as_ref()
                 .and_then(|b| b.request_id.as_deref());
             if current != Some(receipt.request_id.as_str()) {
-                receipts.remove(&key);
+                receipts.remove(key.as_ref());
                 continue;
             }
             if p.unchanged() || frame.status(*i) == Some(&*p.status) {
@@ -213,7 +213,7 @@ impl<S: PhoneStore> Engine<S> {
             };
             backup.task_id = receipt.task_id.clone();
             backup.job_id = receipt.job_id.clone();
-            receipts.remove(&key);
+            receipts.remove(key.as_ref());
         }
     }
 

@@ -133,7 +133,7 @@ impl<S: PhoneStore> Engine<S> {
                 let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
                 // A write on top of this term's last one keeps the versions that one was made
                 // against: the store may still show any of them.
-                let mut against = match written.get(&key) {
+                let mut against = match written.get(key.as_ref()) {
                     Some(last) if last.version == fence => last.against.clone(),
                     _ => Vec::new(),
                 };
@@ -142,7 +142,7 @@ impl<S: PhoneStore> Engine<S> {
                     against.remove(0);
                 }
                 written.insert(
-                    key,
+                    key.into_owned(),
                     Written {
                         against,
                         version: version.clone(),
