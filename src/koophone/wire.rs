@@ -220,6 +220,22 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_carries_its_envelope_and_a_status_must_be_an_integer() {
+        let answer: StatusAnswer = serde_json::from_str(
+            r#"{"error_code":"KOOPHONE.API.9999","error_msg":"busy","status_results":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(answer.envelope(), (Some("KOOPHONE.API.9999"), Some("busy")));
+        for status in ["2.5", "\"two\"", "null", "true"] {
+            let body = format!(r#"{{"status_results":[{{"instance_id":"a","status":{status}}}]}}"#);
+            assert!(
+                serde_json::from_str::<StatusAnswer>(&body).is_err(),
+                "{status} was read as a status"
+            );
+        }
+    }
+
+    #[test]
     fn error_code_may_be_a_number() {
         let env: Envelope = serde_json::from_str(r#"{"error_code":0}"#).unwrap();
         assert_eq!(env.error_code.as_deref(), Some("0"));
