@@ -934,11 +934,13 @@ fn fleet_gauges(frame: &Frame<'_>, groups: &[Group<'_>], now: Timestamp) -> crat
 }
 
 /// Since when a status's `Ready` has not been `True`; `None` while it is, or while the phone is
-/// suspended (nothing is wrong), or before it has a Ready condition.
+/// suspended (nothing is wrong), or before it has a Ready condition: the phones kstatus calls
+/// Reconciling or Stalled.
 fn not_ready_since(status: &crate::api::CloudPhoneStatus) -> Option<Timestamp> {
     let ready = status
         .conditions
         .iter()
         .find(|c| c.type_ == crate::plan::READY)?;
-    (ready.status != "True" && ready.reason != "Suspended").then_some(ready.last_transition_time.0)
+    crate::plan::kstatus_condition(&ready.status, &ready.reason)
+        .map(|_| ready.last_transition_time.0)
 }
