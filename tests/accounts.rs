@@ -15,17 +15,18 @@ use std::sync::Arc;
 use support::{cloudphone, deadline, engine, quick_retries, simulator};
 use tokio::sync::watch;
 
-/// An account of tenant `tenant` on `sim`, reached with `auth`, admitting `namespaces`.
-fn account(
-    name: &str,
-    tenant: &str,
-    sim: &Simulator,
-    auth: Arc<Auth>,
-    namespaces: &[&str],
-) -> Account {
+/// A token of `tenant`'s project, as a Secret holding `token` and `projectId` gives it.
+fn tenant_auth(token: &str, tenant: &str) -> Arc<Auth> {
+    Arc::new(Auth::new(Ok(Credentials::Token {
+        token: Token::new(token),
+        project_id: Some(tenant.to_owned()),
+    })))
+}
+
+/// An account on `sim`, reached with `auth`, admitting `namespaces`.
+fn account(name: &str, sim: &Simulator, auth: Arc<Auth>, namespaces: &[&str]) -> Account {
     Account {
         name: name.into(),
-        scope: format!("{}|{tenant}", sim.url()),
         generation: Some(1),
         client: Ok(Client::new(
             ClientConfig {
@@ -48,9 +49,8 @@ fn account(
 fn team(team: char, sim: &Simulator) -> Account {
     account(
         &team.to_string(),
-        &format!("tenant-{team}"),
         sim,
-        Token::new(format!("token-{team}")).into(),
+        tenant_auth(&format!("token-{team}"), &format!("tenant-{team}")),
         &[&format!("team-{team}")],
     )
 }
@@ -206,7 +206,7 @@ async fn one_accounts_revoked_credentials_stop_its_calls_and_never_touch_the_oth
     let store = Arc::new(MemoryStore::new(team_phones()));
     let auth_a = Arc::new(Auth::token(Token::new("token-a")));
     let (_tx, accounts) = feed(vec![
-        account("a", "tenant-a", &sim, auth_a.clone(), &["team-a"]),
+        account("a", &sim, auth_a.clone(), &["team-a"]),
         team('b', &sim),
     ]);
     let engine = engine(&sim, store.clone()).accounts(accounts).build();
@@ -258,7 +258,7 @@ async fn one_accounts_revoked_credentials_stop_its_calls_and_never_touch_the_oth
 
     // Account A's Secret rotated: new credentials close its breaker at once.
     sim.add_tenant_token("tenant-a", "token-a2");
-    auth_a.set(Ok(Credentials::Token(Token::new("token-a2"))));
+    auth_a.set(Ok(Credentials::token(Token::new("token-a2"))));
     let a_before = tenant_calls(&sim, "tenant-a");
     engine.tick().await;
     assert_eq!(tenant_calls(&sim, "tenant-a") - a_before, 1);
@@ -290,9 +290,8 @@ async fn a_phone_its_account_does_not_admit_or_that_names_no_account_makes_no_ca
     ]));
     let mut unusable = account(
         "unusable",
-        "tenant-a",
         &sim,
-        Token::new("token-a").into(),
+        tenant_auth("token-a", "tenant-a"),
         &["team-a"],
     );
     unusable.client = Err(Unusable {
@@ -386,9 +385,8 @@ async fn accounts_of_one_tenant_share_its_instances_so_one_id_is_one_owner() {
         team('a', &sim),
         account(
             "a-too",
-            "tenant-a",
             &sim,
-            Token::new("token-a").into(),
+            tenant_auth("token-a", "tenant-a"),
             &["team-a"],
         ),
     ]);
@@ -416,9 +414,8 @@ async fn an_accounts_client_rebuilt_with_new_credentials_is_not_held_by_the_old_
     sim.add_tenant_token("tenant-a", "token-a2");
     let (_, rebuilt) = feed(vec![account(
         "a",
-        "tenant-a",
         &sim,
-        Token::new("token-a2").into(),
+        tenant_auth("token-a2", "tenant-a"),
         &["team-a"],
     )]);
     tx.send_replace(rebuilt.borrow().clone());
@@ -429,4 +426,219 @@ async fn an_accounts_client_rebuilt_with_new_credentials_is_not_held_by_the_old_
         "called at once: {report:?}"
     );
     assert!(report.accounts[0].problem.is_none(), "{report:?}");
+}
+
+/// A simulator whose project `p1` holds `n` DataLoaded instances, reached by the access key
+/// `ak1` and the token `tok-p1`; backups run long enough that a second call would find one busy.
+async fn project_p1(n: usize) -> Simulator {
+    let mut config = cloudphone_operator::sim::SimConfig {
+        instances: (0..n)
+            .map(|i| (format!("p1/kp{i:02}"), code::DATA_LOADED))
+            .collect(),
+        tenants: vec![cloudphone_operator::sim::SimTenant {
+            name: "p1".into(),
+            tokens: vec!["tok-p1".into()],
+            access_keys: vec![("ak1".into(), "sk1".into())],
+        }],
+        ..Default::default()
+    };
+    config.timings.backup_duration = std::time::Duration::from_secs(30);
+    Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_routes_to_one_project_back_up_each_instance_once() {
+    let _deadline = deadline("two_routes_to_one_project_back_up_each_instance_once");
+    let sim = project_p1(40).await;
+    // Route 1: the operator's own access key of project p1. Route 2: a CloudPhoneAccount holding
+    // a token of the same project, its vendor URL spelled with a trailing slash.
+    let own = Arc::new(Auth::new(Ok(Credentials::AccessKey {
+        access_key: "ak1".into(),
+        secret_key: "sk1".to_owned().into(),
+        project_id: "p1".into(),
+        security_token: None,
+    })));
+    let mut route = account(
+        "platform-too",
+        &sim,
+        tenant_auth("tok-p1", "p1"),
+        &["fleet"],
+    );
+    route.client = Ok(Client::new(
+        ClientConfig {
+            base_url: format!("{}/", sim.url()),
+            retry: quick_retries(1),
+            ..ClientConfig::default()
+        },
+        tenant_auth("tok-p1", "p1"),
+    )
+    .unwrap());
+    let mut phones = Vec::new();
+    for i in 0..40 {
+        let id = format!("kp{i:02}");
+        phones.push(
+            cloudphone(&format!("own-{i:02}"), &id)
+                .namespace("fleet")
+                .lifecycle(Lifecycle::BackedUp)
+                .created(0)
+                .build(),
+        );
+        phones.push(
+            cloudphone(&format!("route-{i:02}"), &id)
+                .namespace("fleet")
+                .account("platform-too")
+                .lifecycle(Lifecycle::BackedUp)
+                .created(10)
+                .build(),
+        );
+    }
+    let store = Arc::new(MemoryStore::new(phones));
+    let (_tx, accounts) = feed(vec![route]);
+    let engine = engine(&sim, store.clone())
+        .auth(own)
+        .accounts(accounts)
+        .build();
+    for _ in 0..3 {
+        engine.tick().await;
+    }
+    for (id, instance) in sim.instances() {
+        assert_eq!(instance.backup_requests, 1, "{id}: {instance:?}");
+    }
+    assert_eq!(sim.counters().backups_started, 40);
+    for i in 0..40 {
+        assert_eq!(
+            ready(&store, "fleet", &format!("route-{i:02}")),
+            ("False".into(), "DuplicateInstance".into())
+        );
+        assert_eq!(
+            phase(&store, "fleet", &format!("own-{i:02}")),
+            Phase::BackingUp
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_iam_user_naming_its_project_by_name_is_known_as_that_project_before_any_backup() {
+    let _deadline = deadline(
+        "an_iam_user_naming_its_project_by_name_is_known_as_that_project_before_any_backup",
+    );
+    let mut config = cloudphone_operator::sim::SimConfig {
+        instances: (0..5)
+            .map(|i| (format!("kp{i}"), code::DATA_LOADED))
+            .collect(),
+        tokens: vec!["t".into()],
+        iam_users: vec![cloudphone_operator::sim::IamUser {
+            name: "ops".into(),
+            password: "pw".into(),
+            domain: "d".into(),
+        }],
+        ..Default::default()
+    };
+    config.timings.backup_duration = std::time::Duration::from_secs(30);
+    let sim = Simulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    // The operator's own token names the project's id; the account's IAM user names it by name.
+    let project = cloudphone_operator::sim::project_id_of("d", "cn-north-4");
+    let own = Arc::new(Auth::new(Ok(Credentials::Token {
+        token: Token::new("t"),
+        project_id: Some(project),
+    })));
+    let iam = Arc::new(Auth::new(Ok(Credentials::Password {
+        username: "ops".into(),
+        password: "pw".to_owned().into(),
+        domain: "d".into(),
+        project: cloudphone_operator::koophone::ProjectScope::Name("cn-north-4".into()),
+        iam_endpoint: sim.url(),
+    })));
+    let mut phones = Vec::new();
+    for i in 0..5 {
+        let id = format!("kp{i}");
+        // The account's phones are the older ones here: they own the instances.
+        phones.push(
+            cloudphone(&format!("iam-{i}"), &id)
+                .namespace("fleet")
+                .account("iam")
+                .lifecycle(Lifecycle::BackedUp)
+                .created(0)
+                .build(),
+        );
+        phones.push(
+            cloudphone(&format!("own-{i}"), &id)
+                .namespace("fleet")
+                .lifecycle(Lifecycle::BackedUp)
+                .created(10)
+                .build(),
+        );
+    }
+    let store = Arc::new(MemoryStore::new(phones));
+    let (_tx, accounts) = feed(vec![account("iam", &sim, iam, &["fleet"])]);
+    let engine = engine(&sim, store.clone())
+        .auth(own)
+        .accounts(accounts)
+        .build();
+    for _ in 0..3 {
+        engine.tick().await;
+    }
+    for (id, instance) in sim.instances() {
+        assert_eq!(instance.backup_requests, 1, "{id}: {instance:?}");
+    }
+    for i in 0..5 {
+        assert_eq!(
+            ready(&store, "fleet", &format!("own-{i}")),
+            ("False".into(), "DuplicateInstance".into())
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_phone_outside_the_own_accounts_namespaces_makes_no_call_and_learns_nothing() {
+    let _deadline =
+        deadline("a_phone_outside_the_own_accounts_namespaces_makes_no_call_and_learns_nothing");
+    let sim = simulator(vec![
+        ("streaming".into(), code::STREAMING),
+        ("platform".into(), code::DATA_LOADED),
+    ])
+    .token("t")
+    .start()
+    .await;
+    let store = Arc::new(MemoryStore::new([
+        cloudphone("intruder", "streaming")
+            .namespace("team-b")
+            .lifecycle(Lifecycle::BackedUp)
+            .interrupt_streaming()
+            .build(),
+        cloudphone("mine", "platform")
+            .namespace("platform")
+            .lifecycle(Lifecycle::BackedUp)
+            .build(),
+    ]));
+    let (_tx, accounts) = feed(vec![team('b', &sim)]);
+    let engine = engine(&sim, store.clone())
+        .accounts(accounts)
+        .own_tenants(Tenants {
+            namespaces: ["platform".to_owned()].into(),
+            selector: None,
+        })
+        .build();
+    for _ in 0..3 {
+        engine.tick().await;
+    }
+    assert_eq!(
+        sim.instance("streaming").unwrap().status,
+        code::STREAMING,
+        "the platform's streaming user was cut off"
+    );
+    assert_eq!(sim.instance("streaming").unwrap().backup_requests, 0);
+    assert_eq!(sim.instance("platform").unwrap().backups_started, 1);
+    let intruder = store.get(&key("team-b", "intruder")).unwrap();
+    let status = intruder.status.as_ref().unwrap();
+    assert_eq!(status.instance_status, None, "{status:?}");
+    assert_eq!(status.phase, Phase::Pending);
+    assert_eq!(
+        ready(&store, "team-b", "intruder"),
+        ("False".into(), "AccountNotAllowed".into())
+    );
 }

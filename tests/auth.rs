@@ -199,7 +199,7 @@ async fn rotated_credentials_are_used_from_the_next_call() {
     let c = client(&sim, auth.clone());
     c.query_status_chunk(&ids()).await.unwrap();
     sim.set_static_tokens(["token-two"]);
-    auth.set(Ok(Credentials::Token(Token::new("token-two"))));
+    auth.set(Ok(Credentials::token(Token::new("token-two"))));
     c.query_status_chunk(&ids()).await.unwrap();
     // From a token to a password, then the password rotated at the vendor and in the Secret.
     auth.set(Ok(password_credentials(&sim, PASSWORD)));
@@ -258,7 +258,7 @@ async fn a_refused_secret_stops_every_vendor_call() {
         0
     );
     // Fixed in the Secret: the next tick calls the vendor.
-    auth.set(Ok(Credentials::Token(Token::new("t"))));
+    auth.set(Ok(Credentials::token(Token::new("t"))));
     let report = engine.tick().await;
     assert_eq!((report.skipped, report.backups_requested), (None, 1));
 }

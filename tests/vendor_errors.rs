@@ -152,7 +152,7 @@ async fn new_credentials_close_the_breaker_at_once() {
         "no call while the breaker is open"
     );
     sim.set_faults(Faults::default()).unwrap();
-    auth.set(Ok(Credentials::Token(Token::new("rotated"))));
+    auth.set(Ok(Credentials::token(Token::new("rotated"))));
     engine.tick().await;
     assert_eq!(
         synced(&store, "p00001"),

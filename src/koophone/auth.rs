@@ -55,6 +55,19 @@ fn next_generation() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// What the credentials tell of the vendor project their calls reach: the scope in which instance
+/// ids are unique, so that two routes to one project are known as one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Project {
+    /// The project's id.
+    Known(String),
+    /// Not known yet: an IAM user whose project is named by name, until IAM's first token tells
+    /// its id; or credentials not loaded.
+    Pending,
+    /// Never known: a bare token without `projectId` (or an IAM answer without the project's id).
+    Unknowable,
+}
+
 /// How one call is authenticated.
 #[derive(Clone, Debug)]
 pub enum CallAuth {
@@ -82,6 +95,9 @@ struct State {
     /// How many times [`Auth::set`] replaced the credentials.
     replaced: u64,
     cached: Option<Cached>,
+    /// The project id of the IAM tokens of these credentials, once one was fetched (`Some(None)`:
+    /// IAM did not say).
+    iam_project: Option<Option<String>>,
     failures: u32,
     /// The waits after further failures; restarted by a success or new credentials.
     backoff: backon::ExponentialBackoff,
@@ -111,6 +127,7 @@ impl Auth {
                 generation: next_generation(),
                 replaced: 0,
                 cached: None,
+                iam_project: None,
                 failures: 0,
                 backoff: iam_backoff(),
                 blocked_until: None,
@@ -126,7 +143,7 @@ impl Auth {
 
     /// Static credentials: a token.
     pub fn token(token: Token) -> Auth {
-        Auth::new(Ok(Credentials::Token(token)))
+        Auth::new(Ok(Credentials::token(token)))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -150,6 +167,7 @@ impl Auth {
         state.generation = next_generation();
         state.replaced += 1;
         state.cached = None;
+        state.iam_project = None;
         state.failures = 0;
         state.backoff = iam_backoff();
         state.blocked_until = None;
@@ -174,11 +192,53 @@ impl Auth {
         }
     }
 
+    /// The project these credentials reach, as far as known now.
+    pub fn project(&self) -> Project {
+        let state = self.read();
+        match &state.credentials {
+            Err(_) => Project::Pending,
+            Ok(Credentials::Token {
+                project_id: Some(id),
+                ..
+            })
+            | Ok(Credentials::AccessKey { project_id: id, .. })
+            | Ok(Credentials::Password {
+                project: ProjectScope::Id(id),
+                ..
+            }) => Project::Known(id.clone()),
+            Ok(Credentials::Token {
+                project_id: None, ..
+            }) => Project::Unknowable,
+            Ok(Credentials::Password {
+                project: ProjectScope::Name(_),
+                ..
+            }) => match &state.iam_project {
+                None => Project::Pending,
+                Some(Some(id)) => Project::Known(id.clone()),
+                Some(None) => Project::Unknowable,
+            },
+        }
+    }
+
+    /// The project, fetching an IAM token first when only IAM can tell it (an IAM user whose
+    /// project is named by name). Still `Pending` while IAM fails or backs off.
+    pub async fn resolve_project(&self) -> Project {
+        match self.project() {
+            Project::Pending if self.status().is_ok() => {
+                if let Err(e) = self.iam_token().await {
+                    warn!(error = %e, "the project of the credentials is not known yet: IAM gave no token");
+                }
+                self.project()
+            }
+            known => known,
+        }
+    }
+
     /// How to authenticate the next call.
     pub async fn call_auth(&self) -> Result<CallAuth, AuthError> {
         let credentials = self.read().credentials.clone()?;
         match credentials {
-            Credentials::Token(token) => Ok(CallAuth::Bearer(token)),
+            Credentials::Token { token, .. } => Ok(CallAuth::Bearer(token)),
             Credentials::AccessKey {
                 access_key,
                 secret_key,
@@ -256,11 +316,15 @@ impl Auth {
         let mut state = self.write();
         if state.generation != generation {
             // Rotated meanwhile: this token belongs to the old credentials.
-            return result.map(|(token, _)| token);
+            return result.map(|(token, ..)| token);
         }
         match result {
-            Ok((token, lifetime)) => {
+            Ok((token, lifetime, project_id)) => {
                 let now = Instant::now();
+                if project_id.is_none() {
+                    warn!(endpoint = %iam_endpoint, "the IAM token's answer names no project id: instances reached through these credentials and through another route to the same project are not known as the same");
+                }
+                state.iam_project = Some(project_id);
                 state.cached = Some(Cached {
                     token: token.clone(),
                     refresh_at: now + lifetime.mul_f64(REFRESH_AT),
@@ -286,7 +350,8 @@ impl Auth {
         }
     }
 
-    /// `POST /v3/auth/tokens` with the password method; the token is in `X-Subject-Token`.
+    /// `POST /v3/auth/tokens` with the password method; the token is in `X-Subject-Token`, the
+    /// project's id in `token.project.id`.
     async fn fetch(
         &self,
         endpoint: &str,
@@ -294,7 +359,7 @@ impl Auth {
         password: &SecretString,
         domain: &str,
         project: &ProjectScope,
-    ) -> Result<(Token, Duration), AuthError> {
+    ) -> Result<(Token, Duration, Option<String>), AuthError> {
         let fail = |reason: String| AuthError::Iam {
             endpoint: endpoint.to_owned(),
             reason,
@@ -348,6 +413,10 @@ impl Auth {
         if lifetime.is_zero() {
             return Err(fail("the token is already expired".into()));
         }
-        Ok((token, lifetime))
+        let project_id = answer["token"]["project"]["id"]
+            .as_str()
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned);
+        Ok((token, lifetime, project_id))
     }
 }

@@ -211,6 +211,16 @@ impl Client {
         self.auth.version()
     }
 
+    /// The vendor project the credentials reach, as far as known now.
+    pub fn project(&self) -> super::Project {
+        self.auth.project()
+    }
+
+    /// The vendor project, asking IAM for a token first when only IAM can tell it.
+    pub async fn resolve_project(&self) -> super::Project {
+        self.auth.resolve_project().await
+    }
+
     /// The base URL calls go to.
     pub fn base_url(&self) -> &str {
         &self.base_url

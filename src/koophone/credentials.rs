@@ -16,8 +16,13 @@ pub enum ProjectScope {
 /// Vendor credentials.
 #[derive(Clone)]
 pub enum Credentials {
-    /// A static `X-Auth-Token` (for tests and short trials: it expires after 24 hours).
-    Token(Token),
+    /// A static `X-Auth-Token` (for tests and short trials: it expires after 24 hours), with the
+    /// project it is scoped to when the Secret names it (`projectId`): without it, the operator
+    /// cannot tell two routes to one project apart.
+    Token {
+        token: Token,
+        project_id: Option<String>,
+    },
     /// An IAM user, exchanged for project-scoped tokens at `iam_endpoint`.
     Password {
         username: String,
@@ -36,10 +41,18 @@ pub enum Credentials {
 }
 
 impl Credentials {
+    /// A static token whose project is not known.
+    pub fn token(token: Token) -> Credentials {
+        Credentials::Token {
+            token,
+            project_id: None,
+        }
+    }
+
     /// The form's name, for logs: `token`, `password` or `access key`.
     pub fn form(&self) -> &'static str {
         match self {
-            Credentials::Token(_) => "token",
+            Credentials::Token { .. } => "token",
             Credentials::Password { .. } => "password",
             Credentials::AccessKey { .. } => "access key",
         }
@@ -49,7 +62,10 @@ impl Credentials {
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Credentials::Token(_) => f.write_str("Credentials::Token(<redacted>)"),
+            Credentials::Token { project_id, .. } => f
+                .debug_struct("Credentials::Token")
+                .field("project_id", project_id)
+                .finish_non_exhaustive(),
             Credentials::Password {
                 username,
                 domain,
@@ -96,7 +112,7 @@ pub enum CredentialsError {
     SecretMissing(String),
 }
 
-const TOKEN_KEYS: [&str; 1] = ["token"];
+const TOKEN_KEYS: [&str; 2] = ["token", "projectId"];
 const PASSWORD_KEYS: [&str; 7] = [
     "username",
     "password",
@@ -161,9 +177,10 @@ impl Credentials {
             [] => Err(CredentialsError::NoForm {
                 present: data.keys().cloned().collect(),
             }),
-            ["token"] => Ok(Credentials::Token(Token::new(
-                get("token")?.unwrap_or_default(),
-            ))),
+            ["token"] => Ok(Credentials::Token {
+                token: Token::new(get("token")?.unwrap_or_default()),
+                project_id: get("projectId")?,
+            }),
             ["password"] => {
                 let mut missing = Vec::new();
                 for key in ["username", "password", "domain"] {
@@ -247,8 +264,15 @@ mod tests {
     fn each_form_is_read_from_its_keys() {
         assert!(matches!(
             Credentials::from_secret_data(&data(&[("token", "t0k\n")])),
-            Ok(Credentials::Token(t)) if t.expose() == "t0k"
+            Ok(Credentials::Token { token: t, project_id: None }) if t.expose() == "t0k"
         ));
+        assert!(
+            matches!(
+                Credentials::from_secret_data(&data(&[("token", "t0k"), ("projectId", "p-1")])),
+                Ok(Credentials::Token { project_id: Some(p), .. }) if p == "p-1"
+            ),
+            "a token may name its project beside it"
+        );
         let iam = Credentials::from_secret_data(&data(&[
             ("username", "ops"),
             ("password", "pw"),

@@ -13,7 +13,7 @@ pub mod sign;
 mod token;
 mod wire;
 
-pub use auth::{Auth, AuthError, CallAuth};
+pub use auth::{Auth, AuthError, CallAuth, Project};
 pub use client::{
     BackupReceipt, CallObserver, Client, ClientConfig, DEFAULT_BASE_URL, Gate, MAX_ID_CHARS,
     MAX_IDS_PER_CALL, StatusReport, check_id,

@@ -61,8 +61,21 @@ impl fmt::Display for KeyRef<'_> {
     }
 }
 
-/// The scope of the operator's own credentials (phones without `spec.accountRef`).
-pub const DEFAULT_SCOPE: &str = "default";
+/// The scope of the operator's own credentials (phones without `spec.accountRef`) while their
+/// project is not known: [`account_scope`] of `default` without a project.
+pub const DEFAULT_SCOPE: &str = "account:default";
+
+/// The scope in which an account's instance ids are unique: its vendor project, whatever route
+/// (endpoint spelling, CloudPhoneAccount, the operator's own credentials) reaches it; only where
+/// the project cannot be known (a bare token) the account itself.
+///
+/// NB: two routes to one project must give one scope, or each would act on the same instance.
+pub fn account_scope(account: &str, project: Option<&str>) -> String {
+    match project {
+        Some(id) => format!("project:{id}"),
+        None => format!("account:{account}"),
+    }
+}
 
 /// A phone's `spec.accountRef` names no CloudPhoneAccount.
 pub const ACCOUNT_NOT_FOUND: &str = "AccountNotFound";

@@ -109,7 +109,7 @@ pub use events::{PhoneEvent, events, is_settled};
 pub use handover::{AWAITING_HANDOVER, Intent, Intents, handover_wait, hold};
 pub use identity::{
     ACCOUNT_NOT_ALLOWED, ACCOUNT_NOT_FOUND, ACCOUNT_NOT_READY, AccountBlock, DEFAULT_SCOPE,
-    Disposition, Dispositions, KeyRef, PhoneKey, PhoneView, dispositions,
+    Disposition, Dispositions, KeyRef, PhoneKey, PhoneView, account_scope, dispositions,
 };
 pub use phone::{Failure, Observation, Planned, plan_phone};
 use phone::{ReadyCondition, requested};

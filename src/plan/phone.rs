@@ -76,11 +76,21 @@ pub fn plan_phone<'a>(
         Disposition::InvalidSpec { message } => {
             Some(("False", "InvalidSpec", Cow::Borrowed(message.as_str())))
         }
-        Disposition::Duplicate { owner } => Some((
+        // NB: the owner is named only to its own namespace: another tenant learns no more than
+        // that the instance is taken.
+        Disposition::Duplicate { owner } if owner.namespace == phone.key.namespace => Some((
             "False",
             "DuplicateInstance",
             Cow::Owned(format!(
                 "instance {id} is managed by the older CloudPhone {owner}; this one makes no vendor \
+                 call: delete it or point spec.instanceId at another instance"
+            )),
+        )),
+        Disposition::Duplicate { .. } => Some((
+            "False",
+            "DuplicateInstance",
+            Cow::Owned(format!(
+                "instance {id} is managed by another, older CloudPhone; this one makes no vendor \
                  call: delete it or point spec.instanceId at another instance"
             )),
         )),
@@ -92,6 +102,15 @@ pub fn plan_phone<'a>(
     if let Some((condition, reason, message)) = no_call {
         c.set(READY, condition, reason, &message);
         c.set(SYNCED, condition, reason, &message);
+        // A phone its account does not serve shows nothing the vendor said, even what an earlier
+        // account saw: whether an id exists in a project is not a tenant's to learn.
+        if matches!(disposition, Disposition::AccountBlocked(_))
+            && (status.instance_status.is_some() || status.phase != Phase::Pending)
+        {
+            let s = status.to_mut();
+            s.instance_status = None;
+            s.phase = Phase::Pending;
+        }
         return Planned {
             status,
             backup: false,

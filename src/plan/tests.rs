@@ -831,6 +831,117 @@ proptest! {
     }
 }
 
+/// Routes to the vendor: the operator's own account first, then CloudPhoneAccounts, each with the
+/// project its credentials name (`None`: a bare token, whose project the operator cannot know).
+fn arb_routes() -> impl Strategy<Value = Vec<Option<&'static str>>> {
+    prop::collection::vec(
+        prop_oneof![Just(Some("p1")), Just(Some("p2")), Just(None)],
+        1..5,
+    )
+}
+
+fn route_name(i: usize) -> String {
+    if i == 0 {
+        "default".to_owned()
+    } else {
+        format!("account-{i}")
+    }
+}
+
+proptest! {
+    /// Whatever the routes (the operator's own account, CloudPhoneAccounts of one project or of
+    /// several, bare tokens), first tick or later: never two actions for one instance of a project.
+    #[test]
+    fn never_two_actions_for_one_instance_across_accounts_and_routes(
+        routes in arb_routes(),
+        phones in prop::collection::vec((arb_phone(), 0usize..8), 2..14),
+        // Mostly DataLoaded: the state a backup starts from.
+        observations in prop::collection::vec(
+            prop_oneof![3 => Just(Some(Observation::Status(2))), 1 => arb_observation()],
+            4,
+        ),
+        now in 200i64..400,
+    ) {
+        let scopes: Vec<String> = routes
+            .iter()
+            .enumerate()
+            .map(|(i, project)| account_scope(&route_name(i), *project))
+            .collect();
+        // What the vendor knows: a bare token reaches a project too, one the operator cannot name
+        // (here a project of its own: the README says what is not detected when it is shared).
+        let truth = |route: usize| match routes[route] {
+            Some(project) => project.to_owned(),
+            None => format!("hidden-{}", route_name(route)),
+        };
+        let phones: Vec<(Phone, usize)> = phones
+            .into_iter()
+            .enumerate()
+            .map(|(n, (mut phone, route))| {
+                // Distinct names: one object per entry.
+                phone.key.name = format!("{}-{n}", phone.key.name);
+                (phone, route % routes.len())
+            })
+            .collect();
+        let views: Vec<PhoneView> = phones
+            .iter()
+            .map(|(phone, route)| PhoneView {
+                account: Ok(scopes[*route].as_str()),
+                ..phone.view()
+            })
+            .collect();
+        let d = dispositions(&views);
+        let planned = plan(&views, &d, |id| observation_for(&observations, id), at(now), &config());
+        let mut acted = std::collections::HashSet::new();
+        for ((phone, route), p) in phones.iter().zip(&planned) {
+            if p.backup {
+                let instance = (truth(*route), phone.spec.instance_id.clone());
+                prop_assert!(acted.insert(instance.clone()), "two actions for {instance:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_duplicate_in_another_namespace_is_not_told_who_owns_the_instance() {
+    let owner = Phone::new("owner", "kp1").created(1);
+    let mut other = Phone::new("other", "kp1").created(2);
+    other.key.namespace = "tenant-b".into();
+    let same = Phone::new("same", "kp1").created(3);
+    let views = [owner.view(), other.view(), same.view()];
+    let d = dispositions(&views);
+    let message = |i: usize| {
+        let planned = plan_phone(&views[i], &d[i], None, at(0), &config());
+        assert_eq!(ready(&planned.status), ("False", "DuplicateInstance"));
+        condition(&planned.status, READY).message.clone()
+    };
+    let told = message(1);
+    assert!(
+        !told.contains("owner") && !told.contains("fleet") && told.contains("another"),
+        "{told}"
+    );
+    assert!(
+        message(2).contains("fleet/owner"),
+        "the same namespace is told"
+    );
+}
+
+#[test]
+fn a_phone_its_account_does_not_serve_shows_nothing_the_vendor_said() {
+    let phone = Phone::new("p", "kp1").backed_up().interrupt_streaming();
+    let served = phone.plan(Some(Observation::Status(3)), at(0)).status;
+    assert_eq!(served.instance_status, Some(3));
+    let phone = phone.with_status(served);
+    let blocked = Disposition::AccountBlocked(AccountBlock {
+        reason: ACCOUNT_NOT_ALLOWED,
+        message: "not admitted".into(),
+    });
+    let planned = plan_phone(&phone.view(), &blocked, None, at(10), &config());
+    assert!(!planned.backup);
+    assert_eq!(planned.status.instance_status, None);
+    assert_eq!(planned.status.phase, Phase::Pending);
+    assert_eq!(ready(&planned.status), ("False", ACCOUNT_NOT_ALLOWED));
+}
+
 fn observation_for(observations: &[Option<Observation>], id: &str) -> Option<Observation> {
     let index = match id {
         "kp1" => 0,

@@ -3,7 +3,7 @@
 //! pause, call limits) and circuit breaker; and which account, if any, each phone may use.
 
 use super::breaker::DEFAULT_ACCOUNT;
-use crate::koophone::Client;
+use crate::koophone::{Client, Project};
 use crate::plan::{ACCOUNT_NOT_ALLOWED, ACCOUNT_NOT_FOUND, ACCOUNT_NOT_READY, AccountBlock};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -43,9 +43,6 @@ pub struct Unusable {
 pub struct Account {
     /// The object's name: the key of its breaker, metrics and logs.
     pub name: String,
-    /// The vendor tenant it reaches (endpoint and project; the account's name when the project is
-    /// not known): instance ids are unique within a scope, so two accounts of one scope share them.
-    pub scope: String,
     /// The object's `metadata.generation`, for its status.
     pub generation: Option<i64>,
     /// Its client (with the account's call limits), or why there is none.
@@ -70,14 +67,46 @@ pub(crate) struct TickAccounts<'a> {
     pub entries: Vec<TickAccount<'a>>,
     set: Option<&'a AccountSet>,
     by_name: HashMap<&'a str, usize>,
+    /// The namespaces the operator's own account admits; `None`: every watched namespace.
+    own: Option<&'a Tenants>,
 }
 
 /// One account of a tick.
 pub(crate) struct TickAccount<'a> {
     pub name: &'a str,
-    pub scope: &'a str,
+    /// The scope of its instance ids (see [`crate::plan::account_scope`]); `None` while its project
+    /// is not known yet (its phones wait: no call, no write).
+    pub scope: Option<String>,
     pub client: Result<&'a Client, &'a Unusable>,
     pub generation: Option<i64>,
+}
+
+/// The scope of an account's instance ids, as its credentials tell it now.
+fn scope_of(name: &str, client: &Client) -> Option<String> {
+    match client.project() {
+        Project::Known(id) => Some(crate::plan::account_scope(name, Some(&id))),
+        Project::Unknowable => Some(crate::plan::account_scope(name, None)),
+        Project::Pending => None,
+    }
+}
+
+/// Asks IAM for the project of every usable account whose project only IAM can tell (an IAM
+/// user naming its project by name), all at once, each for at most `timeout`: before any phone of
+/// theirs is bound, so that two routes to one project are known as one before any action.
+pub(crate) async fn resolve_projects(
+    default: &Client,
+    set: Option<&AccountSet>,
+    timeout: std::time::Duration,
+) {
+    let clients = std::iter::once(default).chain(
+        set.iter()
+            .flat_map(|s| s.accounts.values())
+            .filter_map(|a| a.client.as_ref().ok()),
+    );
+    let pending = clients
+        .filter(|c| c.project() == Project::Pending && c.auth_status().is_ok())
+        .map(|c| tokio::time::timeout(timeout, c.resolve_project()));
+    futures::future::join_all(pending).await;
 }
 
 /// Where a phone's calls go this tick.
@@ -92,10 +121,16 @@ pub(crate) enum Binding {
 }
 
 impl<'a> TickAccounts<'a> {
-    pub fn new(default: &'a Client, set: Option<&'a AccountSet>) -> TickAccounts<'a> {
+    /// The accounts of a tick: the operator's own (`default`, admitting the namespaces of `own`,
+    /// or every one when `None`) and those of `set` (`None`: not known yet).
+    pub fn new(
+        default: &'a Client,
+        own: Option<&'a Tenants>,
+        set: Option<&'a AccountSet>,
+    ) -> TickAccounts<'a> {
         let mut entries = vec![TickAccount {
             name: DEFAULT_ACCOUNT,
-            scope: crate::plan::DEFAULT_SCOPE,
+            scope: scope_of(DEFAULT_ACCOUNT, default),
             client: Ok(default),
             generation: None,
         }];
@@ -104,7 +139,10 @@ impl<'a> TickAccounts<'a> {
             by_name.insert(account.name.as_str(), entries.len());
             entries.push(TickAccount {
                 name: &account.name,
-                scope: &account.scope,
+                scope: match &account.client {
+                    Ok(client) => scope_of(&account.name, client),
+                    Err(_) => None,
+                },
                 client: account.client.as_ref(),
                 generation: account.generation,
             });
@@ -113,13 +151,23 @@ impl<'a> TickAccounts<'a> {
             entries,
             set,
             by_name,
+            own,
         }
     }
 
-    /// Which account a phone in `namespace` naming `account` (`None`: the operator's own) uses.
+    /// Which account a phone in `namespace` naming `account` (`None`: the operator's own) uses:
+    /// [`TickAccounts::admit`], then a wait while the account's project is not known.
     pub fn bind(&self, namespace: &str, account: Option<&str>) -> Binding {
+        match self.admit(namespace, account) {
+            Binding::Account(ix) if self.entries[ix].scope.is_none() => Binding::Wait,
+            binding => binding,
+        }
+    }
+
+    /// Whether the phone may use the account it names (or the operator's own).
+    fn admit(&self, namespace: &str, account: Option<&str>) -> Binding {
         let Some(name) = account else {
-            return Binding::Account(0);
+            return self.admit_own(namespace);
         };
         let Some(set) = self.set else {
             return Binding::Wait;
@@ -155,6 +203,32 @@ impl<'a> TickAccounts<'a> {
         }
         Binding::Account(index)
     }
+
+    /// Whether a phone without `spec.accountRef` may use the operator's own credentials.
+    fn admit_own(&self, namespace: &str) -> Binding {
+        let Some(own) = self.own else {
+            return Binding::Account(0);
+        };
+        if own.namespaces.contains(namespace) {
+            return Binding::Account(0);
+        }
+        let labels = match self.set {
+            Some(set) => set.namespace_labels.get(namespace),
+            // NB: the labels come with the account watches: until they synced, a selector's
+            // verdict is not known, and a phone told "not allowed" now could be admitted in a second.
+            None if own.selector.is_some() => return Binding::Wait,
+            None => None,
+        };
+        if own.admits(namespace, labels) {
+            return Binding::Account(0);
+        }
+        Binding::Blocked(AccountBlock {
+            reason: ACCOUNT_NOT_ALLOWED,
+            message: format!(
+                "the operator's own credentials do not admit namespace {namespace:?} (--own-account-namespaces, --own-account-namespace-selector): set spec.accountRef.name to a CloudPhoneAccount that admits it; this phone makes no vendor call"
+            ),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -167,7 +241,6 @@ mod tests {
             "team-a".into(),
             Account {
                 name: "team-a".into(),
-                scope: "team-a".into(),
                 generation: Some(1),
                 client,
                 tenants,
@@ -205,7 +278,7 @@ mod tests {
             selector: Some(kube::core::Selector::from_iter([("team", "a")])),
         };
         let s = set(tenants, Ok(client()));
-        let t = TickAccounts::new(&default, Some(&s));
+        let t = TickAccounts::new(&default, None, Some(&s));
         assert_eq!(t.bind("anywhere", None), Binding::Account(0));
         assert_eq!(t.bind("listed", Some("team-a")), Binding::Account(1));
         assert_eq!(t.bind("labelled", Some("team-a")), Binding::Account(1));
@@ -222,7 +295,7 @@ mod tests {
     fn an_account_admits_nobody_by_default_and_an_unusable_one_blocks_its_phones() {
         let default = client();
         let s = set(Tenants::default(), Ok(client()));
-        let t = TickAccounts::new(&default, Some(&s));
+        let t = TickAccounts::new(&default, None, Some(&s));
         assert_eq!(
             reason(t.bind("labelled", Some("team-a"))),
             ACCOUNT_NOT_ALLOWED
@@ -239,7 +312,7 @@ mod tests {
                 message: "the Secret is missing".into(),
             }),
         );
-        let t = TickAccounts::new(&default, Some(&s));
+        let t = TickAccounts::new(&default, None, Some(&s));
         match t.bind("listed", Some("team-a")) {
             Binding::Blocked(block) => {
                 assert_eq!(block.reason, ACCOUNT_NOT_READY);
@@ -256,8 +329,135 @@ mod tests {
     #[test]
     fn before_the_accounts_are_known_phones_naming_one_wait() {
         let default = client();
-        let t = TickAccounts::new(&default, None);
+        let t = TickAccounts::new(&default, None, None);
         assert_eq!(t.bind("ns", Some("team-a")), Binding::Wait);
         assert_eq!(t.bind("ns", None), Binding::Account(0));
+    }
+
+    fn tenants(namespaces: &[&str], selector: Option<(&'static str, &'static str)>) -> Tenants {
+        Tenants {
+            namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+            selector: selector.map(|s| kube::core::Selector::from_iter([s])),
+        }
+    }
+
+    #[test]
+    fn the_operators_own_account_serves_only_the_namespaces_it_admits() {
+        let default = client();
+        let s = set(Tenants::default(), Ok(client()));
+        let everyone = TickAccounts::new(&default, None, Some(&s));
+        assert_eq!(
+            everyone.bind("other", None),
+            Binding::Account(0),
+            "unset: every namespace"
+        );
+
+        let own = tenants(&["platform"], Some(("team", "a")));
+        let t = TickAccounts::new(&default, Some(&own), Some(&s));
+        assert_eq!(t.bind("platform", None), Binding::Account(0));
+        assert_eq!(t.bind("labelled", None), Binding::Account(0));
+        match t.bind("other", None) {
+            Binding::Blocked(block) => {
+                assert_eq!(block.reason, ACCOUNT_NOT_ALLOWED);
+                assert!(
+                    block.message.contains("\"other\"")
+                        && block.message.contains("--own-account-namespaces"),
+                    "{}",
+                    block.message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            reason(t.bind("unknown-ns", None)),
+            ACCOUNT_NOT_ALLOWED,
+            "a namespace whose labels are known to be absent is not admitted"
+        );
+
+        let unsynced = TickAccounts::new(&default, Some(&own), None);
+        assert_eq!(
+            unsynced.bind("labelled", None),
+            Binding::Wait,
+            "under a selector, phones wait until the namespaces' labels are known"
+        );
+        assert_eq!(unsynced.bind("platform", None), Binding::Account(0));
+        let listed = tenants(&["platform"], None);
+        let unsynced = TickAccounts::new(&default, Some(&listed), None);
+        assert_eq!(
+            reason(unsynced.bind("other", None)),
+            ACCOUNT_NOT_ALLOWED,
+            "a list alone needs no labels"
+        );
+    }
+
+    fn client_with(credentials: crate::koophone::Credentials) -> Client {
+        Client::new(
+            crate::koophone::ClientConfig::default(),
+            crate::koophone::Auth::new(Ok(credentials)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_accounts_scope_is_its_project_whatever_the_route_and_unknown_projects_wait() {
+        use crate::koophone::{Credentials, ProjectScope, Token};
+        let token = |project: Option<&str>| Credentials::Token {
+            token: Token::new("t"),
+            project_id: project.map(str::to_owned),
+        };
+        let ak = Credentials::AccessKey {
+            access_key: "ak".into(),
+            secret_key: "sk".to_owned().into(),
+            project_id: "p1".into(),
+            security_token: None,
+        };
+        let iam = |project: ProjectScope| Credentials::Password {
+            username: "u".into(),
+            password: "pw".to_owned().into(),
+            domain: "d".into(),
+            project,
+            iam_endpoint: "https://iam.example".into(),
+        };
+        let default = client_with(ak);
+        let mut s = AccountSet::default();
+        for (name, credentials) in [
+            ("token-p1", token(Some("p1"))),
+            ("bare", token(None)),
+            ("iam-id", iam(ProjectScope::Id("p1".into()))),
+            ("iam-name", iam(ProjectScope::Name("cn-north-4".into()))),
+        ] {
+            s.accounts.insert(
+                name.into(),
+                Account {
+                    name: name.into(),
+                    generation: Some(1),
+                    client: Ok(client_with(credentials)),
+                    tenants: tenants(&["ns"], None),
+                },
+            );
+        }
+        let t = TickAccounts::new(&default, None, Some(&s));
+        let scope = |name: Option<&str>| match t.bind("ns", name) {
+            Binding::Account(ix) => t.entries[ix].scope.clone(),
+            other => panic!("{other:?}"),
+        };
+        let p1 = Some("project:p1".to_owned());
+        assert_eq!(scope(None), p1, "the operator's own access key");
+        assert_eq!(scope(Some("token-p1")), p1, "a token beside its projectId");
+        assert_eq!(
+            scope(Some("iam-id")),
+            p1,
+            "an IAM user naming its project by id"
+        );
+        assert_eq!(
+            scope(Some("bare")),
+            Some("account:bare".to_owned()),
+            "a bare token: only the account"
+        );
+        assert_eq!(
+            t.bind("ns", Some("iam-name")),
+            Binding::Wait,
+            "a project named by name is not known before IAM tells its id: no call, no write"
+        );
     }
 }

@@ -124,24 +124,6 @@ struct Kept {
     secret: Option<String>,
 }
 
-/// The scope of an account's instance ids: its endpoint and its project (the account itself when
-/// its credentials do not name the project, as a bare token does).
-fn scope(url: &str, credentials: &Credentials, account: &str) -> String {
-    let url = url.trim_end_matches('/').to_ascii_lowercase();
-    match credentials {
-        Credentials::AccessKey { project_id, .. } => format!("{url}|project-id:{project_id}"),
-        Credentials::Password {
-            project: crate::koophone::ProjectScope::Id(id),
-            ..
-        } => format!("{url}|project-id:{id}"),
-        Credentials::Password {
-            project: crate::koophone::ProjectScope::Name(name),
-            ..
-        } => format!("{url}|project:{name}"),
-        Credentials::Token(_) => format!("{url}|account:{account}"),
-    }
-}
-
 /// Folds the watched objects into the engine's accounts, reusing (and updating) kept clients.
 fn fold(
     accounts: &[Arc<CloudPhoneAccount>],
@@ -188,32 +170,28 @@ fn one_account(
                 .ok()
         }),
     };
-    let (scope, client) = match client(name, object, secrets, config, kept) {
-        Ok((scope, client)) => (scope, Ok(client)),
-        Err(why) => {
-            // NB: a client is kept only while usable: one rebuilt later starts from the Secret.
-            kept.remove(name);
-            (format!("account:{name}"), Err(why))
-        }
-    };
+    let client = client(name, object, secrets, config, kept);
+    if client.is_err() {
+        // NB: a client is kept only while usable: one rebuilt later starts from the Secret.
+        kept.remove(name);
+    }
     Account {
         name: name.to_owned(),
-        scope,
         generation: object.metadata.generation,
         client,
         tenants,
     }
 }
 
-/// The account's scope and client (kept, its credentials replaced when its Secret changed), or why
-/// it has none.
+/// The account's client (kept, its credentials replaced when its Secret changed), or why it has
+/// none.
 fn client(
     name: &str,
     object: &CloudPhoneAccount,
     secrets: &Store<Secret>,
     config: &AccountsConfig,
     kept: &mut HashMap<String, Kept>,
-) -> Result<(String, Client), Unusable> {
+) -> Result<Client, Unusable> {
     let spec = &object.spec;
     let unusable = |reason: &'static str, message: String| Unusable { reason, message };
     let url = spec
@@ -249,7 +227,6 @@ fn client(
             format!("the IAM endpoint of Secret {secret_name:?}: {why}"),
         ));
     }
-    let scope = scope(&url, &credentials, name);
     let limits = spec.limits.clone().unwrap_or_default();
     let limits = (
         limits.calls_in_flight.map(|n| n.max(1) as usize),
@@ -303,7 +280,7 @@ fn client(
         k.auth.set(Ok(credentials));
         k.secret = version;
     }
-    Ok((scope, k.client.clone()))
+    Ok(k.client.clone())
 }
 
 /// Strips what the fold never reads from a Secret of the operator's namespace.
@@ -619,30 +596,6 @@ mod tests {
             reason(account_event(&rotated, Some(&healthy), None)),
             None,
             "first sight"
-        );
-    }
-
-    #[test]
-    fn the_scope_is_the_endpoint_and_project_or_else_the_account() {
-        let token = Credentials::Token(crate::koophone::Token::new("x"));
-        assert_eq!(
-            scope("https://KooPhone.myhuaweicloud.com/", &token, "a"),
-            "https://koophone.myhuaweicloud.com|account:a"
-        );
-        let ak = |project: &str| Credentials::AccessKey {
-            access_key: "ak".into(),
-            secret_key: "sk".to_owned().into(),
-            project_id: project.into(),
-            security_token: None,
-        };
-        assert_eq!(
-            scope("https://h", &ak("p1"), "a"),
-            scope("https://h", &ak("p1"), "b"),
-            "two accounts of one project share its instances"
-        );
-        assert_ne!(
-            scope("https://h", &ak("p1"), "a"),
-            scope("https://h", &ak("p2"), "a")
         );
     }
 }

@@ -217,6 +217,13 @@ impl Identities {
         let expires_at = issued_at
             .checked_add(self.token_lifetime)
             .unwrap_or(Timestamp::MAX);
+        let project = match project["id"].as_str() {
+            Some(id) => json!({"id": id}),
+            None => {
+                let project_name = project["name"].as_str().unwrap_or_default();
+                json!({"id": project_id_of(domain, project_name), "name": project_name})
+            }
+        };
         let body = json!({"token": {
             "methods": ["password"],
             "issued_at": issued_at.to_string(),
@@ -226,4 +233,11 @@ impl Identities {
         }});
         (201, Some(token), body)
     }
+}
+
+/// The id IAM gives the project `name` of `domain`: fixed, 32 hex digits as IAM's ids are.
+pub fn project_id_of(domain: &str, name: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{domain}/{name}").as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -13,7 +13,7 @@ mod signature;
 
 pub use faults::{CannedError, Faults, Injected};
 pub use fleet::{Instance, Timings, code, parse_state};
-pub use iam::IamUser;
+pub use iam::{IamUser, project_id_of};
 
 pub use seed::{SeedError, parse_instance_flag, parse_seed_text, read_seed_file};
 

@@ -241,6 +241,10 @@ impl PhoneBuilder {
         self.0.metadata.namespace = Some(namespace.into());
         self
     }
+    pub fn interrupt_streaming(mut self) -> Self {
+        self.0.spec.interrupt_streaming = true;
+        self
+    }
     pub fn lifecycle(mut self, lifecycle: cloudphone_operator::api::Lifecycle) -> Self {
         self.0.spec.lifecycle = lifecycle;
         self
@@ -365,6 +369,7 @@ pub struct EngineBuilder {
     config: cloudphone_operator::reconciler::EngineConfig,
     store: Arc<cloudphone_operator::reconciler::MemoryStore>,
     accounts: Option<cloudphone_operator::reconciler::AccountsFeed>,
+    own_tenants: Option<cloudphone_operator::reconciler::Tenants>,
 }
 
 /// An engine over `store` calling `sim` with token `t`: 2 s call time-outs and fast retries
@@ -385,6 +390,7 @@ pub fn engine(
         config: Default::default(),
         store,
         accounts: None,
+        own_tenants: None,
     }
 }
 
@@ -420,6 +426,11 @@ impl EngineBuilder {
         self.accounts = Some(feed);
         self
     }
+    /// The namespaces the operator's own credentials serve (`--own-account-namespaces`).
+    pub fn own_tenants(mut self, tenants: cloudphone_operator::reconciler::Tenants) -> Self {
+        self.own_tenants = Some(tenants);
+        self
+    }
     pub fn build(
         self,
     ) -> cloudphone_operator::reconciler::Engine<cloudphone_operator::reconciler::MemoryStore> {
@@ -433,6 +444,10 @@ impl EngineBuilder {
         )
         .unwrap();
         let engine = cloudphone_operator::reconciler::Engine::new(self.store, client, self.config);
+        let engine = match self.own_tenants {
+            Some(tenants) => engine.with_own_tenants(tenants),
+            None => engine,
+        };
         match self.accounts {
             Some(feed) => engine.with_accounts(feed),
             None => engine,

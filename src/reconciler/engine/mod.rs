@@ -1,7 +1,7 @@
 //! The tick: snapshot, deduplicate, query status in batches, plan, back up in batches, write only
 //! the statuses that changed. One tick at a time, on an interval or triggered early.
 
-use super::accounts::{AccountsFeed, Binding, TickAccounts};
+use super::accounts::{AccountsFeed, Binding, Tenants, TickAccounts, resolve_projects};
 use super::batcher::Batcher;
 use super::breaker::{BreakerConfig, Breakers};
 use super::store::{PhoneStore, WriteError};
@@ -164,6 +164,9 @@ pub struct Engine<S> {
     metrics: Option<Arc<Metrics>>,
     /// The CloudPhoneAccounts; `None`: none exist (phones naming one are told so).
     accounts: Option<AccountsFeed>,
+    /// The namespaces whose phones without `spec.accountRef` may use the operator's own
+    /// credentials; `None`: every watched namespace.
+    own_tenants: Option<Tenants>,
     /// What the last tick found of each CloudPhoneAccount, for their statuses.
     account_reports: watch::Sender<Arc<Vec<AccountTick>>>,
     /// When the last tick that reached the vendor ended.
@@ -217,6 +220,7 @@ impl<S: PhoneStore> Engine<S> {
             write_slots,
             metrics: None,
             accounts: None,
+            own_tenants: None,
             account_reports: watch::Sender::new(Arc::default()),
             last_success: Mutex::new(None),
         }
@@ -231,6 +235,13 @@ impl<S: PhoneStore> Engine<S> {
     /// Calls the phones that name a CloudPhoneAccount under that account, as `accounts` shows them.
     pub fn with_accounts(mut self, accounts: AccountsFeed) -> Engine<S> {
         self.accounts = Some(accounts);
+        self
+    }
+
+    /// Serves phones without `spec.accountRef` with the operator's own credentials only in the
+    /// namespaces `tenants` admits (the others are `AccountNotAllowed`).
+    pub fn with_own_tenants(mut self, tenants: Tenants) -> Engine<S> {
+        self.own_tenants = Some(tenants);
         self
     }
 
@@ -388,17 +399,16 @@ impl<S: PhoneStore> Engine<S> {
             None => Some(Arc::default()),
             Some(feed) => feed.borrow().clone(),
         };
-        let accounts = TickAccounts::new(&self.client, set.as_deref());
-        // NB: phones of the operator's own account wait while its credentials are unusable (say,
-        // its Secret not read yet), as the whole tick did before accounts: no write at all.
+        // Every account's scope is its project, known before any of its phones is bound.
+        resolve_projects(&self.client, set.as_deref(), PROJECT_RESOLVE_TIMEOUT).await;
+        let accounts = TickAccounts::new(&self.client, self.own_tenants.as_ref(), set.as_deref());
+        // NB: phones of an account whose project is not known (its credentials unusable, say its
+        // Secret not read yet, or IAM not asked yet) wait: no call, no write at all.
         let bindings: Vec<Binding> = snapshot
             .iter()
             .map(|p| {
                 let name = p.spec.account_ref.as_ref().map(|r| r.name.as_str());
-                match accounts.bind(p.metadata.namespace.as_deref().unwrap_or_default(), name) {
-                    Binding::Account(0) if credentials.is_err() => Binding::Wait,
-                    binding => binding,
-                }
+                accounts.bind(p.metadata.namespace.as_deref().unwrap_or_default(), name)
             })
             .collect();
         let cap = self.config.vendor_calls_in_flight.max(1);
@@ -407,9 +417,19 @@ impl<S: PhoneStore> Engine<S> {
             .iter()
             .map(|a| {
                 let client = a.client.ok()?;
-                Some(Batcher::new(client, cap, &self.breakers, a.name).in_scope(a.scope))
+                let scope = a.scope.as_deref()?;
+                Some(Batcher::new(client, cap, &self.breakers, a.name).in_scope(scope))
             })
             .collect();
+        for a in &accounts.entries {
+            let usable = a.client.is_ok_and(|c| c.auth_status().is_ok());
+            if usable && a.scope.is_none() {
+                warn!(
+                    account = a.name,
+                    "the vendor project of this account is not known yet (IAM has not told it): its phones wait, with no vendor call"
+                );
+            }
+        }
         let batcher_of = |ix: usize| {
             batchers[ix]
                 .as_ref()
@@ -430,7 +450,10 @@ impl<S: PhoneStore> Engine<S> {
         let mut views = frame.views();
         for (view, binding) in views.iter_mut().zip(&bindings) {
             view.account = match binding {
-                Binding::Account(ix) => Ok(accounts.entries[*ix].scope),
+                Binding::Account(ix) => Ok(accounts.entries[*ix]
+                    .scope
+                    .as_deref()
+                    .expect("phones bind only to accounts whose scope is known")),
                 Binding::Blocked(block) => Err(block.clone()),
                 // NB: held, never planned; blocked here only so that it owns no instance.
                 Binding::Wait => Err(AccountBlock {
@@ -487,8 +510,8 @@ impl<S: PhoneStore> Engine<S> {
                         (i, p)
                     })
                     .collect();
-                // NB: these phones make no call; the batcher is only the settle's signature.
-                groups.push(self.settle(&frame, planned, batcher_of(0)).await);
+                // NB: these phones make no call: no batcher.
+                groups.push(self.settle(&frame, planned, None).await);
             }
             let mut done = stream::iter(chunks)
                 .map(|(ix, chunk)| {
@@ -614,7 +637,7 @@ impl<S: PhoneStore> Engine<S> {
             .collect();
         self.hold_handovers(views, &mut planned, now);
         self.ride_receipts(frame, &mut planned);
-        let mut group = self.settle(frame, planned, batcher).await;
+        let mut group = self.settle(frame, planned, Some(batcher)).await;
         group.report.queried = queried;
         group.report.query_errors = query_errors;
         group
@@ -625,7 +648,7 @@ impl<S: PhoneStore> Engine<S> {
         &self,
         frame: &Frame<'_>,
         planned: Vec<(usize, plan::Planned<'v>)>,
-        batcher: &Batcher<'_>,
+        batcher: Option<&Batcher<'_>>,
     ) -> Group<'v> {
         let mut group = Group {
             phones: Vec::with_capacity(planned.len()),
@@ -638,7 +661,9 @@ impl<S: PhoneStore> Engine<S> {
             }
             group.phones.push(Outcome::new(i, p.status));
         }
-        if !wanted.is_empty() {
+        if let Some(batcher) = batcher
+            && !wanted.is_empty()
+        {
             self.back_up(frame, &mut group, &wanted, batcher).await;
         }
         self.write_changed(frame, &mut group).await;
@@ -821,6 +846,9 @@ impl<S: PhoneStore> Engine<S> {
         m.set_fleet(fleet);
     }
 }
+
+/// How long a tick waits for IAM to tell an account's project: its phones wait meanwhile.
+const PROJECT_RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long after its intent was sent a backup call may still leave. A few seconds: long enough
 /// for a chunk's intent writes and a call slot, short enough that a replica frozen in between
