@@ -161,6 +161,25 @@ pub struct RunArgs {
     /// its own accounts, so that one writes each account's status; default: all accounts.
     #[arg(long, env = "CLOUDPHONE_ACCOUNT_SELECTOR")]
     pub account_selector: Option<String>,
+    /// A namespace whose CloudPhones without spec.accountRef may use the operator's own
+    /// credentials (repeatable, or comma-separated). With neither this nor
+    /// --own-account-namespace-selector, every watched namespace may: set one when tenants share
+    /// the cluster.
+    #[arg(
+        long = "own-account-namespaces",
+        env = "CLOUDPHONE_OWN_ACCOUNT_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub own_account_namespaces: Vec<String>,
+    /// A label selector on namespaces (`tenant=platform`, `tier in (a,b)`): the CloudPhones without
+    /// spec.accountRef of the namespaces it matches may use the operator's own credentials, as
+    /// well as those of --own-account-namespaces.
+    #[arg(
+        long,
+        env = "CLOUDPHONE_OWN_ACCOUNT_NAMESPACE_SELECTOR",
+        value_parser = super::label_selector::parse
+    )]
+    pub own_account_namespace_selector: Option<kube::core::Selector>,
     /// Vendor calls of one kind in flight at once.
     #[arg(long, env = "CLOUDPHONE_VENDOR_CONCURRENCY", default_value = "8")]
     pub vendor_concurrency: usize,

@@ -4,6 +4,7 @@
 //! - [`accounts`]: the CloudPhoneAccounts' watches, clients and statuses.
 //! - [`args`]: every flag of the binary.
 //! - [`credentials`]: the vendor credentials' sources, among them the watched Secret.
+//! - `label_selector`: the text form of a label selector, for the flags the operator matches itself.
 //! - [`leader`]: the Lease election and the freshness fence of backup calls.
 //! - [`schema_check`]: the CRD revision gate.
 //! - `readiness`: `/readyz` and the gate of the ticks.
@@ -11,6 +12,7 @@
 pub mod accounts;
 pub mod args;
 pub mod credentials;
+mod label_selector;
 pub mod leader;
 mod readiness;
 pub mod schema_check;
@@ -93,6 +95,17 @@ fn validate(args: &RunArgs) -> Result<(), RunError> {
         return Err(RunError::GracePeriodTooShort(args.backup_grace_period));
     }
     Ok(())
+}
+
+/// The namespaces the operator's own credentials serve; `None`: every watched namespace.
+fn own_tenants(args: &RunArgs) -> Option<crate::reconciler::Tenants> {
+    if args.own_account_namespaces.is_empty() && args.own_account_namespace_selector.is_none() {
+        return None;
+    }
+    Some(crate::reconciler::Tenants {
+        namespaces: args.own_account_namespaces.iter().cloned().collect(),
+        selector: args.own_account_namespace_selector.clone(),
+    })
 }
 
 /// Reads the static token named by the flags; its value never reaches an error or a log line.
@@ -224,6 +237,8 @@ pub async fn run_with_client(
         max_events_per_tick: _,
         allowed_vendor_hosts: _,
         account_selector: _,
+        own_account_namespaces: _,
+        own_account_namespace_selector: _,
     } = &args;
     validate(&args)?;
     let secret = match &args.credentials_secret {
@@ -347,6 +362,10 @@ pub async fn run_with_client(
     )
     .with_metrics(metrics.clone())
     .with_accounts(accounts_feed);
+    let engine = match own_tenants(&args) {
+        Some(tenants) => engine.with_own_tenants(tenants),
+        None => engine,
+    };
     let account_status_task = tokio::spawn(accounts::write_statuses(
         client.clone(),
         account_store,
@@ -483,6 +502,27 @@ mod tests {
         assert_eq!(a.namespaces, ["a", "b", "c"]);
         assert!(!a.leader_election);
         assert_eq!(a.tick_interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_own_accounts_namespaces_come_from_a_list_and_a_selector() {
+        assert!(own_tenants(&args(&[])).is_none(), "unset: every namespace");
+        let t = own_tenants(&args(&[
+            "--own-account-namespaces",
+            "platform,ops",
+            "--own-account-namespace-selector",
+            "tenant=platform",
+        ]))
+        .unwrap();
+        assert!(t.admits("ops", None));
+        let labels = std::collections::BTreeMap::from([("tenant".into(), "platform".into())]);
+        assert!(t.admits("labelled", Some(&labels)));
+        assert!(!t.admits("team-b", Some(&Default::default())));
+        let err = Cli::try_parse_from(["run", "--own-account-namespace-selector", "a in (b"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("--own-account-namespace-selector"), "{err}");
     }
 
     #[test]

@@ -203,6 +203,19 @@ def test_values_reach_the_operator_flags():
     assert all("secrets" not in str(r["rules"]) for r in simulated), "no Secret access when simulating"
 
 
+def test_the_own_accounts_namespaces_reach_the_flags_and_the_multi_tenant_example_renders():
+    args = lambda objects: by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in args(render()) if a.startswith("--own-account-")], "unset: no flag"
+    example = yaml.safe_load((ROOT / "examples" / "values-multi-tenant.yaml").read_text())
+    objects = render(example)
+    assert "--own-account-namespaces=platform-ops" in args(objects)
+    assert "--own-account-namespace-selector=tenant=platform" in args(objects)
+    assert {a["metadata"]["name"] for a in by_kind(objects, "CloudPhoneAccount")} == {"team-a", "team-b"}
+    with helm.Chart.load(str(CHART)) as chart:
+        with pytest.raises(helm.HelmError, match="namespaces"):
+            chart.validate_schema(chart.merge_values({"vendor": {"namespaces": ["Not_A_Namespace"]}}))
+
+
 def test_without_leader_election_a_rollout_never_runs_two_pods():
     (deployment,) = by_kind(render({"leaderElection": {"enabled": False}, "replicaCount": 1}), "Deployment")
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}

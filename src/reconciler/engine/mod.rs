@@ -167,6 +167,8 @@ pub struct Engine<S> {
     /// The namespaces whose phones without `spec.accountRef` may use the operator's own
     /// credentials; `None`: every watched namespace.
     own_tenants: Option<Tenants>,
+    /// Whether the warning about an own account open to every namespace was logged.
+    warned_open_own_account: std::sync::atomic::AtomicBool,
     /// What the last tick found of each CloudPhoneAccount, for their statuses.
     account_reports: watch::Sender<Arc<Vec<AccountTick>>>,
     /// When the last tick that reached the vendor ended.
@@ -221,6 +223,7 @@ impl<S: PhoneStore> Engine<S> {
             metrics: None,
             accounts: None,
             own_tenants: None,
+            warned_open_own_account: std::sync::atomic::AtomicBool::new(false),
             account_reports: watch::Sender::new(Arc::default()),
             last_success: Mutex::new(None),
         }
@@ -399,6 +402,14 @@ impl<S: PhoneStore> Engine<S> {
             None => Some(Arc::default()),
             Some(feed) => feed.borrow().clone(),
         };
+        if self.own_tenants.is_none()
+            && set.as_ref().is_some_and(|s| !s.accounts.is_empty())
+            && !self.warned_open_own_account.swap(true, Ordering::Relaxed)
+        {
+            warn!(
+                "CloudPhoneAccounts exist, but the operator's own credentials serve every watched namespace: a tenant's phone without spec.accountRef can act on the platform's instances; set --own-account-namespaces or --own-account-namespace-selector (chart: vendor.namespaces, vendor.namespaceSelector)"
+            );
+        }
         // Every account's scope is its project, known before any of its phones is bound.
         resolve_projects(&self.client, set.as_deref(), PROJECT_RESOLVE_TIMEOUT).await;
         let accounts = TickAccounts::new(&self.client, self.own_tenants.as_ref(), set.as_deref());
