@@ -822,3 +822,50 @@ async fn slo_metrics_follow_the_fleet_and_a_standby_exports_no_fleet_gauges() {
     let _ = stop.send(());
     runner.await.unwrap();
 }
+
+#[tokio::test]
+async fn an_overlong_reconcile_request_is_ignored_reported_once_and_never_freezes_the_phone() {
+    let _deadline = support::deadline(
+        "an_overlong_reconcile_request_is_ignored_reported_once_and_never_freezes_the_phone",
+    );
+    let sim = simulator(vec![("kp1".into(), code::IDLE)], Duration::from_secs(30)).await;
+    let store = Arc::new(MemoryStore::new([support::cloudphone("p1", "kp1")
+        .lifecycle(Lifecycle::BackedUp)
+        .build()]));
+    let engine = engine(&sim, store.clone(), Duration::from_secs(60));
+    engine.tick().await;
+    assert_eq!(status_of(&store, "p1").phase, Phase::Idle);
+    // A 300-character request (the status field holds 256), then a user restores the phone.
+    let mut annotated = (*store.get(&support::key("p1")).unwrap()).clone();
+    annotated.metadata.annotations = Some(
+        [(
+            "cloudphone.io/reconcile-requested-at".to_owned(),
+            "x".repeat(300),
+        )]
+        .into(),
+    );
+    store.insert(annotated);
+    sim.seed([("kp1", code::DATA_LOADED)]);
+    let before = store.writes();
+    engine.tick().await;
+    engine.tick().await;
+    assert!(store.writes() > before, "no status write went through");
+    let status = status_of(&store, "p1");
+    assert_eq!(
+        status.last_handled_reconcile_at, None,
+        "an invalid request is not echoed"
+    );
+    assert_eq!(
+        sim.instance("kp1").unwrap().backups_started,
+        1,
+        "the restored phone was backed up again"
+    );
+    assert_eq!(status.phase, Phase::BackingUp, "{status:?}");
+    let reported: Vec<_> = store
+        .events()
+        .into_iter()
+        .filter(|(_, e)| e.reason == "ReconcileRequestInvalid")
+        .collect();
+    assert_eq!(reported.len(), 1, "once, not every tick: {reported:?}");
+    assert!(reported[0].1.warning);
+}

@@ -880,8 +880,26 @@ fn the_watch_cache_keeps_only_what_the_engine_reads() {
             .labels
             .get_or_insert_with(Default::default)
             .insert("team".into(), "a".into());
+        phone.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+        phone.metadata.owner_references = Some(vec![Default::default()]);
+        let mut hostile = phone.clone();
         cloudphone_operator::reconciler::slim(&mut phone);
         assert_eq!(phone.metadata.labels, None, "the engine reads no label");
+        assert_eq!(phone.metadata.finalizers, None);
+        assert_eq!(phone.metadata.owner_references, None);
+        // A value over its bound is replaced by a marker: never used, never held in full.
+        hostile
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                "cloudphone.io/reconcile-requested-at".into(),
+                "x".repeat(100_000),
+            );
+        cloudphone_operator::reconciler::slim(&mut hostile);
+        assert!(hostile.reconcile_request_invalid());
+        assert_eq!(hostile.reconcile_requested(), None);
+        assert!(serde_json::to_vec(&hostile).unwrap().len() < 10_000);
         assert!(
             phone
                 .metadata

@@ -201,14 +201,56 @@ pub fn check_instance_id(id: &str) -> Result<(), &'static str> {
 /// `status.lastHandledReconcileAt`. It also lifts a `BackupRefused` hold.
 pub const RECONCILE_REQUESTED_AT: &str = "cloudphone.io/reconcile-requested-at";
 
+/// The longest vendor task or job id the status holds (`status.backup.taskId`, `jobId`).
+pub const MAX_VENDOR_ID_LEN: usize = 128;
+
+/// The longest [`RECONCILE_REQUESTED_AT`] value the operator echoes: the length the status field
+/// `lastHandledReconcileAt` allows.
+pub const MAX_RECONCILE_REQUEST_LEN: usize = 256;
+
+/// Every annotation the operator reads from a CloudPhone, with the longest value it accepts: the
+/// watch cache keeps these only, and a value over its bound is never used (nor cut: a cut value
+/// would look valid).
+pub const READ_ANNOTATIONS: &[(&str, usize)] =
+    &[(RECONCILE_REQUESTED_AT, MAX_RECONCILE_REQUEST_LEN)];
+
+/// What stands in a watch cache for an annotation value over its bound.
+pub const INVALID_ANNOTATION: &str = "\u{0}invalid: longer than its bound";
+
+/// A read annotation's value, checked against its bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnnotationValue<'a> {
+    Valid(&'a str),
+    /// Over its bound (or replaced by [`INVALID_ANNOTATION`] in a slimmed object).
+    Invalid,
+}
+
 impl CloudPhone {
-    /// The value of its [`RECONCILE_REQUESTED_AT`] annotation, if any.
+    /// The value of its [`RECONCILE_REQUESTED_AT`] annotation, if any and within its bound.
     pub fn reconcile_requested(&self) -> Option<&str> {
-        self.metadata
-            .annotations
-            .as_ref()?
-            .get(RECONCILE_REQUESTED_AT)
-            .map(String::as_str)
+        match self.annotation(RECONCILE_REQUESTED_AT)? {
+            AnnotationValue::Valid(value) => Some(value),
+            AnnotationValue::Invalid => None,
+        }
+    }
+
+    /// True when its [`RECONCILE_REQUESTED_AT`] annotation is over its bound.
+    pub fn reconcile_request_invalid(&self) -> bool {
+        self.annotation(RECONCILE_REQUESTED_AT) == Some(AnnotationValue::Invalid)
+    }
+
+    /// A read annotation's value (see [`READ_ANNOTATIONS`]), checked against its bound.
+    pub fn annotation(&self, name: &str) -> Option<AnnotationValue<'_>> {
+        let value = self.metadata.annotations.as_ref()?.get(name)?;
+        let bound = READ_ANNOTATIONS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, bound)| *bound);
+        if value == INVALID_ANNOTATION || value.len() > bound {
+            Some(AnnotationValue::Invalid)
+        } else {
+            Some(AnnotationValue::Valid(value))
+        }
     }
 }
 

@@ -13,8 +13,9 @@ pub use account::{
     DEFAULT_ACCOUNT_NAME, SecretRef, account_crd,
 };
 pub use cloudphone::{
-    BackupStatus, CloudPhone, CloudPhoneSpec, CloudPhoneStatus, CrdKind, INSTANCE_ID_MAX_LEN,
-    Lifecycle, RECONCILE_REQUESTED_AT, SCHEMA_REVISION, SCHEMA_REVISION_ANNOTATION,
-    check_instance_id, crd, crd_yaml,
+    AnnotationValue, BackupStatus, CloudPhone, CloudPhoneSpec, CloudPhoneStatus, CrdKind,
+    INSTANCE_ID_MAX_LEN, INVALID_ANNOTATION, Lifecycle, MAX_RECONCILE_REQUEST_LEN,
+    MAX_VENDOR_ID_LEN, READ_ANNOTATIONS, RECONCILE_REQUESTED_AT, SCHEMA_REVISION,
+    SCHEMA_REVISION_ANNOTATION, check_instance_id, crd, crd_yaml,
 };
 pub use phase::Phase;

@@ -6,7 +6,7 @@
 
 use super::engine::Trigger;
 use super::store::{PhoneStore, WriteError};
-use crate::api::{CloudPhone, CloudPhoneStatus};
+use crate::api::{CloudPhone, CloudPhoneStatus, INVALID_ANNOTATION, READ_ANNOTATIONS};
 use crate::plan::{PhoneEvent, PhoneKey};
 use futures::{FutureExt, StreamExt, stream};
 use kube::api::{Api, Patch, PatchParams};
@@ -242,20 +242,28 @@ impl Watches {
     }
 }
 
-/// The annotations the operator reads (issue 12's reconcile requests): every other one is dropped
-/// from the cache.
-const OWN_ANNOTATIONS: &str = "cloudphone.io/";
-
-/// Keeps in the watch cache only what the engine reads: no managed fields, no labels (the
-/// selector is applied by the API server) and no annotation but the operator's own (kubectl's
-/// `last-applied-configuration` alone is as large as the rest of a phone). Spec, status (every
-/// field the next server-side apply carries) and the identity of the object stay.
+/// Keeps in the watch cache only what the engine reads: no managed fields, labels (the selector is
+/// applied by the API server), finalizers or owner references, and no annotation but those of
+/// [`READ_ANNOTATIONS`] (kubectl's `last-applied-configuration` alone is as large as the rest of a
+/// phone); a value over its bound is replaced by [`INVALID_ANNOTATION`], so that a hostile value
+/// costs no memory and is never used. Spec, status (every field the next server-side apply
+/// carries) and the identity of the object stay.
 pub fn slim(phone: &mut CloudPhone) {
     // NB: None, not an emptied Vec: `clear()` would keep the entries' buffer allocated.
     phone.metadata.managed_fields = None;
     phone.metadata.labels = None;
+    phone.metadata.finalizers = None;
+    phone.metadata.owner_references = None;
     if let Some(annotations) = phone.metadata.annotations.as_mut() {
-        annotations.retain(|key, _| key.starts_with(OWN_ANNOTATIONS));
+        annotations.retain(|key, value| {
+            let Some((_, bound)) = READ_ANNOTATIONS.iter().find(|(name, _)| name == key) else {
+                return false;
+            };
+            if value.len() > *bound {
+                *value = INVALID_ANNOTATION.to_owned();
+            }
+            true
+        });
         if annotations.is_empty() {
             phone.metadata.annotations = None;
         }

@@ -1,7 +1,8 @@
 //! An in-memory [`PhoneStore`], for the quick start and the tests, with injectable write failures.
 //!
-//! Like the API server, it gives every change of an object a new `metadata.resourceVersion` and
-//! refuses a status write fenced with any other version than the current one.
+//! Like the API server, it gives every change of an object a new `metadata.resourceVersion`,
+//! refuses a status write fenced with any other version than the current one, and refuses (422) a
+//! status whose strings exceed the schema's `maxLength`.
 
 use super::store::{PhoneStore, WriteError};
 use crate::api::{CloudPhone, CloudPhoneStatus};
@@ -95,6 +96,32 @@ impl MemoryStore {
     }
 }
 
+/// The first status field over the `maxLength` of the CRD's schema, which the API server refuses
+/// with 422: the store refuses it the same way.
+fn over_its_bound(status: &CloudPhoneStatus) -> Option<&'static str> {
+    let too_long =
+        |value: Option<&String>, max: usize| value.is_some_and(|v| v.chars().count() > max);
+    let backup = status.backup.as_ref();
+    if too_long(
+        status.last_handled_reconcile_at.as_ref(),
+        crate::api::MAX_RECONCILE_REQUEST_LEN,
+    ) {
+        Some("lastHandledReconcileAt")
+    } else if too_long(
+        backup.and_then(|b| b.task_id.as_ref()),
+        crate::api::MAX_VENDOR_ID_LEN,
+    ) {
+        Some("backup.taskId")
+    } else if too_long(
+        backup.and_then(|b| b.job_id.as_ref()),
+        crate::api::MAX_VENDOR_ID_LEN,
+    ) {
+        Some("backup.jobId")
+    } else {
+        None
+    }
+}
+
 impl PhoneStore for MemoryStore {
     fn snapshot(&self) -> Vec<Arc<CloudPhone>> {
         self.lock().values().cloned().collect()
@@ -111,6 +138,12 @@ impl PhoneStore for MemoryStore {
             Some(InjectedWriteFailure::Gone) => return Err(WriteError::Gone(key)),
             Some(InjectedWriteFailure::Conflict) => return Err(WriteError::Conflict(key)),
             None => {}
+        }
+        if let Some(field) = over_its_bound(status) {
+            return Err(WriteError::Other {
+                key,
+                message: format!("HTTP 422: status.{field}: Too long"),
+            });
         }
         let mut phones = self.lock();
         let Some(stored) = phones.get_mut(&key) else {

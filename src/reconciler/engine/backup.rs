@@ -163,6 +163,16 @@ impl<S: PhoneStore> Engine<S> {
         else {
             return;
         };
+        // NB: an id over its status field's bound would make every write of the phone fail (422):
+        // such an id is not kept (the status query shows the backup's progress all the same).
+        let bounded = |id: &Option<String>, field: &str| match id {
+            Some(id) if id.len() > crate::api::MAX_VENDOR_ID_LEN => {
+                warn!(phone = %PhoneKey::of(phone), field, chars = id.len(), "the vendor's id is longer than the status field allows: not recorded");
+                None
+            }
+            other => other.clone(),
+        };
+        let (task_id, job_id) = (bounded(task_id, "taskId"), bounded(job_id, "jobId"));
         if task_id.is_none() && job_id.is_none() {
             return;
         }
@@ -173,8 +183,8 @@ impl<S: PhoneStore> Engine<S> {
                 object_id(phone).into_owned(),
                 Receipt {
                     request_id: request_id.clone(),
-                    task_id: task_id.clone(),
-                    job_id: job_id.clone(),
+                    task_id,
+                    job_id,
                 },
             );
     }

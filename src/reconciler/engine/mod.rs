@@ -167,6 +167,8 @@ pub struct Engine<S> {
     /// The namespaces whose phones without `spec.accountRef` may use the operator's own
     /// credentials; `None`: every watched namespace.
     own_tenants: Option<Tenants>,
+    /// The phones whose reconcile request is over its bound and was reported, until it changes.
+    invalid_requests: Mutex<foldhash::HashSet<ObjectId>>,
     /// Whether the warning about an own account open to every namespace was logged.
     warned_open_own_account: std::sync::atomic::AtomicBool,
     /// What the last tick found of each CloudPhoneAccount, for their statuses.
@@ -223,6 +225,7 @@ impl<S: PhoneStore> Engine<S> {
             metrics: None,
             accounts: None,
             own_tenants: None,
+            invalid_requests: Mutex::default(),
             warned_open_own_account: std::sync::atomic::AtomicBool::new(false),
             account_reports: watch::Sender::new(Arc::default()),
             last_success: Mutex::new(None),
@@ -570,7 +573,8 @@ impl<S: PhoneStore> Engine<S> {
             .iter()
             .flat_map(|g| g.backup_durations.iter().copied())
             .collect();
-        self.publish_events(&frame, groups).await;
+        let invalid = self.invalid_requests(&snapshot);
+        self.publish_events(&frame, groups, invalid).await;
         for b in batchers.iter().flatten() {
             report.status_calls += b.status_calls.load(Ordering::Relaxed);
             report.backup_calls += b.backup_calls.load(Ordering::Relaxed);
@@ -762,6 +766,42 @@ impl<S: PhoneStore> Engine<S> {
                 }
             })
             .collect()
+    }
+
+    /// A Warning event, once per phone (until its value changes or the process restarts), for each
+    /// phone whose `cloudphone.io/reconcile-requested-at` is over its bound: the request is not
+    /// echoed, and the phone is served as before.
+    fn invalid_requests(&self, snapshot: &[Arc<CloudPhone>]) -> Vec<(usize, plan::PhoneEvent)> {
+        let mut reported = self
+            .invalid_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut now_invalid = foldhash::HashSet::default();
+        let mut events = Vec::new();
+        for (i, phone) in snapshot.iter().enumerate() {
+            if !phone.reconcile_request_invalid() {
+                continue;
+            }
+            let id = object_id(phone).into_owned();
+            if !reported.contains(&id) {
+                warn!(phone = %PhoneKey::of(phone), "the cloudphone.io/reconcile-requested-at annotation is longer than {} characters: it is ignored", crate::api::MAX_RECONCILE_REQUEST_LEN);
+                events.push((
+                    i,
+                    plan::PhoneEvent {
+                        reason: "ReconcileRequestInvalid",
+                        message: format!(
+                            "the annotation {} is longer than {} characters: it is ignored (not echoed in status.lastHandledReconcileAt); the phone is served as before",
+                            crate::api::RECONCILE_REQUESTED_AT,
+                            crate::api::MAX_RECONCILE_REQUEST_LEN
+                        ),
+                        warning: true,
+                    },
+                ));
+            }
+            now_invalid.insert(id);
+        }
+        *reported = now_invalid;
+        events
     }
 
     /// Drops what the engine remembers of phones no longer in the store.

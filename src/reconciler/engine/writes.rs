@@ -56,11 +56,18 @@ impl<S: PhoneStore> Engine<S> {
     /// Publishes the events of each phone whose final status the API server now holds from this
     /// tick: a write that failed is retried next tick, and its events with it, so that none is
     /// published twice.
-    pub(super) async fn publish_events(&self, frame: &Frame<'_>, groups: Vec<Group<'_>>) {
+    pub(super) async fn publish_events(
+        &self,
+        frame: &Frame<'_>,
+        groups: Vec<Group<'_>>,
+        extra: Vec<(usize, PhoneEvent)>,
+    ) {
         let dropped: usize = groups.iter().map(|g| g.events_dropped).sum();
         let first_dropped = groups.iter().find_map(|g| g.first_dropped);
         let mut pending: Vec<(usize, PhoneEvent)> =
             groups.into_iter().flat_map(|g| g.events).collect();
+        // NB: a few at most (one per phone until its annotation changes): outside the cap.
+        pending.extend(extra);
         if let (Some(i), true) = (first_dropped, dropped > 0) {
             let cap = self.config.max_events_per_tick;
             if let Some(m) = &self.metrics {
