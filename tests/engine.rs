@@ -381,7 +381,12 @@ async fn a_trigger_during_a_tick_causes_exactly_one_more_tick() {
     })
     .unwrap();
     let store = Arc::new(MemoryStore::new(phones));
-    let engine = Arc::new(engine(&sim, store, Duration::from_secs(60)));
+    let engine = Arc::new(
+        support::engine(&sim, store)
+            .grace(Duration::from_secs(60))
+            .config(|c| c.min_tick_spacing = Duration::from_millis(200))
+            .build(),
+    );
     let trigger = engine.trigger();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let runner = {
@@ -868,4 +873,69 @@ async fn an_overlong_reconcile_request_is_ignored_reported_once_and_never_freeze
         .collect();
     assert_eq!(reported.len(), 1, "once, not every tick: {reported:?}");
     assert!(reported[0].1.warning);
+}
+
+#[tokio::test]
+async fn a_reconcile_request_in_a_loop_costs_one_chunk_per_spacing_and_never_the_fleet() {
+    let _deadline = support::deadline(
+        "a_reconcile_request_in_a_loop_costs_one_chunk_per_spacing_and_never_the_fleet",
+    );
+    let (phones, _) = fleet(1000);
+    let instances = (0..1000)
+        .map(|i| (format!("kp{i:05}"), code::IDLE))
+        .collect();
+    let sim = simulator(instances, Duration::from_secs(30)).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let spacing = Duration::from_secs(1);
+    let engine = Arc::new(
+        support::engine(&sim, store)
+            .config(|c| c.min_tick_spacing = spacing)
+            .build(),
+    );
+    let trigger = engine.trigger();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            engine
+                .run(Duration::from_secs(3600), Duration::from_secs(1), async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        })
+    };
+    // The first whole tick: 1,000 ids, 10 calls.
+    let status_calls = || sim.counters().calls("batch-query-status");
+    for _ in 0..200 {
+        if status_calls() >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status_calls(), 10);
+    // One phone annotated every 0.2 s for 4 s, as the watch reports it.
+    let looped = Duration::from_secs(4);
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < looped {
+        trigger.request("uid-p00007");
+        trigger.wake();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(spacing + Duration::from_millis(500)).await;
+    let early = status_calls() - 10;
+    // At most one early tick per spacing (and one after the loop), each one call for its phone.
+    let bound = (looped.as_millis() / spacing.as_millis()) as u64 + 2;
+    assert!(
+        (1..=bound).contains(&early),
+        "{early} status calls for 20 requests of one phone (at most {bound})"
+    );
+    assert_eq!(
+        sim.counters().endpoints["batch-query-status"].ids,
+        1000 + early
+    );
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -318,8 +318,12 @@ pub(super) fn backed_up(
     let waiting_for_vendor = || requested(requested_at, config);
     let request = || (requested(Some(now), config), true);
     let phase = Phase::from_code(code);
-    // A permanent refusal holds until the spec changes: asking again cannot help.
-    if !retry_refused
+    // A permanent refusal holds until the spec changes: asking again cannot help. A reconcile
+    // request lifts it, at most once per backoff step after the refused call: a request repeated
+    // in a loop is no storm of refused calls.
+    let may_lift = retry_refused
+        && wait_until(config.backoff(attempts.max(1))).is_none_or(|until| now >= until);
+    if !may_lift
         && matches!(
             phase,
             Phase::DataLoaded | Phase::Streaming | Phase::BackupFailed

@@ -1106,13 +1106,24 @@ fn a_reconcile_request_is_echoed_only_after_an_observation_and_lifts_a_refusal()
         Some("2026-11-25T10:00:00Z")
     );
     assert!(
-        observed.backup,
-        "the request lifts the BackupRefused hold: asked again"
+        !observed.backup,
+        "within the backoff step after the refused call a request lifts nothing: no storm of refused calls"
+    );
+    assert_eq!(ready(&observed.status).1, BACKUP_REFUSED);
+    let later = asked
+        .clone()
+        .with_status(observed.status.clone())
+        .reconcile_requested("2026-11-25T10:01:00Z")
+        .plan(Some(Observation::Status(2)), at(40));
+    assert!(
+        later.backup,
+        "a request after the backoff step lifts the BackupRefused hold: asked again"
     );
     let again = asked
         .clone()
-        .with_status(observed.status)
-        .plan(Some(Observation::Status(2)), at(10));
+        .with_status(later.status)
+        .reconcile_requested("2026-11-25T10:01:00Z")
+        .plan(Some(Observation::Status(2)), at(45));
     assert!(!again.backup, "once per request: the call is in flight");
     let missing = Phone::new("m", "kp9")
         .reconcile_requested("1")

@@ -168,9 +168,9 @@ impl PhoneStore for KubeStore {
 }
 
 impl Watches {
-    /// Runs every watch, feeding the store, until the process ends. A create or a change of
-    /// `metadata.generation` fires `trigger` after the debounce; status-only updates and re-lists
-    /// do not.
+    /// Runs every watch, feeding the store, until the process ends. A create, a change of
+    /// `metadata.generation` or a new reconcile request asks `trigger` for an early tick of that
+    /// phone after the debounce; status-only updates and re-lists do not.
     ///
     /// NB: kept by hand rather than with kube-runtime's `predicates::generation`: that filter
     /// sees the objects of a list as new, so every start and every relist would fire an early tick
@@ -198,6 +198,7 @@ impl Watches {
             });
         let events = {
             let dirty = dirty.clone();
+            let trigger = trigger.clone();
             async move {
                 // NB: one map a watch, rebuilt by each of its lists: an object deleted while a
                 // watch was down leaves no entry behind.
@@ -216,8 +217,11 @@ impl Watches {
                         }
                         Ok(watcher::Event::Apply(phone)) => {
                             let wanted = Wanted::of(&phone);
-                            if generations[w].insert(uid(&phone), wanted.clone()) != Some(wanted) {
-                                debug!(phone = %PhoneKey::of(&phone), "created, spec changed or reconcile requested: early tick");
+                            let uid = uid(&phone);
+                            if generations[w].get(&uid) != Some(&wanted) {
+                                debug!(phone = %PhoneKey::of(&phone), "created, spec changed or reconcile requested: early tick of this phone");
+                                trigger.request(&uid);
+                                generations[w].insert(uid, wanted);
                                 dirty.notify_one();
                             }
                         }
@@ -235,7 +239,7 @@ impl Watches {
             loop {
                 dirty.notified().await;
                 tokio::time::sleep(debounce).await;
-                trigger.fire();
+                trigger.wake();
             }
         };
         tokio::join!(events, debouncer);

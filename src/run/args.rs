@@ -183,6 +183,11 @@ pub struct RunArgs {
     /// Vendor calls of one kind in flight at once.
     #[arg(long, env = "CLOUDPHONE_VENDOR_CONCURRENCY", default_value = "8")]
     pub vendor_concurrency: usize,
+    /// The least time between a tick's start and an early tick (caused by a create, a spec change
+    /// or a reconcile request); at most --tick-interval. Default: 10s, or --tick-interval when
+    /// shorter.
+    #[arg(long, env = "CLOUDPHONE_MIN_TICK_SPACING", value_parser = parse_duration)]
+    pub min_tick_spacing: Option<Duration>,
     /// Quiet time after a create or spec change before the early tick.
     #[arg(long, env = "CLOUDPHONE_DEBOUNCE", default_value = "1s", value_parser = parse_duration)]
     pub debounce: Duration,

@@ -74,6 +74,13 @@ pub enum RunError {
     #[error("--tick-deadline must be longer than zero")]
     ZeroDeadline,
     #[error(
+        "--min-tick-spacing {spacing:?} is longer than --tick-interval {interval:?}: early ticks would come later than the interval's own"
+    )]
+    SpacingOverInterval {
+        spacing: Duration,
+        interval: Duration,
+    },
+    #[error(
         "--backup-grace-period {0:?} is too short: it must be at least {MIN_GRACE_PERIOD:?} (a backup call may leave up to {INTENT_MAX_AGE:?} after its intent, and the vendor needs time to show it)"
     )]
     GracePeriodTooShort(Duration),
@@ -91,10 +98,28 @@ fn validate(args: &RunArgs) -> Result<(), RunError> {
     if args.tick_deadline.is_some_and(|d| d.is_zero()) {
         return Err(RunError::ZeroDeadline);
     }
+    if let Some(spacing) = args.min_tick_spacing
+        && spacing > args.tick_interval
+    {
+        return Err(RunError::SpacingOverInterval {
+            spacing,
+            interval: args.tick_interval,
+        });
+    }
     if args.backup_grace_period < MIN_GRACE_PERIOD {
         return Err(RunError::GracePeriodTooShort(args.backup_grace_period));
     }
     Ok(())
+}
+
+/// The default least time between a tick and an early tick: a reconcile request in a loop costs
+/// at most one early tick (of its own phones) per 10 s.
+const DEFAULT_MIN_TICK_SPACING: Duration = Duration::from_secs(10);
+
+/// `--min-tick-spacing`, else the default or the tick interval when that is shorter.
+fn min_tick_spacing(args: &RunArgs) -> Duration {
+    args.min_tick_spacing
+        .unwrap_or(DEFAULT_MIN_TICK_SPACING.min(args.tick_interval))
 }
 
 /// The namespaces the operator's own credentials serve; `None`: every watched namespace.
@@ -231,6 +256,7 @@ pub async fn run_with_client(
         vendor_timeout: _,
         vendor_concurrency: _,
         debounce: _,
+        min_tick_spacing: _,
         shutdown_timeout: _,
         synced_after: _,
         tick_deadline: _,
@@ -357,6 +383,7 @@ pub async fn run_with_client(
             synced_after: args.synced_after,
             max_events_per_tick: args.max_events_per_tick,
             tick_deadline: args.tick_deadline.unwrap_or(args.tick_interval * 3),
+            min_tick_spacing: min_tick_spacing(&args),
             ..EngineConfig::default()
         },
     )
@@ -523,6 +550,38 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("--own-account-namespace-selector"), "{err}");
+    }
+
+    #[test]
+    fn an_early_tick_spacing_over_the_interval_is_refused() {
+        assert_eq!(min_tick_spacing(&args(&[])), Duration::from_secs(10));
+        let short = args(&["--tick-interval", "5s"]);
+        assert!(
+            validate(&short).is_ok(),
+            "the default follows a short interval"
+        );
+        assert_eq!(min_tick_spacing(&short), Duration::from_secs(5));
+        let err = validate(&args(&[
+            "--tick-interval",
+            "5s",
+            "--min-tick-spacing",
+            "6s",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--min-tick-spacing") && err.contains("--tick-interval"),
+            "{err}"
+        );
+        assert!(
+            validate(&args(&[
+                "--tick-interval",
+                "5s",
+                "--min-tick-spacing",
+                "2s"
+            ]))
+            .is_ok()
+        );
     }
 
     #[test]

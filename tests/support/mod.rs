@@ -417,6 +417,14 @@ impl EngineBuilder {
         self.auth = auth;
         self
     }
+    /// Any other change of the engine's configuration.
+    pub fn config(
+        mut self,
+        change: impl FnOnce(&mut cloudphone_operator::reconciler::EngineConfig),
+    ) -> Self {
+        change(&mut self.config);
+        self
+    }
     pub fn breaker(mut self, breaker: cloudphone_operator::reconciler::BreakerConfig) -> Self {
         self.config.breaker = breaker;
         self

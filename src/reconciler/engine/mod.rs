@@ -48,6 +48,8 @@ pub struct EngineConfig {
     /// A tick still running after this long is cut: what it finished stays, the rest goes first
     /// next tick.
     pub tick_deadline: Duration,
+    /// The least time between the start of a tick and an early tick after it.
+    pub min_tick_spacing: Duration,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +67,8 @@ impl Default for EngineConfig {
             max_events_per_tick: 100,
             // Three default intervals: a slow vendor may stretch a tick, never stall the loop.
             tick_deadline: Duration::from_secs(90),
+            // A reconcile request in a loop costs one early tick (of its own phones) per 10 s.
+            min_tick_spacing: Duration::from_secs(10),
         }
     }
 }
@@ -115,20 +119,77 @@ pub struct AccountTick {
 }
 
 /// A handle that asks the engine for an early tick. A request during a tick causes exactly one
-/// more tick; several requests before a tick starts cause one.
+/// more tick; several requests before a tick starts cause one. An early tick caused by the phones
+/// named with [`Trigger::request`] plans and queries only those phones; a bare [`Trigger::fire`]
+/// asks for a whole tick.
 #[derive(Clone, Default)]
-pub struct Trigger(Arc<Notify>);
+pub struct Trigger(Arc<TriggerState>);
+
+#[derive(Default)]
+struct TriggerState {
+    notify: Notify,
+    pending: Mutex<Requested>,
+}
+
+/// What the early ticks asked for since the last tick started.
+#[derive(Debug, Default)]
+struct Requested {
+    /// A whole tick.
+    whole: bool,
+    /// The phones (by [`ObjectId`]) whose change asked for the tick.
+    phones: foldhash::HashSet<ObjectId>,
+}
 
 impl Trigger {
+    /// Asks for a whole early tick.
     pub fn fire(&self) {
-        self.0.notify_one();
+        self.pending().whole = true;
+        self.0.notify.notify_one();
+    }
+
+    /// Names a phone (its uid) whose change asks for an early tick; the tick is asked for by the
+    /// next [`Trigger::wake`].
+    pub fn request(&self, uid: &str) {
+        self.pending().phones.insert(uid.to_owned());
+    }
+
+    /// Asks for an early tick of the phones named since the last tick (a whole one if none was).
+    pub fn wake(&self) {
+        let mut pending = self.pending();
+        if pending.phones.is_empty() {
+            pending.whole = true;
+        }
+        drop(pending);
+        self.0.notify.notify_one();
     }
 
     /// Resolves at the next fire (or at once for a fire not yet consumed). The engine consumes
     /// fires itself: use this only on a trigger that no engine runs on.
     pub async fn fired(&self) {
-        self.0.notified().await;
+        self.0.notify.notified().await;
     }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Requested> {
+        self.0.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What was asked since the last call: a whole tick, some phones, or nothing (what a wake
+    /// asked for was served by a tick since).
+    fn take(&self) -> Asked {
+        let taken = std::mem::take(&mut *self.pending());
+        match (taken.whole, taken.phones.is_empty()) {
+            (true, _) => Asked::Whole,
+            (false, false) => Asked::Phones(taken.phones),
+            (false, true) => Asked::Nothing,
+        }
+    }
+}
+
+/// What the early ticks asked for.
+enum Asked {
+    Whole,
+    Phones(foldhash::HashSet<ObjectId>),
+    Nothing,
 }
 
 /// The tick engine over a [`PhoneStore`] and the vendor client.
@@ -322,8 +383,12 @@ impl<S: PhoneStore> Engine<S> {
             // another leader wrote since.
             self.start_term();
             ticker.reset_immediately();
+            // NB: early ticks keep their spacing, and never postpone the interval's whole ticks:
+            // a request repeated in a loop costs at most one early tick per spacing.
+            let mut early_pending = false;
+            let mut next_early = tokio::time::Instant::now();
             loop {
-                tokio::select! {
+                let early = tokio::select! {
                     biased;
                     _ = shutdown.clone() => break 'outer,
                     changed = leader.changed() => {
@@ -332,10 +397,22 @@ impl<S: PhoneStore> Engine<S> {
                         }
                         continue;
                     }
-                    _ = self.trigger.0.notified() => ticker.reset(),
-                    _ = ticker.tick() => {}
-                }
-                let tick = self.tick();
+                    _ = ticker.tick() => false,
+                    _ = self.trigger.0.notify.notified(), if !early_pending => {
+                        early_pending = true;
+                        continue;
+                    }
+                    _ = tokio::time::sleep_until(next_early), if early_pending => true,
+                };
+                early_pending = false;
+                // NB: a whole tick serves every phone a request named, too.
+                let only = match (early, self.trigger.take()) {
+                    (false, _) | (true, Asked::Whole) => None,
+                    (true, Asked::Phones(phones)) => Some(phones),
+                    (true, Asked::Nothing) => continue,
+                };
+                next_early = tokio::time::Instant::now() + self.config.min_tick_spacing;
+                let tick = self.tick_of(only);
                 tokio::pin!(tick);
                 tokio::select! {
                     _ = &mut tick => {}
@@ -372,14 +449,22 @@ impl<S: PhoneStore> Engine<S> {
     /// by its deadline keeps what it finished. The chunk order rotates from tick to tick, so that
     /// a deadline never starves the same phones.
     pub async fn tick(&self) -> TickReport {
+        self.tick_of(None).await
+    }
+
+    /// A tick of the phones whose uids are in `only` (an early tick asked for by their changes),
+    /// or of every phone. A partial tick queries only its phones' ids, in their own accounts;
+    /// ownership is still decided over every phone.
+    async fn tick_of(&self, only: Option<foldhash::HashSet<ObjectId>>) -> TickReport {
         // One span a tick: every line of it, the vendor calls' included, carries its number.
         let n = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
-        self.tick_inner()
-            .instrument(tracing::info_span!("tick", n))
+        let partial = only.as_ref().map_or(0, |o| o.len());
+        self.tick_inner(only.as_ref())
+            .instrument(tracing::info_span!("tick", n, partial))
             .await
     }
 
-    async fn tick_inner(&self) -> TickReport {
+    async fn tick_inner(&self, only: Option<&foldhash::HashSet<ObjectId>>) -> TickReport {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.config.tick_deadline;
         let term = self.check_term();
@@ -480,6 +565,10 @@ impl<S: PhoneStore> Engine<S> {
             each: dispositions,
             mut queried,
         } = plan::dispositions(&views);
+        let asked = |i: usize| only.is_none_or(|o| o.contains(object_id(&snapshot[i]).as_ref()));
+        if only.is_some() {
+            queried.retain(|&i| asked(i));
+        }
         // Every in-flight intent of the snapshot, whichever object holds it: for ownership moves.
         self.intents
             .lock()
@@ -490,13 +579,16 @@ impl<S: PhoneStore> Engine<S> {
             let start = offset % queried.len();
             queried.rotate_left(start);
         }
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .forget_except(queried.iter().filter_map(|&i| {
-                let scope = views[i].account.as_ref().ok()?;
-                Some((*scope, views[i].spec.instance_id.as_str()))
-            }));
+        // NB: a partial tick forgets nothing of the phones it does not query.
+        if only.is_none() {
+            self.failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .forget_except(queried.iter().filter_map(|&i| {
+                    let scope = views[i].account.as_ref().ok()?;
+                    Some((*scope, views[i].spec.instance_id.as_str()))
+                }));
+        }
         let query_phones = queried.len();
         let chunks = account_chunks(&queried, &bindings, accounts.entries.len());
         let chunk_count = chunks.len();
@@ -506,7 +598,7 @@ impl<S: PhoneStore> Engine<S> {
         let mut groups = Vec::with_capacity(chunk_count + 1);
         let mut finished = 0;
         let quiet: Vec<usize> = (0..views.len())
-            .filter(|&i| dispositions[i] != Disposition::Query && !frame.held[i])
+            .filter(|&i| dispositions[i] != Disposition::Query && !frame.held[i] && asked(i))
             .collect();
         let work = async {
             if !quiet.is_empty() {
@@ -554,7 +646,11 @@ impl<S: PhoneStore> Engine<S> {
         }
         // The next tick starts where a cut one stopped, and one chunk further after a full one, so
         // that no chunk is always last.
-        let advance = if cut { finished.max(1) } else { 1 };
+        let advance = match (cut, only) {
+            (_, Some(_)) => 0,
+            (true, None) => finished.max(1),
+            (false, None) => 1,
+        };
         self.rotation.store(
             offset.wrapping_add(advance * MAX_IDS_PER_CALL),
             Ordering::Relaxed,
