@@ -71,7 +71,11 @@ pub struct Metrics {
     pub events_dropped: Counter,
     pub heap_bytes: Gauge,
     pub heap_peak_bytes: Gauge,
+    /// What `credentials_usable` follows between ticks; see [`Metrics::follow_credentials`].
+    credentials_probe: std::sync::Mutex<Option<CredentialsProbe>>,
 }
+
+type CredentialsProbe = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -141,7 +145,7 @@ impl Metrics {
         );
         registry.register(
             "vendor_breaker_open",
-            "1 while a configuration or credential error has paused the vendor calls of an account (one probe call at a time), else 0",
+            "1 while a configuration or credential error has paused the vendor calls of an account (one probe call at a time), else 0; exported by the leader only, for the accounts that exist",
             breaker_open.clone(),
         );
         registry.register(
@@ -186,7 +190,7 @@ impl Metrics {
         );
         registry.register(
             "credentials_usable",
-            "1 when the vendor credentials can authenticate calls, 0 when they are missing or refused (no vendor call is made)",
+            "1 when this replica's vendor credentials (the operator's own, not a CloudPhoneAccount's) are loaded and well-formed, 0 when they are missing or malformed (no vendor call is made); set on every replica, leader or standby; a refusal by the vendor shows in vendor_breaker_open{account=\"default\"}",
             credentials_usable.clone(),
         );
         Metrics {
@@ -208,11 +212,19 @@ impl Metrics {
             events_dropped,
             heap_bytes,
             heap_peak_bytes,
+            credentials_probe: std::sync::Mutex::new(None),
         }
     }
 
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
+        if let Some(usable) = &*self
+            .credentials_probe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            self.credentials_usable.set(i64::from(usable()));
+        }
         let (live, peak) = crate::heap::bytes();
         self.heap_bytes.set(live as i64);
         self.heap_peak_bytes.set(peak as i64);
@@ -232,12 +244,25 @@ impl Metrics {
         self.longest_not_ready.set(fleet.longest_not_ready);
     }
 
-    /// Drops the fleet gauges: a standby replica exports none, so that queries and alerts need no
-    /// de-duplication across replicas.
+    /// Drops the fleet and account gauges: a standby replica exports no phone and no breaker
+    /// series, so that queries and alerts need no de-duplication across replicas, and a replica
+    /// that lost the Lease does not keep showing the breakers of its last term.
     pub fn clear_fleet(&self) {
         self.phones.clear();
         self.oldest_unbacked.set(0.0);
         self.longest_not_ready.set(0.0);
+        self.breaker_open.clear();
+    }
+
+    /// Sets `credentials_usable` from `usable` at every encoding, on every replica: the
+    /// credentials are loaded on each (the watched Secret), whether it leads or not, so a
+    /// standby's gauge says what it would call with if it took over, rather than a 0 it never
+    /// checked.
+    pub fn follow_credentials(&self, usable: impl Fn() -> bool + Send + Sync + 'static) {
+        *self
+            .credentials_probe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Box::new(usable));
     }
 }
 

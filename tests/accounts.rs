@@ -430,3 +430,54 @@ async fn an_accounts_client_rebuilt_with_new_credentials_is_not_held_by_the_old_
     );
     assert!(report.accounts[0].problem.is_none(), "{report:?}");
 }
+
+#[tokio::test]
+async fn a_deleted_accounts_breaker_series_disappears() {
+    let _deadline = deadline("a_deleted_accounts_breaker_series_disappears");
+    let sim = two_tenants().await;
+    let store = Arc::new(MemoryStore::new(team_phones()));
+    let metrics = Arc::new(cloudphone_operator::metrics::Metrics::new());
+    let (accounts_tx, accounts) = feed(vec![
+        account(
+            "a",
+            "tenant-a",
+            &sim,
+            Arc::new(Auth::token(Token::new("token-a"))),
+            &["team-a"],
+        ),
+        team('b', &sim),
+    ]);
+    let engine = engine(&sim, store.clone())
+        .accounts(accounts)
+        .build()
+        .with_metrics(metrics.clone());
+    sim.revoke_token("token-a");
+    engine.tick().await;
+    engine.tick().await;
+    let text = metrics.encode();
+    assert!(
+        text.contains("cloudphone_vendor_breaker_open{account=\"a\"} 1"),
+        "account a's breaker is open:\n{text}"
+    );
+    assert!(
+        text.contains("cloudphone_vendor_breaker_open{account=\"b\"} 0"),
+        "{text}"
+    );
+
+    // Account a is deleted: its series goes with it, the others stay.
+    accounts_tx.send_replace(Some(Arc::new(AccountSet {
+        accounts: [("b".to_owned(), team('b', &sim))].into_iter().collect(),
+        ..AccountSet::default()
+    })));
+    engine.tick().await;
+    let text = metrics.encode();
+    assert!(
+        !text.contains("cloudphone_vendor_breaker_open{account=\"a\"}"),
+        "a deleted account exports no breaker series:\n{text}"
+    );
+    assert!(
+        text.contains("cloudphone_vendor_breaker_open{account=\"b\"} 0")
+            && text.contains("cloudphone_vendor_breaker_open{account=\"default\"} 0"),
+        "{text}"
+    );
+}

@@ -274,6 +274,10 @@ pub async fn run_with_client(
         .map_or_else(|| args.vendor_url.clone(), Simulator::url);
 
     let metrics = Arc::new(Metrics::new());
+    {
+        let auth = auth.clone();
+        metrics.follow_credentials(move || auth.status().is_ok());
+    }
     let client_config = ClientConfig {
         base_url: vendor_url.clone(),
         request_timeout: args.vendor_timeout,
