@@ -753,6 +753,35 @@ fn spawn_run(
     )
 }
 
+/// The flags of `run` on a mocked cluster: `flags`, and unless they say otherwise no leader
+/// election and metrics on a free port.
+fn run_args(flags: &[&str]) -> cloudphone_operator::run::RunArgs {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: cloudphone_operator::run::RunArgs,
+    }
+    let mut argv = vec!["run"];
+    for default in ["--leader-election=false", "--metrics-addr=127.0.0.1:0"] {
+        let flag = default.split('=').next().unwrap();
+        if !flags.iter().any(|f| f.starts_with(flag)) {
+            argv.push(default);
+        }
+    }
+    argv.extend_from_slice(flags);
+    Cli::try_parse_from(argv).unwrap().run
+}
+
+/// A port free now on 127.0.0.1, for a listener the test must reach.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// `run` on a mocked cluster with these flags, no leader election and its metrics on a free port.
 fn spawn_run_with(
     client: kube::Client,
@@ -761,19 +790,7 @@ fn spawn_run_with(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), cloudphone_operator::run::RunError>>,
 ) {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        run: cloudphone_operator::run::RunArgs,
-    }
-    let mut argv = vec![
-        "run",
-        "--leader-election=false",
-        "--metrics-addr=127.0.0.1:0",
-    ];
-    argv.extend_from_slice(flags);
-    let args = Cli::try_parse_from(argv).unwrap().run;
+    let args = run_args(flags);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(cloudphone_operator::run::run_with_client(
         args,
@@ -1135,4 +1152,59 @@ async fn run_calls_each_phone_under_its_account_writes_account_statuses_and_foll
     );
     assert_eq!(sim.counters().unauthorized, refused, "and none is refused");
     stop_run(stop, running).await;
+}
+
+#[tokio::test]
+async fn a_supervised_task_that_ends_stops_run_with_an_error_naming_it() {
+    let _deadline =
+        support::deadline("a_supervised_task_that_ends_stops_run_with_an_error_naming_it");
+    let (client, log) = cluster(vec![phone_json("p1", "kp1")]);
+    let port = free_port();
+    let metrics_addr = format!("--metrics-addr=127.0.0.1:{port}");
+    let args = run_args(&["--simulate", "--tick-interval=100ms", &metrics_addr]);
+    let mut tasks = cloudphone_operator::run::tasks::Tasks::new();
+    let (end, ended) = tokio::sync::oneshot::channel::<()>();
+    tasks.spawn("test watch", async {
+        let _ = ended.await;
+    });
+    let running = tokio::spawn(cloudphone_operator::run::run_supervising(
+        args,
+        client,
+        std::future::pending(),
+        tasks,
+    ));
+    // The operator runs: it ticks and serves.
+    let mut ticked = false;
+    for _ in 0..200 {
+        ticked = !requests(&log, "PATCH", "/status").is_empty();
+        if ticked {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ticked, "run never ticked");
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    assert!(reqwest::get(&metrics_url).await.is_ok());
+
+    // One of its tasks ends, as a watch whose stream ended would: run stops and says which.
+    end.send(()).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("run stops once a supervised task ends")
+        .unwrap();
+    let err = result.expect_err("a task that ended is an error: the process exits non-zero");
+    assert!(
+        matches!(err, cloudphone_operator::run::RunError::TaskEnded(_)),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("the test watch task ended") && message.contains("restarts"),
+        "{message}"
+    );
+    // It stopped everything on its way out: the listener is closed.
+    assert!(
+        reqwest::get(&metrics_url).await.is_err(),
+        "the HTTP listener still answers after run returned"
+    );
 }

@@ -37,12 +37,17 @@ impl Readiness for OperatorReadiness {
 }
 
 /// A watch that is true while `leader` is true and `crd` is compatible: when the engine may tick.
+/// The gate's task is returned for the caller to run (supervised); it ends when either input's
+/// sender is gone.
 pub(super) fn tick_gate(
     mut leader: watch::Receiver<bool>,
     mut crd: watch::Receiver<Verdict>,
-) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+) -> (
+    watch::Receiver<bool>,
+    impl Future<Output = ()> + Send + 'static,
+) {
     let (gate, receiver) = watch::channel(false);
-    let task = tokio::spawn(async move {
+    let task = async move {
         loop {
             let open = *leader.borrow_and_update() && crd.borrow_and_update().is_ok();
             gate.send_if_modified(|v| std::mem::replace(v, open) != open);
@@ -51,6 +56,6 @@ pub(super) fn tick_gate(
                 changed = crd.changed() => if changed.is_err() { break },
             }
         }
-    });
+    };
     (receiver, task)
 }
