@@ -62,6 +62,54 @@ fn cluster_with_crd(phones: Vec<Value>, crd: Value) -> (kube::Client, Requests) 
 struct Extra {
     lists: Vec<(&'static str, Value)>,
     streams: Vec<(&'static str, tokio::sync::mpsc::UnboundedReceiver<Value>)>,
+    /// The Lease of namespace `ops`, shared with another fake cluster's replica.
+    lease: Option<Arc<LeaseStore>>,
+}
+
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases";
+
+/// One Lease, kept as the API server would: its resourceVersion checked on update.
+#[derive(Default)]
+struct LeaseStore(std::sync::Mutex<(Option<Value>, u64)>);
+
+impl LeaseStore {
+    fn handle(&self, r: &Recorded) -> (u16, Value) {
+        let mut guard = self.0.lock().unwrap();
+        let (lease, version) = &mut *guard;
+        let named = r.path().strip_prefix(LEASES).unwrap_or_default();
+        match (r.method.as_str(), named) {
+            ("GET", "/cloudphone-operator") => match lease {
+                Some(l) => (200, l.clone()),
+                None => status_error(404, "NotFound"),
+            },
+            ("POST", "") if lease.is_none() => {
+                *version += 1;
+                let mut created = r.body.clone();
+                created["metadata"]["resourceVersion"] = json!(version.to_string());
+                *lease = Some(created.clone());
+                (201, created)
+            }
+            ("PUT", "/cloudphone-operator")
+                if lease.as_ref().map(|l| &l["metadata"]["resourceVersion"])
+                    == Some(&r.body["metadata"]["resourceVersion"]) =>
+            {
+                *version += 1;
+                let mut updated = r.body.clone();
+                updated["metadata"]["resourceVersion"] = json!(version.to_string());
+                *lease = Some(updated.clone());
+                (200, updated)
+            }
+            ("POST" | "PUT", _) => status_error(409, "Conflict"),
+            _ => status_error(404, "NotFound"),
+        }
+    }
+
+    fn holder(&self) -> Option<String> {
+        let guard = self.0.lock().unwrap();
+        guard.0.as_ref()?["spec"]["holderIdentity"]
+            .as_str()
+            .map(str::to_owned)
+    }
 }
 
 const ACCOUNTS: &str = "/apis/cloudphone.io/v1alpha1/cloudphoneaccounts";
@@ -90,6 +138,12 @@ fn fake_cluster(
     fake_client_streaming(move |r: &Recorded| {
         let watching = r.query().contains("watch=true");
         let path = r.path();
+        if path.starts_with(LEASES)
+            && let Some(lease) = &extra.lease
+        {
+            let (code, body) = lease.handle(r);
+            return Reply::Answer(code, body);
+        }
         if r.method == "GET"
             && watching
             && let Some(i) = extra.streams.iter().position(|(p, _)| *p == path)
@@ -1052,6 +1106,7 @@ async fn run_calls_each_phone_under_its_account_writes_account_statuses_and_foll
             ),
         ],
         streams: vec![("/api/v1/namespaces/default/secrets", rotations)],
+        lease: None,
     };
     let crd = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
     let (client, log) = fake_cluster(phones, crd, false, extra);
@@ -1207,4 +1262,184 @@ async fn a_supervised_task_that_ends_stops_run_with_an_error_naming_it() {
         reqwest::get(&metrics_url).await.is_err(),
         "the HTTP listener still answers after run returned"
     );
+}
+
+/// The samples of one replica's `/metrics`, by series (`name{labels}`).
+async fn scrape(port: u16) -> Option<Vec<(String, f64)>> {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?;
+    Some(parse_exposition(&response.text().await.ok()?))
+}
+
+/// A series' name and its labels but `pod`, as written in tests/chart/alerts.test.yaml.
+fn series_key(series: &str) -> (String, std::collections::BTreeMap<String, String>) {
+    let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+    let labels = labels
+        .trim_end_matches('}')
+        .split(',')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.trim().to_owned(), v.trim().trim_matches('"').to_owned())
+        })
+        .filter(|(k, _)| k != "pod")
+        .collect();
+    (name.to_owned(), labels)
+}
+
+#[tokio::test]
+async fn two_replicas_a_leader_and_a_standby_export_what_the_alerts_expect() {
+    let _deadline =
+        support::deadline("two_replicas_a_leader_and_a_standby_export_what_the_alerts_expect");
+    let lease = Arc::new(LeaseStore::default());
+    let crd = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
+    let replica = |identity: &'static str, port: u16| {
+        let phones = vec![phone_json("p1", "kp1"), phone_json("p2", "kp2")];
+        let extra = Extra {
+            lease: Some(lease.clone()),
+            ..Extra::default()
+        };
+        let (client, log) = fake_cluster(phones, crd.clone(), false, extra);
+        let args = run_args(&[
+            "--simulate",
+            "--tick-interval=100ms",
+            "--leader-election=true",
+            "--lease-namespace=ops",
+            &format!("--identity={identity}"),
+            &format!("--metrics-addr=127.0.0.1:{port}"),
+        ]);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(cloudphone_operator::run::run_with_client(
+            args,
+            client,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        (stop, running, log)
+    };
+    let (port_a, port_b) = (free_port(), free_port());
+    let (stop_a, running_a, log_a) = replica("op-a", port_a);
+    // op-a leads and backs both phones up before op-b starts.
+    let mut leading = false;
+    for _ in 0..400 {
+        let patches = requests(&log_a, "PATCH", "/status");
+        leading = lease.holder().as_deref() == Some("op-a")
+            && ["p1", "p2"].iter().all(|name| {
+                patches.iter().any(|r| {
+                    r.path().ends_with(&format!("/{name}/status"))
+                        && r.body["status"]["backup"]["requestId"].is_string()
+                })
+            });
+        if leading {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        leading,
+        "op-a never led and backed up: {:?}",
+        lease.holder()
+    );
+    let (stop_b, running_b, log_b) = replica("op-b", port_b);
+    let mut b = None;
+    for _ in 0..400 {
+        b = scrape(port_b).await;
+        // It has tried the Lease (and found it held).
+        if b.is_some() && !requests(&log_b, "GET", LEASES).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a = scrape(port_a).await.expect("op-a serves /metrics");
+    let b = scrape(port_b).await.or(b).expect("op-b serves /metrics");
+    assert_eq!(lease.holder().as_deref(), Some("op-a"));
+    assert!(
+        requests(&log_b, "PATCH", "/status").is_empty(),
+        "the standby wrote a status"
+    );
+    let value = |samples: &[(String, f64)], series: &str| {
+        samples.iter().find(|(s, _)| s == series).map(|(_, v)| *v)
+    };
+    assert_eq!(value(&a, "cloudphone_leader"), Some(1.0));
+    assert_eq!(value(&b, "cloudphone_leader"), Some(0.0));
+    // Both replicas' credentials are loaded: neither says otherwise, so the critical alert
+    // `min(cloudphone_credentials_usable) == 0` stays quiet on a healthy two-replica install.
+    assert_eq!(value(&a, "cloudphone_credentials_usable"), Some(1.0));
+    assert_eq!(
+        value(&b, "cloudphone_credentials_usable"),
+        Some(1.0),
+        "the standby's credentials are loaded too"
+    );
+    assert_eq!(
+        value(&a, "cloudphone_vendor_breaker_open{account=\"default\"}"),
+        Some(0.0)
+    );
+
+    // The alert rules' test feeds the series these replicas really export: the standby's (op-b)
+    // exactly, series and values; the leader's (op-a) by shape (name and label names).
+    let rule = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/cloudphone-operator/templates/prometheusrule.yaml"
+    ))
+    .unwrap();
+    let alerted: std::collections::BTreeSet<&str> = rule
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("cloudphone_"))
+        .collect();
+    let test: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/chart/alerts.test.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let exported = |samples: &[(String, f64)]| {
+        samples
+            .iter()
+            .map(|(series, v)| (series_key(series), *v))
+            .filter(|((name, _), _)| alerted.contains(name.as_str()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (a, b) = (exported(&a), exported(&b));
+    for (g, group) in test["tests"].as_sequence().unwrap().iter().enumerate() {
+        let mut fed_b = std::collections::BTreeMap::new();
+        let mut shapes_a = std::collections::BTreeSet::new();
+        for input in group["input_series"].as_sequence().unwrap() {
+            let series = input["series"].as_str().unwrap();
+            let key = series_key(series);
+            let first: f64 = input["values"]
+                .as_str()
+                .unwrap()
+                .split(['x', '+', ' '])
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            if series.contains("pod=\"op-b\"") {
+                fed_b.insert(key, first);
+            } else if series.contains("pod=\"op-a\"") {
+                shapes_a.insert((key.0, key.1.into_keys().collect::<Vec<_>>()));
+            }
+        }
+        assert_eq!(
+            fed_b, b,
+            "test group {g}: the standby op-b's series as the test feeds them (left) and as a standby exports them (right)"
+        );
+        let leader_shapes: std::collections::BTreeSet<_> = a
+            .keys()
+            .map(|(name, labels)| (name.clone(), labels.keys().cloned().collect::<Vec<_>>()))
+            .collect();
+        for shape in &shapes_a {
+            assert!(
+                leader_shapes.contains(shape),
+                "test group {g}: the leader exports no series shaped {shape:?}: {leader_shapes:?}"
+            );
+        }
+    }
+    stop_run(stop_b, running_b).await;
+    stop_run(stop_a, running_a).await;
 }
