@@ -1443,3 +1443,83 @@ async fn two_replicas_a_leader_and_a_standby_export_what_the_alerts_expect() {
     stop_run(stop_b, running_b).await;
     stop_run(stop_a, running_a).await;
 }
+
+/// `/readyz` of the replica serving on `port`: its status and body, once it answers.
+async fn readyz(port: u16) -> Option<(u16, String)> {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+#[tokio::test]
+async fn readyz_names_an_account_feed_that_never_synced_and_stays_ready() {
+    let _deadline =
+        support::deadline("readyz_names_an_account_feed_that_never_synced_and_stays_ready");
+    // The CloudPhoneAccount CRD is missing (as after a `helm upgrade` that skipped crds/): the
+    // API server answers 404 to its list.
+    let (client, _log) = cluster(vec![phone_json("p1", "kp1")]);
+    let port = free_port();
+    let metrics_addr = format!("--metrics-addr=127.0.0.1:{port}");
+    let (stop, running) = spawn_run_with(
+        client,
+        &["--simulate", "--tick-interval=100ms", &metrics_addr],
+    );
+    let mut seen = None;
+    for _ in 0..400 {
+        seen = readyz(port).await;
+        if seen
+            .as_ref()
+            .is_some_and(|(s, body)| *s == 200 && body.contains("cloudphoneaccounts: "))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (status, body) = seen.expect("/readyz answers");
+    assert_eq!(status, 200, "the feed is a note, not readiness: {body}");
+    assert!(
+        body.starts_with("ok\n")
+            && body.contains("note: the CloudPhoneAccount feed has not synced")
+            && body.contains("spec.accountRef wait")
+            && body.contains("failing: cloudphoneaccounts: failed to perform initial object list")
+            && body.contains("404"),
+        "{body}"
+    );
+    stop_run(stop, running).await;
+
+    // The accounts, namespaces and Secrets list: the note goes.
+    let extra = Extra {
+        lists: vec![
+            (ACCOUNTS, list("CloudPhoneAccountList", vec![])),
+            ("/api/v1/namespaces", list("NamespaceList", vec![])),
+            (
+                "/api/v1/namespaces/default/secrets",
+                list("SecretList", vec![]),
+            ),
+        ],
+        ..Extra::default()
+    };
+    let crd = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
+    let (client, _log) = fake_cluster(vec![phone_json("p1", "kp1")], crd, false, extra);
+    let port = free_port();
+    let metrics_addr = format!("--metrics-addr=127.0.0.1:{port}");
+    let (stop, running) = spawn_run_with(
+        client,
+        &["--simulate", "--tick-interval=100ms", &metrics_addr],
+    );
+    let mut seen = None;
+    for _ in 0..400 {
+        seen = readyz(port).await;
+        if seen
+            .as_ref()
+            .is_some_and(|(s, body)| *s == 200 && body == "ok\n")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(seen, Some((200, "ok\n".to_owned())));
+    stop_run(stop, running).await;
+}

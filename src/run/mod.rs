@@ -301,6 +301,7 @@ pub async fn run_supervising(
     // The CloudPhoneAccounts: their watches feed the engine; their statuses follow its ticks.
     let (account_store, account_writer) = kube::runtime::reflector::store();
     let (account_feed, accounts_feed) = watch::channel(None);
+    let (accounts_error_tx, accounts_error) = watch::channel(None);
     tasks.spawn(
         "CloudPhoneAccount watch",
         accounts::watch(
@@ -317,6 +318,7 @@ pub async fn run_supervising(
             account_store.clone(),
             account_writer,
             account_feed,
+            accounts_error_tx,
         ),
     );
 
@@ -367,7 +369,7 @@ pub async fn run_supervising(
         },
     )
     .with_metrics(metrics.clone())
-    .with_accounts(accounts_feed);
+    .with_accounts(accounts_feed.clone());
     tasks.spawn(
         "CloudPhoneAccount status writer",
         accounts::write_statuses(
@@ -418,6 +420,8 @@ pub async fn run_supervising(
     let readiness = Arc::new(OperatorReadiness {
         store: store.clone(),
         crd,
+        accounts: accounts_feed,
+        accounts_error,
     });
     let app = http::router(metrics.clone(), readiness);
     let stopping = tasks.token();

@@ -3,7 +3,7 @@
 
 use super::schema_check::{CrdProblem, Verdict};
 use crate::http::{self, Readiness};
-use crate::reconciler::KubeStore;
+use crate::reconciler::{AccountsFeed, KubeStore};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -13,6 +13,11 @@ use tokio::sync::watch;
 pub(super) struct OperatorReadiness {
     pub(super) store: Arc<KubeStore>,
     pub(super) crd: watch::Receiver<Verdict>,
+    /// The CloudPhoneAccounts (`None` until their watches synced), and the last error of each of
+    /// those watches that fails: a note, never unreadiness (the CRD may be missing after a
+    /// `helm upgrade`).
+    pub(super) accounts: AccountsFeed,
+    pub(super) accounts_error: watch::Receiver<Option<String>>,
 }
 
 /// Why the operator is not ready.
@@ -33,6 +38,21 @@ impl Readiness for OperatorReadiness {
             .borrow()
             .clone()
             .map_err(|problem| Unready::Crd(problem).into())
+    }
+
+    fn notes(&self) -> Vec<String> {
+        if self.accounts.borrow().is_some() {
+            return Vec::new();
+        }
+        let why = match &*self.accounts_error.borrow() {
+            Some(e) => format!("failing: {e}"),
+            None => "listing".to_owned(),
+        };
+        vec![format!(
+            "the CloudPhoneAccount feed has not synced ({why}): phones with spec.accountRef wait, untouched; \
+             check that the CloudPhoneAccount CRD is installed and that the operator may list and watch \
+             cloudphoneaccounts and namespaces cluster-wide and secrets in its own namespace"
+        )]
     }
 }
 
