@@ -1342,6 +1342,20 @@ async fn two_replicas_a_leader_and_a_standby_export_what_the_alerts_expect() {
         "op-a never led and backed up: {:?}",
         lease.holder()
     );
+    // NB: the intent is written before the call: wait for the call's outcome to be counted too.
+    let mut counted = false;
+    for _ in 0..400 {
+        counted = scrape(port_a).await.is_some_and(|samples| {
+            samples
+                .iter()
+                .any(|(s, _)| s == "cloudphone_backups_total{outcome=\"accepted\"}")
+        });
+        if counted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(counted, "op-a never counted its backups");
     let (stop_b, running_b, log_b) = replica("op-b", port_b);
     let mut b = None;
     for _ in 0..400 {
