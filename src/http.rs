@@ -1,5 +1,5 @@
 //! The operator's one HTTP listener: `/metrics` (Prometheus text), `/healthz` (the process
-//! answers), `/readyz` (the watch cache is synced and, on the leader, a tick succeeded recently).
+//! answers), `/readyz` (ready or not, and why; with notes that do not change readiness).
 
 use crate::metrics::Metrics;
 use axum::Router;
@@ -15,6 +15,12 @@ pub type NotReady = Box<dyn std::error::Error + Send + Sync>;
 /// Whether the operator is ready to serve; `Err` says why not.
 pub trait Readiness: Send + Sync + 'static {
     fn check(&self) -> Result<(), NotReady>;
+
+    /// What `/readyz` says besides, one line each, without changing readiness: something a
+    /// person should know (a feed that never synced) that must not block a rollout.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 #[derive(Clone)]
@@ -44,12 +50,15 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.readiness.check() {
-        Ok(()) => (StatusCode::OK, "ok\n".to_owned()).into_response(),
+    let (status, mut body) = match state.readiness.check() {
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {why}\n"),
-        )
-            .into_response(),
+        ),
+    };
+    for note in state.readiness.notes() {
+        body.push_str(&format!("note: {note}\n"));
     }
+    (status, body).into_response()
 }

@@ -71,7 +71,13 @@ pub struct Metrics {
     pub events_dropped: Counter,
     pub heap_bytes: Gauge,
     pub heap_peak_bytes: Gauge,
+    /// What `credentials_usable` follows between ticks; see [`Metrics::follow_credentials`].
+    credentials_probe: std::sync::Mutex<Option<CredentialsProbe>>,
+    /// The label sets of `phones` now shown, to remove those a new fleet lacks.
+    phone_series: std::sync::Mutex<std::collections::HashSet<PhoneLabels>>,
 }
+
+type CredentialsProbe = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -141,7 +147,7 @@ impl Metrics {
         );
         registry.register(
             "vendor_breaker_open",
-            "1 while a configuration or credential error has paused the vendor calls of an account (one probe call at a time), else 0",
+            "1 while a configuration or credential error has paused the vendor calls of an account (one probe call at a time), else 0; exported by the leader only, for the accounts that exist",
             breaker_open.clone(),
         );
         registry.register(
@@ -186,7 +192,7 @@ impl Metrics {
         );
         registry.register(
             "credentials_usable",
-            "1 when the vendor credentials can authenticate calls, 0 when they are missing or refused (no vendor call is made)",
+            "1 when this replica's vendor credentials (the operator's own, not a CloudPhoneAccount's) are loaded and well-formed, 0 when they are missing or malformed (no vendor call is made); set on every replica, leader or standby; a refusal by the vendor shows in vendor_breaker_open{account=\"default\"}",
             credentials_usable.clone(),
         );
         Metrics {
@@ -208,11 +214,20 @@ impl Metrics {
             events_dropped,
             heap_bytes,
             heap_peak_bytes,
+            credentials_probe: std::sync::Mutex::new(None),
+            phone_series: std::sync::Mutex::default(),
         }
     }
 
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
+        if let Some(usable) = &*self
+            .credentials_probe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            self.credentials_usable.set(i64::from(usable()));
+        }
         let (live, peak) = crate::heap::bytes();
         self.heap_bytes.set(live as i64);
         self.heap_peak_bytes.set(peak as i64);
@@ -223,21 +238,53 @@ impl Metrics {
     }
 
     /// Replaces the fleet gauges.
+    ///
+    /// NB: the series that stay are set in place and only those that are gone removed, never the
+    /// family cleared and refilled: a scrape in between would see no phones, and an alert pending
+    /// on them (`CloudPhonesNeedAPerson`, `for: 1h`) would start over.
     pub fn set_fleet(&self, fleet: Fleet) {
-        self.phones.clear();
+        let mut counts: std::collections::HashMap<PhoneLabels, i64> =
+            std::collections::HashMap::with_capacity(fleet.phones.len());
         for (labels, n) in fleet.phones {
-            self.phones.get_or_create(&labels).inc_by(n);
+            *counts.entry(labels).or_default() += n;
+        }
+        let mut shown = self.phone_series.lock().unwrap_or_else(|p| p.into_inner());
+        shown.retain(|labels| {
+            let stays = counts.contains_key(labels);
+            if !stays {
+                self.phones.remove(labels);
+            }
+            stays
+        });
+        for (labels, n) in counts {
+            self.phones.get_or_create(&labels).set(n);
+            shown.insert(labels);
         }
         self.oldest_unbacked.set(fleet.oldest_unbacked);
         self.longest_not_ready.set(fleet.longest_not_ready);
     }
 
-    /// Drops the fleet gauges: a standby replica exports none, so that queries and alerts need no
-    /// de-duplication across replicas.
+    /// Drops the fleet and account gauges: a standby replica exports no phone and no breaker
+    /// series, so that queries and alerts need no de-duplication across replicas, and a replica
+    /// that lost the Lease does not keep showing the breakers of its last term.
     pub fn clear_fleet(&self) {
+        let mut shown = self.phone_series.lock().unwrap_or_else(|p| p.into_inner());
+        shown.clear();
         self.phones.clear();
         self.oldest_unbacked.set(0.0);
         self.longest_not_ready.set(0.0);
+        self.breaker_open.clear();
+    }
+
+    /// Sets `credentials_usable` from `usable` at every encoding, on every replica: the
+    /// credentials are loaded on each (the watched Secret), whether it leads or not, so a
+    /// standby's gauge says what it would call with if it took over, rather than a 0 it never
+    /// checked.
+    pub fn follow_credentials(&self, usable: impl Fn() -> bool + Send + Sync + 'static) {
+        *self
+            .credentials_probe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Box::new(usable));
     }
 }
 
@@ -291,5 +338,68 @@ impl Metrics {
                 endpoint: endpoint.as_str(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn fleet(namespace: &str) -> Fleet {
+        Fleet {
+            phones: vec![(
+                PhoneLabels {
+                    namespace: namespace.to_owned(),
+                    phase: "Idle",
+                    lifecycle: "BackedUp",
+                },
+                3,
+            )],
+            ..Fleet::default()
+        }
+    }
+
+    #[test]
+    fn a_scrape_during_a_fleet_update_always_sees_the_phones_that_stay() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_fleet(fleet("a"));
+        let done = Arc::new(AtomicBool::new(false));
+        let scraping = Arc::new(AtomicBool::new(false));
+        let scraper = {
+            let (metrics, done, scraping) = (metrics.clone(), done.clone(), scraping.clone());
+            std::thread::spawn(move || {
+                scraping.store(true, Ordering::Relaxed);
+                let mut scrapes = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let text = metrics.encode();
+                    assert!(
+                        text.contains("cloudphone_phones{namespace=\"a\""),
+                        "a scrape saw no series of a fleet that did not change:\n{text}"
+                    );
+                    scrapes += 1;
+                }
+                scrapes
+            })
+        };
+        // NB: the scraper thread must be running for the window to be hit.
+        while !scraping.load(Ordering::Relaxed) {
+            std::thread::yield_now();
+        }
+        for _ in 0..200_000 {
+            metrics.set_fleet(fleet("a"));
+        }
+        done.store(true, Ordering::Relaxed);
+        let scrapes = scraper.join().expect("every scrape saw the series");
+        assert!(scrapes > 0);
+
+        // A namespace whose phones are gone loses its series.
+        metrics.set_fleet(fleet("b"));
+        let text = metrics.encode();
+        assert!(!text.contains("namespace=\"a\""), "{text}");
+        assert!(text.contains("namespace=\"b\""), "{text}");
+        metrics.clear_fleet();
+        assert!(!metrics.encode().contains("cloudphone_phones{"));
     }
 }

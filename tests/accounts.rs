@@ -642,3 +642,53 @@ async fn a_phone_outside_the_own_accounts_namespaces_makes_no_call_and_learns_no
         ("False".into(), "AccountNotAllowed".into())
     );
 }
+
+#[tokio::test]
+async fn a_deleted_accounts_breaker_series_disappears() {
+    let _deadline = deadline("a_deleted_accounts_breaker_series_disappears");
+    let sim = two_tenants().await;
+    let store = Arc::new(MemoryStore::new(team_phones()));
+    let metrics = Arc::new(cloudphone_operator::metrics::Metrics::new());
+    let (accounts_tx, accounts) = feed(vec![
+        account(
+            "a",
+            &sim,
+            Arc::new(Auth::token(Token::new("token-a"))),
+            &["team-a"],
+        ),
+        team('b', &sim),
+    ]);
+    let engine = engine(&sim, store.clone())
+        .accounts(accounts)
+        .build()
+        .with_metrics(metrics.clone());
+    sim.revoke_token("token-a");
+    engine.tick().await;
+    engine.tick().await;
+    let text = metrics.encode();
+    assert!(
+        text.contains("cloudphone_vendor_breaker_open{account=\"a\"} 1"),
+        "account a's breaker is open:\n{text}"
+    );
+    assert!(
+        text.contains("cloudphone_vendor_breaker_open{account=\"b\"} 0"),
+        "{text}"
+    );
+
+    // Account a is deleted: its series goes with it, the others stay.
+    accounts_tx.send_replace(Some(Arc::new(AccountSet {
+        accounts: [("b".to_owned(), team('b', &sim))].into_iter().collect(),
+        ..AccountSet::default()
+    })));
+    engine.tick().await;
+    let text = metrics.encode();
+    assert!(
+        !text.contains("cloudphone_vendor_breaker_open{account=\"a\"}"),
+        "a deleted account exports no breaker series:\n{text}"
+    );
+    assert!(
+        text.contains("cloudphone_vendor_breaker_open{account=\"b\"} 0")
+            && text.contains("cloudphone_vendor_breaker_open{account=\"default\"} 0"),
+        "{text}"
+    );
+}

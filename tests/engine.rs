@@ -815,7 +815,12 @@ async fn slo_metrics_follow_the_fleet_and_a_standby_exports_no_fleet_gauges() {
     let (leading, leader) = tokio::sync::watch::channel(true);
     let (stop, runner) = spawn_leader_loop(&engine, leader, Duration::from_secs(1));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(metrics.encode().contains("cloudphone_phones{"));
+    let text = metrics.encode();
+    assert!(text.contains("cloudphone_phones{"), "{text}");
+    assert!(
+        text.contains("cloudphone_vendor_breaker_open{account=\"default\"} 0"),
+        "{text}"
+    );
     leading.send_replace(false);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let text = metrics.encode();
@@ -823,6 +828,11 @@ async fn slo_metrics_follow_the_fleet_and_a_standby_exports_no_fleet_gauges() {
     assert_eq!(
         sample(&text, "cloudphone_oldest_unbacked_seconds"),
         Some(0.0)
+    );
+    // Nor an account's breaker: the leader's breakers say nothing about a standby.
+    assert!(
+        !text.contains("cloudphone_vendor_breaker_open{"),
+        "a standby exports no breaker series:\n{text}"
     );
     let _ = stop.send(());
     runner.await.unwrap();

@@ -62,6 +62,54 @@ fn cluster_with_crd(phones: Vec<Value>, crd: Value) -> (kube::Client, Requests) 
 struct Extra {
     lists: Vec<(&'static str, Value)>,
     streams: Vec<(&'static str, tokio::sync::mpsc::UnboundedReceiver<Value>)>,
+    /// The Lease of namespace `ops`, shared with another fake cluster's replica.
+    lease: Option<Arc<LeaseStore>>,
+}
+
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases";
+
+/// One Lease, kept as the API server would: its resourceVersion checked on update.
+#[derive(Default)]
+struct LeaseStore(std::sync::Mutex<(Option<Value>, u64)>);
+
+impl LeaseStore {
+    fn handle(&self, r: &Recorded) -> (u16, Value) {
+        let mut guard = self.0.lock().unwrap();
+        let (lease, version) = &mut *guard;
+        let named = r.path().strip_prefix(LEASES).unwrap_or_default();
+        match (r.method.as_str(), named) {
+            ("GET", "/cloudphone-operator") => match lease {
+                Some(l) => (200, l.clone()),
+                None => status_error(404, "NotFound"),
+            },
+            ("POST", "") if lease.is_none() => {
+                *version += 1;
+                let mut created = r.body.clone();
+                created["metadata"]["resourceVersion"] = json!(version.to_string());
+                *lease = Some(created.clone());
+                (201, created)
+            }
+            ("PUT", "/cloudphone-operator")
+                if lease.as_ref().map(|l| &l["metadata"]["resourceVersion"])
+                    == Some(&r.body["metadata"]["resourceVersion"]) =>
+            {
+                *version += 1;
+                let mut updated = r.body.clone();
+                updated["metadata"]["resourceVersion"] = json!(version.to_string());
+                *lease = Some(updated.clone());
+                (200, updated)
+            }
+            ("POST" | "PUT", _) => status_error(409, "Conflict"),
+            _ => status_error(404, "NotFound"),
+        }
+    }
+
+    fn holder(&self) -> Option<String> {
+        let guard = self.0.lock().unwrap();
+        guard.0.as_ref()?["spec"]["holderIdentity"]
+            .as_str()
+            .map(str::to_owned)
+    }
 }
 
 const ACCOUNTS: &str = "/apis/cloudphone.io/v1alpha1/cloudphoneaccounts";
@@ -90,6 +138,12 @@ fn fake_cluster(
     fake_client_streaming(move |r: &Recorded| {
         let watching = r.query().contains("watch=true");
         let path = r.path();
+        if path.starts_with(LEASES)
+            && let Some(lease) = &extra.lease
+        {
+            let (code, body) = lease.handle(r);
+            return Reply::Answer(code, body);
+        }
         if r.method == "GET"
             && watching
             && let Some(i) = extra.streams.iter().position(|(p, _)| *p == path)
@@ -753,6 +807,35 @@ fn spawn_run(
     )
 }
 
+/// The flags of `run` on a mocked cluster: `flags`, and unless they say otherwise no leader
+/// election and metrics on a free port.
+fn run_args(flags: &[&str]) -> cloudphone_operator::run::RunArgs {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: cloudphone_operator::run::RunArgs,
+    }
+    let mut argv = vec!["run"];
+    for default in ["--leader-election=false", "--metrics-addr=127.0.0.1:0"] {
+        let flag = default.split('=').next().unwrap();
+        if !flags.iter().any(|f| f.starts_with(flag)) {
+            argv.push(default);
+        }
+    }
+    argv.extend_from_slice(flags);
+    Cli::try_parse_from(argv).unwrap().run
+}
+
+/// A port free now on 127.0.0.1, for a listener the test must reach.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// `run` on a mocked cluster with these flags, no leader election and its metrics on a free port.
 fn spawn_run_with(
     client: kube::Client,
@@ -761,19 +844,7 @@ fn spawn_run_with(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), cloudphone_operator::run::RunError>>,
 ) {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        run: cloudphone_operator::run::RunArgs,
-    }
-    let mut argv = vec![
-        "run",
-        "--leader-election=false",
-        "--metrics-addr=127.0.0.1:0",
-    ];
-    argv.extend_from_slice(flags);
-    let args = Cli::try_parse_from(argv).unwrap().run;
+    let args = run_args(flags);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(cloudphone_operator::run::run_with_client(
         args,
@@ -1053,6 +1124,7 @@ async fn run_calls_each_phone_under_its_account_writes_account_statuses_and_foll
             ),
         ],
         streams: vec![("/api/v1/namespaces/default/secrets", rotations)],
+        lease: None,
     };
     let crd = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
     let (client, log) = fake_cluster(phones, crd, false, extra);
@@ -1152,5 +1224,334 @@ async fn run_calls_each_phone_under_its_account_writes_account_statuses_and_foll
         "account a's calls go on with the rotated token"
     );
     assert_eq!(sim.counters().unauthorized, refused, "and none is refused");
+    stop_run(stop, running).await;
+}
+
+#[tokio::test]
+async fn a_supervised_task_that_ends_stops_run_with_an_error_naming_it() {
+    let _deadline =
+        support::deadline("a_supervised_task_that_ends_stops_run_with_an_error_naming_it");
+    let (client, log) = cluster(vec![phone_json("p1", "kp1")]);
+    let port = free_port();
+    let metrics_addr = format!("--metrics-addr=127.0.0.1:{port}");
+    let args = run_args(&["--simulate", "--tick-interval=100ms", &metrics_addr]);
+    let mut tasks = cloudphone_operator::run::tasks::Tasks::new();
+    let (end, ended) = tokio::sync::oneshot::channel::<()>();
+    tasks.spawn("test watch", async {
+        let _ = ended.await;
+    });
+    let running = tokio::spawn(cloudphone_operator::run::run_supervising(
+        args,
+        client,
+        std::future::pending(),
+        tasks,
+    ));
+    // The operator runs: it ticks and serves.
+    let mut ticked = false;
+    for _ in 0..200 {
+        ticked = !requests(&log, "PATCH", "/status").is_empty();
+        if ticked {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ticked, "run never ticked");
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    assert!(reqwest::get(&metrics_url).await.is_ok());
+
+    // One of its tasks ends, as a watch whose stream ended would: run stops and says which.
+    end.send(()).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("run stops once a supervised task ends")
+        .unwrap();
+    let err = result.expect_err("a task that ended is an error: the process exits non-zero");
+    assert!(
+        matches!(err, cloudphone_operator::run::RunError::TaskEnded(_)),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("the test watch task ended") && message.contains("restarts"),
+        "{message}"
+    );
+    // It stopped everything on its way out: the listener is closed.
+    assert!(
+        reqwest::get(&metrics_url).await.is_err(),
+        "the HTTP listener still answers after run returned"
+    );
+}
+
+/// The samples of one replica's `/metrics`, by series (`name{labels}`).
+async fn scrape(port: u16) -> Option<Vec<(String, f64)>> {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?;
+    Some(parse_exposition(&response.text().await.ok()?))
+}
+
+/// A series' name and its labels but `pod`, as written in tests/chart/alerts.test.yaml.
+fn series_key(series: &str) -> (String, std::collections::BTreeMap<String, String>) {
+    let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+    let labels = labels
+        .trim_end_matches('}')
+        .split(',')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.trim().to_owned(), v.trim().trim_matches('"').to_owned())
+        })
+        .filter(|(k, _)| k != "pod")
+        .collect();
+    (name.to_owned(), labels)
+}
+
+#[tokio::test]
+async fn two_replicas_a_leader_and_a_standby_export_what_the_alerts_expect() {
+    let _deadline =
+        support::deadline("two_replicas_a_leader_and_a_standby_export_what_the_alerts_expect");
+    let lease = Arc::new(LeaseStore::default());
+    let crd = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
+    let replica = |identity: &'static str, port: u16| {
+        let phones = vec![phone_json("p1", "kp1"), phone_json("p2", "kp2")];
+        let extra = Extra {
+            lease: Some(lease.clone()),
+            ..Extra::default()
+        };
+        let (client, log) = fake_cluster(phones, crd.clone(), false, extra);
+        let args = run_args(&[
+            "--simulate",
+            "--tick-interval=100ms",
+            "--leader-election=true",
+            "--lease-namespace=ops",
+            &format!("--identity={identity}"),
+            &format!("--metrics-addr=127.0.0.1:{port}"),
+        ]);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(cloudphone_operator::run::run_with_client(
+            args,
+            client,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        (stop, running, log)
+    };
+    let (port_a, port_b) = (free_port(), free_port());
+    let (stop_a, running_a, log_a) = replica("op-a", port_a);
+    // op-a leads and backs both phones up before op-b starts.
+    let mut leading = false;
+    for _ in 0..400 {
+        let patches = requests(&log_a, "PATCH", "/status");
+        leading = lease.holder().as_deref() == Some("op-a")
+            && ["p1", "p2"].iter().all(|name| {
+                patches.iter().any(|r| {
+                    r.path().ends_with(&format!("/{name}/status"))
+                        && r.body["status"]["backup"]["requestId"].is_string()
+                })
+            });
+        if leading {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        leading,
+        "op-a never led and backed up: {:?}",
+        lease.holder()
+    );
+    // NB: the intent is written before the call: wait for the call's outcome to be counted too.
+    let mut counted = false;
+    for _ in 0..400 {
+        counted = scrape(port_a).await.is_some_and(|samples| {
+            samples
+                .iter()
+                .any(|(s, _)| s == "cloudphone_backups_total{outcome=\"accepted\"}")
+        });
+        if counted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(counted, "op-a never counted its backups");
+    let (stop_b, running_b, log_b) = replica("op-b", port_b);
+    let mut b = None;
+    for _ in 0..400 {
+        b = scrape(port_b).await;
+        // It has tried the Lease (and found it held).
+        if b.is_some() && !requests(&log_b, "GET", LEASES).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a = scrape(port_a).await.expect("op-a serves /metrics");
+    let b = scrape(port_b).await.or(b).expect("op-b serves /metrics");
+    assert_eq!(lease.holder().as_deref(), Some("op-a"));
+    assert!(
+        requests(&log_b, "PATCH", "/status").is_empty(),
+        "the standby wrote a status"
+    );
+    let value = |samples: &[(String, f64)], series: &str| {
+        samples.iter().find(|(s, _)| s == series).map(|(_, v)| *v)
+    };
+    assert_eq!(value(&a, "cloudphone_leader"), Some(1.0));
+    assert_eq!(value(&b, "cloudphone_leader"), Some(0.0));
+    // Both replicas' credentials are loaded: neither says otherwise, so the critical alert
+    // `min(cloudphone_credentials_usable) == 0` stays quiet on a healthy two-replica install.
+    assert_eq!(value(&a, "cloudphone_credentials_usable"), Some(1.0));
+    assert_eq!(
+        value(&b, "cloudphone_credentials_usable"),
+        Some(1.0),
+        "the standby's credentials are loaded too"
+    );
+    assert_eq!(
+        value(&a, "cloudphone_vendor_breaker_open{account=\"default\"}"),
+        Some(0.0)
+    );
+
+    // The alert rules' test feeds the series these replicas really export: the standby's (op-b)
+    // exactly, series and values; the leader's (op-a) by shape (name and label names).
+    let rule = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/cloudphone-operator/templates/prometheusrule.yaml"
+    ))
+    .unwrap();
+    let alerted: std::collections::BTreeSet<&str> = rule
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("cloudphone_"))
+        .collect();
+    let test: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/chart/alerts.test.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let exported = |samples: &[(String, f64)]| {
+        samples
+            .iter()
+            .map(|(series, v)| (series_key(series), *v))
+            .filter(|((name, _), _)| alerted.contains(name.as_str()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (a, b) = (exported(&a), exported(&b));
+    for (g, group) in test["tests"].as_sequence().unwrap().iter().enumerate() {
+        let mut fed_b = std::collections::BTreeMap::new();
+        let mut shapes_a = std::collections::BTreeSet::new();
+        for input in group["input_series"].as_sequence().unwrap() {
+            let series = input["series"].as_str().unwrap();
+            let key = series_key(series);
+            let first: f64 = input["values"]
+                .as_str()
+                .unwrap()
+                .split(['x', '+', ' '])
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            if series.contains("pod=\"op-b\"") {
+                fed_b.insert(key, first);
+            } else if series.contains("pod=\"op-a\"") {
+                shapes_a.insert((key.0, key.1.into_keys().collect::<Vec<_>>()));
+            }
+        }
+        assert_eq!(
+            fed_b, b,
+            "test group {g}: the standby op-b's series as the test feeds them (left) and as a standby exports them (right)"
+        );
+        let leader_shapes: std::collections::BTreeSet<_> = a
+            .keys()
+            .map(|(name, labels)| (name.clone(), labels.keys().cloned().collect::<Vec<_>>()))
+            .collect();
+        for shape in &shapes_a {
+            assert!(
+                leader_shapes.contains(shape),
+                "test group {g}: the leader exports no series shaped {shape:?}: {leader_shapes:?}"
+            );
+        }
+    }
+    stop_run(stop_b, running_b).await;
+    stop_run(stop_a, running_a).await;
+}
+
+/// `/readyz` of the replica serving on `port`: its status and body, once it answers.
+async fn readyz(port: u16) -> Option<(u16, String)> {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+#[tokio::test]
+async fn readyz_names_an_account_feed_that_never_synced_and_stays_ready() {
+    let _deadline =
+        support::deadline("readyz_names_an_account_feed_that_never_synced_and_stays_ready");
+    // The CloudPhoneAccount CRD is missing (as after a `helm upgrade` that skipped crds/): the
+    // API server answers 404 to its list.
+    let (client, _log) = cluster(vec![phone_json("p1", "kp1")]);
+    let port = free_port();
+    let metrics_addr = format!("--metrics-addr=127.0.0.1:{port}");
+    let (stop, running) = spawn_run_with(
+        client,
+        &["--simulate", "--tick-interval=100ms", &metrics_addr],
+    );
+    let mut seen = None;
+    for _ in 0..400 {
+        seen = readyz(port).await;
+        if seen
+            .as_ref()
+            .is_some_and(|(s, body)| *s == 200 && body.contains("cloudphoneaccounts: "))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (status, body) = seen.expect("/readyz answers");
+    assert_eq!(status, 200, "the feed is a note, not readiness: {body}");
+    assert!(
+        body.starts_with("ok\n")
+            && body.contains("note: the CloudPhoneAccount feed has not synced")
+            && body.contains("spec.accountRef wait")
+            && body.contains("failing: cloudphoneaccounts: failed to perform initial object list")
+            && body.contains("404"),
+        "{body}"
+    );
+    stop_run(stop, running).await;
+
+    // The accounts, namespaces and Secrets list: the note goes.
+    let extra = Extra {
+        lists: vec![
+            (ACCOUNTS, list("CloudPhoneAccountList", vec![])),
+            ("/api/v1/namespaces", list("NamespaceList", vec![])),
+            (
+                "/api/v1/namespaces/default/secrets",
+                list("SecretList", vec![]),
+            ),
+        ],
+        ..Extra::default()
+    };
+    let crd = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
+    let (client, _log) = fake_cluster(vec![phone_json("p1", "kp1")], crd, false, extra);
+    let port = free_port();
+    let metrics_addr = format!("--metrics-addr=127.0.0.1:{port}");
+    let (stop, running) = spawn_run_with(
+        client,
+        &["--simulate", "--tick-interval=100ms", &metrics_addr],
+    );
+    let mut seen = None;
+    for _ in 0..400 {
+        seen = readyz(port).await;
+        if seen
+            .as_ref()
+            .is_some_and(|(s, body)| *s == 200 && body == "ok\n")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(seen, Some((200, "ok\n".to_owned())));
     stop_run(stop, running).await;
 }

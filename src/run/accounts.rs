@@ -290,13 +290,15 @@ fn slim_secret(secret: &mut Secret) {
 }
 
 /// Watches the accounts, the Secrets of the operator's namespace and the namespaces' labels, and
-/// sends a new [`AccountSet`] on `feed` after each change, once all three have listed.
+/// sends a new [`AccountSet`] on `feed` after each change, once all three have listed; `error`
+/// holds the last error of each failing watch (for `/readyz`'s note).
 pub async fn watch(
     client: kube::Client,
     config: AccountsConfig,
     accounts: Store<CloudPhoneAccount>,
     accounts_writer: reflector::store::Writer<CloudPhoneAccount>,
     feed: watch::Sender<Option<Arc<AccountSet>>>,
+    error: watch::Sender<Option<String>>,
 ) {
     let (secrets, secrets_writer) = reflector::store();
     let (namespaces, namespaces_writer) = reflector::store();
@@ -329,8 +331,22 @@ pub async fn watch(
     .boxed();
     let mut events = stream::select_all([account_events, secret_events, namespace_events]);
     let mut kept = HashMap::new();
-    while let Some((what, error)) = events.next().await {
-        if let Some(e) = error {
+    // The last error of each watch that fails, until it works again.
+    let mut failing = std::collections::BTreeMap::new();
+    while let Some((what, failed)) = events.next().await {
+        let changed = match &failed {
+            Some(e) => failing.insert(what, e.clone()).as_ref() != Some(e),
+            None => failing.remove(what).is_some(),
+        };
+        if changed {
+            let said = failing
+                .iter()
+                .map(|(what, e)| format!("{what}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            error.send_replace(Some(said).filter(|s| !s.is_empty()));
+        }
+        if let Some(e) = failed {
             warn!(watch = what, error = %e, namespace = %config.namespace, "cannot watch what the CloudPhoneAccounts need (list and watch cloudphoneaccounts and namespaces cluster-wide, secrets in the operator's namespace: the chart's RBAC grants them); phones that name an account wait; retrying with backoff");
             continue;
         }

@@ -8,6 +8,7 @@
 //! - [`leader`]: the Lease election and the freshness fence of backup calls.
 //! - [`schema_check`]: the CRD revision gate.
 //! - `readiness`: `/readyz` and the gate of the ticks.
+//! - [`tasks`]: the supervised tasks: one that ends early ends `run` with an error.
 
 pub mod accounts;
 pub mod args;
@@ -16,6 +17,7 @@ mod label_selector;
 pub mod leader;
 mod readiness;
 pub mod schema_check;
+pub mod tasks;
 
 pub use args::RunArgs;
 
@@ -25,7 +27,6 @@ use crate::metrics::Metrics;
 use crate::plan::PlanConfig;
 use crate::reconciler::{Engine, EngineConfig, INTENT_MAX_AGE, KubeStore, WatchConfig, phone_apis};
 use crate::sim::{self, SimConfig, Simulator};
-use futures::FutureExt;
 use kube::api::ListParams;
 use kube::runtime::events::Reporter;
 use leader::{Leadership, LeaseConfig};
@@ -34,8 +35,9 @@ use schema_check::CrdProblem;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tasks::{TaskEnd, TaskEnded, Tasks};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info};
 
 /// Why `run` cannot start. Messages name the flag or resource at fault and never a credential.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,8 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}: exiting so that Kubernetes restarts the operator")]
+    TaskEnded(#[source] TaskEnded),
     #[error("--tick-interval must be longer than zero")]
     ZeroInterval,
     #[error("--tick-deadline must be longer than zero")]
@@ -234,6 +238,17 @@ pub async fn run_with_client(
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    run_supervising(args, client, shutdown, Tasks::new()).await
+}
+
+/// [`run_with_client`], supervising `tasks` (already running) with the operator's own: one that
+/// ends early stops the operator as any of them would (a test's way to end one).
+pub async fn run_supervising(
+    args: RunArgs,
+    client: kube::Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut tasks: Tasks,
+) -> Result<(), RunError> {
     // NB: every flag by name, no `..`: a flag added to RunArgs fails to compile here until it is
     // wired below (or said to be unused), so none is parsed and silently dropped.
     let RunArgs {
@@ -286,15 +301,14 @@ pub async fn run_with_client(
         (None, false) => Auth::token(read_token(&args)?),
     });
     preflight(&client, &args).await?;
-    let secret_task = secret.map(|(namespace, name)| {
+    // Every long-lived task below runs in `tasks`: one that ends early ends `run`.
+    if let Some((namespace, name)) = secret {
         info!(secret = %format!("{namespace}/{name}"), "vendor credentials from a watched Secret");
-        tokio::spawn(credentials::watch(
-            client.clone(),
-            namespace,
-            name,
-            auth.clone(),
-        ))
-    });
+        tasks.spawn(
+            "credentials Secret watch",
+            credentials::watch(client.clone(), namespace, name, auth.clone()),
+        );
+    }
 
     let simulator = if args.simulate {
         let simulator = Simulator::start(
@@ -315,6 +329,10 @@ pub async fn run_with_client(
         .map_or_else(|| args.vendor_url.clone(), Simulator::url);
 
     let metrics = Arc::new(Metrics::new());
+    {
+        let auth = auth.clone();
+        metrics.follow_credentials(move || auth.status().is_ok());
+    }
     let client_config = ClientConfig {
         base_url: vendor_url.clone(),
         request_timeout: args.vendor_timeout,
@@ -324,21 +342,26 @@ pub async fn run_with_client(
     // The CloudPhoneAccounts: their watches feed the engine; their statuses follow its ticks.
     let (account_store, account_writer) = kube::runtime::reflector::store();
     let (account_feed, accounts_feed) = watch::channel(None);
-    let accounts_task = tokio::spawn(accounts::watch(
-        client.clone(),
-        accounts::AccountsConfig {
-            namespace: pod_namespace(&client),
-            allowed: accounts::AllowedHosts::new(args.allowed_vendor_hosts.clone())
-                .with_url(&vendor_url),
-            default_vendor_url: vendor_url,
-            client: client_config,
-            metrics: Some(metrics.clone()),
-            selector: args.account_selector.clone(),
-        },
-        account_store.clone(),
-        account_writer,
-        account_feed,
-    ));
+    let (accounts_error_tx, accounts_error) = watch::channel(None);
+    tasks.spawn(
+        "CloudPhoneAccount watch",
+        accounts::watch(
+            client.clone(),
+            accounts::AccountsConfig {
+                namespace: pod_namespace(&client),
+                allowed: accounts::AllowedHosts::new(args.allowed_vendor_hosts.clone())
+                    .with_url(&vendor_url),
+                default_vendor_url: vendor_url,
+                client: client_config,
+                metrics: Some(metrics.clone()),
+                selector: args.account_selector.clone(),
+            },
+            account_store.clone(),
+            account_writer,
+            account_feed,
+            accounts_error_tx,
+        ),
+    );
 
     let identity = identity(&args);
     let reporter = Reporter {
@@ -388,41 +411,50 @@ pub async fn run_with_client(
         },
     )
     .with_metrics(metrics.clone())
-    .with_accounts(accounts_feed);
+    .with_accounts(accounts_feed.clone());
     let engine = match own_tenants(&args) {
         Some(tenants) => engine.with_own_tenants(tenants),
         None => engine,
     };
-    let account_status_task = tokio::spawn(accounts::write_statuses(
-        client.clone(),
-        account_store,
-        engine.account_reports(),
-        Reporter {
-            controller: "cloudphone-operator".into(),
-            instance: Some(identity.clone()),
-        },
-    ));
+    tasks.spawn(
+        "CloudPhoneAccount status writer",
+        accounts::write_statuses(
+            client.clone(),
+            account_store,
+            engine.account_reports(),
+            Reporter {
+                controller: "cloudphone-operator".into(),
+                instance: Some(identity.clone()),
+            },
+        ),
+    );
     let engine = Arc::new(match &leadership {
         Some(leadership) => engine.with_fence(leadership.fence()),
         None => engine,
     });
-    let watch_task = tokio::spawn(watches.run(engine.trigger()));
+    tasks.spawn("CloudPhone watch", watches.run(engine.trigger()));
 
-    let leader_task = {
+    {
+        // NB: this task ends when the election does (its sender dropped): supervised, that is
+        // an election that stopped.
         let mut rx = leader.clone();
         let metrics = metrics.clone();
-        tokio::spawn(async move {
+        tasks.spawn("leader election", async move {
             loop {
                 metrics.leader.set(i64::from(*rx.borrow_and_update()));
                 if rx.changed().await.is_err() {
                     break;
                 }
             }
-        })
-    };
+        });
+    }
     let (crd_verdict, crd) = watch::channel(Err(CrdProblem::NotChecked));
-    let crd_task = tokio::spawn(schema_check::watch(client.clone(), crd_verdict));
-    let (may_tick, gate_task) = tick_gate(leader.clone(), crd.clone());
+    tasks.spawn(
+        "CloudPhone CRD watch",
+        schema_check::watch(client.clone(), crd_verdict),
+    );
+    let (may_tick, gate) = tick_gate(leader.clone(), crd.clone());
+    tasks.spawn("tick gate", gate);
 
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
@@ -434,57 +466,73 @@ pub async fn run_with_client(
     let readiness = Arc::new(OperatorReadiness {
         store: store.clone(),
         crd,
+        accounts: accounts_feed,
+        accounts_error,
     });
     let app = http::router(metrics.clone(), readiness);
-    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http_task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = http_stopped.await;
-        });
-        if let Err(e) = serve.await {
-            warn!(error = %e, "the HTTP listener failed");
-        }
+    let stopping = tasks.token();
+    tasks.spawn_graceful("HTTP listener", async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopping.cancelled_owned())
+            .await
+            .map_err(Into::into)
     });
 
-    let shutdown = shutdown.boxed().shared();
-    let synced = tokio::select! {
-        _ = store.wait_until_synced() => {
-            info!("CloudPhone watch cache synced");
-            true
+    // The tick loop: once the cache has synced, ticks while the gate is open, until `stop_ticks`.
+    let stop_ticks = tokio_util::sync::CancellationToken::new();
+    let ticking = {
+        let (store, engine, stop) = (store.clone(), engine.clone(), stop_ticks.clone());
+        let (interval, grace) = (args.tick_interval, args.shutdown_timeout);
+        async move {
+            tokio::select! {
+                () = store.wait_until_synced() => info!("CloudPhone watch cache synced"),
+                () = stop.cancelled() => return,
+            }
+            engine
+                .run_while_leading(interval, may_tick, grace, stop.cancelled_owned())
+                .await;
         }
-        _ = shutdown.clone() => false,
     };
-    if synced {
-        engine
-            .run_while_leading(
-                args.tick_interval,
-                may_tick,
-                args.shutdown_timeout,
-                shutdown,
-            )
-            .await;
+    tokio::pin!(ticking);
+    let mut ticking_ended = false;
+    let ended = tokio::select! {
+        () = shutdown => None,
+        ended = tasks.first_ended() => Some(ended),
+        () = &mut ticking => {
+            ticking_ended = true;
+            Some(TaskEnded { task: "tick loop", end: TaskEnd::Returned })
+        }
+    };
+    if let Some(ended) = &ended {
+        error!(task = ended.task, reason = %ended.end, "a task of the operator ended while it ran: stopping, to exit non-zero (Kubernetes restarts the pod)");
     }
 
+    // Shutdown, in order, in this one place:
     info!("shutting down");
+    // 1. No tick starts; a tick in flight gets the shutdown timeout to finish (none once
+    //    leadership is lost).
+    stop_ticks.cancel();
+    if !ticking_ended {
+        ticking.await;
+    }
+    // 2. The Lease is handed back, so that a standby takes over at once.
     if let Some(leadership) = leadership {
         leadership.release().await;
     }
-    watch_task.abort();
-    accounts_task.abort();
-    account_status_task.abort();
-    leader_task.abort();
-    gate_task.abort();
-    crd_task.abort();
-    if let Some(task) = secret_task {
-        task.abort();
-    }
-    let _ = http_stop.send(());
-    let _ = http_task.await;
+    // 3. Every other task: the watches stop, the HTTP listener finishes its requests.
+    tasks.shutdown(SHUTDOWN_TASKS_WITHIN).await;
+    // 4. The simulator, last: a tick in flight may still have called it.
     if let Some(simulator) = simulator {
         simulator.shutdown().await;
     }
-    Ok(())
+    match ended {
+        Some(ended) => Err(RunError::TaskEnded(ended)),
+        None => Ok(()),
+    }
 }
+
+/// How long the tasks have to stop once the ticks have (the HTTP listener's requests in flight).
+const SHUTDOWN_TASKS_WITHIN: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

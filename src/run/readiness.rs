@@ -3,7 +3,7 @@
 
 use super::schema_check::{CrdProblem, Verdict};
 use crate::http::{self, Readiness};
-use crate::reconciler::KubeStore;
+use crate::reconciler::{AccountsFeed, KubeStore};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -13,6 +13,11 @@ use tokio::sync::watch;
 pub(super) struct OperatorReadiness {
     pub(super) store: Arc<KubeStore>,
     pub(super) crd: watch::Receiver<Verdict>,
+    /// The CloudPhoneAccounts (`None` until their watches synced), and the last error of each of
+    /// those watches that fails: a note, never unreadiness (the CRD may be missing after a
+    /// `helm upgrade`).
+    pub(super) accounts: AccountsFeed,
+    pub(super) accounts_error: watch::Receiver<Option<String>>,
 }
 
 /// Why the operator is not ready.
@@ -34,15 +39,35 @@ impl Readiness for OperatorReadiness {
             .clone()
             .map_err(|problem| Unready::Crd(problem).into())
     }
+
+    fn notes(&self) -> Vec<String> {
+        if self.accounts.borrow().is_some() {
+            return Vec::new();
+        }
+        let why = match &*self.accounts_error.borrow() {
+            Some(e) => format!("failing: {e}"),
+            None => "listing".to_owned(),
+        };
+        vec![format!(
+            "the CloudPhoneAccount feed has not synced ({why}): phones with spec.accountRef wait, untouched; \
+             check that the CloudPhoneAccount CRD is installed and that the operator may list and watch \
+             cloudphoneaccounts and namespaces cluster-wide and secrets in its own namespace"
+        )]
+    }
 }
 
 /// A watch that is true while `leader` is true and `crd` is compatible: when the engine may tick.
+/// The gate's task is returned for the caller to run (supervised); it ends when either input's
+/// sender is gone.
 pub(super) fn tick_gate(
     mut leader: watch::Receiver<bool>,
     mut crd: watch::Receiver<Verdict>,
-) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+) -> (
+    watch::Receiver<bool>,
+    impl Future<Output = ()> + Send + 'static,
+) {
     let (gate, receiver) = watch::channel(false);
-    let task = tokio::spawn(async move {
+    let task = async move {
         loop {
             let open = *leader.borrow_and_update() && crd.borrow_and_update().is_ok();
             gate.send_if_modified(|v| std::mem::replace(v, open) != open);
@@ -51,6 +76,6 @@ pub(super) fn tick_gate(
                 changed = crd.changed() => if changed.is_err() { break },
             }
         }
-    });
+    };
     (receiver, task)
 }

@@ -2,17 +2,20 @@
 //! API server holding an older schema prunes the status fields it does not know, silently, among
 //! them those that guard against a second backup. So the operator reads the CRD's
 //! `cloudphone.io/schema-revision` at start and on every change of the CRD, and refuses to tick
-//! while it is older than [`SCHEMA_REVISION`].
+//! while it is older than [`SCHEMA_REVISION`] (or missing), or once the CRD could not be read for
+//! [`KEEP_VERDICT_WHILE_FAILING`].
 
 use crate::api::{SCHEMA_REVISION, SCHEMA_REVISION_ANNOTATION};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, watcher};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
 
 /// The name of the CloudPhone CRD.
 pub const CRD_NAME: &str = "cloudphones.cloudphone.io";
@@ -82,30 +85,80 @@ pub fn compare(crd: Option<&CustomResourceDefinition>) -> Verdict {
     Ok(())
 }
 
+/// How long a failing CRD watch keeps the last verdict it read (compatible or not) before the gate
+/// closes on "cannot read the CRD". An API server's hiccup (a restart, a timed-out watch) then
+/// costs no tick: cutting one would start a new leadership term and drop what the engine remembers
+/// of the handovers in flight. A CRD changed meanwhile is read when the watch comes back.
+pub const KEEP_VERDICT_WHILE_FAILING: Duration = Duration::from_secs(120);
+
 /// Watches the CloudPhone CRD and publishes [`compare`]'s verdict on `verdict` (which starts as
 /// "not checked yet"), until the process ends.
 pub async fn watch(client: kube::Client, verdict: watch::Sender<Verdict>) {
     let api: Api<CustomResourceDefinition> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("metadata.name={CRD_NAME}"));
-    let mut events = watcher(api, config).default_backoff().boxed();
+    let events = watcher(api, config).default_backoff().boxed();
+    follow(events, verdict, KEEP_VERDICT_WHILE_FAILING).await;
+}
+
+/// Publishes the verdict of each state of the CRD that `events` shows. A watch error publishes
+/// "unreadable" at once when no verdict was read yet; otherwise the last verdict read stands until
+/// the watch has failed for `keep` without a success in between.
+pub async fn follow(
+    mut events: impl Stream<Item = Result<watcher::Event<CustomResourceDefinition>, watcher::Error>>
+    + Unpin,
+    verdict: watch::Sender<Verdict>,
+    keep: Duration,
+) {
     let mut listing: Option<CustomResourceDefinition> = None;
     let mut current: Option<CustomResourceDefinition> = None;
     let mut synced = false;
-    while let Some(event) = events.next().await {
+    // While the watch fails: since when, and its last error.
+    let mut failing: Option<(Instant, Arc<watcher::Error>)> = None;
+    loop {
+        let kept_until = failing
+            .as_ref()
+            .filter(|_| read_a_verdict(&verdict.borrow()))
+            .map(|(since, _)| *since + keep);
+        let event = match kept_until {
+            Some(until) => tokio::select! {
+                event = events.next() => event,
+                () = tokio::time::sleep_until(until) => {
+                    if let Some((_, e)) = &failing {
+                        publish(&verdict, Err(CrdProblem::Unreadable { source: e.clone() }));
+                    }
+                    continue;
+                }
+            },
+            None => events.next().await,
+        };
+        let Some(event) = event else { break };
         match event {
-            Ok(watcher::Event::Init) => listing = None,
-            Ok(watcher::Event::InitApply(crd)) => listing = Some(crd),
-            Ok(watcher::Event::InitDone) => {
-                current = listing.take();
-                synced = true;
+            Ok(event) => {
+                if failing.take().is_some() {
+                    info!("the CloudPhone CRD watch works again");
+                }
+                match event {
+                    watcher::Event::Init => listing = None,
+                    watcher::Event::InitApply(crd) => listing = Some(crd),
+                    watcher::Event::InitDone => {
+                        current = listing.take();
+                        synced = true;
+                    }
+                    watcher::Event::Apply(crd) => current = Some(crd),
+                    watcher::Event::Delete(_) => current = None,
+                }
             }
-            Ok(watcher::Event::Apply(crd)) => current = Some(crd),
-            Ok(watcher::Event::Delete(_)) => current = None,
             Err(e) => {
-                let why = CrdProblem::Unreadable {
-                    source: Arc::new(e),
-                };
-                publish(&verdict, Err(why));
+                let e = Arc::new(e);
+                let since = failing
+                    .as_ref()
+                    .map_or_else(Instant::now, |(since, _)| *since);
+                failing = Some((since, e.clone()));
+                if read_a_verdict(&verdict.borrow()) && since.elapsed() < keep {
+                    warn!(error = %e, keep_s = keep.as_secs(), "cannot watch the CloudPhone CRD; its last verdict stands meanwhile; retrying with backoff");
+                } else {
+                    publish(&verdict, Err(CrdProblem::Unreadable { source: e }));
+                }
                 continue;
             }
         }
@@ -113,6 +166,15 @@ pub async fn watch(client: kube::Client, verdict: watch::Sender<Verdict>) {
             publish(&verdict, compare(current.as_ref()));
         }
     }
+}
+
+/// True when `verdict` was read from the CRD (compatible, or a positive "missing" or "older"),
+/// rather than "not checked yet" or "unreadable".
+fn read_a_verdict(verdict: &Verdict) -> bool {
+    !matches!(
+        verdict,
+        Err(CrdProblem::NotChecked | CrdProblem::Unreadable { .. })
+    )
 }
 
 fn publish(verdict: &watch::Sender<Verdict>, new: Verdict) {
@@ -170,5 +232,121 @@ mod tests {
         assert!(why.to_string().contains("\"two\""), "{why}");
         let why = compare(None).unwrap_err();
         assert!(why.to_string().contains("not installed"), "{why}");
+    }
+
+    fn crd_event(crd: CustomResourceDefinition) -> watcher::Event<CustomResourceDefinition> {
+        watcher::Event::Apply(crd)
+    }
+
+    /// `follow` over a stream the test feeds, and the verdicts it publishes.
+    fn follow_fed(
+        keep: Duration,
+    ) -> (
+        futures::channel::mpsc::UnboundedSender<
+            Result<watcher::Event<CustomResourceDefinition>, watcher::Error>,
+        >,
+        watch::Receiver<Verdict>,
+    ) {
+        let (events, fed) = futures::channel::mpsc::unbounded();
+        let (verdict, verdicts) = watch::channel(Err(CrdProblem::NotChecked));
+        tokio::spawn(follow(fed, verdict, keep));
+        (events, verdicts)
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn listed(
+        events: &futures::channel::mpsc::UnboundedSender<
+            Result<watcher::Event<CustomResourceDefinition>, watcher::Error>,
+        >,
+        crd: CustomResourceDefinition,
+    ) {
+        events.unbounded_send(Ok(watcher::Event::Init)).unwrap();
+        events
+            .unbounded_send(Ok(watcher::Event::InitApply(crd)))
+            .unwrap();
+        events.unbounded_send(Ok(watcher::Event::InitDone)).unwrap();
+    }
+
+    fn failed() -> Result<watcher::Event<CustomResourceDefinition>, watcher::Error> {
+        Err(watcher::Error::NoResourceVersion)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_watch_keeps_the_last_verdict_for_a_bounded_time() {
+        let keep = Duration::from_secs(120);
+        let (events, verdicts) = follow_fed(keep);
+        events.unbounded_send(failed()).unwrap();
+        settle().await;
+        assert!(
+            matches!(*verdicts.borrow(), Err(CrdProblem::Unreadable { .. })),
+            "no verdict read yet: unreadable at once"
+        );
+        listed(&events, crate::api::crd());
+        settle().await;
+        assert_eq!(*verdicts.borrow(), Ok(()));
+
+        // The watch fails: the gate stays open for `keep`, then closes.
+        events.unbounded_send(failed()).unwrap();
+        settle().await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        events.unbounded_send(failed()).unwrap();
+        settle().await;
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        settle().await;
+        assert_eq!(*verdicts.borrow(), Ok(()), "kept while failing < {keep:?}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        settle().await;
+        assert!(
+            matches!(*verdicts.borrow(), Err(CrdProblem::Unreadable { .. })),
+            "closed once failing > {keep:?}, with no further event: {:?}",
+            *verdicts.borrow()
+        );
+
+        // It comes back: its verdict again; a success in between restarts the bound.
+        listed(&events, crate::api::crd());
+        settle().await;
+        assert_eq!(*verdicts.borrow(), Ok(()));
+        events.unbounded_send(failed()).unwrap();
+        settle().await;
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        events
+            .unbounded_send(Ok(crd_event(crate::api::crd())))
+            .unwrap();
+        settle().await;
+        events.unbounded_send(failed()).unwrap();
+        settle().await;
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        settle().await;
+        assert_eq!(*verdicts.borrow(), Ok(()), "the bound restarted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_or_older_crd_closes_the_gate_at_once_and_an_error_keeps_it_closed() {
+        let (events, verdicts) = follow_fed(Duration::from_secs(120));
+        listed(&events, crate::api::crd());
+        settle().await;
+        assert_eq!(*verdicts.borrow(), Ok(()));
+        events
+            .unbounded_send(Ok(crd_event(with_revision(Some("0")))))
+            .unwrap();
+        settle().await;
+        assert_eq!(*verdicts.borrow(), Err(CrdProblem::TooOld { revision: 0 }));
+        events.unbounded_send(failed()).unwrap();
+        settle().await;
+        assert_eq!(
+            *verdicts.borrow(),
+            Err(CrdProblem::TooOld { revision: 0 }),
+            "a failing watch keeps a closed gate closed"
+        );
+        events
+            .unbounded_send(Ok(watcher::Event::Delete(crate::api::crd())))
+            .unwrap();
+        settle().await;
+        assert_eq!(*verdicts.borrow(), Err(CrdProblem::NotInstalled));
     }
 }

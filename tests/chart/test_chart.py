@@ -260,6 +260,23 @@ def test_inconsistent_values_fail_with_a_clear_message():
         render({"leaderElection": {"enabled": False}})
 
 
+def test_a_disruption_budget_that_would_block_every_drain_is_refused():
+    # One replica under minAvailable 1 (or any minAvailable not below the replicas): no eviction is
+    # ever allowed, so a node drain waits forever.
+    for values in (
+        {"replicaCount": 1, "leaderElection": {"enabled": False}, "podDisruptionBudget": {"enabled": True}},
+        {"replicaCount": 1, "podDisruptionBudget": {"enabled": True, "minAvailable": 0}},
+        {"replicaCount": 2, "podDisruptionBudget": {"enabled": True, "minAvailable": 2}},
+    ):
+        with pytest.raises(helm.HelmError, match="podDisruptionBudget") as refused:
+            render(values)
+        assert "drain" in str(refused.value), values
+    objects = render({"replicaCount": 2, "podDisruptionBudget": {"enabled": True}})
+    (pdb,) = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert not [o for o in render({"replicaCount": 1}) if o["kind"] == "PodDisruptionBudget"]
+
+
 def test_values_yaml_has_a_comment_on_every_key():
     lines = (CHART / "values.yaml").read_text().splitlines()
     for i, line in enumerate(lines):

@@ -236,6 +236,8 @@ pub struct Engine<S> {
     account_reports: watch::Sender<Arc<Vec<AccountTick>>>,
     /// When the last tick that reached the vendor ended.
     last_success: Mutex<Option<Instant>>,
+    /// The accounts whose breaker series the metrics show, to remove those that are gone.
+    breaker_series: Mutex<foldhash::HashSet<String>>,
 }
 
 /// Resolves once `leader` says false (or its sender is gone).
@@ -290,6 +292,7 @@ impl<S: PhoneStore> Engine<S> {
             warned_open_own_account: std::sync::atomic::AtomicBool::new(false),
             account_reports: watch::Sender::new(Arc::default()),
             last_success: Mutex::new(None),
+            breaker_series: Mutex::default(),
         }
     }
 
@@ -435,10 +438,15 @@ impl<S: PhoneStore> Engine<S> {
                 }
             }
             info!("not leading: ticks stop");
-            // A standby exports no fleet gauges: queries and alerts need no de-duplication.
+            // A standby exports no fleet or breaker gauges: queries and alerts need no
+            // de-duplication, and none shows the last term's state as current.
             if let Some(m) = &self.metrics {
                 m.clear_fleet();
             }
+            self.breaker_series
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
         }
     }
 
@@ -458,10 +466,12 @@ impl<S: PhoneStore> Engine<S> {
     async fn tick_of(&self, only: Option<foldhash::HashSet<ObjectId>>) -> TickReport {
         // One span a tick: every line of it, the vendor calls' included, carries its number.
         let n = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
-        let partial = only.as_ref().map_or(0, |o| o.len());
-        self.tick_inner(only.as_ref())
-            .instrument(tracing::info_span!("tick", n, partial))
-            .await
+        // NB: `partial` (the phones of an early tick) only on a partial tick.
+        let span = tracing::info_span!("tick", n, partial = tracing::field::Empty);
+        if let Some(only) = &only {
+            span.record("partial", only.len());
+        }
+        self.tick_inner(only.as_ref()).instrument(span).await
     }
 
     async fn tick_inner(&self, only: Option<&foldhash::HashSet<ObjectId>>) -> TickReport {
@@ -912,8 +922,27 @@ impl<S: PhoneStore> Engine<S> {
         receipts.retain(|key, _| present.contains(key.as_str()));
     }
 
-    /// One line a tick, and the metric, for each account whose calls are paused by its breaker.
+    /// One line a tick, and the metric, for each account whose calls are paused by its breaker;
+    /// the series of an account that is gone (its CloudPhoneAccount deleted) is removed.
     fn report_breakers(&self, accounts: &TickAccounts<'_>) {
+        if let Some(m) = &self.metrics {
+            let mut reported = self
+                .breaker_series
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // NB: removed one by one, never cleared and refilled: a scrape in between would see
+            // no series, and an alert pending on it would start its `for:` again.
+            reported.retain(|name| {
+                let present = accounts.entries.iter().any(|a| a.name == name);
+                if !present {
+                    m.breaker_open.remove(&AccountLabels {
+                        account: name.clone(),
+                    });
+                }
+                present
+            });
+            reported.extend(accounts.entries.iter().map(|a| a.name.to_owned()));
+        }
         for account in &accounts.entries {
             let open = self.breakers.refusal(account.name);
             if let Some(m) = &self.metrics {
