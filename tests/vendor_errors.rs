@@ -259,3 +259,54 @@ async fn one_id_answered_4001_is_not_found_and_its_neighbours_observed() {
     let neighbour = store.get(&support::key("p00014")).unwrap();
     assert_eq!(neighbour.status.as_ref().unwrap().phase, Phase::DataLoaded);
 }
+
+#[tokio::test]
+async fn after_an_outage_the_first_probe_leaves_after_the_first_backoff_step() {
+    let _deadline =
+        support::deadline("after_an_outage_the_first_probe_leaves_after_the_first_backoff_step");
+    let (phones, instances) = fleet(1000, Lifecycle::Observed);
+    // Every call answered 0000 after 100 ms: the 8 calls in flight all fail, one opens the
+    // breaker and the other 7 fail after it opened.
+    let sim = simulator(
+        instances,
+        Faults {
+            latency: Duration::from_millis(100),
+            answer_all: Some(CannedError {
+                status: 400,
+                code: "0000".into(),
+            }),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    // The production back-off: 10 s, doubling, at most 10 minutes.
+    let engine = support::engine(&sim, store.clone())
+        .breaker(BreakerConfig::default())
+        .build();
+    let started = Instant::now();
+    let first = engine.tick().await;
+    let opened = Instant::now();
+    assert_eq!(first.status_calls, 8, "{first:?}");
+    sim.set_faults(Faults::default()).unwrap();
+    let probe = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let at = Instant::now();
+        let report = engine.tick().await;
+        if report.status_calls > 0 {
+            break Some((at, report));
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+    };
+    let Some((at, report)) = probe else {
+        panic!("no call within 20 s of the outage (the README promises a first probe after 10 s)");
+    };
+    let (after_start, after_open) = (at - started, at - opened);
+    assert!(
+        after_start >= Duration::from_secs(9) && after_open <= Duration::from_secs(12),
+        "the first probe left {after_open:?} after the breaker opened"
+    );
+    assert!(report.query_errors < report.queried, "{report:?}");
+}

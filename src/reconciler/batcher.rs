@@ -155,7 +155,7 @@ impl<'a> Batcher<'a> {
                 Fault::Account(fault) => {
                     let failure = account_failure(fault, &err);
                     self.breakers
-                        .trip(self.account, failure.clone(), self.credentials);
+                        .trip(self.account, failure.clone(), self.credentials, probe);
                     all_failed(ids, &failure)
                 }
                 Fault::BadIds | Fault::Instance if ids.len() > 1 => {
@@ -249,8 +249,12 @@ impl<'a> Batcher<'a> {
                 Err(err) => err,
             };
             if let Fault::Account(fault) = err.fault() {
-                self.breakers
-                    .trip(self.account, account_failure(fault, &err), self.credentials);
+                self.breakers.trip(
+                    self.account,
+                    account_failure(fault, &err),
+                    self.credentials,
+                    false,
+                );
             }
             if !(err.is_per_instance_refusal() && ids.len() > 1) {
                 let result = backup_failure(&err, ids.len() == 1);

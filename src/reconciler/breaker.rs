@@ -100,15 +100,21 @@ impl Breakers {
     }
 
     /// A call of the account failed with a configuration or credential error: open the breaker,
-    /// or, when it is open (a failed probe), wait one step longer before the next probe.
-    pub fn trip(&self, account: &str, failure: Failure, credentials: u64) {
+    /// or, when it is open and the call was the `probe` it admitted, wait one step longer before
+    /// the next probe.
+    ///
+    /// NB: a call that was already in flight when the breaker opened is no probe: counting each as
+    /// a failed one would push one outage's first probe from 10 s to the 10-minute cap.
+    pub fn trip(&self, account: &str, failure: Failure, credentials: u64, probe: bool) {
         let mut open = self.lock();
         let now = Instant::now();
         match open.get_mut(account) {
             Some(state) if state.credentials == credentials => {
-                state.probes_failed = state.probes_failed.saturating_add(1);
-                state.next_probe = now + self.step(state.probes_failed);
-                state.failure = failure;
+                if probe {
+                    state.probes_failed = state.probes_failed.saturating_add(1);
+                    state.next_probe = now + self.step(state.probes_failed);
+                    state.failure = failure;
+                }
             }
             _ => {
                 open.insert(
@@ -162,7 +168,7 @@ mod tests {
         );
         let b = breakers();
         assert_eq!(b.admit("a", 1), Admission::Call);
-        b.trip("a", failure(), 1);
+        b.trip("a", failure(), 1, false);
         assert_eq!(b.admit("a", 1), Admission::Refuse(failure()));
         assert_eq!(b.admit("other", 1), Admission::Call, "keyed by account");
         tokio::time::sleep(Duration::from_millis(45)).await;
@@ -172,7 +178,7 @@ mod tests {
             Admission::Refuse(failure()),
             "one probe per step, not one per caller"
         );
-        b.trip("a", failure(), 1);
+        b.trip("a", failure(), 1, true);
         tokio::time::sleep(Duration::from_millis(45)).await;
         assert!(
             matches!(b.admit("a", 1), Admission::Refuse(_)),
@@ -184,10 +190,45 @@ mod tests {
         assert_eq!(b.admit("a", 1), Admission::Call);
     }
 
+    /// When each probe leaves, polling every second for `until`.
+    async fn probes(b: &Breakers, until: Duration, mut failed: impl FnMut(&Breakers)) -> Vec<u64> {
+        let start = Instant::now();
+        let mut at = Vec::new();
+        while start.elapsed() < until {
+            if b.admit("a", 1) == Admission::Probe {
+                at.push(start.elapsed().as_secs());
+                failed(b);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        at
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_probe_comes_on_time_however_many_calls_in_flight_failed_after_it_opened() {
+        let b = Breakers::new(BreakerConfig::default());
+        b.trip("a", failure(), 1, false);
+        // The seven other calls in flight when the breaker opened fail the same way a moment later.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..7 {
+            b.trip("a", failure(), 1, false);
+        }
+        let at = probes(&b, Duration::from_secs(80), |b| {
+            b.trip("a", failure(), 1, true)
+        })
+        .await;
+        // The production steps: 10 s, then 20, then 40 (each failed probe doubles the wait).
+        assert!(!at.is_empty(), "no probe within 80 s");
+        assert!((9..=12).contains(&at[0]), "first probe at {at:?} s");
+        assert_eq!(at.len(), 3, "probes at {at:?} s");
+        assert!((28..=32).contains(&at[1]), "second probe at {at:?} s");
+        assert!((68..=72).contains(&at[2]), "third probe at {at:?} s");
+    }
+
     #[test]
     fn new_credentials_close_the_breaker() {
         let b = breakers();
-        b.trip("a", failure(), 1);
+        b.trip("a", failure(), 1, false);
         assert!(matches!(b.admit("a", 1), Admission::Refuse(_)));
         assert_eq!(b.admit("a", 2), Admission::Call);
         assert_eq!(b.refusal("a"), None, "and stays closed");
