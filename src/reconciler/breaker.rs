@@ -55,11 +55,17 @@ struct Open {
     credentials: u64,
 }
 
+/// Ids of an account the vendor answered normally lately, at most this many: the canaries that
+/// tell a refusal of the request itself from one of its ids.
+const KNOWN_GOOD: usize = 4;
+
 /// The breakers of every account.
 #[derive(Debug, Default)]
 pub struct Breakers {
     config: BreakerConfig,
     open: Mutex<HashMap<String, Open>>,
+    /// Per account, the ids answered normally most recently, newest first.
+    known_good: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Breakers {
@@ -67,6 +73,38 @@ impl Breakers {
         Breakers {
             config,
             open: Mutex::default(),
+            known_good: Mutex::default(),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
+        self.known_good.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The vendor answered `id` of the account normally (it listed its status).
+    pub fn answered(&self, account: &str, id: &str) {
+        let mut known = self.known();
+        let ids = match known.get_mut(account) {
+            Some(ids) => ids,
+            None => known.entry(account.to_owned()).or_default(),
+        };
+        if ids.first().is_some_and(|first| first == id) {
+            return;
+        }
+        ids.retain(|known| known != id);
+        ids.insert(0, id.to_owned());
+        ids.truncate(KNOWN_GOOD);
+    }
+
+    /// An id of the account the vendor answered normally lately, the newest; `None` when none did.
+    pub fn known_good(&self, account: &str) -> Option<String> {
+        self.known().get(account)?.first().cloned()
+    }
+
+    /// `id` of the account no longer answers normally: it is no canary.
+    pub fn forget_good(&self, account: &str, id: &str) {
+        if let Some(ids) = self.known().get_mut(account) {
+            ids.retain(|known| known != id);
         }
     }
 
@@ -223,6 +261,23 @@ mod tests {
         assert_eq!(at.len(), 3, "probes at {at:?} s");
         assert!((28..=32).contains(&at[1]), "second probe at {at:?} s");
         assert!((68..=72).contains(&at[2]), "third probe at {at:?} s");
+    }
+
+    #[test]
+    fn a_few_ids_answered_lately_are_remembered_per_account_newest_first() {
+        let b = breakers();
+        assert_eq!(b.known_good("a"), None);
+        for id in ["i1", "i2", "i3", "i4", "i5", "i3"] {
+            b.answered("a", id);
+        }
+        assert_eq!(b.known_good("a").as_deref(), Some("i3"));
+        assert_eq!(b.known_good("b"), None, "keyed by account");
+        b.forget_good("a", "i3");
+        assert_eq!(b.known_good("a").as_deref(), Some("i5"));
+        for id in ["i5", "i4", "i2"] {
+            b.forget_good("a", id);
+        }
+        assert_eq!(b.known_good("a"), None, "at most {KNOWN_GOOD} kept");
     }
 
     #[test]
