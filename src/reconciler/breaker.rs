@@ -1,8 +1,9 @@
 //! The circuit breaker of a vendor account: a configuration or credential error (or a refusal the
 //! vendor makes whatever the ids) stops the calls of the whole account, save one probe per backoff
 //! step, until a probe passes or the credentials change; and the few ids the account's calls got
-//! normal answers for lately, which tell such a refusal from one of bogus ids. Without it every phone's call would fail the same way every tick, forever: a storm that
-//! gets the account banned by the vendor's flow control.
+//! normal answers for lately, which tell such a refusal from one of bogus ids. Without it every
+//! phone's call would fail the same way every tick, forever: a storm that gets the account banned
+//! by the vendor's flow control.
 
 use crate::plan::Failure;
 use std::collections::HashMap;
