@@ -259,3 +259,237 @@ async fn one_id_answered_4001_is_not_found_and_its_neighbours_observed() {
     let neighbour = store.get(&support::key("p00014")).unwrap();
     assert_eq!(neighbour.status.as_ref().unwrap().phase, Phase::DataLoaded);
 }
+
+#[tokio::test]
+async fn after_an_outage_the_first_probe_leaves_after_the_first_backoff_step() {
+    let _deadline =
+        support::deadline("after_an_outage_the_first_probe_leaves_after_the_first_backoff_step");
+    let (phones, instances) = fleet(1000, Lifecycle::Observed);
+    // Every call answered 0000 after 100 ms: the 8 calls in flight all fail, one opens the
+    // breaker and the other 7 fail after it opened.
+    let sim = simulator(
+        instances,
+        Faults {
+            latency: Duration::from_millis(100),
+            answer_all: Some(CannedError {
+                status: 400,
+                code: "0000".into(),
+            }),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    // The production back-off: 10 s, doubling, at most 10 minutes.
+    let engine = support::engine(&sim, store.clone())
+        .breaker(BreakerConfig::default())
+        .build();
+    let started = Instant::now();
+    let first = engine.tick().await;
+    let opened = Instant::now();
+    assert_eq!(first.status_calls, 8, "{first:?}");
+    sim.set_faults(Faults::default()).unwrap();
+    let probe = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let at = Instant::now();
+        let report = engine.tick().await;
+        if report.status_calls > 0 {
+            break Some((at, report));
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+    };
+    let Some((at, report)) = probe else {
+        panic!("no call within 20 s of the outage (the README promises a first probe after 10 s)");
+    };
+    let (after_start, after_open) = (at - started, at - opened);
+    assert!(
+        after_start >= Duration::from_secs(9) && after_open <= Duration::from_secs(12),
+        "the first probe left {after_open:?} after the breaker opened"
+    );
+    assert!(report.query_errors < report.queried, "{report:?}");
+}
+
+/// The simulator answering every call HTTP 400 `1000`: the vendor refuses the request itself.
+fn refusing_everything() -> Faults {
+    Faults {
+        answer_all: Some(CannedError {
+            status: 400,
+            code: "1000".into(),
+        }),
+        ..Faults::default()
+    }
+}
+
+#[tokio::test]
+async fn a_vendor_refusing_every_call_as_a_bad_parameter_opens_the_breaker_in_a_few_calls() {
+    let _deadline = support::deadline(
+        "a_vendor_refusing_every_call_as_a_bad_parameter_opens_the_breaker_in_a_few_calls",
+    );
+    // A first start: no id of the account ever answered.
+    let (phones, instances) = fleet(1000, Lifecycle::BackedUp);
+    let sim = simulator(instances, refusing_everything()).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let metrics = Arc::new(Metrics::new());
+    let engine = engine(&sim, store.clone(), Arc::new(Auth::token(Token::new("t"))))
+        .with_metrics(metrics.clone());
+    // 2.5 s of ticks 50 ms apart under a breaker of 200 ms, doubling, at most 400 ms: more ticks
+    // and more probes than 25 s under the production breaker (10 s, doubling) would see.
+    let started = Instant::now();
+    let mut ticks = 0;
+    while started.elapsed() < Duration::from_millis(2500) {
+        engine.tick().await;
+        ticks += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let calls = sim.counters().calls("batch-query-status");
+    assert!(
+        calls <= 200,
+        "{calls} status calls in {ticks} ticks; splitting every chunk down to single ids costs 1,990 a tick"
+    );
+    assert!(ticks >= 10, "only {ticks} ticks ran");
+    assert_eq!(sim.counters().calls("backup"), 0);
+    let (status, reason) = synced(&store, "p00007").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ConfigurationError")
+    );
+    assert!(
+        metrics
+            .encode()
+            .contains("cloudphone_vendor_breaker_open{account=\"default\"} 1"),
+        "{}",
+        metrics.encode()
+    );
+}
+
+#[tokio::test]
+async fn a_vendor_that_starts_refusing_every_call_is_told_by_one_id_that_answered_before() {
+    let _deadline = support::deadline(
+        "a_vendor_that_starts_refusing_every_call_is_told_by_one_id_that_answered_before",
+    );
+    let (phones, instances) = fleet(1000, Lifecycle::Observed);
+    let sim = simulator(instances, Faults::default()).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = engine(&sim, store.clone(), Arc::new(Auth::token(Token::new("t"))));
+    engine.tick().await;
+    sim.set_faults(refusing_everything()).unwrap();
+    sim.reset_counters();
+    let report = engine.tick().await;
+    // The calls in flight when the first refusal came, their halves, and the one id asked alone.
+    assert!(
+        report.status_calls <= 8 * 3 + 1,
+        "{} status calls: {report:?}",
+        report.status_calls
+    );
+    for _ in 0..2 {
+        engine.tick().await;
+    }
+    assert_eq!(
+        synced(&store, "p00420"),
+        Some(("False".into(), "ConfigurationError".into()))
+    );
+    assert!(sim.counters().calls("batch-query-status") <= 8 * 3 + 1);
+}
+
+#[tokio::test]
+async fn one_tenants_bogus_ids_in_a_shared_account_stay_its_own_refusals() {
+    let _deadline =
+        support::deadline("one_tenants_bogus_ids_in_a_shared_account_stay_its_own_refusals");
+    // Three teams' namespaces share the operator's account; team-b's 100 phones name ids the
+    // vendor refuses (HTTP 400, 1000). The tick's order spreads them over every chunk.
+    let mut phones = Vec::new();
+    let mut instances = Vec::new();
+    let mut faults = Faults::default();
+    for (team, n) in [("team-a", 300), ("team-b", 100), ("team-c", 200)] {
+        for i in 0..n {
+            let id = format!("{team}-{i:04}");
+            phones.push(
+                support::cloudphone(&format!("p-{i:04}"), &id)
+                    .namespace(team)
+                    .build(),
+            );
+            if team == "team-b" {
+                faults.rejected_ids.insert(id);
+            } else {
+                instances.push((id, cloudphone_operator::sim::code::DATA_LOADED));
+            }
+        }
+    }
+    let sim = simulator(instances, faults).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let metrics = Arc::new(Metrics::new());
+    let engine = engine(&sim, store.clone(), Arc::new(Auth::token(Token::new("t"))))
+        .with_metrics(metrics.clone());
+    for _ in 0..3 {
+        let report = engine.tick().await;
+        assert_eq!(report.query_errors, 100, "{report:?}");
+    }
+    assert!(
+        metrics
+            .encode()
+            .contains("cloudphone_vendor_breaker_open{account=\"default\"} 0"),
+        "{}",
+        metrics.encode()
+    );
+    assert_eq!(
+        sim.counters().backups_started,
+        500,
+        "every good phone backed up"
+    );
+    for p in store.snapshot() {
+        let namespace = p.metadata.namespace.clone().unwrap();
+        let synced = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == SYNCED))
+            .map(|c| (c.status.clone(), c.reason.clone()));
+        let want = if namespace == "team-b" {
+            ("False", "InvalidParameter")
+        } else {
+            ("True", "Observed")
+        };
+        assert_eq!(
+            synced,
+            Some((want.0.into(), want.1.into())),
+            "{namespace}/{}",
+            p.metadata.name.as_deref().unwrap_or_default()
+        );
+    }
+}
+
+#[tokio::test]
+async fn splitting_refused_calls_keeps_to_the_accounts_cap_on_calls_in_flight() {
+    let _deadline =
+        support::deadline("splitting_refused_calls_keeps_to_the_accounts_cap_on_calls_in_flight");
+    // Every tenth id refused (HTTP 400, 1000): every chunk splits down to them.
+    let (phones, instances) = fleet(400, Lifecycle::Observed);
+    let mut faults = Faults {
+        latency: Duration::from_millis(20),
+        ..Faults::default()
+    };
+    for (id, _) in instances.iter().step_by(10) {
+        faults.rejected_ids.insert(id.clone());
+    }
+    let sim = simulator(instances, faults).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .calls_in_flight(4)
+        .breaker(BreakerConfig::default())
+        .build();
+    let report = engine.tick().await;
+    assert_eq!(report.query_errors, 40, "{report:?}");
+    let counters = sim.counters();
+    let query = &counters.endpoints["batch-query-status"];
+    assert!(
+        query.calls > 100,
+        "the chunks were not split: {} calls",
+        query.calls
+    );
+    assert!(
+        query.max_in_flight <= 4,
+        "{} status calls in flight at once, the cap is 4",
+        query.max_in_flight
+    );
+}

@@ -1,7 +1,9 @@
-//! The circuit breaker of a vendor account: a configuration or credential error stops the calls of
-//! the whole account, save one probe per backoff step, until a probe passes or the credentials
-//! change. Without it every phone's call would fail the same way every tick, forever: a storm that
-//! gets the account banned by the vendor's flow control.
+//! The circuit breaker of a vendor account: a configuration or credential error (or a refusal the
+//! vendor makes whatever the ids) stops the calls of the whole account, save one probe per backoff
+//! step, until a probe passes or the credentials change; and the few ids the account's calls got
+//! normal answers for lately, which tell such a refusal from one of bogus ids. Without it every
+//! phone's call would fail the same way every tick, forever: a storm that gets the account banned
+//! by the vendor's flow control.
 
 use crate::plan::Failure;
 use std::collections::HashMap;
@@ -55,11 +57,17 @@ struct Open {
     credentials: u64,
 }
 
+/// Ids of an account the vendor answered normally lately, at most this many: the canaries that
+/// tell a refusal of the request itself from one of its ids.
+const KNOWN_GOOD: usize = 4;
+
 /// The breakers of every account.
 #[derive(Debug, Default)]
 pub struct Breakers {
     config: BreakerConfig,
     open: Mutex<HashMap<String, Open>>,
+    /// Per account, the ids answered normally most recently, newest first.
+    known_good: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Breakers {
@@ -67,6 +75,38 @@ impl Breakers {
         Breakers {
             config,
             open: Mutex::default(),
+            known_good: Mutex::default(),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
+        self.known_good.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The vendor answered `id` of the account normally (it listed its status).
+    pub fn answered(&self, account: &str, id: &str) {
+        let mut known = self.known();
+        let ids = match known.get_mut(account) {
+            Some(ids) => ids,
+            None => known.entry(account.to_owned()).or_default(),
+        };
+        if ids.first().is_some_and(|first| first == id) {
+            return;
+        }
+        ids.retain(|known| known != id);
+        ids.insert(0, id.to_owned());
+        ids.truncate(KNOWN_GOOD);
+    }
+
+    /// An id of the account the vendor answered normally lately, the newest; `None` when none did.
+    pub fn known_good(&self, account: &str) -> Option<String> {
+        self.known().get(account)?.first().cloned()
+    }
+
+    /// `id` of the account no longer answers normally: it is no canary.
+    pub fn forget_good(&self, account: &str, id: &str) {
+        if let Some(ids) = self.known().get_mut(account) {
+            ids.retain(|known| known != id);
         }
     }
 
@@ -100,15 +140,21 @@ impl Breakers {
     }
 
     /// A call of the account failed with a configuration or credential error: open the breaker,
-    /// or, when it is open (a failed probe), wait one step longer before the next probe.
-    pub fn trip(&self, account: &str, failure: Failure, credentials: u64) {
+    /// or, when it is open and the call was the `probe` it admitted, wait one step longer before
+    /// the next probe.
+    ///
+    /// NB: a call that was already in flight when the breaker opened is no probe: counting each as
+    /// a failed one would push one outage's first probe from 10 s to the 10-minute cap.
+    pub fn trip(&self, account: &str, failure: Failure, credentials: u64, probe: bool) {
         let mut open = self.lock();
         let now = Instant::now();
         match open.get_mut(account) {
             Some(state) if state.credentials == credentials => {
-                state.probes_failed = state.probes_failed.saturating_add(1);
-                state.next_probe = now + self.step(state.probes_failed);
-                state.failure = failure;
+                if probe {
+                    state.probes_failed = state.probes_failed.saturating_add(1);
+                    state.next_probe = now + self.step(state.probes_failed);
+                    state.failure = failure;
+                }
             }
             _ => {
                 open.insert(
@@ -162,7 +208,7 @@ mod tests {
         );
         let b = breakers();
         assert_eq!(b.admit("a", 1), Admission::Call);
-        b.trip("a", failure(), 1);
+        b.trip("a", failure(), 1, false);
         assert_eq!(b.admit("a", 1), Admission::Refuse(failure()));
         assert_eq!(b.admit("other", 1), Admission::Call, "keyed by account");
         tokio::time::sleep(Duration::from_millis(45)).await;
@@ -172,7 +218,7 @@ mod tests {
             Admission::Refuse(failure()),
             "one probe per step, not one per caller"
         );
-        b.trip("a", failure(), 1);
+        b.trip("a", failure(), 1, true);
         tokio::time::sleep(Duration::from_millis(45)).await;
         assert!(
             matches!(b.admit("a", 1), Admission::Refuse(_)),
@@ -184,10 +230,62 @@ mod tests {
         assert_eq!(b.admit("a", 1), Admission::Call);
     }
 
+    /// When each probe leaves, polling every second for `until`.
+    async fn probes(b: &Breakers, until: Duration, mut failed: impl FnMut(&Breakers)) -> Vec<u64> {
+        let start = Instant::now();
+        let mut at = Vec::new();
+        while start.elapsed() < until {
+            if b.admit("a", 1) == Admission::Probe {
+                at.push(start.elapsed().as_secs());
+                failed(b);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        at
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_probe_comes_on_time_however_many_calls_in_flight_failed_after_it_opened() {
+        let b = Breakers::new(BreakerConfig::default());
+        b.trip("a", failure(), 1, false);
+        // The seven other calls in flight when the breaker opened fail the same way a moment later.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..7 {
+            b.trip("a", failure(), 1, false);
+        }
+        let at = probes(&b, Duration::from_secs(80), |b| {
+            b.trip("a", failure(), 1, true)
+        })
+        .await;
+        // The production steps: 10 s, then 20, then 40 (each failed probe doubles the wait).
+        assert!(!at.is_empty(), "no probe within 80 s");
+        assert!((9..=12).contains(&at[0]), "first probe at {at:?} s");
+        assert_eq!(at.len(), 3, "probes at {at:?} s");
+        assert!((28..=32).contains(&at[1]), "second probe at {at:?} s");
+        assert!((68..=72).contains(&at[2]), "third probe at {at:?} s");
+    }
+
+    #[test]
+    fn a_few_ids_answered_lately_are_remembered_per_account_newest_first() {
+        let b = breakers();
+        assert_eq!(b.known_good("a"), None);
+        for id in ["i1", "i2", "i3", "i4", "i5", "i3"] {
+            b.answered("a", id);
+        }
+        assert_eq!(b.known_good("a").as_deref(), Some("i3"));
+        assert_eq!(b.known_good("b"), None, "keyed by account");
+        b.forget_good("a", "i3");
+        assert_eq!(b.known_good("a").as_deref(), Some("i5"));
+        for id in ["i5", "i4", "i2"] {
+            b.forget_good("a", id);
+        }
+        assert_eq!(b.known_good("a"), None, "at most {KNOWN_GOOD} kept");
+    }
+
     #[test]
     fn new_credentials_close_the_breaker() {
         let b = breakers();
-        b.trip("a", failure(), 1);
+        b.trip("a", failure(), 1, false);
         assert!(matches!(b.admit("a", 1), Admission::Refuse(_)));
         assert_eq!(b.admit("a", 2), Admission::Call);
         assert_eq!(b.refusal("a"), None, "and stays closed");

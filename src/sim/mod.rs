@@ -119,6 +119,10 @@ pub struct EndpointCounters {
     pub max_ids_per_call: usize,
     /// Requests by outcome: `ok`, `refused` (a 4xx or business refusal), `injected-500`, ...
     pub outcomes: BTreeMap<String, u64>,
+    /// Requests being answered now (injected latency included).
+    pub in_flight: usize,
+    /// The most requests answered at once.
+    pub max_in_flight: usize,
 }
 
 impl Counters {
@@ -127,6 +131,18 @@ impl Counters {
         e.calls += 1;
         e.ids += ids as u64;
         e.max_ids_per_call = e.max_ids_per_call.max(ids);
+    }
+
+    fn enter(&mut self, endpoint: &str) {
+        let e = self.endpoints.entry(endpoint.to_owned()).or_default();
+        e.in_flight += 1;
+        e.max_in_flight = e.max_in_flight.max(e.in_flight);
+    }
+
+    fn leave(&mut self, endpoint: &str) {
+        let e = self.endpoints.entry(endpoint.to_owned()).or_default();
+        // NB: saturating: the counters may have been reset while the request was answered.
+        e.in_flight = e.in_flight.saturating_sub(1);
     }
 
     fn record_outcome(&mut self, endpoint: &str, outcome: &str) {

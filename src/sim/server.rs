@@ -125,6 +125,28 @@ fn check_request(
     Ok((tenant, ids))
 }
 
+/// A request being answered, counted in `in_flight` until it is answered or dropped.
+struct InFlight {
+    shared: Arc<SharedSim>,
+    call: Call,
+}
+
+impl InFlight {
+    fn enter(shared: &Arc<SharedSim>, call: Call) -> InFlight {
+        shared.lock().counters.enter(call.name());
+        InFlight {
+            shared: shared.clone(),
+            call,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.shared.lock().counters.leave(self.call.name());
+    }
+}
+
 /// What a call does once its checks passed: answers the request, or fails it with a fault.
 async fn serve(
     shared: Arc<SharedSim>,
@@ -133,6 +155,7 @@ async fn serve(
     uri: axum::http::Uri,
     body: axum::body::Bytes,
 ) -> Response {
+    let _in_flight = InFlight::enter(&shared, call);
     let (response, delay) = {
         let mut inner = shared.lock();
         let (tenant, checked) = match check_request(&mut inner, &headers, &uri, &body) {

@@ -425,6 +425,11 @@ impl EngineBuilder {
         change(&mut self.config);
         self
     }
+    /// The engine's cap on vendor calls of one kind in flight.
+    pub fn calls_in_flight(mut self, n: usize) -> Self {
+        self.config.vendor_calls_in_flight = n;
+        self
+    }
     pub fn breaker(mut self, breaker: cloudphone_operator::reconciler::BreakerConfig) -> Self {
         self.config.breaker = breaker;
         self
