@@ -583,3 +583,30 @@ async fn an_accounts_limits_bound_its_calls_in_flight_and_per_second() {
     );
     assert_eq!(sim.counters().calls("batch-query-status"), 8);
 }
+
+#[tokio::test]
+async fn backups_take_at_most_three_quarters_of_an_accounts_call_rate() {
+    let _deadline =
+        support::deadline("backups_take_at_most_three_quarters_of_an_accounts_call_rate");
+    let sim = simulator(vec![("kp1".into(), code::IDLE)]).await;
+    let client = Client::new(
+        ClientConfig {
+            base_url: sim.url(),
+            calls_per_second: Some(10),
+            ..ClientConfig::default()
+        },
+        Token::new("t"),
+    )
+    .unwrap();
+    // Ten backup slots at 10 calls a second would take 900 ms; at the backups' share (7.5 a
+    // second) they take 1.2 s, and a status query meanwhile still gets a slot of its own.
+    let started = tokio::time::Instant::now();
+    for _ in 0..10 {
+        drop(client.reserve_backup().await.unwrap());
+    }
+    let backups = started.elapsed();
+    assert!(
+        backups >= Duration::from_millis(1100),
+        "ten backup slots at 10 calls a second took {backups:?}: backups took more than their share"
+    );
+}

@@ -949,3 +949,58 @@ async fn a_reconcile_request_in_a_loop_costs_one_chunk_per_spacing_and_never_the
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn under_one_call_a_second_every_backup_of_a_thousand_phones_leaves_within_the_intent_age() {
+    let _deadline = support::deadline(
+        "under_one_call_a_second_every_backup_of_a_thousand_phones_leaves_within_the_intent_age",
+    );
+    let (phones, instances) = fleet(1000);
+    let sim = simulator(instances, Duration::from_secs(300)).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .grace(Duration::from_secs(120))
+        .calls_per_second(1)
+        .build();
+    // 10 status calls and 10 backup calls at one a second: a tick of about 20 s. Every backup
+    // must leave: the gate withholds any call later than the intent age after its intent.
+    let report = engine.tick().await;
+    assert_eq!(report.chunks_cut, 0, "{report:?}");
+    assert_eq!(report.backups_requested, 1000, "{report:?}");
+    assert_eq!(sim.counters().backups_started, 1000);
+    assert_eq!(report.backup_calls, 10);
+    for phone in store.snapshot() {
+        let status = phone.status.as_ref().unwrap();
+        let backup = status.backup.as_ref().unwrap();
+        assert!(backup.request_id.is_some(), "{status:?}");
+        assert_eq!(condition(status, READY).1, "BackupRequested");
+    }
+}
+
+#[tokio::test]
+async fn a_withheld_backup_clears_its_intent_and_is_asked_again_next_tick() {
+    let _deadline =
+        support::deadline("a_withheld_backup_clears_its_intent_and_is_asked_again_next_tick");
+    let (phones, instances) = fleet(3);
+    let sim = simulator(instances, Duration::from_secs(300)).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let fence = cloudphone_operator::run::leader::LeaseFence::new(Duration::from_secs(10));
+    let engine = engine(&sim, store.clone(), Duration::from_secs(120)).with_fence(fence.clone());
+    // Leadership not fresh (no renewal yet): the intents are written, every call withheld.
+    let report = engine.tick().await;
+    assert_eq!(report.backup_calls, 0);
+    assert_eq!(sim.counters().calls("backup"), 0);
+    for phone in store.snapshot() {
+        let status = phone.status.as_ref().unwrap();
+        assert!(
+            status.backup.as_ref().is_none_or(|b| !b.in_flight),
+            "a call that never left keeps no intent: {status:?}"
+        );
+        assert_eq!(condition(status, READY).1, "BackupCallFailed");
+    }
+    // Fresh again: asked at once, not after the 120 s grace period of an intent that never left.
+    fence.renewed(tokio::time::Instant::now());
+    let report = engine.tick().await;
+    assert_eq!(report.backups_requested, 3, "{report:?}");
+    assert_eq!(sim.counters().backups_started, 3);
+}

@@ -84,11 +84,40 @@ pub struct BackupReceipt {
 /// token fetch), right before the request is sent, so nothing waits between it and the call.
 pub type Gate<'a> = dyn Fn() -> Result<(), &'static str> + Send + Sync + 'a;
 
+/// A backup call's slot under the account's limits (its start under the rate bounds, its place in
+/// flight) and its credentials, taken before the caller's last preparations (say, writing the
+/// intents the call announces), so that no wait of the account comes between those and the call.
+/// Dropped unused, it frees its place in flight.
+pub struct Reservation<'a> {
+    call_auth: CallAuth,
+    _slot: Option<tokio::sync::SemaphorePermit<'a>>,
+}
+
 /// A decoded answer, the `x-request-id` of its attempt and when that attempt left.
 struct Answered<T> {
     request_id: Uuid,
     sent_at: Timestamp,
     body: T,
+}
+
+/// The receipt of an accepted backup call.
+fn receipt(answered: Answered<wire::BackupAnswer>) -> BackupReceipt {
+    let Answered {
+        request_id,
+        sent_at,
+        body: answer,
+    } = answered;
+    let data = answer.data.unwrap_or_default();
+    BackupReceipt {
+        request_id,
+        sent_at,
+        task_id: data.task_id,
+        jobs: data
+            .cmd_jobs
+            .into_iter()
+            .filter_map(|job| Some((job.instance_id?, job.job_id?)))
+            .collect(),
+    }
 }
 
 /// Sees every vendor HTTP attempt: for metrics.
@@ -118,33 +147,57 @@ pub struct Client {
 struct Limits {
     in_flight: Option<tokio::sync::Semaphore>,
     /// The least time between two starts, and when the next may start.
-    spacing: Option<(Duration, std::sync::Mutex<tokio::time::Instant>)>,
+    spacing: Option<Spacing>,
+    /// The spacing of backup calls alone: wider than the account's, so that backups never take
+    /// more than [`BACKUP_SHARE`] of its calls and status queries keep the rest.
+    backup_spacing: Option<Spacing>,
+}
+
+/// The share of an account's `callsPerSecond` that backup calls may take: a floor of a quarter is
+/// kept for status queries, which every phone needs each tick, backups or not.
+const BACKUP_SHARE: (u32, u32) = (3, 4);
+
+/// Starts at least `gap` apart.
+struct Spacing {
+    gap: Duration,
+    next: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Spacing {
+    fn new(gap: Duration) -> Spacing {
+        Spacing {
+            gap,
+            next: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Waits for the next start.
+    async fn start(&self) {
+        let start = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let start = (*next).max(tokio::time::Instant::now());
+            *next = start + self.gap;
+            start
+        };
+        tokio::time::sleep_until(start).await;
+    }
 }
 
 impl Limits {
     fn new(in_flight: Option<usize>, per_second: Option<u32>) -> Limits {
+        let gap = per_second.map(|n| Duration::from_secs(1) / n.max(1));
         Limits {
             in_flight: in_flight.map(|n| tokio::sync::Semaphore::new(n.max(1))),
-            spacing: per_second.map(|n| {
-                (
-                    Duration::from_secs(1) / n.max(1),
-                    std::sync::Mutex::new(tokio::time::Instant::now()),
-                )
-            }),
+            spacing: gap.map(Spacing::new),
+            backup_spacing: gap.map(|gap| Spacing::new(gap * BACKUP_SHARE.1 / BACKUP_SHARE.0)),
         }
     }
 
     /// Waits for a start slot under the rate bound, then for a slot in flight; the permit, if
     /// any, is the slot, held for the attempt.
     async fn admit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        if let Some((gap, next)) = &self.spacing {
-            let start = {
-                let mut next = next.lock().unwrap_or_else(|p| p.into_inner());
-                let start = (*next).max(tokio::time::Instant::now());
-                *next = start + *gap;
-                start
-            };
-            tokio::time::sleep_until(start).await;
+        if let Some(spacing) = &self.spacing {
+            spacing.start().await;
         }
         match &self.in_flight {
             // NB: the semaphore is never closed, so acquiring fails never.
@@ -233,7 +286,9 @@ impl Client {
             request_id,
             body: answer,
             ..
-        }: Answered<wire::StatusAnswer> = self.call(Endpoint::QueryStatus, ids, None, None).await?;
+        }: Answered<wire::StatusAnswer> = self
+            .call(Endpoint::QueryStatus, ids, None, None, None)
+            .await?;
         let Some(results) = answer.into_results() else {
             return Err(Error::Decode {
                 endpoint: Endpoint::QueryStatus,
@@ -268,6 +323,47 @@ impl Client {
         })
     }
 
+    /// Takes a backup call's slot: waits out the account's flow-control pause, its credentials
+    /// (an IAM token fetch), the backup share of its call rate, its call rate and a place in
+    /// flight. The call that uses it ([`Client::backup_chunk_reserved`]) leaves without waiting.
+    pub async fn reserve_backup(&self) -> Result<Reservation<'_>, Error> {
+        self.wait_for_flow_control().await;
+        let call_auth = self.auth.call_auth().await.map_err(|source| Error::Auth {
+            endpoint: Endpoint::Backup,
+            source,
+        })?;
+        if let Some(spacing) = &self.limits.backup_spacing {
+            spacing.start().await;
+        }
+        let slot = self.limits.admit().await;
+        Ok(Reservation {
+            call_auth,
+            _slot: slot,
+        })
+    }
+
+    /// [`Client::backup_chunk_gated`] whose first attempt uses `reservation` and leaves at once
+    /// (after `gate`); a retry (after a 429) waits for a slot of its own, and asks `gate` again.
+    pub async fn backup_chunk_reserved(
+        &self,
+        ids: &[String],
+        request_id: Uuid,
+        gate: &Gate<'_>,
+        reservation: Reservation<'_>,
+    ) -> Result<BackupReceipt, Error> {
+        validate_chunk(ids)?;
+        let answered: Answered<wire::BackupAnswer> = self
+            .call(
+                Endpoint::Backup,
+                ids,
+                Some(request_id),
+                Some(gate),
+                Some(reservation),
+            )
+            .await?;
+        Ok(receipt(answered))
+    }
+
     /// One backup call for at most 100 ids.
     ///
     /// NB: the vendor has no idempotency token, so a backup call is sent again only when the vendor
@@ -289,24 +385,10 @@ impl Client {
         gate: &Gate<'_>,
     ) -> Result<BackupReceipt, Error> {
         validate_chunk(ids)?;
-        let Answered {
-            request_id,
-            sent_at,
-            body: answer,
-        }: Answered<wire::BackupAnswer> = self
-            .call(Endpoint::Backup, ids, Some(request_id), Some(gate))
+        let answered: Answered<wire::BackupAnswer> = self
+            .call(Endpoint::Backup, ids, Some(request_id), Some(gate), None)
             .await?;
-        let data = answer.data.unwrap_or_default();
-        Ok(BackupReceipt {
-            request_id,
-            sent_at,
-            task_id: data.task_id,
-            jobs: data
-                .cmd_jobs
-                .into_iter()
-                .filter_map(|job| Some((job.instance_id?, job.job_id?)))
-                .collect(),
-        })
+        Ok(receipt(answered))
     }
 
     /// Sends one call, retrying what may be retried, and decodes the answer. Each attempt waits
@@ -318,22 +400,29 @@ impl Client {
         ids: &[String],
         mut first_request_id: Option<Uuid>,
         gate: Option<&Gate<'_>>,
+        mut reserved: Option<Reservation<'_>>,
     ) -> Result<Answered<T>, Error> {
         let idempotent = endpoint == Endpoint::QueryStatus;
         let mut backoff = self.retry.backoff();
         let mut retry = 0;
         let mut reauthenticated = false;
         loop {
-            self.wait_for_flow_control().await;
-            let call_auth = self
-                .auth
-                .call_auth()
-                .await
-                .map_err(|source| Error::Auth { endpoint, source })?;
+            // NB: a reserved first attempt waited for all of this before its caller's last steps.
+            let (call_auth, slot) = match reserved.take() {
+                Some(Reservation { call_auth, _slot }) => (call_auth, _slot),
+                None => {
+                    self.wait_for_flow_control().await;
+                    let call_auth = self
+                        .auth
+                        .call_auth()
+                        .await
+                        .map_err(|source| Error::Auth { endpoint, source })?;
+                    (call_auth, self.limits.admit().await)
+                }
+            };
             let request_id = first_request_id.take().unwrap_or_else(Uuid::new_v4);
             // One span an attempt: every line about it carries the endpoint and the request id.
             let span = tracing::info_span!("vendor_call", %endpoint, %request_id, ids = ids.len());
-            let slot = self.limits.admit().await;
             // NB: the last step before the send: no wait may come between the gate and the call.
             if let Some(gate) = gate
                 && let Err(reason) = gate()

@@ -16,7 +16,7 @@ mod wire;
 pub use auth::{Auth, AuthError, CallAuth, Project};
 pub use client::{
     BackupReceipt, CallObserver, Client, ClientConfig, DEFAULT_BASE_URL, Gate, MAX_ID_CHARS,
-    MAX_IDS_PER_CALL, StatusReport, check_id,
+    MAX_IDS_PER_CALL, Reservation, StatusReport, check_id,
 };
 pub use credentials::{Credentials, CredentialsError, ProjectScope};
 pub use error::{AccountFault, Endpoint, Error, Fault, VendorCode, VendorError};

@@ -34,6 +34,34 @@ pub fn stamp_intent(
     .set(READY, ready.status, ready.reason, &ready.message);
 }
 
+/// A planned backup whose call surely never left (withheld before it was sent, or not even
+/// tried: the account paused, its credentials unusable): the backup record as it was before the
+/// plan (`before`), so that no grace period runs for a call that does not exist and the next tick
+/// plans it again, and `Ready` saying why.
+pub fn backup_not_sent(
+    planned: &CloudPhoneStatus,
+    before: Option<&BackupStatus>,
+    generation: Option<i64>,
+    why: &str,
+    now: Timestamp,
+) -> CloudPhoneStatus {
+    let now = whole_seconds(now);
+    let mut status = planned.clone();
+    status.backup = before.cloned();
+    Conditions {
+        list: &mut status.conditions,
+        generation,
+        now,
+    }
+    .set(
+        READY,
+        "False",
+        "BackupCallFailed",
+        &format!("{why}: no backup call left; it is asked again next tick"),
+    );
+    status
+}
+
 /// The Ready reason of a permanent refusal by the vendor, held until `metadata.generation` changes.
 pub const BACKUP_REFUSED: &str = "BackupRefused";
 

@@ -102,7 +102,9 @@ mod handover;
 mod identity;
 mod phone;
 
-pub use backup::{BACKUP_REFUSED, BackupResult, record_backup_result, stamp_intent};
+pub use backup::{
+    BACKUP_REFUSED, BackupResult, backup_not_sent, record_backup_result, stamp_intent,
+};
 use conditions::{Conditions, LazyConditions};
 pub use conditions::{RECONCILING, STALLED, STALLED_REASONS, kstatus_condition};
 pub use events::{PhoneEvent, events, is_settled};

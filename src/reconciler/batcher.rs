@@ -383,23 +383,34 @@ impl<'a> Batcher<'a> {
         }
     }
 
-    /// One backup call per chunk of at most 100 ids. Each attempt asks `gate` last, after its
-    /// waits, whether it may still leave (leadership fresh, intent recent); a refused gate
-    /// withholds it.
-    pub async fn backup(
+    /// Takes the slots of one backup call (the batcher's cap on backup calls in flight, and the
+    /// account's: see [`Client::reserve_backup`]) before its intents are written, so that the
+    /// call leaves right after them, well inside the intent age.
+    pub async fn reserve_backup(&self) -> Result<BackupSlot<'_>, Error> {
+        // NB: the semaphore is never closed: acquiring fails never.
+        let cap = self.backup_slots.acquire().await.ok();
+        let reservation = self.client.reserve_backup().await?;
+        Ok(BackupSlot {
+            _cap: cap,
+            reservation,
+        })
+    }
+
+    /// One backup call for at most 100 ids, in `slot`, carrying `request_id` (the intents
+    /// recorded it; a re-sent call gets its own). Its every attempt asks `gate` last, right before
+    /// it leaves, whether it may still (leadership fresh, intent recent); a refused gate withholds it.
+    pub async fn backup_reserved(
         &self,
-        ids: &[String],
+        ids: Vec<String>,
         gate: &Gate<'_>,
         request_id: Uuid,
+        slot: BackupSlot<'_>,
     ) -> HashMap<String, BackupResult> {
-        // The first call carries the request id the intents recorded; any other gets its own.
-        let mut first = Some(request_id);
-        stream::iter(chunks(ids.to_vec()))
-            .map(|chunk| self.backup_chunk(chunk, gate, first.take()))
-            .buffer_unordered(self.in_flight)
-            .flat_map(stream::iter)
-            .collect()
+        debug_assert!(ids.len() <= MAX_IDS_PER_CALL);
+        self.backup_chunk(ids, gate, Some(request_id), Some(slot))
             .await
+            .into_iter()
+            .collect()
     }
 
     /// One backup call. A whole-call refusal caused by some of its instances is not blindly halved:
@@ -411,6 +422,7 @@ impl<'a> Batcher<'a> {
         ids: Vec<String>,
         gate: &'b Gate<'b>,
         request_id: Option<Uuid>,
+        reserved: Option<BackupSlot<'b>>,
     ) -> BoxFuture<'b, Vec<(String, BackupResult)>> {
         async move {
             if self.breakers.refusal(self.account).is_some() {
@@ -422,10 +434,17 @@ impl<'a> Batcher<'a> {
             // NB: the client asks the gate after every wait of each attempt (the account's
             // limits, a Retry-After, a token fetch): nothing waits between the gate and the call.
             let request_id = request_id.unwrap_or_else(Uuid::new_v4);
-            let answer = {
-                // NB: the semaphore is never closed: acquiring fails never.
-                let _slot = self.backup_slots.acquire().await.ok();
-                self.client.backup_chunk_gated(&ids, request_id, gate).await
+            let answer = match reserved {
+                Some(BackupSlot { _cap, reservation }) => {
+                    self.client
+                        .backup_chunk_reserved(&ids, request_id, gate, reservation)
+                        .await
+                }
+                None => {
+                    // NB: the semaphore is never closed: acquiring fails never.
+                    let _slot = self.backup_slots.acquire().await.ok();
+                    self.client.backup_chunk_gated(&ids, request_id, gate).await
+                }
             };
             if !matches!(answer, Err(Error::Withheld { .. })) {
                 self.backup_calls.fetch_add(1, Ordering::Relaxed);
@@ -479,12 +498,12 @@ impl<'a> Batcher<'a> {
             let resent = if still.is_empty() {
                 Vec::new()
             } else if still.len() < ids.len() {
-                self.backup_chunk(still, gate, None).await
+                self.backup_chunk(still, gate, None, None).await
             } else {
                 let (left, right) = halves(still);
                 let (mut a, b) = futures::join!(
-                    self.backup_chunk(left, gate, None),
-                    self.backup_chunk(right, gate, None)
+                    self.backup_chunk(left, gate, None, None),
+                    self.backup_chunk(right, gate, None, None)
                 );
                 a.extend(b);
                 a
@@ -510,6 +529,12 @@ fn observations(
             (id, observation)
         })
         .collect()
+}
+
+/// The slots of one backup call, taken before its intents are written.
+pub(crate) struct BackupSlot<'a> {
+    _cap: Option<tokio::sync::SemaphorePermit<'a>>,
+    reservation: crate::koophone::Reservation<'a>,
 }
 
 /// What a fresh observation says of an instance whose backup call was refused whole: `None` when
@@ -682,9 +707,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_backup_waiting_for_its_accounts_limits_is_gated_after_the_wait() {
+    async fn a_reserved_backup_waits_for_its_accounts_limits_before_and_leaves_at_once_after() {
         let _deadline = crate::test_deadline::deadline(
-            "a_backup_waiting_for_its_accounts_limits_is_gated_after_the_wait",
+            "a_reserved_backup_waits_for_its_accounts_limits_before_and_leaves_at_once_after",
         );
         let (sim, _) = fleet(1, code::DATA_LOADED).await;
         let client = Client::new(
@@ -700,18 +725,26 @@ mod tests {
         let batcher = Batcher::new(&client, 8, &breakers, DEFAULT_ACCOUNT);
         // A status call takes the account's slot: the backup's comes 500 ms later.
         batcher.query(ids(1)).await;
-        let checked_at = std::sync::Mutex::new(None);
         let asked = tokio::time::Instant::now();
+        let slot = batcher.reserve_backup().await.unwrap();
+        let reserved = tokio::time::Instant::now();
+        assert!(
+            reserved - asked >= std::time::Duration::from_millis(300),
+            "the reservation did not wait for the account's call rate"
+        );
+        let checked_at = std::sync::Mutex::new(None);
         let gate = || {
             *checked_at.lock().unwrap() = Some(tokio::time::Instant::now());
-            Err("the lease went stale while the call waited")
+            Err("the lease went stale")
         };
-        let results = batcher.backup(&ids(1), &gate, Uuid::new_v4()).await;
+        let results = batcher
+            .backup_reserved(ids(1), &gate, Uuid::new_v4(), slot)
+            .await;
         assert!(results.values().all(|r| *r == BackupResult::Withheld));
-        let waited = checked_at.lock().unwrap().unwrap() - asked;
+        let waited = checked_at.lock().unwrap().unwrap() - reserved;
         assert!(
-            waited >= std::time::Duration::from_millis(300),
-            "the gate was checked before the wait ({waited:?} after asking)"
+            waited < std::time::Duration::from_millis(400),
+            "the reserved call waited for another slot ({waited:?}) before its gate"
         );
         assert_eq!(sim.counters().calls("backup"), 0);
     }
@@ -740,7 +773,10 @@ mod tests {
                 Err("the lease went stale during the Retry-After")
             }
         };
-        let results = batcher.backup(&ids(1), &gate, Uuid::new_v4()).await;
+        let slot = batcher.reserve_backup().await.unwrap();
+        let results = batcher
+            .backup_reserved(ids(1), &gate, Uuid::new_v4(), slot)
+            .await;
         assert!(
             results.values().all(|r| *r == BackupResult::Withheld),
             "{results:?}"
@@ -760,15 +796,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_backup_of_250_ids_makes_three_calls_and_starts_every_backup() {
+    async fn a_backup_of_100_ids_makes_one_call_and_starts_every_backup() {
         let _deadline = crate::test_deadline::deadline(
-            "a_backup_of_250_ids_makes_three_calls_and_starts_every_backup",
+            "a_backup_of_100_ids_makes_one_call_and_starts_every_backup",
         );
-        let (sim, client) = fleet(250, code::DATA_LOADED).await;
+        let (sim, client) = fleet(100, code::DATA_LOADED).await;
         let breakers = Breakers::default();
         let batcher = Batcher::new(&client, 8, &breakers, DEFAULT_ACCOUNT);
-        let results = batcher.backup(&ids(250), &|| Ok(()), Uuid::new_v4()).await;
-        assert_eq!(results.len(), 250);
+        let slot = batcher.reserve_backup().await.unwrap();
+        let results = batcher
+            .backup_reserved(ids(100), &|| Ok(()), Uuid::new_v4(), slot)
+            .await;
+        assert_eq!(results.len(), 100);
         assert!(
             results.values().all(|r| matches!(
                 r,
@@ -780,8 +819,8 @@ mod tests {
             )),
             "{results:?}"
         );
-        assert_eq!(batcher.backup_calls.load(Ordering::Relaxed), 3);
-        assert_eq!(sim.counters().calls("backup"), 3);
-        assert_eq!(sim.counters().backups_started, 250);
+        assert_eq!(batcher.backup_calls.load(Ordering::Relaxed), 1);
+        assert_eq!(sim.counters().calls("backup"), 1);
+        assert_eq!(sim.counters().backups_started, 100);
     }
 }

@@ -409,6 +409,11 @@ impl EngineBuilder {
         self.client.request_timeout = d;
         self
     }
+    /// The account's own bound on calls started per second.
+    pub fn calls_per_second(mut self, n: u32) -> Self {
+        self.client.calls_per_second = Some(n);
+        self
+    }
     pub fn retries(mut self, n: u32) -> Self {
         self.client.retry = quick_retries(n);
         self

@@ -29,6 +29,30 @@ impl<S: PhoneStore> Engine<S> {
         wanted: &[usize],
         batcher: &Batcher<'_>,
     ) {
+        // NB: the account's waits (a 429 pause, its call rate and cap, an IAM token) come before
+        // the intents, not between them and the call: the call leaves within the intent age.
+        let slot = batcher
+            .reserve_backup()
+            .await
+            .map_err(|e| format!("the account's credentials cannot be used: {}", e.summary()));
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err(why) => {
+                debug!(account = batcher.account(), phones = wanted.len(), %why, "backups not sent this tick");
+                for &k in wanted {
+                    let phone = &mut group.phones[k];
+                    let before = frame.status(phone.index).and_then(|s| s.backup.as_ref());
+                    phone.new = Cow::Owned(plan::backup_not_sent(
+                        &phone.new,
+                        before,
+                        frame.snapshot[phone.index].metadata.generation,
+                        &why,
+                        Timestamp::now(),
+                    ));
+                }
+                return;
+            }
+        };
         let leaves = Timestamp::now();
         // NB: the request id exists before the call, so that the intent records it.
         let request_id = Uuid::new_v4();
@@ -77,7 +101,11 @@ impl<S: PhoneStore> Engine<S> {
             })
             .collect();
         let gate = || self.may_call(frame.term, sent_at);
-        let mut results = batcher.backup(&ids, &gate, request_id).await;
+        let mut results = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            batcher.backup_reserved(ids, &gate, request_id, slot).await
+        };
         for (k, intent, version) in confirmed {
             let phone = frame.snapshot[group.phones[k].index].as_ref();
             let sent = Sent {
@@ -90,13 +118,23 @@ impl<S: PhoneStore> Engine<S> {
             self.record_sent(phone, batcher.scope, &sent, &mut group.report);
             self.keep_receipt(phone, &sent.result);
             let outcome = &mut group.phones[k];
-            outcome.new = Cow::Owned(plan::record_backup_result(
-                &sent.intent,
-                phone.metadata.generation,
-                &sent.result,
-                Timestamp::now(),
-                &self.config.plan,
-            ));
+            outcome.new = Cow::Owned(match sent.result {
+                // A call that surely never left clears its intent in the write that follows.
+                BackupResult::Withheld => plan::backup_not_sent(
+                    &sent.intent,
+                    phone.status.as_ref().and_then(|s| s.backup.as_ref()),
+                    phone.metadata.generation,
+                    "the backup call was withheld before it left (this replica's leadership or the intent was no longer fresh, or the account's breaker opened)",
+                    Timestamp::now(),
+                ),
+                _ => plan::record_backup_result(
+                    &sent.intent,
+                    phone.metadata.generation,
+                    &sent.result,
+                    Timestamp::now(),
+                    &self.config.plan,
+                ),
+            });
             outcome.committed(sent.intent, sent.version);
         }
     }
