@@ -428,6 +428,30 @@ async fn an_accounts_client_rebuilt_with_new_credentials_is_not_held_by_the_old_
     assert!(report.accounts[0].problem.is_none(), "{report:?}");
 }
 
+/// Two BackedUp phones in namespace fleet for each instance id: `older` (a name prefix and the
+/// account it names, `None` for the operator's own) and `newer`, created ten seconds later. Their
+/// names end with the id's position.
+fn one_phone_per_route(
+    ids: &[String],
+    older: (&str, Option<&str>),
+    newer: (&str, Option<&str>),
+) -> Vec<CloudPhone> {
+    let phone = |(prefix, account): (&str, Option<&str>), created: i64, n: usize, id: &str| {
+        let builder = cloudphone(&format!("{prefix}-{n:02}"), id)
+            .namespace("fleet")
+            .lifecycle(Lifecycle::BackedUp)
+            .created(created);
+        match account {
+            Some(account) => builder.account(account).build(),
+            None => builder.build(),
+        }
+    };
+    ids.iter()
+        .enumerate()
+        .flat_map(|(n, id)| [phone(older, 0, n, id), phone(newer, 10, n, id)])
+        .collect()
+}
+
 /// A simulator whose project `p1` holds `n` DataLoaded instances, reached by the access key
 /// `ak1` and the token `tok-p1`; backups run long enough that a second call would find one busy.
 async fn project_p1(n: usize) -> Simulator {
@@ -475,26 +499,12 @@ async fn two_routes_to_one_project_back_up_each_instance_once() {
         tenant_auth("tok-p1", "p1"),
     )
     .unwrap());
-    let mut phones = Vec::new();
-    for i in 0..40 {
-        let id = format!("kp{i:02}");
-        phones.push(
-            cloudphone(&format!("own-{i:02}"), &id)
-                .namespace("fleet")
-                .lifecycle(Lifecycle::BackedUp)
-                .created(0)
-                .build(),
-        );
-        phones.push(
-            cloudphone(&format!("route-{i:02}"), &id)
-                .namespace("fleet")
-                .account("platform-too")
-                .lifecycle(Lifecycle::BackedUp)
-                .created(10)
-                .build(),
-        );
-    }
-    let store = Arc::new(MemoryStore::new(phones));
+    let ids: Vec<String> = (0..40).map(|i| format!("kp{i:02}")).collect();
+    let store = Arc::new(MemoryStore::new(one_phone_per_route(
+        &ids,
+        ("own", None),
+        ("route", Some("platform-too")),
+    )));
     let (_tx, accounts) = feed(vec![route]);
     let engine = engine(&sim, store.clone())
         .auth(own)
@@ -553,27 +563,13 @@ async fn an_iam_user_naming_its_project_by_name_is_known_as_that_project_before_
         project: cloudphone_operator::koophone::ProjectScope::Name("cn-north-4".into()),
         iam_endpoint: sim.url(),
     })));
-    let mut phones = Vec::new();
-    for i in 0..5 {
-        let id = format!("kp{i}");
-        // The account's phones are the older ones here: they own the instances.
-        phones.push(
-            cloudphone(&format!("iam-{i}"), &id)
-                .namespace("fleet")
-                .account("iam")
-                .lifecycle(Lifecycle::BackedUp)
-                .created(0)
-                .build(),
-        );
-        phones.push(
-            cloudphone(&format!("own-{i}"), &id)
-                .namespace("fleet")
-                .lifecycle(Lifecycle::BackedUp)
-                .created(10)
-                .build(),
-        );
-    }
-    let store = Arc::new(MemoryStore::new(phones));
+    // The account's phones are the older ones here: they own the instances.
+    let ids: Vec<String> = (0..5).map(|i| format!("kp{i}")).collect();
+    let store = Arc::new(MemoryStore::new(one_phone_per_route(
+        &ids,
+        ("iam", Some("iam")),
+        ("own", None),
+    )));
     let (_tx, accounts) = feed(vec![account("iam", &sim, iam, &["fleet"])]);
     let engine = engine(&sim, store.clone())
         .auth(own)
@@ -587,7 +583,7 @@ async fn an_iam_user_naming_its_project_by_name_is_known_as_that_project_before_
     }
     for i in 0..5 {
         assert_eq!(
-            ready(&store, "fleet", &format!("own-{i}")),
+            ready(&store, "fleet", &format!("own-{i:02}")),
             ("False".into(), "DuplicateInstance".into())
         );
     }

@@ -72,6 +72,26 @@ fn spawn_leader_loop(
     (stop_tx, runner)
 }
 
+/// Runs `engine` ticking every hour (at once first) and on its trigger; send on the returned
+/// channel to shut it down.
+fn spawn_hourly_loop(
+    engine: &Arc<Engine<MemoryStore>>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let engine = engine.clone();
+    let runner = tokio::spawn(async move {
+        engine
+            .run(Duration::from_secs(3600), Duration::from_secs(1), async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    (stop_tx, runner)
+}
+
 /// Ticks until every phone is Idle, returning the reports; fails after `max` ticks.
 async fn tick_until_idle(engine: &Engine<MemoryStore>, max: usize) -> Vec<TickReport> {
     let mut reports = Vec::new();
@@ -388,17 +408,7 @@ async fn a_trigger_during_a_tick_causes_exactly_one_more_tick() {
             .build(),
     );
     let trigger = engine.trigger();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            engine
-                .run(Duration::from_secs(3600), Duration::from_secs(1), async {
-                    let _ = stop_rx.await;
-                })
-                .await
-        })
-    };
+    let (stop_tx, runner) = spawn_hourly_loop(&engine);
     // The first tick starts at once; trigger three times while it waits on the slow vendor.
     tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..3 {
@@ -903,17 +913,7 @@ async fn a_reconcile_request_in_a_loop_costs_one_chunk_per_spacing_and_never_the
             .build(),
     );
     let trigger = engine.trigger();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            engine
-                .run(Duration::from_secs(3600), Duration::from_secs(1), async {
-                    let _ = stop_rx.await;
-                })
-                .await
-        })
-    };
+    let (stop_tx, runner) = spawn_hourly_loop(&engine);
     // The first whole tick: 1,000 ids, 10 calls.
     let status_calls = || sim.counters().calls("batch-query-status");
     for _ in 0..200 {
