@@ -32,7 +32,7 @@ def promtool() -> str:
 def test_the_rendered_rules_pass_promtool_check(tmp_path):
     result = subprocess.run([promtool(), "check", "rules", str(rules_file(tmp_path))], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout, result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout, result.stdout
 
 
 def test_every_alert_fires_when_it_should_and_not_before(tmp_path):
@@ -55,9 +55,15 @@ def test_every_alert_is_tested_and_has_a_runbook_section(tmp_path):
 
 
 def test_thresholds_come_from_values(tmp_path):
-    spec = yaml.safe_load(rules_file(tmp_path, {"oldestUnbackedSeconds": 3600, "needAPersonFor": "2h", "notReadySeconds": 600}).read_text())
+    spec = yaml.safe_load(
+        rules_file(
+            tmp_path,
+            {"oldestUnbackedSeconds": 3600, "needAPersonFor": "2h", "notReadySeconds": 600, "statusWritesFailingFor": "45m"},
+        ).read_text()
+    )
     rules = {r["alert"]: r for g in spec["groups"] for r in g["rules"]}
     assert rules["CloudPhoneBackupTooOld"]["expr"].endswith("> 3600")
     assert rules["CloudPhonesNeedAPerson"]["for"] == "2h"
     assert rules["CloudPhoneNotReady"]["expr"].endswith("> 600")
+    assert rules["CloudPhoneStatusWritesFailing"]["for"] == "45m"
     assert CHART.exists()

@@ -29,6 +29,7 @@ mod backup;
 mod writes;
 
 use backup::Receipt;
+use writes::FailingWrites;
 
 /// Tunables of the engine.
 #[derive(Clone, Debug)]
@@ -238,6 +239,8 @@ pub struct Engine<S> {
     last_success: Mutex<Option<Instant>>,
     /// The accounts whose breaker series the metrics show, to remove those that are gone.
     breaker_series: Mutex<foldhash::HashSet<String>>,
+    /// The phones whose last status writes failed, in this term.
+    failing_writes: Mutex<HashMap<ObjectId, FailingWrites>>,
 }
 
 /// Resolves once `leader` says false (or its sender is gone).
@@ -293,6 +296,7 @@ impl<S: PhoneStore> Engine<S> {
             account_reports: watch::Sender::new(Arc::default()),
             last_success: Mutex::new(None),
             breaker_series: Mutex::default(),
+            failing_writes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -679,8 +683,10 @@ impl<S: PhoneStore> Engine<S> {
             .iter()
             .flat_map(|g| g.backup_durations.iter().copied())
             .collect();
-        let invalid = self.invalid_requests(&snapshot);
-        self.publish_events(&frame, groups, invalid).await;
+        let mut extra = self.invalid_requests(&snapshot);
+        let (failing_events, failing_writes) = self.failing_writes(&snapshot);
+        extra.extend(failing_events);
+        self.publish_events(&frame, groups, extra).await;
         for b in batchers.iter().flatten() {
             report.status_calls += b.status_calls.load(Ordering::Relaxed);
             report.backup_calls += b.backup_calls.load(Ordering::Relaxed);
@@ -700,7 +706,7 @@ impl<S: PhoneStore> Engine<S> {
         if query_phones == 0 || report.query_errors < query_phones {
             self.record_success();
         }
-        self.record_metrics(&report, fleet, &durations);
+        self.record_metrics(&report, fleet, &durations, failing_writes);
         info!(
             phones = report.phones,
             queried = report.queried,
@@ -812,6 +818,10 @@ impl<S: PhoneStore> Engine<S> {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
         self.intents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.failing_writes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
@@ -1003,6 +1013,7 @@ impl<S: PhoneStore> Engine<S> {
         report: &TickReport,
         fleet: crate::metrics::Fleet,
         backup_durations: &[f64],
+        failing_writes: usize,
     ) {
         let Some(m) = &self.metrics else {
             return;
@@ -1020,6 +1031,7 @@ impl<S: PhoneStore> Engine<S> {
                 .inc_by(backup_durations.len() as u64);
         }
         m.set_fleet(fleet);
+        m.status_write_failing_phones.set(failing_writes as i64);
     }
 }
 
