@@ -102,7 +102,10 @@ mod handover;
 mod identity;
 mod phone;
 
-pub use backup::{BACKUP_REFUSED, BackupResult, record_backup_result, stamp_intent};
+use backup::permission_retry;
+pub use backup::{
+    BACKUP_PERMISSION_PENDING, BACKUP_REFUSED, BackupResult, record_backup_result, stamp_intent,
+};
 use conditions::{Conditions, LazyConditions};
 pub use conditions::{RECONCILING, STALLED, STALLED_REASONS, kstatus_condition};
 pub use events::{PhoneEvent, events, is_settled};
