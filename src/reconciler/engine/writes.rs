@@ -1,5 +1,6 @@
 //! The writing half of a tick: changed statuses written under one cap on writes in flight, each
-//! fenced by the version it was planned from, this term's writes recorded; events published.
+//! fenced by the version it was planned from, this term's writes recorded; events published; the
+//! phones whose writes keep being refused counted, logged and reported.
 
 use super::*;
 use crate::api::{CloudPhone, CloudPhoneStatus};
@@ -205,7 +206,7 @@ impl<S: PhoneStore> Engine<S> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let spell = failing.entry(object_id(phone).into_owned()).or_default();
-        spell.count += 1;
+        spell.count = spell.count.saturating_add(1);
         let key = PhoneKey::of(phone);
         match spell.count {
             1 => warn!(phone = %key, error = message, "status write failed; retried next tick"),
