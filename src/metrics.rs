@@ -64,6 +64,7 @@ pub struct Metrics {
     pub backups: Family<BackupOutcomeLabels, Counter>,
     pub backups_requested: Counter,
     pub status_writes: Family<OutcomeLabels, Counter>,
+    pub status_write_failing_phones: Gauge,
     pub last_successful_tick: Gauge<f64, AtomicU64>,
     pub leader: Gauge,
     pub credentials_usable: Gauge,
@@ -123,6 +124,12 @@ impl Metrics {
         );
         let backups_requested = Counter::default();
         let status_writes = Family::<OutcomeLabels, Counter>::default();
+        let status_write_failing_phones = Gauge::default();
+        registry.register(
+            "status_write_failing_phones",
+            "Phones whose last status write was refused (a deleted phone or a write fenced off by a newer version not counted): their status stays as it was until a write goes through, retried every tick; each is named in the log and by a StatusWriteFailing Warning event once its writes fail three times in a row; exported by the leader (0 on a standby)",
+            status_write_failing_phones.clone(),
+        );
         let last_successful_tick = Gauge::<f64, AtomicU64>::default();
         let leader = Gauge::default();
         let credentials_usable = Gauge::default();
@@ -207,6 +214,7 @@ impl Metrics {
             backups,
             backups_requested,
             status_writes,
+            status_write_failing_phones,
             last_successful_tick,
             leader,
             credentials_usable,
@@ -265,7 +273,7 @@ impl Metrics {
     }
 
     /// Drops the fleet and account gauges: a standby replica exports no phone and no breaker
-    /// series, so that queries and alerts need no de-duplication across replicas, and a replica
+    /// series and no failing writes, so that queries and alerts need no de-duplication across replicas, and a replica
     /// that lost the Lease does not keep showing the breakers of its last term.
     pub fn clear_fleet(&self) {
         let mut shown = self.phone_series.lock().unwrap_or_else(|p| p.into_inner());
@@ -273,6 +281,7 @@ impl Metrics {
         self.phones.clear();
         self.oldest_unbacked.set(0.0);
         self.longest_not_ready.set(0.0);
+        self.status_write_failing_phones.set(0);
         self.breaker_open.clear();
     }
 

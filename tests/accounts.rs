@@ -12,6 +12,7 @@ use cloudphone_operator::reconciler::{
 };
 use cloudphone_operator::sim::{Simulator, code};
 use std::sync::Arc;
+use std::time::Duration;
 use support::{cloudphone, deadline, engine, quick_retries, simulator};
 use tokio::sync::watch;
 
@@ -359,6 +360,60 @@ async fn phones_naming_an_account_wait_until_the_accounts_are_known() {
         "not told AccountNotFound while the accounts are still being read"
     );
     assert_eq!(phase(&store, "ops", "own"), Phase::DataLoaded);
+    let (_, synced) = feed(vec![team('a', &sim)]);
+    tx.send_replace(synced.borrow().clone());
+    engine.tick().await;
+    assert_eq!(phase(&store, "team-a", "a1"), Phase::DataLoaded);
+}
+
+#[tokio::test]
+async fn phones_naming_an_account_are_told_why_once_the_account_watch_is_overdue() {
+    let _deadline =
+        deadline("phones_naming_an_account_are_told_why_once_the_account_watch_is_overdue");
+    let sim = two_tenants().await;
+    let store = Arc::new(MemoryStore::new([cloudphone("a1", "kp1")
+        .namespace("team-a")
+        .account("a")
+        .build()]));
+    // The CloudPhoneAccount CRD is missing: the feed never syncs.
+    let (tx, accounts) = watch::channel(None);
+    let engine = engine(&sim, store.clone())
+        .accounts(accounts)
+        .config(|c| c.account_feed_patience = Duration::from_millis(300))
+        .build();
+    engine.tick().await;
+    assert!(
+        store.get(&key("team-a", "a1")).unwrap().status.is_none(),
+        "within the patience the phone waits, untouched"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let report = engine.tick().await;
+    assert_eq!(
+        ready(&store, "team-a", "a1"),
+        ("False".into(), "AccountNotReady".into())
+    );
+    let status = store
+        .get(&key("team-a", "a1"))
+        .unwrap()
+        .status
+        .clone()
+        .unwrap();
+    let message = &status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("CloudPhoneAccount watch has not synced") && message.contains("CRD"),
+        "{message}"
+    );
+    assert_eq!(
+        (report.status_calls, report.backup_calls),
+        (0, 0),
+        "no vendor call"
+    );
+    // The watch syncs at last: the phone is served.
     let (_, synced) = feed(vec![team('a', &sim)]);
     tx.send_replace(synced.borrow().clone());
     engine.tick().await;

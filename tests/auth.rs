@@ -213,6 +213,36 @@ async fn rotated_credentials_are_used_from_the_next_call() {
 }
 
 #[tokio::test]
+async fn the_same_credentials_loaded_again_keep_the_iam_token_and_the_version() {
+    let _deadline =
+        support::deadline("the_same_credentials_loaded_again_keep_the_iam_token_and_the_version");
+    let sim = simulator(SimConfig {
+        iam_users: vec![user()],
+        ..SimConfig::default()
+    })
+    .await;
+    let auth = Arc::new(Auth::new(Ok(password_credentials(&sim, PASSWORD))));
+    let c = client(&sim, auth.clone());
+    c.query_status_chunk(&ids()).await.unwrap();
+    let version = auth.version();
+    // The Secret is re-applied with the same data (a new resourceVersion, nothing new).
+    assert!(!auth.set_if_changed(Ok(password_credentials(&sim, PASSWORD))));
+    c.query_status_chunk(&ids()).await.unwrap();
+    assert_eq!(sim.counters().iam_calls, 1, "the IAM token is kept");
+    assert_eq!(auth.version(), version, "and the credentials' version");
+    // New data replaces them.
+    sim.set_iam_password("ops", "n3w-pa55");
+    assert!(auth.set_if_changed(Ok(password_credentials(&sim, "n3w-pa55"))));
+    assert_ne!(auth.version(), version);
+    c.query_status_chunk(&ids()).await.unwrap();
+    assert_eq!(sim.counters().iam_calls, 2);
+    // Every field counts, secrets included: another access key's secret is new credentials.
+    assert!(auth.set_if_changed(Ok(access_key_credentials("sk-1"))));
+    assert!(!auth.set_if_changed(Ok(access_key_credentials("sk-1"))));
+    assert!(auth.set_if_changed(Ok(access_key_credentials("sk-2"))));
+}
+
+#[tokio::test]
 async fn a_refused_secret_stops_every_vendor_call() {
     let _deadline = support::deadline("a_refused_secret_stops_every_vendor_call");
     let sim = simulator(SimConfig::default()).await;

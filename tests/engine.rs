@@ -1004,3 +1004,94 @@ async fn a_withheld_backup_clears_its_intent_and_is_asked_again_next_tick() {
     assert_eq!(report.backups_requested, 3, "{report:?}");
     assert_eq!(sim.counters().backups_started, 3);
 }
+
+#[tokio::test]
+async fn status_writes_that_keep_failing_are_counted_named_and_reported_once_a_spell() {
+    let _deadline = support::deadline(
+        "status_writes_that_keep_failing_are_counted_named_and_reported_once_a_spell",
+    );
+    let captured = support::Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // NB: the test's runtime is current-thread: every line of the engine reaches this subscriber.
+    let _logs = tracing::subscriber::set_default(subscriber);
+    let (phones, instances) = fleet(2);
+    let sim = simulator(instances, Duration::from_secs(30)).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let metrics = Arc::new(cloudphone_operator::metrics::Metrics::new());
+    let engine = Arc::new(
+        engine(&sim, store.clone(), Duration::from_secs(60)).with_metrics(metrics.clone()),
+    );
+    let failing = || sample(&metrics.encode(), "cloudphone_status_write_failing_phones");
+    let reported = || {
+        store
+            .events()
+            .into_iter()
+            .filter(|(_, e)| e.reason == "StatusWriteFailing")
+            .collect::<Vec<_>>()
+    };
+    // p00000's writes are refused four times in a row (as a webhook or a 422 would refuse them).
+    store.fail_writes(support::key("p00000"), InjectedWriteFailure::Refused, 4);
+    engine.tick().await;
+    assert_eq!(failing(), Some(1.0), "the gauge counts the phone at once");
+    engine.tick().await;
+    assert!(reported().is_empty(), "two failures make no spell yet");
+    engine.tick().await;
+    let events = reported();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, support::key("p00000"));
+    assert!(events[0].1.warning);
+    assert!(
+        events[0].1.message.contains("injected refusal"),
+        "the event names the error: {}",
+        events[0].1.message
+    );
+    engine.tick().await;
+    assert_eq!(reported().len(), 1, "once a spell, not every tick");
+    assert_eq!(failing(), Some(1.0));
+    let logs = captured.text();
+    assert!(
+        logs.lines().any(|l| l.contains("status write failed")
+            && l.contains("phone=fleet/p00000")
+            && l.contains("injected refusal")),
+        "the log names the phone and the error:\n{logs}"
+    );
+    // The fifth write goes through: the spell ends, the gauge falls.
+    engine.tick().await;
+    assert_eq!(failing(), Some(0.0));
+    assert!(
+        store.get(&support::key("p00000")).unwrap().status.is_some(),
+        "the phone's status is written at last"
+    );
+    // A new spell (a reconcile request asks for a write) is reported again.
+    store.fail_writes(support::key("p00000"), InjectedWriteFailure::Refused, 100);
+    let mut annotated = (*store.get(&support::key("p00000")).unwrap()).clone();
+    annotated.metadata.annotations = Some(
+        [(
+            "cloudphone.io/reconcile-requested-at".to_owned(),
+            "2026-12-06T21:00:00Z".to_owned(),
+        )]
+        .into(),
+    );
+    store.insert(annotated);
+    for _ in 0..3 {
+        engine.tick().await;
+    }
+    assert_eq!(reported().len(), 2, "a new spell, a new event");
+    assert_eq!(failing(), Some(1.0));
+
+    // A standby exports no failing phones: the leader's count says nothing of it.
+    let (leading, leader) = tokio::sync::watch::channel(true);
+    let (stop, runner) = spawn_leader_loop(&engine, leader, Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(failing(), Some(1.0));
+    leading.send_replace(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(failing(), Some(0.0), "a standby shows no failing writes");
+    let _ = stop.send(());
+    runner.await.unwrap();
+}

@@ -250,6 +250,35 @@ fn a_secret_rotated_from_a_token_to_an_access_key() -> (kube::Client, Requests) 
     })
 }
 
+/// Scenario: the Secret holds a token; it is re-applied at a new version with the same data (and a
+/// label), then rotated to new data.
+fn a_secret_reapplied_then_rotated() -> (kube::Client, Requests) {
+    let mut watches = 0;
+    fake_client_hanging(move |r: &Recorded| match (r.method.as_str(), r.path()) {
+        ("GET", "/api/v1/namespaces/ops/secrets") if r.query().contains("watch=true") => {
+            watches += 1;
+            match watches {
+                1 => {
+                    let mut same = secret_json("2", &[("token", "t0ken-value")]);
+                    same["metadata"]["labels"] = json!({"team": "ops"});
+                    Some((200, json!({"type": "MODIFIED", "object": same})))
+                }
+                2 => Some((
+                    200,
+                    json!({"type": "MODIFIED", "object": secret_json("3", &[("token", "n3w-t0ken")])}),
+                )),
+                _ => None,
+            }
+        }
+        ("GET", "/api/v1/namespaces/ops/secrets") => Some((
+            200,
+            json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {"resourceVersion": "1"},
+               "items": [secret_json("1", &[("token", "t0ken-value")])]}),
+        )),
+        _ => Some(status_error(404, "NotFound")),
+    })
+}
+
 /// Scenario: no Secret is listed, and the watch stays silent.
 fn no_secret_at_all() -> (kube::Client, Requests) {
     fake_client_hanging(|r: &Recorded| {
@@ -763,6 +792,44 @@ async fn the_credentials_secret_is_loaded_and_its_rotation_followed() {
             .contains("fieldSelector=metadata.name%3Dkoophone"),
         "{}",
         list.uri
+    );
+}
+
+#[tokio::test]
+async fn a_credentials_secret_at_a_new_version_with_the_same_data_is_not_reloaded() {
+    let _deadline = support::deadline(
+        "a_credentials_secret_at_a_new_version_with_the_same_data_is_not_reloaded",
+    );
+    use cloudphone_operator::koophone::{Auth, CredentialsError};
+    use cloudphone_operator::run::credentials;
+    let (client, log) = a_secret_reapplied_then_rotated();
+    let auth = Arc::new(Auth::new(Err(CredentialsError::SecretMissing(
+        "ops/koophone (not read yet)".into(),
+    ))));
+    tokio::spawn(credentials::watch(
+        client,
+        "ops".into(),
+        "koophone".into(),
+        auth.clone(),
+    ));
+    // NB: a third watch request follows the second's event: both events were handled.
+    let watches = || {
+        requests(&log, "GET", "/secrets")
+            .iter()
+            .filter(|r| r.query().contains("watch=true"))
+            .count()
+    };
+    for _ in 0..400 {
+        if watches() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(watches() >= 3, "the watch never saw both events");
+    assert_eq!(
+        auth.replacements(),
+        2,
+        "loaded, then reloaded for the rotation only: the same data at a new version keeps the IAM token and the breaker"
     );
 }
 

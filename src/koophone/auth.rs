@@ -173,6 +173,17 @@ impl Auth {
         state.blocked_until = None;
     }
 
+    /// Replaces the credentials only when they differ from those held (a Secret rewritten with the
+    /// same data, or only its metadata changed, keeps the IAM token, the project and the version,
+    /// so that an account's breaker stays as it is); returns whether they were replaced.
+    pub fn set_if_changed(&self, credentials: Result<Credentials, CredentialsError>) -> bool {
+        if self.read().credentials == credentials {
+            return false;
+        }
+        self.set(credentials);
+        true
+    }
+
     /// The version of the credentials: it changes with every replacement, and is never the
     /// version of another `Auth`'s credentials.
     pub fn version(&self) -> u64 {

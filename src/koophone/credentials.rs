@@ -59,6 +59,69 @@ impl Credentials {
     }
 }
 
+/// Equal when every field is, secrets included (compared, never shown): a Secret rewritten with the
+/// same data holds the same credentials.
+impl PartialEq for Credentials {
+    fn eq(&self, other: &Credentials) -> bool {
+        use secrecy::ExposeSecret;
+        let same = |a: &SecretString, b: &SecretString| a.expose_secret() == b.expose_secret();
+        match (self, other) {
+            (
+                Credentials::Token {
+                    token: t1,
+                    project_id: p1,
+                },
+                Credentials::Token {
+                    token: t2,
+                    project_id: p2,
+                },
+            ) => t1 == t2 && p1 == p2,
+            (
+                Credentials::Password {
+                    username: u1,
+                    password: w1,
+                    domain: d1,
+                    project: p1,
+                    iam_endpoint: e1,
+                },
+                Credentials::Password {
+                    username: u2,
+                    password: w2,
+                    domain: d2,
+                    project: p2,
+                    iam_endpoint: e2,
+                },
+            ) => u1 == u2 && same(w1, w2) && d1 == d2 && p1 == p2 && e1 == e2,
+            (
+                Credentials::AccessKey {
+                    access_key: a1,
+                    secret_key: k1,
+                    project_id: p1,
+                    security_token: s1,
+                },
+                Credentials::AccessKey {
+                    access_key: a2,
+                    secret_key: k2,
+                    project_id: p2,
+                    security_token: s2,
+                },
+            ) => {
+                a1 == a2
+                    && same(k1, k2)
+                    && p1 == p2
+                    && match (s1, s2) {
+                        (Some(x), Some(y)) => same(x, y),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Credentials {}
+
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -25,7 +25,17 @@ pub fn stamp_intent(
     backup.request_id = Some(request_id.to_owned());
     backup.task_id = None;
     backup.job_id = None;
-    let ready = requested(Some(at), config);
+    // NB: the retry of a first `1001` keeps its reason through the intent: recording its result
+    // tells a second refusal in a row from a first.
+    let retry = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.reason == BACKUP_PERMISSION_PENDING);
+    let ready = if retry {
+        permission_retry(at)
+    } else {
+        requested(Some(at), config)
+    };
     Conditions {
         list: &mut status.conditions,
         generation,
@@ -65,6 +75,23 @@ pub fn backup_not_sent(
 /// The Ready reason of a permanent refusal by the vendor, held until `metadata.generation` changes.
 pub const BACKUP_REFUSED: &str = "BackupRefused";
 
+/// The Ready reason after a first `1001` (no permission on the instance) answered a backup call:
+/// IAM permissions take minutes to propagate, so the call is retried once after the grace period;
+/// a second `1001` in a row is [`BACKUP_REFUSED`].
+pub const BACKUP_PERMISSION_PENDING: &str = "BackupPermissionPending";
+
+/// The Ready condition of the one retry after a first `1001`, from its plan to its result: the
+/// same text before and after the intent's stamp, at the time the call leaves.
+pub(super) fn permission_retry(at: Timestamp) -> ReadyCondition {
+    ReadyCondition::new(
+        "False",
+        BACKUP_PERMISSION_PENDING,
+        format!(
+            "the vendor answered the last backup call with no permission (1001), which newly granted IAM permissions give for minutes: the call is retried once, at {at}; a second refusal holds the phone (BackupRefused) until the spec changes"
+        ),
+    )
+}
+
 /// What came of the backup call for one phone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackupResult {
@@ -85,9 +112,13 @@ pub enum BackupResult {
     NotFound,
     /// The call failed; `ambiguous` when the vendor may have acted on it (time-out, 5xx).
     Failed { failure: Failure, ambiguous: bool },
-    /// The vendor refused the instance for good (no permission, not the tenant's, another
-    /// region): no further call until the spec changes.
+    /// The vendor refused the instance for good (not the tenant's, another region): no further
+    /// call until the spec changes.
     Refused { failure: Failure },
+    /// The vendor answered `1001`, no permission on the instance: for good, unless the account's
+    /// IAM permissions were granted minutes ago and still propagate. A first one is retried once
+    /// after the grace period; a second in a row is a refusal.
+    NotPermitted { failure: Failure },
     /// No call was sent because the status recording it could not be written first.
     NotSent,
     /// The intent was written but the call was withheld (leadership not fresh, or the intent too
@@ -106,7 +137,7 @@ impl BackupResult {
             BackupResult::Restoring => "restoring",
             BackupResult::NotFound => "not_found",
             BackupResult::Failed { .. } => "failed",
-            BackupResult::Refused { .. } => "refused",
+            BackupResult::Refused { .. } | BackupResult::NotPermitted { .. } => "refused",
             BackupResult::NotSent => "not_sent",
             BackupResult::Withheld => "withheld",
         }
@@ -123,6 +154,11 @@ pub fn record_backup_result(
 ) -> CloudPhoneStatus {
     let now = whole_seconds(now);
     let mut status = status.clone();
+    // The intent of the one retry after a first `1001` carries its reason (see `stamp_intent`).
+    let retried = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.reason == BACKUP_PERMISSION_PENDING);
     let backup = status.backup.get_or_insert_with(BackupStatus::default);
     let requested_at = backup.requested_at.as_ref().map(|t| t.0);
     let grace_end = requested_at.and_then(|t| t.checked_add(config.grace_period).ok());
@@ -190,7 +226,21 @@ pub fn record_backup_result(
                 ),
             )
         }
-        BackupResult::Refused { failure } => {
+        BackupResult::NotPermitted { failure } if !retried => {
+            // NB: not in flight: the hold until the grace period's end is the Ready reason's.
+            backup.in_flight = false;
+            ReadyCondition::new(
+                "False",
+                BACKUP_PERMISSION_PENDING,
+                format!(
+                    "the vendor refused the backup call ({}): {}; newly granted IAM permissions take minutes to propagate, so the call is retried once, after {}; a second refusal holds the phone (BackupRefused) until the spec changes",
+                    failure.reason,
+                    failure.message,
+                    fmt_time(grace_end)
+                ),
+            )
+        }
+        BackupResult::Refused { failure } | BackupResult::NotPermitted { failure } => {
             backup.in_flight = false;
             ReadyCondition::new(
                 "False",

@@ -102,8 +102,10 @@ mod handover;
 mod identity;
 mod phone;
 
+use backup::permission_retry;
 pub use backup::{
-    BACKUP_REFUSED, BackupResult, backup_not_sent, record_backup_result, stamp_intent,
+    BACKUP_PERMISSION_PENDING, BACKUP_REFUSED, BackupResult, backup_not_sent, record_backup_result,
+    stamp_intent,
 };
 use conditions::{Conditions, LazyConditions};
 pub use conditions::{RECONCILING, STALLED, STALLED_REASONS, kstatus_condition};

@@ -316,7 +316,21 @@ pub(super) fn backed_up(
     let unconfirmed = backup.is_some_and(|b| b.in_flight);
     let in_flight = unconfirmed && grace_end.is_some_and(|end| now < end);
     let waiting_for_vendor = || requested(requested_at, config);
-    let request = || (requested(Some(now), config), true);
+    // After a first `1001` (not in flight: no call is awaited), the one retry is held until the
+    // grace period's end; the retry carries the reason, so that a second `1001` is a refusal.
+    let permission_pending = (!unconfirmed)
+        .then(|| {
+            status.conditions.iter().find(|c| {
+                c.type_ == READY
+                    && c.reason == BACKUP_PERMISSION_PENDING
+                    && c.observed_generation == generation
+            })
+        })
+        .flatten();
+    let request = || match permission_pending {
+        Some(_) => (permission_retry(now), true),
+        None => (requested(Some(now), config), true),
+    };
     let phase = Phase::from_code(code);
     // A permanent refusal holds until the spec changes: asking again cannot help. A reconcile
     // request lifts it, at most once per backoff step after the refused call: a request repeated
@@ -336,6 +350,18 @@ pub(super) fn backed_up(
     {
         return (
             ReadyCondition::new("False", BACKUP_REFUSED, refused.message.clone()),
+            false,
+        );
+    }
+    if let Some(pending) = permission_pending
+        && matches!(
+            phase,
+            Phase::DataLoaded | Phase::Streaming | Phase::BackupFailed
+        )
+        && grace_end.is_some_and(|end| now < end)
+    {
+        return (
+            ReadyCondition::new("False", BACKUP_PERMISSION_PENDING, pending.message.clone()),
             false,
         );
     }

@@ -339,6 +339,75 @@ fn a_permanent_refusal_holds_until_the_spec_changes() {
     assert!(changed.plan(Some(Observation::Status(2)), at(5)).backup);
 }
 
+fn no_permission() -> BackupResult {
+    BackupResult::NotPermitted {
+        failure: Failure {
+            reason: "NoPermission".into(),
+            message: "backup call answered KOOPHONE.API.1001: no permission".into(),
+        },
+    }
+}
+
+/// The phone's plan at `now` (the vendor showing DataLoaded), and, when it backs up, its intent
+/// stamped as the call leaves then and the call's `result` recorded.
+fn call(phone: &Phone, now: i64, result: &BackupResult) -> Option<CloudPhoneStatus> {
+    let plan = phone.plan(Some(Observation::Status(2)), at(now));
+    if !plan.backup {
+        return None;
+    }
+    let mut intent = plan.status;
+    stamp_intent(&mut intent, phone.generation, at(now), "req", &config());
+    Some(record_backup_result(
+        &intent,
+        phone.generation,
+        result,
+        at(now),
+        &config(),
+    ))
+}
+
+#[test]
+fn a_first_no_permission_is_retried_once_after_the_grace_period_and_a_second_is_a_refusal() {
+    let phone = Phone::new("p", "kp1").backed_up();
+    let first = call(&phone, 0, &no_permission()).expect("the first call");
+    assert_eq!(ready(&first), ("False", BACKUP_PERMISSION_PENDING));
+    let message = &condition(&first, READY).message;
+    assert!(
+        message.contains("1001") && message.contains("retried once"),
+        "{message}"
+    );
+    assert!(
+        !is_settled(&first),
+        "a wait that ends by itself: Reconciling"
+    );
+    let phone = phone.with_status(first.clone());
+    for second in [1, 30, 59] {
+        let held = phone.plan(Some(Observation::Status(2)), at(second));
+        assert!(!held.backup, "retried {second}s after the first 1001");
+        assert_eq!(held.status, first, "the hold writes nothing");
+    }
+    // After the grace period (60s), once: a second 1001 in a row is a refusal, held for good.
+    let second = call(&phone, 61, &no_permission()).expect("the retry");
+    assert_eq!(ready(&second), ("False", BACKUP_REFUSED));
+    let refused = phone.clone().with_status(second);
+    for later in [62, 3600, 86_400] {
+        assert!(call(&refused, later, &no_permission()).is_none());
+    }
+    // A retry the vendor accepts goes on as any backup.
+    let accepted = BackupResult::Accepted {
+        request_id: "req".into(),
+        task_id: None,
+        job_id: None,
+        sent_at: at(61),
+    };
+    let backing_up = call(&phone, 61, &accepted).expect("the retry");
+    assert_eq!(ready(&backing_up), ("False", "BackupRequested"));
+    // And a first 1001 after that, in a later backup, is a first again.
+    let phone = Phone::new("p", "kp1").backed_up().with_status(backing_up);
+    let later = call(&phone, 400, &no_permission()).expect("a later backup");
+    assert_eq!(ready(&later), ("False", BACKUP_PERMISSION_PENDING));
+}
+
 #[test]
 fn the_vendor_showing_backing_up_ends_the_wait() {
     let phone = Phone::new("p", "kp1").backed_up();

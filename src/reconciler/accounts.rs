@@ -69,6 +69,9 @@ pub(crate) struct TickAccounts<'a> {
     by_name: HashMap<&'a str, usize>,
     /// The namespaces the operator's own account admits; `None`: every watched namespace.
     own: Option<&'a Tenants>,
+    /// The account watches have not synced for longer than the engine waits: the phones that
+    /// would wait for them are told why instead.
+    feed_overdue: bool,
 }
 
 /// One account of a tick.
@@ -108,6 +111,9 @@ pub(crate) async fn resolve_projects(
         .map(|c| tokio::time::timeout(timeout, c.resolve_project()));
     futures::future::join_all(pending).await;
 }
+
+/// What a phone that waits for account watches that have not synced is told once they are overdue.
+pub(crate) const FEED_NOT_SYNCED: &str = "the operator's CloudPhoneAccount watch has not synced: the accounts (and the namespaces' labels their selectors read) are not known, so this phone makes no vendor call until it does; check that the CloudPhoneAccount CRD is installed (kubectl get crd cloudphoneaccounts.cloudphone.io: helm upgrade does not update the chart's crds/) and that the operator may list and watch cloudphoneaccounts and namespaces cluster-wide and secrets in its own namespace (the chart's RBAC); the operator's /readyz names the watch's error";
 
 /// Where a phone's calls go this tick.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,7 +158,27 @@ impl<'a> TickAccounts<'a> {
             set,
             by_name,
             own,
+            feed_overdue: false,
         }
+    }
+
+    /// Tells the phones that wait for the account watches (`set` is `None`) why, rather than
+    /// letting them wait: the watches have not synced for longer than they should take.
+    pub fn feed_overdue(mut self, overdue: bool) -> Self {
+        self.feed_overdue = overdue;
+        self
+    }
+
+    /// A phone whose binding needs the account watches, which have not synced: it waits, untouched,
+    /// or, once they are overdue, is told so (no vendor call either way).
+    fn unsynced(&self) -> Binding {
+        if !self.feed_overdue {
+            return Binding::Wait;
+        }
+        Binding::Blocked(AccountBlock {
+            reason: ACCOUNT_NOT_READY,
+            message: FEED_NOT_SYNCED.to_owned(),
+        })
     }
 
     /// Which account a phone in `namespace` naming `account` (`None`: the operator's own) uses:
@@ -170,7 +196,7 @@ impl<'a> TickAccounts<'a> {
             return self.admit_own(namespace);
         };
         let Some(set) = self.set else {
-            return Binding::Wait;
+            return self.unsynced();
         };
         let Some(&index) = self.by_name.get(name) else {
             return Binding::Blocked(AccountBlock {
@@ -216,7 +242,7 @@ impl<'a> TickAccounts<'a> {
             Some(set) => set.namespace_labels.get(namespace),
             // NB: the labels come with the account watches: until they synced, a selector's
             // verdict is not known, and a phone told "not allowed" now could be admitted in a second.
-            None if own.selector.is_some() => return Binding::Wait,
+            None if own.selector.is_some() => return self.unsynced(),
             None => None,
         };
         if own.admits(namespace, labels) {
@@ -332,6 +358,37 @@ mod tests {
         let t = TickAccounts::new(&default, None, None);
         assert_eq!(t.bind("ns", Some("team-a")), Binding::Wait);
         assert_eq!(t.bind("ns", None), Binding::Account(0));
+    }
+
+    #[test]
+    fn once_the_account_watches_are_overdue_the_phones_that_wait_for_them_are_told_why() {
+        let default = client();
+        let own = tenants(&["platform"], Some(("team", "a")));
+        let t = TickAccounts::new(&default, Some(&own), None).feed_overdue(true);
+        for (namespace, account) in [("ns", Some("team-a")), ("labelled", None)] {
+            match t.bind(namespace, account) {
+                Binding::Blocked(block) => {
+                    assert_eq!(block.reason, ACCOUNT_NOT_READY);
+                    assert!(
+                        block
+                            .message
+                            .contains("CloudPhoneAccount watch has not synced")
+                            && block.message.contains("CRD"),
+                        "{}",
+                        block.message
+                    );
+                }
+                other => panic!("{namespace}: {other:?}"),
+            }
+        }
+        assert_eq!(t.bind("platform", None), Binding::Account(0));
+        let s = set(Tenants::default(), Ok(client()));
+        let synced = TickAccounts::new(&default, None, Some(&s)).feed_overdue(true);
+        assert_eq!(
+            reason(synced.bind("ns", Some("team-b"))),
+            ACCOUNT_NOT_FOUND,
+            "a synced feed binds as before"
+        );
     }
 
     fn tenants(namespaces: &[&str], selector: Option<(&'static str, &'static str)>) -> Tenants {

@@ -571,9 +571,11 @@ fn backup_failure(err: &Error, single: bool) -> BackupResult {
         Some(VendorCode::BackingUp) => BackupResult::AlreadyBackingUp,
         Some(VendorCode::Restoring) => BackupResult::Restoring,
         Some(VendorCode::InstanceNotFound) => BackupResult::NotFound,
-        Some(VendorCode::NoPermission | VendorCode::NotOwned | VendorCode::RegionMismatch)
-            if single =>
-        {
+        // NB: a 1001 may be IAM permissions still propagating: the plan retries it once.
+        Some(VendorCode::NoPermission) if single => BackupResult::NotPermitted {
+            failure: failure(err),
+        },
+        Some(VendorCode::NotOwned | VendorCode::RegionMismatch) if single => {
             BackupResult::Refused {
                 failure: failure(err),
             }
@@ -649,6 +651,33 @@ mod tests {
         )
         .unwrap();
         (sim, client)
+    }
+
+    #[test]
+    fn a_no_permission_may_pass_while_not_owned_and_another_region_are_refusals() {
+        use crate::koophone::{Endpoint, VendorError};
+        let answered = |code: &str| Error::Vendor {
+            endpoint: Endpoint::Backup,
+            request_id: uuid::Uuid::nil(),
+            status: 200,
+            vendor: VendorError {
+                code: VendorCode::parse(code),
+                message: "refused".into(),
+            },
+        };
+        assert!(matches!(
+            backup_failure(&answered("1001"), true),
+            BackupResult::NotPermitted { .. }
+        ));
+        for code in ["1012", "1002"] {
+            assert!(
+                matches!(
+                    backup_failure(&answered(code), true),
+                    BackupResult::Refused { .. }
+                ),
+                "{code}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub enum InjectedWriteFailure {
     Gone,
     Conflict,
+    /// Any other refusal ([`WriteError::Other`]), as an admission webhook's or a 500 would be.
+    Refused,
 }
 
 /// Phones held in memory, keyed by namespace/name.
@@ -137,6 +139,12 @@ impl PhoneStore for MemoryStore {
         match self.injected(&key) {
             Some(InjectedWriteFailure::Gone) => return Err(WriteError::Gone(key)),
             Some(InjectedWriteFailure::Conflict) => return Err(WriteError::Conflict(key)),
+            Some(InjectedWriteFailure::Refused) => {
+                return Err(WriteError::Other {
+                    key,
+                    message: "HTTP 500: injected refusal".to_owned(),
+                });
+            }
             None => {}
         }
         if let Some(field) = over_its_bound(status) {

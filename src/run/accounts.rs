@@ -120,8 +120,6 @@ struct Kept {
     limits: (Option<usize>, Option<u32>),
     auth: Arc<Auth>,
     client: Client,
-    /// The Secret version its credentials were read from (`None`: none read).
-    secret: Option<String>,
 }
 
 /// Folds the watched objects into the engine's accounts, reusing (and updating) kept clients.
@@ -183,8 +181,8 @@ fn one_account(
     }
 }
 
-/// The account's client (kept, its credentials replaced when its Secret changed), or why it has
-/// none.
+/// The account's client (kept, its credentials replaced when its Secret's data changed), or why it
+/// has none.
 fn client(
     name: &str,
     object: &CloudPhoneAccount,
@@ -232,9 +230,6 @@ fn client(
         limits.calls_in_flight.map(|n| n.max(1) as usize),
         limits.calls_per_second.map(|n| n.max(1) as u32),
     );
-    let version = secret
-        .as_ref()
-        .and_then(|s| s.metadata.resource_version.clone());
     let reusable = kept
         .get(name)
         .is_some_and(|k| k.url == url && k.limits == limits);
@@ -266,19 +261,15 @@ fn client(
                 limits,
                 auth,
                 client,
-                secret: None,
             },
         );
     }
-    let k = kept.get_mut(name).expect("inserted above");
-    if k.secret.is_none() || k.secret != version {
-        info!(
-            account = name,
-            form = credentials.form(),
-            "account credentials loaded"
-        );
-        k.auth.set(Ok(credentials));
-        k.secret = version;
+    let k = kept.get(name).expect("inserted above");
+    // NB: the content, not the Secret's resourceVersion: a Secret re-applied with the same data
+    // (or only its labels changed) must not drop the IAM token nor close the account's breaker.
+    let form = credentials.form();
+    if k.auth.set_if_changed(Ok(credentials)) {
+        info!(account = name, form, "account credentials loaded");
     }
     Ok(k.client.clone())
 }
@@ -530,6 +521,74 @@ mod tests {
                 "{refused}: {err}"
             );
         }
+    }
+
+    fn secret(version: &str, pairs: &[(&str, &str)]) -> Secret {
+        let mut secret = Secret::default();
+        secret.metadata.name = Some("team-a-creds".into());
+        secret.metadata.namespace = Some("ops".into());
+        secret.metadata.resource_version = Some(version.into());
+        secret.data = Some(
+            pairs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                    )
+                })
+                .collect(),
+        );
+        secret
+    }
+
+    #[test]
+    fn a_secret_whose_version_changes_without_new_data_keeps_the_accounts_credentials() {
+        use crate::api::{CloudPhoneAccountSpec, SecretRef};
+        let account = Arc::new(CloudPhoneAccount::new(
+            "team-a",
+            CloudPhoneAccountSpec {
+                vendor_url: Some("http://127.0.0.1:8081".into()),
+                credentials_secret_ref: SecretRef {
+                    name: "team-a-creds".into(),
+                },
+                namespace_selector: None,
+                namespaces: vec!["team-a".into()],
+                limits: None,
+            },
+        ));
+        let config = AccountsConfig {
+            namespace: "ops".into(),
+            default_vendor_url: "http://127.0.0.1:8081".into(),
+            allowed: allowed(),
+            client: ClientConfig::default(),
+            metrics: None,
+            selector: None,
+        };
+        let (secrets, mut writer) = reflector::store::<Secret>();
+        let (namespaces, _) = reflector::store::<PartialObjectMeta<Namespace>>();
+        let mut kept = HashMap::new();
+        let mut version_after = |s: Secret| {
+            writer.apply_watcher_event(&watcher::Event::Apply(s));
+            let set = fold(
+                std::slice::from_ref(&account),
+                &secrets,
+                &namespaces,
+                &config,
+                &mut kept,
+            );
+            let client = set.accounts["team-a"].client.as_ref().expect("usable");
+            (client.credentials_version(), client.auth_status())
+        };
+        let (first, status) = version_after(secret("1", &[("token", "t0ken")]));
+        assert_eq!(status, Ok("token"));
+        let (same, _) = version_after(secret("2", &[("token", "t0ken")]));
+        assert_eq!(
+            same, first,
+            "a new resourceVersion with the same data keeps the credentials (their IAM token, the breaker)"
+        );
+        let (rotated, _) = version_after(secret("3", &[("token", "n3w-t0ken")]));
+        assert_ne!(rotated, first, "new data replaces them");
     }
 
     fn tick(problem: Option<(&str, &str)>, phones: usize) -> AccountTick {

@@ -134,17 +134,19 @@ pub async fn watch(client: kube::Client, namespace: String, name: String, auth: 
                     continue;
                 }
                 loaded_version = secret.metadata.resource_version.clone();
-                auth.set(credentials_of(&secret));
+                // NB: a new version may hold the same data (re-applied, or its labels changed):
+                // the IAM token and the breaker stay unless the credentials did change.
+                auth.set_if_changed(credentials_of(&secret));
             }
             Ok(watcher::Event::InitDone) => {
                 if !seen_in_listing {
                     loaded_version = None;
-                    auth.set(Err(CredentialsError::SecretMissing(what.clone())));
+                    auth.set_if_changed(Err(CredentialsError::SecretMissing(what.clone())));
                 }
             }
             Ok(watcher::Event::Delete(_)) => {
                 loaded_version = None;
-                auth.set(Err(CredentialsError::SecretMissing(what.clone())));
+                auth.set_if_changed(Err(CredentialsError::SecretMissing(what.clone())));
             }
             Err(e) => {
                 warn!(secret = %what, error = %e, "cannot watch the credentials Secret; retrying with backoff")

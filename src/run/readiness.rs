@@ -49,7 +49,7 @@ impl Readiness for OperatorReadiness {
             None => "listing".to_owned(),
         };
         vec![format!(
-            "the CloudPhoneAccount feed has not synced ({why}): phones with spec.accountRef wait, untouched; \
+            "the CloudPhoneAccount feed has not synced ({why}): phones with spec.accountRef wait (told AccountNotReady after two minutes); \
              check that the CloudPhoneAccount CRD is installed and that the operator may list and watch \
              cloudphoneaccounts and namespaces cluster-wide and secrets in its own namespace"
         )]

@@ -34,7 +34,7 @@ def test_the_rendered_rules_pass_promtool_check(tmp_path):
     result = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     rules = [r for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"]]
-    assert len(rules) >= 8, "every alert of the chart rendered"
+    assert len(rules) >= 9, "every alert of the chart rendered"
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout, result.stdout
 
 
@@ -58,9 +58,15 @@ def test_every_alert_is_tested_and_has_a_runbook_section(tmp_path):
 
 
 def test_thresholds_come_from_values(tmp_path):
-    spec = yaml.safe_load(rules_file(tmp_path, {"oldestUnbackedSeconds": 3600, "needAPersonFor": "2h", "notReadySeconds": 600}).read_text())
+    spec = yaml.safe_load(
+        rules_file(
+            tmp_path,
+            {"oldestUnbackedSeconds": 3600, "needAPersonFor": "2h", "notReadySeconds": 600, "statusWritesFailingFor": "45m"},
+        ).read_text()
+    )
     rules = {r["alert"]: r for g in spec["groups"] for r in g["rules"]}
     assert rules["CloudPhoneBackupTooOld"]["expr"].endswith("> 3600")
     assert rules["CloudPhonesNeedAPerson"]["for"] == "2h"
     assert rules["CloudPhoneNotReady"]["expr"].endswith("> 600")
+    assert rules["CloudPhoneStatusWritesFailing"]["for"] == "45m"
     assert CHART.exists()

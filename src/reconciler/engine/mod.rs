@@ -29,6 +29,7 @@ mod backup;
 mod writes;
 
 use backup::Receipt;
+use writes::FailingWrites;
 
 /// Tunables of the engine.
 #[derive(Clone, Debug)]
@@ -50,6 +51,9 @@ pub struct EngineConfig {
     pub tick_deadline: Duration,
     /// The least time between the start of a tick and an early tick after it.
     pub min_tick_spacing: Duration,
+    /// How long after the engine starts the phones that wait for the account watches to sync
+    /// (those naming a CloudPhoneAccount) wait untouched; then they are told `AccountNotReady`.
+    pub account_feed_patience: Duration,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +73,7 @@ impl Default for EngineConfig {
             tick_deadline: Duration::from_secs(90),
             // A reconcile request in a loop costs one early tick (of its own phones) per 10 s.
             min_tick_spacing: Duration::from_secs(10),
+            account_feed_patience: ACCOUNT_FEED_PATIENCE,
         }
     }
 }
@@ -238,6 +243,10 @@ pub struct Engine<S> {
     last_success: Mutex<Option<Instant>>,
     /// The accounts whose breaker series the metrics show, to remove those that are gone.
     breaker_series: Mutex<foldhash::HashSet<String>>,
+    /// When the engine started: the account watches' patience counts from it.
+    started: tokio::time::Instant,
+    /// The phones whose last status writes failed, in this term.
+    failing_writes: Mutex<HashMap<ObjectId, FailingWrites>>,
 }
 
 /// Resolves once `leader` says false (or its sender is gone).
@@ -293,6 +302,8 @@ impl<S: PhoneStore> Engine<S> {
             account_reports: watch::Sender::new(Arc::default()),
             last_success: Mutex::new(None),
             breaker_series: Mutex::default(),
+            failing_writes: Mutex::new(HashMap::new()),
+            started: tokio::time::Instant::now(),
         }
     }
 
@@ -510,7 +521,16 @@ impl<S: PhoneStore> Engine<S> {
         }
         // Every account's scope is its project, known before any of its phones is bound.
         resolve_projects(&self.client, set.as_deref(), PROJECT_RESOLVE_TIMEOUT).await;
-        let accounts = TickAccounts::new(&self.client, self.own_tenants.as_ref(), set.as_deref());
+        let feed_overdue =
+            set.is_none() && self.started.elapsed() >= self.config.account_feed_patience;
+        if feed_overdue {
+            warn!(
+                waited_s = self.config.account_feed_patience.as_secs(),
+                "the CloudPhoneAccount watch has not synced: the phones naming an account are told AccountNotReady (no vendor call); see /readyz for its error"
+            );
+        }
+        let accounts = TickAccounts::new(&self.client, self.own_tenants.as_ref(), set.as_deref())
+            .feed_overdue(feed_overdue);
         // NB: phones of an account whose project is not known (its credentials unusable, say its
         // Secret not read yet, or IAM not asked yet) wait: no call, no write at all.
         let bindings: Vec<Binding> = snapshot
@@ -679,8 +699,10 @@ impl<S: PhoneStore> Engine<S> {
             .iter()
             .flat_map(|g| g.backup_durations.iter().copied())
             .collect();
-        let invalid = self.invalid_requests(&snapshot);
-        self.publish_events(&frame, groups, invalid).await;
+        let mut extra = self.invalid_requests(&snapshot);
+        let (failing_events, failing_writes) = self.failing_writes(&snapshot);
+        extra.extend(failing_events);
+        self.publish_events(&frame, groups, extra).await;
         for b in batchers.iter().flatten() {
             report.status_calls += b.status_calls.load(Ordering::Relaxed);
             report.backup_calls += b.backup_calls.load(Ordering::Relaxed);
@@ -700,7 +722,7 @@ impl<S: PhoneStore> Engine<S> {
         if query_phones == 0 || report.query_errors < query_phones {
             self.record_success();
         }
-        self.record_metrics(&report, fleet, &durations);
+        self.record_metrics(&report, fleet, &durations, failing_writes);
         info!(
             phones = report.phones,
             queried = report.queried,
@@ -812,6 +834,10 @@ impl<S: PhoneStore> Engine<S> {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
         self.intents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.failing_writes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
@@ -1003,6 +1029,7 @@ impl<S: PhoneStore> Engine<S> {
         report: &TickReport,
         fleet: crate::metrics::Fleet,
         backup_durations: &[f64],
+        failing_writes: usize,
     ) {
         let Some(m) = &self.metrics else {
             return;
@@ -1020,8 +1047,16 @@ impl<S: PhoneStore> Engine<S> {
                 .inc_by(backup_durations.len() as u64);
         }
         m.set_fleet(fleet);
+        m.status_write_failing_phones.set(failing_writes as i64);
     }
 }
+
+/// How long the account watches may take to sync before the phones waiting for them are told why.
+/// A healthy sync lists the accounts, Secrets and namespaces in seconds, and a watch that fails
+/// retries with a backoff of up to a minute: two minutes are past a slow API server's start, yet a
+/// missing CRD (a `helm upgrade` skips `crds/`) or a missing Role is told on the phones within a few
+/// ticks, rather than leaving them silent for good.
+pub const ACCOUNT_FEED_PATIENCE: Duration = Duration::from_secs(120);
 
 /// How long a tick waits for IAM to tell an account's project: its phones wait meanwhile.
 const PROJECT_RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);

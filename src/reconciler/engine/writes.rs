@@ -1,5 +1,6 @@
 //! The writing half of a tick: changed statuses written under one cap on writes in flight, each
-//! fenced by the version it was planned from, this term's writes recorded; events published.
+//! fenced by the version it was planned from, this term's writes recorded; events published; the
+//! phones whose writes keep being refused counted, logged and reported.
 
 use super::*;
 use crate::api::{CloudPhone, CloudPhoneStatus};
@@ -7,10 +8,28 @@ use crate::metrics::OutcomeLabels;
 use crate::plan::{PhoneEvent, PhoneKey};
 use futures::{StreamExt, stream};
 use std::time::Duration;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// An event publish that takes longer is abandoned: events are best effort, a tick is not.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Failed status writes of one phone in a row that make a failing spell, reported by a Warning
+/// event and a log line: one failure is retried next tick and mostly goes through (an API server
+/// restarting, a webhook's time-out); three in a row (a minute at the default interval) are no
+/// accident, and the phone's status stays frozen until one goes through.
+pub(super) const FAILING_SPELL: u32 = 3;
+
+/// The longest error text an event's message carries: the API server caps a message at 1 KiB.
+const MAX_EVENT_ERROR_CHARS: usize = 512;
+
+/// A phone whose last status writes failed (refused, not its deletion nor a fence).
+#[derive(Debug, Default)]
+pub(super) struct FailingWrites {
+    /// Failed writes in a row.
+    count: u32,
+    /// The last error, for the spell's event while it is due.
+    due: Option<String>,
+}
 
 /// Versions of one phone a chain of this term's writes was made against, at most: a tick writes a
 /// phone at most twice (intent, then receipt), so a few ticks of a lagging cache fit.
@@ -26,6 +45,14 @@ impl<S: PhoneStore> Engine<S> {
                 !phone.stopped && phone.changed(frame)
             })
             .collect();
+        // NB: a phone planned with nothing to write has the status it should: no spell goes on.
+        if !self.failing_writes_empty() {
+            for phone in &group.phones {
+                if !phone.stopped && !phone.changed(frame) {
+                    self.write_through(&frame.snapshot[phone.index]);
+                }
+            }
+        }
         if changed.is_empty() {
             return;
         }
@@ -162,8 +189,106 @@ impl<S: PhoneStore> Engine<S> {
             Err(err @ WriteError::Conflict(_)) => {
                 debug!(error = %err, "status write fenced off; the phone is planned afresh next tick")
             }
-            Err(err) => warn!(error = %err, "status write failed; retried next tick"),
+            Err(WriteError::Other { message, .. }) => self.write_failed(phone, message),
+        }
+        match &result {
+            Ok(_) | Err(WriteError::Gone(_)) => self.write_through(phone),
+            Err(_) => {}
         }
         result
+    }
+
+    /// Counts a refused write of `phone`: the first of a spell is logged, naming the phone and
+    /// the error; the spell's Warning event is made due once it reaches [`FAILING_SPELL`].
+    fn write_failed(&self, phone: &CloudPhone, message: &str) {
+        let mut failing = self
+            .failing_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let spell = failing.entry(object_id(phone).into_owned()).or_default();
+        spell.count = spell.count.saturating_add(1);
+        let key = PhoneKey::of(phone);
+        match spell.count {
+            1 => warn!(phone = %key, error = message, "status write failed; retried next tick"),
+            FAILING_SPELL => {
+                warn!(phone = %key, failures = spell.count, error = message, "status writes of this phone keep failing: its status stays as it was until one goes through (retried every tick)");
+                spell.due = Some(message.to_owned());
+            }
+            n => debug!(phone = %key, failures = n, error = message, "status write failed again"),
+        }
+    }
+
+    fn failing_writes_empty(&self) -> bool {
+        self.failing_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Ends `phone`'s spell of failed writes, if any: a write went through, or the phone is gone.
+    pub(super) fn write_through(&self, phone: &CloudPhone) {
+        let mut failing = self
+            .failing_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if failing.is_empty() {
+            return;
+        }
+        if let Some(spell) = failing.remove(object_id(phone).as_ref())
+            && spell.count >= FAILING_SPELL
+        {
+            info!(phone = %PhoneKey::of(phone), failures = spell.count, "status writes go through again");
+        }
+    }
+
+    /// The Warning event of each phone of `snapshot` whose spell of failed writes has just reached
+    /// [`FAILING_SPELL`] (one per spell), and the number of phones whose last write failed; the
+    /// phones no longer in the snapshot are forgotten.
+    pub(super) fn failing_writes(
+        &self,
+        snapshot: &[std::sync::Arc<CloudPhone>],
+    ) -> (Vec<(usize, PhoneEvent)>, usize) {
+        let mut failing = self
+            .failing_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if failing.is_empty() {
+            return (Vec::new(), 0);
+        }
+        let mut events = Vec::new();
+        let mut present = foldhash::HashSet::default();
+        let mut spells = 0;
+        for (i, phone) in snapshot.iter().enumerate() {
+            let id = object_id(phone);
+            let Some(spell) = failing.get_mut(id.as_ref()) else {
+                continue;
+            };
+            present.insert(id.into_owned());
+            if spell.count >= FAILING_SPELL {
+                spells += 1;
+            }
+            let Some(error) = spell.due.take() else {
+                continue;
+            };
+            let error: String = error.chars().take(MAX_EVENT_ERROR_CHARS).collect();
+            events.push((
+                i,
+                PhoneEvent {
+                    reason: "StatusWriteFailing",
+                    message: format!(
+                        "the operator's last {FAILING_SPELL} writes of this phone's status failed: the status stays as it was until a write goes through (retried every tick; this event is not repeated meanwhile); last error: {error}"
+                    ),
+                    warning: true,
+                },
+            ));
+        }
+        failing.retain(|id, _| present.contains(id));
+        if spells > 0 {
+            warn!(
+                phones = spells,
+                "status writes keep failing for some phones (each named once in an earlier line): their statuses are frozen; see cloudphone_status_write_failing_phones"
+            );
+        }
+        (events, failing.len())
     }
 }
