@@ -1,6 +1,6 @@
 //! The layering rules of the code, checked on its sources: the vendor client knows nothing of
-//! Kubernetes, the simulator shares no code with the client (it is the client's oracle), and the
-//! planner does no I/O and reads no clock.
+//! Kubernetes, the simulator shares no code with the client (it is the client's oracle), the
+//! planner does no I/O and reads no clock, and the engine needs nothing of the cluster wiring.
 
 use std::path::Path;
 
@@ -74,5 +74,14 @@ fn the_planner_does_no_io_and_reads_no_clock() {
         "src/plan",
         &IMPURE,
         "the planner is pure: the tick passes `now` in",
+    );
+}
+
+#[test]
+fn the_engine_needs_nothing_of_the_cluster_wiring() {
+    refuse(
+        "src/reconciler",
+        &["crate::run"],
+        "the engine sits below `run`: what it needs of the Lease (the fence, the intents record) is a value or a trait passed in",
     );
 }

@@ -5,12 +5,16 @@ mod support;
 use cloudphone_operator::api::{CloudPhone, CloudPhoneStatus, Lifecycle, Phase};
 use cloudphone_operator::plan::{READY, SYNCED};
 use cloudphone_operator::reconciler::{
-    Engine, EngineConfig, InjectedWriteFailure, MemoryStore, PhoneStore, TickReport,
+    Engine, EngineConfig, InjectedWriteFailure, IntentsRecord, MemoryIntentsRecord, MemoryStore,
+    PhoneStore, RecordError, TickReport,
 };
 use cloudphone_operator::sim::{Faults, SimConfig, Simulator, Timings, code};
+use futures::future::BoxFuture;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use support::fleet;
 
@@ -644,26 +648,357 @@ async fn a_new_owner_sends_no_backup_within_the_grace_period_of_the_previous_own
     );
 }
 
-#[tokio::test]
-async fn after_a_restart_an_owner_younger_than_the_grace_period_waits_it_out() {
-    let _deadline =
-        support::deadline("after_a_restart_an_owner_younger_than_the_grace_period_waits_it_out");
-    let sim = simulator(
-        vec![("kp1".into(), code::DATA_LOADED)],
-        Duration::from_secs(1),
+/// A simulator whose backups stay queued (the instance DataLoaded) for `queued`.
+async fn queued_simulator(instances: &[&str], queued: Duration) -> Simulator {
+    Simulator::start(
+        SimConfig {
+            instances: instances
+                .iter()
+                .map(|i| ((*i).to_owned(), code::DATA_LOADED))
+                .collect(),
+            timings: Timings {
+                backup_queue_delay: queued,
+                ..Timings::default()
+            },
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
     )
-    .await;
-    let mut young = phone("young", "kp1");
-    young.metadata.creation_timestamp = Some(Time(Timestamp::now()));
-    let store = Arc::new(MemoryStore::new([young]));
-    let report = engine(&sim, store.clone(), Duration::from_secs(60))
+    .await
+    .unwrap()
+}
+
+/// A new process (kill -9 of the last one): a fresh engine, nothing in memory, over the same store
+/// and the same intents record (the Lease).
+fn process(
+    sim: &Simulator,
+    store: &Arc<MemoryStore>,
+    lease: &MemoryIntentsRecord,
+) -> Engine<MemoryStore> {
+    engine(sim, store.clone(), Duration::from_secs(120))
+        .with_intents_record(Arc::new(lease.clone()))
+}
+
+fn ready_of(store: &MemoryStore, name: &str) -> (String, String, String) {
+    let status = status_of(store, name);
+    let c = status.conditions.iter().find(|c| c.type_ == READY).unwrap();
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+/// A phone created just now.
+fn new_phone(name: &str, instance: &str) -> CloudPhone {
+    let mut p = phone(name, instance);
+    p.metadata.creation_timestamp = Some(Time(Timestamp::now()));
+    p
+}
+
+#[tokio::test]
+async fn a_fresh_install_backs_up_at_its_first_tick_once_its_intents_are_recorded() {
+    let _deadline = support::deadline(
+        "a_fresh_install_backs_up_at_its_first_tick_once_its_intents_are_recorded",
+    );
+    // 300 phones created just now, in three chunks backed up at once.
+    let ids: Vec<String> = (0..300).map(|i| format!("kp{i:03}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let sim = Arc::new(queued_simulator(&ids, Duration::from_secs(3)).await);
+    let store = Arc::new(MemoryStore::new(
+        ids.iter().map(|id| new_phone(&format!("young-{id}"), id)),
+    ));
+    let lease = MemoryIntentsRecord::default();
+    let spy = Arc::new(Spy {
+        inner: lease.clone(),
+        sim_backups_at_extend: Mutex::default(),
+        sim: Some(sim.clone()),
+        fail: AtomicBool::new(false),
+    });
+    let report = engine(&sim, store.clone(), Duration::from_secs(120))
+        .with_intents_record(spy.clone())
         .tick()
         .await;
-    assert_eq!(report.backup_calls, 0, "{report:?}");
+    assert_eq!(report.backups_requested, 300, "{report:?}");
+    assert_eq!(report.backup_calls, 3, "{report:?}");
     assert_eq!(
-        condition(&status_of(&store, "young"), READY),
-        ("False".into(), "AwaitingHandover".into())
+        *spy.sim_backups_at_extend.lock().unwrap(),
+        vec![0],
+        "the record is written once, before the first call"
     );
+    let requested = store
+        .snapshot()
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.backup.as_ref()?.requested_at.clone())
+        .map(|t| t.0)
+        .max()
+        .unwrap();
+    let until = lease.get().unwrap();
+    assert!(
+        until >= requested + Duration::from_secs(120 + 5),
+        "the record {until} covers the intent {requested} plus the grace period and the intent's age"
+    );
+}
+
+/// The intents record of a test: the one shared, and what the vendor had seen when it was extended.
+struct Spy {
+    inner: MemoryIntentsRecord,
+    sim_backups_at_extend: Mutex<Vec<u64>>,
+    sim: Option<Arc<Simulator>>,
+    fail: AtomicBool,
+}
+
+impl IntentsRecord for Spy {
+    fn read(&self) -> BoxFuture<'_, Result<Option<Timestamp>, RecordError>> {
+        self.inner.read()
+    }
+
+    fn extend(&self, until: Timestamp) -> BoxFuture<'_, Result<(), RecordError>> {
+        Box::pin(async move {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(RecordError::Store {
+                    source: "the API server is down".into(),
+                });
+            }
+            if let Some(sim) = &self.sim {
+                let calls = sim.counters().calls("backup");
+                self.sim_backups_at_extend.lock().unwrap().push(calls);
+            }
+            self.inner.extend(until).await
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_record_that_cannot_be_written_means_no_backup_call() {
+    let _deadline = support::deadline("a_record_that_cannot_be_written_means_no_backup_call");
+    let sim = queued_simulator(&["kp1"], Duration::from_secs(3)).await;
+    let store = Arc::new(MemoryStore::new([phone("p", "kp1")]));
+    let spy = Arc::new(Spy {
+        inner: MemoryIntentsRecord::default(),
+        sim_backups_at_extend: Mutex::default(),
+        sim: None,
+        fail: AtomicBool::new(true),
+    });
+    let engine =
+        engine(&sim, store.clone(), Duration::from_secs(120)).with_intents_record(spy.clone());
+    for _ in 0..2 {
+        let report = engine.tick().await;
+        assert_eq!(report.backup_calls, 0, "{report:?}");
+    }
+    assert_eq!(sim.counters().calls("backup"), 0);
+    assert!(
+        status_of(&store, "p").backup.is_none_or(|b| !b.in_flight),
+        "no intent is written for a call that cannot be recorded"
+    );
+    let (_, reason, message) = ready_of(&store, "p");
+    assert_eq!(reason, "BackupCallFailed");
+    assert!(message.contains("Lease"), "{message}");
+    spy.fail.store(false, Ordering::SeqCst);
+    assert_eq!(engine.tick().await.backups_requested, 1);
+}
+
+#[tokio::test]
+async fn the_record_is_extended_before_a_call_whose_intent_would_end_later() {
+    let _deadline =
+        support::deadline("the_record_is_extended_before_a_call_whose_intent_would_end_later");
+    let sim = queued_simulator(&["kp1", "kp2"], Duration::from_secs(3)).await;
+    let store = Arc::new(MemoryStore::new([phone("a", "kp1")]));
+    let lease = MemoryIntentsRecord::default();
+    let engine = process(&sim, &store, &lease);
+    assert_eq!(engine.tick().await.backups_requested, 1);
+    let first = lease.get().unwrap();
+    // Past what the first extension covered (it is written a little ahead).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    store.insert(phone("b", "kp2"));
+    assert_eq!(engine.tick().await.backups_requested, 1);
+    let requested = status_of(&store, "b")
+        .backup
+        .unwrap()
+        .requested_at
+        .unwrap()
+        .0;
+    let second = lease.get().unwrap();
+    assert!(second > first);
+    assert!(
+        second >= requested + Duration::from_secs(120 + 5),
+        "the record {second} covers the later intent {requested}"
+    );
+}
+
+#[tokio::test]
+async fn an_owner_deleted_and_its_instance_named_by_a_new_object_waits_across_kills() {
+    let _deadline = support::deadline(
+        "an_owner_deleted_and_its_instance_named_by_a_new_object_waits_across_kills",
+    );
+    let sim = queued_simulator(&["kp1"], Duration::from_secs(5)).await;
+    let store = Arc::new(MemoryStore::new([phone("old", "kp1")]));
+    let lease = MemoryIntentsRecord::default();
+    assert_eq!(
+        process(&sim, &store, &lease).tick().await.backups_requested,
+        1
+    );
+    // kill -9; the owner is deleted and a new object names its instance (renamed, moved,
+    // re-created), while the vendor still shows it DataLoaded (the backup is queued).
+    store.remove(&support::key("old"));
+    store.insert(new_phone("new", "kp1"));
+    for _ in 0..2 {
+        let report = process(&sim, &store, &lease).tick().await;
+        assert_eq!(report.backup_calls, 0, "{report:?}");
+        // kill -9 again
+    }
+    assert_eq!(sim.counters().calls("backup"), 1);
+    let (status, reason, message) = ready_of(&store, "new");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "AwaitingHandover")
+    );
+    assert!(message.contains("earlier term"), "{message}");
+}
+
+#[tokio::test]
+async fn a_duplicate_promoted_after_a_kill_waits_for_the_earlier_terms_intents() {
+    let _deadline =
+        support::deadline("a_duplicate_promoted_after_a_kill_waits_for_the_earlier_terms_intents");
+    let sim = queued_simulator(&["kp1"], Duration::from_secs(5)).await;
+    // Both old objects: the duplicate is no younger than the grace period.
+    let owner = support::cloudphone("owner", "kp1").created(0).build();
+    let duplicate = support::cloudphone("duplicate", "kp1").created(10).build();
+    let store = Arc::new(MemoryStore::new([owner, duplicate]));
+    let lease = MemoryIntentsRecord::default();
+    assert_eq!(
+        process(&sim, &store, &lease).tick().await.backups_requested,
+        1
+    );
+    assert_eq!(ready_of(&store, "duplicate").1, "DuplicateInstance");
+    // kill -9; the owner is deleted: the duplicate is promoted in the next process.
+    store.remove(&support::key("owner"));
+    let report = process(&sim, &store, &lease).tick().await;
+    assert_eq!(report.backup_calls, 0, "{report:?}");
+    assert_eq!(sim.counters().calls("backup"), 1);
+    assert_eq!(ready_of(&store, "duplicate").1, "AwaitingHandover");
+}
+
+#[tokio::test]
+async fn a_suspended_duplicate_promoted_later_waits() {
+    let _deadline = support::deadline("a_suspended_duplicate_promoted_later_waits");
+    let sim = queued_simulator(&["kp1"], Duration::from_secs(5)).await;
+    let owner = support::cloudphone("owner", "kp1").created(0).build();
+    let duplicate = support::cloudphone("duplicate", "kp1")
+        .created(10)
+        .suspended()
+        .build();
+    let store = Arc::new(MemoryStore::new([owner, duplicate.clone()]));
+    let lease = MemoryIntentsRecord::default();
+    assert_eq!(
+        process(&sim, &store, &lease).tick().await.backups_requested,
+        1
+    );
+    // kill -9; meanwhile the owner is deleted. The next process ticks once (the duplicate still
+    // suspended: no owner), then the duplicate is resumed.
+    store.remove(&support::key("owner"));
+    let next = process(&sim, &store, &lease);
+    assert_eq!(next.tick().await.backup_calls, 0);
+    let mut resumed = (*store.get(&support::key("duplicate")).unwrap()).clone();
+    resumed.spec.suspend = false;
+    store.insert(resumed);
+    let report = next.tick().await;
+    assert_eq!(report.backup_calls, 0, "{report:?}");
+    assert_eq!(sim.counters().calls("backup"), 1);
+    assert_eq!(ready_of(&store, "duplicate").1, "AwaitingHandover");
+}
+
+#[tokio::test]
+async fn an_account_blocked_duplicate_promoted_later_waits_for_the_blocked_owners_intent() {
+    let _deadline = support::deadline(
+        "an_account_blocked_duplicate_promoted_later_waits_for_the_blocked_owners_intent",
+    );
+    let sim = queued_simulator(&["kp1"], Duration::from_secs(5)).await;
+    let owner = support::cloudphone("owner", "kp1").created(0).build();
+    // It names an account that does not exist: blocked, it owns nothing.
+    let duplicate = support::cloudphone("duplicate", "kp1")
+        .created(10)
+        .account("missing")
+        .build();
+    let store = Arc::new(MemoryStore::new([owner, duplicate]));
+    let lease = MemoryIntentsRecord::default();
+    assert_eq!(
+        process(&sim, &store, &lease).tick().await.backups_requested,
+        1
+    );
+    assert_eq!(ready_of(&store, "duplicate").1, "AccountNotFound");
+    // kill -9; meanwhile the owner is blocked in turn (it names the missing account). The next
+    // process ticks once, then the duplicate is unblocked (it names no account): promoted.
+    let mut blocked = (*store.get(&support::key("owner")).unwrap()).clone();
+    blocked.spec.account_ref = Some(cloudphone_operator::api::AccountRef {
+        name: "missing".into(),
+    });
+    store.insert(blocked);
+    let next = process(&sim, &store, &lease);
+    assert_eq!(next.tick().await.backup_calls, 0);
+    let mut unblocked = (*store.get(&support::key("duplicate")).unwrap()).clone();
+    unblocked.spec.account_ref = None;
+    store.insert(unblocked);
+    let report = next.tick().await;
+    assert_eq!(report.backup_calls, 0, "{report:?}");
+    assert_eq!(sim.counters().calls("backup"), 1);
+    let (_, reason, message) = ready_of(&store, "duplicate");
+    assert_eq!(reason, "AwaitingHandover");
+    assert!(
+        message.contains("fleet/owner"),
+        "the blocked owner's intent is known in the scope it was made in: {message}"
+    );
+}
+
+#[tokio::test]
+async fn two_duplicates_promoted_in_turn_across_kills_both_wait() {
+    let _deadline = support::deadline("two_duplicates_promoted_in_turn_across_kills_both_wait");
+    let sim = queued_simulator(&["kp1"], Duration::from_secs(5)).await;
+    let store = Arc::new(MemoryStore::new([
+        support::cloudphone("owner", "kp1").created(0).build(),
+        support::cloudphone("first", "kp1").created(10).build(),
+        support::cloudphone("second", "kp1").created(20).build(),
+    ]));
+    let lease = MemoryIntentsRecord::default();
+    assert_eq!(
+        process(&sim, &store, &lease).tick().await.backups_requested,
+        1
+    );
+    for (gone, promoted) in [("owner", "first"), ("first", "second")] {
+        // kill -9, then the current owner is deleted.
+        store.remove(&support::key(gone));
+        let report = process(&sim, &store, &lease).tick().await;
+        assert_eq!(report.backup_calls, 0, "{promoted}: {report:?}");
+        assert_eq!(ready_of(&store, promoted).1, "AwaitingHandover");
+    }
+    assert_eq!(sim.counters().calls("backup"), 1);
+}
+
+#[tokio::test]
+async fn a_term_after_a_quiet_spell_holds_nothing_and_a_recorded_time_holds_until_it_passes() {
+    let _deadline = support::deadline(
+        "a_term_after_a_quiet_spell_holds_nothing_and_a_recorded_time_holds_until_it_passes",
+    );
+    let sim = queued_simulator(&["kp1", "kp2"], Duration::from_secs(5)).await;
+    let lease = MemoryIntentsRecord::default();
+    // The last term's intents ended a second ago.
+    lease
+        .extend(Timestamp::now() - Duration::from_secs(1))
+        .await
+        .unwrap();
+    let quiet = Arc::new(MemoryStore::new([new_phone("quiet", "kp1")]));
+    assert_eq!(
+        process(&sim, &quiet, &lease).tick().await.backups_requested,
+        1
+    );
+
+    let ahead = MemoryIntentsRecord::default();
+    ahead
+        .extend(Timestamp::now() + Duration::from_secs(2))
+        .await
+        .unwrap();
+    let store = Arc::new(MemoryStore::new([phone("p", "kp2")]));
+    let engine = process(&sim, &store, &ahead);
+    assert_eq!(engine.tick().await.backup_calls, 0);
+    assert_eq!(ready_of(&store, "p").1, "AwaitingHandover");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(engine.tick().await.backups_requested, 1);
 }
 
 #[tokio::test]

@@ -17,7 +17,9 @@ mod support;
 use cloudphone_operator::api::{CloudPhone, CloudPhoneStatus, Phase};
 use cloudphone_operator::koophone::{Client, ClientConfig, Token};
 use cloudphone_operator::plan::{PhoneEvent, PhoneKey, PlanConfig};
-use cloudphone_operator::reconciler::{Engine, EngineConfig, PhoneStore, WriteError};
+use cloudphone_operator::reconciler::{
+    Engine, EngineConfig, MemoryIntentsRecord, PhoneStore, WriteError,
+};
 use cloudphone_operator::run::leader::LeaseFence;
 use cloudphone_operator::sim::{SimConfig, Simulator, Timings, code};
 use rand::rngs::StdRng;
@@ -203,6 +205,8 @@ async fn world(seed: u64) -> World {
         LeaseFence::new(RENEW_DEADLINE),
         LeaseFence::new(RENEW_DEADLINE),
     ];
+    // The Lease's intents record, shared by both replicas as the Lease is.
+    let lease = MemoryIntentsRecord::default();
     let engine = |i: usize| {
         let client = Client::new(
             ClientConfig {
@@ -229,7 +233,8 @@ async fn world(seed: u64) -> World {
                     ..EngineConfig::default()
                 },
             )
-            .with_fence(fences[i].clone()),
+            .with_fence(fences[i].clone())
+            .with_intents_record(Arc::new(lease.clone())),
         )
     };
     let engines = [engine(0), engine(1)];

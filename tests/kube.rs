@@ -135,12 +135,13 @@ fn fake_cluster(
         o["metadata"]["resourceVersion"] = json!(version.to_string());
     }
     let mut watchers: Vec<tokio::sync::mpsc::UnboundedSender<Value>> = Vec::new();
+    // NB: every cluster keeps the Lease of namespace `ops`: `run` records its intents there with
+    // or without leader election.
+    let lease = extra.lease.take().unwrap_or_default();
     fake_client_streaming(move |r: &Recorded| {
         let watching = r.query().contains("watch=true");
         let path = r.path();
-        if path.starts_with(LEASES)
-            && let Some(lease) = &extra.lease
-        {
+        if path.starts_with(LEASES) {
             let (code, body) = lease.handle(r);
             return Reply::Answer(code, body);
         }
@@ -875,7 +876,7 @@ fn spawn_run(
 }
 
 /// The flags of `run` on a mocked cluster: `flags`, and unless they say otherwise no leader
-/// election and metrics on a free port.
+/// election, metrics on a free port and the Lease in namespace `ops`.
 fn run_args(flags: &[&str]) -> cloudphone_operator::run::RunArgs {
     use clap::Parser;
     #[derive(Parser)]
@@ -884,7 +885,11 @@ fn run_args(flags: &[&str]) -> cloudphone_operator::run::RunArgs {
         run: cloudphone_operator::run::RunArgs,
     }
     let mut argv = vec!["run"];
-    for default in ["--leader-election=false", "--metrics-addr=127.0.0.1:0"] {
+    for default in [
+        "--leader-election=false",
+        "--metrics-addr=127.0.0.1:0",
+        "--lease-namespace=ops",
+    ] {
         let flag = default.split('=').next().unwrap();
         if !flags.iter().any(|f| f.starts_with(flag)) {
             argv.push(default);
@@ -959,7 +964,25 @@ async fn run_serves_a_cluster_end_to_end_and_exits_cleanly_on_shutdown() {
     }
     assert!(backed_up, "{:#?}", requests(&log, "PATCH", "/status"));
     stop_run(stop, running).await;
-    // It listed once for the preflight, then watched; it wrote nothing but status and events.
+    // Without leader election all the same, the intents were recorded in the Lease (created with
+    // no holder) before the first intent was written.
+    let log_now = log.lock().unwrap().clone();
+    let recorded = log_now
+        .iter()
+        .position(|r| {
+            r.method == "POST"
+                && r.path() == LEASES
+                && r.body["metadata"]["annotations"]["cloudphone.io/intents-until"].is_string()
+        })
+        .expect("the intents record was written");
+    assert!(log_now[recorded].body["spec"]["holderIdentity"].is_null());
+    let first_intent = log_now
+        .iter()
+        .position(|r| r.method == "PATCH" && r.body["status"]["backup"]["requestedAt"].is_string())
+        .unwrap();
+    assert!(recorded < first_intent, "the record comes first");
+    // It listed once for the preflight, then watched; it wrote nothing but status, events and the
+    // Lease.
     let first = log.lock().unwrap()[0].clone();
     assert!(
         first.method == "GET" && first.path() == PHONES && first.query().contains("limit=1"),
@@ -968,8 +991,9 @@ async fn run_serves_a_cluster_end_to_end_and_exits_cleanly_on_shutdown() {
     assert!(
         log.lock().unwrap().iter().all(|r| r.method == "GET"
             || r.path().ends_with("/status")
-            || r.path().contains("/events")),
-        "only status and events are written"
+            || r.path().contains("/events")
+            || r.path().starts_with(LEASES)),
+        "only status, events and the Lease are written"
     );
 }
 

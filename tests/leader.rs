@@ -2,9 +2,11 @@
 
 mod support;
 
-use cloudphone_operator::run::leader::{Leadership, LeaseConfig};
+use cloudphone_operator::reconciler::{INTENTS_UNTIL_ANNOTATION, IntentsRecord, RecordError};
+use cloudphone_operator::run::leader::{Leadership, LeaseConfig, LeaseIntents};
+use jiff::Timestamp;
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{Recorded, fake_client, status_error};
@@ -17,6 +19,8 @@ struct LeaseServer {
     lease: Mutex<Option<Value>>,
     version: Mutex<u64>,
     down: AtomicBool,
+    /// The next this many updates conflict (409), as if another write had come in between.
+    conflicts: AtomicUsize,
 }
 
 impl LeaseServer {
@@ -42,6 +46,17 @@ impl LeaseServer {
                 (201, created)
             }
             ("PUT", PATH) => {
+                if self
+                    .conflicts
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    *version += 1;
+                    if let Some(l) = lease.as_mut() {
+                        l["metadata"]["resourceVersion"] = json!(version.to_string());
+                    }
+                    return status_error(409, "Conflict");
+                }
                 let current = lease
                     .as_ref()
                     .and_then(|l| l["metadata"]["resourceVersion"].as_str().map(str::to_owned));
@@ -68,6 +83,14 @@ impl LeaseServer {
             .unwrap()
             .as_ref()
             .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+    }
+
+    fn annotation(&self) -> Option<String> {
+        self.lease.lock().unwrap().as_ref().and_then(|l| {
+            l["metadata"]["annotations"][INTENTS_UNTIL_ANNOTATION]
+                .as_str()
+                .map(str::to_owned)
+        })
     }
 
     fn field(&self, name: &str) -> Value {
@@ -210,4 +233,142 @@ async fn two_candidates_never_lead_at_once() {
     assert!(someone_led);
     a.release().await;
     b.release().await;
+}
+
+fn intents(server: &Arc<LeaseServer>, holder: Option<&str>) -> (LeaseIntents, support::Requests) {
+    let s = server.clone();
+    let (client, requests) = fake_client(move |r| s.handle(r));
+    (
+        LeaseIntents::new(
+            client,
+            "ops",
+            "cloudphone-operator",
+            holder.map(str::to_owned),
+        ),
+        requests,
+    )
+}
+
+fn at(text: &str) -> Timestamp {
+    text.parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_intents_record_is_written_with_the_leases_version_never_lowered_and_kept_by_renewals()
+{
+    let _deadline = support::deadline(
+        "the_intents_record_is_written_with_the_leases_version_never_lowered_and_kept_by_renewals",
+    );
+    let server = Arc::new(LeaseServer::default());
+    let a = elector(&server, "pod-a");
+    assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
+    let (record, requests) = intents(&server, Some("pod-a"));
+    assert_eq!(record.read().await.unwrap(), None, "a fresh install");
+    record.extend(at("2030-01-01T00:02:05.5Z")).await.unwrap();
+    assert_eq!(
+        server.annotation().as_deref(),
+        Some("2030-01-01T00:02:06Z"),
+        "RFC 3339, rounded up to the second"
+    );
+    let put = requests
+        .lock()
+        .unwrap()
+        .iter()
+        .rfind(|r| r.method == "PUT")
+        .cloned()
+        .unwrap();
+    assert!(
+        put.body["metadata"]["resourceVersion"].is_string(),
+        "written with the Lease's own resourceVersion: {}",
+        put.body
+    );
+    record.extend(at("2030-01-01T00:01:00Z")).await.unwrap();
+    assert_eq!(
+        server.annotation().as_deref(),
+        Some("2030-01-01T00:02:06Z"),
+        "never lowered"
+    );
+    // Renewals keep it; a write that conflicts reads again and writes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.annotation().as_deref(), Some("2030-01-01T00:02:06Z"));
+    server.conflicts.store(1, Ordering::SeqCst);
+    record.extend(at("2030-01-01T00:03:00Z")).await.unwrap();
+    assert_eq!(server.annotation().as_deref(), Some("2030-01-01T00:03:00Z"));
+    assert_eq!(
+        record.read().await.unwrap(),
+        Some(at("2030-01-01T00:03:00Z"))
+    );
+    assert!(
+        *a.receiver().borrow(),
+        "the leader kept its Lease throughout"
+    );
+    a.release().await;
+    assert_eq!(
+        server.annotation().as_deref(),
+        Some("2030-01-01T00:03:00Z"),
+        "a released Lease keeps the record for the next term"
+    );
+}
+
+#[tokio::test]
+async fn a_record_that_keeps_conflicting_or_whose_lease_another_replica_holds_is_not_extended() {
+    let _deadline = support::deadline(
+        "a_record_that_keeps_conflicting_or_whose_lease_another_replica_holds_is_not_extended",
+    );
+    let server = Arc::new(LeaseServer::default());
+    let a = elector(&server, "pod-a");
+    assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
+    let (other, _) = intents(&server, Some("pod-b"));
+    assert!(matches!(
+        other.extend(at("2030-01-01T00:00:00Z")).await,
+        Err(RecordError::NotHolder { .. })
+    ));
+    assert_eq!(server.annotation(), None);
+    a.release().await;
+    let (record, _) = intents(&server, None);
+    server.conflicts.store(100, Ordering::SeqCst);
+    assert!(record.extend(at("2030-01-01T00:00:00Z")).await.is_err());
+    assert_eq!(server.annotation(), None);
+}
+
+#[tokio::test]
+async fn without_leader_election_the_record_creates_a_lease_that_an_elector_can_take() {
+    let _deadline = support::deadline(
+        "without_leader_election_the_record_creates_a_lease_that_an_elector_can_take",
+    );
+    let server = Arc::new(LeaseServer::default());
+    let (record, _) = intents(&server, None);
+    record.extend(at("2030-01-01T00:00:00Z")).await.unwrap();
+    assert_eq!(server.annotation().as_deref(), Some("2030-01-01T00:00:00Z"));
+    assert_eq!(server.holder(), None);
+    record.extend(at("2030-01-01T00:01:00Z")).await.unwrap();
+    assert_eq!(server.annotation().as_deref(), Some("2030-01-01T00:01:00Z"));
+    // Leader election turned on later: the Lease is free, and its record stays.
+    let a = elector(&server, "pod-a");
+    assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
+    assert_eq!(server.annotation().as_deref(), Some("2030-01-01T00:01:00Z"));
+    a.release().await;
+}
+
+#[tokio::test]
+async fn a_renewal_that_conflicts_with_a_record_write_keeps_leadership() {
+    let _deadline =
+        support::deadline("a_renewal_that_conflicts_with_a_record_write_keeps_leadership");
+    let server = Arc::new(LeaseServer::default());
+    let a = elector(&server, "pod-a");
+    assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
+    let fence = a.fence();
+    let term = fence.term();
+    let mut rx = a.receiver();
+    // The next renewal finds the Lease changed under it (a record write in between).
+    server.conflicts.store(1, Ordering::SeqCst);
+    let stepped_down = tokio::time::timeout(Duration::from_millis(600), rx.wait_for(|l| !*l)).await;
+    assert!(stepped_down.is_err(), "the leader stepped down");
+    assert_eq!(
+        server.conflicts.load(Ordering::SeqCst),
+        0,
+        "the conflict happened"
+    );
+    assert_eq!(fence.term(), term, "the same term");
+    a.release().await;
 }

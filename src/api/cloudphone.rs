@@ -165,6 +165,12 @@ pub struct BackupStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub job_id: Option<String>,
+
+    /// The account scope the last backup call was made in (`project:<id>` or `account:<name>`),
+    /// so that its intent holds that instance whatever account the phone names now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 272))]
+    pub scope: Option<String>,
 }
 
 /// Conditions are a list keyed by `type`, so that server-side apply merges them per type.
@@ -260,6 +266,11 @@ pub const SCHEMA_REVISION_ANNOTATION: &str = "cloudphone.io/schema-revision";
 /// The revision of the CloudPhone schema, raised whenever a field the operator relies on is added:
 /// an API server holding an older CRD prunes unknown status fields silently, among them those that
 /// guard against a second backup, so the operator refuses to run on an older revision.
+///
+/// `status.backup.scope` did not raise it: an older schema prunes it, and an intent is then
+/// scoped by the phone's binding of the moment, as before; what keeps an intent whose owner's
+/// binding changed is the term's hold (the Lease's `cloudphone.io/intents-until`) across terms and
+/// the term's own memory within one, neither of which needs the field.
 ///
 /// 2: `spec.accountRef` (an older schema would drop it, and the phone's calls would go out under the
 /// operator's own credentials instead of its account's); `status.lastBackupTime` and

@@ -3,9 +3,10 @@
 //! the new owner's status knows nothing of the previous owner's call, so the new owner sends no
 //! backup for the instance until the grace period of the previous owner's last intent has passed.
 //!
-//! Intents are remembered per instance for one leadership term. Across a restart that memory is
-//! gone: while this term is younger than the grace period, an owner younger than the grace period
-//! (which may be a re-created object) waits it out too.
+//! Intents are remembered per instance for one leadership term, rebuilt from the statuses that
+//! still show them (each intent keeps the account scope it was made in). What a previous term knew
+//! of owners that are gone is lost with it: while the time an earlier term recorded (until when its
+//! intents may be outstanding) is ahead, a phone without an in-flight intent of its own waits.
 
 use super::{Conditions, PhoneView, Planned, READY, fmt_time};
 use crate::api::CloudPhoneStatus;
@@ -69,7 +70,13 @@ impl Intents {
             let Some(at) = backup.requested_at.as_ref().filter(|_| backup.in_flight) else {
                 continue;
             };
-            let Ok(scope) = phone.account else {
+            // NB: the scope the intent was made in, whatever the phone's binding is now (blocked,
+            // or another account); the binding only for an intent written before it was kept.
+            let Some(scope) = backup
+                .scope
+                .as_deref()
+                .or(phone.account.as_ref().ok().copied())
+            else {
                 continue;
             };
             self.record(
@@ -103,13 +110,25 @@ impl Intents {
     }
 }
 
+/// What a term knows of the intents that earlier terms may still have outstanding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EarlierTerms {
+    /// None: nothing was recorded, or the recorded time has passed.
+    Settled,
+    /// Some may be outstanding until then.
+    Until(Timestamp),
+    /// Not known (the record could not be read; why): held as if ahead.
+    Unknown(String),
+}
+
 /// Why a planned backup must wait for an ownership move to settle, if it must: another object's
-/// intent in its grace period, or (while `term_young`) an owner younger than the grace period that
-/// never requested a backup itself.
+/// intent in its grace period, or, while an earlier term's intents may be outstanding, an owner
+/// without an in-flight intent of its own (it may have replaced an owner that the earlier term
+/// saw and this one cannot).
 pub fn handover_wait(
     phone: &PhoneView,
     previous: Option<&Intent>,
-    term_young: bool,
+    earlier: &EarlierTerms,
     now: Timestamp,
     grace: Duration,
 ) -> Option<String> {
@@ -122,19 +141,25 @@ pub fn handover_wait(
             grace_end(intent.requested_at, grace)
         ));
     }
-    let own_request = phone
+    let own_intent = phone
         .status
         .and_then(|s| s.backup.as_ref())
-        .and_then(|b| b.requested_at.as_ref());
-    let created = phone.created?;
-    let until = grace_end(created, grace);
-    (term_young && own_request.is_none() && now < until).then(|| {
-        format!(
-            "this CloudPhone is younger than the backup grace period and the operator started leading less than a grace period ago: a previous object for instance {} may have requested a backup; no call before {}",
+        .is_some_and(|b| b.in_flight && b.requested_at.is_some());
+    if own_intent {
+        return None;
+    }
+    match earlier {
+        EarlierTerms::Until(until) if now < *until => Some(format!(
+            "the operator took over less than a grace period after an earlier term's last backup intent: that term may have requested a backup of instance {} for an object that is gone; no call before {}",
             phone.spec.instance_id,
-            fmt_time(Some(until))
-        )
-    })
+            fmt_time(Some(*until))
+        )),
+        EarlierTerms::Unknown(why) => Some(format!(
+            "until when an earlier term's backup intents may be outstanding is not known ({why}): no call for instance {} until it is",
+            phone.spec.instance_id
+        )),
+        _ => None,
+    }
 }
 
 /// Holds a planned backup: the phone keeps its old backup record and says why it waits.
@@ -230,7 +255,14 @@ mod tests {
             previous.as_ref().map(|i| i.owner.as_str()),
             Some("fleet/old")
         );
-        let why = handover_wait(&new, previous.as_ref(), false, at(5), GRACE).unwrap();
+        let why = handover_wait(
+            &new,
+            previous.as_ref(),
+            &EarlierTerms::Settled,
+            at(5),
+            GRACE,
+        )
+        .unwrap();
         assert!(why.contains("fleet/old"), "{why}");
 
         let mut planned = plan_phone(
@@ -279,21 +311,65 @@ mod tests {
     }
 
     #[test]
-    fn after_a_restart_a_young_owner_waits_out_the_grace_period_of_its_creation() {
+    fn an_intent_keeps_the_scope_it_was_made_in_whatever_the_phone_names_now() {
         let spec = spec();
-        let mut young = view("p", "u-p", &spec, None);
-        young.created = Some(at(0));
-        assert!(handover_wait(&young, None, true, at(60), GRACE).is_some());
-        assert!(handover_wait(&young, None, true, at(120), GRACE).is_none());
+        let mut status = intent_status(0);
+        status.backup.as_mut().unwrap().scope = Some("project:p1".into());
+        let mut old = view("old", "u-old", &spec, Some(&status));
+        // The old owner now names an account it may not use: it is blocked.
+        old.account = Err(crate::plan::AccountBlock {
+            reason: crate::plan::ACCOUNT_NOT_ALLOWED,
+            message: String::new(),
+        });
+        let mut intents = Intents::default();
+        intents.observe(std::slice::from_ref(&old), at(1), GRACE);
+        let mut new = view("new", "u-new", &spec, None);
+        new.account = Ok("project:p1");
         assert!(
-            handover_wait(&young, None, false, at(60), GRACE).is_none(),
-            "once the term has watched for a grace period, its memory is complete"
+            intents.previous(&new, at(1), GRACE).is_some(),
+            "the blocked owner's intent still holds the instance in the scope it was made in"
+        );
+        new.account = Ok("project:p2");
+        assert!(intents.previous(&new, at(1), GRACE).is_none());
+    }
+
+    #[test]
+    fn while_an_earlier_terms_time_is_ahead_an_owner_without_an_intent_of_its_own_waits() {
+        let spec = spec();
+        let mut phone = view("p", "u-p", &spec, None);
+        // Old or young alike: a duplicate promoted may be any age.
+        phone.created = Some(at(-100_000));
+        let earlier = EarlierTerms::Until(at(100));
+        let why = handover_wait(&phone, None, &earlier, at(60), GRACE).unwrap();
+        assert!(why.contains("no call before"), "{why}");
+        assert!(handover_wait(&phone, None, &earlier, at(100), GRACE).is_none());
+        assert!(
+            handover_wait(&phone, None, &EarlierTerms::Settled, at(60), GRACE).is_none(),
+            "a fresh install, or a term after a quiet spell, holds nothing"
+        );
+        assert!(
+            handover_wait(
+                &phone,
+                None,
+                &EarlierTerms::Unknown("down".into()),
+                at(60),
+                GRACE
+            )
+            .is_some(),
+            "a record that could not be read holds"
         );
         let own = intent_status(30);
-        young.status = Some(&own);
+        phone.status = Some(&own);
         assert!(
-            handover_wait(&young, None, true, at(60), GRACE).is_none(),
-            "an owner that requested a backup itself has nothing to wait for"
+            handover_wait(&phone, None, &earlier, at(60), GRACE).is_none(),
+            "an owner with an in-flight intent of its own is the one the earlier term served"
+        );
+        let mut settled = intent_status(30);
+        settled.backup.as_mut().unwrap().in_flight = false;
+        phone.status = Some(&settled);
+        assert!(
+            handover_wait(&phone, None, &earlier, at(60), GRACE).is_some(),
+            "a past request of its own is no in-flight intent"
         );
     }
 }

@@ -110,7 +110,7 @@ pub use backup::{
 use conditions::{Conditions, LazyConditions};
 pub use conditions::{RECONCILING, STALLED, STALLED_REASONS, kstatus_condition};
 pub use events::{PhoneEvent, events, is_settled};
-pub use handover::{AWAITING_HANDOVER, Intent, Intents, handover_wait, hold};
+pub use handover::{AWAITING_HANDOVER, EarlierTerms, Intent, Intents, handover_wait, hold};
 pub use identity::{
     ACCOUNT_NOT_ALLOWED, ACCOUNT_NOT_FOUND, ACCOUNT_NOT_READY, AccountBlock, DEFAULT_SCOPE,
     Disposition, Dispositions, KeyRef, PhoneKey, PhoneView, account_scope, dispositions,

@@ -268,7 +268,14 @@ fn an_intent_is_stamped_with_the_time_its_call_leaves() {
         .plan(Some(Observation::Status(2)), at(0))
         .status;
     let leaves = at(74).checked_add(Duration::from_millis(1)).unwrap();
-    stamp_intent(&mut status, Some(1), leaves, "r-9", &config());
+    stamp_intent(
+        &mut status,
+        Some(1),
+        leaves,
+        "r-9",
+        DEFAULT_SCOPE,
+        &config(),
+    );
     assert_eq!(
         status.backup.as_ref().unwrap().requested_at,
         Some(Time(at(75))),
@@ -656,7 +663,7 @@ fn backup_results_are_recorded() {
         "the same text before and after the call"
     );
     let mut intent = planned.status.clone();
-    stamp_intent(&mut intent, Some(1), at(0), "r-1", &config());
+    stamp_intent(&mut intent, Some(1), at(0), "r-1", DEFAULT_SCOPE, &config());
     let happy = record_backup_result(
         &intent,
         Some(1),

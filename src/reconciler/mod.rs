@@ -7,6 +7,8 @@ mod accounts;
 mod batcher;
 mod breaker;
 mod engine;
+mod fence;
+mod intents_record;
 mod kube_store;
 mod memory;
 mod store;
@@ -16,6 +18,11 @@ mod tick;
 pub use accounts::{Account, AccountSet, AccountsFeed, Tenants, Unusable};
 pub use breaker::{Admission, BreakerConfig, Breakers, DEFAULT_ACCOUNT};
 pub use engine::{AccountTick, Engine, EngineConfig, INTENT_MAX_AGE, TickReport, Trigger};
+pub use fence::LeaseFence;
+pub use intents_record::{
+    INTENTS_UNTIL_ANNOTATION, IntentsRecord, MemoryIntentsRecord, RecordError, format_until,
+    parse_until,
+};
 pub use kube_store::{FIELD_MANAGER, KubeStore, WatchConfig, Watches, phone_apis, slim};
 pub use memory::{InjectedWriteFailure, MemoryStore};
 pub use store::{PhoneStore, WriteError};

@@ -117,7 +117,7 @@ pub struct RunArgs {
     /// Elect a leader on a Lease so that only one replica calls the vendor (`--leader-election=false` to turn off).
     #[arg(long, env = "CLOUDPHONE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,
-    /// Name of the Lease.
+    /// Name of the Lease: the election's, and with or without it where each process records until when its backup intents may be outstanding.
     #[arg(
         long,
         env = "CLOUDPHONE_LEASE_NAME",

@@ -17,16 +17,22 @@
 //!   versions than the kube 5 this operator builds on, and it exposes a state, not the monotonic
 //!   time of the last renewal that [`LeaseFence`] checks before each backup call.
 
+use crate::reconciler::{
+    INTENTS_UNTIL_ANNOTATION, IntentsRecord, RecordError, format_until, parse_until,
+};
+use futures::future::BoxFuture;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
+
+// NB: the fence lives with the engine that checks it; re-exported here, where it is fed.
+pub use crate::reconciler::LeaseFence;
 
 /// The Lease and the timings of the election.
 #[derive(Clone, Debug)]
@@ -58,71 +64,6 @@ impl LeaseConfig {
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
         }
-    }
-}
-
-/// How fresh this replica's leadership is, on the monotonic clock: what a vendor call checks just
-/// before it leaves, because a Lease does not fence the vendor by itself (a leader frozen between
-/// its intent write and its call would otherwise send the call when it thaws, whoever leads then).
-///
-/// Fresh means the last successful renewal began less than the renew deadline ago. Each gain of
-/// leadership starts a new term, so that the engine can drop what it remembered from the last one.
-#[derive(Clone, Debug)]
-pub struct LeaseFence {
-    renew_deadline: Duration,
-    state: Arc<Mutex<FenceState>>,
-}
-
-#[derive(Debug, Default)]
-struct FenceState {
-    /// When the last successful take or renewal began; `None` while not leading.
-    renewed_at: Option<Instant>,
-    /// Incremented on each gain of leadership.
-    term: u64,
-}
-
-impl LeaseFence {
-    /// A fence whose leadership is fresh for `renew_deadline` after each renewal.
-    pub fn new(renew_deadline: Duration) -> LeaseFence {
-        LeaseFence {
-            renew_deadline,
-            state: Arc::default(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, FenceState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Leadership was taken or renewed by an attempt that began at `at`. Unless leadership was
-    /// fresh until then, this starts a new term: a replica whose freshness lapsed (it stepped
-    /// down, or froze past its renew deadline) may have been replaced meanwhile.
-    pub fn renewed(&self, at: Instant) {
-        let mut state = self.lock();
-        let fresh = state
-            .renewed_at
-            .is_some_and(|last| last.elapsed() < self.renew_deadline);
-        if !fresh {
-            state.term += 1;
-        }
-        state.renewed_at = Some(at);
-    }
-
-    /// Leadership is lost (or handed back).
-    pub fn ended(&self) {
-        self.lock().renewed_at = None;
-    }
-
-    /// True while the last renewal is younger than the renew deadline.
-    pub fn is_fresh(&self) -> bool {
-        self.lock()
-            .renewed_at
-            .is_some_and(|at| at.elapsed() < self.renew_deadline)
-    }
-
-    /// The current term: changes each time leadership is gained.
-    pub fn term(&self) -> u64 {
-        self.lock().term
     }
 }
 
@@ -200,6 +141,16 @@ struct LeaseRecord {
     renew_time: Option<MicroTime>,
     duration_seconds: Option<i32>,
     resource_version: Option<String>,
+}
+
+/// What one attempt to take or renew the Lease came to.
+enum Attempt {
+    /// This replica holds it.
+    Holds,
+    /// Another holder's record is still valid.
+    HeldElsewhere,
+    /// The write conflicted (409); `ours`: this replica held the Lease as read.
+    Conflict { ours: bool },
 }
 
 struct Elector {
@@ -285,7 +236,19 @@ impl Elector {
     }
 
     /// Takes the Lease if free or expired, renews it if held; true when this replica holds it now.
+    ///
+    /// NB: a renewal that conflicts is tried once more at once: the intents record (an annotation
+    /// of the same Lease) may have been written between this read and this write.
     async fn try_acquire_or_renew(&mut self) -> Result<bool, LeaseError> {
+        match self.try_once().await? {
+            Attempt::Conflict { ours: true } => {
+                Ok(matches!(self.try_once().await?, Attempt::Holds))
+            }
+            attempt => Ok(matches!(attempt, Attempt::Holds)),
+        }
+    }
+
+    async fn try_once(&mut self) -> Result<Attempt, LeaseError> {
         let now = MicroTime(Timestamp::now());
         let Some(lease) = self.get().await? else {
             let lease = Lease {
@@ -304,8 +267,8 @@ impl Elector {
                 }),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                Ok(_) => Ok(Attempt::Holds),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::Conflict { ours: false }),
                 Err(e) => Err(self.api_error(e)),
             };
         };
@@ -325,7 +288,7 @@ impl Elector {
         let their_duration =
             Duration::from_secs(record.duration_seconds.unwrap_or(0).max(0) as u64);
         if !ours && record.holder.is_some() && Instant::now() < seen_at + their_duration {
-            return Ok(false);
+            return Ok(Attempt::HeldElsewhere);
         }
         let mut updated = lease.clone();
         updated.spec = Some(LeaseSpec {
@@ -345,8 +308,8 @@ impl Elector {
             .replace(&self.config.name, &PostParams::default(), &updated)
             .await
         {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Ok(_) => Ok(Attempt::Holds),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::Conflict { ours }),
             Err(e) => Err(self.api_error(e)),
         }
     }
@@ -375,35 +338,130 @@ impl Elector {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The intents record kept in the Lease's annotation [`INTENTS_UNTIL_ANNOTATION`], written with
+/// the Lease's own resourceVersion (a write that conflicts reads again), never lowered. With leader
+/// election it is written only while this replica holds the Lease; without, it creates the Lease
+/// (with no holder) if there is none.
+pub struct LeaseIntents {
+    api: Api<Lease>,
+    name: String,
+    /// This replica's identity when it must hold the Lease to write.
+    holder: Option<String>,
+}
 
-    #[tokio::test]
-    async fn a_fence_is_fresh_until_the_renew_deadline_and_a_lapse_starts_a_new_term() {
-        let _deadline = crate::test_deadline::deadline(
-            "a_fence_is_fresh_until_the_renew_deadline_and_a_lapse_starts_a_new_term",
-        );
-        let fence = LeaseFence::new(Duration::from_millis(60));
-        assert!(!fence.is_fresh(), "not fresh before leading");
-        fence.renewed(Instant::now());
-        let first = fence.term();
-        assert!(fence.is_fresh());
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        fence.renewed(Instant::now());
-        assert_eq!(fence.term(), first, "a renewal in time keeps the term");
-        tokio::time::sleep(Duration::from_millis(70)).await;
-        assert!(!fence.is_fresh(), "stale past the renew deadline");
-        fence.renewed(Instant::now());
-        assert!(fence.is_fresh());
-        assert_eq!(
-            fence.term(),
-            first + 1,
-            "a renewal after a lapse is a new term"
-        );
-        fence.ended();
-        assert!(!fence.is_fresh());
-        fence.renewed(Instant::now());
-        assert_eq!(fence.term(), first + 2);
+/// Conflicting writes tried again before the extension fails (and the call with it).
+const RECORD_CONFLICTS: usize = 3;
+
+impl LeaseIntents {
+    /// The record in Lease `name` of `namespace`; `holder`: this replica's identity under leader
+    /// election (the record is written only while it holds the Lease).
+    pub fn new(
+        client: kube::Client,
+        namespace: &str,
+        name: impl Into<String>,
+        holder: Option<String>,
+    ) -> LeaseIntents {
+        LeaseIntents {
+            api: Api::namespaced(client, namespace),
+            name: name.into(),
+            holder,
+        }
+    }
+
+    fn recorded(lease: &Lease) -> Result<Option<Timestamp>, RecordError> {
+        lease
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(INTENTS_UNTIL_ANNOTATION))
+            .map(|v| parse_until(v))
+            .transpose()
+    }
+
+    async fn extend_once(&self, until: Timestamp) -> Result<bool, RecordError> {
+        let store = |e: kube::Error| RecordError::Store {
+            source: Box::new(e),
+        };
+        let mut annotations = std::collections::BTreeMap::new();
+        annotations.insert(INTENTS_UNTIL_ANNOTATION.to_owned(), format_until(until));
+        let Some(mut lease) = self.api.get_opt(&self.name).await.map_err(store)? else {
+            if self.holder.is_some() {
+                return Err(RecordError::NotHolder { holder: None });
+            }
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec::default()),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                Err(e) => Err(store(e)),
+            };
+        };
+        if let Some(me) = &self.holder {
+            let holder = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
+            if holder.as_deref() != Some(me.as_str()) {
+                return Err(RecordError::NotHolder { holder });
+            }
+        }
+        // NB: a value that is no time is replaced: this term's is a bound of its own intents,
+        // and the term that reads it next reads a valid one.
+        if Self::recorded(&lease)
+            .ok()
+            .flatten()
+            .is_some_and(|r| r >= until)
+        {
+            return Ok(true);
+        }
+        lease
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .extend(annotations);
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(store(e)),
+        }
+    }
+}
+
+impl IntentsRecord for LeaseIntents {
+    fn read(&self) -> BoxFuture<'_, Result<Option<Timestamp>, RecordError>> {
+        Box::pin(async move {
+            let lease = self
+                .api
+                .get_opt(&self.name)
+                .await
+                .map_err(|e| RecordError::Store {
+                    source: Box::new(e),
+                })?;
+            lease.as_ref().map_or(Ok(None), Self::recorded)
+        })
+    }
+
+    fn extend(&self, until: Timestamp) -> BoxFuture<'_, Result<(), RecordError>> {
+        Box::pin(async move {
+            for _ in 0..RECORD_CONFLICTS {
+                if self.extend_once(until).await? {
+                    return Ok(());
+                }
+            }
+            Err(RecordError::Store {
+                source: format!(
+                    "lease {}: {RECORD_CONFLICTS} conflicting writes in a row",
+                    self.name
+                )
+                .into(),
+            })
+        })
     }
 }

@@ -29,7 +29,7 @@ use crate::reconciler::{Engine, EngineConfig, INTENT_MAX_AGE, KubeStore, WatchCo
 use crate::sim::{self, SimConfig, Simulator};
 use kube::api::ListParams;
 use kube::runtime::events::Reporter;
-use leader::{Leadership, LeaseConfig};
+use leader::{Leadership, LeaseConfig, LeaseIntents};
 use readiness::{OperatorReadiness, tick_gate};
 use schema_check::CrdProblem;
 use std::net::SocketAddr;
@@ -380,8 +380,16 @@ pub async fn run_supervising(
     let store = Arc::new(store);
     // Without leader election this replica always leads; the sender lives as long as `run`.
     let (_always_leading, always_rx) = watch::channel(true);
+    let namespace = lease_namespace(&args, &client);
+    // NB: the intents record is kept in the Lease with or without leader election: a restart
+    // reads what the killed process may have left outstanding.
+    let intents_record = LeaseIntents::new(
+        client.clone(),
+        &namespace,
+        &args.lease_name,
+        args.leader_election.then(|| identity.clone()),
+    );
     let (leadership, leader) = if args.leader_election {
-        let namespace = lease_namespace(&args, &client);
         info!(lease = %args.lease_name, %namespace, %identity, "leader election on");
         let leadership = Leadership::spawn(
             client.clone(),
@@ -411,7 +419,8 @@ pub async fn run_supervising(
         },
     )
     .with_metrics(metrics.clone())
-    .with_accounts(accounts_feed.clone());
+    .with_accounts(accounts_feed.clone())
+    .with_intents_record(Arc::new(intents_record));
     let engine = match own_tenants(&args) {
         Some(tenants) => engine.with_own_tenants(tenants),
         None => engine,

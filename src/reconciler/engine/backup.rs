@@ -9,6 +9,22 @@ use std::borrow::Cow;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+/// The planned backups at `wanted` go back to the backup record they had, `Ready` saying `why` no
+/// call left.
+fn not_sent(frame: &Frame<'_>, group: &mut Group<'_>, wanted: &[usize], why: &str) {
+    for &k in wanted {
+        let phone = &mut group.phones[k];
+        let before = frame.status(phone.index).and_then(|s| s.backup.as_ref());
+        phone.new = Cow::Owned(plan::backup_not_sent(
+            &phone.new,
+            before,
+            frame.snapshot[phone.index].metadata.generation,
+            why,
+            Timestamp::now(),
+        ));
+    }
+}
+
 /// The vendor's ids for an accepted backup call, waiting for the phone's next write.
 #[derive(Debug)]
 pub(super) struct Receipt {
@@ -18,9 +34,10 @@ pub(super) struct Receipt {
 }
 
 impl<S: PhoneStore> Engine<S> {
-    /// Backs up the phones of `group` at `wanted` (at most 100): writes each intent first, stamped
-    /// with the time the call leaves and fenced by the version it was planned from, then calls
-    /// backup for the intents written, and records the outcome. A crash after the intent cannot
+    /// Backs up the phones of `group` at `wanted` (at most 100): makes sure the intents record
+    /// covers the call (no intent and no call when it cannot), writes each intent, stamped with the
+    /// time the call leaves and fenced by the version it was planned from, then calls backup for
+    /// the intents written, and records the outcome. A crash after the intent cannot
     /// lead to a second call; a 409 sends nothing for that phone.
     pub(super) async fn back_up(
         &self,
@@ -39,21 +56,24 @@ impl<S: PhoneStore> Engine<S> {
             Ok(slot) => slot,
             Err(why) => {
                 debug!(account = batcher.account(), phones = wanted.len(), %why, "backups not sent this tick");
-                for &k in wanted {
-                    let phone = &mut group.phones[k];
-                    let before = frame.status(phone.index).and_then(|s| s.backup.as_ref());
-                    phone.new = Cow::Owned(plan::backup_not_sent(
-                        &phone.new,
-                        before,
-                        frame.snapshot[phone.index].metadata.generation,
-                        &why,
-                        Timestamp::now(),
-                    ));
-                }
+                not_sent(frame, group, wanted, &why);
                 return;
             }
         };
+        // NB: the clock of the call's age first, then the wall clock: a call that passes the gate
+        // leaves before `leaves` plus INTENT_MAX_AGE, which the intents record must cover.
+        let sent_at = tokio::time::Instant::now();
         let leaves = Timestamp::now();
+        // NB: no record, nor intents, for calls the gate would withhold anyway: a term that is
+        // not fresh records nothing the next term would wait for.
+        if let Err(why) = self.may_call(frame.term, sent_at) {
+            not_sent(frame, group, wanted, why);
+            return;
+        }
+        if let Err(why) = self.record_intents(leaves).await {
+            not_sent(frame, group, wanted, &why);
+            return;
+        }
         // NB: the request id exists before the call, so that the intent records it.
         let request_id = Uuid::new_v4();
         let request = request_id.to_string();
@@ -67,12 +87,12 @@ impl<S: PhoneStore> Engine<S> {
                     frame.snapshot[phone.index].metadata.generation,
                     leaves,
                     &request,
+                    batcher.scope,
                     &self.config.plan,
                 );
                 (k, intent)
             })
             .collect();
-        let sent_at = tokio::time::Instant::now();
         let writes = intents
             .iter()
             .map(|(k, intent)| {

@@ -4,6 +4,8 @@
 use super::accounts::{AccountsFeed, Binding, Tenants, TickAccounts, resolve_projects};
 use super::batcher::Batcher;
 use super::breaker::{BreakerConfig, Breakers};
+use super::fence::LeaseFence;
+use super::intents_record::{IntentsRecord, MemoryIntentsRecord, RecordError};
 use super::store::{PhoneStore, WriteError};
 use super::synced::{FailureMemory, SyncedAfter};
 use super::tick::{Frame, Group, Outcome, Sent, Written};
@@ -13,7 +15,6 @@ use crate::metrics::{AccountLabels, Metrics};
 use crate::plan::{
     self, ACCOUNT_NOT_READY, AccountBlock, Disposition, Intents, PhoneKey, PhoneView, PlanConfig,
 };
-use crate::run::leader::LeaseFence;
 use futures::FutureExt;
 use futures::{StreamExt, stream};
 use jiff::Timestamp;
@@ -217,8 +218,12 @@ pub struct Engine<S> {
     term: AtomicU64,
     /// Ticks started, for the tick span.
     ticks: AtomicU64,
-    /// When that term began (or the engine started).
-    term_started: Mutex<tokio::time::Instant>,
+    /// Where terms record until when their intents may be outstanding (the Lease under `run`).
+    intents_record: Arc<dyn IntentsRecord>,
+    /// What this term read and wrote of that record.
+    record: Mutex<TermRecord>,
+    /// One extension of the record at a time: the chunks of a tick back up concurrently.
+    record_writes: tokio::sync::Mutex<()>,
     /// The backup intents seen in this term, per instance: for ownership moves.
     intents: Mutex<Intents>,
     /// The vendor's task and job ids of accepted calls, until the phone's next write carries them.
@@ -289,7 +294,9 @@ impl<S: PhoneStore> Engine<S> {
             fence: None,
             term: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
-            term_started: Mutex::new(tokio::time::Instant::now()),
+            intents_record: Arc::new(MemoryIntentsRecord::default()),
+            record: Mutex::default(),
+            record_writes: tokio::sync::Mutex::new(()),
             intents: Mutex::default(),
             receipts: Mutex::default(),
             rotation: AtomicUsize::new(0),
@@ -335,6 +342,14 @@ impl<S: PhoneStore> Engine<S> {
     /// leadership term it reports.
     pub fn with_fence(mut self, fence: LeaseFence) -> Engine<S> {
         self.fence = Some(fence);
+        self
+    }
+
+    /// Keeps this engine's terms' intents record in `record` (read at the start of each term,
+    /// extended before backup calls); without it the record lives in this engine's memory, and a
+    /// new engine is a fresh install.
+    pub fn with_intents_record(mut self, record: Arc<dyn IntentsRecord>) -> Engine<S> {
+        self.intents_record = record;
         self
     }
 
@@ -489,6 +504,7 @@ impl<S: PhoneStore> Engine<S> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.config.tick_deadline;
         let term = self.check_term();
+        self.read_earlier_terms().await;
         let snapshot = self.store.snapshot();
         let credentials = self.client.auth_status();
         if let Some(m) = &self.metrics {
@@ -841,12 +857,106 @@ impl<S: PhoneStore> Engine<S> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        *self.term_started.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        *record = TermRecord {
+            epoch: record.epoch + 1,
+            ..TermRecord::default()
+        };
+    }
+
+    /// Reads, once a term, until when earlier terms' intents may be outstanding (again each tick
+    /// while the read fails).
+    async fn read_earlier_terms(&self) {
+        let epoch = {
+            let record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+            if record.earlier.is_some() {
+                return;
+            }
+            record.epoch
+        };
+        let read = self.intents_record.read().await;
+        let now = Timestamp::now();
+        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        if record.epoch != epoch {
+            return;
+        }
+        match read {
+            Ok(until) => {
+                if let Some(until) = until.filter(|u| now < *u) {
+                    info!(until = %until, "an earlier term's backup intents may be outstanding: phones without an in-flight intent of their own wait until then");
+                }
+                record.earlier = Some(until);
+                record.unread = None;
+            }
+            // NB: every earlier intent was made before now: none is outstanding past this bound.
+            Err(err @ RecordError::Invalid { .. }) => {
+                let bound = now
+                    .checked_add(self.config.plan.grace_period + INTENT_MAX_AGE + WHOLE_SECOND)
+                    .unwrap_or(Timestamp::MAX);
+                warn!(error = %err, until = %bound, "the intents record is unreadable: phones without an in-flight intent of their own wait a grace period");
+                record.earlier = Some(Some(bound));
+                record.unread = None;
+            }
+            Err(err) => {
+                warn!(error = %err, "the intents record could not be read: phones without an in-flight intent of their own wait, and no backup call is sent");
+                record.unread = Some(err.to_string());
+            }
+        }
+    }
+
+    /// What this term knows of earlier terms' outstanding intents, at `now`.
+    fn earlier_terms(&self, now: Timestamp) -> plan::EarlierTerms {
+        let record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        match (&record.earlier, &record.unread) {
+            (Some(Some(until)), _) if now < *until => plan::EarlierTerms::Until(*until),
+            (Some(_), _) => plan::EarlierTerms::Settled,
+            (None, why) => plan::EarlierTerms::Unknown(
+                why.clone()
+                    .unwrap_or_else(|| "the record was not read yet".to_owned()),
+            ),
+        }
+    }
+
+    /// Makes sure the record says this term's intents may be outstanding until those of a call
+    /// whose intent is written at `leaves` are over (its grace period from when it may leave at
+    /// the latest), writing it (a little ahead) if it does not. An error: no call, saying why.
+    async fn record_intents(&self, leaves: Timestamp) -> Result<(), String> {
+        let needed = leaves
+            .checked_add(self.config.plan.grace_period + INTENT_MAX_AGE + WHOLE_SECOND)
+            .unwrap_or(Timestamp::MAX);
+        let _one_at_a_time = self.record_writes.lock().await;
+        let epoch = {
+            let record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+            if record.earlier.is_none() {
+                return Err(
+                    "until when an earlier term's backup intents may be outstanding is not known yet (the Lease could not be read)"
+                        .to_owned(),
+                );
+            }
+            if record.recorded.is_some_and(|r| r >= needed) {
+                return Ok(());
+            }
+            record.epoch
+        };
+        let until = needed.checked_add(RECORD_AHEAD).unwrap_or(Timestamp::MAX);
+        if let Err(err) = self.intents_record.extend(until).await {
+            warn!(error = %err, "backup calls withheld: the intents record could not be extended");
+            return Err(format!(
+                "the operator could not record its backup intents in its Lease ({err})"
+            ));
+        }
+        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        if record.epoch != epoch {
+            return Err("leadership changed hands while the intents were recorded".to_owned());
+        }
+        record.recorded = record.recorded.max(Some(until));
+        debug!(until = %until, "intents record extended");
+        Ok(())
     }
 
     /// Holds each planned backup whose instance another object (a previous owner) asked to back
-    /// up within the grace period, or, early in a term, whose owner is younger than the grace
-    /// period: see [`plan::handover_wait`].
+    /// up within the grace period, or, while an earlier term's intents may be outstanding, whose
+    /// owner has no in-flight intent of its own: see [`plan::handover_wait`].
     fn hold_handovers(
         &self,
         views: &[PhoneView],
@@ -854,12 +964,7 @@ impl<S: PhoneStore> Engine<S> {
         now: Timestamp,
     ) {
         let grace = self.config.plan.grace_period;
-        let term_young = self
-            .term_started
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
-            < grace;
+        let earlier = self.earlier_terms(now);
         let intents = self.intents.lock().unwrap_or_else(|p| p.into_inner());
         for (i, planned) in planned.iter_mut() {
             if !planned.backup {
@@ -867,7 +972,7 @@ impl<S: PhoneStore> Engine<S> {
             }
             let view = &views[*i];
             let previous = intents.previous(view, now, grace);
-            if let Some(why) = plan::handover_wait(view, previous, term_young, now, grace) {
+            if let Some(why) = plan::handover_wait(view, previous, &earlier, now, grace) {
                 debug!(phone = %view.key, reason = %why, "backup held for an ownership move");
                 plan::hold(planned, view.status, view.generation, &why, now);
             }
@@ -1057,6 +1162,26 @@ impl<S: PhoneStore> Engine<S> {
 /// missing CRD (a `helm upgrade` skips `crds/`) or a missing Role is told on the phones within a few
 /// ticks, rather than leaving them silent for good.
 pub const ACCOUNT_FEED_PATIENCE: Duration = Duration::from_secs(120);
+
+/// What a term read and wrote of the intents record.
+#[derive(Debug, Default)]
+struct TermRecord {
+    /// Bumped by each new term: a read or write begun in an earlier term counts for nothing.
+    epoch: u64,
+    /// Until when earlier terms' intents may be outstanding, once read this term.
+    earlier: Option<Option<Timestamp>>,
+    /// Why the last read failed, while it has.
+    unread: Option<String>,
+    /// How far this term has extended the record, as confirmed.
+    recorded: Option<Timestamp>,
+}
+
+/// How far past what a call needs the record is extended: calls of the next seconds (the other
+/// chunks of a tick) need no write of their own. It is what a term after a busy spell holds longer.
+const RECORD_AHEAD: Duration = Duration::from_secs(5);
+
+/// An intent's time is rounded up to the second.
+const WHOLE_SECOND: Duration = Duration::from_secs(1);
 
 /// How long a tick waits for IAM to tell an account's project: its phones wait meanwhile.
 const PROJECT_RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
