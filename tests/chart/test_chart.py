@@ -216,6 +216,15 @@ def test_the_own_accounts_namespaces_reach_the_flags_and_the_multi_tenant_exampl
             chart.validate_schema(chart.merge_values({"vendor": {"namespaces": ["Not_A_Namespace"]}}))
 
 
+def test_without_leader_election_the_lease_still_keeps_the_intents_record():
+    objects = render({"leaderElection": {"enabled": False}, "replicaCount": 1})
+    roles = {r["metadata"]["name"]: r["rules"] for r in by_kind(objects, "Role")}
+    assert roles["cloudphone-operator-leader-election"] == LEASE_RULES, "a restart reads the last process's intents-until"
+    args = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    for flag in ["--leader-election=false", "--lease-name=cloudphone-operator", "--lease-namespace=cloudphone-system"]:
+        assert flag in args, (flag, args)
+
+
 def test_without_leader_election_a_rollout_never_runs_two_pods():
     (deployment,) = by_kind(render({"leaderElection": {"enabled": False}, "replicaCount": 1}), "Deployment")
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
