@@ -363,7 +363,14 @@ fn call(phone: &Phone, now: i64, result: &BackupResult) -> Option<CloudPhoneStat
         return None;
     }
     let mut intent = plan.status;
-    stamp_intent(&mut intent, phone.generation, at(now), "req", &config());
+    stamp_intent(
+        &mut intent,
+        phone.generation,
+        at(now),
+        "req",
+        DEFAULT_SCOPE,
+        &config(),
+    );
     Some(record_backup_result(
         &intent,
         phone.generation,
