@@ -794,6 +794,37 @@ async fn a_record_that_cannot_be_written_means_no_backup_call() {
     assert_eq!(engine.tick().await.backups_requested, 1);
 }
 
+/// An intents record whose API server never answers.
+struct Hanging;
+
+impl IntentsRecord for Hanging {
+    fn read(&self) -> BoxFuture<'_, Result<Option<Timestamp>, RecordError>> {
+        Box::pin(std::future::pending())
+    }
+
+    fn extend(&self, _until: Timestamp) -> BoxFuture<'_, Result<(), RecordError>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test]
+async fn a_record_that_never_answers_holds_the_phones_without_stalling_the_tick() {
+    let _deadline =
+        support::deadline("a_record_that_never_answers_holds_the_phones_without_stalling_the_tick");
+    let sim = queued_simulator(&["kp1"], Duration::from_secs(3)).await;
+    let store = Arc::new(MemoryStore::new([phone("p", "kp1")]));
+    let engine = engine(&sim, store.clone(), Duration::from_secs(120))
+        .with_intents_record(Arc::new(Hanging));
+    let report = tokio::time::timeout(Duration::from_secs(30), engine.tick())
+        .await
+        .expect("the tick ends");
+    assert_eq!(report.backup_calls, 0, "{report:?}");
+    assert_eq!(report.queried, 1, "the phones are still observed");
+    let (_, reason, message) = ready_of(&store, "p");
+    assert_eq!(reason, "AwaitingHandover");
+    assert!(message.contains("not known"), "{message}");
+}
+
 #[tokio::test]
 async fn the_record_is_extended_before_a_call_whose_intent_would_end_later() {
     let _deadline =

@@ -874,7 +874,10 @@ impl<S: PhoneStore> Engine<S> {
             }
             record.epoch
         };
-        let read = self.intents_record.read().await;
+        // NB: bounded: a hanging API server must not stall the ticks (its phones are held).
+        let read = tokio::time::timeout(RECORD_TIMEOUT, self.intents_record.read())
+            .await
+            .unwrap_or_else(|_| Err(record_timeout()));
         let now = Timestamp::now();
         let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
         if record.epoch != epoch {
@@ -939,7 +942,11 @@ impl<S: PhoneStore> Engine<S> {
             record.epoch
         };
         let until = needed.checked_add(RECORD_AHEAD).unwrap_or(Timestamp::MAX);
-        if let Err(err) = self.intents_record.extend(until).await {
+        // NB: a call whose record took longer than the intent age would be withheld anyway.
+        let extended = tokio::time::timeout(INTENT_MAX_AGE, self.intents_record.extend(until))
+            .await
+            .unwrap_or_else(|_| Err(record_timeout()));
+        if let Err(err) = extended {
             warn!(error = %err, "backup calls withheld: the intents record could not be extended");
             return Err(format!(
                 "the operator could not record its backup intents in its Lease ({err})"
@@ -1179,6 +1186,15 @@ struct TermRecord {
 /// How far past what a call needs the record is extended: calls of the next seconds (the other
 /// chunks of a tick) need no write of their own. It is what a term after a busy spell holds longer.
 const RECORD_AHEAD: Duration = Duration::from_secs(5);
+
+/// How long the read of the intents record may take before the tick goes on without it.
+const RECORD_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn record_timeout() -> RecordError {
+    RecordError::Store {
+        source: "the intents record did not answer in time".into(),
+    }
+}
 
 /// An intent's time is rounded up to the second.
 const WHOLE_SECOND: Duration = Duration::from_secs(1);
