@@ -6,7 +6,9 @@ mod support;
 
 use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle};
 use cloudphone_operator::koophone::sign::{self, SignableRequest};
-use cloudphone_operator::koophone::{Auth, Client, ClientConfig, Credentials, RetryPolicy, Token};
+use cloudphone_operator::koophone::{
+    Auth, CallAuth, Client, ClientConfig, Credentials, Project, RetryPolicy, Token,
+};
 use cloudphone_operator::reconciler::{Engine, EngineConfig, MemoryStore};
 use cloudphone_operator::sim::{IamUser, SimConfig, Simulator, code};
 use std::collections::BTreeMap;
@@ -377,4 +379,58 @@ async fn a_stale_signature_date_is_refused() {
     assert_eq!(send(1).await, 200);
     assert_eq!(send(20).await, 401);
     assert_eq!(send(-20).await, 401);
+}
+
+#[tokio::test]
+async fn a_refreshed_iam_token_never_moves_the_credentials_project() {
+    let _deadline = support::deadline("a_refreshed_iam_token_never_moves_the_credentials_project");
+    // An IAM that names another project id in each token it issues.
+    let issued = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let app = axum::Router::new().route(
+        "/v3/auth/tokens",
+        axum::routing::post({
+            let issued = issued.clone();
+            move || async move {
+                let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                let now = jiff::Timestamp::now();
+                let body = serde_json::json!({"token": {
+                    "issued_at": now.to_string(),
+                    "expires_at": (now + jiff::SignedDuration::from_hours(24)).to_string(),
+                    "project": {"id": format!("project-{n}"), "name": "cn-north-4"},
+                }});
+                (
+                    axum::http::StatusCode::CREATED,
+                    [("x-subject-token", format!("token-{n}"))],
+                    axum::Json(body),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let auth = Auth::new(Ok(Credentials::Password {
+        username: "ops".into(),
+        password: "pw".to_owned().into(),
+        domain: "d".into(),
+        project: cloudphone_operator::koophone::ProjectScope::Name("cn-north-4".into()),
+        iam_endpoint: url,
+    }));
+    assert_eq!(auth.project(), Project::Pending);
+    assert_eq!(
+        auth.resolve_project().await,
+        Project::Known("project-1".into())
+    );
+    // The token is refused, a new one fetched: IAM now names another project.
+    let CallAuth::Bearer(token) = auth.call_auth().await.unwrap() else {
+        panic!("a bearer token")
+    };
+    auth.refused(&token);
+    auth.call_auth().await.unwrap();
+    assert_eq!(issued.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(
+        auth.project(),
+        Project::Known("project-1".into()),
+        "the scope of these credentials moved with a refresh"
+    );
 }

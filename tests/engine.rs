@@ -1461,3 +1461,53 @@ async fn status_writes_that_keep_failing_are_counted_named_and_reported_once_a_s
     let _ = stop.send(());
     runner.await.unwrap();
 }
+
+#[tokio::test]
+async fn an_early_tick_of_a_few_phones_never_counts_as_reaching_the_vendor() {
+    let _deadline =
+        support::deadline("an_early_tick_of_a_few_phones_never_counts_as_reaching_the_vendor");
+    let sim = simulator(
+        vec![("kp1".into(), code::DATA_LOADED)],
+        Duration::from_secs(30),
+    )
+    .await;
+    // Every call fails: no tick reaches the vendor.
+    sim.set_faults(Faults {
+        server_error_rate: 1.0,
+        ..Faults::default()
+    })
+    .unwrap();
+    let store = Arc::new(MemoryStore::new([
+        phone("p1", "kp1"),
+        support::cloudphone("parked", "kp2").suspended().build(),
+    ]));
+    let engine = Arc::new(
+        support::engine(&sim, store)
+            .retries(0)
+            .config(|c| c.min_tick_spacing = Duration::from_millis(100))
+            .build(),
+    );
+    let trigger = engine.trigger();
+    let (stop_tx, runner) = spawn_hourly_loop(&engine);
+    for _ in 0..100 {
+        if sim.counters().calls("batch-query-status") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A tenant annotates its suspended phone: an early tick with no vendor call at all.
+    trigger.request("uid-parked");
+    trigger.wake();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        engine.last_success(),
+        None,
+        "an early tick of a suspended phone kept the no-successful-tick alert quiet"
+    );
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .unwrap()
+        .unwrap();
+}

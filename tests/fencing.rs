@@ -443,7 +443,9 @@ async fn frozen_between_intent_and_call(regains: bool) -> (u64, Vec<String>) {
     // Replica 0's Lease expires; replica 1 takes it and acts until the vendor shows the backups.
     tokio::time::sleep(RENEW_DEADLINE).await;
     w.leader.store(1, Ordering::SeqCst);
-    let until = Instant::now() + Duration::from_secs(10);
+    // NB: replica 0's record holds replica 1's new term until its last intent's grace period
+    // plus the intent age and the record's lead have passed (about 13 s here).
+    let until = Instant::now() + Duration::from_secs(30);
     loop {
         w.fences[1].renewed(Instant::now());
         let report = b.tick().await;

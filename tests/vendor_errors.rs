@@ -493,3 +493,63 @@ async fn splitting_refused_calls_keeps_to_the_accounts_cap_on_calls_in_flight() 
         query.max_in_flight
     );
 }
+
+#[tokio::test]
+async fn a_vendor_refusing_every_backup_call_is_no_storm_and_the_intents_stay() {
+    let _deadline =
+        support::deadline("a_vendor_refusing_every_backup_call_is_no_storm_and_the_intents_stay");
+    let (phones, instances) = fleet(1000, Lifecycle::BackedUp);
+    // Status queries answer; every backup call is refused 400 1000, whatever its ids.
+    let sim = simulator(
+        instances,
+        Faults {
+            answer_all_backups: Some(CannedError {
+                status: 400,
+                code: "1000".into(),
+            }),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = engine(&sim, store.clone(), Arc::new(Auth::token(Token::new("t"))));
+    let report = engine.tick().await;
+    // Ten chunks: each its call, a status query, then three ids alone; halving down to single ids
+    // would cost 199 backup calls a chunk.
+    let backups = sim.counters().calls("backup");
+    assert!(
+        backups <= 40,
+        "{backups} backup calls for 1,000 phones: {report:?}"
+    );
+    for phone in store.snapshot() {
+        let status = phone.status.as_ref().unwrap();
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.reason, "BackupCallFailed", "{status:?}");
+        assert!(
+            status.backup.as_ref().is_some_and(|b| b.in_flight),
+            "a refused call left: its intent stays, and its grace period runs: {status:?}"
+        );
+    }
+    let systematic = store
+        .snapshot()
+        .iter()
+        .filter(|p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.message.contains("ConfigurationError"))
+            })
+        })
+        .count();
+    assert!(
+        systematic >= 900,
+        "{systematic} phones told the refusal is systematic"
+    );
+    // Within the grace period, nothing more.
+    engine.tick().await;
+    assert_eq!(sim.counters().calls("backup"), backups);
+}

@@ -332,10 +332,20 @@ impl Auth {
         match result {
             Ok((token, lifetime, project_id)) => {
                 let now = Instant::now();
-                if project_id.is_none() {
-                    warn!(endpoint = %iam_endpoint, "the IAM token's answer names no project id: instances reached through these credentials and through another route to the same project are not known as the same");
+                // NB: the first answer's project holds for these credentials: a refresh never
+                // moves their scope (a scope that changes while intents are in flight would let
+                // two routes own one instance).
+                match (&state.iam_project, project_id) {
+                    (None, Some(id)) => state.iam_project = Some(Some(id)),
+                    (None, None) => {
+                        warn!(endpoint = %iam_endpoint, "the IAM token's answer names no project id: instances reached through these credentials and through another route to the same project are not known as the same");
+                        state.iam_project = Some(None);
+                    }
+                    (Some(known), answered) if answered.is_some() && *known != answered => {
+                        warn!(endpoint = %iam_endpoint, "a refreshed IAM token names another project id than the first: the first is kept until the credentials change");
+                    }
+                    _ => {}
                 }
-                state.iam_project = Some(project_id);
                 state.cached = Some(Cached {
                     token: token.clone(),
                     refresh_at: now + lifetime.mul_f64(REFRESH_AT),
@@ -426,7 +436,9 @@ impl Auth {
         }
         let project_id = answer["token"]["project"]["id"]
             .as_str()
-            .filter(|id| !id.is_empty())
+            .filter(|id| {
+                !id.is_empty() && id.chars().count() <= super::credentials::MAX_PROJECT_ID_CHARS
+            })
             .map(str::to_owned);
         Ok((token, lifetime, project_id))
     }

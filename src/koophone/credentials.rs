@@ -175,6 +175,9 @@ pub enum CredentialsError {
     SecretMissing(String),
 }
 
+/// The longest project id accepted (the vendor's are 32 hex digits).
+pub const MAX_PROJECT_ID_CHARS: usize = 128;
+
 const TOKEN_KEYS: [&str; 2] = ["token", "projectId"];
 const PASSWORD_KEYS: [&str; 7] = [
     "username",
@@ -216,6 +219,16 @@ impl Credentials {
                 }
             }
         };
+        // NB: a project id becomes the scope recorded in each intent (`status.backup.scope`): one
+        // longer than that field allows would make every intent write fail.
+        if let Some(id) = get("projectId")?
+            && id.chars().count() > MAX_PROJECT_ID_CHARS
+        {
+            return Err(CredentialsError::Invalid {
+                key: "projectId".to_owned(),
+                reason: "is longer than 128 characters",
+            });
+        }
         let has = |k: &str| data.contains_key(k);
         let mut forms = Vec::new();
         if has("token") {
@@ -335,6 +348,14 @@ mod tests {
                 Ok(Credentials::Token { project_id: Some(p), .. }) if p == "p-1"
             ),
             "a token may name its project beside it"
+        );
+        let long = "p".repeat(129);
+        assert!(
+            matches!(
+                Credentials::from_secret_data(&data(&[("token", "t0k"), ("projectId", &long)])),
+                Err(CredentialsError::Invalid { key, .. }) if key == "projectId"
+            ),
+            "a project id longer than the intents' scope field allows"
         );
         let iam = Credentials::from_secret_data(&data(&[
             ("username", "ops"),

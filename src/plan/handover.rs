@@ -141,10 +141,14 @@ pub fn handover_wait(
             grace_end(intent.requested_at, grace)
         ));
     }
+    // NB: an intent of its own counts only within its grace period: a stale one (left on a
+    // duplicate or a suspended phone long ago) says nothing of who owned the instance lately.
     let own_intent = phone
         .status
         .and_then(|s| s.backup.as_ref())
-        .is_some_and(|b| b.in_flight && b.requested_at.is_some());
+        .filter(|b| b.in_flight)
+        .and_then(|b| b.requested_at.as_ref())
+        .is_some_and(|at| now < grace_end(at.0, grace));
     if own_intent {
         return None;
     }
@@ -370,6 +374,13 @@ mod tests {
         assert!(
             handover_wait(&phone, None, &earlier, at(60), GRACE).is_some(),
             "a past request of its own is no in-flight intent"
+        );
+        // A stale intent (left on a duplicate or a suspended phone long ago) proves nothing.
+        let stale = intent_status(-10_000);
+        phone.status = Some(&stale);
+        assert!(
+            handover_wait(&phone, None, &earlier, at(60), GRACE).is_some(),
+            "an intent of its own past its grace period is no exemption"
         );
     }
 }

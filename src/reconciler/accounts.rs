@@ -239,7 +239,12 @@ impl<'a> TickAccounts<'a> {
             return Binding::Account(0);
         }
         let labels = match self.set {
-            Some(set) => set.namespace_labels.get(namespace),
+            // NB: a namespace created since the namespace watch last spoke has no labels here
+            // yet: under a selector its verdict is not known, so its phones wait for them.
+            Some(set) => match set.namespace_labels.get(namespace) {
+                None if own.selector.is_some() => return Binding::Wait,
+                labels => labels,
+            },
             // NB: the labels come with the account watches: until they synced, a selector's
             // verdict is not known, and a phone told "not allowed" now could be admitted in a second.
             None if own.selector.is_some() => return self.unsynced(),
@@ -426,9 +431,14 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            reason(t.bind("unknown-ns", None)),
+            t.bind("unknown-ns", None),
+            Binding::Wait,
+            "a namespace whose labels have not arrived (created since) waits for them"
+        );
+        assert_eq!(
+            reason(t.bind("other", None)),
             ACCOUNT_NOT_ALLOWED,
-            "a namespace whose labels are known to be absent is not admitted"
+            "a namespace whose labels do not match is not admitted"
         );
 
         let unsynced = TickAccounts::new(&default, Some(&own), None);

@@ -64,6 +64,11 @@ enum Verdict {
 /// costs as many calls only when the vendor does refuse everything; else about one.
 const SAMPLES: usize = 6;
 
+/// Ids of a backup chunk refused whole that are asked alone before the rest is split: each is a
+/// call its phone needs anyway. All refused as the chunk was: the refusal is the vendor's for every
+/// call (a storm to split further); one answered otherwise: the refusal is some ids', split on.
+const BACKUP_SAMPLES: usize = 3;
+
 fn failure(err: &Error) -> Failure {
     Failure {
         reason: err.label().to_owned(),
@@ -416,7 +421,9 @@ impl<'a> Batcher<'a> {
     /// One backup call. A whole-call refusal caused by some of its instances is not blindly halved:
     /// the chunk's status is queried again first and every instance now backing up, idle, restoring
     /// or gone is dropped (a second call for it would be a second backup); the rest is re-sent, in
-    /// halves only when the query dropped none.
+    /// halves only when the query dropped none, and then only once a few ids asked alone showed
+    /// that the vendor does not refuse every call the same way (a gateway refusing the path, a
+    /// request shape it no longer takes: halving that down to single ids would be a storm).
     fn backup_chunk<'b>(
         &'b self,
         ids: Vec<String>,
@@ -425,64 +432,10 @@ impl<'a> Batcher<'a> {
         reserved: Option<BackupSlot<'b>>,
     ) -> BoxFuture<'b, Vec<(String, BackupResult)>> {
         async move {
-            if self.breakers.refusal(self.account).is_some() {
-                return ids
-                    .into_iter()
-                    .map(|id| (id, BackupResult::Withheld))
-                    .collect();
-            }
-            // NB: the client asks the gate after every wait of each attempt (the account's
-            // limits, a Retry-After, a token fetch): nothing waits between the gate and the call.
-            let request_id = request_id.unwrap_or_else(Uuid::new_v4);
-            let answer = match reserved {
-                Some(BackupSlot { _cap, reservation }) => {
-                    self.client
-                        .backup_chunk_reserved(&ids, request_id, gate, reservation)
-                        .await
-                }
-                None => {
-                    // NB: the semaphore is never closed: acquiring fails never.
-                    let _slot = self.backup_slots.acquire().await.ok();
-                    self.client.backup_chunk_gated(&ids, request_id, gate).await
-                }
-            };
-            if !matches!(answer, Err(Error::Withheld { .. })) {
-                self.backup_calls.fetch_add(1, Ordering::Relaxed);
-            }
-            let err = match answer {
-                Ok(mut receipt) => {
-                    debug!(ids = ids.len(), "backup call accepted");
-                    let request_id = receipt.request_id.to_string();
-                    return ids
-                        .into_iter()
-                        .map(|id| {
-                            let result = BackupResult::Accepted {
-                                request_id: request_id.clone(),
-                                task_id: receipt.task_id.clone(),
-                                job_id: receipt.jobs.remove(&id),
-                                sent_at: receipt.sent_at,
-                            };
-                            (id, result)
-                        })
-                        .collect();
-                }
-                Err(Error::Withheld { reason, .. }) => {
-                    debug!(ids = ids.len(), reason, "backup call withheld");
-                    return ids
-                        .into_iter()
-                        .map(|id| (id, BackupResult::Withheld))
-                        .collect();
-                }
+            let err = match self.send_backup(&ids, gate, request_id, reserved).await {
+                Ok(results) => return results,
                 Err(err) => err,
             };
-            if let Fault::Account(fault) = err.fault() {
-                self.breakers.trip(
-                    self.account,
-                    account_failure(fault, &err),
-                    self.credentials,
-                    false,
-                );
-            }
             if !(err.is_per_instance_refusal() && ids.len() > 1) {
                 let result = backup_failure(&err, ids.len() == 1);
                 return ids.into_iter().map(|id| (id, result.clone())).collect();
@@ -500,18 +453,179 @@ impl<'a> Batcher<'a> {
             } else if still.len() < ids.len() {
                 self.backup_chunk(still, gate, None, None).await
             } else {
-                let (left, right) = halves(still);
-                let (mut a, b) = futures::join!(
-                    self.backup_chunk(left, gate, None, None),
-                    self.backup_chunk(right, gate, None, None)
-                );
-                a.extend(b);
-                a
+                self.resend_refused(still, gate, &err).await
             };
-            out.extend(resent);
+            // NB: the refused call did leave: an id whose re-send did not (gate, breaker) keeps its
+            // intent, and its grace period runs, as for any call whose answer is a refusal.
+            out.extend(resent.into_iter().map(|(id, result)| match result {
+                BackupResult::Withheld => (
+                    id,
+                    BackupResult::Failed {
+                        failure: failure(&err),
+                        ambiguous: false,
+                    },
+                ),
+                other => (id, other),
+            }));
             out
         }
         .boxed()
+    }
+
+    /// Re-sends a chunk refused whole whose every id still needs a call: up to [`BACKUP_SAMPLES`]
+    /// ids alone first; if each is refused as the chunk was, the vendor refuses every call so (a
+    /// systematic refusal): the rest get the failure without a call, retried with the backoff of
+    /// the attempts. Otherwise the rest is re-sent in halves, to isolate the ids at fault.
+    async fn resend_refused<'b>(
+        &'b self,
+        mut ids: Vec<String>,
+        gate: &'b Gate<'b>,
+        refusal: &Error,
+    ) -> Vec<(String, BackupResult)> {
+        let same = |e: &Error| {
+            e.http_status() == refusal.http_status() && e.vendor_code() == refusal.vendor_code()
+        };
+        let mut out = Vec::new();
+        let mut refused_alike = Vec::new();
+        while refused_alike.len() < BACKUP_SAMPLES && ids.len() > 1 {
+            let id = ids.remove(0);
+            match self
+                .send_backup(std::slice::from_ref(&id), gate, None, None)
+                .await
+            {
+                Ok(results) => {
+                    out.extend(results);
+                    break;
+                }
+                Err(e) if same(&e) => refused_alike.push((id, e)),
+                Err(e) => {
+                    out.push((id, backup_failure(&e, true)));
+                    break;
+                }
+            }
+        }
+        if refused_alike.len() == BACKUP_SAMPLES {
+            warn!(
+                account = self.account,
+                error = %refusal,
+                "the vendor refuses every backup call the same way, whatever its ids: no further split"
+            );
+            let systematic = BackupResult::Failed {
+                failure: Failure {
+                    reason: "ConfigurationError".into(),
+                    message: format!(
+                        "{}; the vendor refuses every backup call so, whatever its ids: check the account's configuration (its project, the service, the gateway)",
+                        refusal.summary()
+                    ),
+                },
+                ambiguous: false,
+            };
+            out.extend(
+                refused_alike
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .chain(ids)
+                    .map(|id| (id, systematic.clone())),
+            );
+            return out;
+        }
+        out.extend(
+            refused_alike
+                .into_iter()
+                .map(|(id, e)| (id, backup_failure(&e, true))),
+        );
+        if ids.len() == 1 {
+            out.extend(self.backup_chunk(ids, gate, None, None).await);
+        } else if !ids.is_empty() {
+            let (left, right) = halves(ids);
+            let (a, b) = futures::join!(
+                self.backup_chunk(left, gate, None, None),
+                self.backup_chunk(right, gate, None, None)
+            );
+            out.extend(a);
+            out.extend(b);
+        }
+        out
+    }
+
+    /// Sends one backup call (in `reserved`, or in slots of its own): the result of each id when
+    /// the vendor accepted it or it was withheld before it left; the error otherwise (an account
+    /// fault trips the breaker).
+    async fn send_backup(
+        &self,
+        ids: &[String],
+        gate: &Gate<'_>,
+        request_id: Option<Uuid>,
+        reserved: Option<BackupSlot<'_>>,
+    ) -> Result<Vec<(String, BackupResult)>, Error> {
+        let withheld = || {
+            ids.iter()
+                .map(|id| (id.clone(), BackupResult::Withheld))
+                .collect()
+        };
+        if self.breakers.refusal(self.account).is_some() {
+            return Ok(withheld());
+        }
+        // NB: the client asks the gate after every wait of each attempt (the account's
+        // limits, a Retry-After, a token fetch): nothing waits between the gate and the call.
+        // Credentials replaced during the tick may reach another project than the one whose
+        // scope decided this instance's owner: no call under them before the next tick.
+        let gate = || {
+            if self.client.credentials_version() != self.credentials {
+                return Err("the account's credentials changed during the tick");
+            }
+            gate()
+        };
+        let gate: &Gate<'_> = &gate;
+        let request_id = request_id.unwrap_or_else(Uuid::new_v4);
+        let answer = match reserved {
+            Some(BackupSlot { _cap, reservation }) => {
+                self.client
+                    .backup_chunk_reserved(ids, request_id, gate, reservation)
+                    .await
+            }
+            None => {
+                // NB: the semaphore is never closed: acquiring fails never.
+                let _slot = self.backup_slots.acquire().await.ok();
+                self.client.backup_chunk_gated(ids, request_id, gate).await
+            }
+        };
+        if !matches!(answer, Err(Error::Withheld { .. })) {
+            self.backup_calls.fetch_add(1, Ordering::Relaxed);
+        }
+        match answer {
+            Ok(mut receipt) => {
+                debug!(ids = ids.len(), "backup call accepted");
+                let request_id = receipt.request_id.to_string();
+                Ok(ids
+                    .iter()
+                    .map(|id| {
+                        let result = BackupResult::Accepted {
+                            request_id: request_id.clone(),
+                            task_id: receipt.task_id.clone(),
+                            job_id: receipt.jobs.remove(id),
+                            sent_at: receipt.sent_at,
+                        };
+                        (id.clone(), result)
+                    })
+                    .collect())
+            }
+            Err(Error::Withheld { reason, .. }) => {
+                debug!(ids = ids.len(), reason, "backup call withheld");
+                Ok(withheld())
+            }
+            Err(err) => {
+                if let Fault::Account(fault) = err.fault() {
+                    self.breakers.trip(
+                        self.account,
+                        account_failure(fault, &err),
+                        self.credentials,
+                        false,
+                    );
+                }
+                Err(err)
+            }
+        }
     }
 }
 
@@ -560,8 +674,18 @@ fn settled_without_a_call(observation: &Observation) -> Option<BackupResult> {
             }
         },
         Observation::Missing => Some(BackupResult::NotFound),
-        // Not known: no call for it this tick; the intent's grace period runs.
-        Observation::Failed(_) => Some(BackupResult::Withheld),
+        // Not known: no call for it this tick. NB: not Withheld: the refused call did leave, so
+        // its intent stays and its grace period runs.
+        Observation::Failed(query) => Some(BackupResult::Failed {
+            failure: Failure {
+                reason: query.reason.clone(),
+                message: format!(
+                    "the backup call was refused whole, and the status query that followed failed ({}): {}",
+                    query.reason, query.message
+                ),
+            },
+            ambiguous: false,
+        }),
     }
 }
 
@@ -822,6 +946,55 @@ mod tests {
             waited >= std::time::Duration::from_millis(900),
             "the gate was asked before the Retry-After ended ({waited:?} after the first ask)"
         );
+    }
+
+    #[tokio::test]
+    async fn no_backup_leaves_under_credentials_replaced_during_the_tick() {
+        let _deadline = crate::test_deadline::deadline(
+            "no_backup_leaves_under_credentials_replaced_during_the_tick",
+        );
+        let (sim, _) = fleet(1, code::DATA_LOADED).await;
+        let auth = std::sync::Arc::new(crate::koophone::Auth::token(Token::new("t")));
+        let client = Client::new(
+            ClientConfig {
+                base_url: sim.url(),
+                ..ClientConfig::default()
+            },
+            auth.clone(),
+        )
+        .unwrap();
+        let breakers = Breakers::default();
+        let batcher = Batcher::new(&client, 8, &breakers, DEFAULT_ACCOUNT);
+        // Rotated to another project's credentials after the tick bound its phones by scope.
+        auth.set(Ok(crate::koophone::Credentials::Token {
+            token: Token::new("t"),
+            project_id: Some("another-project".into()),
+        }));
+        let slot = batcher.reserve_backup().await.unwrap();
+        let results = batcher
+            .backup_reserved(ids(1), &|| Ok(()), Uuid::new_v4(), slot)
+            .await;
+        assert!(
+            results.values().all(|r| *r == BackupResult::Withheld),
+            "{results:?}"
+        );
+        assert_eq!(sim.counters().calls("backup"), 0);
+    }
+
+    #[test]
+    fn an_id_of_a_refused_call_whose_requery_failed_keeps_its_intent() {
+        // The refused call did leave: the id is not 'withheld' (which clears the intent).
+        let unknown = Observation::Failed(Failure {
+            reason: "Timeout".into(),
+            message: "no answer".into(),
+        });
+        match settled_without_a_call(&unknown) {
+            Some(BackupResult::Failed {
+                ambiguous: false,
+                failure,
+            }) => assert!(failure.message.contains("refused whole"), "{failure:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

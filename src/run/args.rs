@@ -342,6 +342,9 @@ pub struct SimulateArgs {
     /// Answer every call with this error, as HTTP:CODE (e.g. `400:0000`, tenant not found).
     #[arg(long, env = "CLOUDPHONE_SIM_ANSWER_ALL", value_name = "HTTP:CODE", value_parser = parse_canned)]
     answer_all: Option<sim::CannedError>,
+    /// Answer every backup call with this error, as HTTP:CODE (status queries as usual).
+    #[arg(long, env = "CLOUDPHONE_SIM_ANSWER_ALL_BACKUPS", value_name = "HTTP:CODE", value_parser = parse_canned)]
+    answer_all_backups: Option<sim::CannedError>,
     /// Answer in the older shapes (status results without `data`, backup without `data`).
     #[arg(long, env = "CLOUDPHONE_SIM_LEGACY_ANSWERS")]
     legacy_answers: bool,
@@ -432,6 +435,7 @@ impl SimulateArgs {
             foreign_ids,
             vanished_ids,
             answer_all,
+            answer_all_backups,
             legacy_answers,
             business_errors_as_200,
             seed,
@@ -467,6 +471,7 @@ impl SimulateArgs {
                 foreign_ids: foreign_ids.into_iter().collect(),
                 vanished_ids: vanished_ids.into_iter().collect(),
                 answer_all,
+                answer_all_backups,
             },
             tokens: accept_tokens,
             iam_users,

@@ -60,7 +60,7 @@ impl LeaseConfig {
             name: name.into(),
             namespace: namespace.into(),
             identity: identity.into(),
-            lease_duration: Duration::from_secs(15),
+            lease_duration: LEASE_DURATION,
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
         }
@@ -347,7 +347,13 @@ pub struct LeaseIntents {
     name: String,
     /// This replica's identity when it must hold the Lease to write.
     holder: Option<String>,
+    /// How long after its last renewal a Lease without the record (one an earlier version of the
+    /// operator kept) may still have its holder's intents outstanding; `None`: nothing.
+    unrecorded_hold: Option<Duration>,
 }
+
+/// How long a Lease is held without renewal before another replica may take it.
+pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 
 /// Conflicting writes tried again before the extension fails (and the call with it).
 const RECORD_CONFLICTS: usize = 3;
@@ -365,10 +371,20 @@ impl LeaseIntents {
             api: Api::namespaced(client, namespace),
             name: name.into(),
             holder,
+            unrecorded_hold: None,
         }
     }
 
-    fn recorded(lease: &Lease) -> Result<Option<Timestamp>, RecordError> {
+    /// Reads a Lease renewed without the record (by a version of the operator that kept none: the
+    /// first start after an upgrade) as a record until its last renewal plus `hold`: that version's
+    /// intents for owners that are gone may be outstanding until then.
+    pub fn holding_unrecorded_leases(mut self, hold: Duration) -> LeaseIntents {
+        self.unrecorded_hold = Some(hold);
+        self
+    }
+
+    /// The time the Lease's annotation records.
+    fn annotation(lease: &Lease) -> Result<Option<Timestamp>, RecordError> {
         lease
             .metadata
             .annotations
@@ -376,6 +392,20 @@ impl LeaseIntents {
             .and_then(|a| a.get(INTENTS_UNTIL_ANNOTATION))
             .map(|v| parse_until(v))
             .transpose()
+    }
+
+    /// What a term reads: the annotation, or for a Lease renewed without one, its last renewal
+    /// plus the hold of unrecorded Leases.
+    fn recorded(&self, lease: &Lease) -> Result<Option<Timestamp>, RecordError> {
+        let recorded = Self::annotation(lease)?;
+        if recorded.is_some() {
+            return Ok(recorded);
+        }
+        let renewed = lease.spec.as_ref().and_then(|s| s.renew_time.as_ref());
+        Ok(self
+            .unrecorded_hold
+            .zip(renewed)
+            .and_then(|(hold, renewed)| renewed.0.checked_add(hold).ok()))
     }
 
     async fn extend_once(&self, until: Timestamp) -> Result<bool, RecordError> {
@@ -410,7 +440,7 @@ impl LeaseIntents {
         }
         // NB: a value that is no time is replaced: this term's is a bound of its own intents,
         // and the term that reads it next reads a valid one.
-        if Self::recorded(&lease)
+        if Self::annotation(&lease)
             .ok()
             .flatten()
             .is_some_and(|r| r >= until)
@@ -444,7 +474,7 @@ impl IntentsRecord for LeaseIntents {
                 .map_err(|e| RecordError::Store {
                     source: Box::new(e),
                 })?;
-            lease.as_ref().map_or(Ok(None), Self::recorded)
+            lease.as_ref().map_or(Ok(None), |l| self.recorded(l))
         })
     }
 

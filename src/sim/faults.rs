@@ -44,6 +44,10 @@ pub struct Faults {
     /// Answer every call with this error (a configuration error such as `0000`, tenant not
     /// found), whatever it names (the call is not processed).
     pub answer_all: Option<CannedError>,
+    /// Answer every backup call with this error (a gateway refusing the backup path, a request
+    /// shape the vendor no longer takes), whatever it names; status queries are answered as usual.
+    #[serde(default)]
+    pub answer_all_backups: Option<CannedError>,
 }
 
 /// An error answer: HTTP status and the vendor's code number (`0000` becomes `KOOPHONE.API.0000`).

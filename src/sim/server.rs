@@ -33,7 +33,7 @@ pub(super) fn router(shared: Arc<SharedSim>) -> Router {
         .with_state(shared)
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Call {
     QueryStatus,
     Backup,
@@ -174,7 +174,13 @@ async fn serve(
                 inner.counters.record_outcome(call.name(), "refused");
                 *response
             }
-            Ok(_) if let Some(canned) = inner.faults.answer_all.clone() => {
+            Ok(_)
+                if let Some(canned) = inner.faults.answer_all.clone().or_else(|| {
+                    (call == Call::Backup)
+                        .then(|| inner.faults.answer_all_backups.clone())
+                        .flatten()
+                }) =>
+            {
                 inner.counters.record_outcome(call.name(), "refused");
                 vendor_error(
                     StatusCode::from_u16(canned.status).unwrap_or(StatusCode::BAD_REQUEST),
