@@ -372,31 +372,3 @@ async fn a_renewal_that_conflicts_with_a_record_write_keeps_leadership() {
     assert_eq!(fence.term(), term, "the same term");
     a.release().await;
 }
-
-#[tokio::test]
-async fn a_lease_an_earlier_version_renewed_without_the_record_holds_for_its_intents() {
-    let _deadline = support::deadline(
-        "a_lease_an_earlier_version_renewed_without_the_record_holds_for_its_intents",
-    );
-    // The Lease as a version of the operator that kept no record left it: held and renewed.
-    let server = Arc::new(LeaseServer::default());
-    *server.lease.lock().unwrap() = Some(json!({
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {"name": "cloudphone-operator", "namespace": "ops", "resourceVersion": "7"},
-        "spec": {
-            "holderIdentity": "old-pod",
-            "renewTime": "2026-12-01T10:00:00.000000Z",
-            "leaseDurationSeconds": 15
-        }
-    }));
-    let (plain, _) = intents(&server, Some("new-pod"));
-    assert_eq!(plain.read().await.unwrap(), None);
-    let (upgraded, _) = intents(&server, Some("new-pod"));
-    let upgraded = upgraded.holding_unrecorded_leases(Duration::from_secs(140));
-    assert_eq!(
-        upgraded.read().await.unwrap(),
-        Some(at("2026-12-01T10:02:20Z")),
-        "the earlier version's intents may be outstanding until its last renewal plus the hold"
-    );
-}

@@ -347,9 +347,6 @@ pub struct LeaseIntents {
     name: String,
     /// This replica's identity when it must hold the Lease to write.
     holder: Option<String>,
-    /// How long after its last renewal a Lease without the record (one an earlier version of the
-    /// operator kept) may still have its holder's intents outstanding; `None`: nothing.
-    unrecorded_hold: Option<Duration>,
 }
 
 /// How long a Lease is held without renewal before another replica may take it.
@@ -371,16 +368,7 @@ impl LeaseIntents {
             api: Api::namespaced(client, namespace),
             name: name.into(),
             holder,
-            unrecorded_hold: None,
         }
-    }
-
-    /// Reads a Lease renewed without the record (by a version of the operator that kept none: the
-    /// first start after an upgrade) as a record until its last renewal plus `hold`: that version's
-    /// intents for owners that are gone may be outstanding until then.
-    pub fn holding_unrecorded_leases(mut self, hold: Duration) -> LeaseIntents {
-        self.unrecorded_hold = Some(hold);
-        self
     }
 
     /// The time the Lease's annotation records.
@@ -392,20 +380,6 @@ impl LeaseIntents {
             .and_then(|a| a.get(INTENTS_UNTIL_ANNOTATION))
             .map(|v| parse_until(v))
             .transpose()
-    }
-
-    /// What a term reads: the annotation, or for a Lease renewed without one, its last renewal
-    /// plus the hold of unrecorded Leases.
-    fn recorded(&self, lease: &Lease) -> Result<Option<Timestamp>, RecordError> {
-        let recorded = Self::annotation(lease)?;
-        if recorded.is_some() {
-            return Ok(recorded);
-        }
-        let renewed = lease.spec.as_ref().and_then(|s| s.renew_time.as_ref());
-        Ok(self
-            .unrecorded_hold
-            .zip(renewed)
-            .and_then(|(hold, renewed)| renewed.0.checked_add(hold).ok()))
     }
 
     async fn extend_once(&self, until: Timestamp) -> Result<bool, RecordError> {
@@ -474,7 +448,7 @@ impl IntentsRecord for LeaseIntents {
                 .map_err(|e| RecordError::Store {
                     source: Box::new(e),
                 })?;
-            lease.as_ref().map_or(Ok(None), |l| self.recorded(l))
+            lease.as_ref().map_or(Ok(None), Self::annotation)
         })
     }
 

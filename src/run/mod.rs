@@ -388,11 +388,7 @@ pub async fn run_supervising(
         &namespace,
         &args.lease_name,
         args.leader_election.then(|| identity.clone()),
-    )
-    // NB: a Lease an earlier version renewed without the record (the first start after an
-    // upgrade): its intents may be outstanding for a grace period after the call, which may
-    // have left up to the intent age after its last renewal.
-    .holding_unrecorded_leases(args.backup_grace_period + INTENT_MAX_AGE + leader::LEASE_DURATION);
+    );
     let (leadership, leader) = if args.leader_election {
         info!(lease = %args.lease_name, %namespace, %identity, "leader election on");
         let leadership = Leadership::spawn(
