@@ -508,6 +508,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        // Conflicting names, bad defaults and the like fail here, not in a user's shell.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
     fn a_zero_tick_interval_is_refused_by_its_flag() {
         let err = Cli::try_parse_from(["cloudphone-operator", "run", "--tick-interval", "0s"])
             .unwrap_err()
