@@ -42,8 +42,8 @@ pub enum DemoError {
 pub fn parse_manifests(source_name: &str, text: &str) -> Result<Vec<CloudPhone>, DemoError> {
     use serde::Deserialize;
     let mut phones = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(document).map_err(|e| DemoError::Manifest {
+    for (index, document) in yaml_serde::Deserializer::from_str(text).enumerate() {
+        let value = yaml_serde::Value::deserialize(document).map_err(|e| DemoError::Manifest {
             source_name: source_name.to_owned(),
             index,
             reason: e.to_string(),
@@ -51,7 +51,7 @@ pub fn parse_manifests(source_name: &str, text: &str) -> Result<Vec<CloudPhone>,
         if value.is_null() {
             continue;
         }
-        let phone: CloudPhone = serde_yaml::from_value(value).map_err(|e| DemoError::Manifest {
+        let phone: CloudPhone = yaml_serde::from_value(value).map_err(|e| DemoError::Manifest {
             source_name: source_name.to_owned(),
             index,
             reason: e.to_string(),

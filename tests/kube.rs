@@ -1512,7 +1512,7 @@ async fn two_replicas_a_leader_and_a_standby_export_what_the_alerts_expect() {
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| w.starts_with("cloudphone_"))
         .collect();
-    let test: serde_yaml::Value = serde_yaml::from_str(
+    let test: yaml_serde::Value = yaml_serde::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/chart/alerts.test.yaml"

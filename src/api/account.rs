@@ -36,6 +36,9 @@ pub struct CloudPhoneAccountSpec {
     /// The vendor API's scheme and host (and port), e.g. https://koophone.myhuaweicloud.com.
     /// Default: the operator's --vendor-url. The host must be in the operator's
     /// --allowed-vendor-hosts, or the account's credentials are never sent anywhere.
+    // NB: this text is also the CRD's field description, which `kubectl explain` shows raw: the
+    // URL stays bare (`<...>` would change the CRD).
+    #[allow(rustdoc::bare_urls)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s/?#@]+/?$"))]
     pub vendor_url: Option<String>,

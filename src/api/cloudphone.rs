@@ -308,7 +308,7 @@ pub fn crd_yaml(kind: CrdKind) -> String {
         CrdKind::CloudPhoneAccounts => super::account_crd(),
     };
     // NB: serialising a k8s-openapi CRD cannot fail; the expect guards a broken dependency upgrade.
-    serde_yaml::to_string(&crd).expect("the CRD serialises to YAML")
+    yaml_serde::to_string(&crd).expect("the CRD serialises to YAML")
 }
 
 #[cfg(test)]

@@ -5,13 +5,13 @@
 //! planning again on the planned output with the same observation adds no action; the new status
 //! equals the old one when nothing changed, so an unchanged phone causes no write.
 //!
-//! - [`identity`]: keys, views and dispositions (ownership of an instance id).
-//! - [`phone`]: the per-phone plan and the lifecycle rules.
-//! - [`backup`]: the intent of a backup call and what its outcome records.
+//! - `identity`: keys, views and dispositions (ownership of an instance id).
+//! - `phone`: the per-phone plan and the lifecycle rules.
+//! - `backup`: the intent of a backup call and what its outcome records.
 //! - [`events`]: events on transitions, and settledness.
-//! - [`conditions`]: `Ready` and `Synced`, set with the Kubernetes conventions, and kstatus's
+//! - `conditions`: `Ready` and `Synced`, set with the Kubernetes conventions, and kstatus's
 //!   `Reconciling` and `Stalled`, which follow `Ready`.
-//! - [`handover`]: ownership moves between objects naming one instance.
+//! - `handover`: ownership moves between objects naming one instance.
 
 use jiff::Timestamp;
 use std::time::Duration;

@@ -40,7 +40,7 @@ struct SeedFile {
 #[serde(deny_unknown_fields)]
 struct SeedEntry {
     instance_id: String,
-    status: serde_yaml::Value,
+    status: yaml_serde::Value,
 }
 
 /// Reads a YAML (or JSON) file of the form
@@ -63,14 +63,14 @@ pub fn parse_seed_text(source_name: &str, text: &str) -> Result<Vec<(String, i64
 }
 
 fn parse_seed(text: &str) -> Result<Vec<(String, i64)>, String> {
-    let file: SeedFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let file: SeedFile = yaml_serde::from_str(text).map_err(|e| e.to_string())?;
     file.instances
         .into_iter()
         .enumerate()
         .map(|(i, entry)| {
             let state = match &entry.status {
-                serde_yaml::Value::String(s) => s.clone(),
-                serde_yaml::Value::Number(n) => n.to_string(),
+                yaml_serde::Value::String(s) => s.clone(),
+                yaml_serde::Value::Number(n) => n.to_string(),
                 other => format!("{other:?}"),
             };
             let code = parse_state(&state).map_err(|e| format!("instances[{i}].status: {e}"))?;

@@ -312,6 +312,15 @@ def test_chart_metadata():
     assert f'version = "{meta["appVersion"]}"' in cargo, "appVersion follows the crate's version"
 
 
+def test_the_chart_and_the_crate_carry_the_same_licence():
+    # NB: Chart.yaml has no licence field; Artifact Hub reads this annotation.
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    cargo = (ROOT / "Cargo.toml").read_text()
+    assert (meta.get("annotations") or {}).get("artifacthub.io/license") == "Apache-2.0"
+    assert 'license = "Apache-2.0"' in cargo
+    assert "Apache License" in (ROOT / "LICENSE").read_text()
+
+
 def test_notes_say_how_to_create_a_first_cloudphone():
     text = notes()
     assert "kind: CloudPhone" in text and "kubectl get cph" in text
