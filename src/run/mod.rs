@@ -207,7 +207,7 @@ pub async fn preflight(client: &kube::Client, args: &RunArgs) -> Result<(), RunE
                     "the CloudPhone CRD is not installed: kubectl apply -f crds/cloudphone.io_cloudphones.yaml".to_owned()
                 }
                 kube::Error::Api(s) if s.code == 403 => {
-                    "the service account may not list cloudphones.cloudphone.io: apply the RBAC of the README".to_owned()
+                    "the service account may not list cloudphones.cloudphone.io: apply the RBAC of docs/install.md".to_owned()
                 }
                 kube::Error::Api(s) if s.code == 400 => format!("--selector {:?} is refused: {}", args.selector.as_deref().unwrap_or(""), s.message),
                 other => other.to_string(),

@@ -117,7 +117,7 @@ def test_only_the_operator_pods_get_a_service_account_token():
     assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
 
 
-def test_rbac_is_exactly_the_least_privilege_set_of_the_readme():
+def test_rbac_is_exactly_the_least_privilege_set_of_the_install_docs():
     objects = render()
     cluster_roles = {r["metadata"]["name"]: r["rules"] for r in by_kind(objects, "ClusterRole")}
     assert cluster_roles == {
@@ -147,7 +147,7 @@ def test_rbac_is_exactly_the_least_privilege_set_of_the_readme():
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": "cloudphone-operator", "namespace": "cloudphone-system"}
         ]
-    readme = (ROOT / "README.md").read_text()
+    install = (ROOT / "docs" / "install.md").read_text()
     for row in [
         "| `cloudphone.io` | `cloudphones` | `get`, `list`, `watch` |",
         "| `cloudphone.io` | `cloudphones/status` | `patch` |",
@@ -159,7 +159,7 @@ def test_rbac_is_exactly_the_least_privilege_set_of_the_readme():
         "| (core) | `namespaces` | `list`, `watch` |",
         "| `apiextensions.k8s.io` | `customresourcedefinitions` | `get`, `list`, `watch` |",
     ]:
-        assert row in readme, row
+        assert row in install, row
 
 
 def test_watched_namespaces_get_namespaced_roles_and_no_cluster_role():
