@@ -102,21 +102,20 @@ mod handover;
 mod identity;
 mod phone;
 
-use backup::permission_retry;
-pub use backup::{
-    BACKUP_PERMISSION_PENDING, BACKUP_REFUSED, BackupResult, backup_not_sent, record_backup_result,
-    stamp_intent,
+pub use backup::{BackupResult, backup_not_sent, record_backup_result, stamp_intent};
+use backup::{permission_retry, requested};
+pub use conditions::{
+    BACKUP_PERMISSION_PENDING, BACKUP_REFUSED, Failure, RECONCILING, STALLED, STALLED_REASONS,
+    kstatus_condition,
 };
-use conditions::{Conditions, LazyConditions};
-pub use conditions::{RECONCILING, STALLED, STALLED_REASONS, kstatus_condition};
+use conditions::{Conditions, LazyConditions, ReadyCondition};
 pub use events::{PhoneEvent, events, is_settled};
 pub use handover::{AWAITING_HANDOVER, EarlierTerms, Intent, Intents, handover_wait, hold};
 pub use identity::{
     ACCOUNT_NOT_ALLOWED, ACCOUNT_NOT_FOUND, ACCOUNT_NOT_READY, AccountBlock, DEFAULT_SCOPE,
     Disposition, Dispositions, KeyRef, PhoneKey, PhoneView, account_scope, dispositions,
 };
-pub use phone::{Failure, Observation, Planned, plan_phone};
-use phone::{ReadyCondition, requested};
+pub use phone::{Observation, Planned, plan_phone};
 
 #[cfg(test)]
 mod tests;
