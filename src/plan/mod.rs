@@ -12,6 +12,7 @@
 //! - [`conditions`]: `Ready` and `Synced`, set with the Kubernetes conventions, and kstatus's
 //!   `Reconciling` and `Stalled`, which follow `Ready`.
 //! - [`handover`]: ownership moves between objects naming one instance.
+//! - [`account`]: a CloudPhoneAccount's status and events after a tick.
 
 use jiff::Timestamp;
 use std::time::Duration;
@@ -95,6 +96,7 @@ fn fmt_time(t: Option<Timestamp>) -> String {
     t.map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
 }
 
+mod account;
 mod backup;
 mod conditions;
 mod events;
@@ -102,6 +104,7 @@ mod handover;
 mod identity;
 mod phone;
 
+pub use account::{AccountEvent, AccountTick, account_event, account_status};
 pub use backup::{BackupResult, backup_not_sent, record_backup_result, stamp_intent};
 use backup::{permission_retry, requested};
 pub use conditions::{

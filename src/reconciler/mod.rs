@@ -17,7 +17,7 @@ mod tick;
 
 pub use accounts::{Account, AccountSet, AccountsFeed, Tenants, Unusable};
 pub use breaker::{Admission, BreakerConfig, Breakers, DEFAULT_ACCOUNT};
-pub use engine::{AccountTick, Engine, EngineConfig, INTENT_MAX_AGE, TickReport, Trigger};
+pub use engine::{Engine, EngineConfig, INTENT_MAX_AGE, TickReport, Trigger};
 pub use fence::LeaseFence;
 pub use intents_record::{
     INTENTS_UNTIL_ANNOTATION, IntentsRecord, MemoryIntentsRecord, RecordError, format_until,

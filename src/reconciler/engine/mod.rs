@@ -13,7 +13,8 @@ use crate::api::CloudPhone;
 use crate::koophone::{Client, MAX_IDS_PER_CALL};
 use crate::metrics::{AccountLabels, Metrics};
 use crate::plan::{
-    self, ACCOUNT_NOT_READY, AccountBlock, Disposition, Intents, PhoneKey, PhoneView, PlanConfig,
+    self, ACCOUNT_NOT_READY, AccountBlock, AccountTick, Disposition, Intents, PhoneKey, PhoneView,
+    PlanConfig,
 };
 use futures::FutureExt;
 use futures::{StreamExt, stream};
@@ -108,20 +109,6 @@ pub struct TickReport {
     pub chunks_cut: usize,
     /// What the tick found of each CloudPhoneAccount, by name.
     pub accounts: Vec<AccountTick>,
-}
-
-/// What one tick found of one CloudPhoneAccount: for its status.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AccountTick {
-    pub name: String,
-    /// The account object's generation the tick read.
-    pub generation: Option<i64>,
-    /// Phones that name the account and may use it.
-    pub phones: usize,
-    /// Why its calls cannot be made, if they cannot: unusable, or its circuit breaker open.
-    pub problem: Option<plan::Failure>,
-    /// The version of its credentials (it changes when they are replaced); `None` without any.
-    pub credentials: Option<u64>,
 }
 
 /// A handle that asks the engine for an early tick. A request during a tick causes exactly one
