@@ -12,7 +12,7 @@
 //! - [`conditions`]: `Ready` and `Synced`, set with the Kubernetes conventions, and kstatus's
 //!   `Reconciling` and `Stalled`, which follow `Ready`.
 //! - [`handover`]: ownership moves between objects naming one instance.
-//! - [`account`]: a CloudPhoneAccount's status and events after a tick.
+//! - `account`: a CloudPhoneAccount's status and events after a tick.
 
 use jiff::Timestamp;
 use std::time::Duration;
