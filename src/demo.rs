@@ -2,10 +2,10 @@
 //! engine on the example `CloudPhone` manifests held in memory, shown converging tick by tick.
 
 use crate::api::{CloudPhone, Phase};
+use crate::flags::{parse_duration, parse_interval};
 use crate::koophone::{Client, ClientConfig, Token};
 use crate::plan::{PlanConfig, READY, is_settled};
 use crate::reconciler::{Engine, EngineConfig, MemoryStore, PhoneStore, TickReport};
-use crate::run::args::DemoArgs;
 use crate::sim::{self, SimConfig, Simulator, Timings};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -18,6 +18,26 @@ use std::time::{Duration, Instant};
 const EXAMPLE_CLOUDPHONES: &str = include_str!("../examples/cloudphones.yaml");
 /// The example simulator fleet, embedded likewise.
 const EXAMPLE_FLEET: &str = include_str!("../examples/simulator-fleet.yaml");
+
+/// Flags of `cloudphone-operator demo`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// CloudPhone manifests (multi-document YAML); default: the embedded examples/cloudphones.yaml.
+    #[arg(long, env = "CLOUDPHONE_DEMO_CLOUDPHONES")]
+    pub cloudphones: Option<PathBuf>,
+    /// The simulator's fleet; default: the embedded examples/simulator-fleet.yaml.
+    #[arg(long, env = "CLOUDPHONE_DEMO_FLEET")]
+    pub fleet: Option<PathBuf>,
+    /// Time between ticks.
+    #[arg(long, env = "CLOUDPHONE_DEMO_TICK_INTERVAL", default_value = "1s", value_parser = parse_interval)]
+    pub tick_interval: Duration,
+    /// How long the simulated vendor takes to back up an instance.
+    #[arg(long, env = "CLOUDPHONE_DEMO_BACKUP_DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub backup_duration: Duration,
+    /// Give up (and exit 1) when the fleet has not settled after this long.
+    #[arg(long, env = "CLOUDPHONE_DEMO_TIMEOUT", default_value = "50s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
 
 /// A demo input that cannot be read.
 #[derive(Debug, thiserror::Error)]

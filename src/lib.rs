@@ -20,12 +20,16 @@
 //! - [`metrics`], [`http`], [`telemetry`], [`heap`]: Prometheus metrics, the HTTP listener
 //!   (`/metrics`, `/healthz`, `/readyz`), logging, the live-heap counter.
 //! - [`sim`]: a simulator of the vendor API, an independent oracle sharing no code with the
-//!   client, for the quick start, the tests and the benchmarks.
-//! - [`demo`]: the quick start (`cloudphone-operator demo`).
+//!   client, for the quick start, the tests and the benchmarks; and the `simulate` subcommand's flags.
+//! - [`demo`]: the quick start (`cloudphone-operator demo`) and its flags.
 //! - [`summary`]: the `kubectl cloudphone summary` plugin's fleet at a glance.
+//! - [`cli`]: the command line, at the top: the subcommands and the global flag; [`flags`]: the
+//!   duration parsers the subcommands' flags share.
 
 pub mod api;
+pub mod cli;
 pub mod demo;
+pub mod flags;
 pub mod heap;
 pub mod http;
 pub mod koophone;

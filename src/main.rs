@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use clap::Parser;
-use cloudphone_operator::run::args::{Cli, Command, SimulateArgs};
-use cloudphone_operator::sim::Simulator;
+use cloudphone_operator::cli::{Cli, Command};
+use cloudphone_operator::sim::{SimulateArgs, Simulator};
 use cloudphone_operator::telemetry;
 
 /// Counted, for the `cloudphone_heap_bytes` metrics.

@@ -244,8 +244,7 @@ fn a_phone_whose_account_cannot_serve_it_is_degraded() {
 
 #[test]
 fn an_accounts_health_follows_the_status_the_operator_writes() {
-    use cloudphone_operator::reconciler::AccountTick;
-    use cloudphone_operator::run::accounts::account_status;
+    use cloudphone_operator::plan::{AccountTick, account_status};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     let now = Time(Timestamp::from_second(1_790_000_000).unwrap());
     let account = |status: Option<serde_json::Value>, generation: i64| {

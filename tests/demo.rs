@@ -2,8 +2,7 @@
 
 mod support;
 
-use cloudphone_operator::demo;
-use cloudphone_operator::run::args::DemoArgs;
+use cloudphone_operator::demo::{self, DemoArgs};
 use std::time::Duration;
 
 #[tokio::test]

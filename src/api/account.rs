@@ -1,7 +1,7 @@
 //! `CloudPhoneAccount` (`cloudphone.io/v1alpha1`, cluster-scoped): one vendor account (endpoint and
 //! credentials) and the namespaces whose phones may use it.
 
-use super::cloudphone::conditions_schema;
+use super::crd::{annotated, conditions_schema};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
@@ -126,7 +126,7 @@ pub struct AccountRef {
 
 /// The account CRD, as `crds/cloudphone.io_cloudphoneaccounts.yaml` holds it.
 pub fn account_crd() -> CustomResourceDefinition {
-    super::cloudphone::annotated(CloudPhoneAccount::crd())
+    annotated(CloudPhoneAccount::crd())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use super::Phase;
 use super::account::AccountRef;
+use super::crd::{annotated, conditions_schema};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
@@ -173,17 +174,6 @@ pub struct BackupStatus {
     pub scope: Option<String>,
 }
 
-/// Conditions are a list keyed by `type`, so that server-side apply merges them per type.
-pub(super) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let mut schema = generator.subschema_for::<Vec<Condition>>();
-    schema.insert("x-kubernetes-list-type".into(), "map".into());
-    schema.insert(
-        "x-kubernetes-list-map-keys".into(),
-        serde_json::json!(["type"]),
-    );
-    schema
-}
-
 /// Why an instance id is refused; the same rule as the CRD schema and the vendor's limit.
 pub fn check_instance_id(id: &str) -> Result<(), &'static str> {
     if id.is_empty() {
@@ -260,55 +250,9 @@ impl CloudPhone {
     }
 }
 
-/// The annotation of the CRD that carries its [`SCHEMA_REVISION`].
-pub const SCHEMA_REVISION_ANNOTATION: &str = "cloudphone.io/schema-revision";
-
-/// The revision of the CloudPhone schema, raised whenever a field the operator relies on is added:
-/// an API server holding an older CRD prunes unknown status fields silently, among them those that
-/// guard against a second backup, so the operator refuses to run on an older revision.
-///
-/// `status.backup.scope` did not raise it: an older schema prunes it, and an intent is then
-/// scoped by the phone's binding of the moment, as before; what keeps an intent whose owner's
-/// binding changed is the term's hold (the Lease's `cloudphone.io/intents-until`) across terms and
-/// the term's own memory within one, neither of which needs the field.
-///
-/// 2: `spec.accountRef` (an older schema would drop it, and the phone's calls would go out under the
-/// operator's own credentials instead of its account's); `status.lastBackupTime` and
-/// `status.lastHandledReconcileAt` (dropped, a completed backup would be forgotten).
-pub const SCHEMA_REVISION: u32 = 2;
-
 /// The CRD, annotated with its schema revision: what `crds/` holds and the operator checks.
 pub fn crd() -> CustomResourceDefinition {
     annotated(CloudPhone::crd())
-}
-
-/// `crd` with the [`SCHEMA_REVISION_ANNOTATION`]: both CRDs carry the revision of the bundle.
-pub(super) fn annotated(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
-    crd.metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(
-            SCHEMA_REVISION_ANNOTATION.to_owned(),
-            SCHEMA_REVISION.to_string(),
-        );
-    crd
-}
-
-/// The CRDs this binary defines, by the plural of their kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CrdKind {
-    CloudPhones,
-    CloudPhoneAccounts,
-}
-
-/// A CRD as the YAML document checked in under `crds/`.
-pub fn crd_yaml(kind: CrdKind) -> String {
-    let crd = match kind {
-        CrdKind::CloudPhones => crd(),
-        CrdKind::CloudPhoneAccounts => super::account_crd(),
-    };
-    // NB: serialising a k8s-openapi CRD cannot fail; the expect guards a broken dependency upgrade.
-    yaml_serde::to_string(&crd).expect("the CRD serialises to YAML")
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 mod account;
 mod cloudphone;
+mod crd;
 mod phase;
 
 pub use account::{
@@ -13,9 +14,26 @@ pub use account::{
     DEFAULT_ACCOUNT_NAME, SecretRef, account_crd,
 };
 pub use cloudphone::{
-    AnnotationValue, BackupStatus, CloudPhone, CloudPhoneSpec, CloudPhoneStatus, CrdKind,
+    AnnotationValue, BackupStatus, CloudPhone, CloudPhoneSpec, CloudPhoneStatus,
     INSTANCE_ID_MAX_LEN, INVALID_ANNOTATION, Lifecycle, MAX_RECONCILE_REQUEST_LEN,
-    MAX_VENDOR_ID_LEN, READ_ANNOTATIONS, RECONCILE_REQUESTED_AT, SCHEMA_REVISION,
-    SCHEMA_REVISION_ANNOTATION, check_instance_id, crd, crd_yaml,
+    MAX_VENDOR_ID_LEN, READ_ANNOTATIONS, RECONCILE_REQUESTED_AT, check_instance_id, crd,
 };
+pub use crd::{SCHEMA_REVISION, SCHEMA_REVISION_ANNOTATION};
 pub use phase::Phase;
+
+/// The CRDs this binary defines, by the plural of their kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrdKind {
+    CloudPhones,
+    CloudPhoneAccounts,
+}
+
+/// A CRD as the YAML document checked in under `crds/`.
+pub fn crd_yaml(kind: CrdKind) -> String {
+    let crd = match kind {
+        CrdKind::CloudPhones => crd(),
+        CrdKind::CloudPhoneAccounts => account_crd(),
+    };
+    // NB: serialising a k8s-openapi CRD cannot fail; the expect guards a broken dependency upgrade.
+    yaml_serde::to_string(&crd).expect("the CRD serialises to YAML")
+}

@@ -111,6 +111,12 @@ pub struct Auth {
     http: reqwest::Client,
 }
 
+impl From<Token> for std::sync::Arc<Auth> {
+    fn from(token: Token) -> Self {
+        std::sync::Arc::new(Auth::token(token))
+    }
+}
+
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth")

@@ -40,12 +40,6 @@ pub fn secret(value: String) -> SecretString {
     SecretString::from(value.trim().to_owned())
 }
 
-impl From<Token> for std::sync::Arc<super::auth::Auth> {
-    fn from(token: Token) -> Self {
-        std::sync::Arc::new(super::auth::Auth::token(token))
-    }
-}
-
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Token(<redacted>)")

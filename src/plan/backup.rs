@@ -75,14 +75,6 @@ pub fn backup_not_sent(
     status
 }
 
-/// The Ready reason of a permanent refusal by the vendor, held until `metadata.generation` changes.
-pub const BACKUP_REFUSED: &str = "BackupRefused";
-
-/// The Ready reason after a first `1001` (no permission on the instance) answered a backup call:
-/// IAM permissions take minutes to propagate, so the call is retried once after the grace period;
-/// a second `1001` in a row is [`BACKUP_REFUSED`].
-pub const BACKUP_PERMISSION_PENDING: &str = "BackupPermissionPending";
-
 /// The Ready condition of the one retry after a first `1001`, from its plan to its result: the
 /// same text before and after the intent's stamp, at the time the call leaves.
 pub(super) fn permission_retry(at: Timestamp) -> ReadyCondition {
@@ -263,4 +255,20 @@ pub fn record_backup_result(
     }
     .set(READY, ready.status, ready.reason, &ready.message);
     status
+}
+
+/// The Ready condition from a backup call until the vendor shows it under way. The same text before
+/// and after the call, so that planning again on a planned status changes nothing.
+pub(super) fn requested(requested_at: Option<Timestamp>, config: &PlanConfig) -> ReadyCondition {
+    let grace_end =
+        requested_at.map(|t| t.checked_add(config.grace_period).unwrap_or(Timestamp::MAX));
+    ReadyCondition::new(
+        "False",
+        "BackupRequested",
+        format!(
+            "backup requested at {}, waiting for the vendor to show BackingUp (asks again after {} if it does not)",
+            fmt_time(requested_at),
+            fmt_time(grace_end)
+        ),
+    )
 }

@@ -1,5 +1,6 @@
 //! Conditions set with the Kubernetes conventions, on an owned status or on one borrowed until it
-//! changes; kstatus's `Reconciling` and `Stalled` follow `Ready`.
+//! changes; kstatus's `Reconciling` and `Stalled` follow `Ready`. Also what the plan's other
+//! parts decide a Ready condition from: [`ReadyCondition`], [`Failure`], the backup reasons.
 
 use super::*;
 use crate::api::CloudPhoneStatus;
@@ -11,6 +12,14 @@ use std::borrow::Cow;
 pub const RECONCILING: &str = "Reconciling";
 /// kstatus's abnormal-true condition: the phone cannot reach its lifecycle until a person acts.
 pub const STALLED: &str = "Stalled";
+
+/// The Ready reason of a permanent refusal by the vendor, held until `metadata.generation` changes.
+pub const BACKUP_REFUSED: &str = "BackupRefused";
+
+/// The Ready reason after a first `1001` (no permission on the instance) answered a backup call:
+/// IAM permissions take minutes to propagate, so the call is retried once after the grace period;
+/// a second `1001` in a row is [`BACKUP_REFUSED`].
+pub const BACKUP_PERMISSION_PENDING: &str = "BackupPermissionPending";
 
 /// Ready reasons that say a person must act: the phone is `Stalled`.
 pub const STALLED_REASONS: [&str; 9] = [
@@ -137,4 +146,34 @@ impl LazyConditions<'_, '_> {
             .set(type_, status, reason, message);
         }
     }
+}
+
+/// The Ready condition a plan decides.
+pub(super) struct ReadyCondition {
+    pub(super) status: &'static str,
+    pub(super) reason: &'static str,
+    /// Most messages are fixed texts: no allocation for them on every phone of every tick.
+    pub(super) message: Cow<'static, str>,
+}
+
+impl ReadyCondition {
+    pub(super) fn new(
+        status: &'static str,
+        reason: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> ReadyCondition {
+        ReadyCondition {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// A failed vendor call, as it is reported on a phone: a CamelCase reason (a bounded label such
+/// as `Timeout` or `Internal`) and a message a person can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    pub message: String,
 }

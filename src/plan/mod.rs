@@ -12,6 +12,7 @@
 //! - `conditions`: `Ready` and `Synced`, set with the Kubernetes conventions, and kstatus's
 //!   `Reconciling` and `Stalled`, which follow `Ready`.
 //! - `handover`: ownership moves between objects naming one instance.
+//! - `account`: a CloudPhoneAccount's status and events after a tick.
 
 use jiff::Timestamp;
 use std::time::Duration;
@@ -95,6 +96,7 @@ fn fmt_time(t: Option<Timestamp>) -> String {
     t.map_or_else(|| "an unknown time".to_owned(), |t| t.to_string())
 }
 
+mod account;
 mod backup;
 mod conditions;
 mod events;
@@ -102,21 +104,21 @@ mod handover;
 mod identity;
 mod phone;
 
-use backup::permission_retry;
-pub use backup::{
-    BACKUP_PERMISSION_PENDING, BACKUP_REFUSED, BackupResult, backup_not_sent, record_backup_result,
-    stamp_intent,
+pub use account::{AccountEvent, AccountTick, account_event, account_status};
+pub use backup::{BackupResult, backup_not_sent, record_backup_result, stamp_intent};
+use backup::{permission_retry, requested};
+pub use conditions::{
+    BACKUP_PERMISSION_PENDING, BACKUP_REFUSED, Failure, RECONCILING, STALLED, STALLED_REASONS,
+    kstatus_condition,
 };
-use conditions::{Conditions, LazyConditions};
-pub use conditions::{RECONCILING, STALLED, STALLED_REASONS, kstatus_condition};
+use conditions::{Conditions, LazyConditions, ReadyCondition};
 pub use events::{PhoneEvent, events, is_settled};
 pub use handover::{AWAITING_HANDOVER, EarlierTerms, Intent, Intents, handover_wait, hold};
 pub use identity::{
     ACCOUNT_NOT_ALLOWED, ACCOUNT_NOT_FOUND, ACCOUNT_NOT_READY, AccountBlock, DEFAULT_SCOPE,
     Disposition, Dispositions, KeyRef, PhoneKey, PhoneView, account_scope, dispositions,
 };
-pub use phone::{Failure, Observation, Planned, plan_phone};
-use phone::{ReadyCondition, requested};
+pub use phone::{Observation, Planned, plan_phone};
 
 #[cfg(test)]
 mod tests;

@@ -18,14 +18,6 @@ pub enum Observation {
     Failed(Failure),
 }
 
-/// A failed vendor call, as it is reported on a phone: a CamelCase reason (a bounded label such
-/// as `Timeout` or `Internal`) and a message a person can act on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    pub reason: String,
-    pub message: String,
-}
-
 /// The plan for one phone.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Planned<'a> {
@@ -277,27 +269,6 @@ fn backup_completed(
     completed.then(|| requested.map_or(now, |r| now.max(r)))
 }
 
-pub(super) struct ReadyCondition {
-    pub(super) status: &'static str,
-    pub(super) reason: &'static str,
-    /// Most messages are fixed texts: no allocation for them on every phone of every tick.
-    pub(super) message: Cow<'static, str>,
-}
-
-impl ReadyCondition {
-    pub(super) fn new(
-        status: &'static str,
-        reason: &'static str,
-        message: impl Into<Cow<'static, str>>,
-    ) -> ReadyCondition {
-        ReadyCondition {
-            status,
-            reason,
-            message: message.into(),
-        }
-    }
-}
-
 /// The `BackedUp` lifecycle: the Ready condition, and whether to call backup now.
 pub(super) fn backed_up(
     spec: &CloudPhoneSpec,
@@ -463,20 +434,4 @@ pub(super) fn backed_up(
             false,
         ),
     }
-}
-
-/// The Ready condition from a backup call until the vendor shows it under way. The same text before
-/// and after the call, so that planning again on a planned status changes nothing.
-pub(super) fn requested(requested_at: Option<Timestamp>, config: &PlanConfig) -> ReadyCondition {
-    let grace_end =
-        requested_at.map(|t| t.checked_add(config.grace_period).unwrap_or(Timestamp::MAX));
-    ReadyCondition::new(
-        "False",
-        "BackupRequested",
-        format!(
-            "backup requested at {}, waiting for the vendor to show BackingUp (asks again after {} if it does not)",
-            fmt_time(requested_at),
-            fmt_time(grace_end)
-        ),
-    )
 }

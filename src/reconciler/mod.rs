@@ -17,7 +17,7 @@ mod tick;
 
 pub use accounts::{Account, AccountSet, AccountsFeed, Tenants, Unusable};
 pub use breaker::{Admission, BreakerConfig, Breakers, DEFAULT_ACCOUNT};
-pub use engine::{AccountTick, Engine, EngineConfig, INTENT_MAX_AGE, TickReport, Trigger};
+pub use engine::{Engine, EngineConfig, INTENT_MAX_AGE, Trigger};
 pub use fence::LeaseFence;
 pub use intents_record::{
     INTENTS_UNTIL_ANNOTATION, IntentsRecord, MemoryIntentsRecord, RecordError, format_until,
@@ -27,3 +27,4 @@ pub use kube_store::{FIELD_MANAGER, KubeStore, WatchConfig, Watches, phone_apis,
 pub use memory::{InjectedWriteFailure, MemoryStore};
 pub use store::{PhoneStore, WriteError};
 pub use synced::SyncedAfter;
+pub use tick::TickReport;

@@ -1,14 +1,14 @@
-//! The state of one tick: where each phone's plan starts ([`Frame`]), and what became of each
-//! group of phones settled together ([`Group`]: one status chunk, or the phones that need no call).
-//! Data only; the steps that fill it are the engine's.
+//! The state of one tick: where each phone's plan starts ([`Frame`]), what became of each group
+//! of phones settled together ([`Group`]: one status chunk, or the phones that need no call), and
+//! what the tick did ([`TickReport`]). Data only; the steps that fill it are the engine's.
 
-use super::engine::TickReport;
 use super::store::WriteError;
 use crate::api::{CloudPhone, CloudPhoneStatus, Phase};
-use crate::plan::{BackupResult, PhoneEvent, PhoneView};
+use crate::plan::{AccountTick, BackupResult, PhoneEvent, PhoneView};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// This term's last write of a phone: the versions its chain of writes was made against, and the
 /// version the last one made. While the store still shows one of `against`, its cache lags the
@@ -177,6 +177,37 @@ fn completed_backup(old: Option<&CloudPhoneStatus>, new: &CloudPhoneStatus) -> O
     let requested = new.backup.as_ref()?.requested_at.as_ref()?;
     let seconds = done.0.duration_since(requested.0).as_secs_f64();
     (seconds >= 0.0).then_some(seconds)
+}
+
+/// What one tick did, for its log line, the metrics and the tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Phones in the snapshot.
+    pub phones: usize,
+    /// Distinct instance ids queried.
+    pub queried: usize,
+    /// Status calls sent (splits included, retries inside the client not).
+    pub status_calls: u64,
+    /// Backup calls sent.
+    pub backup_calls: u64,
+    /// Phones whose backup the vendor accepted.
+    pub backups_requested: usize,
+    /// Status writes that succeeded.
+    pub statuses_written: usize,
+    /// Phones whose status query failed.
+    pub query_errors: usize,
+    /// Phones whose backup call failed (not counting the vendor's "already backing up").
+    pub backup_errors: usize,
+    /// Status writes that failed (deleted objects not counted).
+    pub write_errors: usize,
+    /// Wall time of the tick.
+    pub duration: Duration,
+    /// Why the tick made no vendor call at all (unusable credentials), if so.
+    pub skipped: Option<String>,
+    /// Status chunks the tick deadline cut before they finished.
+    pub chunks_cut: usize,
+    /// What the tick found of each CloudPhoneAccount, by name.
+    pub accounts: Vec<AccountTick>,
 }
 
 impl TickReport {

@@ -3,13 +3,14 @@
 //! change, each account's client kept across changes (new credentials replace the old in place, so
 //! its breaker closes at once), and each account's status written after the leader's ticks.
 
-use crate::api::{CloudPhoneAccount, CloudPhoneAccountStatus};
+use crate::api::CloudPhoneAccount;
 use crate::koophone::{Auth, Client, ClientConfig, Credentials, CredentialsError};
 use crate::metrics::Metrics;
-use crate::reconciler::{Account, AccountSet, AccountTick, FIELD_MANAGER, Tenants, Unusable};
+use crate::plan::{AccountEvent, AccountTick, account_event, account_status};
+use crate::reconciler::{Account, AccountSet, FIELD_MANAGER, Tenants, Unusable};
 use futures::{FutureExt, StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -358,84 +359,18 @@ pub async fn watch(
     }
 }
 
-/// The Ready condition of an account after a tick.
-fn ready_condition(tick: &AccountTick, old: Option<&Condition>, now: &Time) -> Condition {
-    let (status, reason, message) = match &tick.problem {
-        None => ("True", "CredentialsLoaded".to_owned(), String::new()),
-        Some(failure) => ("False", failure.reason.clone(), failure.message.clone()),
-    };
-    let transition = match old {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => now.clone(),
-    };
-    Condition {
-        type_: "Ready".into(),
-        status: status.into(),
-        reason,
-        message,
-        observed_generation: tick.generation,
-        last_transition_time: transition,
-    }
-}
-
-/// The status an account should show after `tick`, or `None` when it shows it already.
-pub fn account_status(
-    tick: &AccountTick,
-    old: Option<&CloudPhoneAccountStatus>,
-    now: &Time,
-) -> Option<CloudPhoneAccountStatus> {
-    let old_ready = old.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-    let status = CloudPhoneAccountStatus {
-        observed_generation: tick.generation,
-        phones: i32::try_from(tick.phones).unwrap_or(i32::MAX),
-        conditions: vec![ready_condition(tick, old_ready, now)],
-    };
-    (old != Some(&status)).then_some(status)
-}
-
-/// An event to publish on an account after a tick: its Ready condition changed status (its
-/// breaker opened or closed, its Secret went missing or came back), or its credentials were
-/// replaced. `seen` is the credentials' version of the account's last tick.
-pub fn account_event(
-    tick: &AccountTick,
-    old: Option<&CloudPhoneAccountStatus>,
-    seen: Option<u64>,
-) -> Option<Event> {
-    let old_ready = old
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-        .map(|c| c.status.as_str());
-    match (&tick.problem, old_ready) {
-        (Some(failure), None | Some("True")) => {
-            return Some(Event {
-                type_: EventType::Warning,
-                reason: failure.reason.clone(),
-                note: Some(failure.message.clone()),
-                action: "Call".into(),
-                secondary: None,
-            });
-        }
-        (None, Some("False")) => {
-            return Some(Event {
-                type_: EventType::Normal,
-                reason: "CredentialsLoaded".into(),
-                note: Some("the account's calls go out again".into()),
-                action: "Call".into(),
-                secondary: None,
-            });
-        }
-        _ => {}
-    }
-    match (seen, tick.credentials) {
-        (Some(before), Some(now)) if before != now => Some(Event {
-            type_: EventType::Normal,
-            reason: "CredentialsChanged".into(),
-            note: Some(
-                "the account's Secret changed: its next calls use the new credentials".into(),
-            ),
-            action: "Reload".into(),
-            secondary: None,
-        }),
-        _ => None,
+/// The Kubernetes event of an account's [`AccountEvent`].
+fn kube_event(event: AccountEvent) -> Event {
+    Event {
+        type_: if event.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: event.reason,
+        note: Some(event.message),
+        action: event.action.into(),
+        secondary: None,
     }
 }
 
@@ -461,7 +396,7 @@ pub async fn write_statuses(
             let seen = credentials
                 .insert(tick.name.clone(), tick.credentials)
                 .flatten();
-            if let Some(event) = account_event(tick, object.status.as_ref(), seen) {
+            if let Some(event) = account_event(tick, object.status.as_ref(), seen).map(kube_event) {
                 let mut reference = object.object_ref(&());
                 reference.resource_version = None;
                 if let Err(e) = recorder.publish(&event, &reference).await {
@@ -591,86 +526,31 @@ mod tests {
         assert_ne!(rotated, first, "new data replaces them");
     }
 
-    fn tick(problem: Option<(&str, &str)>, phones: usize) -> AccountTick {
-        AccountTick {
-            name: "team-a".into(),
-            generation: Some(2),
-            phones,
-            credentials: Some(1),
-            problem: problem.map(|(r, m)| crate::plan::Failure {
-                reason: r.into(),
-                message: m.into(),
-            }),
-        }
-    }
-
     #[test]
-    fn an_account_status_is_written_only_when_it_changes() {
-        let t0 = Time(jiff::Timestamp::from_second(1_700_000_000).unwrap());
-        let t1 = Time(jiff::Timestamp::from_second(1_700_000_100).unwrap());
-        let first = account_status(&tick(None, 3), None, &t0).unwrap();
-        assert_eq!(first.phones, 3);
-        assert_eq!(first.observed_generation, Some(2));
-        assert_eq!(first.conditions[0].status, "True");
+    fn an_account_event_is_published_with_its_type_note_and_action() {
+        let published = kube_event(AccountEvent {
+            reason: "CredentialsRejected".into(),
+            message: "the vendor refused the token".into(),
+            warning: true,
+            action: "Call",
+        });
+        assert_eq!(published.type_, EventType::Warning);
+        assert_eq!(published.reason, "CredentialsRejected");
         assert_eq!(
-            account_status(&tick(None, 3), Some(&first), &t1),
-            None,
-            "steady: no write"
+            published.note.as_deref(),
+            Some("the vendor refused the token")
         );
-        let refused = account_status(
-            &tick(
-                Some(("CredentialsRejected", "the vendor refused the token")),
-                3,
-            ),
-            Some(&first),
-            &t1,
-        )
-        .unwrap();
-        assert_eq!(refused.conditions[0].status, "False");
-        assert_eq!(refused.conditions[0].reason, "CredentialsRejected");
-        assert_eq!(refused.conditions[0].last_transition_time, t1);
-        let more = account_status(&tick(None, 4), Some(&first), &t1).unwrap();
+        assert_eq!(published.action, "Call");
+        assert_eq!(published.secondary, None);
+        let reloaded = kube_event(AccountEvent {
+            reason: "CredentialsChanged".into(),
+            message: String::new(),
+            warning: false,
+            action: "Reload",
+        });
         assert_eq!(
-            more.conditions[0].last_transition_time, t0,
-            "the transition time moves only with the condition's status"
-        );
-    }
-
-    #[test]
-    fn events_mark_the_breaker_opening_and_closing_and_each_new_credential() {
-        let now = Time(jiff::Timestamp::from_second(1_700_000_000).unwrap());
-        let healthy = account_status(&tick(None, 1), None, &now).unwrap();
-        let refused = tick(Some(("CredentialsRejected", "401")), 1);
-        let broken = account_status(&refused, Some(&healthy), &now).unwrap();
-        let reason = |e: Option<Event>| e.map(|e| e.reason);
-        assert_eq!(
-            reason(account_event(&tick(None, 1), Some(&healthy), Some(1))),
-            None,
-            "steady"
-        );
-        assert_eq!(
-            reason(account_event(&refused, Some(&healthy), Some(1))).as_deref(),
-            Some("CredentialsRejected")
-        );
-        assert_eq!(
-            reason(account_event(&refused, Some(&broken), Some(1))),
-            None,
-            "once, not every tick"
-        );
-        let mut rotated = tick(None, 1);
-        rotated.credentials = Some(2);
-        assert_eq!(
-            reason(account_event(&rotated, Some(&broken), Some(1))).as_deref(),
-            Some("CredentialsLoaded")
-        );
-        assert_eq!(
-            reason(account_event(&rotated, Some(&healthy), Some(1))).as_deref(),
-            Some("CredentialsChanged")
-        );
-        assert_eq!(
-            reason(account_event(&rotated, Some(&healthy), None)),
-            None,
-            "first sight"
+            (reloaded.type_, reloaded.action.as_str()),
+            (EventType::Normal, "Reload")
         );
     }
 }

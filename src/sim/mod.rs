@@ -4,6 +4,7 @@
 //! It serves the quick start (`demo`), the tests and the benchmarks, and runs stand-alone as
 //! `cloudphone-operator simulate`. It never talks to the real vendor.
 
+mod args;
 mod faults;
 mod fleet;
 mod iam;
@@ -11,6 +12,7 @@ mod seed;
 mod server;
 mod signature;
 
+pub use args::SimulateArgs;
 pub use faults::{CannedError, Faults, Injected};
 pub use fleet::{Instance, Timings, code, parse_state};
 pub use iam::{IamUser, project_id_of};

@@ -8,12 +8,13 @@ use super::fence::LeaseFence;
 use super::intents_record::{IntentsRecord, MemoryIntentsRecord, RecordError};
 use super::store::{PhoneStore, WriteError};
 use super::synced::{FailureMemory, SyncedAfter};
-use super::tick::{Frame, Group, Outcome, Sent, Written};
+use super::tick::{Frame, Group, Outcome, Sent, TickReport, Written};
 use crate::api::CloudPhone;
 use crate::koophone::{Client, MAX_IDS_PER_CALL};
 use crate::metrics::{AccountLabels, Metrics};
 use crate::plan::{
-    self, ACCOUNT_NOT_READY, AccountBlock, Disposition, Intents, PhoneKey, PhoneView, PlanConfig,
+    self, ACCOUNT_NOT_READY, AccountBlock, AccountTick, Disposition, Intents, PhoneKey, PhoneView,
+    PlanConfig,
 };
 use futures::FutureExt;
 use futures::{StreamExt, stream};
@@ -77,51 +78,6 @@ impl Default for EngineConfig {
             account_feed_patience: ACCOUNT_FEED_PATIENCE,
         }
     }
-}
-
-/// What one tick did, for its log line, the metrics and the tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TickReport {
-    /// Phones in the snapshot.
-    pub phones: usize,
-    /// Distinct instance ids queried.
-    pub queried: usize,
-    /// Status calls sent (splits included, retries inside the client not).
-    pub status_calls: u64,
-    /// Backup calls sent.
-    pub backup_calls: u64,
-    /// Phones whose backup the vendor accepted.
-    pub backups_requested: usize,
-    /// Status writes that succeeded.
-    pub statuses_written: usize,
-    /// Phones whose status query failed.
-    pub query_errors: usize,
-    /// Phones whose backup call failed (not counting the vendor's "already backing up").
-    pub backup_errors: usize,
-    /// Status writes that failed (deleted objects not counted).
-    pub write_errors: usize,
-    /// Wall time of the tick.
-    pub duration: Duration,
-    /// Why the tick made no vendor call at all (unusable credentials), if so.
-    pub skipped: Option<String>,
-    /// Status chunks the tick deadline cut before they finished.
-    pub chunks_cut: usize,
-    /// What the tick found of each CloudPhoneAccount, by name.
-    pub accounts: Vec<AccountTick>,
-}
-
-/// What one tick found of one CloudPhoneAccount: for its status.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AccountTick {
-    pub name: String,
-    /// The account object's generation the tick read.
-    pub generation: Option<i64>,
-    /// Phones that name the account and may use it.
-    pub phones: usize,
-    /// Why its calls cannot be made, if they cannot: unusable, or its circuit breaker open.
-    pub problem: Option<plan::Failure>,
-    /// The version of its credentials (it changes when they are replaced); `None` without any.
-    pub credentials: Option<u64>,
 }
 
 /// A handle that asks the engine for an early tick. A request during a tick causes exactly one
