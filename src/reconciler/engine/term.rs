@@ -1,0 +1,270 @@
+//! The engine's memory across ticks: a new term drops what an earlier one wrote and saw, reads until
+//! when earlier terms' intents may be outstanding, records its own before its calls, and holds the
+//! backups an ownership move could double; within a term, the writes the cache does not show yet,
+//! the reconcile requests already reported invalid, and what is forgotten of phones that are gone.
+
+use super::*;
+
+/// What a term read and wrote of the intents record.
+#[derive(Debug, Default)]
+pub(super) struct TermRecord {
+    /// Bumped by each new term: a read or write begun in an earlier term counts for nothing.
+    epoch: u64,
+    /// Until when earlier terms' intents may be outstanding, once read this term.
+    earlier: Option<Option<Timestamp>>,
+    /// Why the last read failed, while it has.
+    unread: Option<String>,
+    /// How far this term has extended the record, as confirmed.
+    recorded: Option<Timestamp>,
+}
+
+/// How far past what a call needs the record is extended: calls of the next seconds (the other
+/// chunks of a tick) need no write of their own. It is what a term after a busy spell holds longer.
+pub(super) const RECORD_AHEAD: Duration = Duration::from_secs(5);
+
+/// How long the read of the intents record may take before the tick goes on without it.
+pub(super) const RECORD_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(super) fn record_timeout() -> RecordError {
+    RecordError::Store {
+        source: "the intents record did not answer in time".into(),
+    }
+}
+
+/// An intent's time is rounded up to the second.
+pub(super) const WHOLE_SECOND: Duration = Duration::from_secs(1);
+
+impl<S: PhoneStore> Engine<S> {
+    /// Starts a new term when the fence reports one; returns the term this tick runs in.
+    pub(super) fn check_term(&self) -> u64 {
+        let Some(fence) = &self.fence else {
+            return 0;
+        };
+        let term = fence.term();
+        if self.term.swap(term, Ordering::AcqRel) != term {
+            self.start_term();
+        }
+        term
+    }
+
+    /// A new leadership term: the record of this engine's own writes and the intents it saw are
+    /// dropped, as a record from an earlier term may be older than what another leader wrote since.
+    pub(super) fn start_term(&self) {
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.intents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.failing_writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        *record = TermRecord {
+            epoch: record.epoch + 1,
+            ..TermRecord::default()
+        };
+    }
+
+    /// Reads, once a term, until when earlier terms' intents may be outstanding (again each tick
+    /// while the read fails).
+    pub(super) async fn read_earlier_terms(&self) {
+        let epoch = {
+            let record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+            if record.earlier.is_some() {
+                return;
+            }
+            record.epoch
+        };
+        // NB: bounded: a hanging API server must not stall the ticks (its phones are held).
+        let read = tokio::time::timeout(RECORD_TIMEOUT, self.intents_record.read())
+            .await
+            .unwrap_or_else(|_| Err(record_timeout()));
+        let now = Timestamp::now();
+        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        if record.epoch != epoch {
+            return;
+        }
+        match read {
+            Ok(until) => {
+                if let Some(until) = until.filter(|u| now < *u) {
+                    info!(until = %until, "an earlier term's backup intents may be outstanding: phones without an in-flight intent of their own wait until then");
+                }
+                record.earlier = Some(until);
+                record.unread = None;
+            }
+            // NB: every earlier intent was made before now: none is outstanding past this bound.
+            Err(err @ RecordError::Invalid { .. }) => {
+                let bound = now
+                    .checked_add(self.config.plan.grace_period + INTENT_MAX_AGE + WHOLE_SECOND)
+                    .unwrap_or(Timestamp::MAX);
+                warn!(error = %err, until = %bound, "the intents record is unreadable: phones without an in-flight intent of their own wait a grace period");
+                record.earlier = Some(Some(bound));
+                record.unread = None;
+            }
+            Err(err) => {
+                warn!(error = %err, "the intents record could not be read: phones without an in-flight intent of their own wait, and no backup call is sent");
+                record.unread = Some(err.to_string());
+            }
+        }
+    }
+
+    /// What this term knows of earlier terms' outstanding intents, at `now`.
+    pub(super) fn earlier_terms(&self, now: Timestamp) -> plan::EarlierTerms {
+        let record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        match (&record.earlier, &record.unread) {
+            (Some(Some(until)), _) if now < *until => plan::EarlierTerms::Until(*until),
+            (Some(_), _) => plan::EarlierTerms::Settled,
+            (None, why) => plan::EarlierTerms::Unknown(
+                why.clone()
+                    .unwrap_or_else(|| "the record was not read yet".to_owned()),
+            ),
+        }
+    }
+
+    /// Makes sure the record says this term's intents may be outstanding until those of a call
+    /// whose intent is written at `leaves` are over (its grace period from when it may leave at
+    /// the latest), writing it (a little ahead) if it does not. An error: no call, saying why.
+    pub(super) async fn record_intents(&self, leaves: Timestamp) -> Result<(), String> {
+        let needed = leaves
+            .checked_add(self.config.plan.grace_period + INTENT_MAX_AGE + WHOLE_SECOND)
+            .unwrap_or(Timestamp::MAX);
+        let _one_at_a_time = self.record_writes.lock().await;
+        let epoch = {
+            let record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+            if record.earlier.is_none() {
+                return Err(
+                    "until when an earlier term's backup intents may be outstanding is not known yet (the Lease could not be read)"
+                        .to_owned(),
+                );
+            }
+            if record.recorded.is_some_and(|r| r >= needed) {
+                return Ok(());
+            }
+            record.epoch
+        };
+        let until = needed.checked_add(RECORD_AHEAD).unwrap_or(Timestamp::MAX);
+        // NB: a call whose record took longer than the intent age would be withheld anyway.
+        let extended = tokio::time::timeout(INTENT_MAX_AGE, self.intents_record.extend(until))
+            .await
+            .unwrap_or_else(|_| Err(record_timeout()));
+        if let Err(err) = extended {
+            warn!(error = %err, "backup calls withheld: the intents record could not be extended");
+            return Err(format!(
+                "the operator could not record its backup intents in its Lease ({err})"
+            ));
+        }
+        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        if record.epoch != epoch {
+            return Err("leadership changed hands while the intents were recorded".to_owned());
+        }
+        record.recorded = record.recorded.max(Some(until));
+        debug!(until = %until, "intents record extended");
+        Ok(())
+    }
+
+    /// Holds each planned backup whose instance another object (a previous owner) asked to back
+    /// up within the grace period, or, while an earlier term's intents may be outstanding, whose
+    /// owner has no in-flight intent of its own: see [`plan::handover_wait`].
+    pub(super) fn hold_handovers(
+        &self,
+        views: &[PhoneView],
+        planned: &mut [(usize, plan::Planned<'_>)],
+        now: Timestamp,
+    ) {
+        let grace = self.config.plan.grace_period;
+        let earlier = self.earlier_terms(now);
+        let intents = self.intents.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, planned) in planned.iter_mut() {
+            if !planned.backup {
+                continue;
+            }
+            let view = &views[*i];
+            let previous = intents.previous(view, now, grace);
+            if let Some(why) = plan::handover_wait(view, previous, &earlier, now, grace) {
+                debug!(phone = %view.key, reason = %why, "backup held for an ownership move");
+                plan::hold(planned, view.status, view.generation, &why, now);
+            }
+        }
+    }
+
+    /// Each phone's status and version to plan from: as the store shows it, or as this term's own
+    /// write left it while the store still shows the version that write was made against. Any
+    /// other version in the store ends the record: the store has caught up, or someone else wrote.
+    /// Which phones of the snapshot still show a version this term's writes were made against
+    /// (the cache lags them); a record the store has moved past is dropped.
+    pub(super) fn lagging(&self, snapshot: &[Arc<CloudPhone>]) -> Vec<bool> {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if written.is_empty() {
+            return vec![false; snapshot.len()];
+        }
+        snapshot
+            .iter()
+            .map(|phone| {
+                let key = object_id(phone);
+                match written.get(key.as_ref()) {
+                    Some(w) if w.against.contains(&phone.metadata.resource_version) => true,
+                    Some(_) => {
+                        written.remove(key.as_ref());
+                        false
+                    }
+                    None => false,
+                }
+            })
+            .collect()
+    }
+
+    /// A Warning event, once per phone (until its value changes or the process restarts), for each
+    /// phone whose `cloudphone.io/reconcile-requested-at` is over its bound: the request is not
+    /// echoed, and the phone is served as before.
+    pub(super) fn invalid_requests(
+        &self,
+        snapshot: &[Arc<CloudPhone>],
+    ) -> Vec<(usize, plan::PhoneEvent)> {
+        let mut reported = self
+            .invalid_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut now_invalid = foldhash::HashSet::default();
+        let mut events = Vec::new();
+        for (i, phone) in snapshot.iter().enumerate() {
+            if !phone.reconcile_request_invalid() {
+                continue;
+            }
+            let id = object_id(phone).into_owned();
+            if !reported.contains(&id) {
+                warn!(phone = %PhoneKey::of(phone), "the cloudphone.io/reconcile-requested-at annotation is longer than {} characters: it is ignored", crate::api::MAX_RECONCILE_REQUEST_LEN);
+                events.push((
+                    i,
+                    plan::PhoneEvent {
+                        reason: "ReconcileRequestInvalid",
+                        message: format!(
+                            "the annotation {} is longer than {} characters: it is ignored (not echoed in status.lastHandledReconcileAt); the phone is served as before",
+                            crate::api::RECONCILE_REQUESTED_AT,
+                            crate::api::MAX_RECONCILE_REQUEST_LEN
+                        ),
+                        warning: true,
+                    },
+                ));
+            }
+            now_invalid.insert(id);
+        }
+        *reported = now_invalid;
+        events
+    }
+
+    /// Drops what the engine remembers of phones no longer in the store.
+    pub(super) fn forget_gone(&self, snapshot: &[Arc<CloudPhone>]) {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let mut receipts = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
+        if written.is_empty() && receipts.is_empty() {
+            return;
+        }
+        let present: foldhash::HashSet<_> = snapshot.iter().map(|p| object_id(p)).collect();
+        written.retain(|key, _| present.contains(key.as_str()));
+        receipts.retain(|key, _| present.contains(key.as_str()));
+    }
+}
