@@ -1,6 +1,7 @@
 //! The tick: snapshot, deduplicate, query status in batches, plan, back up in batches, write only
 //! the statuses that changed. One tick at a time, on an interval or triggered early.
 //!
+//! - `steps`: the tick's steps, each with its contract (the tick itself, below, lists them);
 //! - `leading`: the leader-gated loop; `trigger`: the early ticks asked for;
 //! - `term`: the memory across ticks (terms, the intents record, writes the cache lags);
 //! - `backup`: a chunk's backups; `writes`: status writes and events;
@@ -35,12 +36,14 @@ use tracing::{Instrument, debug, info, warn};
 mod backup;
 mod leading;
 mod report;
+mod steps;
 mod term;
 mod trigger;
 mod writes;
 
 use backup::Receipt;
 use report::fleet_gauges;
+use steps::{account_chunks, account_views, bind, log_tick};
 use term::TermRecord;
 use trigger::Asked;
 pub use trigger::Trigger;
@@ -275,6 +278,7 @@ impl<S: PhoneStore> Engine<S> {
         self.tick_inner(only.as_ref()).instrument(span).await
     }
 
+    /// The tick, step by step.
     async fn tick_inner(&self, only: Option<&foldhash::HashSet<ObjectId>>) -> TickReport {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.config.tick_deadline;
@@ -282,167 +286,40 @@ impl<S: PhoneStore> Engine<S> {
         self.read_earlier_terms().await;
         let snapshot = self.store.snapshot();
         let credentials = self.client.auth_status();
-        if let Some(m) = &self.metrics {
-            m.credentials_usable.set(i64::from(credentials.is_ok()));
+        if let Some(skipped) = self.skip_without_credentials(&snapshot, &credentials, started) {
+            return skipped;
         }
-        let uses_accounts = snapshot.iter().any(|p| p.spec.account_ref.is_some());
-        if let Err(why) = &credentials
-            && !uses_accounts
-        {
-            warn!(phones = snapshot.len(), reason = %why, "tick skipped: no vendor call without usable credentials");
-            return TickReport {
-                phones: snapshot.len(),
-                duration: started.elapsed(),
-                skipped: Some(why.to_string()),
-                ..TickReport::default()
-            };
-        }
-        // Without an account feed no CloudPhoneAccount exists; with one, `None` until it synced.
-        let set = match &self.accounts {
-            None => Some(Arc::default()),
-            Some(feed) => feed.borrow().clone(),
-        };
-        if self.own_tenants.is_none()
-            && set.as_ref().is_some_and(|s| !s.accounts.is_empty())
-            && !self.warned_open_own_account.swap(true, Ordering::Relaxed)
-        {
-            warn!(
-                "CloudPhoneAccounts exist, but the operator's own credentials serve every watched namespace: a tenant's phone without spec.accountRef can act on the platform's instances; set --own-account-namespaces or --own-account-namespace-selector (chart: vendor.namespaces, vendor.namespaceSelector)"
-            );
-        }
-        // Every account's scope is its project, known before any of its phones is bound.
-        resolve_projects(&self.client, set.as_deref(), PROJECT_RESOLVE_TIMEOUT).await;
-        let feed_overdue =
-            set.is_none() && self.started.elapsed() >= self.config.account_feed_patience;
-        if feed_overdue {
-            warn!(
-                waited_s = self.config.account_feed_patience.as_secs(),
-                "the CloudPhoneAccount watch has not synced: the phones naming an account are told AccountNotReady (no vendor call); see /readyz for its error"
-            );
-        }
-        let accounts = TickAccounts::new(&self.client, self.own_tenants.as_ref(), set.as_deref())
-            .feed_overdue(feed_overdue);
-        // NB: phones of an account whose project is not known (its credentials unusable, say its
-        // Secret not read yet, or IAM not asked yet) wait: no call, no write at all.
-        let bindings: Vec<Binding> = snapshot
-            .iter()
-            .map(|p| {
-                let name = p.spec.account_ref.as_ref().map(|r| r.name.as_str());
-                accounts.bind(p.metadata.namespace.as_deref().unwrap_or_default(), name)
-            })
-            .collect();
-        let cap = self.config.vendor_calls_in_flight.max(1);
-        let batchers: Vec<Option<Batcher>> = accounts
-            .entries
-            .iter()
-            .map(|a| {
-                let client = a.client.ok()?;
-                let scope = a.scope.as_deref()?;
-                Some(Batcher::new(client, cap, &self.breakers, a.name).in_scope(scope))
-            })
-            .collect();
-        for a in &accounts.entries {
-            let usable = a.client.is_ok_and(|c| c.auth_status().is_ok());
-            if usable && a.scope.is_none() {
-                warn!(
-                    account = a.name,
-                    "the vendor project of this account is not known yet (IAM has not told it): its phones wait, with no vendor call"
-                );
-            }
-        }
-        let batcher_of = |ix: usize| {
-            batchers[ix]
-                .as_ref()
-                .expect("phones bind only to accounts with a client")
-        };
-        let mut held = self.lagging(&snapshot);
-        for (h, b) in held.iter_mut().zip(&bindings) {
-            *h |= *b == Binding::Wait;
-        }
-        let frame = Frame {
-            snapshot: &snapshot,
-            held,
-            term,
-            events_left: AtomicUsize::new(self.config.max_events_per_tick),
-        };
-
-        // Observe: who is queried, under which account, in which chunks.
-        let mut views = frame.views();
-        for (view, binding) in views.iter_mut().zip(&bindings) {
-            view.account = match binding {
-                Binding::Account(ix) => Ok(accounts.entries[*ix]
-                    .scope
-                    .as_deref()
-                    .expect("phones bind only to accounts whose scope is known")),
-                Binding::Blocked(block) => Err(block.clone()),
-                // NB: held, never planned; blocked here only so that it owns no instance.
-                Binding::Wait => Err(AccountBlock {
-                    reason: ACCOUNT_NOT_READY,
-                    message: String::new(),
-                }),
-            };
-        }
+        let set = self.account_set().await;
+        let accounts = self.tick_accounts(set.as_deref());
+        let bindings = bind(&accounts, &snapshot);
+        let batchers = self.batchers(&accounts);
+        let frame = self.frame(&snapshot, &bindings, term);
+        let views = account_views(&frame, &bindings, &accounts);
         let plan::Dispositions {
             each: dispositions,
-            mut queried,
+            queried,
         } = plan::dispositions(&views);
         let asked = |i: usize| only.is_none_or(|o| o.contains(object_id(&snapshot[i]).as_ref()));
-        if only.is_some() {
-            queried.retain(|&i| asked(i));
-        }
-        // Every in-flight intent of the snapshot, whichever object holds it: for ownership moves.
-        self.intents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .observe(&views, Timestamp::now(), self.config.plan.grace_period);
-        let offset = self.rotation.load(Ordering::Relaxed);
-        if !queried.is_empty() {
-            let start = offset % queried.len();
-            queried.rotate_left(start);
-        }
-        // NB: a partial tick forgets nothing of the phones it does not query.
-        if only.is_none() {
-            self.failures
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .forget_except(queried.iter().filter_map(|&i| {
-                    let scope = views[i].account.as_ref().ok()?;
-                    Some((*scope, views[i].spec.instance_id.as_str()))
-                }));
-        }
-        let query_phones = queried.len();
-        let chunks = account_chunks(&queried, &bindings, accounts.entries.len());
-        let chunk_count = chunks.len();
-
-        // Plan, back up and write: the phones that need no vendor call at once, then each chunk
-        // as its answer arrives, until the deadline.
-        let mut groups = Vec::with_capacity(chunk_count + 1);
-        let mut finished = 0;
+        let (queried, offset) = self.query_order(&views, queried, only.is_some(), &asked);
         let quiet: Vec<usize> = (0..views.len())
             .filter(|&i| dispositions[i] != Disposition::Query && !frame.held[i] && asked(i))
             .collect();
+        let chunks = account_chunks(&queried, &bindings, accounts.entries.len());
+        let chunk_count = chunks.len();
+        let mut groups = Vec::with_capacity(chunk_count + 1);
+        let mut finished = 0;
         let work = async {
             if !quiet.is_empty() {
-                let now = Timestamp::now();
-                let planned = quiet
-                    .iter()
-                    .map(|&i| {
-                        let p = plan::plan_phone(
-                            &views[i],
-                            &dispositions[i],
-                            None,
-                            now,
-                            &self.config.plan,
-                        );
-                        (i, p)
-                    })
-                    .collect();
-                // NB: these phones make no call: no batcher.
-                groups.push(self.settle(&frame, planned, None).await);
+                groups.push(
+                    self.settle_quiet(&frame, &views, &dispositions, &quiet)
+                        .await,
+                );
             }
             let mut done = stream::iter(chunks)
                 .map(|(ix, chunk)| {
-                    let batcher = batcher_of(ix);
+                    let batcher = batchers[ix]
+                        .as_ref()
+                        .expect("phones bind only to accounts with a client");
                     // Every line of the chunk, its vendor calls' included, names the account.
                     let span = tracing::info_span!("account", account = batcher.account());
                     self.run_chunk(&frame, &views, &dispositions, chunk, batcher)
@@ -456,26 +333,8 @@ impl<S: PhoneStore> Engine<S> {
         };
         let cut = tokio::time::timeout_at(deadline, work).await.is_err();
         self.report_breakers(&accounts);
-
-        // Publish and report.
-        let mut report = TickReport {
-            phones: snapshot.len(),
-            ..TickReport::default()
-        };
-        for group in &groups {
-            report.absorb(&group.report);
-        }
-        // The next tick starts where a cut one stopped, and one chunk further after a full one, so
-        // that no chunk is always last.
-        let advance = match (cut, only) {
-            (_, Some(_)) => 0,
-            (true, None) => finished.max(1),
-            (false, None) => 1,
-        };
-        self.rotation.store(
-            offset.wrapping_add(advance * MAX_IDS_PER_CALL),
-            Ordering::Relaxed,
-        );
+        let mut report = self.tally(&snapshot, &groups, &batchers);
+        self.advance_rotation(offset, cut, only.is_some(), finished);
         if cut {
             report.chunks_cut = chunk_count.saturating_sub(finished);
             warn!(
@@ -494,15 +353,8 @@ impl<S: PhoneStore> Engine<S> {
         let (failing_events, failing_writes) = self.failing_writes(&snapshot);
         extra.extend(failing_events);
         self.publish_events(&frame, groups, extra).await;
-        for b in batchers.iter().flatten() {
-            report.status_calls += b.status_calls.load(Ordering::Relaxed);
-            report.backup_calls += b.backup_calls.load(Ordering::Relaxed);
-        }
         report.accounts = self.account_ticks(&accounts, &bindings);
-        if !report.accounts.is_empty() || !self.account_reports.borrow().is_empty() {
-            self.account_reports
-                .send_replace(Arc::new(report.accounts.clone()));
-        }
+        self.publish_account_reports(&report);
         if let Err(why) = &credentials {
             report.skipped = Some(format!(
                 "the phones without spec.accountRef: no vendor call without usable credentials: {why}"
@@ -512,22 +364,11 @@ impl<S: PhoneStore> Engine<S> {
         self.forget_gone(&snapshot);
         // NB: only a whole tick tells that the vendor is reached: a tenant's early ticks of a few
         // phones must not keep the staleness alert quiet.
-        if only.is_none() && (query_phones == 0 || report.query_errors < query_phones) {
+        if only.is_none() && (queried.is_empty() || report.query_errors < queried.len()) {
             self.record_success();
         }
         self.record_metrics(&report, fleet, &durations, failing_writes);
-        info!(
-            phones = report.phones,
-            queried = report.queried,
-            status_calls = report.status_calls,
-            backup_calls = report.backup_calls,
-            backups_requested = report.backups_requested,
-            statuses_written = report.statuses_written,
-            errors = report.query_errors + report.backup_errors + report.write_errors,
-            chunks_cut = report.chunks_cut,
-            duration_ms = report.duration.as_millis() as u64,
-            "tick"
-        );
+        log_tick(&report);
         report
     }
 
@@ -622,37 +463,3 @@ const PROJECT_RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// for a chunk's intent writes and a call slot, short enough that a replica frozen in between
 /// finds its call stale when it thaws (the renew deadline stops it sooner when it leads).
 pub const INTENT_MAX_AGE: Duration = Duration::from_secs(5);
-
-/// The status chunks of a tick: each account's queried phones (in the rotated order) in chunks of
-/// at most 100, the accounts taking turns, so that a deadline cut never starves one account.
-// NB: owned chunks: a stream over borrowed `chunks()` makes the tick future lose `Send`.
-fn account_chunks(
-    queried: &[usize],
-    bindings: &[Binding],
-    accounts: usize,
-) -> Vec<(usize, Vec<usize>)> {
-    let mut per_account: Vec<Vec<usize>> = vec![Vec::new(); accounts];
-    for &i in queried {
-        if let Binding::Account(ix) = bindings[i] {
-            per_account[ix].push(i);
-        }
-    }
-    let mut chunks: Vec<std::collections::VecDeque<Vec<usize>>> = per_account
-        .iter()
-        .map(|phones| {
-            phones
-                .chunks(MAX_IDS_PER_CALL)
-                .map(<[usize]>::to_vec)
-                .collect()
-        })
-        .collect();
-    let mut out = Vec::with_capacity(chunks.iter().map(|c| c.len()).sum());
-    while out.len() < out.capacity() {
-        for (ix, queue) in chunks.iter_mut().enumerate() {
-            if let Some(chunk) = queue.pop_front() {
-                out.push((ix, chunk));
-            }
-        }
-    }
-    out
-}
