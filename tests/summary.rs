@@ -10,11 +10,11 @@ use cloudphone_operator::plan::{
 use serde_json::{Value, json};
 use support::{Recorded, fake_client};
 
-/// The real API server's objects (`../shared/fixtures`).
+/// The real API server's objects (`tests/fixtures`).
 fn real_objects() -> Vec<Value> {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/cloudphones-real.json"
+        "/tests/fixtures/cloudphones-real.json"
     ))
     .unwrap();
     let list: Value = serde_json::from_str(&text).unwrap();
