@@ -2,8 +2,6 @@
 //! service (every request is recorded: method, path and query, content type, JSON body, and answered
 //! by a handler), fast vendor retries, and test phones.
 
-#![allow(dead_code)]
-
 use http::{Request, Response};
 use kube::client::Body;
 use serde_json::Value;
@@ -257,10 +255,6 @@ impl PhoneBuilder {
         ));
         self
     }
-    pub fn generation(mut self, generation: i64) -> Self {
-        self.0.metadata.generation = Some(generation);
-        self
-    }
     pub fn suspended(mut self) -> Self {
         self.0.spec.suspend = true;
         self
@@ -270,10 +264,6 @@ impl PhoneBuilder {
         self.0.spec.account_ref = Some(cloudphone_operator::api::AccountRef {
             name: account.into(),
         });
-        self
-    }
-    pub fn status(mut self, status: cloudphone_operator::api::CloudPhoneStatus) -> Self {
-        self.0.status = Some(status);
         self
     }
     pub fn build(self) -> cloudphone_operator::api::CloudPhone {

@@ -1,7 +1,7 @@
 //! `kubectl cloudphone summary`: read through a (mocked) API server page by page, from objects as a
 //! real API server returns them plus phones that need a person.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::api::CloudPhoneStatus;
 use cloudphone_operator::plan::{

@@ -2,7 +2,7 @@
 //! exact status write, no request for an unchanged phone, 404 and 409 handled, events on
 //! transitions only, the metrics and health endpoints.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase};
 use cloudphone_operator::metrics::Metrics;
