@@ -9,7 +9,7 @@
 //! The canned API server answers LIST with pagination (`limit`, `continue`), WATCH as a stream of
 //! events with a bookmark, status patches with their `resourceVersion` precondition (409 on a stale
 //! one), and can end every watch with a 410 Gone, so that each size also measures a relist. Objects
-//! are built on `../shared/fixtures/cloudphones-real.json`: kubectl's last-applied annotation, its
+//! are built on `tests/fixtures/cloudphones-real.json`: kubectl's last-applied annotation, its
 //! managed fields, and, once the operator has written a status, the operator's managed fields too.
 
 mod support;
@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 const SIZES: [usize; 4] = [1_000, 10_000, 50_000, 100_000];
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/cloudphones-real.json"
+    "/tests/fixtures/cloudphones-real.json"
 );
 const PHONES: &str = "/apis/cloudphone.io/v1alpha1/cloudphones";
 
@@ -196,7 +196,7 @@ fn expire_watches(api: &Shared) {
 
 /// `n` CloudPhones shaped as the fixture's (kubectl-applied, no status yet), in ten namespaces.
 fn objects(n: usize) -> (BTreeMap<(String, String), Value>, Value) {
-    let text = std::fs::read_to_string(FIXTURE).expect("../shared/fixtures beside the repository");
+    let text = std::fs::read_to_string(FIXTURE).expect("tests/fixtures/cloudphones-real.json");
     let list: Value = serde_json::from_str(&text).unwrap();
     let template = list["items"][0].clone();
     let fields = template["metadata"]["managedFields"].as_array().unwrap();

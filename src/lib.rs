@@ -42,26 +42,4 @@ pub mod summary;
 pub mod telemetry;
 
 #[cfg(test)]
-pub(crate) mod test_deadline {
-    //! The unit tests' deadline: the same rule as `tests/support::deadline`.
-
-    use std::time::Duration;
-
-    /// How long any async unit test may run.
-    const DEADLINE: Duration = Duration::from_secs(180);
-
-    /// Aborts the test binary, naming the test, if it still runs after [`DEADLINE`]; dropping the
-    /// guard disarms it.
-    #[must_use = "the deadline lasts as long as the guard"]
-    pub fn deadline(test: &'static str) -> std::sync::mpsc::Sender<()> {
-        let (disarm, disarmed) = std::sync::mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = disarmed.recv_timeout(DEADLINE)
-            {
-                eprintln!("test {test} still running after {DEADLINE:?}: aborting");
-                std::process::abort();
-            }
-        });
-        disarm
-    }
-}
+pub(crate) mod test_deadline;

@@ -1,6 +1,8 @@
 //! Log lines carry their context as spans: every line of a tick names the tick, every line of a
 //! vendor call names its endpoint and request id, without each line repeating them.
 
+// NB: this binary uses only part of the shared support.
+#[allow(dead_code)]
 mod support;
 
 use cloudphone_operator::reconciler::{Engine, EngineConfig, MemoryStore};

@@ -1,6 +1,8 @@
 //! A full run with every log line captured at TRACE level (the operator's, reqwest's, hyper's):
 //! no password, secret key, security token or issued token appears in any of them.
 
+// NB: this binary uses only part of the shared support.
+#[allow(dead_code)]
 mod support;
 
 use cloudphone_operator::api::CloudPhone;

@@ -46,7 +46,7 @@ def anchors(page: Path) -> set[str]:
 def test_the_readme_is_a_front_door_under_8_kb():
     text = README.read_text()
     assert len(text.encode()) < 8 * 1024, f"README.md is {len(text.encode())} bytes"
-    # tests/demo.rs proves this command works; it must stay the README's first.
+    # tests/it/demo.rs proves this command works; it must stay the README's first.
     assert "cargo run -- demo" in text
 
 

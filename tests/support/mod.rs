@@ -2,8 +2,6 @@
 //! service (every request is recorded: method, path and query, content type, JSON body, and answered
 //! by a handler), fast vendor retries, and test phones.
 
-#![allow(dead_code)]
-
 use http::{Request, Response};
 use kube::client::Body;
 use serde_json::Value;
@@ -20,28 +18,10 @@ pub fn quick_retries(max_retries: u32) -> cloudphone_operator::koophone::RetryPo
     }
 }
 
-/// How long any async test may run: far above the slowest one's time on a loaded machine, so
-/// that a hang fails the run with the test's name instead of stalling CI.
-pub const TEST_DEADLINE: Duration = Duration::from_secs(180);
-
-/// Aborts the test binary, naming the test, if the test is still running after
-/// [`TEST_DEADLINE`]; dropping the guard (the test ended) disarms it. First line of every async test.
-#[must_use = "the deadline lasts as long as the guard"]
-pub fn deadline(test: &'static str) -> Deadline {
-    let (disarm, disarmed) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-            disarmed.recv_timeout(TEST_DEADLINE)
-        {
-            eprintln!("test {test} still running after {TEST_DEADLINE:?}: aborting");
-            std::process::abort();
-        }
-    });
-    Deadline(disarm)
-}
-
-/// The guard of [`deadline`].
-pub struct Deadline(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+// NB: the deadline rule is one file, shared with the crate's unit tests.
+#[path = "../../src/test_deadline.rs"]
+mod test_deadline;
+pub use test_deadline::deadline;
 
 /// A vendor client of the simulator, with its token `t` and the default retries.
 pub fn sim_client(
@@ -257,10 +237,6 @@ impl PhoneBuilder {
         ));
         self
     }
-    pub fn generation(mut self, generation: i64) -> Self {
-        self.0.metadata.generation = Some(generation);
-        self
-    }
     pub fn suspended(mut self) -> Self {
         self.0.spec.suspend = true;
         self
@@ -270,10 +246,6 @@ impl PhoneBuilder {
         self.0.spec.account_ref = Some(cloudphone_operator::api::AccountRef {
             name: account.into(),
         });
-        self
-    }
-    pub fn status(mut self, status: cloudphone_operator::api::CloudPhoneStatus) -> Self {
-        self.0.status = Some(status);
         self
     }
     pub fn build(self) -> cloudphone_operator::api::CloudPhone {

@@ -10,12 +10,12 @@ fn checked_in_crds_match_the_rust_types() {
         (
             CrdKind::CloudPhones,
             "cloudphones",
-            include_str!("../crds/cloudphone.io_cloudphones.yaml"),
+            include_str!("../../crds/cloudphone.io_cloudphones.yaml"),
         ),
         (
             CrdKind::CloudPhoneAccounts,
             "cloudphoneaccounts",
-            include_str!("../crds/cloudphone.io_cloudphoneaccounts.yaml"),
+            include_str!("../../crds/cloudphone.io_cloudphoneaccounts.yaml"),
         ),
     ] {
         assert!(

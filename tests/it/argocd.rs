@@ -1,7 +1,7 @@
 //! The Argo CD health check (docs/argocd-health.lua), run in Lua against statuses that the
 //! operator's own planner produces, and kept identical to the copy in docs/argocd.md.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::api::{CloudPhone, CloudPhoneStatus, Lifecycle};
 use cloudphone_operator::plan::{
@@ -11,8 +11,8 @@ use cloudphone_operator::plan::{
 use jiff::Timestamp;
 use mlua::{Lua, LuaSerdeExt};
 
-const SCRIPT: &str = include_str!("../docs/argocd-health.lua");
-const ACCOUNT_SCRIPT: &str = include_str!("../docs/argocd-health-account.lua");
+const SCRIPT: &str = include_str!("../../docs/argocd-health.lua");
+const ACCOUNT_SCRIPT: &str = include_str!("../../docs/argocd-health-account.lua");
 
 fn phone(lifecycle: Lifecycle) -> CloudPhone {
     support::cloudphone("p1", "kp1")
@@ -328,7 +328,7 @@ fn a_backup_call_that_failed_is_progressing_not_degraded() {
 
 #[test]
 fn the_docs_carry_the_same_script() {
-    let docs = include_str!("../docs/argocd.md");
+    let docs = include_str!("../../docs/argocd.md");
     for (script, file) in [
         (SCRIPT, "docs/argocd-health.lua"),
         (ACCOUNT_SCRIPT, "docs/argocd-health-account.lua"),

@@ -1,7 +1,7 @@
 //! The Grafana dashboard in the chart (and docs/) reads only metrics that a real run of the
 //! operator exports: a renamed metric fails here, not on a user's empty panel.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::metrics::Metrics;
 use cloudphone_operator::reconciler::MemoryStore;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const DASHBOARD: &str =
-    include_str!("../charts/cloudphone-operator/dashboards/cloudphone-operator.json");
+    include_str!("../../charts/cloudphone-operator/dashboards/cloudphone-operator.json");
 
 /// The sample names of a Prometheus text exposition (`_bucket`, `_sum`, `_count` and `_total`
 /// forms included).

@@ -2,7 +2,7 @@
 //! simulator over HTTP. A configuration or credential error opens the account's circuit breaker; a
 //! business error about one instance isolates that instance; a blip writes nothing.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::api::{CloudPhone, Lifecycle, Phase};
 use cloudphone_operator::koophone::{Auth, Credentials, Token};

@@ -1,7 +1,7 @@
 //! `kubectl cloudphone summary`: read through a (mocked) API server page by page, from objects as a
 //! real API server returns them plus phones that need a person.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::api::CloudPhoneStatus;
 use cloudphone_operator::plan::{
@@ -10,11 +10,11 @@ use cloudphone_operator::plan::{
 use serde_json::{Value, json};
 use support::{Recorded, fake_client};
 
-/// The real API server's objects (`../shared/fixtures`).
+/// The real API server's objects (`tests/fixtures`).
 fn real_objects() -> Vec<Value> {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/cloudphones-real.json"
+        "/tests/fixtures/cloudphones-real.json"
     ))
     .unwrap();
     let list: Value = serde_json::from_str(&text).unwrap();

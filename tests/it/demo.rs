@@ -1,6 +1,6 @@
 //! The quick start settles the example fleet: the README's first command works.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::demo::{self, DemoArgs};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! on: the fleet converges, no instance gets two backup calls in one cycle, every phone ends with a
 //! status that says where it stands and why.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::api::{CloudPhone, Phase};
 use cloudphone_operator::plan::{READY, SYNCED, is_settled};

@@ -1,6 +1,6 @@
 //! The vendor client against the simulator, over real HTTP.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::koophone::{
     Client, ClientConfig, Endpoint, Error, RetryPolicy, Token, VendorCode,

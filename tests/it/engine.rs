@@ -1,6 +1,6 @@
 //! The tick engine on the in-memory store against the simulator, over real HTTP.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::api::{CloudPhone, CloudPhoneStatus, Lifecycle, Phase};
 use cloudphone_operator::plan::{READY, SYNCED};

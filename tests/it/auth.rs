@@ -2,7 +2,7 @@
 //! expiry and shared by concurrent callers; one refresh and one retry on a 401; rotation; refused
 //! Secrets; AK/SK signing with the gateway's checks.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle};
 use cloudphone_operator::koophone::sign::{self, SignableRequest};

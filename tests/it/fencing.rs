@@ -12,7 +12,7 @@
 //! (the guarantee's stated limit: the vendor's queue is shorter than the grace period), and every
 //! phone ends backed up (nothing lost).
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::api::{CloudPhone, CloudPhoneStatus, Phase};
 use cloudphone_operator::koophone::{Client, ClientConfig, Token};

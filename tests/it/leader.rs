@@ -1,6 +1,6 @@
 //! Leader election against a fake API server that keeps one Lease with optimistic concurrency.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::reconciler::{INTENTS_UNTIL_ANNOTATION, IntentsRecord, RecordError};
 use cloudphone_operator::run::leader::{Leadership, LeaseConfig, LeaseIntents};

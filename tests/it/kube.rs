@@ -2,7 +2,7 @@
 //! exact status write, no request for an unchanged phone, 404 and 409 handled, events on
 //! transitions only, the metrics and health endpoints.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase};
 use cloudphone_operator::metrics::Metrics;
@@ -1023,9 +1023,9 @@ fn the_watch_cache_keeps_only_what_the_engine_reads() {
     // managers' managed fields, a full status.
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/cloudphones-real.json"
+        "/tests/fixtures/cloudphones-real.json"
     );
-    let text = std::fs::read_to_string(path).expect("../shared/fixtures beside the repository");
+    let text = std::fs::read_to_string(path).expect("tests/fixtures/cloudphones-real.json");
     let list: Value = serde_json::from_str(&text).unwrap();
     let items = list["items"].as_array().unwrap();
     assert!(!items.is_empty());

@@ -2,7 +2,7 @@
 //! credentials and tenant, batched per account; a phone its account does not admit, or whose account
 //! is missing or unusable, makes no call; one account's revoked credentials never slow another.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::api::{CloudPhone, Lifecycle, Phase};
 use cloudphone_operator::koophone::{Auth, Client, ClientConfig, Credentials, Token};

@@ -1,6 +1,6 @@
 //! The simulator answers like the vendor (koophone-api.md), checked with raw HTTP requests.
 
-mod support;
+use crate::support;
 
 use cloudphone_operator::sim::{SimConfig, Simulator, Timings, code};
 use serde_json::{Value, json};
