@@ -482,12 +482,9 @@ impl<'a> Batcher<'a> {
         gate: &'b Gate<'b>,
         refusal: &Error,
     ) -> Vec<(String, BackupResult)> {
-        let same = |e: &Error| {
-            e.http_status() == refusal.http_status() && e.vendor_code() == refusal.vendor_code()
-        };
         let mut out = Vec::new();
-        let mut refused_alike = Vec::new();
-        while refused_alike.len() < BACKUP_SAMPLES && ids.len() > 1 {
+        let mut alike = Vec::new();
+        while alike.len() < BACKUP_SAMPLES && ids.len() > 1 {
             let id = ids.remove(0);
             match self
                 .send_backup(std::slice::from_ref(&id), gate, None, None)
@@ -497,14 +494,14 @@ impl<'a> Batcher<'a> {
                     out.extend(results);
                     break;
                 }
-                Err(e) if same(&e) => refused_alike.push((id, e)),
+                Err(e) if refused_alike(&e, refusal) => alike.push((id, e)),
                 Err(e) => {
                     out.push((id, backup_failure(&e, true)));
                     break;
                 }
             }
         }
-        if refused_alike.len() == BACKUP_SAMPLES {
+        if alike.len() == BACKUP_SAMPLES {
             warn!(
                 account = self.account,
                 error = %refusal,
@@ -521,7 +518,7 @@ impl<'a> Batcher<'a> {
                 ambiguous: false,
             };
             out.extend(
-                refused_alike
+                alike
                     .into_iter()
                     .map(|(id, _)| id)
                     .chain(ids)
@@ -530,7 +527,7 @@ impl<'a> Batcher<'a> {
             return out;
         }
         out.extend(
-            refused_alike
+            alike
                 .into_iter()
                 .map(|(id, e)| (id, backup_failure(&e, true))),
         );

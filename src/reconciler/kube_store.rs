@@ -5,7 +5,7 @@
 //! manager [`FIELD_MANAGER`], so GitOps tools see no drift.
 
 use super::engine::Trigger;
-use super::store::{PhoneStore, WriteError};
+use super::store::{PhoneStore, WriteError, object_id};
 use crate::api::{CloudPhone, CloudPhoneStatus, INVALID_ANNOTATION, READ_ANNOTATIONS};
 use crate::plan::{PhoneEvent, PhoneKey};
 use futures::{FutureExt, StreamExt, stream};
@@ -210,14 +210,15 @@ impl Watches {
                     match event {
                         Ok(watcher::Event::Init) => listing[w] = HashMap::new(),
                         Ok(watcher::Event::InitApply(phone)) => {
-                            listing[w].insert(uid(&phone), Wanted::of(&phone));
+                            listing[w].insert(object_id(&phone).into_owned(), Wanted::of(&phone));
                         }
                         Ok(watcher::Event::InitDone) => {
                             generations[w] = std::mem::take(&mut listing[w]);
                         }
                         Ok(watcher::Event::Apply(phone)) => {
                             let wanted = Wanted::of(&phone);
-                            let uid = uid(&phone);
+                            // NB: the engine's own identity of a phone: the early tick finds it by this key.
+                            let uid = object_id(&phone).into_owned();
                             if generations[w].get(&uid) != Some(&wanted) {
                                 debug!(phone = %PhoneKey::of(&phone), "created, spec changed or reconcile requested: early tick of this phone");
                                 trigger.request(&uid);
@@ -226,7 +227,7 @@ impl Watches {
                             }
                         }
                         Ok(watcher::Event::Delete(phone)) => {
-                            generations[w].remove(&uid(&phone));
+                            generations[w].remove(object_id(&phone).as_ref());
                         }
                         Err(e) => {
                             warn!(error = %e, "CloudPhone watch failed; retrying with backoff")
@@ -290,12 +291,4 @@ impl Wanted {
             reconcile_requested: phone.reconcile_requested().map(str::to_owned),
         }
     }
-}
-
-fn uid(phone: &CloudPhone) -> String {
-    phone
-        .metadata
-        .uid
-        .clone()
-        .unwrap_or_else(|| PhoneKey::of(phone).to_string())
 }

@@ -50,3 +50,17 @@ pub trait PhoneStore: Send + Sync + 'static {
     /// Publishes an event on a phone. Best effort: a failure is logged, never retried.
     fn publish(&self, phone: &CloudPhone, event: &PhoneEvent) -> impl Future<Output = ()> + Send;
 }
+
+/// Which object a phone is, for what the engine remembers of it and for the early ticks the watch
+/// asks for: its uid, which no re-created object of the same name shares; `namespace/name` for an
+/// object without one (kept in memory).
+pub(crate) type ObjectId = String;
+
+/// A phone's [`ObjectId`], borrowed from the object when it has a uid: looking one up allocates
+/// nothing.
+pub(crate) fn object_id(phone: &CloudPhone) -> std::borrow::Cow<'_, str> {
+    match phone.metadata.uid.as_deref() {
+        Some(uid) => std::borrow::Cow::Borrowed(uid),
+        None => std::borrow::Cow::Owned(PhoneKey::of(phone).to_string()),
+    }
+}

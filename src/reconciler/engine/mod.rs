@@ -12,7 +12,7 @@ use super::batcher::Batcher;
 use super::breaker::{BreakerConfig, Breakers};
 use super::fence::LeaseFence;
 use super::intents_record::{IntentsRecord, MemoryIntentsRecord, RecordError};
-use super::store::{PhoneStore, WriteError};
+use super::store::{ObjectId, PhoneStore, WriteError, object_id};
 use super::synced::{FailureMemory, SyncedAfter};
 use super::tick::{Frame, Group, Outcome, Sent, TickReport, Written};
 use crate::api::CloudPhone;
@@ -150,19 +150,6 @@ pub struct Engine<S> {
     started: tokio::time::Instant,
     /// The phones whose last status writes failed, in this term.
     failing_writes: Mutex<HashMap<ObjectId, FailingWrites>>,
-}
-
-/// Which object a phone is, for what the engine remembers of it: its uid, which no re-created
-/// object of the same name shares; `namespace/name` for an object without one (kept in memory).
-type ObjectId = String;
-
-/// A phone's [`ObjectId`], borrowed from the object when it has a uid: looking one up allocates
-/// nothing.
-fn object_id(phone: &CloudPhone) -> std::borrow::Cow<'_, str> {
-    match phone.metadata.uid.as_deref() {
-        Some(uid) => std::borrow::Cow::Borrowed(uid),
-        None => std::borrow::Cow::Owned(PhoneKey::of(phone).to_string()),
-    }
 }
 
 impl<S: PhoneStore> Engine<S> {
