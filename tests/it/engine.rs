@@ -96,6 +96,25 @@ fn spawn_hourly_loop(
     (stop_tx, runner)
 }
 
+/// Stops a loop spawned by [`spawn_leader_loop`] or [`spawn_hourly_loop`] and waits for it to end.
+async fn stop_loop(stop_tx: tokio::sync::oneshot::Sender<()>, runner: tokio::task::JoinHandle<()>) {
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Waits (up to `polls` times 20 ms) until the simulator has answered `n` status calls.
+async fn wait_for_status_calls(sim: &Simulator, n: u64, polls: usize) {
+    for _ in 0..polls {
+        if sim.counters().calls("batch-query-status") >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Ticks until every phone is Idle, returning the reports; fails after `max` ticks.
 async fn tick_until_idle(engine: &Engine<MemoryStore>, max: usize) -> Vec<TickReport> {
     let mut reports = Vec::new();
@@ -431,11 +450,7 @@ async fn a_trigger_during_a_tick_causes_exactly_one_more_tick() {
         2,
         "three triggers during one tick cause exactly one more tick"
     );
-    let _ = stop_tx.send(());
-    tokio::time::timeout(Duration::from_secs(5), runner)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_loop(stop_tx, runner).await;
 }
 
 #[tokio::test]
@@ -473,11 +488,7 @@ async fn only_the_leader_ticks_and_a_lost_lease_cuts_the_tick() {
     );
     assert_eq!(sim.counters().calls("batch-query-status"), 1);
     assert_eq!(store.writes(), 0);
-    let _ = stop_tx.send(());
-    tokio::time::timeout(Duration::from_secs(5), runner)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_loop(stop_tx, runner).await;
 }
 
 #[tokio::test]
@@ -1282,12 +1293,7 @@ async fn a_reconcile_request_in_a_loop_costs_one_chunk_per_spacing_and_never_the
     let (stop_tx, runner) = spawn_hourly_loop(&engine);
     // The first whole tick: 1,000 ids, 10 calls.
     let status_calls = || sim.counters().calls("batch-query-status");
-    for _ in 0..200 {
-        if status_calls() >= 10 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_status_calls(&sim, 10, 200).await;
     assert_eq!(status_calls(), 10);
     // One phone annotated every 0.2 s for 4 s, as the watch reports it.
     let looped = Duration::from_secs(4);
@@ -1309,11 +1315,7 @@ async fn a_reconcile_request_in_a_loop_costs_one_chunk_per_spacing_and_never_the
         sim.counters().endpoints["batch-query-status"].ids,
         1000 + early
     );
-    let _ = stop_tx.send(());
-    tokio::time::timeout(Duration::from_secs(5), runner)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_loop(stop_tx, runner).await;
 }
 
 #[tokio::test]
@@ -1489,12 +1491,7 @@ async fn an_early_tick_of_a_few_phones_never_counts_as_reaching_the_vendor() {
     );
     let trigger = engine.trigger();
     let (stop_tx, runner) = spawn_hourly_loop(&engine);
-    for _ in 0..100 {
-        if sim.counters().calls("batch-query-status") > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_status_calls(&sim, 1, 100).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     // A tenant annotates its suspended phone: an early tick with no vendor call at all.
     trigger.request("uid-parked");
@@ -1505,9 +1502,5 @@ async fn an_early_tick_of_a_few_phones_never_counts_as_reaching_the_vendor() {
         None,
         "an early tick of a suspended phone kept the no-successful-tick alert quiet"
     );
-    let _ = stop_tx.send(());
-    tokio::time::timeout(Duration::from_secs(5), runner)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_loop(stop_tx, runner).await;
 }
