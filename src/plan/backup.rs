@@ -87,6 +87,16 @@ pub(super) fn permission_retry(at: Timestamp) -> ReadyCondition {
     )
 }
 
+/// The vendor's ids for an accepted call, kept by the engine until the phone's next write carries
+/// them (see [`Memory::receipt`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The `x-request-id` of the call they answer.
+    pub request_id: String,
+    pub task_id: Option<String>,
+    pub job_id: Option<String>,
+}
+
 /// What came of the backup call for one phone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackupResult {

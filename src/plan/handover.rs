@@ -8,7 +8,7 @@
 //! of owners that are gone is lost with it: while the time an earlier term recorded (until when its
 //! intents may be outstanding) is ahead, a phone without an in-flight intent of its own waits.
 
-use super::{Conditions, PhoneView, Planned, READY, fmt_time};
+use super::{Conditions, PhoneView, READY, fmt_time};
 use crate::api::CloudPhoneStatus;
 use jiff::Timestamp;
 // NB: foldhash: maps a tick fills and reads per phone; SipHash was a tenth of a steady tick.
@@ -31,7 +31,8 @@ pub struct Intent {
 /// The intents of one leadership term, per account scope and instance id.
 #[derive(Debug, Default)]
 pub struct Intents {
-    by_instance: HashMap<(String, String), Intent>,
+    /// Per account scope, per instance id: looked up with borrowed keys, for every planned phone.
+    by_scope: HashMap<String, HashMap<String, Intent>>,
 }
 
 fn grace_end(at: Timestamp, grace: Duration) -> Timestamp {
@@ -41,16 +42,19 @@ fn grace_end(at: Timestamp, grace: Duration) -> Timestamp {
 impl Intents {
     /// Forgets every intent (a new leadership term).
     pub fn clear(&mut self) {
-        self.by_instance.clear();
+        self.by_scope.clear();
     }
 
     /// Records an intent, unless a later one of the instance is known.
     pub fn record(&mut self, account: &str, instance: &str, intent: Intent) {
-        let key = (account.to_owned(), instance.to_owned());
-        match self.by_instance.get(&key) {
+        let scope = match self.by_scope.get_mut(account) {
+            Some(scope) => scope,
+            None => self.by_scope.entry(account.to_owned()).or_default(),
+        };
+        match scope.get(instance) {
             Some(known) if known.requested_at >= intent.requested_at => {}
             _ => {
-                self.by_instance.insert(key, intent);
+                scope.insert(instance.to_owned(), intent);
             }
         }
     }
@@ -72,11 +76,7 @@ impl Intents {
             };
             // NB: the scope the intent was made in, whatever the phone's binding is now (blocked,
             // or another account); the binding only for an intent written before it was kept.
-            let Some(scope) = backup
-                .scope
-                .as_deref()
-                .or(phone.account.as_ref().ok().copied())
-            else {
+            let Some(scope) = backup.scope.as_deref().or(phone.account.scope()) else {
                 continue;
             };
             self.record(
@@ -89,24 +89,23 @@ impl Intents {
                 },
             );
         }
-        self.by_instance
-            .retain(|_, intent| now < grace_end(intent.requested_at, grace));
+        for scope in self.by_scope.values_mut() {
+            scope.retain(|_, intent| now < grace_end(intent.requested_at, grace));
+        }
+        self.by_scope.retain(|_, scope| !scope.is_empty());
     }
 
     /// Another object's intent for the phone's instance whose grace period has not ended.
     pub fn previous(&self, phone: &PhoneView, now: Timestamp, grace: Duration) -> Option<&Intent> {
-        let key = (
-            phone.account.as_ref().ok()?.to_string(),
-            phone.spec.instance_id.clone(),
-        );
-        self.by_instance.get(&key).filter(|intent| {
+        let scope = self.by_scope.get(phone.account.scope()?)?;
+        scope.get(&phone.spec.instance_id).filter(|intent| {
             intent.uid.as_deref() != phone.uid && now < grace_end(intent.requested_at, grace)
         })
     }
 
     /// True when no intent is remembered.
     pub fn is_empty(&self) -> bool {
-        self.by_instance.is_empty()
+        self.by_scope.is_empty()
     }
 }
 
@@ -125,7 +124,7 @@ pub enum EarlierTerms {
 /// intent in its grace period, or, while an earlier term's intents may be outstanding, an owner
 /// without an in-flight intent of its own (it may have replaced an owner that the earlier term
 /// saw and this one cannot).
-pub fn handover_wait(
+pub(super) fn handover_wait(
     phone: &PhoneView,
     previous: Option<&Intent>,
     earlier: &EarlierTerms,
@@ -167,15 +166,14 @@ pub fn handover_wait(
 }
 
 /// Holds a planned backup: the phone keeps its old backup record and says why it waits.
-pub fn hold(
-    planned: &mut Planned<'_>,
+pub(super) fn hold(
+    planned: &mut std::borrow::Cow<'_, CloudPhoneStatus>,
     old: Option<&CloudPhoneStatus>,
     generation: Option<i64>,
     why: &str,
     now: Timestamp,
 ) {
-    planned.backup = false;
-    let status = planned.status.to_mut();
+    let status = planned.to_mut();
     status.backup = old.and_then(|s| s.backup.clone());
     Conditions {
         list: &mut status.conditions,
@@ -189,7 +187,9 @@ pub fn hold(
 mod tests {
     use super::*;
     use crate::api::{BackupStatus, CloudPhoneSpec, Lifecycle};
-    use crate::plan::{Disposition, KeyRef, Observation, PlanConfig, plan_phone};
+    use crate::plan::{
+        Action, Context, Disposition, KeyRef, Memory, Observation, PlanConfig, Route, plan_phone,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     const GRACE: Duration = Duration::from_secs(120);
@@ -225,7 +225,7 @@ mod tests {
             spec,
             status,
             reconcile_requested: None,
-            account: Ok(crate::plan::DEFAULT_SCOPE),
+            account: crate::plan::Route::Scope(crate::plan::DEFAULT_SCOPE),
         }
     }
 
@@ -269,16 +269,28 @@ mod tests {
         .unwrap();
         assert!(why.contains("fleet/old"), "{why}");
 
-        let mut planned = plan_phone(
-            &new,
-            &Disposition::Query,
-            Some(&Observation::Status(2)),
-            at(5),
-            &PlanConfig::default(),
-        );
-        assert!(planned.backup);
-        hold(&mut planned, None, Some(1), &why, at(5));
-        assert!(!planned.backup);
+        let config = PlanConfig::default();
+        let cx = Context {
+            now: at(5),
+            config: &config,
+            earlier: &EarlierTerms::Settled,
+        };
+        let plan = |memory: &Memory| {
+            plan_phone(
+                &new,
+                &Disposition::Query,
+                Some(&Observation::Status(2)),
+                memory,
+                &cx,
+            )
+            .unwrap()
+        };
+        assert_eq!(plan(&Memory::default()).action, Some(Action::Backup));
+        let planned = plan(&Memory {
+            previous: previous.as_ref(),
+            ..Memory::default()
+        });
+        assert_eq!(planned.action, None);
         assert!(planned.status.backup.is_none());
         let ready = planned
             .status
@@ -307,7 +319,7 @@ mod tests {
         assert!(intents.previous(&phone, at(1), GRACE).is_none());
         let mut other = view("q", "u-q", &spec, None);
         assert!(intents.previous(&other, at(1), GRACE).is_some());
-        other.account = Ok("another-tenant");
+        other.account = Route::Scope("another-tenant");
         assert!(
             intents.previous(&other, at(1), GRACE).is_none(),
             "the same id in another account's scope is another instance"
@@ -321,19 +333,19 @@ mod tests {
         status.backup.as_mut().unwrap().scope = Some("project:p1".into());
         let mut old = view("old", "u-old", &spec, Some(&status));
         // The old owner now names an account it may not use: it is blocked.
-        old.account = Err(crate::plan::AccountBlock {
+        old.account = Route::Blocked(crate::plan::AccountBlock {
             reason: crate::plan::ACCOUNT_NOT_ALLOWED,
             message: String::new(),
         });
         let mut intents = Intents::default();
         intents.observe(std::slice::from_ref(&old), at(1), GRACE);
         let mut new = view("new", "u-new", &spec, None);
-        new.account = Ok("project:p1");
+        new.account = Route::Scope("project:p1");
         assert!(
             intents.previous(&new, at(1), GRACE).is_some(),
             "the blocked owner's intent still holds the instance in the scope it was made in"
         );
-        new.account = Ok("project:p2");
+        new.account = Route::Scope("project:p2");
         assert!(intents.previous(&new, at(1), GRACE).is_none());
     }
 

@@ -105,13 +105,37 @@ pub struct PhoneView<'a> {
     /// The value of its `cloudphone.io/reconcile-requested-at` annotation, as the tick's snapshot
     /// shows it.
     pub reconcile_requested: Option<&'a str>,
-    /// The scope of the account its calls use (one vendor endpoint and project: instance ids are
-    /// unique within a scope, not across), or why its account cannot be used.
-    pub account: Result<&'a str, AccountBlock>,
+    /// Where its vendor calls go this tick, as the engine bound it.
+    pub account: Route<'a>,
+}
+
+/// Where a phone's vendor calls go this tick: the account it is bound to, why none can be used, or
+/// not known yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// The scope of the account its calls use (one vendor project: instance ids are unique within
+    /// a scope, not across).
+    Scope(&'a str),
+    /// Its account cannot be used: the phone makes no call and says why.
+    Blocked(AccountBlock),
+    /// Its account's vendor project is not known yet (credentials unusable, IAM not asked yet):
+    /// the phone waits, with no call and no write, and owns no instance meanwhile.
+    Unknown,
+}
+
+impl<'a> Route<'a> {
+    /// The scope of the account, when the phone is bound to one.
+    pub fn scope(&self) -> Option<&'a str> {
+        match self {
+            Route::Scope(scope) => Some(scope),
+            _ => None,
+        }
+    }
 }
 
 impl<'a> PhoneView<'a> {
-    pub fn of(phone: &'a CloudPhone) -> PhoneView<'a> {
+    /// The planner's view of `phone`, whose calls go by `account`.
+    pub fn of(phone: &'a CloudPhone, account: Route<'a>) -> PhoneView<'a> {
         PhoneView {
             key: KeyRef {
                 namespace: phone.metadata.namespace.as_deref().unwrap_or_default(),
@@ -123,7 +147,7 @@ impl<'a> PhoneView<'a> {
             spec: &phone.spec,
             status: phone.status.as_ref(),
             reconcile_requested: phone.reconcile_requested(),
-            account: Ok(DEFAULT_SCOPE),
+            account,
         }
     }
 }
@@ -184,10 +208,15 @@ pub fn dispositions(phones: &[PhoneView]) -> Dispositions {
             });
         } else {
             match &phone.account {
-                Err(block) => each.push(Disposition::AccountBlocked(block.clone())),
-                Ok(scope) => {
+                Route::Blocked(block) => each.push(Disposition::AccountBlocked(block.clone())),
+                // NB: never planned (it waits): blocked only so that it owns no instance.
+                Route::Unknown => each.push(Disposition::AccountBlocked(AccountBlock {
+                    reason: ACCOUNT_NOT_READY,
+                    message: "the vendor project of its account is not known yet".to_owned(),
+                })),
+                Route::Scope(scope) => {
                     each.push(Disposition::Query);
-                    candidates.push((hasher.hash_one((scope, id)), scope, id, i));
+                    candidates.push((hasher.hash_one((*scope, id)), *scope, id, i));
                 }
             }
         }

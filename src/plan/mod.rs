@@ -1,4 +1,5 @@
-//! The pure planner: desired specs and observed statuses in, new statuses and backup actions out.
+//! The pure planner: desired specs, observed statuses and the engine's memory in, new statuses and
+//! vendor actions out ([`plan_phone`], the one decision production makes for each phone).
 //!
 //! No I/O, no clock reads, no randomness: the tick passes `now` in. Guarantees, tested below and by
 //! property tests: no action for `Observed` or suspended phones; at most one action per instance;
@@ -6,7 +7,8 @@
 //! equals the old one when nothing changed, so an unchanged phone causes no write.
 //!
 //! - `identity`: keys, views and dispositions (ownership of an instance id).
-//! - `phone`: the per-phone plan and the lifecycle rules.
+//! - `phone`: the per-phone plan: its inputs, its output, the action.
+//! - `backed_up`: the `BackedUp` lifecycle's rules.
 //! - `backup`: the intent of a backup call and what its outcome records.
 //! - [`events`]: events on transitions, and settledness.
 //! - `conditions`: `Ready` and `Synced`, set with the Kubernetes conventions, and kstatus's
@@ -56,27 +58,6 @@ impl PlanConfig {
     }
 }
 
-/// Plans every phone of a tick. `observe` gives the tick's observation of an instance id.
-pub fn plan<'a>(
-    phones: &[PhoneView<'a>],
-    dispositions: &[Disposition],
-    observe: impl Fn(&str) -> Option<Observation>,
-    now: Timestamp,
-    config: &PlanConfig,
-) -> Vec<Planned<'a>> {
-    phones
-        .iter()
-        .zip(dispositions)
-        .map(|(phone, disposition)| {
-            let observation = match disposition {
-                Disposition::Query => observe(&phone.spec.instance_id),
-                _ => None,
-            };
-            plan_phone(phone, disposition, observation.as_ref(), now, config)
-        })
-        .collect()
-}
-
 /// Kubernetes stores times to the second: planning in whole seconds keeps a status read back from
 /// the API server equal to the one written, so that it is not written again.
 fn whole_seconds(t: Timestamp) -> Timestamp {
@@ -97,6 +78,7 @@ fn fmt_time(t: Option<Timestamp>) -> String {
 }
 
 mod account;
+mod backed_up;
 mod backup;
 mod conditions;
 mod events;
@@ -105,7 +87,8 @@ mod identity;
 mod phone;
 
 pub use account::{AccountEvent, AccountTick, account_event, account_status};
-pub use backup::{BackupResult, backup_not_sent, record_backup_result, stamp_intent};
+use backed_up::{backed_up, backup_completed};
+pub use backup::{BackupResult, Receipt, backup_not_sent, record_backup_result, stamp_intent};
 use backup::{permission_retry, requested};
 pub use conditions::{
     BACKUP_PERMISSION_PENDING, BACKUP_REFUSED, Failure, RECONCILING, STALLED, STALLED_REASONS,
@@ -113,12 +96,13 @@ pub use conditions::{
 };
 use conditions::{Conditions, LazyConditions, ReadyCondition};
 pub use events::{PhoneEvent, events, is_settled};
-pub use handover::{AWAITING_HANDOVER, EarlierTerms, Intent, Intents, handover_wait, hold};
+pub use handover::{AWAITING_HANDOVER, EarlierTerms, Intent, Intents};
+use handover::{handover_wait, hold};
 pub use identity::{
     ACCOUNT_NOT_ALLOWED, ACCOUNT_NOT_FOUND, ACCOUNT_NOT_READY, AccountBlock, DEFAULT_SCOPE,
-    Disposition, Dispositions, KeyRef, PhoneKey, PhoneView, account_scope, dispositions,
+    Disposition, Dispositions, KeyRef, PhoneKey, PhoneView, Route, account_scope, dispositions,
 };
-pub use phone::{Observation, Planned, plan_phone};
+pub use phone::{Action, Context, Memory, Observation, Planned, plan_phone};
 
 #[cfg(test)]
 mod tests;

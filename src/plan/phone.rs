@@ -1,11 +1,11 @@
-//! The plan of one phone: its new status from this tick's observation, and whether to back it up.
+//! The plan of one phone: from its object, this tick's observation of its instance and what the
+//! engine remembers of it, its new status and the vendor action to take, if any.
 
 use super::*;
-use crate::api::{BackupStatus, CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase};
+use crate::api::{BackupStatus, CloudPhoneStatus, Lifecycle, Phase};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::borrow::Cow;
-use std::time::Duration;
 
 /// What this tick's status query said of one instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,15 +18,49 @@ pub enum Observation {
     Failed(Failure),
 }
 
+/// A vendor action the planner asks for. Its call, intent and outcome record are the action's own
+/// (see `ARCHITECTURE.md`, "Adding a vendor action").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Back the instance's data up to object storage, releasing its physical instance.
+    Backup,
+}
+
+/// What the engine remembers of one phone across ticks: the planner's input beside the object and
+/// this tick's observation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Memory<'m> {
+    /// This term wrote the phone and the store does not show that write yet: nothing is planned
+    /// (a plan from the older object would only be fenced off); it waits for the watch.
+    pub lagging: bool,
+    /// Another object's intent for the phone's instance within its grace period (see
+    /// [`Intents::previous`]): an ownership move.
+    pub previous: Option<&'m Intent>,
+    /// The vendor's ids of the phone's last accepted call, waiting for its next write.
+    pub receipt: Option<&'m Receipt>,
+}
+
+/// What holds for every phone of a tick.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'c> {
+    pub now: Timestamp,
+    pub config: &'c PlanConfig,
+    /// What this leadership term knows of earlier terms' outstanding intents.
+    pub earlier: &'c EarlierTerms,
+}
+
 /// The plan for one phone.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Planned<'a> {
     /// The status to write: borrowed from the old one while nothing changed (a steady phone costs
-    /// no copy), owned once something did. When `backup` is true it already records the backup
-    /// call, to be written before the call is sent.
+    /// no copy), owned once something did. With an action, it already records the action's call,
+    /// to be written before the call is sent.
     pub status: Cow<'a, CloudPhoneStatus>,
-    /// Request a backup of the phone's instance.
-    pub backup: bool,
+    /// The vendor action to take for the phone's instance.
+    pub action: Option<Action>,
+    /// The phone's receipt (see [`Memory::receipt`]) rides on this status, or belongs to an older
+    /// call: it is forgotten.
+    pub receipt_spent: bool,
 }
 
 impl Planned<'_> {
@@ -36,8 +70,70 @@ impl Planned<'_> {
     }
 }
 
-/// Plans one phone from its disposition and this tick's observation of its instance.
+/// Plans one phone: `None` while it waits (the store lags this term's write of it, or its account's
+/// project is not known yet: no call, no write); otherwise its new status from its disposition and
+/// this tick's observation, and its action, held while an ownership move may have one outstanding
+/// for the instance; the vendor's ids of its last accepted call ride on a status written anyway.
 pub fn plan_phone<'a>(
+    phone: &PhoneView<'a>,
+    disposition: &Disposition,
+    observation: Option<&Observation>,
+    memory: &Memory<'_>,
+    cx: &Context<'_>,
+) -> Option<Planned<'a>> {
+    if memory.lagging || phone.account == Route::Unknown {
+        return None;
+    }
+    let mut planned = from_observation(phone, disposition, observation, cx.now, cx.config);
+    if planned.action.is_some()
+        && let Some(why) = handover_wait(
+            phone,
+            memory.previous,
+            cx.earlier,
+            cx.now,
+            cx.config.grace_period,
+        )
+    {
+        hold(
+            &mut planned.status,
+            phone.status,
+            phone.generation,
+            &why,
+            cx.now,
+        );
+        planned.action = None;
+    }
+    if let Some(receipt) = memory.receipt {
+        planned.receipt_spent = ride(phone.status, &mut planned.status, receipt);
+    }
+    Some(planned)
+}
+
+/// Puts the vendor's task and job ids of the call that `status` records into it when it is written
+/// anyway: the happy path costs no write of its own for them. True when the receipt is spent: it
+/// rode, or it belongs to an older call than the one recorded.
+fn ride(
+    old: Option<&CloudPhoneStatus>,
+    status: &mut Cow<'_, CloudPhoneStatus>,
+    receipt: &Receipt,
+) -> bool {
+    let recorded = status.backup.as_ref().and_then(|b| b.request_id.as_deref());
+    if recorded != Some(receipt.request_id.as_str()) {
+        return true;
+    }
+    if matches!(status, Cow::Borrowed(_)) || old == Some(&**status) {
+        return false;
+    }
+    let Some(backup) = status.to_mut().backup.as_mut() else {
+        return false;
+    };
+    backup.task_id = receipt.task_id.clone();
+    backup.job_id = receipt.job_id.clone();
+    true
+}
+
+/// The status and action of one phone from its disposition and this tick's observation.
+fn from_observation<'a>(
     phone: &PhoneView<'a>,
     disposition: &Disposition,
     observation: Option<&Observation>,
@@ -103,10 +199,7 @@ pub fn plan_phone<'a>(
             s.instance_status = None;
             s.phase = Phase::Pending;
         }
-        return Planned {
-            status,
-            backup: false,
-        };
+        return Planned::no_action(status);
     }
     match observation {
         None => {
@@ -118,10 +211,7 @@ pub fn plan_phone<'a>(
                     "waiting for the first status query",
                 );
             }
-            Planned {
-                status,
-                backup: false,
-            }
+            Planned::no_action(status)
         }
         Some(Observation::Failed(failure)) => {
             c.set(SYNCED, "False", &failure.reason, &failure.message);
@@ -133,10 +223,7 @@ pub fn plan_phone<'a>(
                     "waiting for a successful status query",
                 );
             }
-            Planned {
-                status,
-                backup: false,
-            }
+            Planned::no_action(status)
         }
         Some(Observation::Missing) => {
             echo_reconcile_request(phone, &mut status);
@@ -160,10 +247,7 @@ pub fn plan_phone<'a>(
                      credentials' project holds it"
                 ),
             );
-            Planned {
-                status,
-                backup: false,
-            }
+            Planned::no_action(status)
         }
         Some(Observation::Status(code)) => {
             // A new reconcile request lifts a BackupRefused hold: a person asks to try again.
@@ -231,7 +315,11 @@ pub fn plan_phone<'a>(
             };
             c.set(SYNCED, "True", "Observed", "");
             c.set(READY, ready.status, ready.reason, &ready.message);
-            Planned { status, backup }
+            Planned {
+                status,
+                action: backup.then_some(Action::Backup),
+                receipt_spent: false,
+            }
         }
     }
 }
@@ -249,189 +337,12 @@ fn echo_reconcile_request(phone: &PhoneView, status: &mut Cow<'_, CloudPhoneStat
     }
 }
 
-/// When the vendor's Idle, seen `now`, completes a backup, if it does: the phone was BackingUp, or
-/// a backup was requested after the last completion the status records (the vendor may go from
-/// queued to Idle between two ticks). Never before the request (a `requestedAt` is rounded up to
-/// the second), so that it never fires twice for one backup: a steady Idle phone writes nothing.
-fn backup_completed(
-    status: &CloudPhoneStatus,
-    previous_phase: Phase,
-    now: Timestamp,
-) -> Option<Timestamp> {
-    let requested = status
-        .backup
-        .as_ref()
-        .and_then(|b| b.requested_at.as_ref())
-        .map(|t| t.0);
-    let last = status.last_backup_time.as_ref().map(|t| t.0);
-    let completed =
-        previous_phase == Phase::BackingUp || requested.is_some_and(|r| last.is_none_or(|l| l < r));
-    completed.then(|| requested.map_or(now, |r| now.max(r)))
-}
-
-/// The `BackedUp` lifecycle: the Ready condition, and whether to call backup now.
-pub(super) fn backed_up(
-    spec: &CloudPhoneSpec,
-    generation: Option<i64>,
-    status: &CloudPhoneStatus,
-    code: i64,
-    now: Timestamp,
-    config: &PlanConfig,
-    retry_refused: bool,
-) -> (ReadyCondition, bool) {
-    let backup = status.backup.as_ref();
-    let requested_at = backup.and_then(|b| b.requested_at.as_ref()).map(|t| t.0);
-    let attempts = backup.map_or(0, |b| b.attempts);
-    let wait_until = |d: Duration| requested_at.map(|t| t.checked_add(d).unwrap_or(Timestamp::MAX));
-    let grace_end = wait_until(config.grace_period);
-    let unconfirmed = backup.is_some_and(|b| b.in_flight);
-    let in_flight = unconfirmed && grace_end.is_some_and(|end| now < end);
-    let waiting_for_vendor = || requested(requested_at, config);
-    // After a first `1001` (not in flight: no call is awaited), the one retry is held until the
-    // grace period's end; the retry carries the reason, so that a second `1001` is a refusal.
-    let permission_pending = (!unconfirmed)
-        .then(|| {
-            status.conditions.iter().find(|c| {
-                c.type_ == READY
-                    && c.reason == BACKUP_PERMISSION_PENDING
-                    && c.observed_generation == generation
-            })
-        })
-        .flatten();
-    let request = || match permission_pending {
-        Some(_) => (permission_retry(now), true),
-        None => (requested(Some(now), config), true),
-    };
-    let phase = Phase::from_code(code);
-    // A permanent refusal holds until the spec changes: asking again cannot help. A reconcile
-    // request lifts it, at most once per backoff step after the refused call: a request repeated
-    // in a loop is no storm of refused calls.
-    let may_lift = retry_refused
-        && wait_until(config.backoff(attempts.max(1))).is_none_or(|until| now >= until);
-    if !may_lift
-        && matches!(
-            phase,
-            Phase::DataLoaded | Phase::Streaming | Phase::BackupFailed
-        )
-        && let Some(refused) = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == READY && c.reason == BACKUP_REFUSED)
-        && refused.observed_generation == generation
-    {
-        return (
-            ReadyCondition::new("False", BACKUP_REFUSED, refused.message.clone()),
-            false,
-        );
-    }
-    if let Some(pending) = permission_pending
-        && matches!(
-            phase,
-            Phase::DataLoaded | Phase::Streaming | Phase::BackupFailed
-        )
-        && grace_end.is_some_and(|end| now < end)
-    {
-        return (
-            ReadyCondition::new("False", BACKUP_PERMISSION_PENDING, pending.message.clone()),
-            false,
-        );
-    }
-    match phase {
-        Phase::Idle => (
-            ReadyCondition::new(
-                "True",
-                "BackedUp",
-                "instance data is in object storage; no physical instance is held",
-            ),
-            false,
-        ),
-        Phase::BackingUp => (
-            ReadyCondition::new(
-                "False",
-                "BackingUp",
-                "the vendor is backing up the instance",
-            ),
-            false,
-        ),
-        Phase::Restoring => (
-            ReadyCondition::new(
-                "False",
-                "Restoring",
-                "the vendor is restoring the instance; a backup follows when it is done",
-            ),
-            false,
-        ),
-        Phase::Streaming if !spec.interrupt_streaming => (
-            ReadyCondition::new(
-                "False",
-                "Streaming",
-                "a user is streaming: the backup waits until the session ends (set spec.interruptStreaming: true to back up anyway)",
-            ),
-            false,
-        ),
-        Phase::DataLoaded | Phase::Streaming => {
-            // The vendor never showed the last call's backup start within the grace period: ask
-            // again, but with the backoff of the attempts so far, not every grace period forever.
-            let retry_at = grace_end.map(|end| {
-                end.checked_add(config.backoff(attempts))
-                    .unwrap_or(Timestamp::MAX)
-            });
-            if in_flight {
-                (waiting_for_vendor(), false)
-            } else if unconfirmed && retry_at.is_some_and(|at| now < at) {
-                (
-                    ReadyCondition::new(
-                        "False",
-                        "BackupNotStarted",
-                        format!(
-                            "the vendor did not show the backup requested at {} as started within the grace period; next attempt at {}",
-                            fmt_time(requested_at),
-                            fmt_time(retry_at)
-                        ),
-                    ),
-                    false,
-                )
-            } else {
-                request()
-            }
+impl<'a> Planned<'a> {
+    fn no_action(status: Cow<'a, CloudPhoneStatus>) -> Planned<'a> {
+        Planned {
+            status,
+            action: None,
+            receipt_spent: false,
         }
-        Phase::BackupFailed => {
-            let retry_at = wait_until(config.backoff(attempts));
-            if in_flight {
-                (waiting_for_vendor(), false)
-            } else if attempts > 0 && retry_at.is_some_and(|at| now < at) {
-                (
-                    ReadyCondition::new(
-                        "False",
-                        "BackupFailed",
-                        format!(
-                            "the vendor reports a backup exception after attempt {attempts}; next attempt at {}",
-                            fmt_time(retry_at)
-                        ),
-                    ),
-                    false,
-                )
-            } else {
-                request()
-            }
-        }
-        Phase::RestoreFailed => (
-            ReadyCondition::new(
-                "False",
-                "RestoreFailed",
-                "the vendor reports a restoration exception; the operator does not act: check the instance in the KooPhone console",
-            ),
-            false,
-        ),
-        Phase::Unknown | Phase::Pending | Phase::NotFound => (
-            ReadyCondition::new(
-                "False",
-                "UnknownStatus",
-                format!(
-                    "vendor status code {code} is not known to this operator version; no action is taken"
-                ),
-            ),
-            false,
-        ),
     }
 }

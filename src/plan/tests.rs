@@ -23,6 +23,8 @@ fn config() -> PlanConfig {
 #[derive(Clone, Debug)]
 struct Phone {
     key: PhoneKey,
+    /// Tells this object from a re-created one of the same name.
+    uid: String,
     created: Option<Timestamp>,
     generation: Option<i64>,
     spec: CloudPhoneSpec,
@@ -38,6 +40,7 @@ impl Phone {
                 namespace: "fleet".into(),
                 name: name.into(),
             },
+            uid: format!("uid-{name}"),
             created: Some(at(-1000)),
             generation: Some(1),
             spec: CloudPhoneSpec {
@@ -78,29 +81,61 @@ impl Phone {
     fn view(&self) -> PhoneView<'_> {
         PhoneView {
             key: self.key.borrowed(),
-            uid: None,
+            uid: Some(&self.uid),
             created: self.created,
             generation: self.generation,
             spec: &self.spec,
             status: self.status.as_ref(),
             reconcile_requested: self.reconcile.as_deref(),
-            account: Ok(DEFAULT_SCOPE),
+            account: Route::Scope(DEFAULT_SCOPE),
         }
     }
     /// Plans this phone alone.
     fn plan(&self, observation: Option<Observation>, now: Timestamp) -> Plan {
-        let p = plan_phone(
-            &self.view(),
-            &Disposition::Query,
-            observation.as_ref(),
-            now,
-            &config(),
-        );
+        let p = plan_one(&self.view(), &Disposition::Query, observation.as_ref(), now);
         Plan {
             status: p.status.into_owned(),
-            backup: p.backup,
+            backup: p.action == Some(Action::Backup),
         }
     }
+}
+
+/// Plans one phone as production does, with nothing remembered of it and no earlier term.
+fn plan_one<'a>(
+    view: &PhoneView<'a>,
+    disposition: &Disposition,
+    observation: Option<&Observation>,
+    now: Timestamp,
+) -> Planned<'a> {
+    let config = config();
+    let cx = Context {
+        now,
+        config: &config,
+        earlier: &EarlierTerms::Settled,
+    };
+    plan_phone(view, disposition, observation, &Memory::default(), &cx)
+        .expect("a phone with nothing remembered and a known account is planned")
+}
+
+/// Plans every phone of a tick as production does: the owners' instances observed, nothing
+/// remembered.
+fn plan<'a>(
+    views: &[PhoneView<'a>],
+    dispositions: &[Disposition],
+    observe: impl Fn(&str) -> Option<Observation>,
+    now: Timestamp,
+) -> Vec<Planned<'a>> {
+    views
+        .iter()
+        .zip(dispositions)
+        .map(|(view, disposition)| {
+            let observation = match disposition {
+                Disposition::Query => observe(&view.spec.instance_id),
+                _ => None,
+            };
+            plan_one(view, disposition, observation.as_ref(), now)
+        })
+        .collect()
 }
 
 /// A [`Planned`] that owns its status, to outlive the test phone it was planned from.
@@ -483,14 +518,8 @@ fn observed_and_suspended_phones_never_act() {
         assert!(!observed.backup);
     }
     let suspended = Phone::new("p", "kp1").backed_up().suspended();
-    let planned = plan_phone(
-        &suspended.view(),
-        &Disposition::Suspended,
-        None,
-        at(0),
-        &config(),
-    );
-    assert!(!planned.backup);
+    let planned = plan_one(&suspended.view(), &Disposition::Suspended, None, at(0));
+    assert_eq!(planned.action, None);
     assert_eq!(ready(&planned.status), ("Unknown", "Suspended"));
 }
 
@@ -527,7 +556,7 @@ fn the_older_object_owns_a_shared_instance() {
         .collect();
     queried.sort_unstable();
     assert_eq!(queried, ["kp1", "kp2"]);
-    let planned = plan_phone(&views[0], &d[0], None, at(0), &config());
+    let planned = plan_one(&views[0], &d[0], None, at(0));
     assert_eq!(ready(&planned.status), ("False", "DuplicateInstance"));
     assert!(
         condition(&planned.status, READY)
@@ -546,14 +575,14 @@ fn one_id_in_two_account_scopes_is_two_instances_and_a_blocked_phone_owns_nothin
         Phone::new("c", "kp2").created(5),
     ];
     let mut views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
-    views[0].account = Ok("tenant-a");
-    views[1].account = Ok("tenant-b");
-    views[2].account = Ok("tenant-a");
-    views[3].account = Err(AccountBlock {
+    views[0].account = Route::Scope("tenant-a");
+    views[1].account = Route::Scope("tenant-b");
+    views[2].account = Route::Scope("tenant-a");
+    views[3].account = Route::Blocked(AccountBlock {
         reason: ACCOUNT_NOT_ALLOWED,
         message: "CloudPhoneAccount \"a\" does not admit namespace \"fleet\"".into(),
     });
-    views[4].account = Ok("tenant-a");
+    views[4].account = Route::Scope("tenant-a");
     let d = dispositions(&views);
     assert_eq!(d[0], Disposition::Query);
     assert_eq!(d[1], Disposition::Query, "the same id under another tenant");
@@ -568,9 +597,9 @@ fn one_id_in_two_account_scopes_is_two_instances_and_a_blocked_phone_owns_nothin
     queried.sort_unstable();
     assert_eq!(queried, ["a-old", "b", "c"]);
 
-    let planned = plan_phone(&views[3], &d[3], None, at(0), &config());
+    let planned = plan_one(&views[3], &d[3], None, at(0));
     assert_eq!(ready(&planned.status), ("False", ACCOUNT_NOT_ALLOWED));
-    assert!(!planned.backup);
+    assert_eq!(planned.action, None);
     assert!(
         condition(&planned.status, SYNCED)
             .message
@@ -793,7 +822,7 @@ fn events_fire_on_transitions_only() {
         .plan(Some(Observation::Missing), at(30))
         .status;
     assert_eq!(reasons(Some(&idle), &missing), ["InstanceNotFound"]);
-    let dup = plan_phone(
+    let dup = plan_one(
         &phone.view(),
         &Disposition::Duplicate {
             owner: PhoneKey {
@@ -803,7 +832,6 @@ fn events_fire_on_transitions_only() {
         },
         None,
         at(0),
-        &config(),
     )
     .status;
     let e = events(&phone.spec, None, &dup);
@@ -863,10 +891,10 @@ proptest! {
         let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
         let d = dispositions(&views);
         let observe = |id: &str| observation_for(&observations, id);
-        let planned = plan(&views, &d, observe, at(now), &config());
+        let planned = plan(&views, &d, observe, at(now));
         for (phone, p) in phones.iter().zip(&planned) {
             if phone.spec.lifecycle == Lifecycle::Observed || phone.spec.suspend {
-                prop_assert!(!p.backup, "{} acted", phone.key);
+                prop_assert!(p.action.is_none(), "{} acted", phone.key);
             }
         }
     }
@@ -879,10 +907,10 @@ proptest! {
     ) {
         let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
         let d = dispositions(&views);
-        let planned = plan(&views, &d, |id| observation_for(&observations, id), at(now), &config());
+        let planned = plan(&views, &d, |id| observation_for(&observations, id), at(now));
         let mut acted = std::collections::HashSet::new();
         for (phone, p) in phones.iter().zip(&planned) {
-            if p.backup {
+            if p.action.is_some() {
                 prop_assert!(acted.insert(phone.spec.instance_id.clone()), "two actions for {}", phone.spec.instance_id);
             }
         }
@@ -897,16 +925,16 @@ proptest! {
         let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
         let d = dispositions(&views);
         let observe = |id: &str| observation_for(&observations, id);
-        let first = plan(&views, &d, observe, at(now), &config());
+        let first = plan(&views, &d, observe, at(now));
         let replanned: Vec<Phone> = phones
             .iter()
             .zip(&first)
             .map(|(phone, p)| phone.clone().with_status(p.status.clone().into_owned()))
             .collect();
         let views2: Vec<PhoneView> = replanned.iter().map(Phone::view).collect();
-        let second = plan(&views2, &d, observe, at(now), &config());
+        let second = plan(&views2, &d, observe, at(now));
         for ((phone, a), b) in phones.iter().zip(&first).zip(&second) {
-            prop_assert!(!b.backup, "{} acted again on its own plan", phone.key);
+            prop_assert!(b.action.is_none(), "{} acted again on its own plan", phone.key);
             prop_assert_eq!(&a.status, &b.status, "{} changed on replanning", phone.key);
             // A steady phone costs no copy of its status: the tick's CPU at scale depends on it.
             prop_assert!(b.unchanged(), "{} copied its status on replanning though nothing changed", phone.key);
@@ -968,17 +996,111 @@ proptest! {
         let views: Vec<PhoneView> = phones
             .iter()
             .map(|(phone, route)| PhoneView {
-                account: Ok(scopes[*route].as_str()),
+                account: Route::Scope(scopes[*route].as_str()),
                 ..phone.view()
             })
             .collect();
         let d = dispositions(&views);
-        let planned = plan(&views, &d, |id| observation_for(&observations, id), at(now), &config());
+        let planned = plan(&views, &d, |id| observation_for(&observations, id), at(now));
         let mut acted = std::collections::HashSet::new();
         for ((phone, route), p) in phones.iter().zip(&planned) {
-            if p.backup {
+            if p.action.is_some() {
                 let instance = (truth(*route), phone.spec.instance_id.clone());
                 prop_assert!(acted.insert(instance.clone()), "two actions for {instance:?}");
+            }
+        }
+    }
+}
+
+proptest! {
+    /// Within the grace period of a tick's backups, the next tick never sends a second one for
+    /// any of their instances, whatever ownership moves in between (owners deleted, duplicates
+    /// promoted) and whether leadership moved (a new term remembers nothing of the first, only
+    /// until when its intents may be outstanding): each phone planned as production plans it,
+    /// with what the engine remembers.
+    #[test]
+    fn never_a_second_action_for_one_instance_across_ownership_moves_and_terms(
+        phones in prop::collection::vec(arb_phone(), 2..12),
+        gone in prop::collection::vec(any::<bool>(), 12),
+        new_term in any::<bool>(),
+        later in 0i64..60,
+        now in 200i64..400,
+    ) {
+        let config = config();
+        // Every instance DataLoaded: the state a backup starts from.
+        let loaded = Observation::Status(2);
+        let grace = config.grace_period;
+        let phones: Vec<Phone> = phones
+            .into_iter()
+            .enumerate()
+            .map(|(n, mut phone)| {
+                phone.key.name = format!("{}-{n}", phone.key.name);
+                phone.uid = format!("uid-{n}");
+                phone
+            })
+            .collect();
+        let tick = |phones: &[Phone], intents: &mut Intents, earlier: &EarlierTerms, now: Timestamp| {
+            let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
+            let d = dispositions(&views);
+            intents.observe(&views, now, grace);
+            let cx = Context { now, config: &config, earlier };
+            let planned: Vec<(Phone, Option<Action>)> = views
+                .iter()
+                .zip(d.iter())
+                .zip(phones)
+                .filter_map(|((view, disposition), phone)| {
+                    let observation = (*disposition == Disposition::Query).then_some(&loaded);
+                    let memory = Memory {
+                        previous: intents.previous(view, now, grace),
+                        ..Memory::default()
+                    };
+                    let p = plan_phone(view, disposition, observation, &memory, &cx)?;
+                    let phone = phone.clone().with_status(p.status.into_owned());
+                    Some((phone, p.action))
+                })
+                .collect();
+            // The engine records each intent it writes.
+            for (phone, action) in &planned {
+                if action.is_some() {
+                    let at = phone.status.as_ref().and_then(|s| s.backup.as_ref()).and_then(|b| b.requested_at.as_ref()).unwrap().0;
+                    intents.record(DEFAULT_SCOPE, &phone.spec.instance_id, Intent {
+                        owner: phone.key.to_string(),
+                        uid: Some(phone.uid.clone()),
+                        requested_at: at,
+                    });
+                }
+            }
+            planned
+        };
+        let mut intents = Intents::default();
+        let first = tick(&phones, &mut intents, &EarlierTerms::Settled, at(now));
+        let backed_up: std::collections::HashSet<String> = first
+            .iter()
+            .filter(|(_, action)| action.is_some())
+            .map(|(phone, _)| phone.spec.instance_id.clone())
+            .collect();
+        // Some objects are deleted; the rest show the status the first tick wrote.
+        let survivors: Vec<Phone> = first
+            .into_iter()
+            .zip(&gone)
+            .filter(|(_, gone)| !**gone)
+            .map(|((phone, _), _)| phone)
+            .collect();
+        let earlier = if new_term {
+            intents = Intents::default();
+            EarlierTerms::Until(at(now).checked_add(grace).unwrap())
+        } else {
+            EarlierTerms::Settled
+        };
+        let second = tick(&survivors, &mut intents, &earlier, at(now + later));
+        for (phone, action) in &second {
+            if action.is_some() {
+                prop_assert!(
+                    !backed_up.contains(&phone.spec.instance_id),
+                    "{} backed up {} again {later}s after the first call (new term: {new_term})",
+                    phone.key,
+                    phone.spec.instance_id
+                );
             }
         }
     }
@@ -993,7 +1115,7 @@ fn a_duplicate_in_another_namespace_is_not_told_who_owns_the_instance() {
     let views = [owner.view(), other.view(), same.view()];
     let d = dispositions(&views);
     let message = |i: usize| {
-        let planned = plan_phone(&views[i], &d[i], None, at(0), &config());
+        let planned = plan_one(&views[i], &d[i], None, at(0));
         assert_eq!(ready(&planned.status), ("False", "DuplicateInstance"));
         condition(&planned.status, READY).message.clone()
     };
@@ -1018,8 +1140,8 @@ fn a_phone_its_account_does_not_serve_shows_nothing_the_vendor_said() {
         reason: ACCOUNT_NOT_ALLOWED,
         message: "not admitted".into(),
     });
-    let planned = plan_phone(&phone.view(), &blocked, None, at(10), &config());
-    assert!(!planned.backup);
+    let planned = plan_one(&phone.view(), &blocked, None, at(10));
+    assert_eq!(planned.action, None);
     assert_eq!(planned.status.instance_status, None);
     assert_eq!(planned.status.phase, Phase::Pending);
     assert_eq!(ready(&planned.status), ("False", ACCOUNT_NOT_ALLOWED));

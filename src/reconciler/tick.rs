@@ -4,7 +4,7 @@
 
 use super::store::WriteError;
 use crate::api::{CloudPhone, CloudPhoneStatus, Phase};
-use crate::plan::{AccountTick, BackupResult, PhoneEvent, PhoneView};
+use crate::plan::{AccountTick, BackupResult, PhoneEvent};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,11 +22,9 @@ pub(crate) struct Written {
 /// What a tick knows before any vendor call; its groups only read it.
 pub(crate) struct Frame<'a> {
     pub snapshot: &'a [Arc<CloudPhone>],
-    /// Phones not planned this tick: those whose cached object is older than this term's last
-    /// write of them (a plan from the old object would only be fenced off: they wait for the
-    /// watch to catch up), and those whose account is not known yet or whose default credentials
-    /// are unusable.
-    pub held: Vec<bool>,
+    /// The phones whose cached object is older than this term's last write of them: they wait for
+    /// the watch to catch up (see [`crate::plan::Memory::lagging`]).
+    pub lagging: Vec<bool>,
     /// The leadership term the tick runs in.
     pub term: u64,
     /// Events this tick may still publish (`--max-events-per-tick`): the ones past it are only
@@ -35,10 +33,6 @@ pub(crate) struct Frame<'a> {
 }
 
 impl<'a> Frame<'a> {
-    pub fn views(&self) -> Vec<PhoneView<'_>> {
-        self.snapshot.iter().map(|p| PhoneView::of(p)).collect()
-    }
-
     /// The status of phone `i` as the store shows it.
     pub fn status(&self, i: usize) -> Option<&CloudPhoneStatus> {
         self.snapshot[i].status.as_ref()

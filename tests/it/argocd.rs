@@ -5,8 +5,8 @@ use crate::support;
 
 use cloudphone_operator::api::{CloudPhone, CloudPhoneStatus, Lifecycle};
 use cloudphone_operator::plan::{
-    BackupResult, Disposition, Observation, PhoneKey, PhoneView, PlanConfig, plan_phone,
-    record_backup_result,
+    BackupResult, Context, DEFAULT_SCOPE, Disposition, EarlierTerms, Memory, Observation, PhoneKey,
+    PhoneView, PlanConfig, Route, plan_phone, record_backup_result,
 };
 use jiff::Timestamp;
 use mlua::{Lua, LuaSerdeExt};
@@ -27,13 +27,20 @@ fn planned(
     disposition: Disposition,
     observation: Option<Observation>,
 ) -> CloudPhoneStatus {
+    let config = PlanConfig::default();
+    let cx = Context {
+        now: Timestamp::from_second(1_790_000_000).unwrap(),
+        config: &config,
+        earlier: &EarlierTerms::Settled,
+    };
     plan_phone(
-        &PhoneView::of(phone),
+        &PhoneView::of(phone, Route::Scope(DEFAULT_SCOPE)),
         &disposition,
         observation.as_ref(),
-        Timestamp::from_second(1_790_000_000).unwrap(),
-        &PlanConfig::default(),
+        &Memory::default(),
+        &cx,
     )
+    .expect("planned")
     .status
     .into_owned()
 }

@@ -5,7 +5,8 @@ use crate::support;
 
 use cloudphone_operator::api::CloudPhoneStatus;
 use cloudphone_operator::plan::{
-    ACCOUNT_NOT_ALLOWED, AccountBlock, Disposition, PhoneView, PlanConfig, plan_phone,
+    ACCOUNT_NOT_ALLOWED, AccountBlock, Context, Disposition, EarlierTerms, Memory, PhoneView,
+    PlanConfig, Route, plan_phone,
 };
 use serde_json::{Value, json};
 use support::{Recorded, fake_client};
@@ -28,16 +29,24 @@ fn not_allowed() -> Value {
         .namespace("team-b")
         .account("team-a")
         .build();
+    let block = AccountBlock {
+        reason: ACCOUNT_NOT_ALLOWED,
+        message: "CloudPhoneAccount \"team-a\" does not admit namespace \"team-b\"".into(),
+    };
+    let config = PlanConfig::default();
+    let cx = Context {
+        now: jiff::Timestamp::now(),
+        config: &config,
+        earlier: &EarlierTerms::Settled,
+    };
     let status: CloudPhoneStatus = plan_phone(
-        &PhoneView::of(&phone),
-        &Disposition::AccountBlocked(AccountBlock {
-            reason: ACCOUNT_NOT_ALLOWED,
-            message: "CloudPhoneAccount \"team-a\" does not admit namespace \"team-b\"".into(),
-        }),
+        &PhoneView::of(&phone, Route::Blocked(block.clone())),
+        &Disposition::AccountBlocked(block),
         None,
-        jiff::Timestamp::now(),
-        &PlanConfig::default(),
+        &Memory::default(),
+        &cx,
     )
+    .expect("planned")
     .status
     .into_owned();
     let mut object = serde_json::to_value(phone).unwrap();

@@ -25,14 +25,6 @@ fn not_sent(frame: &Frame<'_>, group: &mut Group<'_>, wanted: &[usize], why: &st
     }
 }
 
-/// The vendor's ids for an accepted backup call, waiting for the phone's next write.
-#[derive(Debug)]
-pub(super) struct Receipt {
-    request_id: String,
-    task_id: Option<String>,
-    job_id: Option<String>,
-}
-
 impl<S: PhoneStore> Engine<S> {
     /// Backs up the phones of `group` at `wanted` (at most 100): makes sure the intents record
     /// covers the call (no intent and no call when it cannot), writes each intent, stamped with the
@@ -182,18 +174,15 @@ impl<S: PhoneStore> Engine<S> {
             .as_ref()
             .and_then(|b| b.requested_at.as_ref())
         {
-            self.intents
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .record(
-                    scope,
-                    &phone.spec.instance_id,
-                    Intent {
-                        owner: PhoneKey::of(phone).to_string(),
-                        uid: phone.metadata.uid.clone(),
-                        requested_at: at.0,
-                    },
-                );
+            self.recall().intents.record(
+                scope,
+                &phone.spec.instance_id,
+                Intent {
+                    owner: PhoneKey::of(phone).to_string(),
+                    uid: phone.metadata.uid.clone(),
+                    requested_at: at.0,
+                },
+            );
         }
         match &sent.result {
             BackupResult::Accepted { request_id, .. } => {
@@ -234,55 +223,14 @@ impl<S: PhoneStore> Engine<S> {
         if task_id.is_none() && job_id.is_none() {
             return;
         }
-        self.receipts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                object_id(phone).into_owned(),
-                Receipt {
-                    request_id: request_id.clone(),
-                    task_id,
-                    job_id,
-                },
-            );
-    }
-
-    /// Puts the task and job ids kept for each planned phone into its status when the status is
-    /// written anyway (a receipt of an older call is dropped): the happy path costs no write of its
-    /// own for them.
-    pub(super) fn ride_receipts(
-        &self,
-        frame: &Frame<'_>,
-        planned: &mut [(usize, plan::Planned<'_>)],
-    ) {
-        let mut receipts = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
-        if receipts.is_empty() {
-            return;
-        }
-        for (i, p) in planned.iter_mut() {
-            let key = object_id(&frame.snapshot[*i]);
-            let Some(receipt) = receipts.get(key.as_ref()) else {
-                continue;
-            };
-            let current = p
-                .status
-                .backup
-                .as_ref()
-                .and_then(|b| b.request_id.as_deref());
-            if current != Some(receipt.request_id.as_str()) {
-                receipts.remove(key.as_ref());
-                continue;
-            }
-            if p.unchanged() || frame.status(*i) == Some(&*p.status) {
-                continue;
-            }
-            let Some(backup) = p.status.to_mut().backup.as_mut() else {
-                continue;
-            };
-            backup.task_id = receipt.task_id.clone();
-            backup.job_id = receipt.job_id.clone();
-            receipts.remove(key.as_ref());
-        }
+        self.recall().receipts.insert(
+            object_id(phone).into_owned(),
+            plan::Receipt {
+                request_id: request_id.clone(),
+                task_id,
+                job_id,
+            },
+        );
     }
 
     /// Whether a backup call whose intents were sent at `intents_sent`, in leadership term `term`,

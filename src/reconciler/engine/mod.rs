@@ -19,8 +19,7 @@ use crate::api::CloudPhone;
 use crate::koophone::{Client, MAX_IDS_PER_CALL};
 use crate::metrics::{AccountLabels, Metrics};
 use crate::plan::{
-    self, ACCOUNT_NOT_READY, AccountBlock, AccountTick, Disposition, Intents, PhoneKey, PhoneView,
-    PlanConfig,
+    self, AccountTick, Disposition, Intents, PhoneKey, PhoneView, PlanConfig, Route,
 };
 use futures::FutureExt;
 use futures::{StreamExt, stream};
@@ -41,13 +40,11 @@ mod term;
 mod trigger;
 mod writes;
 
-use backup::Receipt;
 use report::fleet_gauges;
 use steps::{account_chunks, account_views, bind, log_tick};
-use term::TermRecord;
+use term::Recall;
 use trigger::Asked;
 pub use trigger::Trigger;
-use writes::FailingWrites;
 
 /// Tunables of the engine.
 #[derive(Clone, Debug)]
@@ -102,14 +99,10 @@ pub struct Engine<S> {
     client: Client,
     config: EngineConfig,
     trigger: Trigger,
-    /// This term's writes that the store may not show yet (a watch cache lags its writes), keyed
-    /// by object (its uid); dropped once the store shows any other version than those the writes
-    /// were made against.
-    written: Mutex<HashMap<ObjectId, Written>>,
+    /// What the engine remembers across ticks.
+    memory: Mutex<Recall>,
     /// The circuit breaker of each vendor account.
     breakers: Breakers,
-    /// Recent failures of each instance's status query, for the hysteresis of `Synced`.
-    failures: Mutex<FailureMemory>,
     /// The freshness of this replica's leadership; `None` when it always leads.
     fence: Option<LeaseFence>,
     /// The leadership term the record of writes belongs to.
@@ -118,14 +111,8 @@ pub struct Engine<S> {
     ticks: AtomicU64,
     /// Where terms record until when their intents may be outstanding (the Lease under `run`).
     intents_record: Arc<dyn IntentsRecord>,
-    /// What this term read and wrote of that record.
-    record: Mutex<TermRecord>,
     /// One extension of the record at a time: the chunks of a tick back up concurrently.
     record_writes: tokio::sync::Mutex<()>,
-    /// The backup intents seen in this term, per instance: for ownership moves.
-    intents: Mutex<Intents>,
-    /// The vendor's task and job ids of accepted calls, until the phone's next write carries them.
-    receipts: Mutex<HashMap<ObjectId, Receipt>>,
     /// Where the next tick's chunk order starts, in instance ids (taken modulo their number).
     rotation: AtomicUsize,
     /// The cap on status writes in flight, shared by every group of a tick.
@@ -136,8 +123,6 @@ pub struct Engine<S> {
     /// The namespaces whose phones without `spec.accountRef` may use the operator's own
     /// credentials; `None`: every watched namespace.
     own_tenants: Option<Tenants>,
-    /// The phones whose reconcile request is over its bound and was reported, until it changes.
-    invalid_requests: Mutex<foldhash::HashSet<ObjectId>>,
     /// Whether the warning about an own account open to every namespace was logged.
     warned_open_own_account: std::sync::atomic::AtomicBool,
     /// What the last tick found of each CloudPhoneAccount, for their statuses.
@@ -148,8 +133,6 @@ pub struct Engine<S> {
     breaker_series: Mutex<foldhash::HashSet<String>>,
     /// When the engine started: the account watches' patience counts from it.
     started: tokio::time::Instant,
-    /// The phones whose last status writes failed, in this term.
-    failing_writes: Mutex<HashMap<ObjectId, FailingWrites>>,
 }
 
 impl<S: PhoneStore> Engine<S> {
@@ -161,28 +144,22 @@ impl<S: PhoneStore> Engine<S> {
             client,
             config,
             trigger: Trigger::default(),
-            written: Mutex::new(HashMap::new()),
+            memory: Mutex::default(),
             breakers,
-            failures: Mutex::default(),
             fence: None,
             term: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
             intents_record: Arc::new(MemoryIntentsRecord::default()),
-            record: Mutex::default(),
             record_writes: tokio::sync::Mutex::new(()),
-            intents: Mutex::default(),
-            receipts: Mutex::default(),
             rotation: AtomicUsize::new(0),
             write_slots,
             metrics: None,
             accounts: None,
             own_tenants: None,
-            invalid_requests: Mutex::default(),
             warned_open_own_account: std::sync::atomic::AtomicBool::new(false),
             account_reports: watch::Sender::new(Arc::default()),
             last_success: Mutex::new(None),
             breaker_series: Mutex::default(),
-            failing_writes: Mutex::new(HashMap::new()),
             started: tokio::time::Instant::now(),
         }
     }
@@ -241,6 +218,11 @@ impl<S: PhoneStore> Engine<S> {
         &self.store
     }
 
+    /// What the engine remembers across ticks (the lock is never held across an await).
+    fn recall(&self) -> std::sync::MutexGuard<'_, Recall> {
+        self.memory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// One tick over every phone of the store: observe, plan, back up, write, publish, report.
     ///
     /// The status query goes out in chunks of at most 100 ids, several at once, and each chunk's
@@ -280,8 +262,8 @@ impl<S: PhoneStore> Engine<S> {
         let accounts = self.tick_accounts(set.as_deref());
         let bindings = bind(&accounts, &snapshot);
         let batchers = self.batchers(&accounts);
-        let frame = self.frame(&snapshot, &bindings, term);
-        let views = account_views(&frame, &bindings, &accounts);
+        let frame = self.frame(&snapshot, term);
+        let views = account_views(&snapshot, &bindings, &accounts);
         let plan::Dispositions {
             each: dispositions,
             queried,
@@ -289,7 +271,7 @@ impl<S: PhoneStore> Engine<S> {
         let asked = |i: usize| only.is_none_or(|o| o.contains(object_id(&snapshot[i]).as_ref()));
         let (queried, offset) = self.query_order(&views, queried, only.is_some(), &asked);
         let quiet: Vec<usize> = (0..views.len())
-            .filter(|&i| dispositions[i] != Disposition::Query && !frame.held[i] && asked(i))
+            .filter(|&i| dispositions[i] != Disposition::Query && asked(i))
             .collect();
         let chunks = account_chunks(&queried, &bindings, accounts.entries.len());
         let chunk_count = chunks.len();
@@ -379,28 +361,11 @@ impl<S: PhoneStore> Engine<S> {
             .values()
             .filter(|o| matches!(o, plan::Observation::Failed(_)))
             .count();
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.recall()
+            .failures
             .debounce(batcher.scope, &mut observations, self.config.synced_after);
-        let now = Timestamp::now();
-        let mut planned: Vec<(usize, plan::Planned)> = chunk
-            .into_iter()
-            .filter(|&i| !frame.held[i])
-            .map(|i| {
-                let observation = observations.get(&views[i].spec.instance_id);
-                let p = plan::plan_phone(
-                    &views[i],
-                    &dispositions[i],
-                    observation,
-                    now,
-                    &self.config.plan,
-                );
-                (i, p)
-            })
-            .collect();
-        self.hold_handovers(views, &mut planned, now);
-        self.ride_receipts(frame, &mut planned);
+        let observe = |i: usize| observations.get(&views[i].spec.instance_id);
+        let planned = self.plan_each(frame, views, dispositions, chunk, observe);
         let mut group = self.settle(frame, planned, Some(batcher)).await;
         group.report.queried = queried;
         group.report.query_errors = query_errors;
@@ -420,7 +385,7 @@ impl<S: PhoneStore> Engine<S> {
         };
         let mut wanted = Vec::new();
         for (k, (i, p)) in planned.into_iter().enumerate() {
-            if p.backup {
+            if p.action == Some(plan::Action::Backup) {
                 wanted.push(k);
             }
             group.phones.push(Outcome::new(i, p.status));

@@ -16,28 +16,29 @@ pub(super) fn bind(accounts: &TickAccounts<'_>, snapshot: &[Arc<CloudPhone>]) ->
         .collect()
 }
 
-/// The planner's view of each phone, with the scope of the account it is bound to, or why none.
+/// The planner's view of each phone, with where its calls go this tick.
 pub(super) fn account_views<'a>(
-    frame: &'a Frame<'_>,
+    snapshot: &'a [Arc<CloudPhone>],
     bindings: &[Binding],
     accounts: &'a TickAccounts<'_>,
 ) -> Vec<PhoneView<'a>> {
-    let mut views = frame.views();
-    for (view, binding) in views.iter_mut().zip(bindings) {
-        view.account = match binding {
-            Binding::Account(ix) => Ok(accounts.entries[*ix]
-                .scope
-                .as_deref()
-                .expect("phones bind only to accounts whose scope is known")),
-            Binding::Blocked(block) => Err(block.clone()),
-            // NB: held, never planned; blocked here only so that it owns no instance.
-            Binding::Wait => Err(AccountBlock {
-                reason: ACCOUNT_NOT_READY,
-                message: String::new(),
-            }),
-        };
-    }
-    views
+    snapshot
+        .iter()
+        .zip(bindings)
+        .map(|(phone, binding)| {
+            let route = match binding {
+                Binding::Account(ix) => Route::Scope(
+                    accounts.entries[*ix]
+                        .scope
+                        .as_deref()
+                        .expect("phones bind only to accounts whose scope is known"),
+                ),
+                Binding::Blocked(block) => Route::Blocked(block.clone()),
+                Binding::Wait => Route::Unknown,
+            };
+            PhoneView::of(phone, route)
+        })
+        .collect()
 }
 
 /// The tick's one log line.
@@ -177,21 +178,12 @@ impl<S: PhoneStore> Engine<S> {
             .collect()
     }
 
-    /// What the tick plans from: the snapshot, the phones held (their cache lags this term's
-    /// write of them, or their account is not known yet), the term, the events budget.
-    pub(super) fn frame<'a>(
-        &self,
-        snapshot: &'a [Arc<CloudPhone>],
-        bindings: &[Binding],
-        term: u64,
-    ) -> Frame<'a> {
-        let mut held = self.lagging(snapshot);
-        for (h, b) in held.iter_mut().zip(bindings) {
-            *h |= *b == Binding::Wait;
-        }
+    /// What the tick plans from: the snapshot, the phones whose cache lags this term's write of
+    /// them, the term, the events budget.
+    pub(super) fn frame<'a>(&self, snapshot: &'a [Arc<CloudPhone>], term: u64) -> Frame<'a> {
         Frame {
             snapshot,
-            held,
+            lagging: self.lagging(snapshot),
             term,
             events_left: AtomicUsize::new(self.config.max_events_per_tick),
         }
@@ -211,9 +203,8 @@ impl<S: PhoneStore> Engine<S> {
             queried.retain(|&i| asked(i));
         }
         // Every in-flight intent of the snapshot, whichever object holds it: for ownership moves.
-        self.intents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.recall()
+            .intents
             .observe(views, Timestamp::now(), self.config.plan.grace_period);
         let offset = self.rotation.load(Ordering::Relaxed);
         if !queried.is_empty() {
@@ -222,12 +213,11 @@ impl<S: PhoneStore> Engine<S> {
         }
         // NB: a partial tick forgets nothing of the phones it does not query.
         if !partial {
-            self.failures
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+            self.recall()
+                .failures
                 .forget_except(queried.iter().filter_map(|&i| {
-                    let scope = views[i].account.as_ref().ok()?;
-                    Some((*scope, views[i].spec.instance_id.as_str()))
+                    let scope = views[i].account.scope()?;
+                    Some((scope, views[i].spec.instance_id.as_str()))
                 }));
         }
         (queried, offset)
@@ -241,14 +231,7 @@ impl<S: PhoneStore> Engine<S> {
         dispositions: &[Disposition],
         quiet: &[usize],
     ) -> Group<'v> {
-        let now = Timestamp::now();
-        let planned = quiet
-            .iter()
-            .map(|&i| {
-                let p = plan::plan_phone(&views[i], &dispositions[i], None, now, &self.config.plan);
-                (i, p)
-            })
-            .collect();
+        let planned = self.plan_each(frame, views, dispositions, quiet.iter().copied(), |_| None);
         // NB: these phones make no call: no batcher.
         self.settle(frame, planned, None).await
     }

@@ -1,9 +1,34 @@
-//! The engine's memory across ticks: a new term drops what an earlier one wrote and saw, reads until
-//! when earlier terms' intents may be outstanding, records its own before its calls, and holds the
-//! backups an ownership move could double; within a term, the writes the cache does not show yet,
-//! the reconcile requests already reported invalid, and what is forgotten of phones that are gone.
+//! The engine's memory across ticks, behind one lock: a new term drops what an earlier one wrote and
+//! saw, reads until when earlier terms' intents may be outstanding and records its own before its
+//! calls; within a term, the writes the cache does not show yet, the intents seen, the vendor's
+//! receipts, the reconcile requests already reported invalid; what each phone's plan is given of
+//! it; and what is forgotten of phones that are gone.
 
+use super::writes::FailingWrites;
 use super::*;
+use plan::{Memory, Receipt};
+
+/// What the engine remembers across ticks. Behind one lock, never held across an await.
+#[derive(Default)]
+pub(super) struct Recall {
+    /// This term's writes that the store may not show yet (a watch cache lags its writes), keyed
+    /// by object (its uid); dropped once the store shows any other version than those the writes
+    /// were made against.
+    pub written: HashMap<ObjectId, Written>,
+    /// The backup intents seen in this term, per instance: for ownership moves.
+    pub intents: Intents,
+    /// The vendor's task and job ids of accepted calls, until the phone's next write carries them.
+    pub receipts: HashMap<ObjectId, Receipt>,
+    /// The phones whose last status writes failed, in this term.
+    pub failing_writes: HashMap<ObjectId, FailingWrites>,
+    /// What this term read and wrote of the intents record.
+    pub record: TermRecord,
+    /// Recent failures of each instance's status query, for the hysteresis of `Synced` (kept
+    /// across terms).
+    pub failures: FailureMemory,
+    /// The phones whose reconcile request is over its bound and was reported, until it changes.
+    pub invalid_requests: foldhash::HashSet<ObjectId>,
+}
 
 /// What a term read and wrote of the intents record.
 #[derive(Debug, Default)]
@@ -50,21 +75,12 @@ impl<S: PhoneStore> Engine<S> {
     /// A new leadership term: the record of this engine's own writes and the intents it saw are
     /// dropped, as a record from an earlier term may be older than what another leader wrote since.
     pub(super) fn start_term(&self) {
-        self.written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        self.intents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        self.failing_writes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
-        *record = TermRecord {
-            epoch: record.epoch + 1,
+        let mut recall = self.recall();
+        recall.written.clear();
+        recall.intents.clear();
+        recall.failing_writes.clear();
+        recall.record = TermRecord {
+            epoch: recall.record.epoch + 1,
             ..TermRecord::default()
         };
     }
@@ -73,7 +89,7 @@ impl<S: PhoneStore> Engine<S> {
     /// while the read fails).
     pub(super) async fn read_earlier_terms(&self) {
         let epoch = {
-            let record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+            let record = &self.recall().record;
             if record.earlier.is_some() {
                 return;
             }
@@ -84,7 +100,8 @@ impl<S: PhoneStore> Engine<S> {
             .await
             .unwrap_or_else(|_| Err(record_timeout()));
         let now = Timestamp::now();
-        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recall = self.recall();
+        let record = &mut recall.record;
         if record.epoch != epoch {
             return;
         }
@@ -114,7 +131,7 @@ impl<S: PhoneStore> Engine<S> {
 
     /// What this term knows of earlier terms' outstanding intents, at `now`.
     pub(super) fn earlier_terms(&self, now: Timestamp) -> plan::EarlierTerms {
-        let record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        let record = &self.recall().record;
         match (&record.earlier, &record.unread) {
             (Some(Some(until)), _) if now < *until => plan::EarlierTerms::Until(*until),
             (Some(_), _) => plan::EarlierTerms::Settled,
@@ -134,7 +151,7 @@ impl<S: PhoneStore> Engine<S> {
             .unwrap_or(Timestamp::MAX);
         let _one_at_a_time = self.record_writes.lock().await;
         let epoch = {
-            let record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+            let record = &self.recall().record;
             if record.earlier.is_none() {
                 return Err(
                     "until when an earlier term's backup intents may be outstanding is not known yet (the Lease could not be read)"
@@ -157,7 +174,8 @@ impl<S: PhoneStore> Engine<S> {
                 "the operator could not record its backup intents in its Lease ({err})"
             ));
         }
-        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recall = self.recall();
+        let record = &mut recall.record;
         if record.epoch != epoch {
             return Err("leadership changed hands while the intents were recorded".to_owned());
         }
@@ -166,38 +184,50 @@ impl<S: PhoneStore> Engine<S> {
         Ok(())
     }
 
-    /// Holds each planned backup whose instance another object (a previous owner) asked to back
-    /// up within the grace period, or, while an earlier term's intents may be outstanding, whose
-    /// owner has no in-flight intent of its own: see [`plan::handover_wait`].
-    pub(super) fn hold_handovers(
+    /// Plans each phone at `phones` (`observe` gives this tick's observation of phone `i`), with
+    /// what this engine remembers of it; the phones that wait are left out, and the receipts spent
+    /// are forgotten.
+    pub(super) fn plan_each<'v, 'o>(
         &self,
-        views: &[PhoneView],
-        planned: &mut [(usize, plan::Planned<'_>)],
-        now: Timestamp,
-    ) {
-        let grace = self.config.plan.grace_period;
+        frame: &Frame<'_>,
+        views: &[PhoneView<'v>],
+        dispositions: &[Disposition],
+        phones: impl IntoIterator<Item = usize>,
+        observe: impl Fn(usize) -> Option<&'o plan::Observation>,
+    ) -> Vec<(usize, plan::Planned<'v>)> {
+        let now = Timestamp::now();
         let earlier = self.earlier_terms(now);
-        let intents = self.intents.lock().unwrap_or_else(|p| p.into_inner());
-        for (i, planned) in planned.iter_mut() {
-            if !planned.backup {
+        let cx = plan::Context {
+            now,
+            config: &self.config.plan,
+            earlier: &earlier,
+        };
+        let grace = self.config.plan.grace_period;
+        let mut recall = self.recall();
+        let mut planned = Vec::new();
+        for i in phones {
+            let key = object_id(&frame.snapshot[i]);
+            let memory = Memory {
+                lagging: frame.lagging[i],
+                previous: recall.intents.previous(&views[i], now, grace),
+                receipt: recall.receipts.get(key.as_ref()),
+            };
+            let Some(p) = plan::plan_phone(&views[i], &dispositions[i], observe(i), &memory, &cx)
+            else {
                 continue;
+            };
+            if p.receipt_spent {
+                recall.receipts.remove(key.as_ref());
             }
-            let view = &views[*i];
-            let previous = intents.previous(view, now, grace);
-            if let Some(why) = plan::handover_wait(view, previous, &earlier, now, grace) {
-                debug!(phone = %view.key, reason = %why, "backup held for an ownership move");
-                plan::hold(planned, view.status, view.generation, &why, now);
-            }
+            planned.push((i, p));
         }
+        planned
     }
 
-    /// Each phone's status and version to plan from: as the store shows it, or as this term's own
-    /// write left it while the store still shows the version that write was made against. Any
-    /// other version in the store ends the record: the store has caught up, or someone else wrote.
     /// Which phones of the snapshot still show a version this term's writes were made against
     /// (the cache lags them); a record the store has moved past is dropped.
     pub(super) fn lagging(&self, snapshot: &[Arc<CloudPhone>]) -> Vec<bool> {
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let written = &mut self.recall().written;
         if written.is_empty() {
             return vec![false; snapshot.len()];
         }
@@ -224,10 +254,7 @@ impl<S: PhoneStore> Engine<S> {
         &self,
         snapshot: &[Arc<CloudPhone>],
     ) -> Vec<(usize, plan::PhoneEvent)> {
-        let mut reported = self
-            .invalid_requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let reported = &mut self.recall().invalid_requests;
         let mut now_invalid = foldhash::HashSet::default();
         let mut events = Vec::new();
         for (i, phone) in snapshot.iter().enumerate() {
@@ -258,13 +285,16 @@ impl<S: PhoneStore> Engine<S> {
 
     /// Drops what the engine remembers of phones no longer in the store.
     pub(super) fn forget_gone(&self, snapshot: &[Arc<CloudPhone>]) {
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        let mut receipts = self.receipts.lock().unwrap_or_else(|p| p.into_inner());
-        if written.is_empty() && receipts.is_empty() {
+        let recall = &mut *self.recall();
+        if recall.written.is_empty() && recall.receipts.is_empty() {
             return;
         }
         let present: foldhash::HashSet<_> = snapshot.iter().map(|p| object_id(p)).collect();
-        written.retain(|key, _| present.contains(key.as_str()));
-        receipts.retain(|key, _| present.contains(key.as_str()));
+        recall
+            .written
+            .retain(|key, _| present.contains(key.as_str()));
+        recall
+            .receipts
+            .retain(|key, _| present.contains(key.as_str()));
     }
 }

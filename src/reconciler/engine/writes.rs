@@ -164,7 +164,7 @@ impl<S: PhoneStore> Engine<S> {
         match &result {
             Ok(version) => {
                 let key = object_id(phone);
-                let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+                let written = &mut self.recall().written;
                 // A write on top of this term's last one keeps the versions that one was made
                 // against: the store may still show any of them.
                 let mut against = match written.get(key.as_ref()) {
@@ -201,10 +201,7 @@ impl<S: PhoneStore> Engine<S> {
     /// Counts a refused write of `phone`: the first of a spell is logged, naming the phone and
     /// the error; the spell's Warning event is made due once it reaches [`FAILING_SPELL`].
     fn write_failed(&self, phone: &CloudPhone, message: &str) {
-        let mut failing = self
-            .failing_writes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let failing = &mut self.recall().failing_writes;
         let spell = failing.entry(object_id(phone).into_owned()).or_default();
         spell.count = spell.count.saturating_add(1);
         let key = PhoneKey::of(phone);
@@ -219,18 +216,12 @@ impl<S: PhoneStore> Engine<S> {
     }
 
     fn failing_writes_empty(&self) -> bool {
-        self.failing_writes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+        self.recall().failing_writes.is_empty()
     }
 
     /// Ends `phone`'s spell of failed writes, if any: a write went through, or the phone is gone.
     pub(super) fn write_through(&self, phone: &CloudPhone) {
-        let mut failing = self
-            .failing_writes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let failing = &mut self.recall().failing_writes;
         if failing.is_empty() {
             return;
         }
@@ -248,10 +239,7 @@ impl<S: PhoneStore> Engine<S> {
         &self,
         snapshot: &[std::sync::Arc<CloudPhone>],
     ) -> (Vec<(usize, PhoneEvent)>, usize) {
-        let mut failing = self
-            .failing_writes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let failing = &mut self.recall().failing_writes;
         if failing.is_empty() {
             return (Vec::new(), 0);
         }
