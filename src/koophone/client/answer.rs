@@ -1,7 +1,9 @@
 //! The vendor's answers: one read (HTTP 2xx and no business error code, then decoded), and what
 //! the calls give their callers.
 
-use crate::koophone::error::{Endpoint, Error, VendorCode, VendorError, excerpt};
+use crate::koophone::endpoint::Endpoint;
+use crate::koophone::error::{Error, excerpt};
+use crate::koophone::vendor_code::{VendorCode, VendorError};
 use crate::koophone::wire;
 use foldhash::HashMap;
 use jiff::Timestamp;

@@ -2,7 +2,7 @@
 
 use super::Client;
 use crate::koophone::auth::CallAuth;
-use crate::koophone::error::Endpoint;
+use crate::koophone::endpoint::Endpoint;
 use crate::koophone::sign::{self, SignableRequest};
 use jiff::Timestamp;
 use secrecy::ExposeSecret;

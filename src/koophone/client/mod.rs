@@ -13,7 +13,8 @@ pub use ids::{MAX_ID_CHARS, MAX_IDS_PER_CALL, check_id};
 pub use limits::Reservation;
 
 use super::auth::{Auth, CallAuth};
-use super::error::{Endpoint, Error};
+use super::endpoint::Endpoint;
+use super::error::Error;
 use super::retry::{RetryPolicy, parse_retry_after};
 use super::wire;
 use answer::{Answered, read_answer, receipt};
