@@ -7,10 +7,12 @@
 mod auth;
 mod client;
 mod credentials;
+mod endpoint;
 mod error;
 mod retry;
 pub mod sign;
 mod token;
+mod vendor_code;
 mod wire;
 
 pub use auth::{Auth, AuthError, CallAuth, Project};
@@ -19,6 +21,8 @@ pub use client::{
     MAX_IDS_PER_CALL, Reservation, StatusReport, check_id,
 };
 pub use credentials::{Credentials, CredentialsError, ProjectScope};
-pub use error::{AccountFault, Endpoint, Error, Fault, VendorCode, VendorError};
+pub use endpoint::Endpoint;
+pub use error::{AccountFault, Error, Fault};
 pub use retry::RetryPolicy;
 pub use token::Token;
+pub use vendor_code::{VendorCode, VendorError};

@@ -1,124 +1,37 @@
-//! The KooPhone HTTP client: chunking, headers, time-outs, retries and answer decoding.
+//! The KooPhone HTTP client: its calls, and each call's attempts with their retries, their
+//! re-authentication and the account's flow control.
+
+mod answer;
+mod config;
+mod headers;
+mod ids;
+mod limits;
+
+pub use answer::{BackupReceipt, StatusReport};
+pub use config::{ClientConfig, DEFAULT_BASE_URL};
+pub use ids::{MAX_ID_CHARS, MAX_IDS_PER_CALL, check_id};
+pub use limits::Reservation;
 
 use super::auth::{Auth, CallAuth};
-use super::error::{Endpoint, Error, VendorCode, VendorError, excerpt};
+use super::endpoint::Endpoint;
+use super::error::Error;
 use super::retry::{RetryPolicy, parse_retry_after};
-use super::sign::{self, SignableRequest};
 use super::wire;
+use answer::{Answered, read_answer, receipt};
+use ids::validate_chunk;
 use jiff::Timestamp;
-use secrecy::ExposeSecret;
 // NB: foldhash: maps a tick fills and reads per phone; SipHash was a tenth of a steady tick.
 use foldhash::{HashMap, HashMapExt};
+use limits::Limits;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{Instrument, debug, warn};
 use uuid::Uuid;
 
-/// The vendor's one global host (koophone-api.md, "Endpoint").
-pub const DEFAULT_BASE_URL: &str = "https://koophone.myhuaweicloud.com";
-
-/// The vendor's limit on ids in one call.
-pub const MAX_IDS_PER_CALL: usize = 100;
-
-/// The vendor's limit on the characters of one instance id.
-pub const MAX_ID_CHARS: usize = 32;
-
-/// How the client reaches the vendor.
-#[derive(Clone, Debug)]
-pub struct ClientConfig {
-    /// Scheme, host and optional port; the paths `/v1/instances/...` are appended.
-    pub base_url: String,
-    /// Bound on establishing a connection.
-    pub connect_timeout: Duration,
-    /// Bound on one whole request, answer included.
-    pub request_timeout: Duration,
-    /// Retries of failed calls.
-    pub retry: RetryPolicy,
-    /// Calls (attempts) of this client in flight at once, at most; `None`: no bound of its own.
-    pub calls_in_flight: Option<usize>,
-    /// Calls (attempts) of this client started per second, at most; `None`: no bound.
-    pub calls_per_second: Option<u32>,
-}
-
-impl Default for ClientConfig {
-    fn default() -> Self {
-        ClientConfig {
-            base_url: DEFAULT_BASE_URL.to_owned(),
-            connect_timeout: Duration::from_secs(5),
-            // The vendor answers a 100-id call in well under a second; 30s leaves room for a slow
-            // gateway without letting one hung call hold a tick for minutes.
-            request_timeout: Duration::from_secs(30),
-            retry: RetryPolicy::default(),
-            calls_in_flight: None,
-            calls_per_second: None,
-        }
-    }
-}
-
-/// The vendor's answer to one status query.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusReport {
-    /// The `x-request-id` of the call that answered.
-    pub request_id: Uuid,
-    /// Each listed instance's raw status code.
-    pub observed: HashMap<String, i64>,
-    /// Requested ids the answer did not list: unknown or inaccessible instances.
-    pub missing: Vec<String>,
-}
-
-/// The vendor's acceptance of one backup call.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BackupReceipt {
-    /// The `x-request-id` of the accepted call.
-    pub request_id: Uuid,
-    /// The vendor's task id, when the answer carried one.
-    pub task_id: Option<String>,
-    /// The vendor's job id per instance, when the answer carried them.
-    pub jobs: HashMap<String, String>,
-    /// When the accepted attempt left: after any wait for the account's limits or a `Retry-After`.
-    pub sent_at: Timestamp,
-}
-
 /// A caller's last check before a call leaves (say, that it still leads): `Err` names why the call
 /// must not. It runs after every wait of the attempt (a `Retry-After`, the account's limits, a
 /// token fetch), right before the request is sent, so nothing waits between it and the call.
 pub type Gate<'a> = dyn Fn() -> Result<(), &'static str> + Send + Sync + 'a;
-
-/// A backup call's slot under the account's limits (its start under the rate bounds, its place in
-/// flight) and its credentials, taken before the caller's last preparations (say, writing the
-/// intents the call announces), so that no wait of the account comes between those and the call.
-/// Dropped unused, it frees its place in flight.
-pub struct Reservation<'a> {
-    call_auth: CallAuth,
-    _slot: Option<tokio::sync::SemaphorePermit<'a>>,
-}
-
-/// A decoded answer, the `x-request-id` of its attempt and when that attempt left.
-struct Answered<T> {
-    request_id: Uuid,
-    sent_at: Timestamp,
-    body: T,
-}
-
-/// The receipt of an accepted backup call.
-fn receipt(answered: Answered<wire::BackupAnswer>) -> BackupReceipt {
-    let Answered {
-        request_id,
-        sent_at,
-        body: answer,
-    } = answered;
-    let data = answer.data.unwrap_or_default();
-    BackupReceipt {
-        request_id,
-        sent_at,
-        task_id: data.task_id,
-        jobs: data
-            .cmd_jobs
-            .into_iter()
-            .filter_map(|job| Some((job.instance_id?, job.job_id?)))
-            .collect(),
-    }
-}
 
 /// Sees every vendor HTTP attempt: for metrics.
 pub trait CallObserver: Send + Sync {
@@ -141,70 +54,6 @@ pub struct Client {
     paused_until: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
     /// The account's own limits, shared by every clone.
     limits: Arc<Limits>,
-}
-
-/// An account's bounds on its calls: slots in flight, and the spacing of their starts.
-struct Limits {
-    in_flight: Option<tokio::sync::Semaphore>,
-    /// The least time between two starts, and when the next may start.
-    spacing: Option<Spacing>,
-    /// The spacing of backup calls alone: wider than the account's, so that backups never take
-    /// more than [`BACKUP_SHARE`] of its calls and status queries keep the rest.
-    backup_spacing: Option<Spacing>,
-}
-
-/// The share of an account's `callsPerSecond` that backup calls may take: a floor of a quarter is
-/// kept for status queries, which every phone needs each tick, backups or not.
-const BACKUP_SHARE: (u32, u32) = (3, 4);
-
-/// Starts at least `gap` apart.
-struct Spacing {
-    gap: Duration,
-    next: std::sync::Mutex<tokio::time::Instant>,
-}
-
-impl Spacing {
-    fn new(gap: Duration) -> Spacing {
-        Spacing {
-            gap,
-            next: std::sync::Mutex::new(tokio::time::Instant::now()),
-        }
-    }
-
-    /// Waits for the next start.
-    async fn start(&self) {
-        let start = {
-            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-            let start = (*next).max(tokio::time::Instant::now());
-            *next = start + self.gap;
-            start
-        };
-        tokio::time::sleep_until(start).await;
-    }
-}
-
-impl Limits {
-    fn new(in_flight: Option<usize>, per_second: Option<u32>) -> Limits {
-        let gap = per_second.map(|n| Duration::from_secs(1) / n.max(1));
-        Limits {
-            in_flight: in_flight.map(|n| tokio::sync::Semaphore::new(n.max(1))),
-            spacing: gap.map(Spacing::new),
-            backup_spacing: gap.map(|gap| Spacing::new(gap * BACKUP_SHARE.1 / BACKUP_SHARE.0)),
-        }
-    }
-
-    /// Waits for a start slot under the rate bound, then for a slot in flight; the permit, if
-    /// any, is the slot, held for the attempt.
-    async fn admit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        if let Some(spacing) = &self.spacing {
-            spacing.start().await;
-        }
-        match &self.in_flight {
-            // NB: the semaphore is never closed, so acquiring fails never.
-            Some(slots) => slots.acquire().await.ok(),
-            None => None,
-        }
-    }
 }
 
 impl std::fmt::Debug for Client {
@@ -493,23 +342,6 @@ impl Client {
         }
     }
 
-    /// Holds every call of this client until `delay` from now (a 429: the vendor's flow control
-    /// is per account, so one chunk's 429 pauses them all).
-    fn pause(&self, delay: Duration) {
-        let until = tokio::time::Instant::now() + delay;
-        let mut paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
-        if paused.is_none_or(|p| p < until) {
-            *paused = Some(until);
-        }
-    }
-
-    async fn wait_for_flow_control(&self) {
-        let until = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(until) = until {
-            tokio::time::sleep_until(until).await;
-        }
-    }
-
     /// Sends one attempt of a call and reads its answer.
     async fn attempt<T: wire::Answer>(
         &self,
@@ -547,135 +379,4 @@ impl Client {
         let body = response.bytes().await.map_err(transport)?;
         read_answer(endpoint, request_id, status, retry_after, &body)
     }
-
-    /// The headers of one attempt: the request id, and the token or the AK/SK signature (which
-    /// signs every header before it, `host` included).
-    fn headers(
-        &self,
-        endpoint: Endpoint,
-        request_id: Uuid,
-        call_auth: &CallAuth,
-        body: &[u8],
-    ) -> Vec<(String, String)> {
-        let mut headers: Vec<(String, String)> = vec![
-            ("content-type".into(), "application/json".into()),
-            ("host".into(), self.host.clone()),
-            ("x-request-id".into(), request_id.to_string()),
-        ];
-        match call_auth {
-            CallAuth::Bearer(token) => {
-                headers.push(("X-Auth-Token".into(), token.expose().to_owned()))
-            }
-            CallAuth::Sign {
-                access_key,
-                secret_key,
-                project_id,
-                security_token,
-            } => {
-                headers.push(("X-Project-Id".into(), project_id.clone()));
-                if let Some(st) = security_token {
-                    headers.push(("X-Security-Token".into(), st.expose_secret().to_owned()));
-                }
-                headers.push(("X-Sdk-Date".into(), sign::sdk_date(Timestamp::now())));
-                let authorization = sign::authorization(
-                    access_key,
-                    secret_key.expose_secret(),
-                    &SignableRequest {
-                        method: "POST",
-                        path: endpoint.path(),
-                        query: &[],
-                        headers: &headers,
-                        body,
-                    },
-                );
-                headers.push(("Authorization".into(), authorization));
-            }
-        }
-        headers
-    }
-}
-
-/// An answer read: success only with HTTP 2xx and no business error code, then decoded as `T`.
-fn read_answer<T: wire::Answer>(
-    endpoint: Endpoint,
-    request_id: Uuid,
-    status: u16,
-    retry_after: Option<Duration>,
-    body: &[u8],
-) -> Result<T, Error> {
-    let vendor_error = |(code, message): (Option<&str>, Option<&str>)| {
-        code.filter(|code| code.trim() != "0")
-            .map(|code| VendorError {
-                code: VendorCode::parse(code),
-                message: message.unwrap_or_default().to_owned(),
-            })
-    };
-    // Only the envelope of an answer that is not the documented shape (an error's, say).
-    let envelope_error = || {
-        serde_json::from_slice::<wire::Envelope>(body)
-            .ok()
-            .and_then(|e| vendor_error((e.error_code.as_deref(), e.error_msg.as_deref())))
-    };
-    if !(200..300).contains(&status) {
-        return Err(Error::Http {
-            endpoint,
-            request_id,
-            status,
-            vendor: envelope_error(),
-            retry_after,
-        });
-    }
-    // NB: one pass over a 2xx body: the answer carries its envelope's fields. The body is checked
-    // as UTF-8 once, not string by string.
-    let decoded = std::str::from_utf8(body)
-        .map_err(serde::de::Error::custom)
-        .and_then(serde_json::from_str::<T>);
-    let vendor = match &decoded {
-        Ok(answer) => vendor_error(answer.envelope()),
-        Err(_) => envelope_error(),
-    };
-    if let Some(vendor) = vendor {
-        return Err(Error::Vendor {
-            endpoint,
-            request_id,
-            status,
-            vendor,
-        });
-    }
-    decoded.map_err(|e| Error::Decode {
-        endpoint,
-        request_id,
-        status,
-        detail: e.to_string(),
-        excerpt: excerpt(&String::from_utf8_lossy(body)),
-    })
-}
-
-/// The vendor's rule for an instance id, from its documentation: 1 to [`MAX_ID_CHARS`] characters.
-/// (The CloudPhone schema's rule is stricter; a test checks that every id it admits passes this one.)
-pub fn check_id(id: &str) -> Result<(), &'static str> {
-    if id.is_empty() {
-        return Err("is empty");
-    }
-    if id.len() > MAX_ID_CHARS && id.chars().count() > MAX_ID_CHARS {
-        return Err("is longer than 32 characters");
-    }
-    Ok(())
-}
-
-fn validate_ids(ids: &[String]) -> Result<(), Error> {
-    for id in ids {
-        check_id(id).map_err(|reason| Error::InvalidInstanceId {
-            id: excerpt(id),
-            reason,
-        })?;
-    }
-    Ok(())
-}
-
-fn validate_chunk(ids: &[String]) -> Result<(), Error> {
-    if ids.len() > MAX_IDS_PER_CALL {
-        return Err(Error::TooManyIds { count: ids.len() });
-    }
-    validate_ids(ids)
 }
