@@ -87,6 +87,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The outcomes of each action's calls per phone (`cloudphone_backups_total{outcome}`).
+    pub fn action_outcomes(
+        &self,
+        action: crate::plan::Action,
+    ) -> &Family<BackupOutcomeLabels, Counter> {
+        match action {
+            crate::plan::Action::Backup => &self.backups,
+        }
+    }
+
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("cloudphone");
         // 5ms to about 80s: a tick of a handful of phones up to one stalled on time-outs.

@@ -2,7 +2,7 @@
 //! the status.
 
 use super::*;
-use crate::api::{BackupStatus, CloudPhoneStatus};
+use crate::api::{BackupStatus, CloudPhoneStatus, Phase};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 /// of a tick that may have spent minutes querying; and with the `x-request-id` the call will carry,
 /// so that on the happy path the intent is the backup's one status write; and with the account
 /// `scope` the call is made in, so that the intent is known whatever the phone names later.
-pub fn stamp_intent(
+pub(super) fn stamp_intent(
     status: &mut CloudPhoneStatus,
     generation: Option<i64>,
     at: Timestamp,
@@ -51,7 +51,7 @@ pub fn stamp_intent(
 /// tried: the account paused, its credentials unusable): the backup record as it was before the
 /// plan (`before`), so that no grace period runs for a call that does not exist and the next tick
 /// plans it again, and `Ready` saying why.
-pub fn backup_not_sent(
+pub(super) fn backup_not_sent(
     planned: &CloudPhoneStatus,
     before: Option<&BackupStatus>,
     generation: Option<i64>,
@@ -87,19 +87,9 @@ pub(super) fn permission_retry(at: Timestamp) -> ReadyCondition {
     )
 }
 
-/// The vendor's ids for an accepted call, kept by the engine until the phone's next write carries
-/// them (see [`Memory::receipt`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Receipt {
-    /// The `x-request-id` of the call they answer.
-    pub request_id: String,
-    pub task_id: Option<String>,
-    pub job_id: Option<String>,
-}
-
 /// What came of the backup call for one phone.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BackupResult {
+pub enum ActionResult {
     /// The vendor accepted the call.
     Accepted {
         request_id: String,
@@ -132,28 +122,28 @@ pub enum BackupResult {
     Withheld,
 }
 
-impl BackupResult {
+impl ActionResult {
     /// A bounded label for metrics: `accepted`, `already_backing_up`, `restoring`, `not_found`,
     /// `failed`, `refused`, `not_sent` or `withheld`.
     pub fn outcome(&self) -> &'static str {
         match self {
-            BackupResult::Accepted { .. } => "accepted",
-            BackupResult::AlreadyBackingUp => "already_backing_up",
-            BackupResult::Restoring => "restoring",
-            BackupResult::NotFound => "not_found",
-            BackupResult::Failed { .. } => "failed",
-            BackupResult::Refused { .. } | BackupResult::NotPermitted { .. } => "refused",
-            BackupResult::NotSent => "not_sent",
-            BackupResult::Withheld => "withheld",
+            ActionResult::Accepted { .. } => "accepted",
+            ActionResult::AlreadyBackingUp => "already_backing_up",
+            ActionResult::Restoring => "restoring",
+            ActionResult::NotFound => "not_found",
+            ActionResult::Failed { .. } => "failed",
+            ActionResult::Refused { .. } | ActionResult::NotPermitted { .. } => "refused",
+            ActionResult::NotSent => "not_sent",
+            ActionResult::Withheld => "withheld",
         }
     }
 }
 
 /// Records the outcome of a backup call in the status the plan wrote ahead of it.
-pub fn record_backup_result(
+pub(super) fn record_backup_result(
     status: &CloudPhoneStatus,
     generation: Option<i64>,
-    result: &BackupResult,
+    result: &ActionResult,
     now: Timestamp,
     config: &PlanConfig,
 ) -> CloudPhoneStatus {
@@ -170,15 +160,15 @@ pub fn record_backup_result(
     // The intent carries the request id of the call it announces: a call that certainly started
     // no backup leaves none behind (and no BackupRequested event).
     let started_nothing = match result {
-        BackupResult::Accepted { .. } => false,
-        BackupResult::Failed { ambiguous, .. } => !ambiguous,
+        ActionResult::Accepted { .. } => false,
+        ActionResult::Failed { ambiguous, .. } => !ambiguous,
         _ => true,
     };
     if started_nothing {
         backup.request_id = None;
     }
     let ready = match result {
-        BackupResult::Accepted {
+        ActionResult::Accepted {
             request_id,
             sent_at,
             ..
@@ -193,12 +183,12 @@ pub fn record_backup_result(
             backup.requested_at = Some(Time(requested_at));
             requested(Some(requested_at), config)
         }
-        BackupResult::AlreadyBackingUp => ReadyCondition::new(
+        ActionResult::AlreadyBackingUp => ReadyCondition::new(
             "False",
             "BackingUp",
             "the vendor reports a backup of the instance already under way",
         ),
-        BackupResult::Restoring => {
+        ActionResult::Restoring => {
             backup.in_flight = false;
             ReadyCondition::new(
                 "False",
@@ -206,7 +196,7 @@ pub fn record_backup_result(
                 "the vendor is restoring the instance; a backup follows when it is done",
             )
         }
-        BackupResult::NotFound => {
+        ActionResult::NotFound => {
             backup.in_flight = false;
             ReadyCondition::new(
                 "False",
@@ -214,7 +204,7 @@ pub fn record_backup_result(
                 "the vendor answered the backup call that the instance does not exist: check spec.instanceId",
             )
         }
-        BackupResult::Failed { failure, ambiguous } => {
+        ActionResult::Failed { failure, ambiguous } => {
             let next = if *ambiguous {
                 "the vendor may have started it: waiting for it to show BackingUp"
             } else {
@@ -231,7 +221,7 @@ pub fn record_backup_result(
                 ),
             )
         }
-        BackupResult::NotPermitted { failure } if !retried => {
+        ActionResult::NotPermitted { failure } if !retried => {
             // NB: not in flight: the hold until the grace period's end is the Ready reason's.
             backup.in_flight = false;
             ReadyCondition::new(
@@ -245,7 +235,7 @@ pub fn record_backup_result(
                 ),
             )
         }
-        BackupResult::Refused { failure } | BackupResult::NotPermitted { failure } => {
+        ActionResult::Refused { failure } | ActionResult::NotPermitted { failure } => {
             backup.in_flight = false;
             ReadyCondition::new(
                 "False",
@@ -256,7 +246,7 @@ pub fn record_backup_result(
                 ),
             )
         }
-        BackupResult::NotSent | BackupResult::Withheld => return status,
+        ActionResult::NotSent | ActionResult::Withheld => return status,
     };
     Conditions {
         list: &mut status.conditions,
@@ -281,4 +271,42 @@ pub(super) fn requested(requested_at: Option<Timestamp>, config: &PlanConfig) ->
             fmt_time(grace_end)
         ),
     )
+}
+
+/// What a fresh observation says of an instance whose backup call was refused whole: `None` when
+/// it still needs a call; otherwise the result to record without one.
+pub(super) fn settled_without_a_call(observation: &Observation) -> Option<ActionResult> {
+    match observation {
+        Observation::Status(code) => match Phase::from_code(*code) {
+            // NB: Idle too: the backup ended between the calls; the next status query records it.
+            Phase::BackingUp | Phase::Idle => Some(ActionResult::AlreadyBackingUp),
+            Phase::Restoring => Some(ActionResult::Restoring),
+            Phase::DataLoaded | Phase::Streaming | Phase::BackupFailed => None,
+            // Not a state a backup starts from: a call would be refused again.
+            Phase::RestoreFailed | Phase::Unknown | Phase::Pending | Phase::NotFound => {
+                Some(ActionResult::Failed {
+                    failure: Failure {
+                        reason: "NotBackupable".into(),
+                        message: format!(
+                            "the vendor shows status {code}, from which no backup starts"
+                        ),
+                    },
+                    ambiguous: false,
+                })
+            }
+        },
+        Observation::Missing => Some(ActionResult::NotFound),
+        // Not known: no call for it this tick. NB: not Withheld: the refused call did leave, so
+        // its intent stays and its grace period runs.
+        Observation::Failed(query) => Some(ActionResult::Failed {
+            failure: Failure {
+                reason: query.reason.clone(),
+                message: format!(
+                    "the backup call was refused whole, and the status query that followed failed ({}): {}",
+                    query.reason, query.message
+                ),
+            },
+            ambiguous: false,
+        }),
+    }
 }

@@ -8,7 +8,7 @@
 //! of owners that are gone is lost with it: while the time an earlier term recorded (until when its
 //! intents may be outstanding) is ahead, a phone without an in-flight intent of its own waits.
 
-use super::{Conditions, PhoneView, READY, fmt_time};
+use super::{Action, Conditions, EarlierTerms, Intent, PhoneView, READY, fmt_time};
 use crate::api::CloudPhoneStatus;
 use jiff::Timestamp;
 // NB: foldhash: maps a tick fills and reads per phone; SipHash was a tenth of a steady tick.
@@ -17,16 +17,6 @@ use std::time::Duration;
 
 /// The Ready reason of a phone that waits for another object's backup intent to expire.
 pub const AWAITING_HANDOVER: &str = "AwaitingHandover";
-
-/// The last backup intent seen for an instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Intent {
-    /// The object that wrote it (`namespace/name`) and its uid.
-    pub owner: String,
-    pub uid: Option<String>,
-    /// When its call was (to be) sent.
-    pub requested_at: Timestamp,
-}
 
 /// The intents of one leadership term, per account scope and instance id.
 #[derive(Debug, Default)]
@@ -67,16 +57,21 @@ impl Intents {
         now: Timestamp,
         grace: Duration,
     ) {
-        for phone in phones {
-            let Some(backup) = phone.status.and_then(|s| s.backup.as_ref()) else {
-                continue;
-            };
-            let Some(at) = backup.requested_at.as_ref().filter(|_| backup.in_flight) else {
+        let records = |phone: &'p PhoneView<'v>| {
+            Action::ALL
+                .into_iter()
+                .filter_map(move |action| phone.status.and_then(|s| action.record(s)))
+        };
+        for (phone, record) in phones
+            .into_iter()
+            .flat_map(|phone| records(phone).map(move |record| (phone, record)))
+        {
+            let Some(at) = record.requested_at.as_ref().filter(|_| record.in_flight) else {
                 continue;
             };
             // NB: the scope the intent was made in, whatever the phone's binding is now (blocked,
             // or another account); the binding only for an intent written before it was kept.
-            let Some(scope) = backup.scope.as_deref().or(phone.account.scope()) else {
+            let Some(scope) = record.scope.as_deref().or(phone.account.scope()) else {
                 continue;
             };
             self.record(
@@ -109,17 +104,6 @@ impl Intents {
     }
 }
 
-/// What a term knows of the intents that earlier terms may still have outstanding.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EarlierTerms {
-    /// None: nothing was recorded, or the recorded time has passed.
-    Settled,
-    /// Some may be outstanding until then.
-    Until(Timestamp),
-    /// Not known (the record could not be read; why): held as if ahead.
-    Unknown(String),
-}
-
 /// Why a planned backup must wait for an ownership move to settle, if it must: another object's
 /// intent in its grace period, or, while an earlier term's intents may be outstanding, an owner
 /// without an in-flight intent of its own (it may have replaced an owner that the earlier term
@@ -142,12 +126,14 @@ pub(super) fn handover_wait(
     }
     // NB: an intent of its own counts only within its grace period: a stale one (left on a
     // duplicate or a suspended phone long ago) says nothing of who owned the instance lately.
-    let own_intent = phone
-        .status
-        .and_then(|s| s.backup.as_ref())
-        .filter(|b| b.in_flight)
-        .and_then(|b| b.requested_at.as_ref())
-        .is_some_and(|at| now < grace_end(at.0, grace));
+    let own_intent = Action::ALL.into_iter().any(|action| {
+        phone
+            .status
+            .and_then(|s| action.record(s))
+            .filter(|b| b.in_flight)
+            .and_then(|b| b.requested_at.as_ref())
+            .is_some_and(|at| now < grace_end(at.0, grace))
+    });
     if own_intent {
         return None;
     }
@@ -165,8 +151,9 @@ pub(super) fn handover_wait(
     }
 }
 
-/// Holds a planned backup: the phone keeps its old backup record and says why it waits.
+/// Holds a planned `action`: the phone keeps its old record of it and says why it waits.
 pub(super) fn hold(
+    action: Action,
     planned: &mut std::borrow::Cow<'_, CloudPhoneStatus>,
     old: Option<&CloudPhoneStatus>,
     generation: Option<i64>,
@@ -174,7 +161,7 @@ pub(super) fn hold(
     now: Timestamp,
 ) {
     let status = planned.to_mut();
-    status.backup = old.and_then(|s| s.backup.clone());
+    *action.record_mut(status) = old.and_then(|s| action.record(s)).cloned();
     Conditions {
         list: &mut status.conditions,
         generation,

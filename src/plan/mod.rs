@@ -7,7 +7,9 @@
 //! equals the old one when nothing changed, so an unchanged phone causes no write.
 //!
 //! - `identity`: keys, views and dispositions (ownership of an instance id).
-//! - `phone`: the per-phone plan: its inputs, its output, the action.
+//! - `input`: what the plan of a phone is given: the observation, the memory, the tick's context.
+//! - `phone`: the per-phone plan and its output.
+//! - `action`: the vendor actions, and what each one's call does to the status.
 //! - `backed_up`: the `BackedUp` lifecycle's rules.
 //! - `backup`: the intent of a backup call and what its outcome records.
 //! - [`events`]: events on transitions, and settledness.
@@ -78,17 +80,20 @@ fn fmt_time(t: Option<Timestamp>) -> String {
 }
 
 mod account;
+mod action;
 mod backed_up;
 mod backup;
 mod conditions;
 mod events;
 mod handover;
 mod identity;
+mod input;
 mod phone;
 
 pub use account::{AccountEvent, AccountTick, account_event, account_status};
+pub use action::Action;
 use backed_up::{backed_up, backup_completed};
-pub use backup::{BackupResult, Receipt, backup_not_sent, record_backup_result, stamp_intent};
+pub use backup::ActionResult;
 use backup::{permission_retry, requested};
 pub use conditions::{
     BACKUP_PERMISSION_PENDING, BACKUP_REFUSED, Failure, RECONCILING, STALLED, STALLED_REASONS,
@@ -96,13 +101,14 @@ pub use conditions::{
 };
 use conditions::{Conditions, LazyConditions, ReadyCondition};
 pub use events::{PhoneEvent, events, is_settled};
-pub use handover::{AWAITING_HANDOVER, EarlierTerms, Intent, Intents};
+pub use handover::{AWAITING_HANDOVER, Intents};
 use handover::{handover_wait, hold};
 pub use identity::{
     ACCOUNT_NOT_ALLOWED, ACCOUNT_NOT_FOUND, ACCOUNT_NOT_READY, AccountBlock, DEFAULT_SCOPE,
     Disposition, Dispositions, KeyRef, PhoneKey, PhoneView, Route, account_scope, dispositions,
 };
-pub use phone::{Action, Context, Memory, Observation, Planned, plan_phone};
+pub use input::{Context, EarlierTerms, Intent, Memory, Observation, Receipt};
+pub use phone::{Planned, plan_phone};
 
 #[cfg(test)]
 mod tests;

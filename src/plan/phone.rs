@@ -7,48 +7,6 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::borrow::Cow;
 
-/// What this tick's status query said of one instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Observation {
-    /// The vendor listed the instance with this status code.
-    Status(i64),
-    /// The vendor's answer did not list the instance.
-    Missing,
-    /// The query for this instance failed.
-    Failed(Failure),
-}
-
-/// A vendor action the planner asks for. Its call, intent and outcome record are the action's own
-/// (see `ARCHITECTURE.md`, "Adding a vendor action").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Action {
-    /// Back the instance's data up to object storage, releasing its physical instance.
-    Backup,
-}
-
-/// What the engine remembers of one phone across ticks: the planner's input beside the object and
-/// this tick's observation.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Memory<'m> {
-    /// This term wrote the phone and the store does not show that write yet: nothing is planned
-    /// (a plan from the older object would only be fenced off); it waits for the watch.
-    pub lagging: bool,
-    /// Another object's intent for the phone's instance within its grace period (see
-    /// [`Intents::previous`]): an ownership move.
-    pub previous: Option<&'m Intent>,
-    /// The vendor's ids of the phone's last accepted call, waiting for its next write.
-    pub receipt: Option<&'m Receipt>,
-}
-
-/// What holds for every phone of a tick.
-#[derive(Clone, Copy, Debug)]
-pub struct Context<'c> {
-    pub now: Timestamp,
-    pub config: &'c PlanConfig,
-    /// What this leadership term knows of earlier terms' outstanding intents.
-    pub earlier: &'c EarlierTerms,
-}
-
 /// The plan for one phone.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Planned<'a> {
@@ -85,7 +43,7 @@ pub fn plan_phone<'a>(
         return None;
     }
     let mut planned = from_observation(phone, disposition, observation, cx.now, cx.config);
-    if planned.action.is_some()
+    if let Some(action) = planned.action
         && let Some(why) = handover_wait(
             phone,
             memory.previous,
@@ -95,6 +53,7 @@ pub fn plan_phone<'a>(
         )
     {
         hold(
+            action,
             &mut planned.status,
             phone.status,
             phone.generation,

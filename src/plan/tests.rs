@@ -303,7 +303,7 @@ fn an_intent_is_stamped_with_the_time_its_call_leaves() {
         .plan(Some(Observation::Status(2)), at(0))
         .status;
     let leaves = at(74).checked_add(Duration::from_millis(1)).unwrap();
-    stamp_intent(
+    Action::Backup.stamp_intent(
         &mut status,
         Some(1),
         leaves,
@@ -330,10 +330,10 @@ fn a_call_that_left_late_restarts_the_grace_period_from_when_it_left() {
     let phone = Phone::new("p", "kp1").backed_up();
     let intent = phone.plan(Some(Observation::Status(2)), at(0)).status;
     let late = at(40).checked_add(Duration::from_millis(300)).unwrap();
-    let accepted = record_backup_result(
+    let accepted = Action::Backup.record_result(
         &intent,
         Some(1),
-        &BackupResult::Accepted {
+        &ActionResult::Accepted {
             request_id: "r1".into(),
             task_id: None,
             job_id: None,
@@ -361,10 +361,10 @@ fn a_permanent_refusal_holds_until_the_spec_changes() {
         reason: "NoPermission".into(),
         message: "backup call answered KOOPHONE.API.1001: no permission".into(),
     };
-    let refused = record_backup_result(
+    let refused = Action::Backup.record_result(
         &intent,
         Some(1),
-        &BackupResult::Refused { failure },
+        &ActionResult::Refused { failure },
         at(1),
         &config(),
     );
@@ -381,8 +381,8 @@ fn a_permanent_refusal_holds_until_the_spec_changes() {
     assert!(changed.plan(Some(Observation::Status(2)), at(5)).backup);
 }
 
-fn no_permission() -> BackupResult {
-    BackupResult::NotPermitted {
+fn no_permission() -> ActionResult {
+    ActionResult::NotPermitted {
         failure: Failure {
             reason: "NoPermission".into(),
             message: "backup call answered KOOPHONE.API.1001: no permission".into(),
@@ -392,13 +392,13 @@ fn no_permission() -> BackupResult {
 
 /// The phone's plan at `now` (the vendor showing DataLoaded), and, when it backs up, its intent
 /// stamped as the call leaves then and the call's `result` recorded.
-fn call(phone: &Phone, now: i64, result: &BackupResult) -> Option<CloudPhoneStatus> {
+fn call(phone: &Phone, now: i64, result: &ActionResult) -> Option<CloudPhoneStatus> {
     let plan = phone.plan(Some(Observation::Status(2)), at(now));
     if !plan.backup {
         return None;
     }
     let mut intent = plan.status;
-    stamp_intent(
+    Action::Backup.stamp_intent(
         &mut intent,
         phone.generation,
         at(now),
@@ -406,13 +406,7 @@ fn call(phone: &Phone, now: i64, result: &BackupResult) -> Option<CloudPhoneStat
         DEFAULT_SCOPE,
         &config(),
     );
-    Some(record_backup_result(
-        &intent,
-        phone.generation,
-        result,
-        at(now),
-        &config(),
-    ))
+    Some(Action::Backup.record_result(&intent, phone.generation, result, at(now), &config()))
 }
 
 #[test]
@@ -443,7 +437,7 @@ fn a_first_no_permission_is_retried_once_after_the_grace_period_and_a_second_is_
         assert!(call(&refused, later, &no_permission()).is_none());
     }
     // A retry the vendor accepts goes on as any backup.
-    let accepted = BackupResult::Accepted {
+    let accepted = ActionResult::Accepted {
         request_id: "req".into(),
         task_id: None,
         job_id: None,
@@ -670,10 +664,10 @@ fn sub_second_times_are_cut_to_whole_seconds() {
 fn backup_results_are_recorded() {
     let phone = Phone::new("p", "kp1").backed_up();
     let planned = phone.plan(Some(Observation::Status(2)), at(0));
-    let accepted = record_backup_result(
+    let accepted = Action::Backup.record_result(
         &planned.status,
         Some(1),
-        &BackupResult::Accepted {
+        &ActionResult::Accepted {
             request_id: "r-1".into(),
             task_id: Some("t-1".into()),
             job_id: Some("j-1".into()),
@@ -699,11 +693,11 @@ fn backup_results_are_recorded() {
         "the same text before and after the call"
     );
     let mut intent = planned.status.clone();
-    stamp_intent(&mut intent, Some(1), at(0), "r-1", DEFAULT_SCOPE, &config());
-    let happy = record_backup_result(
+    Action::Backup.stamp_intent(&mut intent, Some(1), at(0), "r-1", DEFAULT_SCOPE, &config());
+    let happy = Action::Backup.record_result(
         &intent,
         Some(1),
-        &BackupResult::Accepted {
+        &ActionResult::Accepted {
             request_id: "r-1".into(),
             task_id: Some("t-1".into()),
             job_id: Some("j-1".into()),
@@ -716,10 +710,10 @@ fn backup_results_are_recorded() {
         happy, intent,
         "an accepted call needs no write after its intent"
     );
-    let refused = record_backup_result(
+    let refused = Action::Backup.record_result(
         &intent,
         Some(1),
-        &BackupResult::Failed {
+        &ActionResult::Failed {
             failure: Failure {
                 reason: "InvalidParameter".into(),
                 message: "refused".into(),
@@ -734,26 +728,26 @@ fn backup_results_are_recorded() {
         None,
         "a call that certainly started nothing leaves no request id"
     );
-    let busy = record_backup_result(
+    let busy = Action::Backup.record_result(
         &planned.status,
         Some(1),
-        &BackupResult::AlreadyBackingUp,
+        &ActionResult::AlreadyBackingUp,
         at(1),
         &config(),
     );
     assert_eq!(ready(&busy), ("False", "BackingUp"));
-    let restoring = record_backup_result(
+    let restoring = Action::Backup.record_result(
         &planned.status,
         Some(1),
-        &BackupResult::Restoring,
+        &ActionResult::Restoring,
         at(1),
         &config(),
     );
     assert!(!restoring.backup.as_ref().unwrap().in_flight);
-    let failed = record_backup_result(
+    let failed = Action::Backup.record_result(
         &planned.status,
         Some(1),
-        &BackupResult::Failed {
+        &ActionResult::Failed {
             failure: Failure {
                 reason: "Timeout".into(),
                 message: "timed out".into(),
@@ -768,10 +762,10 @@ fn backup_results_are_recorded() {
         failed.backup.as_ref().unwrap().in_flight,
         "an ambiguous call waits for the grace period"
     );
-    let not_sent = record_backup_result(
+    let not_sent = Action::Backup.record_result(
         &planned.status,
         Some(1),
-        &BackupResult::NotSent,
+        &ActionResult::NotSent,
         at(1),
         &config(),
     );
@@ -788,10 +782,10 @@ fn events_fire_on_transitions_only() {
             .collect()
     };
     let data_loaded = phone.plan(Some(Observation::Status(2)), at(0)).status;
-    let accepted = record_backup_result(
+    let accepted = Action::Backup.record_result(
         &data_loaded,
         Some(1),
-        &BackupResult::Accepted {
+        &ActionResult::Accepted {
             request_id: "r1".into(),
             task_id: None,
             job_id: None,
@@ -1282,10 +1276,10 @@ fn last_backup_time_is_set_when_a_backup_is_seen_complete_and_only_then() {
 fn a_reconcile_request_is_echoed_only_after_an_observation_and_lifts_a_refusal() {
     let phone = Phone::new("p", "kp1").backed_up();
     let intent = phone.plan(Some(Observation::Status(2)), at(0)).status;
-    let refused = record_backup_result(
+    let refused = Action::Backup.record_result(
         &intent,
         Some(1),
-        &BackupResult::Refused {
+        &ActionResult::Refused {
             failure: Failure {
                 reason: "NoPermission".into(),
                 message: "backup call answered KOOPHONE.API.1001".into(),

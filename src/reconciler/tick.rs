@@ -4,7 +4,7 @@
 
 use super::store::WriteError;
 use crate::api::{CloudPhone, CloudPhoneStatus, Phase};
-use crate::plan::{AccountTick, BackupResult, PhoneEvent};
+use crate::plan::{AccountTick, Action, ActionResult, PhoneEvent};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,7 +48,7 @@ impl<'a> Frame<'a> {
 pub(crate) struct Sent {
     pub intent: CloudPhoneStatus,
     pub version: Option<String>,
-    pub result: BackupResult,
+    pub result: ActionResult,
 }
 
 /// One phone's part in a group.
@@ -208,6 +208,26 @@ impl TickReport {
     pub(crate) fn note_write_error(&mut self, err: &WriteError) {
         if !matches!(err, WriteError::Gone(_)) {
             self.write_errors += 1;
+        }
+    }
+
+    /// Counts what came of one phone's call of `action`: a request the vendor accepted, or an
+    /// error (not the vendor's "already under way" nor a call withheld).
+    pub(crate) fn count(&mut self, action: Action, result: &ActionResult) {
+        let (requested, errors) = match action {
+            Action::Backup => (&mut self.backups_requested, &mut self.backup_errors),
+        };
+        match result {
+            ActionResult::Accepted { .. } => *requested += 1,
+            ActionResult::AlreadyBackingUp | ActionResult::Restoring | ActionResult::Withheld => {}
+            _ => *errors += 1,
+        }
+    }
+
+    /// The calls of `action` a batcher made this tick are counted.
+    pub(crate) fn add_calls(&mut self, action: Action, calls: u64) {
+        match action {
+            Action::Backup => self.backup_calls += calls,
         }
     }
 

@@ -5,8 +5,8 @@ use crate::support;
 
 use cloudphone_operator::api::{CloudPhone, CloudPhoneStatus, Lifecycle};
 use cloudphone_operator::plan::{
-    BackupResult, Context, DEFAULT_SCOPE, Disposition, EarlierTerms, Memory, Observation, PhoneKey,
-    PhoneView, PlanConfig, Route, plan_phone, record_backup_result,
+    Action, ActionResult, Context, DEFAULT_SCOPE, Disposition, EarlierTerms, Memory, Observation,
+    PhoneKey, PhoneView, PlanConfig, Route, plan_phone,
 };
 use jiff::Timestamp;
 use mlua::{Lua, LuaSerdeExt};
@@ -317,10 +317,10 @@ fn a_spec_change_not_yet_observed_is_progressing() {
 fn a_backup_call_that_failed_is_progressing_not_degraded() {
     let p = phone(Lifecycle::BackedUp);
     let intent = planned(&p, Disposition::Query, Some(Observation::Status(2)));
-    let failed = record_backup_result(
+    let failed = Action::Backup.record_result(
         &intent,
         Some(1),
-        &BackupResult::Failed {
+        &ActionResult::Failed {
             failure: cloudphone_operator::plan::Failure {
                 reason: "Timeout".into(),
                 message: "timed out".into(),

@@ -602,7 +602,12 @@ async fn backups_take_at_most_three_quarters_of_an_accounts_call_rate() {
     // second) they take 1.2 s, and a status query meanwhile still gets a slot of its own.
     let started = tokio::time::Instant::now();
     for _ in 0..10 {
-        drop(client.reserve_backup().await.unwrap());
+        drop(
+            client
+                .reserve(cloudphone_operator::koophone::Endpoint::Backup)
+                .await
+                .unwrap(),
+        );
     }
     let backups = started.elapsed();
     assert!(

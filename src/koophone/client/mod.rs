@@ -172,15 +172,17 @@ impl Client {
         })
     }
 
-    /// Takes a backup call's slot: waits out the account's flow-control pause, its credentials
-    /// (an IAM token fetch), the backup share of its call rate, its call rate and a place in
-    /// flight. The call that uses it ([`Client::backup_chunk_reserved`]) leaves without waiting.
-    pub async fn reserve_backup(&self) -> Result<Reservation<'_>, Error> {
+    /// Takes the slot of an action's call to `endpoint`: waits out the account's flow-control
+    /// pause, its credentials (an IAM token fetch), the actions' share of its call rate, its call
+    /// rate and a place in flight. The call that uses it (such as [`Client::backup_chunk_gated`])
+    /// leaves without waiting.
+    pub async fn reserve(&self, endpoint: Endpoint) -> Result<Reservation<'_>, Error> {
         self.wait_for_flow_control().await;
-        let call_auth = self.auth.call_auth().await.map_err(|source| Error::Auth {
-            endpoint: Endpoint::Backup,
-            source,
-        })?;
+        let call_auth = self
+            .auth
+            .call_auth()
+            .await
+            .map_err(|source| Error::Auth { endpoint, source })?;
         if let Some(spacing) = &self.limits.backup_spacing {
             spacing.start().await;
         }
@@ -191,14 +193,28 @@ impl Client {
         })
     }
 
-    /// [`Client::backup_chunk_gated`] whose first attempt uses `reservation` and leaves at once
-    /// (after `gate`); a retry (after a 429) waits for a slot of its own, and asks `gate` again.
-    pub async fn backup_chunk_reserved(
+    /// One backup call for at most 100 ids.
+    ///
+    /// NB: the vendor has no idempotency token, so a backup call is sent again only when the vendor
+    /// certainly did not act on it (no connection, or a 429); after a time-out or a 5xx the outcome
+    /// is unknown and the caller must find it out from the status query instead.
+    pub async fn backup_chunk(&self, ids: &[String]) -> Result<BackupReceipt, Error> {
+        self.backup_chunk_gated(ids, Uuid::new_v4(), &|| Ok(()), None)
+            .await
+    }
+
+    /// [`Client::backup_chunk`] whose first attempt carries `request_id` as its `x-request-id`, so
+    /// that the caller can record it before the call (a re-sent attempt gets a fresh one, which the
+    /// receipt gives), and whose every attempt asks `gate` last, after all its waits: a refusal is
+    /// [`Error::Withheld`], and nothing is sent. With a `reservation` (see [`Client::reserve`]),
+    /// the first attempt leaves at once (after `gate`); a retry (after a 429) waits for a slot of
+    /// its own, and asks `gate` again.
+    pub async fn backup_chunk_gated(
         &self,
         ids: &[String],
         request_id: Uuid,
         gate: &Gate<'_>,
-        reservation: Reservation<'_>,
+        reservation: Option<Reservation<'_>>,
     ) -> Result<BackupReceipt, Error> {
         validate_chunk(ids)?;
         let answered: Answered<wire::BackupAnswer> = self
@@ -207,35 +223,8 @@ impl Client {
                 ids,
                 Some(request_id),
                 Some(gate),
-                Some(reservation),
+                reservation,
             )
-            .await?;
-        Ok(receipt(answered))
-    }
-
-    /// One backup call for at most 100 ids.
-    ///
-    /// NB: the vendor has no idempotency token, so a backup call is sent again only when the vendor
-    /// certainly did not act on it (no connection, or a 429); after a time-out or a 5xx the outcome
-    /// is unknown and the caller must find it out from the status query instead.
-    pub async fn backup_chunk(&self, ids: &[String]) -> Result<BackupReceipt, Error> {
-        self.backup_chunk_gated(ids, Uuid::new_v4(), &|| Ok(()))
-            .await
-    }
-
-    /// [`Client::backup_chunk`] whose first attempt carries `request_id` as its `x-request-id`, so
-    /// that the caller can record it before the call (a re-sent attempt gets a fresh one, which the
-    /// receipt gives), and whose every attempt asks `gate` last, after all its waits: a refusal is
-    /// [`Error::Withheld`], and nothing is sent.
-    pub async fn backup_chunk_gated(
-        &self,
-        ids: &[String],
-        request_id: Uuid,
-        gate: &Gate<'_>,
-    ) -> Result<BackupReceipt, Error> {
-        validate_chunk(ids)?;
-        let answered: Answered<wire::BackupAnswer> = self
-            .call(Endpoint::Backup, ids, Some(request_id), Some(gate), None)
             .await?;
         Ok(receipt(answered))
     }

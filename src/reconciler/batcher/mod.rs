@@ -2,18 +2,14 @@
 //! whole-call refusal split in halves until the ids at fault are isolated, unless the vendor
 //! refuses the request itself, whatever its ids: then the account's breaker opens instead.
 
-mod backup;
+mod action;
 mod query;
 
-// NB: the path the slot had before the split, which no module names today (the engine only holds
-// what `reserve_backup` returns).
-#[allow(unused_imports)]
-pub(crate) use backup::BackupSlot;
 use query::Judgement;
 
 use super::breaker::Breakers;
 use crate::koophone::{AccountFault, Client, Error, MAX_IDS_PER_CALL};
-use crate::plan::Failure;
+use crate::plan::{Action, Failure};
 use std::sync::atomic::AtomicU64;
 use tokio::sync::Semaphore;
 
@@ -28,11 +24,12 @@ pub(crate) struct Batcher<'a> {
     /// The credentials' version at the start of the tick: a breaker opened under older ones closes.
     credentials: u64,
     pub status_calls: AtomicU64,
-    pub backup_calls: AtomicU64,
+    /// The calls of each action (by [`Action::index`]).
+    pub action_calls: [AtomicU64; Action::ALL.len()],
     /// The account's cap on status calls in flight, splits included.
     status_slots: Semaphore,
-    /// The account's cap on backup calls in flight, splits included.
-    backup_slots: Semaphore,
+    /// The account's cap on action calls in flight, splits included.
+    action_slots: Semaphore,
     /// Whether the vendor refuses this tick's requests whatever their ids, once a refusal was
     /// judged; behind an async lock, so that concurrent refusals wait for one judgement.
     judgement: tokio::sync::Mutex<Judgement>,
@@ -78,9 +75,9 @@ impl<'a> Batcher<'a> {
             scope: crate::plan::DEFAULT_SCOPE,
             credentials: client.credentials_version(),
             status_calls: AtomicU64::new(0),
-            backup_calls: AtomicU64::new(0),
+            action_calls: Default::default(),
             status_slots: Semaphore::new(in_flight.max(1)),
-            backup_slots: Semaphore::new(in_flight.max(1)),
+            action_slots: Semaphore::new(in_flight.max(1)),
             judgement: tokio::sync::Mutex::default(),
         }
     }

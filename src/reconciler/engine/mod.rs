@@ -4,7 +4,7 @@
 //! - `steps`: the tick's steps, each with its contract (the tick itself, below, lists them);
 //! - `leading`: the leader-gated loop; `trigger`: the early ticks asked for;
 //! - `term`: the memory across ticks (terms, the intents record, writes the cache lags);
-//! - `backup`: a chunk's backups; `writes`: status writes and events;
+//! - `act`: a chunk's vendor actions, one path for every action; `writes`: status writes and events;
 //! - `report`: account reports, fleet gauges and the tick's metrics.
 
 use super::accounts::{AccountsFeed, Binding, Tenants, TickAccounts, resolve_projects};
@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{Instrument, debug, info, warn};
 
-mod backup;
+mod act;
 mod leading;
 mod report;
 mod steps;
@@ -372,7 +372,8 @@ impl<S: PhoneStore> Engine<S> {
         group
     }
 
-    /// Backs up the planned phones that need it, then writes every changed status.
+    /// Takes the planned actions, one call per action and call key (see [`plan::Action::call_key`]),
+    /// then writes every changed status.
     async fn settle<'v>(
         &self,
         frame: &Frame<'_>,
@@ -383,17 +384,19 @@ impl<S: PhoneStore> Engine<S> {
             phones: Vec::with_capacity(planned.len()),
             ..Group::default()
         };
-        let mut wanted = Vec::new();
+        // NB: a BTreeMap: the calls of a chunk leave in the same order from tick to tick.
+        let mut wanted: std::collections::BTreeMap<_, Vec<usize>> = Default::default();
         for (k, (i, p)) in planned.into_iter().enumerate() {
-            if p.action == Some(plan::Action::Backup) {
-                wanted.push(k);
+            if let Some(action) = p.action {
+                let key = action.call_key(&frame.snapshot[i].spec);
+                wanted.entry((action, key)).or_default().push(k);
             }
             group.phones.push(Outcome::new(i, p.status));
         }
-        if let Some(batcher) = batcher
-            && !wanted.is_empty()
-        {
-            self.back_up(frame, &mut group, &wanted, batcher).await;
+        if let Some(batcher) = batcher {
+            for ((action, _), phones) in &wanted {
+                self.act(*action, frame, &mut group, phones, batcher).await;
+            }
         }
         self.write_changed(frame, &mut group).await;
         group.seal(frame);

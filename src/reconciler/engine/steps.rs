@@ -252,7 +252,12 @@ impl<S: PhoneStore> Engine<S> {
         }
         for b in batchers.iter().flatten() {
             report.status_calls += b.status_calls.load(Ordering::Relaxed);
-            report.backup_calls += b.backup_calls.load(Ordering::Relaxed);
+            for action in plan::Action::ALL {
+                report.add_calls(
+                    action,
+                    b.action_calls[action.index()].load(Ordering::Relaxed),
+                );
+            }
         }
         report
     }

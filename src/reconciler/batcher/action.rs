@@ -1,10 +1,10 @@
-//! The backup call path of a [`Batcher`]: one call reserved before its intents are written, and a
-//! whole-call refusal re-queried, sampled and re-sent so that no instance gets a second backup.
+//! The action call path of a [`Batcher`], one for every vendor action: one call reserved before
+//! its intents are written, and a whole-call refusal re-queried, sampled and re-sent so that no
+//! instance gets a second action.
 
 use super::{Batcher, account_failure, failure, halves, refused_alike};
-use crate::api::Phase;
-use crate::koophone::{Error, Fault, Gate, MAX_IDS_PER_CALL, VendorCode};
-use crate::plan::{BackupResult, Failure, Observation};
+use crate::koophone::{Endpoint, Error, Fault, Gate, MAX_IDS_PER_CALL, VendorCode};
+use crate::plan::{Action, ActionResult, Failure};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 // NB: foldhash: maps a tick fills and reads per phone; SipHash was a tenth of a steady tick.
@@ -13,69 +13,70 @@ use std::sync::atomic::Ordering;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-/// Ids of a backup chunk refused whole that are asked alone before the rest is split: each is a
+/// Ids of an action's chunk refused whole that are asked alone before the rest is split: each is a
 /// call its phone needs anyway. All refused as the chunk was: the refusal is the vendor's for every
 /// call (a storm to split further); one answered otherwise: the refusal is some ids', split on.
 const BACKUP_SAMPLES: usize = 3;
 
 impl Batcher<'_> {
-    /// Takes the slots of one backup call (the batcher's cap on backup calls in flight, and the
-    /// account's: see [`Client::reserve_backup`](crate::koophone::Client::reserve_backup)) before
-    /// its intents are written, so that the call leaves right after them, well inside the intent
-    /// age.
-    pub async fn reserve_backup(&self) -> Result<BackupSlot<'_>, Error> {
+    /// Takes the slots of one call of `action` (the batcher's cap on action calls in flight, and
+    /// the account's: see [`Client::reserve`](crate::koophone::Client::reserve)) before its
+    /// intents are written, so that the call leaves right after them, well inside the intent age.
+    pub async fn reserve(&self, action: Action) -> Result<ActionSlot<'_>, Error> {
         // NB: the semaphore is never closed: acquiring fails never.
-        let cap = self.backup_slots.acquire().await.ok();
-        let reservation = self.client.reserve_backup().await?;
-        Ok(BackupSlot {
+        let cap = self.action_slots.acquire().await.ok();
+        let reservation = self.client.reserve(endpoint(action)).await?;
+        Ok(ActionSlot {
             _cap: cap,
             reservation,
         })
     }
 
-    /// One backup call for at most 100 ids, in `slot`, carrying `request_id` (the intents
+    /// One call of `action` for at most 100 ids, in `slot`, carrying `request_id` (the intents
     /// recorded it; a re-sent call gets its own). Its every attempt asks `gate` last, right before
     /// it leaves, whether it may still (leadership fresh, intent recent); a refused gate withholds it.
-    pub async fn backup_reserved(
+    pub async fn call_reserved(
         &self,
+        action: Action,
         ids: Vec<String>,
         gate: &Gate<'_>,
         request_id: Uuid,
-        slot: BackupSlot<'_>,
-    ) -> HashMap<String, BackupResult> {
+        slot: ActionSlot<'_>,
+    ) -> HashMap<String, ActionResult> {
         debug_assert!(ids.len() <= MAX_IDS_PER_CALL);
-        self.backup_chunk(ids, gate, Some(request_id), Some(slot))
+        self.chunk(action, ids, gate, Some(request_id), Some(slot))
             .await
             .into_iter()
             .collect()
     }
 
-    /// One backup call. A whole-call refusal caused by some of its instances is not blindly halved:
+    /// One call of `action`. A whole-call refusal caused by some of its instances is not blindly halved:
     /// the chunk's status is queried again first and every instance now backing up, idle, restoring
     /// or gone is dropped (a second call for it would be a second backup); the rest is re-sent, in
     /// halves only when the query dropped none, and then only once a few ids asked alone showed
     /// that the vendor does not refuse every call the same way (a gateway refusing the path, a
     /// request shape it no longer takes: halving that down to single ids would be a storm).
-    fn backup_chunk<'b>(
+    fn chunk<'b>(
         &'b self,
+        action: Action,
         ids: Vec<String>,
         gate: &'b Gate<'b>,
         request_id: Option<Uuid>,
-        reserved: Option<BackupSlot<'b>>,
-    ) -> BoxFuture<'b, Vec<(String, BackupResult)>> {
+        reserved: Option<ActionSlot<'b>>,
+    ) -> BoxFuture<'b, Vec<(String, ActionResult)>> {
         async move {
-            let err = match self.send_backup(&ids, gate, request_id, reserved).await {
+            let err = match self.send(action, &ids, gate, request_id, reserved).await {
                 Ok(results) => return results,
                 Err(err) => err,
             };
             if !(err.is_per_instance_refusal() && ids.len() > 1) {
-                let result = backup_failure(&err, ids.len() == 1);
+                let result = call_failure(action, &err, ids.len() == 1);
                 return ids.into_iter().map(|id| (id, result.clone())).collect();
             }
             let mut out = Vec::new();
             let mut still = Vec::new();
             for (id, observation) in self.query_chunk(ids.clone(), false).await {
-                match settled_without_a_call(&observation) {
+                match action.settled_without_a_call(&observation) {
                     Some(result) => out.push((id, result)),
                     None => still.push(id),
                 }
@@ -83,16 +84,16 @@ impl Batcher<'_> {
             let resent = if still.is_empty() {
                 Vec::new()
             } else if still.len() < ids.len() {
-                self.backup_chunk(still, gate, None, None).await
+                self.chunk(action, still, gate, None, None).await
             } else {
-                self.resend_refused(still, gate, &err).await
+                self.resend_refused(action, still, gate, &err).await
             };
             // NB: the refused call did leave: an id whose re-send did not (gate, breaker) keeps its
             // intent, and its grace period runs, as for any call whose answer is a refusal.
             out.extend(resent.into_iter().map(|(id, result)| match result {
-                BackupResult::Withheld => (
+                ActionResult::Withheld => (
                     id,
-                    BackupResult::Failed {
+                    ActionResult::Failed {
                         failure: failure(&err),
                         ambiguous: false,
                     },
@@ -110,16 +111,17 @@ impl Batcher<'_> {
     /// the attempts. Otherwise the rest is re-sent in halves, to isolate the ids at fault.
     async fn resend_refused<'b>(
         &'b self,
+        action: Action,
         mut ids: Vec<String>,
         gate: &'b Gate<'b>,
         refusal: &Error,
-    ) -> Vec<(String, BackupResult)> {
+    ) -> Vec<(String, ActionResult)> {
         let mut out = Vec::new();
         let mut alike = Vec::new();
         while alike.len() < BACKUP_SAMPLES && ids.len() > 1 {
             let id = ids.remove(0);
             match self
-                .send_backup(std::slice::from_ref(&id), gate, None, None)
+                .send(action, std::slice::from_ref(&id), gate, None, None)
                 .await
             {
                 Ok(results) => {
@@ -128,7 +130,7 @@ impl Batcher<'_> {
                 }
                 Err(e) if refused_alike(&e, refusal) => alike.push((id, e)),
                 Err(e) => {
-                    out.push((id, backup_failure(&e, true)));
+                    out.push((id, call_failure(action, &e, true)));
                     break;
                 }
             }
@@ -139,7 +141,7 @@ impl Batcher<'_> {
                 error = %refusal,
                 "the vendor refuses every backup call the same way, whatever its ids: no further split"
             );
-            let systematic = BackupResult::Failed {
+            let systematic = ActionResult::Failed {
                 failure: Failure {
                     reason: "ConfigurationError".into(),
                     message: format!(
@@ -161,15 +163,15 @@ impl Batcher<'_> {
         out.extend(
             alike
                 .into_iter()
-                .map(|(id, e)| (id, backup_failure(&e, true))),
+                .map(|(id, e)| (id, call_failure(action, &e, true))),
         );
         if ids.len() == 1 {
-            out.extend(self.backup_chunk(ids, gate, None, None).await);
+            out.extend(self.chunk(action, ids, gate, None, None).await);
         } else if !ids.is_empty() {
             let (left, right) = halves(ids);
             let (a, b) = futures::join!(
-                self.backup_chunk(left, gate, None, None),
-                self.backup_chunk(right, gate, None, None)
+                self.chunk(action, left, gate, None, None),
+                self.chunk(action, right, gate, None, None)
             );
             out.extend(a);
             out.extend(b);
@@ -177,19 +179,20 @@ impl Batcher<'_> {
         out
     }
 
-    /// Sends one backup call (in `reserved`, or in slots of its own): the result of each id when
+    /// Sends one call of `action` (in `reserved`, or in slots of its own): the result of each id when
     /// the vendor accepted it or it was withheld before it left; the error otherwise (an account
     /// fault trips the breaker).
-    async fn send_backup(
+    async fn send(
         &self,
+        action: Action,
         ids: &[String],
         gate: &Gate<'_>,
         request_id: Option<Uuid>,
-        reserved: Option<BackupSlot<'_>>,
-    ) -> Result<Vec<(String, BackupResult)>, Error> {
+        reserved: Option<ActionSlot<'_>>,
+    ) -> Result<Vec<(String, ActionResult)>, Error> {
         let withheld = || {
             ids.iter()
-                .map(|id| (id.clone(), BackupResult::Withheld))
+                .map(|id| (id.clone(), ActionResult::Withheld))
                 .collect()
         };
         if self.breakers.refusal(self.account).is_some() {
@@ -207,29 +210,33 @@ impl Batcher<'_> {
         };
         let gate: &Gate<'_> = &gate;
         let request_id = request_id.unwrap_or_else(Uuid::new_v4);
-        let answer = match reserved {
-            Some(BackupSlot { _cap, reservation }) => {
+        let (_cap, reservation) = match reserved {
+            Some(ActionSlot { _cap, reservation }) => (_cap, Some(reservation)),
+            // NB: the semaphore is never closed: acquiring fails never.
+            None => (self.action_slots.acquire().await.ok(), None),
+        };
+        let answer = match action {
+            Action::Backup => {
                 self.client
-                    .backup_chunk_reserved(ids, request_id, gate, reservation)
+                    .backup_chunk_gated(ids, request_id, gate, reservation)
                     .await
-            }
-            None => {
-                // NB: the semaphore is never closed: acquiring fails never.
-                let _slot = self.backup_slots.acquire().await.ok();
-                self.client.backup_chunk_gated(ids, request_id, gate).await
             }
         };
         if !matches!(answer, Err(Error::Withheld { .. })) {
-            self.backup_calls.fetch_add(1, Ordering::Relaxed);
+            self.action_calls[action.index()].fetch_add(1, Ordering::Relaxed);
         }
         match answer {
             Ok(mut receipt) => {
-                debug!(ids = ids.len(), "backup call accepted");
+                debug!(
+                    action = action.name(),
+                    ids = ids.len(),
+                    "action call accepted"
+                );
                 let request_id = receipt.request_id.to_string();
                 Ok(ids
                     .iter()
                     .map(|id| {
-                        let result = BackupResult::Accepted {
+                        let result = ActionResult::Accepted {
                             request_id: request_id.clone(),
                             task_id: receipt.task_id.clone(),
                             job_id: receipt.jobs.remove(id),
@@ -240,7 +247,12 @@ impl Batcher<'_> {
                     .collect())
             }
             Err(Error::Withheld { reason, .. }) => {
-                debug!(ids = ids.len(), reason, "backup call withheld");
+                debug!(
+                    action = action.name(),
+                    ids = ids.len(),
+                    reason,
+                    "action call withheld"
+                );
                 Ok(withheld())
             }
             Err(err) => {
@@ -258,66 +270,42 @@ impl Batcher<'_> {
     }
 }
 
-/// The slots of one backup call, taken before its intents are written.
-pub(crate) struct BackupSlot<'a> {
+/// The vendor's call of each action.
+fn endpoint(action: Action) -> Endpoint {
+    match action {
+        Action::Backup => Endpoint::Backup,
+    }
+}
+
+/// What a failed call of `action` means for each of its instances; `single` when it named one.
+fn call_failure(action: Action, err: &Error, single: bool) -> ActionResult {
+    match action {
+        Action::Backup => backup_failure(err, single),
+    }
+}
+
+/// The slots of one action call, taken before its intents are written.
+pub(crate) struct ActionSlot<'a> {
     _cap: Option<tokio::sync::SemaphorePermit<'a>>,
     reservation: crate::koophone::Reservation<'a>,
 }
 
-/// What a fresh observation says of an instance whose backup call was refused whole: `None` when
-/// it still needs a call; otherwise the result to record without one.
-fn settled_without_a_call(observation: &Observation) -> Option<BackupResult> {
-    match observation {
-        Observation::Status(code) => match Phase::from_code(*code) {
-            // NB: Idle too: the backup ended between the calls; the next status query records it.
-            Phase::BackingUp | Phase::Idle => Some(BackupResult::AlreadyBackingUp),
-            Phase::Restoring => Some(BackupResult::Restoring),
-            Phase::DataLoaded | Phase::Streaming | Phase::BackupFailed => None,
-            // Not a state a backup starts from: a call would be refused again.
-            Phase::RestoreFailed | Phase::Unknown | Phase::Pending | Phase::NotFound => {
-                Some(BackupResult::Failed {
-                    failure: Failure {
-                        reason: "NotBackupable".into(),
-                        message: format!(
-                            "the vendor shows status {code}, from which no backup starts"
-                        ),
-                    },
-                    ambiguous: false,
-                })
-            }
-        },
-        Observation::Missing => Some(BackupResult::NotFound),
-        // Not known: no call for it this tick. NB: not Withheld: the refused call did leave, so
-        // its intent stays and its grace period runs.
-        Observation::Failed(query) => Some(BackupResult::Failed {
-            failure: Failure {
-                reason: query.reason.clone(),
-                message: format!(
-                    "the backup call was refused whole, and the status query that followed failed ({}): {}",
-                    query.reason, query.message
-                ),
-            },
-            ambiguous: false,
-        }),
-    }
-}
-
 /// What a failed backup call means for each of its instances; `single` when the call named one.
-fn backup_failure(err: &Error, single: bool) -> BackupResult {
+fn backup_failure(err: &Error, single: bool) -> ActionResult {
     match err.vendor_code() {
-        Some(VendorCode::BackingUp) => BackupResult::AlreadyBackingUp,
-        Some(VendorCode::Restoring) => BackupResult::Restoring,
-        Some(VendorCode::InstanceNotFound) => BackupResult::NotFound,
+        Some(VendorCode::BackingUp) => ActionResult::AlreadyBackingUp,
+        Some(VendorCode::Restoring) => ActionResult::Restoring,
+        Some(VendorCode::InstanceNotFound) => ActionResult::NotFound,
         // NB: a 1001 may be IAM permissions still propagating: the plan retries it once.
-        Some(VendorCode::NoPermission) if single => BackupResult::NotPermitted {
+        Some(VendorCode::NoPermission) if single => ActionResult::NotPermitted {
             failure: failure(err),
         },
         Some(VendorCode::NotOwned | VendorCode::RegionMismatch) if single => {
-            BackupResult::Refused {
+            ActionResult::Refused {
                 failure: failure(err),
             }
         }
-        _ => BackupResult::Failed {
+        _ => ActionResult::Failed {
             failure: failure(err),
             // A refusal (4xx) or a call never delivered cannot have started a backup; a time-out,
             // a 5xx or a lost answer may have.
@@ -351,13 +339,13 @@ mod tests {
         };
         assert!(matches!(
             backup_failure(&answered("1001"), true),
-            BackupResult::NotPermitted { .. }
+            ActionResult::NotPermitted { .. }
         ));
         for code in ["1012", "1002"] {
             assert!(
                 matches!(
                     backup_failure(&answered(code), true),
-                    BackupResult::Refused { .. }
+                    ActionResult::Refused { .. }
                 ),
                 "{code}"
             );
@@ -384,7 +372,7 @@ mod tests {
         // A status call takes the account's slot: the backup's comes 500 ms later.
         batcher.query(ids(1)).await;
         let asked = tokio::time::Instant::now();
-        let slot = batcher.reserve_backup().await.unwrap();
+        let slot = batcher.reserve(Action::Backup).await.unwrap();
         let reserved = tokio::time::Instant::now();
         assert!(
             reserved - asked >= std::time::Duration::from_millis(300),
@@ -396,9 +384,9 @@ mod tests {
             Err("the lease went stale")
         };
         let results = batcher
-            .backup_reserved(ids(1), &gate, Uuid::new_v4(), slot)
+            .call_reserved(Action::Backup, ids(1), &gate, Uuid::new_v4(), slot)
             .await;
-        assert!(results.values().all(|r| *r == BackupResult::Withheld));
+        assert!(results.values().all(|r| *r == ActionResult::Withheld));
         let waited = checked_at.lock().unwrap().unwrap() - reserved;
         assert!(
             waited < std::time::Duration::from_millis(400),
@@ -431,12 +419,12 @@ mod tests {
                 Err("the lease went stale during the Retry-After")
             }
         };
-        let slot = batcher.reserve_backup().await.unwrap();
+        let slot = batcher.reserve(Action::Backup).await.unwrap();
         let results = batcher
-            .backup_reserved(ids(1), &gate, Uuid::new_v4(), slot)
+            .call_reserved(Action::Backup, ids(1), &gate, Uuid::new_v4(), slot)
             .await;
         assert!(
-            results.values().all(|r| *r == BackupResult::Withheld),
+            results.values().all(|r| *r == ActionResult::Withheld),
             "{results:?}"
         );
         assert_eq!(
@@ -475,12 +463,12 @@ mod tests {
             token: Token::new("t"),
             project_id: Some("another-project".into()),
         }));
-        let slot = batcher.reserve_backup().await.unwrap();
+        let slot = batcher.reserve(Action::Backup).await.unwrap();
         let results = batcher
-            .backup_reserved(ids(1), &|| Ok(()), Uuid::new_v4(), slot)
+            .call_reserved(Action::Backup, ids(1), &|| Ok(()), Uuid::new_v4(), slot)
             .await;
         assert!(
-            results.values().all(|r| *r == BackupResult::Withheld),
+            results.values().all(|r| *r == ActionResult::Withheld),
             "{results:?}"
         );
         assert_eq!(sim.counters().calls("backup"), 0);
@@ -489,12 +477,12 @@ mod tests {
     #[test]
     fn an_id_of_a_refused_call_whose_requery_failed_keeps_its_intent() {
         // The refused call did leave: the id is not 'withheld' (which clears the intent).
-        let unknown = Observation::Failed(Failure {
+        let unknown = crate::plan::Observation::Failed(Failure {
             reason: "Timeout".into(),
             message: "no answer".into(),
         });
-        match settled_without_a_call(&unknown) {
-            Some(BackupResult::Failed {
+        match Action::Backup.settled_without_a_call(&unknown) {
+            Some(ActionResult::Failed {
                 ambiguous: false,
                 failure,
             }) => assert!(failure.message.contains("refused whole"), "{failure:?}"),
@@ -510,15 +498,15 @@ mod tests {
         let (sim, client) = fleet(100, code::DATA_LOADED).await;
         let breakers = Breakers::default();
         let batcher = Batcher::new(&client, 8, &breakers, DEFAULT_ACCOUNT);
-        let slot = batcher.reserve_backup().await.unwrap();
+        let slot = batcher.reserve(Action::Backup).await.unwrap();
         let results = batcher
-            .backup_reserved(ids(100), &|| Ok(()), Uuid::new_v4(), slot)
+            .call_reserved(Action::Backup, ids(100), &|| Ok(()), Uuid::new_v4(), slot)
             .await;
         assert_eq!(results.len(), 100);
         assert!(
             results.values().all(|r| matches!(
                 r,
-                BackupResult::Accepted {
+                ActionResult::Accepted {
                     task_id: Some(_),
                     job_id: Some(_),
                     ..
@@ -526,7 +514,10 @@ mod tests {
             )),
             "{results:?}"
         );
-        assert_eq!(batcher.backup_calls.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            batcher.action_calls[Action::Backup.index()].load(Ordering::Relaxed),
+            1
+        );
         assert_eq!(sim.counters().calls("backup"), 1);
         assert_eq!(sim.counters().backups_started, 100);
     }

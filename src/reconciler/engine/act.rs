@@ -1,21 +1,22 @@
-//! The backup half of a tick: each intent written before its call, the call gated by the lease's
-//! freshness, and what came of it recorded; the vendor's task and job ids ride on the next write.
+//! The action path of a tick, one for every vendor action: each intent written before its call, the
+//! call gated by the lease's freshness, and what came of it recorded; the vendor's task and job ids
+//! ride on the next write.
 
 use super::*;
 use crate::api::{CloudPhone, CloudPhoneStatus};
-use crate::plan::{self, BackupResult, Intent, PhoneKey};
+use crate::plan::{self, Action, ActionResult, Intent, PhoneKey};
 use jiff::Timestamp;
 use std::borrow::Cow;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-/// The planned backups at `wanted` go back to the backup record they had, `Ready` saying `why` no
-/// call left.
-fn not_sent(frame: &Frame<'_>, group: &mut Group<'_>, wanted: &[usize], why: &str) {
+/// The planned calls of `action` at `wanted` go back to the record they had, `Ready` saying `why`
+/// no call left.
+fn not_sent(action: Action, frame: &Frame<'_>, group: &mut Group<'_>, wanted: &[usize], why: &str) {
     for &k in wanted {
         let phone = &mut group.phones[k];
-        let before = frame.status(phone.index).and_then(|s| s.backup.as_ref());
-        phone.new = Cow::Owned(plan::backup_not_sent(
+        let before = frame.status(phone.index).and_then(|s| action.record(s));
+        phone.new = Cow::Owned(action.not_sent(
             &phone.new,
             before,
             frame.snapshot[phone.index].metadata.generation,
@@ -26,13 +27,14 @@ fn not_sent(frame: &Frame<'_>, group: &mut Group<'_>, wanted: &[usize], why: &st
 }
 
 impl<S: PhoneStore> Engine<S> {
-    /// Backs up the phones of `group` at `wanted` (at most 100): makes sure the intents record
-    /// covers the call (no intent and no call when it cannot), writes each intent, stamped with the
-    /// time the call leaves and fenced by the version it was planned from, then calls backup for
-    /// the intents written, and records the outcome. A crash after the intent cannot
-    /// lead to a second call; a 409 sends nothing for that phone.
-    pub(super) async fn back_up(
+    /// Takes `action` for the phones of `group` at `wanted` (at most 100, one call's worth): makes
+    /// sure the intents record covers the call (no intent and no call when it cannot), writes each
+    /// intent, stamped with the time the call leaves and fenced by the version it was planned
+    /// from, then makes the call for the intents written, and records the outcome. A crash after
+    /// the intent cannot lead to a second call; a 409 sends nothing for that phone.
+    pub(super) async fn act(
         &self,
+        action: Action,
         frame: &Frame<'_>,
         group: &mut Group<'_>,
         wanted: &[usize],
@@ -41,14 +43,14 @@ impl<S: PhoneStore> Engine<S> {
         // NB: the account's waits (a 429 pause, its call rate and cap, an IAM token) come before
         // the intents, not between them and the call: the call leaves within the intent age.
         let slot = batcher
-            .reserve_backup()
+            .reserve(action)
             .await
             .map_err(|e| format!("the account's credentials cannot be used: {}", e.summary()));
         let slot = match slot {
             Ok(slot) => slot,
             Err(why) => {
-                debug!(account = batcher.account(), phones = wanted.len(), %why, "backups not sent this tick");
-                not_sent(frame, group, wanted, &why);
+                debug!(account = batcher.account(), action = action.name(), phones = wanted.len(), %why, "action calls not sent this tick");
+                not_sent(action, frame, group, wanted, &why);
                 return;
             }
         };
@@ -59,11 +61,11 @@ impl<S: PhoneStore> Engine<S> {
         // NB: no record, nor intents, for calls the gate would withhold anyway: a term that is
         // not fresh records nothing the next term would wait for.
         if let Err(why) = self.may_call(frame.term, sent_at) {
-            not_sent(frame, group, wanted, why);
+            not_sent(action, frame, group, wanted, why);
             return;
         }
         if let Err(why) = self.record_intents(leaves).await {
-            not_sent(frame, group, wanted, &why);
+            not_sent(action, frame, group, wanted, &why);
             return;
         }
         // NB: the request id exists before the call, so that the intent records it.
@@ -74,7 +76,7 @@ impl<S: PhoneStore> Engine<S> {
             .map(|&k| {
                 let phone = &group.phones[k];
                 let mut intent = phone.new.clone().into_owned();
-                plan::stamp_intent(
+                action.stamp_intent(
                     &mut intent,
                     frame.snapshot[phone.index].metadata.generation,
                     leaves,
@@ -116,30 +118,32 @@ impl<S: PhoneStore> Engine<S> {
         let mut results = if ids.is_empty() {
             HashMap::new()
         } else {
-            batcher.backup_reserved(ids, &gate, request_id, slot).await
+            batcher
+                .call_reserved(action, ids, &gate, request_id, slot)
+                .await
         };
         for (k, intent, version) in confirmed {
             let phone = frame.snapshot[group.phones[k].index].as_ref();
             let sent = Sent {
                 result: results
                     .remove(&phone.spec.instance_id)
-                    .unwrap_or(BackupResult::Withheld),
+                    .unwrap_or(ActionResult::Withheld),
                 intent,
                 version,
             };
-            self.record_sent(phone, batcher.scope, &sent, &mut group.report);
+            self.record_sent(action, phone, batcher.scope, &sent, &mut group.report);
             self.keep_receipt(phone, &sent.result);
             let outcome = &mut group.phones[k];
             outcome.new = Cow::Owned(match sent.result {
                 // A call that surely never left clears its intent in the write that follows.
-                BackupResult::Withheld => plan::backup_not_sent(
+                ActionResult::Withheld => action.not_sent(
                     &sent.intent,
-                    phone.status.as_ref().and_then(|s| s.backup.as_ref()),
+                    phone.status.as_ref().and_then(|s| action.record(s)),
                     phone.metadata.generation,
-                    "the backup call was withheld before it left (this replica's leadership or the intent was no longer fresh, or the account's breaker opened)",
+                    &format!("the {} call was withheld before it left (this replica's leadership or the intent was no longer fresh, or the account's breaker opened)", action.name()),
                     Timestamp::now(),
                 ),
-                _ => plan::record_backup_result(
+                _ => action.record_result(
                     &sent.intent,
                     phone.metadata.generation,
                     &sent.result,
@@ -151,10 +155,11 @@ impl<S: PhoneStore> Engine<S> {
         }
     }
 
-    /// Logs and counts what came of one phone's backup call, and remembers its intent for
+    /// Logs and counts what came of one phone's call of `action`, and remembers its intent for
     /// ownership moves.
     pub(super) fn record_sent(
         &self,
+        action: Action,
         phone: &CloudPhone,
         scope: &str,
         sent: &Sent,
@@ -162,16 +167,15 @@ impl<S: PhoneStore> Engine<S> {
     ) {
         report.statuses_written += 1;
         if let Some(m) = &self.metrics {
-            m.backups
+            m.action_outcomes(action)
                 .get_or_create(&crate::metrics::BackupOutcomeLabels {
                     outcome: sent.result.outcome(),
                 })
                 .inc();
         }
-        if let Some(at) = sent
-            .intent
-            .backup
-            .as_ref()
+        report.count(action, &sent.result);
+        if let Some(at) = action
+            .record(&sent.intent)
             .and_then(|b| b.requested_at.as_ref())
         {
             self.recall().intents.record(
@@ -185,23 +189,21 @@ impl<S: PhoneStore> Engine<S> {
             );
         }
         match &sent.result {
-            BackupResult::Accepted { request_id, .. } => {
-                report.backups_requested += 1;
-                info!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, request_id, "backup requested");
+            ActionResult::Accepted { request_id, .. } => {
+                info!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, request_id, "{} requested", action.name());
             }
-            BackupResult::AlreadyBackingUp | BackupResult::Restoring | BackupResult::Withheld => {
-                debug!(phone = %PhoneKey::of(phone), result = ?sent.result, "backup not sent or not started");
+            ActionResult::AlreadyBackingUp | ActionResult::Restoring | ActionResult::Withheld => {
+                debug!(phone = %PhoneKey::of(phone), result = ?sent.result, "{} not sent or not started", action.name());
             }
             other => {
-                report.backup_errors += 1;
-                warn!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, result = ?other, "backup call failed");
+                warn!(phone = %PhoneKey::of(phone), instance = %phone.spec.instance_id, result = ?other, "{} call failed", action.name());
             }
         }
     }
 
     /// Keeps the vendor's task and job ids of an accepted call until the phone's next write.
-    pub(super) fn keep_receipt(&self, phone: &CloudPhone, result: &BackupResult) {
-        let BackupResult::Accepted {
+    pub(super) fn keep_receipt(&self, phone: &CloudPhone, result: &ActionResult) {
+        let ActionResult::Accepted {
             request_id,
             task_id,
             job_id,
