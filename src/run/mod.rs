@@ -8,7 +8,8 @@
 //! - `flags`: the flag values refused and the settings derived from them.
 //! - `identity`: this replica's namespace, the Lease's, and its identity in the Lease.
 //! - `label_selector`: the text form of a label selector, for the flags the operator matches itself.
-//! - [`leader`]: the Lease election and the freshness fence of backup calls.
+//! - [`leader`]: the Lease election, the freshness fence of backup calls and the intents record
+//!   kept in the Lease.
 //! - `preflight`: the CloudPhones listed once before anything starts.
 //! - [`schema_check`]: the CRD revision gate.
 //! - `readiness`: `/readyz` and the gate of the ticks.
