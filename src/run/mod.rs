@@ -4,223 +4,44 @@
 //! - [`accounts`]: the CloudPhoneAccounts' watches, clients and statuses.
 //! - [`args`]: every flag of the binary.
 //! - [`credentials`]: the vendor credentials' sources, among them the watched Secret.
+//! - `error`: [`RunError`], why `run` stops or cannot start.
+//! - `flags`: the flag values refused and the settings derived from them.
+//! - `identity`: this replica's namespace, the Lease's, and its identity in the Lease.
 //! - `label_selector`: the text form of a label selector, for the flags the operator matches itself.
-//! - [`leader`]: the Lease election and the freshness fence of backup calls.
+//! - [`leader`]: the Lease election, the freshness fence of backup calls and the intents record
+//!   kept in the Lease.
+//! - `preflight`: the CloudPhones listed once before anything starts.
 //! - [`schema_check`]: the CRD revision gate.
 //! - `readiness`: `/readyz` and the gate of the ticks.
 //! - [`tasks`]: the supervised tasks: one that ends early ends `run` with an error.
+//! - `wiring`: the steps of [`run_supervising`], each building or starting one part.
 
 pub mod accounts;
 pub mod args;
 pub mod credentials;
+mod error;
+mod flags;
+mod identity;
 mod label_selector;
 pub mod leader;
+mod preflight;
 mod readiness;
 pub mod schema_check;
 pub mod tasks;
+mod wiring;
 
 pub use args::RunArgs;
+pub use error::{MIN_GRACE_PERIOD, RunError};
+pub use flags::read_token;
+pub use preflight::preflight;
 
-use crate::http;
-use crate::koophone::{self, Auth, Client, ClientConfig, CredentialsError, Token};
-use crate::metrics::Metrics;
-use crate::plan::PlanConfig;
-use crate::reconciler::{Engine, EngineConfig, INTENT_MAX_AGE, KubeStore, WatchConfig, phone_apis};
-use crate::sim::{self, SimConfig, Simulator};
-use kube::api::ListParams;
-use kube::runtime::events::Reporter;
-use leader::{Leadership, LeaseConfig, LeaseIntents};
-use readiness::{OperatorReadiness, tick_gate};
-use schema_check::CrdProblem;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use crate::sim;
+use flags::validate;
+use identity::identity;
+use readiness::OperatorReadiness;
 use std::time::Duration;
 use tasks::{TaskEnd, TaskEnded, Tasks};
-use tokio::sync::watch;
 use tracing::{error, info};
-
-/// Why `run` cannot start. Messages name the flag or resource at fault and never a credential.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(
-        "no vendor credentials: give --credentials-secret, --token-file or --token-env (or --simulate to try without an account)"
-    )]
-    NoCredentials,
-    #[error("give only one of --credentials-secret, --token-file and --token-env")]
-    ConflictingCredentials,
-    #[error(transparent)]
-    SecretRef(#[from] credentials::BadSecretRef),
-    #[error(transparent)]
-    StaticToken(#[from] credentials::StaticTokenError),
-    #[error("cannot reach the Kubernetes API (kubeconfig or in-cluster service account): {0}")]
-    Kube(#[source] kube::Error),
-    #[error("cannot list CloudPhones in {scope}: {hint}")]
-    Preflight {
-        scope: String,
-        hint: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error(transparent)]
-    Vendor(#[from] koophone::Error),
-    #[error(transparent)]
-    Simulator(#[from] sim::StartError),
-    #[error("--metrics-addr {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}: exiting so that Kubernetes restarts the operator")]
-    TaskEnded(#[source] TaskEnded),
-    #[error("--tick-interval must be longer than zero")]
-    ZeroInterval,
-    #[error("--tick-deadline must be longer than zero")]
-    ZeroDeadline,
-    #[error(
-        "--min-tick-spacing {spacing:?} is longer than --tick-interval {interval:?}: early ticks would come later than the interval's own"
-    )]
-    SpacingOverInterval {
-        spacing: Duration,
-        interval: Duration,
-    },
-    #[error(
-        "--backup-grace-period {0:?} is too short: it must be at least {MIN_GRACE_PERIOD:?} (a backup call may leave up to {INTENT_MAX_AGE:?} after its intent, and the vendor needs time to show it)"
-    )]
-    GracePeriodTooShort(Duration),
-}
-
-/// The shortest `--backup-grace-period`: the call may leave [`INTENT_MAX_AGE`] after its intent,
-/// and the vendor takes seconds to show a backup as started.
-pub const MIN_GRACE_PERIOD: Duration = Duration::from_secs(15);
-
-/// Refuses flag values that the operator cannot run safely with.
-fn validate(args: &RunArgs) -> Result<(), RunError> {
-    if args.tick_interval.is_zero() {
-        return Err(RunError::ZeroInterval);
-    }
-    if args.tick_deadline.is_some_and(|d| d.is_zero()) {
-        return Err(RunError::ZeroDeadline);
-    }
-    if let Some(spacing) = args.min_tick_spacing
-        && spacing > args.tick_interval
-    {
-        return Err(RunError::SpacingOverInterval {
-            spacing,
-            interval: args.tick_interval,
-        });
-    }
-    if args.backup_grace_period < MIN_GRACE_PERIOD {
-        return Err(RunError::GracePeriodTooShort(args.backup_grace_period));
-    }
-    Ok(())
-}
-
-/// The default least time between a tick and an early tick: a reconcile request in a loop costs
-/// at most one early tick (of its own phones) per 10 s.
-const DEFAULT_MIN_TICK_SPACING: Duration = Duration::from_secs(10);
-
-/// `--min-tick-spacing`, else the default or the tick interval when that is shorter.
-fn min_tick_spacing(args: &RunArgs) -> Duration {
-    args.min_tick_spacing
-        .unwrap_or(DEFAULT_MIN_TICK_SPACING.min(args.tick_interval))
-}
-
-/// The namespaces the operator's own credentials serve; `None`: every watched namespace.
-fn own_tenants(args: &RunArgs) -> Option<crate::reconciler::Tenants> {
-    if args.own_account_namespaces.is_empty() && args.own_account_namespace_selector.is_none() {
-        return None;
-    }
-    Some(crate::reconciler::Tenants {
-        namespaces: args.own_account_namespaces.iter().cloned().collect(),
-        selector: args.own_account_namespace_selector.clone(),
-    })
-}
-
-/// Reads the static token named by the flags; its value never reaches an error or a log line.
-pub fn read_token(args: &RunArgs) -> Result<Token, RunError> {
-    credentials::static_token(args.token_file.as_deref(), args.token_env.as_deref())?
-        .ok_or(RunError::NoCredentials)
-}
-
-/// The operator's own namespace: POD_NAMESPACE, else the service account's, else the kubeconfig's.
-fn pod_namespace(client: &kube::Client) -> String {
-    std::env::var("POD_NAMESPACE")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-                .ok()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(|| client.default_namespace().to_owned())
-}
-
-/// The namespace of the Lease: the flag, else the operator's own namespace.
-fn lease_namespace(args: &RunArgs, client: &kube::Client) -> String {
-    args.lease_namespace
-        .clone()
-        .unwrap_or_else(|| pod_namespace(client))
-}
-
-/// This replica's identity in the Lease: the flag, else the pod name, else the host name plus a
-/// random suffix, so that two processes on one host (or two containers sharing a host name) never
-/// both believe they hold the Lease.
-fn identity(args: &RunArgs) -> String {
-    let nonempty = |s: String| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-    if let Some(id) = args.identity.clone().and_then(nonempty) {
-        return id;
-    }
-    if let Some(pod) = std::env::var("POD_NAME").ok().and_then(nonempty) {
-        return pod;
-    }
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .and_then(nonempty)
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .and_then(nonempty)
-        })
-        .unwrap_or_else(|| "cloudphone-operator".to_owned());
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}-{}", &suffix[..8])
-}
-
-/// One list call per watched namespace, so that a missing CRD, missing RBAC or a bad selector is a
-/// clear error at start rather than a watch retrying forever.
-pub async fn preflight(client: &kube::Client, args: &RunArgs) -> Result<(), RunError> {
-    let mut params = ListParams::default().limit(1);
-    if let Some(selector) = &args.selector {
-        params = params.labels(selector);
-    }
-    for api in phone_apis(client, &args.namespaces) {
-        if let Err(e) = api.list(&params).await {
-            let scope = if args.namespaces.is_empty() {
-                "all namespaces".to_owned()
-            } else {
-                format!("namespaces {}", args.namespaces.join(","))
-            };
-            let hint = match &e {
-                kube::Error::Api(s) if s.code == 404 => {
-                    "the CloudPhone CRD is not installed: kubectl apply -f crds/cloudphone.io_cloudphones.yaml".to_owned()
-                }
-                kube::Error::Api(s) if s.code == 403 => {
-                    "the service account may not list cloudphones.cloudphone.io: apply the RBAC of docs/install.md".to_owned()
-                }
-                kube::Error::Api(s) if s.code == 400 => format!("--selector {:?} is refused: {}", args.selector.as_deref().unwrap_or(""), s.message),
-                other => other.to_string(),
-            };
-            return Err(RunError::Preflight {
-                scope,
-                hint,
-                source: e,
-            });
-        }
-    }
-    Ok(())
-}
 
 /// Runs the operator until SIGTERM or Ctrl-C resolves `shutdown`.
 pub async fn run(
@@ -282,226 +103,59 @@ pub async fn run_supervising(
         own_account_namespace_selector: _,
     } = &args;
     validate(&args)?;
-    let secret = match &args.credentials_secret {
-        _ if args.simulate => None,
-        Some(_) if args.token_file.is_some() || args.token_env.is_some() => {
-            return Err(RunError::ConflictingCredentials);
-        }
-        Some(text) => Some(credentials::parse_secret_ref(
-            text,
-            &pod_namespace(&client),
-        )?),
-        None => None,
-    };
-    let auth = Arc::new(match (&secret, args.simulate) {
-        (_, true) => Auth::token(Token::new("simulated")),
-        (Some((namespace, name)), false) => Auth::new(Err(CredentialsError::SecretMissing(
-            format!("{namespace}/{name} (not read yet)"),
-        ))),
-        (None, false) => Auth::token(read_token(&args)?),
-    });
+    let (secret, auth) = wiring::vendor_auth(&args, &client)?;
     preflight(&client, &args).await?;
     // Every long-lived task below runs in `tasks`: one that ends early ends `run`.
-    if let Some((namespace, name)) = secret {
-        info!(secret = %format!("{namespace}/{name}"), "vendor credentials from a watched Secret");
-        tasks.spawn(
-            "credentials Secret watch",
-            credentials::watch(client.clone(), namespace, name, auth.clone()),
-        );
-    }
-
-    let simulator = if args.simulate {
-        let simulator = Simulator::start(
-            SimConfig {
-                auto_create: Some(sim::code::DATA_LOADED),
-                ..SimConfig::default()
-            },
-            "127.0.0.1:0".parse().expect("a literal socket address"),
-        )
-        .await?;
-        info!(url = %simulator.url(), "--simulate: calling the in-process vendor simulator");
-        Some(simulator)
-    } else {
-        None
-    };
+    wiring::watch_credentials(&mut tasks, &client, secret, &auth);
+    let simulator = wiring::start_simulator(&args).await?;
     let vendor_url = simulator
         .as_ref()
-        .map_or_else(|| args.vendor_url.clone(), Simulator::url);
-
-    let metrics = Arc::new(Metrics::new());
-    {
-        let auth = auth.clone();
-        metrics.follow_credentials(move || auth.status().is_ok());
-    }
-    let client_config = ClientConfig {
-        base_url: vendor_url.clone(),
-        request_timeout: args.vendor_timeout,
-        ..ClientConfig::default()
-    };
-    let vendor = Client::new(client_config.clone(), auth.clone())?.with_observer(metrics.clone());
+        .map_or_else(|| args.vendor_url.clone(), sim::Simulator::url);
+    let metrics = wiring::metrics(&auth);
+    let (vendor, client_config) = wiring::vendor_client(&args, &vendor_url, &auth, &metrics)?;
     // The CloudPhoneAccounts: their watches feed the engine; their statuses follow its ticks.
-    let (account_store, account_writer) = kube::runtime::reflector::store();
-    let (account_feed, accounts_feed) = watch::channel(None);
-    let (accounts_error_tx, accounts_error) = watch::channel(None);
-    tasks.spawn(
-        "CloudPhoneAccount watch",
-        accounts::watch(
-            client.clone(),
-            accounts::AccountsConfig {
-                namespace: pod_namespace(&client),
-                allowed: accounts::AllowedHosts::new(args.allowed_vendor_hosts.clone())
-                    .with_url(&vendor_url),
-                default_vendor_url: vendor_url,
-                client: client_config,
-                metrics: Some(metrics.clone()),
-                selector: args.account_selector.clone(),
-            },
-            account_store.clone(),
-            account_writer,
-            account_feed,
-            accounts_error_tx,
-        ),
+    let accounts = wiring::watch_accounts(
+        &mut tasks,
+        &client,
+        &args,
+        vendor_url,
+        client_config,
+        &metrics,
     );
-
     let identity = identity(&args);
-    let reporter = Reporter {
-        controller: "cloudphone-operator".into(),
-        instance: Some(identity.clone()),
-    };
-    let (store, watches) = KubeStore::new(
-        client.clone(),
-        WatchConfig {
-            namespaces: args.namespaces.clone(),
-            selector: args.selector.clone(),
-            debounce: args.debounce,
-        },
-        reporter,
-    );
-    let store = Arc::new(store);
-    // Without leader election this replica always leads; the sender lives as long as `run`.
-    let (_always_leading, always_rx) = watch::channel(true);
-    let namespace = lease_namespace(&args, &client);
-    // NB: the intents record is kept in the Lease with or without leader election: a restart
-    // reads what the killed process may have left outstanding.
-    let intents_record = LeaseIntents::new(
-        client.clone(),
-        &namespace,
-        &args.lease_name,
-        args.leader_election.then(|| identity.clone()),
-    );
-    let (leadership, leader) = if args.leader_election {
-        info!(lease = %args.lease_name, %namespace, %identity, "leader election on");
-        let leadership = Leadership::spawn(
-            client.clone(),
-            LeaseConfig::new(&args.lease_name, namespace, &identity),
-        );
-        let rx = leadership.receiver();
-        (Some(leadership), rx)
-    } else {
-        info!("leader election off: this replica ticks");
-        (None, always_rx)
-    };
-    let engine = Engine::new(
+    let (store, watches) = wiring::phone_store(&client, &args, &identity);
+    let (intents_record, leading) = wiring::lease(&client, &args, &identity);
+    let engine = wiring::engine(
         store.clone(),
         vendor,
-        EngineConfig {
-            plan: PlanConfig {
-                grace_period: args.backup_grace_period,
-                backoff_base: args.backup_backoff,
-                backoff_max: args.backup_backoff_max,
-            },
-            vendor_calls_in_flight: args.vendor_concurrency,
-            synced_after: args.synced_after,
-            max_events_per_tick: args.max_events_per_tick,
-            tick_deadline: args.tick_deadline.unwrap_or(args.tick_interval * 3),
-            min_tick_spacing: min_tick_spacing(&args),
-            ..EngineConfig::default()
-        },
-    )
-    .with_metrics(metrics.clone())
-    .with_accounts(accounts_feed.clone())
-    .with_intents_record(Arc::new(intents_record));
-    let engine = match own_tenants(&args) {
-        Some(tenants) => engine.with_own_tenants(tenants),
-        None => engine,
-    };
-    tasks.spawn(
-        "CloudPhoneAccount status writer",
-        accounts::write_statuses(
-            client.clone(),
-            account_store,
-            engine.account_reports(),
-            Reporter {
-                controller: "cloudphone-operator".into(),
-                instance: Some(identity.clone()),
-            },
-        ),
+        &args,
+        &metrics,
+        &accounts,
+        intents_record,
     );
-    let engine = Arc::new(match &leadership {
-        Some(leadership) => engine.with_fence(leadership.fence()),
-        None => engine,
-    });
+    wiring::write_account_statuses(&mut tasks, &client, accounts.store, &engine, &identity);
+    let engine = wiring::fenced(engine, &leading);
     tasks.spawn("CloudPhone watch", watches.run(engine.trigger()));
-
-    {
-        // NB: this task ends when the election does (its sender dropped): supervised, that is
-        // an election that stopped.
-        let mut rx = leader.clone();
-        let metrics = metrics.clone();
-        tasks.spawn("leader election", async move {
-            loop {
-                metrics.leader.set(i64::from(*rx.borrow_and_update()));
-                if rx.changed().await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    let (crd_verdict, crd) = watch::channel(Err(CrdProblem::NotChecked));
-    tasks.spawn(
-        "CloudPhone CRD watch",
-        schema_check::watch(client.clone(), crd_verdict),
-    );
-    let (may_tick, gate) = tick_gate(leader.clone(), crd.clone());
-    tasks.spawn("tick gate", gate);
-
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
-        .await
-        .map_err(|source| RunError::Listen {
-            addr: args.metrics_addr,
-            source,
-        })?;
-    info!(addr = %args.metrics_addr, "serving /metrics, /healthz and /readyz");
-    let readiness = Arc::new(OperatorReadiness {
+    wiring::follow_leadership(&mut tasks, &leading.receiver, &metrics);
+    let (may_tick, crd) = wiring::gate_ticks(&mut tasks, &client, &leading.receiver);
+    let readiness = OperatorReadiness {
         store: store.clone(),
         crd,
-        accounts: accounts_feed,
-        accounts_error,
-    });
-    let app = http::router(metrics.clone(), readiness);
-    let stopping = tasks.token();
-    tasks.spawn_graceful("HTTP listener", async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stopping.cancelled_owned())
-            .await
-            .map_err(Into::into)
-    });
+        accounts: accounts.feed,
+        accounts_error: accounts.error,
+    };
+    wiring::serve_http(&mut tasks, args.metrics_addr, &metrics, readiness).await?;
 
     // The tick loop: once the cache has synced, ticks while the gate is open, until `stop_ticks`.
     let stop_ticks = tokio_util::sync::CancellationToken::new();
-    let ticking = {
-        let (store, engine, stop) = (store.clone(), engine.clone(), stop_ticks.clone());
-        let (interval, grace) = (args.tick_interval, args.shutdown_timeout);
-        async move {
-            tokio::select! {
-                () = store.wait_until_synced() => info!("CloudPhone watch cache synced"),
-                () = stop.cancelled() => return,
-            }
-            engine
-                .run_while_leading(interval, may_tick, grace, stop.cancelled_owned())
-                .await;
-        }
-    };
+    let ticking = wiring::tick_loop(
+        store.clone(),
+        engine.clone(),
+        args.tick_interval,
+        args.shutdown_timeout,
+        may_tick,
+        stop_ticks.clone(),
+    );
     tokio::pin!(ticking);
     let mut ticking_ended = false;
     let ended = tokio::select! {
@@ -525,7 +179,7 @@ pub async fn run_supervising(
         ticking.await;
     }
     // 2. The Lease is handed back, so that a standby takes over at once.
-    if let Some(leadership) = leadership {
+    if let Some(leadership) = leading.election {
         leadership.release().await;
     }
     // 3. Every other task: the watches stop, the HTTP listener finishes its requests.
@@ -545,6 +199,7 @@ const SHUTDOWN_TASKS_WITHIN: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
+    use super::flags::{min_tick_spacing, own_tenants};
     use super::*;
     use clap::Parser;
 

@@ -1,37 +1,18 @@
-//! The simulator's HTTP surface: the vendor's two endpoints with the vendor's checks and answer
-//! shapes, and an admin API under `/sim/` for tests and benchmarks.
-//!
-//! NB: this module deliberately shares no types with `crate::koophone`: it is written from
-//! koophone-api.md alone, so that a wrong field name in the client cannot pass the tests.
+//! The vendor's endpoints as the simulator serves them: batch-query-status, backup and IAM's
+//! token, with the vendor's checks, answer shapes and the injected faults.
 
-use super::fleet::{BackupRefusal, parse_state};
-use super::{Faults, Injected, SharedSim, Timings};
-use axum::extract::{Query, State};
+use crate::sim::fleet::BackupRefusal;
+use crate::sim::{Injected, SharedSim, SimState, fleet_key, id_of, tenant_label};
+use axum::Json;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
 
 const MAX_IDS: usize = 100;
 const MAX_ID_LEN: usize = 32;
-
-pub(super) fn router(shared: Arc<SharedSim>) -> Router {
-    Router::new()
-        .route("/v1/instances/batch-query-status", post(query_status))
-        .route("/v1/instances/backup", post(backup))
-        .route("/v3/auth/tokens", post(issue_token))
-        .route("/sim/iam/revoke", post(revoke_tokens))
-        .route("/sim/counters", get(counters))
-        .route("/sim/counters/reset", post(reset_counters))
-        .route("/sim/instances", get(list_instances).put(put_instances))
-        .route("/sim/faults", get(get_faults).put(put_faults))
-        .route("/sim/timings", get(get_timings).put(put_timings))
-        .with_state(shared)
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Call {
@@ -58,7 +39,7 @@ fn vendor_error(status: StatusCode, code: &str, msg: impl Into<String>) -> Respo
 
 /// The checks the vendor makes before it looks at any instance; returns the ids of a good request.
 fn check_request(
-    inner: &mut super::SimState,
+    inner: &mut SimState,
     headers: &HeaderMap,
     uri: &axum::http::Uri,
     body: &[u8],
@@ -82,7 +63,7 @@ fn check_request(
     *inner
         .counters
         .calls_by_tenant
-        .entry(super::tenant_label(&tenant).to_owned())
+        .entry(tenant_label(&tenant).to_owned())
         .or_default() += 1;
     let has_request_id = headers
         .get("x-request-id")
@@ -165,7 +146,7 @@ async fn serve(
         inner
             .counters
             .record_call(call.name(), checked.as_ref().map_or(0, Vec::len));
-        let super::SimState {
+        let SimState {
             faults, fault_rng, ..
         } = &mut *inner;
         let delay = faults.delay(fault_rng);
@@ -213,7 +194,7 @@ async fn serve(
                 )
             }
             Ok(ids) => {
-                let super::SimState {
+                let SimState {
                     faults, fault_rng, ..
                 } = &mut *inner;
                 let fault = faults.draw(fault_rng);
@@ -259,7 +240,7 @@ async fn serve(
 
 /// Answers a checked call of `tenant` for its instances `ids`.
 fn process(
-    inner: &mut super::SimState,
+    inner: &mut SimState,
     call: Call,
     tenant: &str,
     ids: &[String],
@@ -268,7 +249,7 @@ fn process(
     let now = Instant::now();
     // The fleet's names of the tenant's instances: another tenant's instance of the same id is
     // another instance, and never listed.
-    let keys: Vec<String> = ids.iter().map(|id| super::fleet_key(tenant, id)).collect();
+    let keys: Vec<String> = ids.iter().map(|id| fleet_key(tenant, id)).collect();
     if let Some(status) = shared.auto_create {
         for (id, key) in ids.iter().zip(&keys) {
             if !inner.faults.unknown_ids.contains(id) && inner.fleet.get(key, now).is_none() {
@@ -305,7 +286,7 @@ fn process(
                 None => inner
                     .fleet
                     .backup(&keys, now)
-                    .map_err(|(key, why)| (super::id_of(&key).to_owned(), why)),
+                    .map_err(|(key, why)| (id_of(&key).to_owned(), why)),
             };
             match result {
                 Ok(()) => {
@@ -352,7 +333,7 @@ fn process(
     }
 }
 
-async fn query_status(
+pub(super) async fn query_status(
     State(shared): State<Arc<SharedSim>>,
     headers: HeaderMap,
     uri: axum::http::Uri,
@@ -361,7 +342,7 @@ async fn query_status(
     serve(shared, Call::QueryStatus, headers, uri, body).await
 }
 
-async fn backup(
+pub(super) async fn backup(
     State(shared): State<Arc<SharedSim>>,
     headers: HeaderMap,
     uri: axum::http::Uri,
@@ -370,7 +351,10 @@ async fn backup(
     serve(shared, Call::Backup, headers, uri, body).await
 }
 
-async fn issue_token(State(shared): State<Arc<SharedSim>>, body: axum::body::Bytes) -> Response {
+pub(super) async fn issue_token(
+    State(shared): State<Arc<SharedSim>>,
+    body: axum::body::Bytes,
+) -> Response {
     let mut inner = shared.lock();
     inner.counters.iam_calls += 1;
     let (status, token, answer) = inner.identities.issue(&body);
@@ -379,108 +363,4 @@ async fn issue_token(State(shared): State<Arc<SharedSim>>, body: axum::body::Byt
         Some(token) => (status, [("x-subject-token", token)], Json(answer)).into_response(),
         None => (status, Json(answer)).into_response(),
     }
-}
-
-async fn revoke_tokens(State(shared): State<Arc<SharedSim>>) -> StatusCode {
-    let identities = &mut shared.lock().identities;
-    identities.revoked.extend(identities.issued.keys().cloned());
-    StatusCode::NO_CONTENT
-}
-
-async fn counters(State(shared): State<Arc<SharedSim>>) -> Response {
-    Json(shared.lock().counters.clone()).into_response()
-}
-
-async fn reset_counters(State(shared): State<Arc<SharedSim>>) -> StatusCode {
-    shared.lock().counters = Default::default();
-    StatusCode::NO_CONTENT
-}
-
-#[derive(Deserialize)]
-struct InstancesQuery {
-    #[serde(default)]
-    id: Option<String>,
-}
-
-async fn list_instances(
-    State(shared): State<Arc<SharedSim>>,
-    Query(q): Query<InstancesQuery>,
-) -> Response {
-    let now = Instant::now();
-    let mut inner = shared.lock();
-    let all = inner.fleet.all(now);
-    let listed: serde_json::Map<String, Value> = all
-        .into_iter()
-        .filter(|(id, _)| q.id.as_ref().is_none_or(|wanted| wanted == id))
-        .map(|(id, instance)| (id, json!(instance)))
-        .collect();
-    Json(Value::Object(listed)).into_response()
-}
-
-/// One instance to create or overwrite: `{"instance_id": "a1", "status": "DataLoaded"}` (a code or
-/// a name).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SeedEntry {
-    instance_id: String,
-    status: Value,
-}
-
-async fn put_instances(State(shared): State<Arc<SharedSim>>, body: axum::body::Bytes) -> Response {
-    let entries: Vec<SeedEntry> = match serde_json::from_slice(&body) {
-        Ok(entries) => entries,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("instances: {e}\n")).into_response(),
-    };
-    let mut parsed = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let text = match &entry.status {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        match parse_state(&text) {
-            Ok(code) => parsed.push((entry.instance_id, code)),
-            Err(e) => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    format!("instances[{}].status: {e}\n", entry.instance_id),
-                )
-                    .into_response();
-            }
-        }
-    }
-    let now = Instant::now();
-    let mut inner = shared.lock();
-    for (id, code) in parsed {
-        inner.fleet.set(&id, code, now);
-    }
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn get_faults(State(shared): State<Arc<SharedSim>>) -> Response {
-    Json(shared.lock().faults.clone()).into_response()
-}
-
-async fn put_faults(State(shared): State<Arc<SharedSim>>, body: axum::body::Bytes) -> Response {
-    let faults: Faults = match serde_json::from_slice(&body) {
-        Ok(faults) => faults,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("faults: {e}\n")).into_response(),
-    };
-    if let Err(e) = faults.validate() {
-        return (StatusCode::BAD_REQUEST, format!("faults.{e}\n")).into_response();
-    }
-    shared.lock().faults = faults;
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn get_timings(State(shared): State<Arc<SharedSim>>) -> Response {
-    Json(shared.lock().fleet.timings().clone()).into_response()
-}
-
-async fn put_timings(State(shared): State<Arc<SharedSim>>, body: axum::body::Bytes) -> Response {
-    let timings: Timings = match serde_json::from_slice(&body) {
-        Ok(timings) => timings,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("timings: {e}\n")).into_response(),
-    };
-    shared.lock().fleet.set_timings(timings);
-    StatusCode::NO_CONTENT.into_response()
 }

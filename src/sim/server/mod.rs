@@ -1,0 +1,33 @@
+//! The simulator's HTTP surface: the vendor's two endpoints with the vendor's checks and answer
+//! shapes (in `vendor`), and an admin API under `/sim/` for tests and benchmarks (in `admin`).
+//!
+//! NB: this module deliberately shares no types with `crate::koophone`: it is written from
+//! koophone-api.md alone, so that a wrong field name in the client cannot pass the tests.
+
+mod admin;
+mod vendor;
+
+use super::SharedSim;
+use admin::{
+    counters, get_faults, get_timings, list_instances, put_faults, put_instances, put_timings,
+    reset_counters, revoke_tokens,
+};
+use axum::Router;
+use axum::routing::{get, post};
+use std::sync::Arc;
+use vendor::{backup, issue_token, query_status};
+
+/// The vendor's routes and the admin API's, over one simulator's state.
+pub(super) fn router(shared: Arc<SharedSim>) -> Router {
+    Router::new()
+        .route("/v1/instances/batch-query-status", post(query_status))
+        .route("/v1/instances/backup", post(backup))
+        .route("/v3/auth/tokens", post(issue_token))
+        .route("/sim/iam/revoke", post(revoke_tokens))
+        .route("/sim/counters", get(counters))
+        .route("/sim/counters/reset", post(reset_counters))
+        .route("/sim/instances", get(list_instances).put(put_instances))
+        .route("/sim/faults", get(get_faults).put(put_faults))
+        .route("/sim/timings", get(get_timings).put(put_timings))
+        .with_state(shared)
+}
