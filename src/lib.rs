@@ -1,15 +1,15 @@
 //! cloudphone-operator: keeps a fleet of KooPhone cloud phones at their declared lifecycles.
 //!
 //! ```text
-//! watch -> store -> tick { query status (<=100 ids a call) -> plan -> back up -> write changed status }
+//! watch -> store -> tick { query status (<=100 ids a call) -> plan -> act -> write changed status }
 //! ```
 //!
 //! Every module, by layer (the pure core, the vendor, Kubernetes I/O, the runtime wiring):
 //!
 //! - [`api`]: the `CloudPhone` and `CloudPhoneAccount` resources, the single source of the CRDs;
 //!   types and schema only, no behaviour.
-//! - [`plan`]: the pure planner: specs and observed statuses in, backup actions and new statuses
-//!   out; no I/O, no clock.
+//! - [`plan`]: the pure planner: specs, observed statuses and the engine's memory in, vendor actions
+//!   and new statuses out; no I/O, no clock.
 //! - [`koophone`]: the typed vendor client (requests, answers, error taxonomy, credentials,
 //!   signing); it knows nothing of Kubernetes.
 //! - [`reconciler`]: the tick engine: snapshot, batched vendor calls per account, the plan
