@@ -43,3 +43,5 @@ pub mod telemetry;
 
 #[cfg(test)]
 pub(crate) mod test_deadline;
+#[cfg(test)]
+pub(crate) mod test_phone;

@@ -1,5 +1,6 @@
 use super::*;
-use crate::api::{CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase};
+use crate::api::{CloudPhone, CloudPhoneStatus, Lifecycle, Phase};
+use crate::test_phone::cloudphone;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use proptest::prelude::*;
@@ -19,84 +20,33 @@ fn config() -> PlanConfig {
     }
 }
 
-/// A test phone, built with chainable setters.
-#[derive(Clone, Debug)]
-struct Phone {
-    key: PhoneKey,
-    /// Tells this object from a re-created one of the same name.
-    uid: String,
-    created: Option<Timestamp>,
-    generation: Option<i64>,
-    spec: CloudPhoneSpec,
-    status: Option<CloudPhoneStatus>,
-    /// Its `cloudphone.io/reconcile-requested-at` annotation.
-    reconcile: Option<String>,
+/// What the planner's tests do with a test phone (built with [`cloudphone`]).
+trait Planning: Sized {
+    /// The planner's view of it, its calls going by the operator's own account.
+    fn view(&self) -> PhoneView<'_>;
+    /// Plans this phone alone.
+    fn plan(&self, observation: Option<Observation>, now: Timestamp) -> Plan;
+    fn with_status(self, status: CloudPhoneStatus) -> Self;
+    fn key(&self) -> PhoneKey;
 }
 
-impl Phone {
-    fn new(name: &str, instance: &str) -> Phone {
-        Phone {
-            key: PhoneKey {
-                namespace: "fleet".into(),
-                name: name.into(),
-            },
-            uid: format!("uid-{name}"),
-            created: Some(at(-1000)),
-            generation: Some(1),
-            spec: CloudPhoneSpec {
-                instance_id: instance.into(),
-                lifecycle: Lifecycle::Observed,
-                interrupt_streaming: false,
-                suspend: false,
-                account_ref: None,
-            },
-            status: None,
-            reconcile: None,
-        }
-    }
-    fn reconcile_requested(mut self, value: &str) -> Phone {
-        self.reconcile = Some(value.into());
-        self
-    }
-    fn backed_up(mut self) -> Phone {
-        self.spec.lifecycle = Lifecycle::BackedUp;
-        self
-    }
-    fn interrupt_streaming(mut self) -> Phone {
-        self.spec.interrupt_streaming = true;
-        self
-    }
-    fn suspended(mut self) -> Phone {
-        self.spec.suspend = true;
-        self
-    }
-    fn created(mut self, second: i64) -> Phone {
-        self.created = Some(at(second));
-        self
-    }
-    fn with_status(mut self, status: CloudPhoneStatus) -> Phone {
-        self.status = Some(status);
-        self
-    }
+impl Planning for CloudPhone {
     fn view(&self) -> PhoneView<'_> {
-        PhoneView {
-            key: self.key.borrowed(),
-            uid: Some(&self.uid),
-            created: self.created,
-            generation: self.generation,
-            spec: &self.spec,
-            status: self.status.as_ref(),
-            reconcile_requested: self.reconcile.as_deref(),
-            account: Route::Scope(DEFAULT_SCOPE),
-        }
+        PhoneView::of(self, Route::Scope(DEFAULT_SCOPE))
     }
-    /// Plans this phone alone.
     fn plan(&self, observation: Option<Observation>, now: Timestamp) -> Plan {
         let p = plan_one(&self.view(), &Disposition::Query, observation.as_ref(), now);
         Plan {
             status: p.status.into_owned(),
             backup: p.action == Some(Action::Backup),
         }
+    }
+    fn with_status(mut self, status: CloudPhoneStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+    fn key(&self) -> PhoneKey {
+        PhoneKey::of(self)
     }
 }
 
@@ -197,13 +147,14 @@ fn every_lifecycle_and_phase_pair_has_its_ready_condition_and_action() {
         (true, false, failure(), "Unknown", "Pending", false),
     ];
     for (backed_up, interrupt, observation, ready_status, reason, backup) in table {
-        let mut phone = Phone::new("p", "kp1");
+        let mut phone = cloudphone("p", "kp1").observed();
         if backed_up {
             phone = phone.backed_up();
         }
         if interrupt {
             phone = phone.interrupt_streaming();
         }
+        let phone = phone.build();
         let planned = phone.plan(Some(observation.clone()), at(0));
         let case = format!(
             "{:?} interrupt={interrupt} {observation:?}",
@@ -233,8 +184,9 @@ fn every_lifecycle_and_phase_pair_has_its_ready_condition_and_action() {
 
 #[test]
 fn a_streaming_phone_says_what_would_unblock_it() {
-    let planned = Phone::new("p", "kp1")
+    let planned = cloudphone("p", "kp1")
         .backed_up()
+        .build()
         .plan(Some(Observation::Status(3)), at(0));
     assert!(
         condition(&planned.status, READY)
@@ -245,8 +197,9 @@ fn a_streaming_phone_says_what_would_unblock_it() {
 
 #[test]
 fn a_backup_is_recorded_in_the_status_written_ahead_of_the_call() {
-    let planned = Phone::new("p", "kp1")
+    let planned = cloudphone("p", "kp1")
         .backed_up()
+        .build()
         .plan(Some(Observation::Status(2)), at(5));
     let backup = planned.status.backup.unwrap();
     assert_eq!(backup.requested_at, Some(Time(at(5))));
@@ -256,7 +209,7 @@ fn a_backup_is_recorded_in_the_status_written_ahead_of_the_call() {
 
 #[test]
 fn no_second_request_until_the_vendor_shows_backing_up_or_the_grace_period_passes() {
-    let phone = Phone::new("p", "kp1").backed_up();
+    let phone = cloudphone("p", "kp1").backed_up().build();
     let first = phone.plan(Some(Observation::Status(2)), at(0));
     assert!(first.backup);
     let phone = phone.with_status(first.status);
@@ -298,8 +251,9 @@ fn no_second_request_until_the_vendor_shows_backing_up_or_the_grace_period_passe
 
 #[test]
 fn an_intent_is_stamped_with_the_time_its_call_leaves() {
-    let mut status = Phone::new("p", "kp1")
+    let mut status = cloudphone("p", "kp1")
         .backed_up()
+        .build()
         .plan(Some(Observation::Status(2)), at(0))
         .status;
     let leaves = at(74).checked_add(Duration::from_millis(1)).unwrap();
@@ -327,7 +281,7 @@ fn an_intent_is_stamped_with_the_time_its_call_leaves() {
 
 #[test]
 fn a_call_that_left_late_restarts_the_grace_period_from_when_it_left() {
-    let phone = Phone::new("p", "kp1").backed_up();
+    let phone = cloudphone("p", "kp1").backed_up().build();
     let intent = phone.plan(Some(Observation::Status(2)), at(0)).status;
     let late = at(40).checked_add(Duration::from_millis(300)).unwrap();
     let accepted = Action::Backup.record_result(
@@ -355,7 +309,7 @@ fn a_call_that_left_late_restarts_the_grace_period_from_when_it_left() {
 
 #[test]
 fn a_permanent_refusal_holds_until_the_spec_changes() {
-    let phone = Phone::new("p", "kp1").backed_up();
+    let phone = cloudphone("p", "kp1").backed_up().build();
     let intent = phone.plan(Some(Observation::Status(2)), at(0)).status;
     let failure = Failure {
         reason: "NoPermission".into(),
@@ -377,7 +331,7 @@ fn a_permanent_refusal_holds_until_the_spec_changes() {
         assert_eq!(ready(&later.status), ("False", "BackupRefused"));
     }
     let mut changed = phone.clone();
-    changed.generation = Some(2);
+    changed.metadata.generation = Some(2);
     assert!(changed.plan(Some(Observation::Status(2)), at(5)).backup);
 }
 
@@ -392,7 +346,7 @@ fn no_permission() -> ActionResult {
 
 /// The phone's plan at `now` (the vendor showing DataLoaded), and, when it backs up, its intent
 /// stamped as the call leaves then and the call's `result` recorded.
-fn call(phone: &Phone, now: i64, result: &ActionResult) -> Option<CloudPhoneStatus> {
+fn call(phone: &CloudPhone, now: i64, result: &ActionResult) -> Option<CloudPhoneStatus> {
     let plan = phone.plan(Some(Observation::Status(2)), at(now));
     if !plan.backup {
         return None;
@@ -400,18 +354,24 @@ fn call(phone: &Phone, now: i64, result: &ActionResult) -> Option<CloudPhoneStat
     let mut intent = plan.status;
     Action::Backup.stamp_intent(
         &mut intent,
-        phone.generation,
+        phone.metadata.generation,
         at(now),
         "req",
         DEFAULT_SCOPE,
         &config(),
     );
-    Some(Action::Backup.record_result(&intent, phone.generation, result, at(now), &config()))
+    Some(Action::Backup.record_result(
+        &intent,
+        phone.metadata.generation,
+        result,
+        at(now),
+        &config(),
+    ))
 }
 
 #[test]
 fn a_first_no_permission_is_retried_once_after_the_grace_period_and_a_second_is_a_refusal() {
-    let phone = Phone::new("p", "kp1").backed_up();
+    let phone = cloudphone("p", "kp1").backed_up().build();
     let first = call(&phone, 0, &no_permission()).expect("the first call");
     assert_eq!(ready(&first), ("False", BACKUP_PERMISSION_PENDING));
     let message = &condition(&first, READY).message;
@@ -446,14 +406,17 @@ fn a_first_no_permission_is_retried_once_after_the_grace_period_and_a_second_is_
     let backing_up = call(&phone, 61, &accepted).expect("the retry");
     assert_eq!(ready(&backing_up), ("False", "BackupRequested"));
     // And a first 1001 after that, in a later backup, is a first again.
-    let phone = Phone::new("p", "kp1").backed_up().with_status(backing_up);
+    let phone = cloudphone("p", "kp1")
+        .backed_up()
+        .build()
+        .with_status(backing_up);
     let later = call(&phone, 400, &no_permission()).expect("a later backup");
     assert_eq!(ready(&later), ("False", BACKUP_PERMISSION_PENDING));
 }
 
 #[test]
 fn the_vendor_showing_backing_up_ends_the_wait() {
-    let phone = Phone::new("p", "kp1").backed_up();
+    let phone = cloudphone("p", "kp1").backed_up().build();
     let requested = phone.plan(Some(Observation::Status(2)), at(0));
     let backing_up = phone
         .clone()
@@ -475,7 +438,7 @@ fn the_vendor_showing_backing_up_ends_the_wait() {
 
 #[test]
 fn backup_failures_are_retried_with_exponential_backoff() {
-    let phone = Phone::new("p", "kp1").backed_up();
+    let phone = cloudphone("p", "kp1").backed_up().build();
     let mut status = phone.plan(Some(Observation::Status(5)), at(0)).status;
     let mut now = 0;
     for (attempt, backoff) in [
@@ -508,10 +471,13 @@ fn backup_failures_are_retried_with_exponential_backoff() {
 #[test]
 fn observed_and_suspended_phones_never_act() {
     for code in 0..10 {
-        let observed = Phone::new("p", "kp1").plan(Some(Observation::Status(code)), at(0));
+        let observed = cloudphone("p", "kp1")
+            .observed()
+            .build()
+            .plan(Some(Observation::Status(code)), at(0));
         assert!(!observed.backup);
     }
-    let suspended = Phone::new("p", "kp1").backed_up().suspended();
+    let suspended = cloudphone("p", "kp1").backed_up().suspended().build();
     let planned = plan_one(&suspended.view(), &Disposition::Suspended, None, at(0));
     assert_eq!(planned.action, None);
     assert_eq!(ready(&planned.status), ("Unknown", "Suspended"));
@@ -520,21 +486,22 @@ fn observed_and_suspended_phones_never_act() {
 #[test]
 fn the_older_object_owns_a_shared_instance() {
     let phones = [
-        Phone::new("newer", "kp1").backed_up().created(10),
-        Phone::new("older", "kp1").backed_up().created(5),
-        Phone::new("other", "kp2").backed_up(),
-        Phone::new("sleeper", "kp2")
+        cloudphone("newer", "kp1").backed_up().created(10).build(),
+        cloudphone("older", "kp1").backed_up().created(5).build(),
+        cloudphone("other", "kp2").backed_up().build(),
+        cloudphone("sleeper", "kp2")
             .backed_up()
             .created(-5000)
-            .suspended(),
-        Phone::new("bad", "kp 1").backed_up(),
+            .suspended()
+            .build(),
+        cloudphone("bad", "kp 1").backed_up().build(),
     ];
-    let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
+    let views: Vec<PhoneView> = phones.iter().map(CloudPhone::view).collect();
     let d = dispositions(&views);
     assert_eq!(
         d[0],
         Disposition::Duplicate {
-            owner: phones[1].key.clone()
+            owner: phones[1].key()
         }
     );
     assert_eq!(d[1], Disposition::Query);
@@ -562,13 +529,13 @@ fn the_older_object_owns_a_shared_instance() {
 #[test]
 fn one_id_in_two_account_scopes_is_two_instances_and_a_blocked_phone_owns_nothing() {
     let phones = [
-        Phone::new("a-old", "kp1").created(1),
-        Phone::new("b", "kp1").created(2),
-        Phone::new("a-new", "kp1").created(3),
-        Phone::new("blocked", "kp2").created(0),
-        Phone::new("c", "kp2").created(5),
+        cloudphone("a-old", "kp1").observed().created(1).build(),
+        cloudphone("b", "kp1").observed().created(2).build(),
+        cloudphone("a-new", "kp1").observed().created(3).build(),
+        cloudphone("blocked", "kp2").observed().created(0).build(),
+        cloudphone("c", "kp2").observed().created(5).build(),
     ];
-    let mut views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
+    let mut views: Vec<PhoneView> = phones.iter().map(CloudPhone::view).collect();
     views[0].account = Route::Scope("tenant-a");
     views[1].account = Route::Scope("tenant-b");
     views[2].account = Route::Scope("tenant-a");
@@ -607,8 +574,11 @@ fn one_id_in_two_account_scopes_is_two_instances_and_a_blocked_phone_owns_nothin
 
 #[test]
 fn ownership_ties_go_to_the_first_name() {
-    let phones = [Phone::new("b", "kp1"), Phone::new("a", "kp1")];
-    let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
+    let phones = [
+        cloudphone("b", "kp1").observed().build(),
+        cloudphone("a", "kp1").observed().build(),
+    ];
+    let views: Vec<PhoneView> = phones.iter().map(CloudPhone::view).collect();
     let d = dispositions(&views);
     assert_eq!(d[1], Disposition::Query);
     assert!(matches!(d[0], Disposition::Duplicate { .. }));
@@ -616,7 +586,7 @@ fn ownership_ties_go_to_the_first_name() {
 
 #[test]
 fn last_transition_time_moves_only_when_the_condition_status_changes() {
-    let phone = Phone::new("p", "kp1").backed_up();
+    let phone = cloudphone("p", "kp1").backed_up().build();
     let first = phone.plan(Some(Observation::Status(3)), at(0)).status;
     let t_ready = condition(&first, READY).last_transition_time.clone();
     // Same Ready status (False), another reason: the time stays.
@@ -636,7 +606,7 @@ fn last_transition_time_moves_only_when_the_condition_status_changes() {
 
 #[test]
 fn a_failed_query_keeps_the_last_observation_and_ready() {
-    let phone = Phone::new("p", "kp1").backed_up();
+    let phone = cloudphone("p", "kp1").backed_up().build();
     let idle = phone.plan(Some(Observation::Status(0)), at(0)).status;
     let failed = phone
         .with_status(idle.clone())
@@ -651,8 +621,9 @@ fn a_failed_query_keeps_the_last_observation_and_ready() {
 #[test]
 fn sub_second_times_are_cut_to_whole_seconds() {
     let now = Timestamp::from_millisecond((T0 * 1000) + 999).unwrap();
-    let planned = Phone::new("p", "kp1")
+    let planned = cloudphone("p", "kp1")
         .backed_up()
+        .build()
         .plan(Some(Observation::Status(2)), now);
     assert_eq!(
         planned.status.backup.unwrap().requested_at,
@@ -662,7 +633,7 @@ fn sub_second_times_are_cut_to_whole_seconds() {
 
 #[test]
 fn backup_results_are_recorded() {
-    let phone = Phone::new("p", "kp1").backed_up();
+    let phone = cloudphone("p", "kp1").backed_up().build();
     let planned = phone.plan(Some(Observation::Status(2)), at(0));
     let accepted = Action::Backup.record_result(
         &planned.status,
@@ -774,7 +745,7 @@ fn backup_results_are_recorded() {
 
 #[test]
 fn events_fire_on_transitions_only() {
-    let phone = Phone::new("p", "kp1").backed_up();
+    let phone = cloudphone("p", "kp1").backed_up().build();
     let reasons = |old: Option<&CloudPhoneStatus>, new: &CloudPhoneStatus| -> Vec<&'static str> {
         events(&phone.spec, old, new)
             .into_iter()
@@ -846,7 +817,7 @@ fn arb_observation() -> impl Strategy<Value = Option<Observation>> {
     ]
 }
 
-fn arb_phone() -> impl Strategy<Value = Phone> {
+fn arb_phone() -> impl Strategy<Value = CloudPhone> {
     (
         0usize..6,
         any::<bool>(),
@@ -857,8 +828,9 @@ fn arb_phone() -> impl Strategy<Value = Phone> {
     )
         .prop_map(|(id, backed_up, interrupt, suspend, created, history)| {
             let ids = ["kp1", "kp2", "kp3", "kp4", "", "bad id"];
-            let mut phone =
-                Phone::new(&format!("p{id}-{created}-{backed_up}"), ids[id]).created(created);
+            let mut phone = cloudphone(&format!("p{id}-{created}-{backed_up}"), ids[id])
+                .created(created)
+                .build();
             phone.spec.lifecycle = if backed_up {
                 Lifecycle::BackedUp
             } else {
@@ -882,13 +854,13 @@ proptest! {
         observations in prop::collection::vec(arb_observation(), 4),
         now in 200i64..400,
     ) {
-        let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
+        let views: Vec<PhoneView> = phones.iter().map(CloudPhone::view).collect();
         let d = dispositions(&views);
         let observe = |id: &str| observation_for(&observations, id);
         let planned = plan(&views, &d, observe, at(now));
         for (phone, p) in phones.iter().zip(&planned) {
             if phone.spec.lifecycle == Lifecycle::Observed || phone.spec.suspend {
-                prop_assert!(p.action.is_none(), "{} acted", phone.key);
+                prop_assert!(p.action.is_none(), "{} acted", phone.key());
             }
         }
     }
@@ -899,7 +871,7 @@ proptest! {
         observations in prop::collection::vec(arb_observation(), 4),
         now in 200i64..400,
     ) {
-        let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
+        let views: Vec<PhoneView> = phones.iter().map(CloudPhone::view).collect();
         let d = dispositions(&views);
         let planned = plan(&views, &d, |id| observation_for(&observations, id), at(now));
         let mut acted = std::collections::HashSet::new();
@@ -916,22 +888,22 @@ proptest! {
         observations in prop::collection::vec(arb_observation(), 4),
         now in 200i64..400,
     ) {
-        let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
+        let views: Vec<PhoneView> = phones.iter().map(CloudPhone::view).collect();
         let d = dispositions(&views);
         let observe = |id: &str| observation_for(&observations, id);
         let first = plan(&views, &d, observe, at(now));
-        let replanned: Vec<Phone> = phones
+        let replanned: Vec<CloudPhone> = phones
             .iter()
             .zip(&first)
             .map(|(phone, p)| phone.clone().with_status(p.status.clone().into_owned()))
             .collect();
-        let views2: Vec<PhoneView> = replanned.iter().map(Phone::view).collect();
+        let views2: Vec<PhoneView> = replanned.iter().map(CloudPhone::view).collect();
         let second = plan(&views2, &d, observe, at(now));
         for ((phone, a), b) in phones.iter().zip(&first).zip(&second) {
-            prop_assert!(b.action.is_none(), "{} acted again on its own plan", phone.key);
-            prop_assert_eq!(&a.status, &b.status, "{} changed on replanning", phone.key);
+            prop_assert!(b.action.is_none(), "{} acted again on its own plan", phone.key());
+            prop_assert_eq!(&a.status, &b.status, "{} changed on replanning", phone.key());
             // A steady phone costs no copy of its status: the tick's CPU at scale depends on it.
-            prop_assert!(b.unchanged(), "{} copied its status on replanning though nothing changed", phone.key);
+            prop_assert!(b.unchanged(), "{} copied its status on replanning though nothing changed", phone.key());
         }
     }
 }
@@ -978,12 +950,12 @@ proptest! {
             Some(project) => project.to_owned(),
             None => format!("hidden-{}", route_name(route)),
         };
-        let phones: Vec<(Phone, usize)> = phones
+        let phones: Vec<(CloudPhone, usize)> = phones
             .into_iter()
             .enumerate()
             .map(|(n, (mut phone, route))| {
                 // Distinct names: one object per entry.
-                phone.key.name = format!("{}-{n}", phone.key.name);
+                phone.metadata.name = Some(format!("{}-{n}", phone.key().name));
                 (phone, route % routes.len())
             })
             .collect();
@@ -1024,21 +996,21 @@ proptest! {
         // Every instance DataLoaded: the state a backup starts from.
         let loaded = Observation::Status(2);
         let grace = config.grace_period;
-        let phones: Vec<Phone> = phones
+        let phones: Vec<CloudPhone> = phones
             .into_iter()
             .enumerate()
             .map(|(n, mut phone)| {
-                phone.key.name = format!("{}-{n}", phone.key.name);
-                phone.uid = format!("uid-{n}");
+                phone.metadata.name = Some(format!("{}-{n}", phone.key().name));
+                phone.metadata.uid = Some(format!("uid-{n}"));
                 phone
             })
             .collect();
-        let tick = |phones: &[Phone], intents: &mut Intents, earlier: &EarlierTerms, now: Timestamp| {
-            let views: Vec<PhoneView> = phones.iter().map(Phone::view).collect();
+        let tick = |phones: &[CloudPhone], intents: &mut Intents, earlier: &EarlierTerms, now: Timestamp| {
+            let views: Vec<PhoneView> = phones.iter().map(CloudPhone::view).collect();
             let d = dispositions(&views);
             intents.observe(&views, now, grace);
             let cx = Context { now, config: &config, earlier };
-            let planned: Vec<(Phone, Option<Action>)> = views
+            let planned: Vec<(CloudPhone, Option<Action>)> = views
                 .iter()
                 .zip(d.iter())
                 .zip(phones)
@@ -1058,8 +1030,8 @@ proptest! {
                 if action.is_some() {
                     let at = phone.status.as_ref().and_then(|s| s.backup.as_ref()).and_then(|b| b.requested_at.as_ref()).unwrap().0;
                     intents.record(DEFAULT_SCOPE, &phone.spec.instance_id, Intent {
-                        owner: phone.key.to_string(),
-                        uid: Some(phone.uid.clone()),
+                        owner: phone.key().to_string(),
+                        uid: phone.metadata.uid.clone(),
                         requested_at: at,
                     });
                 }
@@ -1074,7 +1046,7 @@ proptest! {
             .map(|(phone, _)| phone.spec.instance_id.clone())
             .collect();
         // Some objects are deleted; the rest show the status the first tick wrote.
-        let survivors: Vec<Phone> = first
+        let survivors: Vec<CloudPhone> = first
             .into_iter()
             .zip(&gone)
             .filter(|(_, gone)| !**gone)
@@ -1092,7 +1064,7 @@ proptest! {
                 prop_assert!(
                     !backed_up.contains(&phone.spec.instance_id),
                     "{} backed up {} again {later}s after the first call (new term: {new_term})",
-                    phone.key,
+                    phone.key(),
                     phone.spec.instance_id
                 );
             }
@@ -1102,10 +1074,13 @@ proptest! {
 
 #[test]
 fn a_duplicate_in_another_namespace_is_not_told_who_owns_the_instance() {
-    let owner = Phone::new("owner", "kp1").created(1);
-    let mut other = Phone::new("other", "kp1").created(2);
-    other.key.namespace = "tenant-b".into();
-    let same = Phone::new("same", "kp1").created(3);
+    let owner = cloudphone("owner", "kp1").observed().created(1).build();
+    let other = cloudphone("other", "kp1")
+        .namespace("tenant-b")
+        .observed()
+        .created(2)
+        .build();
+    let same = cloudphone("same", "kp1").observed().created(3).build();
     let views = [owner.view(), other.view(), same.view()];
     let d = dispositions(&views);
     let message = |i: usize| {
@@ -1126,7 +1101,10 @@ fn a_duplicate_in_another_namespace_is_not_told_who_owns_the_instance() {
 
 #[test]
 fn a_phone_its_account_does_not_serve_shows_nothing_the_vendor_said() {
-    let phone = Phone::new("p", "kp1").backed_up().interrupt_streaming();
+    let phone = cloudphone("p", "kp1")
+        .backed_up()
+        .interrupt_streaming()
+        .build();
     let served = phone.plan(Some(Observation::Status(3)), at(0)).status;
     assert_eq!(served.instance_status, Some(3));
     let phone = phone.with_status(served);
@@ -1182,7 +1160,7 @@ fn kstatus_conditions_follow_ready_reason_by_reason() {
     }
     // Through the planner: a backup under way is Reconciling, its end clears it, and a status
     // never carries both.
-    let phone = Phone::new("p", "kp1").backed_up();
+    let phone = cloudphone("p", "kp1").backed_up().build();
     let requested = phone.plan(Some(Observation::Status(2)), at(0)).status;
     let kstatus = |s: &CloudPhoneStatus| -> Vec<(String, String)> {
         s.conditions
@@ -1230,7 +1208,7 @@ fn kstatus_conditions_follow_ready_reason_by_reason() {
 
 #[test]
 fn last_backup_time_is_set_when_a_backup_is_seen_complete_and_only_then() {
-    let phone = Phone::new("p", "kp1").backed_up();
+    let phone = cloudphone("p", "kp1").backed_up().build();
     let first_idle = phone.plan(Some(Observation::Status(0)), at(0)).status;
     assert_eq!(
         first_idle.last_backup_time, None,
@@ -1262,7 +1240,7 @@ fn last_backup_time_is_set_when_a_backup_is_seen_complete_and_only_then() {
         .status;
     assert_eq!(quick.last_backup_time, Some(Time(at(30))));
     // An Observed phone's backup, made by someone else, is seen complete too.
-    let observed = Phone::new("o", "kp2");
+    let observed = cloudphone("o", "kp2").observed().build();
     let was_backing_up = observed.plan(Some(Observation::Status(4)), at(0)).status;
     let idle = observed
         .clone()
@@ -1274,7 +1252,8 @@ fn last_backup_time_is_set_when_a_backup_is_seen_complete_and_only_then() {
 
 #[test]
 fn a_reconcile_request_is_echoed_only_after_an_observation_and_lifts_a_refusal() {
-    let phone = Phone::new("p", "kp1").backed_up();
+    let builder = cloudphone("p", "kp1").backed_up();
+    let phone = builder.clone().build();
     let intent = phone.plan(Some(Observation::Status(2)), at(0)).status;
     let refused = Action::Backup.record_result(
         &intent,
@@ -1288,18 +1267,19 @@ fn a_reconcile_request_is_echoed_only_after_an_observation_and_lifts_a_refusal()
         at(1),
         &config(),
     );
-    let asked = phone
+    let asked = builder
         .clone()
-        .with_status(refused)
+        .status(refused)
         .reconcile_requested("2026-11-25T10:00:00Z");
-    let failed = asked.plan(Some(failure()), at(5));
+    let requested = asked.clone().build();
+    let failed = requested.plan(Some(failure()), at(5));
     assert_eq!(
         failed.status.last_handled_reconcile_at, None,
         "a failed query is no fresh observation"
     );
-    let not_queried = asked.plan(None, at(5));
+    let not_queried = requested.plan(None, at(5));
     assert_eq!(not_queried.status.last_handled_reconcile_at, None);
-    let observed = asked.plan(Some(Observation::Status(2)), at(5));
+    let observed = requested.plan(Some(Observation::Status(2)), at(5));
     assert_eq!(
         observed.status.last_handled_reconcile_at.as_deref(),
         Some("2026-11-25T10:00:00Z")
@@ -1311,8 +1291,9 @@ fn a_reconcile_request_is_echoed_only_after_an_observation_and_lifts_a_refusal()
     assert_eq!(ready(&observed.status).1, BACKUP_REFUSED);
     let later = asked
         .clone()
-        .with_status(observed.status.clone())
+        .status(observed.status.clone())
         .reconcile_requested("2026-11-25T10:01:00Z")
+        .build()
         .plan(Some(Observation::Status(2)), at(40));
     assert!(
         later.backup,
@@ -1320,12 +1301,15 @@ fn a_reconcile_request_is_echoed_only_after_an_observation_and_lifts_a_refusal()
     );
     let again = asked
         .clone()
-        .with_status(later.status)
+        .status(later.status)
         .reconcile_requested("2026-11-25T10:01:00Z")
+        .build()
         .plan(Some(Observation::Status(2)), at(45));
     assert!(!again.backup, "once per request: the call is in flight");
-    let missing = Phone::new("m", "kp9")
+    let missing = cloudphone("m", "kp9")
+        .observed()
         .reconcile_requested("1")
+        .build()
         .plan(Some(Observation::Missing), at(0));
     assert_eq!(
         missing.status.last_handled_reconcile_at.as_deref(),
@@ -1337,7 +1321,7 @@ fn a_reconcile_request_is_echoed_only_after_an_observation_and_lifts_a_refusal()
 #[test]
 fn a_backup_seen_complete_within_the_second_of_its_rounded_up_request_is_recorded_once() {
     // The intent's requestedAt is rounded up to the second: the vendor can show Idle before it.
-    let phone = Phone::new("p", "kp1").backed_up();
+    let phone = cloudphone("p", "kp1").backed_up().build();
     let mut requested = phone.plan(Some(Observation::Status(2)), at(10)).status;
     requested.backup.as_mut().unwrap().requested_at = Some(Time(at(11)));
     let done = phone

@@ -1,6 +1,6 @@
 //! Shared test support: a recording fake of the Kubernetes API server, on kube's `tower-test` mock
 //! service (every request is recorded: method, path and query, content type, JSON body, and answered
-//! by a handler), fast vendor retries, and test phones.
+//! by a handler), fast vendor retries, and test phones (the builder shared with the unit tests).
 
 use http::{Request, Response};
 use kube::client::Body;
@@ -22,6 +22,12 @@ pub fn quick_retries(max_retries: u32) -> cloudphone_operator::koophone::RetryPo
 #[path = "../../src/test_deadline.rs"]
 mod test_deadline;
 pub use test_deadline::deadline;
+
+// NB: the test phone builder is one file too; it names the crate's types as `super::api`.
+pub use cloudphone_operator::api;
+#[path = "../../src/test_phone.rs"]
+mod test_phone;
+pub use test_phone::cloudphone;
 
 /// A vendor client of the simulator, with its token `t` and the default retries.
 pub fn sim_client(
@@ -188,73 +194,6 @@ pub fn status_error(code: u16, reason: &str) -> (u16, Value) {
             "message": format!("{reason} (fake)"), "reason": reason, "code": code,
         }),
     )
-}
-
-/// A test CloudPhone, built with chainable setters: by default `BackedUp`, in namespace `fleet`,
-/// as the API server would hold it (a uid, generation 1, resourceVersion 10, created at a fixed
-/// instant), with no status yet.
-#[derive(Clone, Debug)]
-pub struct PhoneBuilder(cloudphone_operator::api::CloudPhone);
-
-/// A phone named `name` for instance `instance`; see [`PhoneBuilder`].
-pub fn cloudphone(name: &str, instance: &str) -> PhoneBuilder {
-    use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle};
-    let mut p = CloudPhone::new(
-        name,
-        CloudPhoneSpec {
-            instance_id: instance.into(),
-            lifecycle: Lifecycle::BackedUp,
-            interrupt_streaming: false,
-            suspend: false,
-            account_ref: None,
-        },
-    );
-    p.metadata.namespace = Some("fleet".into());
-    p.metadata.uid = Some(format!("uid-{name}"));
-    p.metadata.generation = Some(1);
-    p.metadata.resource_version = Some("10".into());
-    PhoneBuilder(p).created(0)
-}
-
-impl PhoneBuilder {
-    pub fn namespace(mut self, namespace: &str) -> Self {
-        self.0.metadata.namespace = Some(namespace.into());
-        self
-    }
-    pub fn interrupt_streaming(mut self) -> Self {
-        self.0.spec.interrupt_streaming = true;
-        self
-    }
-    pub fn lifecycle(mut self, lifecycle: cloudphone_operator::api::Lifecycle) -> Self {
-        self.0.spec.lifecycle = lifecycle;
-        self
-    }
-    /// Created `seconds` after a fixed instant (so that the older owns a shared instance id).
-    pub fn created(mut self, seconds: i64) -> Self {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-        self.0.metadata.creation_timestamp = Some(Time(
-            jiff::Timestamp::from_second(1_700_000_000 + seconds).unwrap(),
-        ));
-        self
-    }
-    pub fn suspended(mut self) -> Self {
-        self.0.spec.suspend = true;
-        self
-    }
-    /// Names the CloudPhoneAccount `account` in `spec.accountRef`.
-    pub fn account(mut self, account: &str) -> Self {
-        self.0.spec.account_ref = Some(cloudphone_operator::api::AccountRef {
-            name: account.into(),
-        });
-        self
-    }
-    pub fn build(self) -> cloudphone_operator::api::CloudPhone {
-        self.0
-    }
-    /// As JSON, the way an API server answers with it.
-    pub fn json(self) -> Value {
-        serde_json::to_value(self.0).unwrap()
-    }
 }
 
 /// The key of a test phone in namespace `fleet`.
