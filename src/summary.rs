@@ -158,27 +158,19 @@ pub async fn fetch(client: kube::Client, namespace: Option<&str>) -> Result<Summ
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CloudPhoneSpec, CloudPhoneStatus};
+    use crate::api::CloudPhoneStatus;
+    use crate::test_phone::cloudphone;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn phone(name: &str, lifecycle: Lifecycle, last_backup: Option<i64>) -> CloudPhone {
-        let mut p = CloudPhone::new(
-            name,
-            CloudPhoneSpec {
-                instance_id: name.into(),
-                lifecycle,
-                interrupt_streaming: false,
-                suspend: false,
-                account_ref: None,
-            },
-        );
-        p.metadata.namespace = Some("fleet".into());
-        p.status = Some(CloudPhoneStatus {
-            last_backup_time: last_backup
-                .map(|s| Time(Timestamp::from_second(1_790_000_000 + s).unwrap())),
-            ..CloudPhoneStatus::default()
-        });
-        p
+        cloudphone(name, name)
+            .lifecycle(lifecycle)
+            .status(CloudPhoneStatus {
+                last_backup_time: last_backup
+                    .map(|s| Time(Timestamp::from_second(1_790_000_000 + s).unwrap())),
+                ..CloudPhoneStatus::default()
+            })
+            .build()
     }
 
     #[test]

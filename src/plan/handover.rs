@@ -173,10 +173,12 @@ pub(super) fn hold(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{BackupStatus, CloudPhoneSpec, Lifecycle};
+    use crate::api::{BackupStatus, CloudPhone};
     use crate::plan::{
-        Action, Context, Disposition, KeyRef, Memory, Observation, PlanConfig, Route, plan_phone,
+        Action, Context, DEFAULT_SCOPE, Disposition, Memory, Observation, PlanConfig, Route,
+        plan_phone,
     };
+    use crate::test_phone::cloudphone;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     const GRACE: Duration = Duration::from_secs(120);
@@ -185,35 +187,18 @@ mod tests {
         Timestamp::from_second(1_790_000_000 + s).unwrap()
     }
 
-    fn spec() -> CloudPhoneSpec {
-        CloudPhoneSpec {
-            instance_id: "kp1".into(),
-            lifecycle: Lifecycle::BackedUp,
-            interrupt_streaming: false,
-            suspend: false,
-            account_ref: None,
+    /// A BackedUp phone of instance `kp1`, created long ago.
+    fn phone(name: &str, uid: &str, status: Option<CloudPhoneStatus>) -> CloudPhone {
+        let phone = cloudphone(name, "kp1").uid(uid).created(-10_000);
+        match status {
+            Some(status) => phone.status(status),
+            None => phone,
         }
+        .build()
     }
 
-    fn view<'a>(
-        name: &'a str,
-        uid: &'a str,
-        spec: &'a CloudPhoneSpec,
-        status: Option<&'a CloudPhoneStatus>,
-    ) -> PhoneView<'a> {
-        PhoneView {
-            key: KeyRef {
-                namespace: "fleet",
-                name,
-            },
-            uid: Some(uid),
-            created: Some(at(-10_000)),
-            generation: Some(1),
-            spec,
-            status,
-            reconcile_requested: None,
-            account: crate::plan::Route::Scope(crate::plan::DEFAULT_SCOPE),
-        }
+    fn view(phone: &CloudPhone) -> PhoneView<'_> {
+        PhoneView::of(phone, Route::Scope(DEFAULT_SCOPE))
     }
 
     fn intent_status(requested: i64) -> CloudPhoneStatus {
@@ -230,16 +215,12 @@ mod tests {
 
     #[test]
     fn a_new_owner_waits_out_the_previous_owners_intent_even_after_it_is_deleted() {
-        let spec = spec();
-        let old_status = intent_status(0);
+        let old = phone("old", "u-old", Some(intent_status(0)));
         let mut intents = Intents::default();
-        intents.observe(
-            &[view("old", "u-old", &spec, Some(&old_status))],
-            at(1),
-            GRACE,
-        );
+        intents.observe(&[view(&old)], at(1), GRACE);
         // The old object is deleted: the next snapshots show only the new one.
-        let new = view("new", "u-new", &spec, None);
+        let new_phone = phone("new", "u-new", None);
+        let new = view(&new_phone);
         intents.observe(std::slice::from_ref(&new), at(5), GRACE);
         let previous = intents.previous(&new, at(5), GRACE).cloned();
         assert_eq!(
@@ -298,13 +279,13 @@ mod tests {
 
     #[test]
     fn an_owners_own_intent_never_holds_it_and_accounts_are_apart() {
-        let spec = spec();
-        let status = intent_status(0);
-        let phone = view("p", "u-p", &spec, Some(&status));
+        let p = phone("p", "u-p", Some(intent_status(0)));
+        let q = phone("q", "u-q", None);
+        let phone = view(&p);
         let mut intents = Intents::default();
         intents.observe(std::slice::from_ref(&phone), at(1), GRACE);
         assert!(intents.previous(&phone, at(1), GRACE).is_none());
-        let mut other = view("q", "u-q", &spec, None);
+        let mut other = view(&q);
         assert!(intents.previous(&other, at(1), GRACE).is_some());
         other.account = Route::Scope("another-tenant");
         assert!(
@@ -315,10 +296,11 @@ mod tests {
 
     #[test]
     fn an_intent_keeps_the_scope_it_was_made_in_whatever_the_phone_names_now() {
-        let spec = spec();
         let mut status = intent_status(0);
         status.backup.as_mut().unwrap().scope = Some("project:p1".into());
-        let mut old = view("old", "u-old", &spec, Some(&status));
+        let old_phone = phone("old", "u-old", Some(status));
+        let new_phone = phone("new", "u-new", None);
+        let mut old = view(&old_phone);
         // The old owner now names an account it may not use: it is blocked.
         old.account = Route::Blocked(crate::plan::AccountBlock {
             reason: crate::plan::ACCOUNT_NOT_ALLOWED,
@@ -326,7 +308,7 @@ mod tests {
         });
         let mut intents = Intents::default();
         intents.observe(std::slice::from_ref(&old), at(1), GRACE);
-        let mut new = view("new", "u-new", &spec, None);
+        let mut new = view(&new_phone);
         new.account = Route::Scope("project:p1");
         assert!(
             intents.previous(&new, at(1), GRACE).is_some(),
@@ -338,8 +320,8 @@ mod tests {
 
     #[test]
     fn while_an_earlier_terms_time_is_ahead_an_owner_without_an_intent_of_its_own_waits() {
-        let spec = spec();
-        let mut phone = view("p", "u-p", &spec, None);
+        let p = phone("p", "u-p", None);
+        let mut phone = view(&p);
         // Old or young alike: a duplicate promoted may be any age.
         phone.created = Some(at(-100_000));
         let earlier = EarlierTerms::Until(at(100));

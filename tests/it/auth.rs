@@ -4,7 +4,6 @@
 
 use crate::support;
 
-use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle};
 use cloudphone_operator::koophone::sign::{self, SignableRequest};
 use cloudphone_operator::koophone::{
     Auth, CallAuth, Client, ClientConfig, Credentials, Project, RetryPolicy, Token,
@@ -266,17 +265,7 @@ async fn a_refused_secret_stops_every_vendor_call() {
     );
     let err = c.query_status_chunk(&ids()).await.unwrap_err();
     assert_eq!(err.label(), "CredentialsInvalid");
-    let mut phone = CloudPhone::new(
-        "p1",
-        CloudPhoneSpec {
-            instance_id: "kp2".into(),
-            lifecycle: Lifecycle::BackedUp,
-            interrupt_streaming: false,
-            suspend: false,
-            account_ref: None,
-        },
-    );
-    phone.metadata.namespace = Some("fleet".into());
+    let phone = support::cloudphone("p1", "kp2").build();
     let store = Arc::new(MemoryStore::new([phone]));
     let metrics = Arc::new(cloudphone_operator::metrics::Metrics::new());
     let engine =
