@@ -15,10 +15,8 @@ use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{
-    Recorded, Reply, Requests, fake_client, fake_client_hanging, fake_client_streaming,
-    status_error,
-};
+use support::scenario::{Scenario, secret_json};
+use support::{Recorded, Reply, Requests, fake_client_streaming, status_error};
 
 const PHONES: &str = "/apis/cloudphone.io/v1alpha1/cloudphones";
 
@@ -213,86 +211,6 @@ fn fake_cluster(
     })
 }
 
-/// Scenario: every request is answered with this API error.
-fn an_api_server_answering_every_request(code: u16, reason: &str) -> (kube::Client, Requests) {
-    let reason = reason.to_owned();
-    fake_client(move |_| status_error(code, &reason))
-}
-
-/// Scenario: every status apply is accepted, the object coming back at version 11 with the applied
-/// status.
-fn an_api_server_accepting_every_status_apply() -> (kube::Client, Requests) {
-    fake_client(|r| {
-        (
-            200,
-            json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhone",
-        "metadata": {"name": "p1", "namespace": "fleet-a", "resourceVersion": "11"}, "spec": {"instanceId": "kp1"}, "status": r.body["status"].clone()}),
-        )
-    })
-}
-
-/// Scenario: the Secret `ops/koophone` lists with a token, then its first watch sees it rotated to
-/// an access key pair.
-fn a_secret_rotated_from_a_token_to_an_access_key() -> (kube::Client, Requests) {
-    let mut watches = 0;
-    fake_client_hanging(move |r: &Recorded| match (r.method.as_str(), r.path()) {
-        ("GET", "/api/v1/namespaces/ops/secrets") if r.query().contains("watch=true") => {
-            watches += 1;
-            (watches == 1).then(|| {
-                (200, json!({"type": "MODIFIED", "object": secret_json("2", &[("accessKey", "AK"), ("secretKey", "SK-value"), ("projectId", "p")])}))
-            })
-        }
-        ("GET", "/api/v1/namespaces/ops/secrets") => Some((
-            200,
-            json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {"resourceVersion": "1"},
-               "items": [secret_json("1", &[("token", "t0ken-value")])]}),
-        )),
-        _ => Some(status_error(404, "NotFound")),
-    })
-}
-
-/// Scenario: the Secret holds a token; it is re-applied at a new version with the same data (and a
-/// label), then rotated to new data.
-fn a_secret_reapplied_then_rotated() -> (kube::Client, Requests) {
-    let mut watches = 0;
-    fake_client_hanging(move |r: &Recorded| match (r.method.as_str(), r.path()) {
-        ("GET", "/api/v1/namespaces/ops/secrets") if r.query().contains("watch=true") => {
-            watches += 1;
-            match watches {
-                1 => {
-                    let mut same = secret_json("2", &[("token", "t0ken-value")]);
-                    same["metadata"]["labels"] = json!({"team": "ops"});
-                    Some((200, json!({"type": "MODIFIED", "object": same})))
-                }
-                2 => Some((
-                    200,
-                    json!({"type": "MODIFIED", "object": secret_json("3", &[("token", "n3w-t0ken")])}),
-                )),
-                _ => None,
-            }
-        }
-        ("GET", "/api/v1/namespaces/ops/secrets") => Some((
-            200,
-            json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {"resourceVersion": "1"},
-               "items": [secret_json("1", &[("token", "t0ken-value")])]}),
-        )),
-        _ => Some(status_error(404, "NotFound")),
-    })
-}
-
-/// Scenario: no Secret is listed, and the watch stays silent.
-fn no_secret_at_all() -> (kube::Client, Requests) {
-    fake_client_hanging(|r: &Recorded| {
-        if r.query().contains("watch=true") {
-            return None;
-        }
-        Some((
-            200,
-            json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {"resourceVersion": "1"}, "items": []}),
-        ))
-    })
-}
-
 fn requests(log: &Requests, method: &str, path_part: &str) -> Vec<Recorded> {
     log.lock()
         .unwrap()
@@ -349,7 +267,7 @@ async fn synced_store(
 async fn a_status_write_is_a_forced_server_side_apply_of_status_only() {
     let _deadline =
         support::deadline("a_status_write_is_a_forced_server_side_apply_of_status_only");
-    let (client, log) = an_api_server_accepting_every_status_apply();
+    let (client, log) = Scenario::EveryStatusApplyAccepted.serve();
     let (store, _watches) = KubeStore::new(client, WatchConfig::default(), reporter());
     let status = CloudPhoneStatus {
         observed_generation: Some(1),
@@ -391,7 +309,7 @@ async fn a_status_write_is_a_forced_server_side_apply_of_status_only() {
 async fn a_deleted_phone_and_a_conflict_are_told_apart() {
     let _deadline = support::deadline("a_deleted_phone_and_a_conflict_are_told_apart");
     for (code, reason) in [(404, "NotFound"), (409, "Conflict"), (500, "InternalError")] {
-        let (client, _log) = an_api_server_answering_every_request(code, reason);
+        let (client, _log) = Scenario::EveryRequestFails(code, reason).serve();
         let (store, _watches) = KubeStore::new(client, WatchConfig::default(), reporter());
         let err = store
             .write_status(
@@ -653,17 +571,11 @@ fn parse_exposition(text: &str) -> Vec<(String, f64)> {
 /// Serves one watch event after the initial list of p1, and tells whether an early tick fired.
 async fn fires_on(event: Value) -> bool {
     use cloudphone_operator::reconciler::Trigger;
-    let mut event = Some(event);
-    let (client, _log) =
-        fake_client_hanging(move |r: &Recorded| match (r.method.as_str(), r.path()) {
-            ("GET", PHONES) if r.query().contains("watch=true") => event.take().map(|e| (200, e)),
-            ("GET", PHONES) => Some((
-                200,
-                json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhoneList",
-                   "metadata": {"resourceVersion": "10"}, "items": [phone_json("p1", "kp1")]}),
-            )),
-            _ => Some(status_error(404, "NotFound")),
-        });
+    let (client, _log) = Scenario::PhonesThenOneWatchEvent {
+        phones: vec![phone_json("p1", "kp1")],
+        event,
+    }
+    .serve();
     let (store, watches) = KubeStore::new(
         client,
         WatchConfig {
@@ -743,29 +655,12 @@ fn lifecycle_round_trips_through_json() {
     );
 }
 
-/// A Secret as the API server returns it: data base64-encoded.
-fn secret_json(version: &str, pairs: &[(&str, &str)]) -> Value {
-    use base64::Engine as _;
-    let data: serde_json::Map<String, Value> = pairs
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                json!(base64::engine::general_purpose::STANDARD.encode(v)),
-            )
-        })
-        .collect();
-    json!({"apiVersion": "v1", "kind": "Secret",
-           "metadata": {"name": "koophone", "namespace": "ops", "resourceVersion": version},
-           "data": data})
-}
-
 #[tokio::test]
 async fn the_credentials_secret_is_loaded_and_its_rotation_followed() {
     let _deadline = support::deadline("the_credentials_secret_is_loaded_and_its_rotation_followed");
     use cloudphone_operator::koophone::{Auth, CredentialsError};
     use cloudphone_operator::run::credentials;
-    let (client, log) = a_secret_rotated_from_a_token_to_an_access_key();
+    let (client, log) = Scenario::SecretRotatedFromTokenToAccessKey.serve();
     let auth = Arc::new(Auth::new(Err(CredentialsError::SecretMissing(
         "ops/koophone (not read yet)".into(),
     ))));
@@ -803,7 +698,7 @@ async fn a_credentials_secret_at_a_new_version_with_the_same_data_is_not_reloade
     );
     use cloudphone_operator::koophone::{Auth, CredentialsError};
     use cloudphone_operator::run::credentials;
-    let (client, log) = a_secret_reapplied_then_rotated();
+    let (client, log) = Scenario::SecretReappliedThenRotated.serve();
     let auth = Arc::new(Auth::new(Err(CredentialsError::SecretMissing(
         "ops/koophone (not read yet)".into(),
     ))));
@@ -839,7 +734,7 @@ async fn a_missing_credentials_secret_is_reported() {
     let _deadline = support::deadline("a_missing_credentials_secret_is_reported");
     use cloudphone_operator::koophone::{Auth, Token};
     use cloudphone_operator::run::credentials;
-    let (client, _log) = no_secret_at_all();
+    let (client, _log) = Scenario::NoSecret.serve();
     let auth = Arc::new(Auth::token(Token::new("placeholder")));
     tokio::spawn(credentials::watch(
         client,
@@ -1108,7 +1003,7 @@ async fn a_refused_list_at_start_names_the_scope_and_the_fix_and_keeps_the_api_e
     let args = Cli::try_parse_from(["run", "--simulate", "--namespace=fleet-a"])
         .unwrap()
         .run;
-    let (client, _log) = an_api_server_answering_every_request(403, "Forbidden");
+    let (client, _log) = Scenario::EveryRequestFails(403, "Forbidden").serve();
     let err = cloudphone_operator::run::preflight(&client, &args)
         .await
         .unwrap_err();

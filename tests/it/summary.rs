@@ -8,8 +8,8 @@ use cloudphone_operator::plan::{
     ACCOUNT_NOT_ALLOWED, AccountBlock, Context, Disposition, EarlierTerms, Memory, PhoneView,
     PlanConfig, Route, plan_phone,
 };
-use serde_json::{Value, json};
-use support::{Recorded, fake_client};
+use serde_json::Value;
+use support::scenario::Scenario;
 
 /// The real API server's objects (`tests/fixtures`).
 fn real_objects() -> Vec<Value> {
@@ -62,17 +62,7 @@ async fn the_summary_reads_every_page_and_names_the_phones_that_need_a_person() 
     items.push(not_allowed());
     let (first, second) = items.split_at(2);
     let (first, second) = (first.to_vec(), second.to_vec());
-    let (client, log) = fake_client(move |r: &Recorded| {
-        let page = |items: &[Value], next: &str| {
-            json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhoneList",
-                   "metadata": {"resourceVersion": "9", "continue": next}, "items": items})
-        };
-        if r.query().contains("continue=page-2") {
-            (200, page(&second, ""))
-        } else {
-            (200, page(&first, "page-2"))
-        }
-    });
+    let (client, log) = Scenario::PhonesInPages(vec![first, second]).serve();
     let summary = cloudphone_operator::summary::fetch(client, None)
         .await
         .unwrap();
@@ -105,13 +95,7 @@ async fn the_summary_reads_every_page_and_names_the_phones_that_need_a_person() 
 #[tokio::test]
 async fn a_namespace_reads_only_that_namespace() {
     let _deadline = support::deadline("a_namespace_reads_only_that_namespace");
-    let (client, log) = fake_client(|_| {
-        (
-            200,
-            json!({"apiVersion": "cloudphone.io/v1alpha1", "kind": "CloudPhoneList",
-                   "metadata": {"resourceVersion": "9"}, "items": []}),
-        )
-    });
+    let (client, log) = Scenario::PhonesInPages(vec![vec![]]).serve();
     let summary = cloudphone_operator::summary::fetch(client, Some("fleet-a"))
         .await
         .unwrap();
