@@ -15,6 +15,7 @@ use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use support::lease::{FakeLease, LEASES};
 use support::scenario::{Scenario, secret_json};
 use support::{Recorded, Reply, Requests, fake_client_streaming, status_error};
 
@@ -61,53 +62,7 @@ struct Extra {
     lists: Vec<(&'static str, Value)>,
     streams: Vec<(&'static str, tokio::sync::mpsc::UnboundedReceiver<Value>)>,
     /// The Lease of namespace `ops`, shared with another fake cluster's replica.
-    lease: Option<Arc<LeaseStore>>,
-}
-
-const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases";
-
-/// One Lease, kept as the API server would: its resourceVersion checked on update.
-#[derive(Default)]
-struct LeaseStore(std::sync::Mutex<(Option<Value>, u64)>);
-
-impl LeaseStore {
-    fn handle(&self, r: &Recorded) -> (u16, Value) {
-        let mut guard = self.0.lock().unwrap();
-        let (lease, version) = &mut *guard;
-        let named = r.path().strip_prefix(LEASES).unwrap_or_default();
-        match (r.method.as_str(), named) {
-            ("GET", "/cloudphone-operator") => match lease {
-                Some(l) => (200, l.clone()),
-                None => status_error(404, "NotFound"),
-            },
-            ("POST", "") if lease.is_none() => {
-                *version += 1;
-                let mut created = r.body.clone();
-                created["metadata"]["resourceVersion"] = json!(version.to_string());
-                *lease = Some(created.clone());
-                (201, created)
-            }
-            ("PUT", "/cloudphone-operator")
-                if lease.as_ref().map(|l| &l["metadata"]["resourceVersion"])
-                    == Some(&r.body["metadata"]["resourceVersion"]) =>
-            {
-                *version += 1;
-                let mut updated = r.body.clone();
-                updated["metadata"]["resourceVersion"] = json!(version.to_string());
-                *lease = Some(updated.clone());
-                (200, updated)
-            }
-            ("POST" | "PUT", _) => status_error(409, "Conflict"),
-            _ => status_error(404, "NotFound"),
-        }
-    }
-
-    fn holder(&self) -> Option<String> {
-        let guard = self.0.lock().unwrap();
-        guard.0.as_ref()?["spec"]["holderIdentity"]
-            .as_str()
-            .map(str::to_owned)
-    }
+    lease: Option<Arc<FakeLease>>,
 }
 
 const ACCOUNTS: &str = "/apis/cloudphone.io/v1alpha1/cloudphoneaccounts";
@@ -1296,7 +1251,7 @@ fn series_key(series: &str) -> (String, std::collections::BTreeMap<String, Strin
 async fn two_replicas_a_leader_and_a_standby_export_what_the_alerts_expect() {
     let _deadline =
         support::deadline("two_replicas_a_leader_and_a_standby_export_what_the_alerts_expect");
-    let lease = Arc::new(LeaseStore::default());
+    let lease = Arc::new(FakeLease::default());
     let crd = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
     let replica = |identity: &'static str, port: u16| {
         let phones = vec![phone_json("p1", "kp1"), phone_json("p2", "kp2")];

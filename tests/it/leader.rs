@@ -2,105 +2,14 @@
 
 use crate::support;
 
-use cloudphone_operator::reconciler::{INTENTS_UNTIL_ANNOTATION, IntentsRecord, RecordError};
+use cloudphone_operator::reconciler::{IntentsRecord, RecordError};
 use cloudphone_operator::run::leader::{Leadership, LeaseConfig, LeaseIntents};
 use jiff::Timestamp;
-use serde_json::{Value, json};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use support::{Recorded, fake_client, status_error};
-
-const PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/cloudphone-operator";
-
-/// One Lease, stored as the API server would: resourceVersion checked on update.
-#[derive(Default)]
-struct LeaseServer {
-    lease: Mutex<Option<Value>>,
-    version: Mutex<u64>,
-    down: AtomicBool,
-    /// The next this many updates conflict (409), as if another write had come in between.
-    conflicts: AtomicUsize,
-}
-
-impl LeaseServer {
-    fn handle(&self, r: &Recorded) -> (u16, Value) {
-        if self.down.load(Ordering::SeqCst) {
-            return status_error(500, "InternalError");
-        }
-        let mut lease = self.lease.lock().unwrap();
-        let mut version = self.version.lock().unwrap();
-        match (r.method.as_str(), r.path()) {
-            ("GET", PATH) => match lease.as_ref() {
-                Some(l) => (200, l.clone()),
-                None => status_error(404, "NotFound"),
-            },
-            ("POST", "/apis/coordination.k8s.io/v1/namespaces/ops/leases") => {
-                if lease.is_some() {
-                    return status_error(409, "AlreadyExists");
-                }
-                *version += 1;
-                let mut created = r.body.clone();
-                created["metadata"]["resourceVersion"] = json!(version.to_string());
-                *lease = Some(created.clone());
-                (201, created)
-            }
-            ("PUT", PATH) => {
-                if self
-                    .conflicts
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok()
-                {
-                    *version += 1;
-                    if let Some(l) = lease.as_mut() {
-                        l["metadata"]["resourceVersion"] = json!(version.to_string());
-                    }
-                    return status_error(409, "Conflict");
-                }
-                let current = lease
-                    .as_ref()
-                    .and_then(|l| l["metadata"]["resourceVersion"].as_str().map(str::to_owned));
-                if r.body["metadata"]["resourceVersion"]
-                    .as_str()
-                    .map(str::to_owned)
-                    != current
-                {
-                    return status_error(409, "Conflict");
-                }
-                *version += 1;
-                let mut updated = r.body.clone();
-                updated["metadata"]["resourceVersion"] = json!(version.to_string());
-                *lease = Some(updated.clone());
-                (200, updated)
-            }
-            _ => status_error(404, "NotFound"),
-        }
-    }
-
-    fn holder(&self) -> Option<String> {
-        self.lease
-            .lock()
-            .unwrap()
-            .as_ref()
-            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
-    }
-
-    fn annotation(&self) -> Option<String> {
-        self.lease.lock().unwrap().as_ref().and_then(|l| {
-            l["metadata"]["annotations"][INTENTS_UNTIL_ANNOTATION]
-                .as_str()
-                .map(str::to_owned)
-        })
-    }
-
-    fn field(&self, name: &str) -> Value {
-        self.lease
-            .lock()
-            .unwrap()
-            .as_ref()
-            .map_or(Value::Null, |l| l["spec"][name].clone())
-    }
-}
+use support::fake_client;
+use support::lease::FakeLease;
 
 fn config(identity: &str) -> LeaseConfig {
     LeaseConfig {
@@ -111,7 +20,7 @@ fn config(identity: &str) -> LeaseConfig {
     }
 }
 
-fn elector(server: &Arc<LeaseServer>, identity: &str) -> Leadership {
+fn elector(server: &Arc<FakeLease>, identity: &str) -> Leadership {
     let s = server.clone();
     let (client, _) = fake_client(move |r| s.handle(r));
     Leadership::spawn(client, config(identity))
@@ -130,7 +39,7 @@ async fn wait_for(
 #[tokio::test]
 async fn a_lone_candidate_creates_the_lease_and_leads() {
     let _deadline = support::deadline("a_lone_candidate_creates_the_lease_and_leads");
-    let server = Arc::new(LeaseServer::default());
+    let server = Arc::new(FakeLease::default());
     let a = elector(&server, "pod-a");
     assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
     assert_eq!(server.holder().as_deref(), Some("pod-a"));
@@ -142,7 +51,7 @@ async fn a_lone_candidate_creates_the_lease_and_leads() {
 async fn a_standby_waits_for_a_held_lease_and_takes_over_when_the_leader_dies() {
     let _deadline =
         support::deadline("a_standby_waits_for_a_held_lease_and_takes_over_when_the_leader_dies");
-    let server = Arc::new(LeaseServer::default());
+    let server = Arc::new(FakeLease::default());
     let a = elector(&server, "pod-a");
     assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
     let b = elector(&server, "pod-b");
@@ -170,7 +79,7 @@ async fn a_standby_waits_for_a_held_lease_and_takes_over_when_the_leader_dies() 
 #[tokio::test]
 async fn a_released_lease_is_taken_at_once() {
     let _deadline = support::deadline("a_released_lease_is_taken_at_once");
-    let server = Arc::new(LeaseServer::default());
+    let server = Arc::new(FakeLease::default());
     let a = elector(&server, "pod-a");
     assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
     let b = elector(&server, "pod-b");
@@ -186,7 +95,7 @@ async fn a_released_lease_is_taken_at_once() {
 async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
     let _deadline =
         support::deadline("a_leader_that_cannot_renew_steps_down_before_the_lease_expires");
-    let server = Arc::new(LeaseServer::default());
+    let server = Arc::new(FakeLease::default());
     let a = elector(&server, "pod-a");
     assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
     let fence = a.fence();
@@ -219,7 +128,7 @@ async fn a_leader_that_cannot_renew_steps_down_before_the_lease_expires() {
 #[tokio::test]
 async fn two_candidates_never_lead_at_once() {
     let _deadline = support::deadline("two_candidates_never_lead_at_once");
-    let server = Arc::new(LeaseServer::default());
+    let server = Arc::new(FakeLease::default());
     let a = elector(&server, "pod-a");
     let b = elector(&server, "pod-b");
     let (ra, rb) = (a.receiver(), b.receiver());
@@ -235,7 +144,7 @@ async fn two_candidates_never_lead_at_once() {
     b.release().await;
 }
 
-fn intents(server: &Arc<LeaseServer>, holder: Option<&str>) -> (LeaseIntents, support::Requests) {
+fn intents(server: &Arc<FakeLease>, holder: Option<&str>) -> (LeaseIntents, support::Requests) {
     let s = server.clone();
     let (client, requests) = fake_client(move |r| s.handle(r));
     (
@@ -259,7 +168,7 @@ async fn the_intents_record_is_written_with_the_leases_version_never_lowered_and
     let _deadline = support::deadline(
         "the_intents_record_is_written_with_the_leases_version_never_lowered_and_kept_by_renewals",
     );
-    let server = Arc::new(LeaseServer::default());
+    let server = Arc::new(FakeLease::default());
     let a = elector(&server, "pod-a");
     assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
     let (record, requests) = intents(&server, Some("pod-a"));
@@ -315,7 +224,7 @@ async fn a_record_that_keeps_conflicting_or_whose_lease_another_replica_holds_is
     let _deadline = support::deadline(
         "a_record_that_keeps_conflicting_or_whose_lease_another_replica_holds_is_not_extended",
     );
-    let server = Arc::new(LeaseServer::default());
+    let server = Arc::new(FakeLease::default());
     let a = elector(&server, "pod-a");
     assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
     let (other, _) = intents(&server, Some("pod-b"));
@@ -336,7 +245,7 @@ async fn without_leader_election_the_record_creates_a_lease_that_an_elector_can_
     let _deadline = support::deadline(
         "without_leader_election_the_record_creates_a_lease_that_an_elector_can_take",
     );
-    let server = Arc::new(LeaseServer::default());
+    let server = Arc::new(FakeLease::default());
     let (record, _) = intents(&server, None);
     record.extend(at("2030-01-01T00:00:00Z")).await.unwrap();
     assert_eq!(server.annotation().as_deref(), Some("2030-01-01T00:00:00Z"));
@@ -354,7 +263,7 @@ async fn without_leader_election_the_record_creates_a_lease_that_an_elector_can_
 async fn a_renewal_that_conflicts_with_a_record_write_keeps_leadership() {
     let _deadline =
         support::deadline("a_renewal_that_conflicts_with_a_record_write_keeps_leadership");
-    let server = Arc::new(LeaseServer::default());
+    let server = Arc::new(FakeLease::default());
     let a = elector(&server, "pod-a");
     assert!(wait_for(a.receiver(), true, Duration::from_secs(5)).await);
     let fence = a.fence();

@@ -29,6 +29,7 @@ pub use cloudphone_operator::api;
 mod test_phone;
 pub use test_phone::cloudphone;
 
+pub mod lease;
 pub mod scenario;
 
 /// A vendor client of the simulator, with its token `t` and the default retries.
