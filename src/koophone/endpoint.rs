@@ -1,7 +1,6 @@
-//! The two vendor calls the operator makes: their paths, and their short names for logs and
-//! metrics.
+//! The vendor calls the operator makes: their paths, and their short names for logs and metrics.
 
-/// The two vendor calls the operator makes; displayed as the short name of logs and metrics.
+/// The vendor calls the operator makes; displayed as the short name of logs and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::Display)]
 pub enum Endpoint {
     /// `POST /v1/instances/batch-query-status`
@@ -10,6 +9,12 @@ pub enum Endpoint {
     /// `POST /v1/instances/backup`
     #[strum(serialize = "backup")]
     Backup,
+    /// `POST /v1/instances/prepare`: brings instances' data back onto a physical instance.
+    #[strum(serialize = "prepare")]
+    Prepare,
+    /// `POST /v1/instances/prepare-progress`: one instance's prepare, queued or under way.
+    #[strum(serialize = "prepare-progress")]
+    PrepareProgress,
 }
 
 impl Endpoint {
@@ -18,6 +23,8 @@ impl Endpoint {
         match self {
             Endpoint::QueryStatus => "/v1/instances/batch-query-status",
             Endpoint::Backup => "/v1/instances/backup",
+            Endpoint::Prepare => "/v1/instances/prepare",
+            Endpoint::PrepareProgress => "/v1/instances/prepare-progress",
         }
     }
 

@@ -12,6 +12,10 @@ pub enum Error {
     #[error("instance_ids: {id:?} {reason}; nothing was sent to the vendor")]
     InvalidInstanceId { id: String, reason: &'static str },
 
+    /// A user id the vendor would refuse; nothing was sent.
+    #[error("user_id: {id:?} {reason}; nothing was sent to the vendor")]
+    InvalidUserId { id: String, reason: &'static str },
+
     /// More ids than the vendor takes in one call; nothing was sent.
     #[error(
         "instance_ids: {count} ids in one call, the vendor takes at most 100; nothing was sent"
@@ -169,7 +173,9 @@ impl Error {
             Error::BaseUrl { .. } | Error::BaseUrlWithoutHost { .. } | Error::HttpClient(_) => {
                 account(AccountFault::ConfigurationError)
             }
-            Error::InvalidInstanceId { .. } | Error::TooManyIds { .. } => Fault::BadIds,
+            Error::InvalidInstanceId { .. }
+            | Error::InvalidUserId { .. }
+            | Error::TooManyIds { .. } => Fault::BadIds,
             _ => Fault::Transient,
         }
     }
@@ -182,6 +188,7 @@ impl Error {
             | Error::Vendor { request_id, .. }
             | Error::Decode { request_id, .. } => Some(*request_id),
             Error::InvalidInstanceId { .. }
+            | Error::InvalidUserId { .. }
             | Error::TooManyIds { .. }
             | Error::Auth { .. }
             | Error::Withheld { .. }
@@ -243,6 +250,7 @@ impl Error {
             Error::Vendor { vendor, .. } => vendor.code.is_transient(),
             Error::Auth { source, .. } => !matches!(source, super::auth::AuthError::Credentials(_)),
             Error::InvalidInstanceId { .. }
+            | Error::InvalidUserId { .. }
             | Error::TooManyIds { .. }
             | Error::Withheld { .. }
             | Error::BaseUrl { .. }
@@ -311,6 +319,7 @@ impl Error {
     pub fn label(&self) -> &'static str {
         match self {
             Error::InvalidInstanceId { .. } => "InvalidInstanceId",
+            Error::InvalidUserId { .. } => "InvalidUserId",
             Error::TooManyIds { .. } => "TooManyIds",
             Error::Auth { source, .. } => source.label(),
             Error::Withheld { .. } => "Withheld",

@@ -18,7 +18,7 @@ mod wire;
 pub use auth::{Auth, AuthError, CallAuth, Project};
 pub use client::{
     BackupReceipt, CallObserver, Client, ClientConfig, DEFAULT_BASE_URL, Gate, MAX_ID_CHARS,
-    MAX_IDS_PER_CALL, Reservation, StatusReport, check_id,
+    MAX_IDS_PER_CALL, PrepareProgress, PrepareReceipt, Reservation, StatusReport, check_id,
 };
 pub use credentials::{Credentials, CredentialsError, ProjectScope};
 pub use endpoint::Endpoint;

@@ -3,10 +3,24 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// The body of both calls: `{"instance_ids": [...]}`.
+/// The body of the status and backup calls: `{"instance_ids": [...]}`.
 #[derive(Serialize, Debug)]
 pub(crate) struct InstanceIdsRequest<'a> {
     pub instance_ids: &'a [String],
+}
+
+/// The body of a prepare call: `{"user_id": "...", "instance_ids": [...]}`.
+#[derive(Serialize, Debug)]
+pub(crate) struct PrepareRequest<'a> {
+    pub user_id: &'a str,
+    pub instance_ids: &'a [String],
+}
+
+/// The body of a prepare-progress call: `{"user_id": "...", "instance_id": "..."}`.
+#[derive(Serialize, Debug)]
+pub(crate) struct ProgressRequest<'a> {
+    pub user_id: &'a str,
+    pub instance_id: &'a str,
 }
 
 /// The fields every answer carries: `error_code` (`"0"` is success) and `error_msg`.
@@ -78,6 +92,65 @@ pub(crate) struct BackupAnswer {
     pub data: Option<BackupData>,
 }
 
+/// The prepare answer; its per-instance `status_list` is recorded when present, never required.
+#[derive(Deserialize, Debug, Default)]
+pub(crate) struct PrepareAnswer {
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub error_msg: Option<String>,
+    #[serde(default)]
+    pub data: Option<PrepareData>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+pub(crate) struct PrepareData {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub status_list: Vec<PrepareStatus>,
+}
+
+/// One instance's answer to a prepare call. Either field may be missing or odd: such an entry is
+/// ignored, never a reason to fail the answer.
+#[derive(Deserialize, Debug)]
+pub(crate) struct PrepareStatus {
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_integer")]
+    pub status: Option<i64>,
+}
+
+/// The prepare-progress answer: `data.status` and `data.waitingCount`.
+#[derive(Deserialize, Debug, Default)]
+pub(crate) struct ProgressAnswer {
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub error_msg: Option<String>,
+    #[serde(default)]
+    pub data: Option<ProgressData>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+pub(crate) struct ProgressData {
+    /// NB: no default: an answer without a status tells nothing, and is an error.
+    #[serde(deserialize_with = "integer_or_numeric_string")]
+    pub status: i64,
+    #[serde(default, rename = "waitingCount", deserialize_with = "lenient_integer")]
+    pub waiting_count: Option<i64>,
+}
+
+impl Answer for PrepareAnswer {
+    fn envelope(&self) -> (Option<&str>, Option<&str>) {
+        (self.error_code.as_deref(), self.error_msg.as_deref())
+    }
+}
+
+impl Answer for ProgressAnswer {
+    fn envelope(&self) -> (Option<&str>, Option<&str>) {
+        (self.error_code.as_deref(), self.error_msg.as_deref())
+    }
+}
+
 impl Answer for StatusAnswer {
     fn envelope(&self) -> (Option<&str>, Option<&str>) {
         (self.error_code.as_deref(), self.error_msg.as_deref())
@@ -146,6 +219,16 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D
 }
 
 /// `status` is an integer in the pages; a numeric string is accepted too.
+/// An integer, or a string holding one; anything else (absent, `null`, a fraction, text) is `None`:
+/// for fields the operator records but never requires.
+fn lenient_integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        Some(serde_json::Value::Number(n)) => n.as_i64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
 fn integer_or_numeric_string<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     struct Integer;
     impl serde::de::Visitor<'_> for Integer {
@@ -217,6 +300,51 @@ mod tests {
             serde_json::from_str(r#"{"data":{"task_id":null,"cmd_jobs":null},"error_code":"0"}"#)
                 .unwrap();
         assert!(nulls.data.unwrap().cmd_jobs.is_empty());
+    }
+
+    #[test]
+    fn a_prepare_answers_per_instance_codes_are_recorded_when_present_and_never_required() {
+        let answer: PrepareAnswer = serde_json::from_str(
+            r#"{"error_code":"0","error_msg":"ok","data":{"status_list":[{"instance_id":"a","status":1},{"instance_id":"b","status":"0"},{"instance_id":"c","status":"odd"},{"status":3},{"instance_id":"d"}]}}"#,
+        )
+        .unwrap();
+        let list = answer.data.unwrap().status_list;
+        let read: Vec<(Option<&str>, Option<i64>)> = list
+            .iter()
+            .map(|s| (s.instance_id.as_deref(), s.status))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                (Some("a"), Some(1)),
+                (Some("b"), Some(0)),
+                (Some("c"), None),
+                (None, Some(3)),
+                (Some("d"), None)
+            ]
+        );
+        for body in [
+            r#"{"error_code":"0","error_msg":"ok"}"#,
+            r#"{"error_code":"0","data":null}"#,
+            r#"{"error_code":"0","data":{"status_list":null}}"#,
+            r#"{"error_code":"0","data":{}}"#,
+        ] {
+            let answer: PrepareAnswer = serde_json::from_str(body).unwrap();
+            assert!(
+                answer.data.unwrap_or_default().status_list.is_empty(),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_prepare_progress_answer_needs_its_status() {
+        let answer: ProgressAnswer =
+            serde_json::from_str(r#"{"error_code":"0","data":{"status":"1","waitingCount":12}}"#)
+                .unwrap();
+        let data = answer.data.unwrap();
+        assert_eq!((data.status, data.waiting_count), (1, Some(12)));
+        assert!(serde_json::from_str::<ProgressAnswer>(r#"{"data":{"waitingCount":1}}"#).is_err());
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct Planned<'a> {
     /// The phone's receipt (see [`Memory::receipt`]) rides on this status, or belongs to an older
     /// call: it is forgotten.
     pub receipt_spent: bool,
+    /// The action planned for the phone and why it is held (an ownership move, an earlier term),
+    /// if it is.
+    pub held: Option<(Action, String)>,
 }
 
 impl Planned<'_> {
@@ -61,8 +64,13 @@ pub fn plan_phone<'a>(
             cx.now,
         );
         planned.action = None;
+        planned.held = Some((action, why));
     }
-    if let Some(receipt) = memory.receipt {
+    // NB: only on a phone observed this tick: a phone its account no longer serves (or suspended,
+    // or a duplicate) shows nothing the vendor said, its own call's ids included.
+    if let Some(receipt) = memory.receipt
+        && *disposition == Disposition::Query
+    {
         planned.receipt_spent = ride(phone.status, &mut planned.status, receipt);
     }
     Some(planned)
@@ -278,6 +286,7 @@ fn from_observation<'a>(
                 status,
                 action: backup.then_some(Action::Backup),
                 receipt_spent: false,
+                held: None,
             }
         }
     }
@@ -302,6 +311,186 @@ impl<'a> Planned<'a> {
             status,
             action: None,
             receipt_spent: false,
+            held: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CloudPhoneSpec, Lifecycle};
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_790_000_000 + s).unwrap()
+    }
+
+    fn spec() -> CloudPhoneSpec {
+        CloudPhoneSpec {
+            instance_id: "kp1".into(),
+            lifecycle: Lifecycle::BackedUp,
+            interrupt_streaming: false,
+            suspend: false,
+            account_ref: None,
+        }
+    }
+
+    fn view<'a>(
+        spec: &'a CloudPhoneSpec,
+        status: Option<&'a CloudPhoneStatus>,
+        account: Route<'a>,
+    ) -> PhoneView<'a> {
+        PhoneView {
+            key: KeyRef {
+                namespace: "fleet",
+                name: "p",
+            },
+            uid: Some("u-p"),
+            created: Some(at(-100)),
+            generation: Some(1),
+            spec,
+            status,
+            reconcile_requested: None,
+            account,
+        }
+    }
+
+    /// A status recording an accepted backup call `request-1`, still in flight.
+    fn requested() -> CloudPhoneStatus {
+        CloudPhoneStatus {
+            instance_status: Some(2),
+            phase: Phase::DataLoaded,
+            backup: Some(BackupStatus {
+                requested_at: Some(Time(at(0))),
+                request_id: Some("request-1".into()),
+                attempts: 1,
+                in_flight: true,
+                ..BackupStatus::default()
+            }),
+            ..CloudPhoneStatus::default()
+        }
+    }
+
+    fn receipt(request_id: &str) -> Receipt {
+        Receipt {
+            request_id: request_id.into(),
+            task_id: Some("task-9".into()),
+            job_id: Some("job-9".into()),
+        }
+    }
+
+    fn plan<'a>(
+        view: &PhoneView<'a>,
+        disposition: &Disposition,
+        observation: Option<&Observation>,
+        memory: &Memory,
+    ) -> Option<Planned<'a>> {
+        let config = PlanConfig::default();
+        let cx = Context {
+            now: at(10),
+            config: &config,
+            earlier: &EarlierTerms::Settled,
+        };
+        plan_phone(view, disposition, observation, memory, &cx)
+    }
+
+    #[test]
+    fn a_phone_whose_write_the_cache_lags_or_whose_account_is_unknown_is_not_planned() {
+        let spec = spec();
+        let loaded = Observation::Status(2);
+        let lagging = Memory {
+            lagging: true,
+            ..Memory::default()
+        };
+        let known = view(&spec, None, Route::Scope(DEFAULT_SCOPE));
+        assert!(plan(&known, &Disposition::Query, Some(&loaded), &lagging).is_none());
+        let unknown = view(&spec, None, Route::Unknown);
+        let d = dispositions(std::slice::from_ref(&unknown));
+        assert!(
+            d.queried.is_empty(),
+            "a phone whose account is unknown owns nothing"
+        );
+        assert!(plan(&unknown, &d[0], None, &Memory::default()).is_none());
+        let planned = plan(
+            &known,
+            &Disposition::Query,
+            Some(&loaded),
+            &Memory::default(),
+        );
+        assert_eq!(planned.unwrap().action, Some(Action::Backup));
+    }
+
+    #[test]
+    fn the_vendors_ids_ride_on_a_write_of_their_call_only_and_never_on_a_phone_its_account_does_not_serve()
+     {
+        let spec = spec();
+        // The status as the planner leaves it after the call, so that planning it again with the
+        // same observation changes nothing.
+        let first = requested();
+        let status = plan(
+            &view(&spec, Some(&first), Route::Scope(DEFAULT_SCOPE)),
+            &Disposition::Query,
+            Some(&Observation::Status(2)),
+            &Memory::default(),
+        )
+        .unwrap()
+        .status
+        .into_owned();
+        let mine = receipt("request-1");
+        let memory = Memory {
+            receipt: Some(&mine),
+            ..Memory::default()
+        };
+        let phone = view(&spec, Some(&status), Route::Scope(DEFAULT_SCOPE));
+        // Nothing else changes: no write, and the receipt waits.
+        let steady = plan(
+            &phone,
+            &Disposition::Query,
+            Some(&Observation::Status(2)),
+            &memory,
+        )
+        .unwrap();
+        assert!(steady.unchanged() && !steady.receipt_spent);
+        // The vendor shows the backup under way: the write carries the ids.
+        let written = plan(
+            &phone,
+            &Disposition::Query,
+            Some(&Observation::Status(4)),
+            &memory,
+        )
+        .unwrap();
+        assert!(written.receipt_spent);
+        let b = written.status.backup.as_ref().unwrap();
+        assert_eq!(
+            (b.task_id.as_deref(), b.job_id.as_deref()),
+            (Some("task-9"), Some("job-9"))
+        );
+        // A receipt of another call is dropped, never written.
+        let older = receipt("request-0");
+        let stale = plan(
+            &phone,
+            &Disposition::Query,
+            Some(&Observation::Status(4)),
+            &Memory {
+                receipt: Some(&older),
+                ..Memory::default()
+            },
+        )
+        .unwrap();
+        assert!(stale.receipt_spent);
+        assert_eq!(stale.status.backup.as_ref().unwrap().task_id, None);
+        // Its account no longer serves the phone: the status is rewritten, without the ids.
+        let block = AccountBlock {
+            reason: ACCOUNT_NOT_ALLOWED,
+            message: "CloudPhoneAccount \"a\" does not admit namespace \"fleet\"".into(),
+        };
+        let blocked = view(&spec, Some(&status), Route::Blocked(block.clone()));
+        let planned = plan(&blocked, &Disposition::AccountBlocked(block), None, &memory).unwrap();
+        assert!(!planned.unchanged());
+        assert!(
+            !planned.receipt_spent,
+            "the receipt waits for a write the phone's account serves"
+        );
+        assert_eq!(planned.status.backup.as_ref().unwrap().task_id, None);
     }
 }

@@ -34,6 +34,35 @@ pub struct BackupReceipt {
     pub sent_at: Timestamp,
 }
 
+/// The vendor's acceptance of one prepare call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrepareReceipt {
+    /// The `x-request-id` of the accepted call.
+    pub request_id: Uuid,
+    /// The vendor's per-instance answer code (0 ready, 1 waiting to be restored, 2 waiting for
+    /// assignment, 3 backing up, ...), for the instances the answer listed.
+    pub statuses: HashMap<String, i64>,
+    /// When the accepted attempt left.
+    pub sent_at: Timestamp,
+}
+
+/// Where one instance's prepare stands, as `prepare-progress` answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrepareProgress {
+    /// 0 normal, 1 queued, 2 restoring or offline, 3 backing up, -1 failed.
+    pub status: i64,
+    /// Prepares queued ahead of it, when the answer said.
+    pub waiting: Option<i64>,
+}
+
+impl PrepareProgress {
+    /// True when the vendor has a prepare of the instance queued or under way: a new prepare call
+    /// would be a second one.
+    pub fn under_way(&self) -> bool {
+        matches!(self.status, 1..=3)
+    }
+}
+
 /// A decoded answer, the `x-request-id` of its attempt and when that attempt left.
 pub(super) struct Answered<T> {
     pub(super) request_id: Uuid,
@@ -114,5 +143,46 @@ pub(super) fn read_answer<T: wire::Answer>(
         status,
         detail: e.to_string(),
         excerpt: excerpt(&String::from_utf8_lossy(body)),
+    })
+}
+
+/// The receipt of an accepted prepare call: the per-instance codes the answer listed, if any.
+pub(super) fn prepare_receipt(answered: Answered<wire::PrepareAnswer>) -> PrepareReceipt {
+    let Answered {
+        request_id,
+        sent_at,
+        body: answer,
+    } = answered;
+    let data = answer.data.unwrap_or_default();
+    PrepareReceipt {
+        request_id,
+        sent_at,
+        statuses: data
+            .status_list
+            .into_iter()
+            .filter_map(|s| Some((s.instance_id?, s.status?)))
+            .collect(),
+    }
+}
+
+/// One instance's progress, from a prepare-progress answer (one without `data` is an error).
+pub(super) fn progress(answered: Answered<wire::ProgressAnswer>) -> Result<PrepareProgress, Error> {
+    let Answered {
+        request_id,
+        body: answer,
+        ..
+    } = answered;
+    let Some(data) = answer.data else {
+        return Err(Error::Decode {
+            endpoint: Endpoint::PrepareProgress,
+            request_id,
+            status: 200,
+            detail: "the answer has no data".into(),
+            excerpt: String::new(),
+        });
+    };
+    Ok(PrepareProgress {
+        status: data.status,
+        waiting: data.waiting_count,
     })
 }

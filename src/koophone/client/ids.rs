@@ -31,6 +31,14 @@ fn validate_ids(ids: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
+/// The vendor's rule for a user id (`user_id` of a prepare call): 1 to 32 characters.
+pub(super) fn validate_user(user_id: &str) -> Result<(), Error> {
+    check_id(user_id).map_err(|reason| Error::InvalidUserId {
+        id: excerpt(user_id),
+        reason,
+    })
+}
+
 pub(super) fn validate_chunk(ids: &[String]) -> Result<(), Error> {
     if ids.len() > MAX_IDS_PER_CALL {
         return Err(Error::TooManyIds { count: ids.len() });

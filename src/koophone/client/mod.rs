@@ -7,7 +7,7 @@ mod headers;
 mod ids;
 mod limits;
 
-pub use answer::{BackupReceipt, StatusReport};
+pub use answer::{BackupReceipt, PrepareProgress, PrepareReceipt, StatusReport};
 pub use config::{ClientConfig, DEFAULT_BASE_URL};
 pub use ids::{MAX_ID_CHARS, MAX_IDS_PER_CALL, check_id};
 pub use limits::Reservation;
@@ -17,8 +17,8 @@ use super::endpoint::Endpoint;
 use super::error::Error;
 use super::retry::{RetryPolicy, parse_retry_after};
 use super::wire;
-use answer::{Answered, read_answer, receipt};
-use ids::validate_chunk;
+use answer::{Answered, prepare_receipt, progress, read_answer, receipt};
+use ids::{validate_chunk, validate_user};
 use jiff::Timestamp;
 // NB: foldhash: maps a tick fills and reads per phone; SipHash was a tenth of a steady tick.
 use foldhash::{HashMap, HashMapExt};
@@ -136,7 +136,14 @@ impl Client {
             body: answer,
             ..
         }: Answered<wire::StatusAnswer> = self
-            .call(Endpoint::QueryStatus, ids, None, None, None)
+            .call(
+                Endpoint::QueryStatus,
+                &ids_body(ids),
+                ids.len(),
+                None,
+                None,
+                None,
+            )
             .await?;
         let Some(results) = answer.into_results() else {
             return Err(Error::Decode {
@@ -220,7 +227,8 @@ impl Client {
         let answered: Answered<wire::BackupAnswer> = self
             .call(
                 Endpoint::Backup,
-                ids,
+                &ids_body(ids),
+                ids.len(),
                 Some(request_id),
                 Some(gate),
                 reservation,
@@ -229,18 +237,73 @@ impl Client {
         Ok(receipt(answered))
     }
 
+    /// One prepare call for at most 100 ids, readying them for `user_id`: sent as a backup call is
+    /// (a first attempt carrying `request_id`, `gate` asked last before every attempt, retried only
+    /// when the vendor certainly did not act, in `reservation` when given).
+    pub async fn prepare_chunk_gated(
+        &self,
+        user_id: &str,
+        ids: &[String],
+        request_id: Uuid,
+        gate: &Gate<'_>,
+        reservation: Option<Reservation<'_>>,
+    ) -> Result<PrepareReceipt, Error> {
+        validate_chunk(ids)?;
+        validate_user(user_id)?;
+        // NB: serialising strings cannot fail.
+        let body = serde_json::to_vec(&wire::PrepareRequest {
+            user_id,
+            instance_ids: ids,
+        })
+        .unwrap_or_default();
+        let answered: Answered<wire::PrepareAnswer> = self
+            .call(
+                Endpoint::Prepare,
+                &body,
+                ids.len(),
+                Some(request_id),
+                Some(gate),
+                reservation,
+            )
+            .await?;
+        Ok(prepare_receipt(answered))
+    }
+
+    /// Where one instance's prepare for `user_id` stands (one call for one instance: for a phone
+    /// about to be prepared again, never to poll a fleet).
+    pub async fn prepare_progress(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<PrepareProgress, Error> {
+        validate_chunk(std::slice::from_ref(&id.to_owned()))?;
+        validate_user(user_id)?;
+        // NB: serialising strings cannot fail.
+        let body = serde_json::to_vec(&wire::ProgressRequest {
+            user_id,
+            instance_id: id,
+        })
+        .unwrap_or_default();
+        let answered: Answered<wire::ProgressAnswer> = self
+            .call(Endpoint::PrepareProgress, &body, 1, None, None, None)
+            .await?;
+        progress(answered)
+    }
+
     /// Sends one call, retrying what may be retried, and decodes the answer. Each attempt waits
     /// for the account's flow control, its credentials and its limits, then asks `gate`, then
     /// leaves.
     async fn call<T: wire::Answer>(
         &self,
         endpoint: Endpoint,
-        ids: &[String],
+        body: &[u8],
+        ids: usize,
         mut first_request_id: Option<Uuid>,
         gate: Option<&Gate<'_>>,
         mut reserved: Option<Reservation<'_>>,
     ) -> Result<Answered<T>, Error> {
-        let idempotent = endpoint == Endpoint::QueryStatus;
+        // NB: the reads; an action is retried only when the vendor certainly did not act.
+        let idempotent = matches!(endpoint, Endpoint::QueryStatus | Endpoint::PrepareProgress);
         let mut backoff = self.retry.backoff();
         let mut retry = 0;
         let mut reauthenticated = false;
@@ -260,7 +323,7 @@ impl Client {
             };
             let request_id = first_request_id.take().unwrap_or_else(Uuid::new_v4);
             // One span an attempt: every line about it carries the endpoint and the request id.
-            let span = tracing::info_span!("vendor_call", %endpoint, %request_id, ids = ids.len());
+            let span = tracing::info_span!("vendor_call", %endpoint, %request_id, ids);
             // NB: the last step before the send: no wait may come between the gate and the call.
             if let Some(gate) = gate
                 && let Err(reason) = gate()
@@ -271,7 +334,7 @@ impl Client {
             let sent_at = Timestamp::now();
             let started = Instant::now();
             let result = self
-                .attempt(endpoint, request_id, ids, &call_auth)
+                .attempt(endpoint, request_id, body, &call_auth)
                 .instrument(span.clone())
                 .await;
             drop(slot);
@@ -336,7 +399,7 @@ impl Client {
         &self,
         endpoint: Endpoint,
         request_id: Uuid,
-        ids: &[String],
+        body: &[u8],
         call_auth: &CallAuth,
     ) -> Result<T, Error> {
         let transport = |source: reqwest::Error| Error::Transport {
@@ -346,10 +409,7 @@ impl Client {
             connect: source.is_connect(),
             source: source.without_url(),
         };
-        // NB: serialising a list of strings cannot fail.
-        let body =
-            serde_json::to_vec(&wire::InstanceIdsRequest { instance_ids: ids }).unwrap_or_default();
-        let headers = self.headers(endpoint, request_id, call_auth, &body);
+        let headers = self.headers(endpoint, request_id, call_auth, body);
         let mut request = self
             .http
             .post(format!("{}{}", self.base_url, endpoint.path()));
@@ -358,7 +418,11 @@ impl Client {
         for (name, value) in headers.iter().filter(|(name, _)| name != "host") {
             request = request.header(name.as_str(), value.as_str());
         }
-        let response = request.body(body).send().await.map_err(transport)?;
+        let response = request
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(transport)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -368,4 +432,10 @@ impl Client {
         let body = response.bytes().await.map_err(transport)?;
         read_answer(endpoint, request_id, status, retry_after, &body)
     }
+}
+
+/// The body of a call that names only instance ids: `{"instance_ids": [...]}`.
+fn ids_body(ids: &[String]) -> Vec<u8> {
+    // NB: serialising a list of strings cannot fail.
+    serde_json::to_vec(&wire::InstanceIdsRequest { instance_ids: ids }).unwrap_or_default()
 }

@@ -227,11 +227,7 @@ impl Batcher<'_> {
         }
         match answer {
             Ok(mut receipt) => {
-                debug!(
-                    action = action.name(),
-                    ids = ids.len(),
-                    "action call accepted"
-                );
+                debug!(ids = ids.len(), "{} call accepted", action.name());
                 let request_id = receipt.request_id.to_string();
                 Ok(ids
                     .iter()
@@ -247,12 +243,7 @@ impl Batcher<'_> {
                     .collect())
             }
             Err(Error::Withheld { reason, .. }) => {
-                debug!(
-                    action = action.name(),
-                    ids = ids.len(),
-                    reason,
-                    "action call withheld"
-                );
+                debug!(ids = ids.len(), reason, "{} call withheld", action.name());
                 Ok(withheld())
             }
             Err(err) => {

@@ -49,7 +49,7 @@ impl<S: PhoneStore> Engine<S> {
         let slot = match slot {
             Ok(slot) => slot,
             Err(why) => {
-                debug!(account = batcher.account(), action = action.name(), phones = wanted.len(), %why, "action calls not sent this tick");
+                debug!(account = batcher.account(), phones = wanted.len(), %why, "{}s not sent this tick", action.name());
                 not_sent(action, frame, group, wanted, &why);
                 return;
             }

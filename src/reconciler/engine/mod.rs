@@ -278,11 +278,11 @@ impl<S: PhoneStore> Engine<S> {
         let mut groups = Vec::with_capacity(chunk_count + 1);
         let mut finished = 0;
         let work = async {
-            if !quiet.is_empty() {
-                groups.push(
-                    self.settle_quiet(&frame, &views, &dispositions, &quiet)
-                        .await,
-                );
+            if let Some(group) = self
+                .settle_quiet(&frame, &views, &dispositions, &quiet)
+                .await
+            {
+                groups.push(group);
             }
             let mut done = stream::iter(chunks)
                 .map(|(ix, chunk)| {

@@ -223,17 +223,21 @@ impl<S: PhoneStore> Engine<S> {
         (queried, offset)
     }
 
-    /// The phones that make no vendor call this tick, planned and written at once.
+    /// The phones that make no vendor call this tick, planned and written at once; `None` when
+    /// every one of them waits.
     pub(super) async fn settle_quiet<'v>(
         &self,
         frame: &Frame<'_>,
         views: &[PhoneView<'v>],
         dispositions: &[Disposition],
         quiet: &[usize],
-    ) -> Group<'v> {
+    ) -> Option<Group<'v>> {
         let planned = self.plan_each(frame, views, dispositions, quiet.iter().copied(), |_| None);
+        if planned.is_empty() {
+            return None;
+        }
         // NB: these phones make no call: no batcher.
-        self.settle(frame, planned, None).await
+        Some(self.settle(frame, planned, None).await)
     }
 
     /// The tick's counts, from its groups and its batchers.

@@ -219,6 +219,9 @@ impl<S: PhoneStore> Engine<S> {
             if p.receipt_spent {
                 recall.receipts.remove(key.as_ref());
             }
+            if let Some((action, why)) = &p.held {
+                debug!(phone = %views[i].key, reason = %why, "{} held for an ownership move", action.name());
+            }
             planned.push((i, p));
         }
         planned
