@@ -319,40 +319,21 @@ impl<'a> Planned<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CloudPhoneSpec, Lifecycle};
+    use crate::api::CloudPhone;
+    use crate::test_phone::cloudphone;
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_790_000_000 + s).unwrap()
     }
 
-    fn spec() -> CloudPhoneSpec {
-        CloudPhoneSpec {
-            instance_id: "kp1".into(),
-            lifecycle: Lifecycle::BackedUp,
-            interrupt_streaming: false,
-            suspend: false,
-            account_ref: None,
+    /// BackedUp phone `fleet/p` of instance `kp1`.
+    fn phone(status: Option<CloudPhoneStatus>) -> CloudPhone {
+        let phone = cloudphone("p", "kp1").uid("u-p").created(-100);
+        match status {
+            Some(status) => phone.status(status),
+            None => phone,
         }
-    }
-
-    fn view<'a>(
-        spec: &'a CloudPhoneSpec,
-        status: Option<&'a CloudPhoneStatus>,
-        account: Route<'a>,
-    ) -> PhoneView<'a> {
-        PhoneView {
-            key: KeyRef {
-                namespace: "fleet",
-                name: "p",
-            },
-            uid: Some("u-p"),
-            created: Some(at(-100)),
-            generation: Some(1),
-            spec,
-            status,
-            reconcile_requested: None,
-            account,
-        }
+        .build()
     }
 
     /// A status recording an accepted backup call `request-1`, still in flight.
@@ -396,15 +377,15 @@ mod tests {
 
     #[test]
     fn a_phone_whose_write_the_cache_lags_or_whose_account_is_unknown_is_not_planned() {
-        let spec = spec();
+        let p = phone(None);
         let loaded = Observation::Status(2);
         let lagging = Memory {
             lagging: true,
             ..Memory::default()
         };
-        let known = view(&spec, None, Route::Scope(DEFAULT_SCOPE));
+        let known = PhoneView::of(&p, Route::Scope(DEFAULT_SCOPE));
         assert!(plan(&known, &Disposition::Query, Some(&loaded), &lagging).is_none());
-        let unknown = view(&spec, None, Route::Unknown);
+        let unknown = PhoneView::of(&p, Route::Unknown);
         let d = dispositions(std::slice::from_ref(&unknown));
         assert!(
             d.queried.is_empty(),
@@ -423,12 +404,11 @@ mod tests {
     #[test]
     fn the_vendors_ids_ride_on_a_write_of_their_call_only_and_never_on_a_phone_its_account_does_not_serve()
      {
-        let spec = spec();
         // The status as the planner leaves it after the call, so that planning it again with the
         // same observation changes nothing.
-        let first = requested();
+        let first = phone(Some(requested()));
         let status = plan(
-            &view(&spec, Some(&first), Route::Scope(DEFAULT_SCOPE)),
+            &PhoneView::of(&first, Route::Scope(DEFAULT_SCOPE)),
             &Disposition::Query,
             Some(&Observation::Status(2)),
             &Memory::default(),
@@ -441,7 +421,8 @@ mod tests {
             receipt: Some(&mine),
             ..Memory::default()
         };
-        let phone = view(&spec, Some(&status), Route::Scope(DEFAULT_SCOPE));
+        let p = phone(Some(status));
+        let phone = PhoneView::of(&p, Route::Scope(DEFAULT_SCOPE));
         // Nothing else changes: no write, and the receipt waits.
         let steady = plan(
             &phone,
@@ -484,7 +465,7 @@ mod tests {
             reason: ACCOUNT_NOT_ALLOWED,
             message: "CloudPhoneAccount \"a\" does not admit namespace \"fleet\"".into(),
         };
-        let blocked = view(&spec, Some(&status), Route::Blocked(block.clone()));
+        let blocked = PhoneView::of(&p, Route::Blocked(block.clone()));
         let planned = plan(&blocked, &Disposition::AccountBlocked(block), None, &memory).unwrap();
         assert!(!planned.unchanged());
         assert!(
