@@ -68,6 +68,13 @@ pub struct SimulateArgs {
     /// status) before it shows BackingUp; a backup call naming a queued instance is answered 2006.
     #[arg(long, env = "CLOUDPHONE_SIM_BACKUP_QUEUE_DELAY", default_value = "0ms", value_parser = parse_duration)]
     backup_queue_delay: Duration,
+    /// Probability that a restore (after a prepare) ends in RestoreFailed (6).
+    #[arg(long, env = "CLOUDPHONE_SIM_RESTORE_FAILURE_RATE", default_value = "0", value_parser = parse_rate)]
+    restore_failure_rate: f64,
+    /// How long an accepted prepare waits in the vendor's queue (the instance still showing Idle)
+    /// before it shows Restoring; a backup call naming a queued instance is answered 2005.
+    #[arg(long, env = "CLOUDPHONE_SIM_PREPARE_QUEUE_DELAY", default_value = "0ms", value_parser = parse_duration)]
+    prepare_queue_delay: Duration,
     /// Latency added to every answer.
     #[arg(long, env = "CLOUDPHONE_SIM_LATENCY", default_value = "0ms", value_parser = parse_duration)]
     latency: Duration,
@@ -203,6 +210,8 @@ impl SimulateArgs {
             restore_duration,
             backup_failure_rate,
             backup_queue_delay,
+            restore_failure_rate,
+            prepare_queue_delay,
             latency,
             latency_spike_rate,
             latency_spike,
@@ -235,6 +244,8 @@ impl SimulateArgs {
                 restore_duration,
                 backup_failure_rate,
                 backup_queue_delay,
+                restore_failure_rate,
+                prepare_queue_delay,
             },
             faults: Faults {
                 latency,
