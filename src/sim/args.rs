@@ -293,3 +293,49 @@ fn parse_canned(text: &str) -> Result<sim::CannedError, String> {
         code: code.trim().to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+
+    fn timings(flags: &[&str]) -> Result<Timings, String> {
+        let cli = Cli::try_parse_from(std::iter::once("simulate").chain(flags.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Ok(cli.args.into_config().map_err(|e| e.to_string())?.0.timings)
+    }
+
+    #[test]
+    fn prepare_flags_set_the_timings_and_refuse_a_rate_that_is_not_a_probability() {
+        let set = timings(&[
+            "--restore-failure-rate",
+            "0.25",
+            "--prepare-queue-delay",
+            "2s",
+            "--restore-duration",
+            "5s",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                set.restore_failure_rate,
+                set.prepare_queue_delay,
+                set.restore_duration
+            ),
+            (0.25, Duration::from_secs(2), Duration::from_secs(5))
+        );
+        let defaults = timings(&[]).unwrap();
+        assert_eq!(
+            (defaults.restore_failure_rate, defaults.prepare_queue_delay),
+            (0.0, Duration::ZERO)
+        );
+        let refused = timings(&["--restore-failure-rate", "1.5"]).unwrap_err();
+        assert!(refused.contains("--restore-failure-rate"), "{refused}");
+    }
+}
