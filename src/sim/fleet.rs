@@ -359,14 +359,18 @@ impl Fleet {
 
     /// The vendor's prepare-progress of one instance, or `None` when unknown.
     pub fn progress(&mut self, id: &str, now: Instant) -> Option<Progress> {
+        self.get(id, now)?;
         // Advance every instance first, so that prepares that left the queue are not counted.
-        let all = self.all(now);
+        for other in self.instances.values_mut() {
+            advance(other, &self.timings, &mut self.rng, now);
+        }
         let instance = self.instances.get(id)?;
         let (status, waiting) = match instance.prepare_queued {
             Some((place, _)) => {
-                let ahead = all
-                    .iter()
-                    .filter(|(_, other)| other.prepare_queued.is_some_and(|(p, _)| p < place))
+                let ahead = self
+                    .instances
+                    .values()
+                    .filter(|other| other.prepare_queued.is_some_and(|(p, _)| p < place))
                     .count();
                 (1, ahead as u64)
             }
