@@ -111,6 +111,24 @@ pub struct RunArgs {
         value_parser = super::label_selector::parse
     )]
     pub own_account_namespace_selector: Option<kube::core::Selector>,
+    /// The operator's own account's vendor calls in flight at once, at most (status queries,
+    /// backups and prepares together; as a CloudPhoneAccount's spec.limits.callsInFlight). Unset:
+    /// bounded by --vendor-concurrency per kind of call only.
+    #[arg(
+        long,
+        env = "CLOUDPHONE_OWN_ACCOUNT_CALLS_IN_FLIGHT",
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub own_account_calls_in_flight: Option<u16>,
+    /// The operator's own account's vendor calls started per second, at most (retries included; as
+    /// a CloudPhoneAccount's spec.limits.callsPerSecond): flipping ten thousand phones in one commit
+    /// is then paced, not a burst. Unset: no rate bound.
+    #[arg(
+        long,
+        env = "CLOUDPHONE_OWN_ACCOUNT_CALLS_PER_SECOND",
+        value_parser = clap::value_parser!(u16).range(1..=1000)
+    )]
+    pub own_account_calls_per_second: Option<u16>,
     /// Vendor calls of one kind in flight at once.
     #[arg(long, env = "CLOUDPHONE_VENDOR_CONCURRENCY", default_value = "8")]
     pub vendor_concurrency: usize,

@@ -101,6 +101,8 @@ pub async fn run_supervising(
         account_selector: _,
         own_account_namespaces: _,
         own_account_namespace_selector: _,
+        own_account_calls_in_flight: _,
+        own_account_calls_per_second: _,
     } = &args;
     validate(&args)?;
     let (secret, auth) = wiring::vendor_auth(&args, &client)?;
@@ -358,6 +360,53 @@ mod tests {
         assert!(
             err.contains("--token-file") && err.contains("--simulate"),
             "{err}"
+        );
+    }
+
+    // NB: lower bounds only: a loaded machine can make the calls slower, never faster.
+    #[tokio::test]
+    async fn the_own_accounts_limits_pace_its_calls() {
+        let _deadline = crate::test_deadline::deadline("the_own_accounts_limits_pace_its_calls");
+        let sim = crate::sim::Simulator::start(
+            crate::sim::SimConfig {
+                instances: vec![("kp1".to_owned(), crate::sim::code::IDLE)],
+                ..crate::sim::SimConfig::default()
+            },
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let auth = std::sync::Arc::new(crate::koophone::Auth::token(crate::koophone::Token::new(
+            "t",
+        )));
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let four_calls = |flags: &[&str]| {
+            let (client, _) =
+                wiring::vendor_client(&args(flags), &sim.url(), &auth, &metrics).unwrap();
+            async move {
+                let ids = vec!["kp1".to_owned()];
+                let started = std::time::Instant::now();
+                let calls = (0..4).map(|_| client.query_status_chunk(&ids));
+                for result in futures::future::join_all(calls).await {
+                    result.unwrap();
+                }
+                started.elapsed()
+            }
+        };
+        let paced = four_calls(&["--own-account-calls-per-second", "10"]).await;
+        assert!(
+            paced >= Duration::from_millis(300),
+            "10 calls a second: the fourth starts 300 ms after the first, took {paced:?}"
+        );
+        sim.set_faults(crate::sim::Faults {
+            latency: Duration::from_millis(100),
+            ..crate::sim::Faults::default()
+        })
+        .unwrap();
+        let one_at_a_time = four_calls(&["--own-account-calls-in-flight", "1"]).await;
+        assert!(
+            one_at_a_time >= Duration::from_millis(400),
+            "one call in flight: four 100 ms calls in a row, took {one_at_a_time:?}"
         );
     }
 }

@@ -110,7 +110,14 @@ pub(super) fn vendor_client(
         request_timeout: args.vendor_timeout,
         ..ClientConfig::default()
     };
-    let vendor = Client::new(client_config.clone(), auth.clone())?.with_observer(metrics.clone());
+    // NB: the own account's limits are its client's alone: the accounts' clients are made from
+    // `client_config`, each with the limits of its own spec.
+    let own = ClientConfig {
+        calls_in_flight: args.own_account_calls_in_flight.map(usize::from),
+        calls_per_second: args.own_account_calls_per_second.map(u32::from),
+        ..client_config.clone()
+    };
+    let vendor = Client::new(own, auth.clone())?.with_observer(metrics.clone());
     Ok((vendor, client_config))
 }
 

@@ -68,6 +68,13 @@ pub struct SimulateArgs {
     /// status) before it shows BackingUp; a backup call naming a queued instance is answered 2006.
     #[arg(long, env = "CLOUDPHONE_SIM_BACKUP_QUEUE_DELAY", default_value = "0ms", value_parser = parse_duration)]
     backup_queue_delay: Duration,
+    /// Probability that a restore (after a prepare) ends in RestoreFailed (6).
+    #[arg(long, env = "CLOUDPHONE_SIM_RESTORE_FAILURE_RATE", default_value = "0", value_parser = parse_rate)]
+    restore_failure_rate: f64,
+    /// How long an accepted prepare waits in the vendor's queue (the instance still showing Idle)
+    /// before it shows Restoring; a backup call naming a queued instance is answered 2005.
+    #[arg(long, env = "CLOUDPHONE_SIM_PREPARE_QUEUE_DELAY", default_value = "0ms", value_parser = parse_duration)]
+    prepare_queue_delay: Duration,
     /// Latency added to every answer.
     #[arg(long, env = "CLOUDPHONE_SIM_LATENCY", default_value = "0ms", value_parser = parse_duration)]
     latency: Duration,
@@ -203,6 +210,8 @@ impl SimulateArgs {
             restore_duration,
             backup_failure_rate,
             backup_queue_delay,
+            restore_failure_rate,
+            prepare_queue_delay,
             latency,
             latency_spike_rate,
             latency_spike,
@@ -235,6 +244,8 @@ impl SimulateArgs {
                 restore_duration,
                 backup_failure_rate,
                 backup_queue_delay,
+                restore_failure_rate,
+                prepare_queue_delay,
             },
             faults: Faults {
                 latency,
@@ -281,4 +292,50 @@ fn parse_canned(text: &str) -> Result<sim::CannedError, String> {
         status,
         code: code.trim().to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+
+    fn timings(flags: &[&str]) -> Result<Timings, String> {
+        let cli = Cli::try_parse_from(std::iter::once("simulate").chain(flags.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Ok(cli.args.into_config().map_err(|e| e.to_string())?.0.timings)
+    }
+
+    #[test]
+    fn prepare_flags_set_the_timings_and_refuse_a_rate_that_is_not_a_probability() {
+        let set = timings(&[
+            "--restore-failure-rate",
+            "0.25",
+            "--prepare-queue-delay",
+            "2s",
+            "--restore-duration",
+            "5s",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                set.restore_failure_rate,
+                set.prepare_queue_delay,
+                set.restore_duration
+            ),
+            (0.25, Duration::from_secs(2), Duration::from_secs(5))
+        );
+        let defaults = timings(&[]).unwrap();
+        assert_eq!(
+            (defaults.restore_failure_rate, defaults.prepare_queue_delay),
+            (0.0, Duration::ZERO)
+        );
+        let refused = timings(&["--restore-failure-rate", "1.5"]).unwrap_err();
+        assert!(refused.contains("--restore-failure-rate"), "{refused}");
+    }
 }

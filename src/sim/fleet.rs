@@ -58,6 +58,27 @@ pub struct Timings {
     /// answered 2006, as during the backup itself.
     #[serde(with = "humantime_serde")]
     pub backup_queue_delay: Duration,
+    /// Probability in [0, 1] that a restore ends in RestoreFailed (6) instead of DataLoaded (2).
+    pub restore_failure_rate: f64,
+    /// How long an accepted prepare waits in the vendor's queue, the instance still showing
+    /// Idle (0), before it shows Restoring (1).
+    #[serde(with = "humantime_serde")]
+    pub prepare_queue_delay: Duration,
+}
+
+impl Timings {
+    /// Refuses failure rates outside [0, 1], naming the field.
+    pub fn validate(&self) -> Result<(), crate::sim::faults::BadRate> {
+        for (field, rate) in [
+            ("backup_failure_rate", self.backup_failure_rate),
+            ("restore_failure_rate", self.restore_failure_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(crate::sim::faults::BadRate { field, rate });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Timings {
@@ -67,6 +88,8 @@ impl Default for Timings {
             restore_duration: Duration::from_secs(3),
             backup_failure_rate: 0.0,
             backup_queue_delay: Duration::ZERO,
+            restore_failure_rate: 0.0,
+            prepare_queue_delay: Duration::ZERO,
         }
     }
 }
@@ -83,9 +106,20 @@ pub struct Instance {
     /// Backup calls that named this instance while a backup of it was queued or running: each is
     /// a second backup request, which the operator promises never to send.
     pub requests_while_busy: u64,
+    /// Prepare calls that named this instance, accepted or not.
+    pub prepare_requests: u64,
+    /// Prepares that actually started (the instance entered the vendor's queue, or Restoring).
+    pub prepares_started: u64,
+    /// Prepare calls that named this instance while a prepare of it was queued or restoring: each
+    /// is a second prepare, which the operator promises never to send.
+    pub prepare_requests_while_busy: u64,
     /// When an accepted backup entered the vendor's queue, while it waits there.
     #[serde(skip)]
     queued_at: Option<Instant>,
+    /// The place in the vendor's prepare queue of an accepted prepare and when it entered it,
+    /// while it waits there (the instance showing Idle).
+    #[serde(skip)]
+    prepare_queued: Option<(u64, Instant)>,
     #[serde(skip)]
     since: Instant,
 }
@@ -103,12 +137,42 @@ pub enum BackupRefusal {
     WrongState,
 }
 
+/// What a prepare call says of one instance: the vendor's per-instance `status` of its answer.
+pub mod prepared {
+    /// Its data is on a physical instance already: nothing to do.
+    pub const READY: i64 = 0;
+    /// Waiting to be restored: the prepare was accepted (or an earlier one is under way).
+    pub const WAITING_FOR_RESTORE: i64 = 1;
+    /// Being backed up: the prepare is not accepted; ask again once the backup has ended.
+    pub const BACKING_UP: i64 = 3;
+}
+
+/// Why the vendor refuses a whole prepare call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrepareRefusal {
+    /// 4001: unknown instance.
+    NotFound,
+    /// 1000: a status code the simulator does not know what to do with.
+    WrongState,
+}
+
+/// What prepare-progress says of one instance (`data.status`, `waitingCount`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// 0 normal, 1 queued, 2 restoring or offline, 3 backing up, -1 failed.
+    pub status: i64,
+    /// Prepares queued ahead of this one (0 when not queued).
+    pub waiting: u64,
+}
+
 /// All simulated instances, advanced by time on every access.
 #[derive(Debug)]
 pub struct Fleet {
     instances: HashMap<String, Instance>,
     timings: Timings,
     rng: StdRng,
+    /// The next place in the prepare queue.
+    next_prepare: u64,
 }
 
 impl Fleet {
@@ -117,6 +181,7 @@ impl Fleet {
             instances: HashMap::new(),
             timings,
             rng: StdRng::seed_from_u64(seed),
+            next_prepare: 0,
         }
     }
 
@@ -135,11 +200,16 @@ impl Fleet {
             backup_requests: 0,
             backups_started: 0,
             requests_while_busy: 0,
+            prepare_requests: 0,
+            prepares_started: 0,
+            prepare_requests_while_busy: 0,
             queued_at: None,
+            prepare_queued: None,
             since: now,
         });
         entry.status = status;
         entry.queued_at = None;
+        entry.prepare_queued = None;
         entry.since = now;
     }
 
@@ -173,6 +243,7 @@ impl Fleet {
             };
             let why = match instance.status {
                 _ if instance.queued_at.is_some() => Some(BackupRefusal::BackingUp),
+                _ if instance.prepare_queued.is_some() => Some(BackupRefusal::Restoring),
                 code::DATA_LOADED
                 | code::DATA_LOADED_ALT
                 | code::STREAMING
@@ -211,6 +282,113 @@ impl Fleet {
         }
         Ok(())
     }
+
+    /// The vendor's prepare call: answers each instance's status (`prepared::*`), in the order
+    /// named, and queues a restore for those whose data is in object storage (Idle, or a failed
+    /// restore), with the number of restores it started. Counts a request for every known named
+    /// instance; refuses the whole call, naming the first offender, when an instance is unknown.
+    pub fn prepare(
+        &mut self,
+        ids: &[String],
+        now: Instant,
+    ) -> Result<(Vec<i64>, u64), (String, PrepareRefusal)> {
+        let mut refusal = None;
+        for id in ids {
+            match self.get(id, now).map(|i| i.status) {
+                None => {
+                    refusal.get_or_insert((id.clone(), PrepareRefusal::NotFound));
+                }
+                Some(
+                    code::IDLE
+                    | code::RESTORING
+                    | code::DATA_LOADED
+                    | code::DATA_LOADED_ALT
+                    | code::STREAMING
+                    | code::BACKING_UP
+                    | code::BACKUP_FAILED
+                    | code::RESTORE_FAILED,
+                ) => {}
+                Some(_) => {
+                    refusal.get_or_insert((id.clone(), PrepareRefusal::WrongState));
+                }
+            }
+        }
+        for id in ids {
+            if let Some(instance) = self.instances.get_mut(id) {
+                instance.prepare_requests += 1;
+                if instance.prepare_queued.is_some() || instance.status == code::RESTORING {
+                    instance.prepare_requests_while_busy += 1;
+                }
+            }
+        }
+        if let Some(refusal) = refusal {
+            return Err(refusal);
+        }
+        let mut answers = Vec::with_capacity(ids.len());
+        let mut started = 0;
+        for id in ids {
+            let Some(instance) = self.instances.get_mut(id) else {
+                continue;
+            };
+            let answer = if instance.queued_at.is_some() || instance.status == code::BACKING_UP {
+                // NB: a backup accepted but still queued counts as backing up: the vendor knows
+                // its own queue, even if the status query still shows the old status.
+                prepared::BACKING_UP
+            } else if instance.prepare_queued.is_some() || instance.status == code::RESTORING {
+                prepared::WAITING_FOR_RESTORE
+            } else if matches!(instance.status, code::IDLE | code::RESTORE_FAILED) {
+                if self.timings.prepare_queue_delay.is_zero() {
+                    instance.status = code::RESTORING;
+                    instance.since = now;
+                } else {
+                    instance.prepare_queued = Some((self.next_prepare, now));
+                    self.next_prepare += 1;
+                }
+                instance.prepares_started += 1;
+                started += 1;
+                prepared::WAITING_FOR_RESTORE
+            } else {
+                // DataLoaded (2, 7), Streaming (3), BackupFailed (5): the data never left the
+                // physical instance.
+                prepared::READY
+            };
+            answers.push(answer);
+        }
+        Ok((answers, started))
+    }
+
+    /// The vendor's prepare-progress of one instance, or `None` when unknown.
+    pub fn progress(&mut self, id: &str, now: Instant) -> Option<Progress> {
+        self.get(id, now)?;
+        // Advance every instance first, so that prepares that left the queue are not counted.
+        for other in self.instances.values_mut() {
+            advance(other, &self.timings, &mut self.rng, now);
+        }
+        let instance = self.instances.get(id)?;
+        let (status, waiting) = match instance.prepare_queued {
+            Some((place, _)) => {
+                let ahead = self
+                    .instances
+                    .values()
+                    .filter(|other| other.prepare_queued.is_some_and(|(p, _)| p < place))
+                    .count();
+                (1, ahead as u64)
+            }
+            None if instance.queued_at.is_some() => (3, 0),
+            None => match instance.status {
+                code::DATA_LOADED
+                | code::DATA_LOADED_ALT
+                | code::STREAMING
+                | code::BACKUP_FAILED => (0, 0),
+                code::BACKING_UP => (3, 0),
+                code::RESTORE_FAILED => (-1, 0),
+                // Restoring, or Idle (its data is in object storage: the phone is offline), or a
+                // code the simulator does not know.
+                _ => (2, 0),
+            },
+        };
+        Some(Progress { status, waiting })
+    }
 }
 
 /// Moves an instance through the timed transitions that are due at `now`.
@@ -222,6 +400,15 @@ fn advance(instance: &mut Instance, timings: &Timings, rng: &mut StdRng, now: In
         }
         instance.queued_at = None;
         instance.status = code::BACKING_UP;
+        instance.since = started;
+    }
+    if let Some((_, queued_at)) = instance.prepare_queued {
+        let started = queued_at + timings.prepare_queue_delay;
+        if now < started {
+            return;
+        }
+        instance.prepare_queued = None;
+        instance.status = code::RESTORING;
         instance.since = started;
     }
     let elapsed = now.saturating_duration_since(instance.since);
@@ -236,7 +423,14 @@ fn advance(instance: &mut Instance, timings: &Timings, rng: &mut StdRng, now: In
             instance.since += timings.backup_duration;
         }
         code::RESTORING if elapsed >= timings.restore_duration => {
-            instance.status = code::DATA_LOADED;
+            // NB: no draw at rate 0, so that restores do not shift the seeded draws of backups.
+            let failed = timings.restore_failure_rate > 0.0
+                && rng.random_bool(timings.restore_failure_rate.clamp(0.0, 1.0));
+            instance.status = if failed {
+                code::RESTORE_FAILED
+            } else {
+                code::DATA_LOADED
+            };
             instance.since += timings.restore_duration;
         }
         _ => {}
@@ -353,6 +547,210 @@ mod tests {
             f.backup(&["ghost".into()], t0),
             Err(("ghost".into(), BackupRefusal::NotFound))
         );
+    }
+
+    fn prepare_fleet(queue: u64, restore: u64, failure_rate: f64) -> Fleet {
+        Fleet::new(
+            Timings {
+                prepare_queue_delay: Duration::from_secs(queue),
+                restore_duration: Duration::from_secs(restore),
+                restore_failure_rate: failure_rate,
+                ..Timings::default()
+            },
+            7,
+        )
+    }
+
+    fn ids(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn queued_prepares_show_idle_wait_in_order_then_restore_and_load() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let mut f = prepare_fleet(4, 5, 0.0);
+        for id in ["a", "b", "c"] {
+            f.set(id, code::IDLE, t0);
+        }
+        assert_eq!(
+            f.prepare(&ids(&["a", "b"]), t0),
+            Ok((vec![prepared::WAITING_FOR_RESTORE; 2], 2))
+        );
+        assert_eq!(f.prepare(&ids(&["c"]), at(1)), Ok((vec![1], 1)));
+        assert_eq!(f.get("c", at(3)).unwrap().status, code::IDLE);
+        let waiting = |f: &mut Fleet, id, s| f.progress(id, at(s)).unwrap();
+        assert_eq!(
+            waiting(&mut f, "a", 3),
+            Progress {
+                status: 1,
+                waiting: 0
+            }
+        );
+        assert_eq!(
+            waiting(&mut f, "b", 3),
+            Progress {
+                status: 1,
+                waiting: 1
+            }
+        );
+        assert_eq!(
+            waiting(&mut f, "c", 3),
+            Progress {
+                status: 1,
+                waiting: 2
+            }
+        );
+        // a and b left the queue at 4 s: c is first.
+        assert_eq!(
+            waiting(&mut f, "c", 4),
+            Progress {
+                status: 1,
+                waiting: 0
+            }
+        );
+        assert_eq!(
+            waiting(&mut f, "a", 4),
+            Progress {
+                status: 2,
+                waiting: 0
+            }
+        );
+        assert_eq!(f.get("a", at(8)).unwrap().status, code::RESTORING);
+        assert_eq!(f.get("a", at(9)).unwrap().status, code::DATA_LOADED);
+        assert_eq!(
+            waiting(&mut f, "c", 9),
+            Progress {
+                status: 2,
+                waiting: 0
+            }
+        );
+        assert_eq!(
+            waiting(&mut f, "c", 10),
+            Progress {
+                status: 0,
+                waiting: 0
+            }
+        );
+        assert_eq!(f.get("c", at(10)).unwrap().prepares_started, 1);
+    }
+
+    #[test]
+    fn a_second_prepare_while_queued_or_restoring_is_busy_and_starts_nothing() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let mut f = prepare_fleet(4, 5, 0.0);
+        f.set("a", code::IDLE, t0);
+        f.prepare(&ids(&["a"]), t0).unwrap();
+        assert_eq!(f.prepare(&ids(&["a"]), at(2)), Ok((vec![1], 0)));
+        assert_eq!(f.prepare(&ids(&["a"]), at(6)), Ok((vec![1], 0)));
+        assert_eq!(f.get("a", at(8)).unwrap().status, code::RESTORING);
+        let a = f.get("a", at(9)).unwrap().clone();
+        assert_eq!(
+            (
+                a.status,
+                a.prepare_requests,
+                a.prepares_started,
+                a.prepare_requests_while_busy
+            ),
+            (code::DATA_LOADED, 3, 1, 2),
+            "the second and third calls did not restart the queue or the restore"
+        );
+        assert_eq!(a.backup_requests, 0);
+    }
+
+    #[test]
+    fn a_backup_of_a_queued_prepare_is_refused_as_being_restored() {
+        let t0 = Instant::now();
+        let mut f = prepare_fleet(4, 5, 0.0);
+        f.set("a", code::IDLE, t0);
+        f.prepare(&ids(&["a"]), t0).unwrap();
+        assert_eq!(
+            f.backup(&ids(&["a"]), t0),
+            Err(("a".into(), BackupRefusal::Restoring))
+        );
+        assert_eq!(f.get("a", t0).unwrap().requests_while_busy, 0);
+    }
+
+    #[test]
+    fn prepare_answers_by_state_and_is_refused_whole_for_unknown_or_strange_instances() {
+        let t0 = Instant::now();
+        let mut f = Fleet::new(
+            Timings {
+                backup_queue_delay: Duration::from_secs(4),
+                ..Timings::default()
+            },
+            7,
+        );
+        for (id, status) in [
+            ("loaded", code::DATA_LOADED),
+            ("loaded7", code::DATA_LOADED_ALT),
+            ("streaming", code::STREAMING),
+            ("backing", code::BACKING_UP),
+            ("backup-queued", code::DATA_LOADED),
+            ("backup-failed", code::BACKUP_FAILED),
+            ("restore-failed", code::RESTORE_FAILED),
+            ("strange", 42),
+        ] {
+            f.set(id, status, t0);
+        }
+        f.backup(&ids(&["backup-queued"]), t0).unwrap();
+        let named = ids(&[
+            "loaded",
+            "loaded7",
+            "streaming",
+            "backing",
+            "backup-queued",
+            "backup-failed",
+            "restore-failed",
+        ]);
+        assert_eq!(
+            f.prepare(&named, t0),
+            Ok((vec![0, 0, 0, 3, 3, 0, 1], 1)),
+            "only the failed restore is retried"
+        );
+        assert_eq!(f.get("restore-failed", t0).unwrap().status, code::RESTORING);
+        assert_eq!(f.progress("backup-queued", t0).unwrap().status, 3);
+        assert_eq!(
+            f.prepare(&ids(&["loaded", "ghost", "strange"]), t0),
+            Err(("ghost".into(), PrepareRefusal::NotFound))
+        );
+        assert_eq!(
+            f.prepare(&ids(&["strange"]), t0),
+            Err(("strange".into(), PrepareRefusal::WrongState))
+        );
+        assert_eq!(f.get("loaded", t0).unwrap().prepare_requests, 2);
+        assert_eq!(f.progress("ghost", t0), None);
+    }
+
+    #[test]
+    fn progress_says_offline_for_an_idle_instance_and_failed_for_a_failed_restore() {
+        let t0 = Instant::now();
+        let mut f = prepare_fleet(0, 5, 1.0);
+        f.set("a", code::IDLE, t0);
+        assert_eq!(
+            f.progress("a", t0).unwrap().status,
+            2,
+            "offline, not normal"
+        );
+        f.prepare(&ids(&["a"]), t0).unwrap();
+        assert_eq!(f.get("a", t0).unwrap().status, code::RESTORING, "no queue");
+        let t1 = t0 + Duration::from_secs(5);
+        assert_eq!(f.get("a", t1).unwrap().status, code::RESTORE_FAILED);
+        assert_eq!(f.progress("a", t1).unwrap().status, -1);
+    }
+
+    #[test]
+    fn timings_refuse_a_restore_failure_rate_that_is_not_a_probability() {
+        let timings = Timings {
+            restore_failure_rate: 1.5,
+            ..Timings::default()
+        };
+        assert_eq!(
+            timings.validate().unwrap_err().field,
+            "restore_failure_rate"
+        );
+        assert!(Timings::default().validate().is_ok());
     }
 
     #[test]

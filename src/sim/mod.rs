@@ -98,10 +98,12 @@ fn tenant_label(tenant: &str) -> &str {
 /// Counts of what the simulator was asked, for tests and benchmarks (`GET /sim/counters`).
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Counters {
-    /// Per endpoint (`batch-query-status`, `backup`).
+    /// Per endpoint (`batch-query-status`, `backup`, `prepare`, `prepare-progress`).
     pub endpoints: BTreeMap<String, EndpointCounters>,
     /// Backups started across all instances.
     pub backups_started: u64,
+    /// Prepares started across all instances (each queued a restore).
+    pub prepares_started: u64,
     /// Calls of the IAM token endpoint.
     pub iam_calls: u64,
     /// Vendor calls answered 401.
@@ -186,8 +188,8 @@ impl SharedSim {
 pub enum StartError {
     #[error("simulator faults: {0}")]
     Faults(#[source] faults::BadRate),
-    #[error("simulator timings: backup_failure_rate {0} is not a probability in [0, 1]")]
-    FailureRate(f64),
+    #[error("simulator timings: {0}")]
+    Timings(#[source] faults::BadRate),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -208,10 +210,7 @@ impl Simulator {
     /// Starts the server on `addr` (port 0 picks a free port) and returns once it listens.
     pub async fn start(config: SimConfig, addr: SocketAddr) -> Result<Simulator, StartError> {
         config.faults.validate().map_err(StartError::Faults)?;
-        let rate = config.timings.backup_failure_rate;
-        if !(0.0..=1.0).contains(&rate) {
-            return Err(StartError::FailureRate(rate));
-        }
+        config.timings.validate().map_err(StartError::Timings)?;
         let now = Instant::now();
         let mut fleet = Fleet::new(config.timings, config.seed);
         for (id, status) in &config.instances {

@@ -216,6 +216,17 @@ def test_the_own_accounts_namespaces_reach_the_flags_and_the_multi_tenant_exampl
             chart.validate_schema(chart.merge_values({"vendor": {"namespaces": ["Not_A_Namespace"]}}))
 
 
+def test_the_own_accounts_limits_reach_the_flags():
+    args = lambda objects: by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in args(render()) if a.startswith("--own-account-calls")], "unset: no bound"
+    limited = args(render({"vendor": {"limits": {"callsInFlight": 4, "callsPerSecond": 20}}}))
+    assert "--own-account-calls-in-flight=4" in limited
+    assert "--own-account-calls-per-second=20" in limited
+    with helm.Chart.load(str(CHART)) as chart:
+        with pytest.raises(helm.HelmError, match="callsPerSecond"):
+            chart.validate_schema(chart.merge_values({"vendor": {"limits": {"callsPerSecond": 0}}}))
+
+
 def test_without_leader_election_the_lease_still_keeps_the_intents_record():
     objects = render({"leaderElection": {"enabled": False}, "replicaCount": 1})
     roles = {r["metadata"]["name"]: r["rules"] for r in by_kind(objects, "Role")}

@@ -121,6 +121,9 @@ pub(super) async fn put_timings(
         Ok(timings) => timings,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("timings: {e}\n")).into_response(),
     };
+    if let Err(e) = timings.validate() {
+        return (StatusCode::BAD_REQUEST, format!("timings.{e}\n")).into_response();
+    }
     shared.lock().fleet.set_timings(timings);
     StatusCode::NO_CONTENT.into_response()
 }

@@ -1,4 +1,4 @@
-//! The simulator's HTTP surface: the vendor's two endpoints with the vendor's checks and answer
+//! The simulator's HTTP surface: the vendor's endpoints with the vendor's checks and answer
 //! shapes (in `vendor`), and an admin API under `/sim/` for tests and benchmarks (in `admin`).
 //!
 //! NB: this module deliberately shares no types with `crate::koophone`: it is written from
@@ -15,13 +15,15 @@ use admin::{
 use axum::Router;
 use axum::routing::{get, post};
 use std::sync::Arc;
-use vendor::{backup, issue_token, query_status};
+use vendor::{backup, issue_token, prepare, prepare_progress, query_status};
 
 /// The vendor's routes and the admin API's, over one simulator's state.
 pub(super) fn router(shared: Arc<SharedSim>) -> Router {
     Router::new()
         .route("/v1/instances/batch-query-status", post(query_status))
         .route("/v1/instances/backup", post(backup))
+        .route("/v1/instances/prepare", post(prepare))
+        .route("/v1/instances/prepare-progress", post(prepare_progress))
         .route("/v3/auth/tokens", post(issue_token))
         .route("/sim/iam/revoke", post(revoke_tokens))
         .route("/sim/counters", get(counters))

@@ -1,7 +1,7 @@
-//! The vendor's endpoints as the simulator serves them: batch-query-status, backup and IAM's
-//! token, with the vendor's checks, answer shapes and the injected faults.
+//! The vendor's endpoints as the simulator serves them: batch-query-status, backup, prepare,
+//! prepare-progress and IAM's token, with the vendor's checks, answer shapes and the injected faults.
 
-use crate::sim::fleet::BackupRefusal;
+use crate::sim::fleet::{BackupRefusal, PrepareRefusal};
 use crate::sim::{Injected, SharedSim, SimState, fleet_key, id_of, tenant_label};
 use axum::Json;
 use axum::extract::State;
@@ -13,11 +13,14 @@ use std::time::Instant;
 
 const MAX_IDS: usize = 100;
 const MAX_ID_LEN: usize = 32;
+const MAX_USER_ID_LEN: usize = 32;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Call {
     QueryStatus,
     Backup,
+    Prepare,
+    PrepareProgress,
 }
 
 impl Call {
@@ -25,6 +28,8 @@ impl Call {
         match self {
             Call::QueryStatus => "batch-query-status",
             Call::Backup => "backup",
+            Call::Prepare => "prepare",
+            Call::PrepareProgress => "prepare-progress",
         }
     }
 }
@@ -37,9 +42,11 @@ fn vendor_error(status: StatusCode, code: &str, msg: impl Into<String>) -> Respo
         .into_response()
 }
 
-/// The checks the vendor makes before it looks at any instance; returns the ids of a good request.
+/// The checks the vendor makes before it looks at any instance; returns the ids of a good request
+/// (prepare-progress names one instance).
 fn check_request(
     inner: &mut SimState,
+    call: Call,
     headers: &HeaderMap,
     uri: &axum::http::Uri,
     body: &[u8],
@@ -79,6 +86,30 @@ fn check_request(
     let bad = |msg: String| Box::new(vendor_error(StatusCode::BAD_REQUEST, "1000", msg));
     let value: Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
+    if matches!(call, Call::Prepare | Call::PrepareProgress) {
+        match value.get("user_id").map(Value::as_str) {
+            Some(Some(user)) if (1..=MAX_USER_ID_LEN).contains(&user.chars().count()) => {}
+            Some(Some(user)) => {
+                return Err(bad(format!(
+                    "user_id: {user:?} must be between 1 and {MAX_USER_ID_LEN} characters"
+                )));
+            }
+            Some(None) => return Err(bad("user_id must be a string".into())),
+            None => return Err(bad("user_id is required".into())),
+        }
+    }
+    if call == Call::PrepareProgress {
+        return match value.get("instance_id").map(Value::as_str) {
+            Some(Some(id)) if (1..=MAX_ID_LEN).contains(&id.chars().count()) => {
+                Ok((tenant, vec![id.to_owned()]))
+            }
+            Some(Some(id)) => Err(bad(format!(
+                "instance_id: {id:?} must be between 1 and {MAX_ID_LEN} characters"
+            ))),
+            Some(None) => Err(bad("instance_id must be a string".into())),
+            None => Err(bad("instance_id is required".into())),
+        };
+    }
     let Some(list) = value.get("instance_ids") else {
         return Err(bad("instance_ids is required".into()));
     };
@@ -139,7 +170,7 @@ async fn serve(
     let _in_flight = InFlight::enter(&shared, call);
     let (response, delay) = {
         let mut inner = shared.lock();
-        let (tenant, checked) = match check_request(&mut inner, &headers, &uri, &body) {
+        let (tenant, checked) = match check_request(&mut inner, call, &headers, &uri, &body) {
             Ok((tenant, ids)) => (tenant, Ok(ids)),
             Err(response) => (String::new(), Err(response)),
         };
@@ -330,6 +361,81 @@ fn process(
                 }
             }
         }
+        Call::Prepare => {
+            let refusal = ids
+                .iter()
+                .find(|id| inner.faults.unknown_ids.contains(*id))
+                .map(|id| (id.clone(), PrepareRefusal::NotFound));
+            let result = match refusal {
+                Some(refusal) => Err(refusal),
+                None => inner
+                    .fleet
+                    .prepare(&keys, now)
+                    .map_err(|(key, why)| (id_of(&key).to_owned(), why)),
+            };
+            match result {
+                Ok((answers, started)) => {
+                    inner.counters.prepares_started += started;
+                    let list: Vec<Value> = ids
+                        .iter()
+                        .zip(answers)
+                        .map(|(id, status)| json!({"instance_id": id, "status": status}))
+                        .collect();
+                    let body = json!({"error_code": "0", "error_msg": "ok", "data": {"status_list": list}});
+                    ("ok", Json(body).into_response())
+                }
+                Err((id, why)) => {
+                    let (code, msg) = match why {
+                        PrepareRefusal::NotFound => {
+                            ("4001", format!("instance {id} does not exist"))
+                        }
+                        PrepareRefusal::WrongState => (
+                            "1000",
+                            format!("instance {id} is in a state a prepare cannot start from"),
+                        ),
+                    };
+                    ("refused", vendor_error(business_status(shared), code, msg))
+                }
+            }
+        }
+        Call::PrepareProgress => {
+            let progress = match ids.first() {
+                Some(id) if !inner.faults.unknown_ids.contains(id) => {
+                    inner.fleet.progress(&keys[0], now)
+                }
+                _ => None,
+            };
+            match progress {
+                Some(progress) => {
+                    let body = json!({"error_code": "0", "error_msg": "ok", "data": {
+                        "status": progress.status,
+                        "waitingCount": progress.waiting,
+                    }});
+                    ("ok", Json(body).into_response())
+                }
+                None => {
+                    let id = ids.first().map_or("", String::as_str);
+                    (
+                        "refused",
+                        vendor_error(
+                            business_status(shared),
+                            "4001",
+                            format!("instance {id} does not exist"),
+                        ),
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// The HTTP status of a business refusal: 400 as the per-call pages show, or 200 as the current
+/// error-code page says.
+fn business_status(shared: &SharedSim) -> StatusCode {
+    if shared.business_errors_as_200 {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
     }
 }
 
@@ -349,6 +455,24 @@ pub(super) async fn backup(
     body: axum::body::Bytes,
 ) -> Response {
     serve(shared, Call::Backup, headers, uri, body).await
+}
+
+pub(super) async fn prepare(
+    State(shared): State<Arc<SharedSim>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    serve(shared, Call::Prepare, headers, uri, body).await
+}
+
+pub(super) async fn prepare_progress(
+    State(shared): State<Arc<SharedSim>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    serve(shared, Call::PrepareProgress, headers, uri, body).await
 }
 
 pub(super) async fn issue_token(
