@@ -615,3 +615,98 @@ async fn backups_take_at_most_three_quarters_of_an_accounts_call_rate() {
         "ten backup slots at 10 calls a second took {backups:?}: backups took more than their share"
     );
 }
+
+/// A prepare call through [`Client::prepare_chunk_gated`], with no gate and no reservation.
+async fn prepare(
+    c: &Client,
+    user: &str,
+    ids: &[String],
+) -> Result<cloudphone_operator::koophone::PrepareReceipt, Error> {
+    c.prepare_chunk_gated(user, ids, uuid::Uuid::new_v4(), &|| Ok(()), None)
+        .await
+}
+
+#[tokio::test]
+async fn a_prepare_names_its_user_and_records_each_instances_answer() {
+    let _deadline = support::deadline("a_prepare_names_its_user_and_records_each_instances_answer");
+    let sim = simulator(vec![
+        ("idle".into(), code::IDLE),
+        ("loaded".into(), code::DATA_LOADED),
+    ])
+    .await;
+    let c = client(&sim);
+    let receipt = prepare(&c, "u-123", &["idle".into(), "loaded".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        receipt.statuses.get("idle"),
+        Some(&1),
+        "waiting to be restored"
+    );
+    assert_eq!(
+        receipt.statuses.get("loaded"),
+        Some(&0),
+        "already on an instance"
+    );
+    assert_eq!(sim.counters().calls("prepare"), 1);
+    assert_eq!(sim.instance("idle").unwrap().prepares_started, 1);
+    let progress = c.prepare_progress("u-123", "idle").await.unwrap();
+    assert!(progress.under_way(), "{progress:?}");
+    assert_eq!(sim.counters().calls("prepare-progress"), 1);
+}
+
+#[tokio::test]
+async fn a_prepare_with_a_bad_user_id_is_refused_before_anything_is_sent() {
+    let _deadline =
+        support::deadline("a_prepare_with_a_bad_user_id_is_refused_before_anything_is_sent");
+    let sim = simulator(vec![("idle".into(), code::IDLE)]).await;
+    let c = client(&sim);
+    for user in ["", &"u".repeat(33)] {
+        let err = prepare(&c, user, &["idle".into()]).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidUserId { .. }), "{err}");
+        let err = c.prepare_progress(user, "idle").await.unwrap_err();
+        assert!(matches!(err, Error::InvalidUserId { .. }), "{err}");
+    }
+    assert_eq!(sim.counters().calls("prepare"), 0);
+    assert_eq!(sim.counters().calls("prepare-progress"), 0);
+}
+
+#[tokio::test]
+async fn a_prepare_answered_500_is_not_sent_again_and_a_progress_query_is() {
+    let _deadline =
+        support::deadline("a_prepare_answered_500_is_not_sent_again_and_a_progress_query_is");
+    // The vendor has no idempotency token: after a 500 the prepare may or may not have started.
+    let sim = simulator(vec![("idle".into(), code::IDLE)]).await;
+    sim.set_faults(Faults {
+        fail_next_calls: 1,
+        ..Faults::default()
+    })
+    .unwrap();
+    let c = client(&sim);
+    let err = prepare(&c, "u-1", &["idle".into()]).await.unwrap_err();
+    assert_eq!(err.http_status(), Some(500));
+    assert_eq!(sim.counters().calls("prepare"), 1);
+    sim.set_faults(Faults {
+        fail_next_calls: 1,
+        ..Faults::default()
+    })
+    .unwrap();
+    // A read: retried.
+    c.prepare_progress("u-1", "idle").await.unwrap();
+    assert_eq!(sim.counters().calls("prepare-progress"), 2);
+}
+
+#[tokio::test]
+async fn a_prepare_naming_an_unknown_instance_is_refused_whole() {
+    let _deadline = support::deadline("a_prepare_naming_an_unknown_instance_is_refused_whole");
+    let sim = simulator(vec![("idle".into(), code::IDLE)]).await;
+    let err = prepare(&client(&sim), "u-1", &["idle".into(), "nope".into()])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.vendor_code(),
+        Some(&VendorCode::InstanceNotFound),
+        "{err}"
+    );
+    assert_eq!(sim.instance("idle").unwrap().prepares_started, 0);
+}
