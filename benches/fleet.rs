@@ -208,6 +208,7 @@ fn phones(n: usize) -> Vec<CloudPhone> {
                     interrupt_streaming: false,
                     suspend: false,
                     account_ref: None,
+                    user_id: None,
                 },
             );
             p.metadata.namespace = Some(format!("fleet-{}", i % 10));

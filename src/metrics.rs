@@ -63,6 +63,8 @@ pub struct Metrics {
     pub backup_duration: Histogram,
     pub backups: Family<BackupOutcomeLabels, Counter>,
     pub backups_requested: Counter,
+    pub prepare_duration: Histogram,
+    pub prepares: Family<BackupOutcomeLabels, Counter>,
     pub status_writes: Family<OutcomeLabels, Counter>,
     pub status_write_failing_phones: Gauge,
     pub last_successful_tick: Gauge<f64, AtomicU64>,
@@ -87,13 +89,24 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// The outcomes of each action's calls per phone (`cloudphone_backups_total{outcome}`).
+    /// The time from each action's request to its completion seen
+    /// (`cloudphone_backup_duration_seconds`, `cloudphone_prepare_duration_seconds`).
+    pub fn action_duration(&self, action: crate::plan::Action) -> &Histogram {
+        match action {
+            crate::plan::Action::Backup => &self.backup_duration,
+            crate::plan::Action::Prepare => &self.prepare_duration,
+        }
+    }
+
+    /// The outcomes of each action's calls per phone (`cloudphone_backups_total{outcome}`,
+    /// `cloudphone_prepares_total{outcome}`).
     pub fn action_outcomes(
         &self,
         action: crate::plan::Action,
     ) -> &Family<BackupOutcomeLabels, Counter> {
         match action {
             crate::plan::Action::Backup => &self.backups,
+            crate::plan::Action::Prepare => &self.prepares,
         }
     }
 
@@ -133,6 +146,19 @@ impl Metrics {
             backups.clone(),
         );
         let backups_requested = Counter::default();
+        // 10s to about 11h, as backups: a restore queued at the vendor may wait long.
+        let prepare_duration = Histogram::new(exponential_buckets(10.0, 2.0, 13));
+        let prepares = Family::<BackupOutcomeLabels, Counter>::default();
+        registry.register(
+            "prepare_duration_seconds",
+            "Time from a prepare request to the operator seeing the data on a physical instance",
+            prepare_duration.clone(),
+        );
+        registry.register(
+            "prepares",
+            "Prepare calls by outcome, and prepares seen complete (outcome=completed)",
+            prepares.clone(),
+        );
         let status_writes = Family::<OutcomeLabels, Counter>::default();
         let status_write_failing_phones = Gauge::default();
         registry.register(
@@ -223,6 +249,8 @@ impl Metrics {
             backup_duration,
             backups,
             backups_requested,
+            prepare_duration,
+            prepares,
             status_writes,
             status_write_failing_phones,
             last_successful_tick,

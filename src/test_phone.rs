@@ -27,6 +27,7 @@ pub fn cloudphone(name: &str, instance: &str) -> PhoneBuilder {
             interrupt_streaming: false,
             suspend: false,
             account_ref: None,
+            user_id: None,
         },
     );
     p.metadata.namespace = Some("fleet".into());
@@ -54,6 +55,12 @@ impl PhoneBuilder {
     }
     pub fn interrupt_streaming(mut self) -> Self {
         self.0.spec.interrupt_streaming = true;
+        self
+    }
+    /// Declares the `Loaded` lifecycle for the vendor user `user`.
+    pub fn loaded(mut self, user: &str) -> Self {
+        self.0.spec.lifecycle = Lifecycle::Loaded;
+        self.0.spec.user_id = Some(user.into());
         self
     }
     pub fn suspended(mut self) -> Self {

@@ -30,9 +30,11 @@ pub const INSTANCE_ID_MAX_LEN: usize = 32;
     printcolumn = r#"{"name":"Code","type":"integer","jsonPath":".status.instanceStatus"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Last Backup","type":"date","jsonPath":".status.lastBackupTime"}"#,
+    printcolumn = r#"{"name":"Last Loaded","type":"date","jsonPath":".status.lastLoadedTime"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("!has(oldSelf.accountRef) || has(self.accountRef)").message("spec.accountRef cannot be removed once set"))]
+#[x_kube(validation = Rule::new("self.lifecycle != 'Loaded' || has(self.userId)").message("spec.userId is required when spec.lifecycle is Loaded: the user the vendor readies the instance for"))]
 #[serde(rename_all = "camelCase")]
 pub struct CloudPhoneSpec {
     /// The vendor's instance id: 1-32 characters of [A-Za-z0-9_-]. Immutable once set: to manage
@@ -42,9 +44,18 @@ pub struct CloudPhoneSpec {
     pub instance_id: String,
 
     /// The lifecycle the operator keeps this instance at. Observed (default): only read its
-    /// status. BackedUp: keep its data in object storage with no physical instance held.
+    /// status. BackedUp: keep its data in object storage with no physical instance held. Loaded:
+    /// keep its data on a physical instance, ready to stream for spec.userId (the vendor's prepare
+    /// brings it back from object storage).
     #[serde(default)]
     pub lifecycle: Lifecycle,
+
+    /// The vendor user the instance is readied for when its lifecycle is Loaded (the user_id of the
+    /// vendor's prepare call): 1-32 characters of [A-Za-z0-9_-]; required for Loaded. A change of
+    /// userId on a phone already loaded does not prepare it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub user_id: Option<String>,
 
     /// Allow a backup while a user is streaming (it ends the user's session). Default false: a
     /// streaming phone is left alone and reported as waiting.
@@ -83,6 +94,8 @@ pub enum Lifecycle {
     Observed,
     /// Keep the instance backed up: its data in object storage, no physical instance held.
     BackedUp,
+    /// Keep the instance's data on a physical instance, ready to stream for `spec.userId`.
+    Loaded,
 }
 
 impl Lifecycle {
@@ -112,12 +125,22 @@ pub struct CloudPhoneStatus {
 
     /// The last backup the operator requested for this phone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup: Option<BackupStatus>,
+    pub backup: Option<ActionStatus>,
+
+    /// The last prepare (bringing the data back onto a physical instance) the operator requested
+    /// for this phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepare: Option<ActionStatus>,
 
     /// When the operator last observed a backup of this phone complete (the vendor showing Idle
     /// after BackingUp, or after a backup request): when its data was last known safe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup_time: Option<Time>,
+
+    /// When the operator last observed a prepare of this phone complete (the vendor showing its
+    /// data on a physical instance after Restoring, or after a prepare request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_loaded_time: Option<Time>,
 
     /// The last value of the annotation cloudphone.io/reconcile-requested-at that the operator
     /// handled: echoed only after a vendor observation made in a tick that started after the
@@ -133,45 +156,52 @@ pub struct CloudPhoneStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// The operator's record of the backups it requested for one phone.
+/// The operator's record of the calls of one vendor action (a backup, a prepare) it made for one
+/// phone.
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct BackupStatus {
-    /// When the last backup call for this phone was sent.
+pub struct ActionStatus {
+    /// When the last call for this phone was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_at: Option<Time>,
 
-    /// The x-request-id of the last backup call, to find it in the vendor's and the operator's logs.
+    /// The x-request-id of the last call, to find it in the vendor's and the operator's logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub request_id: Option<String>,
 
-    /// Backup calls sent in the current backup cycle (reset when the phone reaches Idle).
+    /// Calls sent in the current cycle (reset when the action is seen done).
     // NB: i32, not u32: the API server knows the int32 format, not uint32.
     #[serde(default)]
     #[schemars(range(min = 0))]
     pub attempts: i32,
 
-    /// True from a backup call until the vendor shows the instance BackingUp or Idle; while true,
-    /// and for at most the grace period after requestedAt, no second backup call is sent.
+    /// True from a call until the vendor shows it under way or done (a backup: BackingUp or Idle; a
+    /// prepare: Restoring or the data loaded); while true, and for at most the grace period after
+    /// requestedAt, no second call is sent.
     #[serde(default)]
     pub in_flight: bool,
 
-    /// The vendor's task id for the last backup call, when its answer carried one.
+    /// The vendor's task id for the last call, when its answer carried one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub task_id: Option<String>,
 
-    /// The vendor's job id for this instance in the last backup call, when its answer carried one.
+    /// The vendor's job id for this instance in the last call, when its answer carried one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub job_id: Option<String>,
 
-    /// The account scope the last backup call was made in (`project:<id>` or `account:<name>`),
-    /// so that its intent holds that instance whatever account the phone names now.
+    /// The account scope the last call was made in (`project:<id>` or `account:<name>`), so that
+    /// its intent holds that instance whatever account the phone names now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 272))]
     pub scope: Option<String>,
+
+    /// The vendor's answer for this instance to the last call, when it gave one (a prepare: 0
+    /// ready, 1 waiting to be restored, 2 waiting for assignment, 3 backing up, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_status: Option<i64>,
 }
 
 /// Why an instance id is refused; the same rule as the CRD schema and the vendor's limit.

@@ -18,7 +18,11 @@ pub const SCHEMA_REVISION_ANNOTATION: &str = "cloudphone.io/schema-revision";
 /// 2: `spec.accountRef` (an older schema would drop it, and the phone's calls would go out under the
 /// operator's own credentials instead of its account's); `status.lastBackupTime` and
 /// `status.lastHandledReconcileAt` (dropped, a completed backup would be forgotten).
-pub const SCHEMA_REVISION: u32 = 2;
+///
+/// 3: `spec.lifecycle: Loaded` and `spec.userId` (an older schema refuses the one and drops the
+/// other); `status.prepare` (dropped, a prepare's intent would be lost, and a second prepare sent)
+/// and `status.lastLoadedTime`.
+pub const SCHEMA_REVISION: u32 = 3;
 
 /// A CRD with the [`SCHEMA_REVISION_ANNOTATION`]: both CRDs carry the revision of the bundle.
 pub(super) fn annotated(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {

@@ -14,7 +14,7 @@ pub use account::{
     DEFAULT_ACCOUNT_NAME, SecretRef, account_crd,
 };
 pub use cloudphone::{
-    AnnotationValue, BackupStatus, CloudPhone, CloudPhoneSpec, CloudPhoneStatus,
+    ActionStatus, AnnotationValue, CloudPhone, CloudPhoneSpec, CloudPhoneStatus,
     INSTANCE_ID_MAX_LEN, INVALID_ANNOTATION, Lifecycle, MAX_RECONCILE_REQUEST_LEN,
     MAX_VENDOR_ID_LEN, READ_ANNOTATIONS, RECONCILE_REQUESTED_AT, check_instance_id, crd,
 };

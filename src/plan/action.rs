@@ -3,19 +3,23 @@
 //! The one place that lists what an action is (see `ARCHITECTURE.md`, "Adding a vendor action").
 
 use super::*;
-use crate::api::{BackupStatus, CloudPhoneStatus};
+use crate::api::{ActionStatus, CloudPhoneSpec, CloudPhoneStatus, Phase};
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::time::Duration;
 
 /// A vendor action the planner asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
     /// Back the instance's data up to object storage, releasing its physical instance.
     Backup,
+    /// Bring the instance's data back onto a physical instance, ready to stream for a user.
+    Prepare,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 1] = [Action::Backup];
+    pub const ALL: [Action; 2] = [Action::Backup, Action::Prepare];
 
     /// The action's place in [`Action::ALL`].
     pub fn index(self) -> usize {
@@ -26,29 +30,97 @@ impl Action {
     pub fn name(self) -> &'static str {
         match self {
             Action::Backup => "backup",
+            Action::Prepare => "prepare",
+        }
+    }
+
+    /// After a call, no second one for the phone until the vendor shows it under way, or this long
+    /// has passed.
+    pub fn grace(self, config: &PlanConfig) -> Duration {
+        match self {
+            Action::Backup => config.grace_period,
+            Action::Prepare => config.prepare_grace_period,
+        }
+    }
+
+    /// True when the vendor's `phase` shows a call of the action under way or done: its record is
+    /// then no longer in flight.
+    pub fn settled_by(self, phase: Phase) -> bool {
+        match self {
+            Action::Backup => matches!(phase, Phase::BackingUp | Phase::Idle),
+            Action::Prepare => matches!(
+                phase,
+                Phase::Restoring | Phase::DataLoaded | Phase::Streaming
+            ),
+        }
+    }
+
+    /// True when the vendor's `phase` is the action's end state: a new cycle of attempts starts.
+    pub fn done_by(self, phase: Phase) -> bool {
+        match self {
+            Action::Backup => phase == Phase::Idle,
+            Action::Prepare => matches!(phase, Phase::DataLoaded | Phase::Streaming),
+        }
+    }
+
+    /// When the vendor's `phase`, seen `now` after `previous`, completes a call of the action, if it
+    /// does (see `backup_completed`, `prepare_completed`).
+    pub fn completed(
+        self,
+        status: &CloudPhoneStatus,
+        previous: Phase,
+        phase: Phase,
+        now: Timestamp,
+    ) -> Option<Timestamp> {
+        match self {
+            Action::Backup => (phase == Phase::Idle)
+                .then(|| backup_completed(status, previous, now))
+                .flatten(),
+            Action::Prepare => prepare_completed(status, previous, phase, now),
+        }
+    }
+
+    /// The last completion of the action the status records (`lastBackupTime`,
+    /// `lastLoadedTime`).
+    pub fn completion(self, status: &CloudPhoneStatus) -> Option<&Time> {
+        match self {
+            Action::Backup => status.last_backup_time.as_ref(),
+            Action::Prepare => status.last_loaded_time.as_ref(),
+        }
+    }
+
+    /// The status field of the last completion of the action (`lastBackupTime`,
+    /// `lastLoadedTime`).
+    pub fn completion_mut(self, status: &mut CloudPhoneStatus) -> &mut Option<Time> {
+        match self {
+            Action::Backup => &mut status.last_backup_time,
+            Action::Prepare => &mut status.last_loaded_time,
         }
     }
 
     /// The action's record in a phone's status (its last call: when, which request, attempts,
     /// whether it is in flight).
-    pub fn record(self, status: &CloudPhoneStatus) -> Option<&BackupStatus> {
+    pub fn record(self, status: &CloudPhoneStatus) -> Option<&ActionStatus> {
         match self {
             Action::Backup => status.backup.as_ref(),
+            Action::Prepare => status.prepare.as_ref(),
         }
     }
 
     /// The action's record in a phone's status, to change it.
-    pub fn record_mut(self, status: &mut CloudPhoneStatus) -> &mut Option<BackupStatus> {
+    pub fn record_mut(self, status: &mut CloudPhoneStatus) -> &mut Option<ActionStatus> {
         match self {
             Action::Backup => &mut status.backup,
+            Action::Prepare => &mut status.prepare,
         }
     }
 
     /// The key that groups phones into one call within an account: phones of one call share it.
-    /// A backup call takes any instances of the account.
-    pub fn call_key(self, _spec: &crate::api::CloudPhoneSpec) -> Option<&str> {
+    /// A backup call takes any instances of the account; a prepare call, those of one user.
+    pub fn call_key(self, spec: &CloudPhoneSpec) -> Option<&str> {
         match self {
             Action::Backup => None,
+            Action::Prepare => spec.user_id.as_deref(),
         }
     }
 
@@ -67,6 +139,9 @@ impl Action {
             Action::Backup => {
                 backup::stamp_intent(status, generation, at, request_id, scope, config)
             }
+            Action::Prepare => {
+                prepare::stamp_intent(status, generation, at, request_id, scope, config)
+            }
         }
     }
 
@@ -75,13 +150,14 @@ impl Action {
     pub fn not_sent(
         self,
         planned: &CloudPhoneStatus,
-        before: Option<&BackupStatus>,
+        before: Option<&ActionStatus>,
         generation: Option<i64>,
         why: &str,
         now: Timestamp,
     ) -> CloudPhoneStatus {
         match self {
             Action::Backup => backup::backup_not_sent(planned, before, generation, why, now),
+            Action::Prepare => prepare::not_sent(planned, before, generation, why, now),
         }
     }
 
@@ -96,6 +172,7 @@ impl Action {
     ) -> CloudPhoneStatus {
         match self {
             Action::Backup => backup::record_backup_result(status, generation, result, now, config),
+            Action::Prepare => prepare::record_result(status, generation, result, now, config),
         }
     }
 
@@ -104,6 +181,7 @@ impl Action {
     pub fn settled_without_a_call(self, observation: &Observation) -> Option<ActionResult> {
         match self {
             Action::Backup => backup::settled_without_a_call(observation),
+            Action::Prepare => prepare::settled_without_a_call(observation),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! the status.
 
 use super::*;
-use crate::api::{BackupStatus, CloudPhoneStatus, Phase};
+use crate::api::{ActionStatus, CloudPhoneStatus, Phase};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -53,7 +53,7 @@ pub(super) fn stamp_intent(
 /// plans it again, and `Ready` saying why.
 pub(super) fn backup_not_sent(
     planned: &CloudPhoneStatus,
-    before: Option<&BackupStatus>,
+    before: Option<&ActionStatus>,
     generation: Option<i64>,
     why: &str,
     now: Timestamp,
@@ -98,11 +98,17 @@ pub enum ActionResult {
         /// When the call left: `requestedAt` becomes this, so that the grace period counts from
         /// the call even when it left seconds after its intent was written.
         sent_at: Timestamp,
+        /// The vendor's answer for this instance, when the call's answer listed one (a prepare's
+        /// `status_list`).
+        vendor_status: Option<i64>,
     },
     /// The vendor answered 2006: a backup is already under way.
     AlreadyBackingUp,
     /// The vendor answered 2005: the instance is being restored.
     Restoring,
+    /// The vendor shows the action's end state already (a prepare: the data on a physical
+    /// instance): no call is needed.
+    AlreadyDone,
     /// The vendor answered 4001: no such instance.
     NotFound,
     /// The call failed; `ambiguous` when the vendor may have acted on it (time-out, 5xx).
@@ -123,13 +129,14 @@ pub enum ActionResult {
 }
 
 impl ActionResult {
-    /// A bounded label for metrics: `accepted`, `already_backing_up`, `restoring`, `not_found`,
-    /// `failed`, `refused`, `not_sent` or `withheld`.
+    /// A bounded label for metrics: `accepted`, `already_backing_up`, `restoring`, `already_done`,
+    /// `not_found`, `failed`, `refused`, `not_sent` or `withheld`.
     pub fn outcome(&self) -> &'static str {
         match self {
             ActionResult::Accepted { .. } => "accepted",
             ActionResult::AlreadyBackingUp => "already_backing_up",
             ActionResult::Restoring => "restoring",
+            ActionResult::AlreadyDone => "already_done",
             ActionResult::NotFound => "not_found",
             ActionResult::Failed { .. } => "failed",
             ActionResult::Refused { .. } | ActionResult::NotPermitted { .. } => "refused",
@@ -154,7 +161,7 @@ pub(super) fn record_backup_result(
         .conditions
         .iter()
         .any(|c| c.type_ == READY && c.reason == BACKUP_PERMISSION_PENDING);
-    let backup = status.backup.get_or_insert_with(BackupStatus::default);
+    let backup = status.backup.get_or_insert_with(ActionStatus::default);
     let requested_at = backup.requested_at.as_ref().map(|t| t.0);
     let grace_end = requested_at.and_then(|t| t.checked_add(config.grace_period).ok());
     // The intent carries the request id of the call it announces: a call that certainly started
@@ -188,7 +195,8 @@ pub(super) fn record_backup_result(
             "BackingUp",
             "the vendor reports a backup of the instance already under way",
         ),
-        ActionResult::Restoring => {
+        // NB: never for a backup: the status query shows the end state.
+        ActionResult::Restoring | ActionResult::AlreadyDone => {
             backup.in_flight = false;
             ReadyCondition::new(
                 "False",

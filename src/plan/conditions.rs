@@ -21,9 +21,21 @@ pub const BACKUP_REFUSED: &str = "BackupRefused";
 /// a second `1001` in a row is [`BACKUP_REFUSED`].
 pub const BACKUP_PERMISSION_PENDING: &str = "BackupPermissionPending";
 
+/// The Ready reason of a `Loaded` phone whose data is on a physical instance.
+pub const LOADED: &str = "Loaded";
+
+/// The Ready reason of a permanent refusal of a prepare by the vendor, held until
+/// `metadata.generation` changes.
+pub const PREPARE_REFUSED: &str = "PrepareRefused";
+
+/// The Ready reason of a `Loaded` phone whose restoration the vendor reports failed; retried with
+/// the backoff of the attempts.
+pub const PREPARE_FAILED: &str = "PrepareFailed";
+
 /// Ready reasons that say a person must act: the phone is `Stalled`.
-pub const STALLED_REASONS: [&str; 9] = [
+pub const STALLED_REASONS: [&str; 10] = [
     BACKUP_REFUSED,
+    PREPARE_REFUSED,
     "RestoreFailed",
     "InstanceNotFound",
     "DuplicateInstance",

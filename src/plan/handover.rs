@@ -8,12 +8,15 @@
 //! of owners that are gone is lost with it: while the time an earlier term recorded (until when its
 //! intents may be outstanding) is ahead, a phone without an in-flight intent of its own waits.
 
-use super::{Action, Conditions, EarlierTerms, Intent, PhoneView, READY, fmt_time};
-use crate::api::CloudPhoneStatus;
+use super::{Action, EarlierTerms, Intent, PhoneView, fmt_time};
 use jiff::Timestamp;
 // NB: foldhash: maps a tick fills and reads per phone; SipHash was a tenth of a steady tick.
 use foldhash::HashMap;
 use std::time::Duration;
+
+/// The Ready reason of a phone whose planned action waits for its own call of another action (a
+/// lifecycle switched while that call is in flight) to be seen under way, or its grace period to end.
+pub const PREVIOUS_ACTION_PENDING: &str = "PreviousActionPending";
 
 /// The Ready reason of a phone that waits for another object's backup intent to expire.
 pub const AWAITING_HANDOVER: &str = "AwaitingHandover";
@@ -151,29 +154,11 @@ pub(super) fn handover_wait(
     }
 }
 
-/// Holds a planned `action`: the phone keeps its old record of it and says why it waits.
-pub(super) fn hold(
-    action: Action,
-    planned: &mut std::borrow::Cow<'_, CloudPhoneStatus>,
-    old: Option<&CloudPhoneStatus>,
-    generation: Option<i64>,
-    why: &str,
-    now: Timestamp,
-) {
-    let status = planned.to_mut();
-    *action.record_mut(status) = old.and_then(|s| action.record(s)).cloned();
-    Conditions {
-        list: &mut status.conditions,
-        generation,
-        now: super::whole_seconds(now),
-    }
-    .set(READY, "False", AWAITING_HANDOVER, why);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{BackupStatus, CloudPhone};
+    use crate::api::{ActionStatus, CloudPhone, CloudPhoneStatus};
+    use crate::plan::READY;
     use crate::plan::{
         Action, Context, DEFAULT_SCOPE, Disposition, Memory, Observation, PlanConfig, Route,
         plan_phone,
@@ -203,11 +188,11 @@ mod tests {
 
     fn intent_status(requested: i64) -> CloudPhoneStatus {
         CloudPhoneStatus {
-            backup: Some(BackupStatus {
+            backup: Some(ActionStatus {
                 requested_at: Some(Time(at(requested))),
                 attempts: 1,
                 in_flight: true,
-                ..BackupStatus::default()
+                ..ActionStatus::default()
             }),
             ..CloudPhoneStatus::default()
         }

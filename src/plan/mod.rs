@@ -36,6 +36,9 @@ pub struct PlanConfig {
     pub backoff_base: Duration,
     /// No wait between attempts exceeds this.
     pub backoff_max: Duration,
+    /// After a prepare call, no second call for the same phone until the vendor shows Restoring or
+    /// the data loaded, or this long has passed: restores take longer than backups.
+    pub prepare_grace_period: Duration,
 }
 
 impl Default for PlanConfig {
@@ -46,6 +49,8 @@ impl Default for PlanConfig {
             grace_period: Duration::from_secs(120),
             backoff_base: Duration::from_secs(60),
             backoff_max: Duration::from_secs(3600),
+            // A queued restore may wait minutes before the vendor shows Restoring.
+            prepare_grace_period: Duration::from_secs(600),
         }
     }
 }
@@ -88,7 +93,9 @@ mod events;
 mod handover;
 mod identity;
 mod input;
+mod loaded;
 mod phone;
+mod prepare;
 
 pub use account::{AccountEvent, AccountTick, account_event, account_status};
 pub use action::Action;
@@ -96,18 +103,19 @@ use backed_up::{backed_up, backup_completed};
 pub use backup::ActionResult;
 use backup::{permission_retry, requested};
 pub use conditions::{
-    BACKUP_PERMISSION_PENDING, BACKUP_REFUSED, Failure, RECONCILING, STALLED, STALLED_REASONS,
-    kstatus_condition,
+    BACKUP_PERMISSION_PENDING, BACKUP_REFUSED, Failure, LOADED, PREPARE_FAILED, PREPARE_REFUSED,
+    RECONCILING, STALLED, STALLED_REASONS, kstatus_condition,
 };
 use conditions::{Conditions, LazyConditions, ReadyCondition};
 pub use events::{PhoneEvent, events, is_settled};
-pub use handover::{AWAITING_HANDOVER, Intents};
-use handover::{handover_wait, hold};
+use handover::handover_wait;
+pub use handover::{AWAITING_HANDOVER, Intents, PREVIOUS_ACTION_PENDING};
 pub use identity::{
     ACCOUNT_NOT_ALLOWED, ACCOUNT_NOT_FOUND, ACCOUNT_NOT_READY, AccountBlock, DEFAULT_SCOPE,
     Disposition, Dispositions, KeyRef, PhoneKey, PhoneView, Route, account_scope, dispositions,
 };
 pub use input::{Context, EarlierTerms, Intent, Memory, Observation, Receipt};
+use loaded::{loaded, prepare_completed, prepare_requested};
 pub use phone::{Planned, plan_phone};
 
 #[cfg(test)]

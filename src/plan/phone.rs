@@ -2,7 +2,7 @@
 //! engine remembers of it, its new status and the vendor action to take, if any.
 
 use super::*;
-use crate::api::{BackupStatus, CloudPhoneStatus, Lifecycle, Phase};
+use crate::api::{ActionStatus, CloudPhoneStatus, Lifecycle, Phase};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::borrow::Cow;
@@ -47,6 +47,18 @@ pub fn plan_phone<'a>(
     }
     let mut planned = from_observation(phone, disposition, observation, cx.now, cx.config);
     if let Some(action) = planned.action
+        && let Some(why) = previous_action(action, Some(&planned.status), cx.now, cx.config)
+    {
+        hold_for(
+            &mut planned,
+            action,
+            PREVIOUS_ACTION_PENDING,
+            phone,
+            why,
+            cx.now,
+        );
+    }
+    if let Some(action) = planned.action
         && let Some(why) = handover_wait(
             phone,
             memory.previous,
@@ -55,16 +67,7 @@ pub fn plan_phone<'a>(
             cx.config.grace_period,
         )
     {
-        hold(
-            action,
-            &mut planned.status,
-            phone.status,
-            phone.generation,
-            &why,
-            cx.now,
-        );
-        planned.action = None;
-        planned.held = Some((action, why));
+        hold_for(&mut planned, action, AWAITING_HANDOVER, phone, why, cx.now);
     }
     // NB: only on a phone observed this tick: a phone its account no longer serves (or suspended,
     // or a duplicate) shows nothing the vendor said, its own call's ids included.
@@ -74,6 +77,63 @@ pub fn plan_phone<'a>(
         planned.receipt_spent = ride(phone.status, &mut planned.status, receipt);
     }
     Some(planned)
+}
+
+/// Why a planned `action` must wait for another action's call on the instance, if it must: that
+/// call's intent is in flight in `status` (as this tick's observation left it: the vendor has not
+/// shown it under way) and within its grace period.
+/// Switching a lifecycle back and forth never leaves two actions in flight for one instance.
+fn previous_action(
+    action: Action,
+    old: Option<&CloudPhoneStatus>,
+    now: Timestamp,
+    config: &PlanConfig,
+) -> Option<String> {
+    let old = old?;
+    Action::ALL
+        .into_iter()
+        .filter(|a| *a != action)
+        .find_map(|other| {
+            let record = other.record(old).filter(|r| r.in_flight)?;
+            let at = record.requested_at.as_ref()?.0;
+            let until = at
+                .checked_add(other.grace(config))
+                .unwrap_or(Timestamp::MAX);
+            (now < until).then(|| {
+                format!(
+                    "the {} requested at {at} is not yet seen under way: no {} before {until}",
+                    other.name(),
+                    action.name()
+                )
+            })
+        })
+}
+
+/// Holds the planned `action`: the phone keeps its old record of it and says why it waits.
+fn hold_for<'a>(
+    planned: &mut Planned<'a>,
+    action: Action,
+    reason: &str,
+    phone: &PhoneView<'a>,
+    why: String,
+    now: Timestamp,
+) {
+    let status = planned.status.to_mut();
+    *action.record_mut(status) = phone.status.and_then(|s| action.record(s)).cloned();
+    Conditions {
+        list: &mut status.conditions,
+        generation: phone.generation,
+        now: whole_seconds(now),
+    }
+    .set(READY, "False", reason, &why);
+    // NB: a phone held tick after tick plans its old status again: no copy of it.
+    if let Some(old) = phone.status
+        && *planned.status == *old
+    {
+        planned.status = Cow::Borrowed(old);
+    }
+    planned.action = None;
+    planned.held = Some((action, why));
 }
 
 /// Puts the vendor's task and job ids of the call that `status` records into it when it is written
@@ -226,54 +286,66 @@ fn from_observation<'a>(
                 s.instance_status = Some(*code);
                 s.phase = phase;
             }
-            if phase == Phase::Idle
-                && let Some(done) = backup_completed(&status, previous_phase, now)
-            {
-                status.to_mut().last_backup_time = Some(Time(done));
-            }
-            if let Some(b) = status.backup.as_ref() {
-                let settle = b.in_flight && matches!(phase, Phase::BackingUp | Phase::Idle);
-                let reset = b.attempts != 0 && phase == Phase::Idle;
+            for action in Action::ALL {
+                if let Some(done) = action.completed(&status, previous_phase, phase, now) {
+                    *action.completion_mut(status.to_mut()) = Some(Time(done));
+                }
+                let Some(record) = action.record(&status) else {
+                    continue;
+                };
+                let settle = record.in_flight && action.settled_by(phase);
+                let reset = record.attempts != 0 && action.done_by(phase);
                 if settle || reset {
-                    let b = status.to_mut().backup.as_mut().expect("checked above");
+                    let record = action
+                        .record_mut(status.to_mut())
+                        .as_mut()
+                        .expect("checked above");
                     if settle {
-                        b.in_flight = false;
+                        record.in_flight = false;
                     }
                     if reset {
-                        b.attempts = 0;
+                        record.attempts = 0;
                     }
                 }
             }
-            let (ready, backup) = match phone.spec.lifecycle {
+            let (ready, action) = match phone.spec.lifecycle {
                 Lifecycle::Observed => (
                     ReadyCondition::new(
                         "True",
                         "Observed",
                         "the operator only observes this instance",
                     ),
-                    false,
+                    None,
                 ),
-                Lifecycle::BackedUp => backed_up(
-                    phone.spec,
-                    phone.generation,
-                    &status,
-                    *code,
-                    now,
-                    config,
-                    retry_refused,
-                ),
+                Lifecycle::BackedUp => {
+                    let (ready, call) = backed_up(
+                        phone.spec,
+                        phone.generation,
+                        &status,
+                        *code,
+                        now,
+                        config,
+                        retry_refused,
+                    );
+                    (ready, call.then_some(Action::Backup))
+                }
+                Lifecycle::Loaded => {
+                    let (ready, call) =
+                        loaded(phone.generation, &status, *code, now, config, retry_refused);
+                    (ready, call.then_some(Action::Prepare))
+                }
             };
-            if backup {
-                let b = status
-                    .to_mut()
-                    .backup
-                    .get_or_insert_with(BackupStatus::default);
-                b.requested_at = Some(Time(now));
-                b.request_id = None;
-                b.task_id = None;
-                b.job_id = None;
-                b.attempts = b.attempts.saturating_add(1);
-                b.in_flight = true;
+            if let Some(action) = action {
+                let record = action
+                    .record_mut(status.to_mut())
+                    .get_or_insert_with(ActionStatus::default);
+                record.requested_at = Some(Time(now));
+                record.request_id = None;
+                record.task_id = None;
+                record.job_id = None;
+                record.vendor_status = None;
+                record.attempts = record.attempts.saturating_add(1);
+                record.in_flight = true;
             }
             let mut c = LazyConditions {
                 status: &mut status,
@@ -284,7 +356,7 @@ fn from_observation<'a>(
             c.set(READY, ready.status, ready.reason, &ready.message);
             Planned {
                 status,
-                action: backup.then_some(Action::Backup),
+                action,
                 receipt_spent: false,
                 held: None,
             }
@@ -341,12 +413,12 @@ mod tests {
         CloudPhoneStatus {
             instance_status: Some(2),
             phase: Phase::DataLoaded,
-            backup: Some(BackupStatus {
+            backup: Some(ActionStatus {
                 requested_at: Some(Time(at(0))),
                 request_id: Some("request-1".into()),
                 attempts: 1,
                 in_flight: true,
-                ..BackupStatus::default()
+                ..ActionStatus::default()
             }),
             ..CloudPhoneStatus::default()
         }

@@ -17,6 +17,7 @@ fn config() -> PlanConfig {
         grace_period: Duration::from_secs(60),
         backoff_base: Duration::from_secs(30),
         backoff_max: Duration::from_secs(600),
+        prepare_grace_period: Duration::from_secs(180),
     }
 }
 
@@ -39,6 +40,7 @@ impl Planning for CloudPhone {
         Plan {
             status: p.status.into_owned(),
             backup: p.action == Some(Action::Backup),
+            action: p.action,
         }
     }
     fn with_status(mut self, status: CloudPhoneStatus) -> Self {
@@ -93,6 +95,7 @@ fn plan<'a>(
 struct Plan {
     status: CloudPhoneStatus,
     backup: bool,
+    action: Option<Action>,
 }
 
 fn condition<'a>(status: &'a CloudPhoneStatus, type_: &str) -> &'a Condition {
@@ -292,6 +295,7 @@ fn a_call_that_left_late_restarts_the_grace_period_from_when_it_left() {
             task_id: None,
             job_id: None,
             sent_at: late,
+            vendor_status: None,
         },
         at(41),
         &config(),
@@ -402,6 +406,7 @@ fn a_first_no_permission_is_retried_once_after_the_grace_period_and_a_second_is_
         task_id: None,
         job_id: None,
         sent_at: at(61),
+        vendor_status: None,
     };
     let backing_up = call(&phone, 61, &accepted).expect("the retry");
     assert_eq!(ready(&backing_up), ("False", "BackupRequested"));
@@ -643,6 +648,7 @@ fn backup_results_are_recorded() {
             task_id: Some("t-1".into()),
             job_id: Some("j-1".into()),
             sent_at: at(0),
+            vendor_status: None,
         },
         at(1),
         &config(),
@@ -673,6 +679,7 @@ fn backup_results_are_recorded() {
             task_id: Some("t-1".into()),
             job_id: Some("j-1".into()),
             sent_at: at(0),
+            vendor_status: None,
         },
         at(0),
         &config(),
@@ -761,6 +768,7 @@ fn events_fire_on_transitions_only() {
             task_id: None,
             job_id: None,
             sent_at: at(0),
+            vendor_status: None,
         },
         at(0),
         &config(),
@@ -820,31 +828,95 @@ fn arb_observation() -> impl Strategy<Value = Option<Observation>> {
 fn arb_phone() -> impl Strategy<Value = CloudPhone> {
     (
         0usize..6,
-        any::<bool>(),
+        0usize..3,
         any::<bool>(),
         any::<bool>(),
         0i64..5,
-        prop::collection::vec((arb_observation(), 0i64..200), 0..4),
+        prop::collection::vec((arb_observation(), 0i64..200, 0usize..3), 0..4),
     )
-        .prop_map(|(id, backed_up, interrupt, suspend, created, history)| {
+        .prop_map(|(id, lifecycle, interrupt, suspend, created, history)| {
             let ids = ["kp1", "kp2", "kp3", "kp4", "", "bad id"];
-            let mut phone = cloudphone(&format!("p{id}-{created}-{backed_up}"), ids[id])
+            let mut phone = cloudphone(&format!("p{id}-{created}-{lifecycle}"), ids[id])
                 .created(created)
                 .build();
-            phone.spec.lifecycle = if backed_up {
-                Lifecycle::BackedUp
-            } else {
-                Lifecycle::Observed
-            };
             phone.spec.interrupt_streaming = interrupt;
             phone.spec.suspend = suspend;
-            // A previous status reached by planning through a random history.
-            for (observation, second) in history {
+            // A previous status reached by planning through a random history, the lifecycle
+            // switched in Git between steps.
+            let mut history = history;
+            history.sort_by_key(|(_, second, _)| *second);
+            for (observation, second, declared) in history {
+                set_lifecycle(&mut phone, declared);
                 let status = phone.plan(observation, at(second)).status;
                 phone.status = Some(status);
             }
+            set_lifecycle(&mut phone, lifecycle);
             phone
         })
+}
+
+/// A phone whose action was just requested (a backup from DataLoaded, or a prepare from Idle, at a
+/// time in 0..200), its lifecycle then switched in Git: the case a second action could double.
+fn arb_switched_phone() -> impl Strategy<Value = CloudPhone> {
+    (1usize..3, 0usize..3, 0i64..200, arb_observation()).prop_map(|(first, then, second, seen)| {
+        let mut phone = cloudphone("switched", "kp1").build();
+        set_lifecycle(&mut phone, first);
+        let code = if first == 1 { 2 } else { 0 };
+        let requested = phone
+            .plan(Some(Observation::Status(code)), at(second))
+            .status;
+        phone.status = Some(requested);
+        // Perhaps one more observation while it is in flight.
+        let seen = phone.plan(seen, at(second + 1)).status;
+        phone.status = Some(seen);
+        set_lifecycle(&mut phone, then);
+        phone
+    })
+}
+
+/// Declares lifecycle `n` of Observed, BackedUp and Loaded (for user `u1`).
+fn set_lifecycle(phone: &mut CloudPhone, n: usize) {
+    phone.spec.lifecycle = [Lifecycle::Observed, Lifecycle::BackedUp, Lifecycle::Loaded][n % 3];
+    phone.spec.user_id = (phone.spec.lifecycle == Lifecycle::Loaded).then(|| "u1".to_owned());
+}
+
+proptest! {
+    // NB: more cases than the default: a switch that a status does not settle is rarer.
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Whatever the lifecycle switches in Git (BackedUp, Loaded, Observed, back and forth), a
+    /// planned action never leaves another action's call in flight for the instance: the new one
+    /// waits until the previous one is seen under way or its grace period is over.
+    #[test]
+    fn never_two_actions_in_flight_for_one_instance_across_lifecycle_switches(
+        phone in prop_oneof![arb_phone(), arb_switched_phone()],
+        observation in arb_observation(),
+        now in 0i64..400,
+    ) {
+        let config = config();
+        let planned = phone.plan(observation, at(now));
+        if let Some(action) = planned.action {
+            let old = phone.status.as_ref();
+            for other in Action::ALL.into_iter().filter(|a| *a != action) {
+                let in_flight = old
+                    .and_then(|s| other.record(s))
+                    .filter(|r| r.in_flight)
+                    .and_then(|r| r.requested_at.as_ref())
+                    .is_some_and(|t| at(now) < t.0.checked_add(other.grace(&config)).unwrap());
+                // NB: unless the vendor shows the other call under way or done (it settles).
+                let settled = planned
+                    .status
+                    .instance_status
+                    .is_some_and(|code| other.settled_by(Phase::from_code(code)));
+                prop_assert!(
+                    !in_flight || settled,
+                    "{} planned a {action:?} while its {other:?} was in flight",
+                    phone.key()
+                );
+            }
+        }
+    }
+
 }
 
 proptest! {
@@ -1339,4 +1411,140 @@ fn a_backup_seen_complete_within_the_second_of_its_rounded_up_request_is_recorde
         .with_status(done.clone())
         .plan(Some(Observation::Status(0)), at(12));
     assert_eq!(later.status, done, "recorded once: no second write");
+}
+
+#[test]
+fn every_phase_of_a_loaded_phone_has_its_ready_condition_and_action() {
+    use Observation::*;
+    // (observation, Ready status, Ready reason, prepare?)
+    let table: Vec<(Observation, &str, &str, bool)> = vec![
+        (Status(0), "False", "PrepareRequested", true),
+        (Status(1), "False", "Restoring", false),
+        (Status(2), "True", LOADED, false),
+        (Status(7), "True", LOADED, false),
+        (Status(3), "True", LOADED, false),
+        (Status(4), "False", "BackingUp", false),
+        (Status(5), "True", LOADED, false),
+        (Status(6), "False", "PrepareRequested", true),
+        (Status(99), "False", "UnknownStatus", false),
+        (Missing, "False", "InstanceNotFound", false),
+        (failure(), "Unknown", "Pending", false),
+    ];
+    for (observation, ready_status, reason, prepare) in table {
+        let phone = cloudphone("p", "kp1").loaded("u1").build();
+        let planned = phone.plan(Some(observation.clone()), at(0));
+        let case = format!("{observation:?}");
+        assert_eq!(ready(&planned.status), (ready_status, reason), "{case}");
+        assert_eq!(planned.action, prepare.then_some(Action::Prepare), "{case}");
+        if prepare {
+            let record = planned.status.prepare.as_ref().unwrap();
+            assert!(record.in_flight && record.attempts == 1, "{case}");
+            assert!(planned.status.backup.is_none(), "{case}");
+        }
+    }
+}
+
+#[test]
+fn a_prepare_is_asked_once_per_grace_period_and_its_restore_completes_the_load() {
+    let phone = cloudphone("p", "kp1").loaded("u1").build();
+    let first = phone.plan(Some(Observation::Status(0)), at(0));
+    assert_eq!(first.action, Some(Action::Prepare));
+    let phone = phone.with_status(first.status);
+    // Still Idle (queued at the vendor) within the prepare grace period (180 s): no second call.
+    for second in [1, 100, 179] {
+        let again = phone.plan(Some(Observation::Status(0)), at(second));
+        assert_eq!(
+            again.action, None,
+            "asked again {second}s after the first call"
+        );
+        assert_eq!(ready(&again.status), ("False", "PrepareRequested"));
+    }
+    // Past it, the backoff of one attempt (30 s) first.
+    let not_started = phone.plan(Some(Observation::Status(0)), at(200));
+    assert_eq!(not_started.action, None);
+    assert_eq!(ready(&not_started.status), ("False", "PrepareNotStarted"));
+    assert_eq!(
+        phone.plan(Some(Observation::Status(0)), at(210)).action,
+        Some(Action::Prepare)
+    );
+    // Restoring settles the call; the data loaded completes it, once.
+    let restoring = phone.plan(Some(Observation::Status(1)), at(20)).status;
+    assert!(!restoring.prepare.as_ref().unwrap().in_flight);
+    let phone = phone.with_status(restoring);
+    let loaded = phone.plan(Some(Observation::Status(2)), at(60));
+    assert_eq!(ready(&loaded.status), ("True", LOADED));
+    assert_eq!(loaded.status.last_loaded_time, Some(Time(at(60))));
+    assert_eq!(loaded.status.prepare.as_ref().unwrap().attempts, 0);
+    let phone = phone.with_status(loaded.status.clone());
+    let steady = phone.plan(Some(Observation::Status(2)), at(90));
+    assert_eq!(
+        steady.status, loaded.status,
+        "a loaded phone writes nothing"
+    );
+}
+
+#[test]
+fn a_change_of_user_on_a_loaded_phone_prepares_nothing() {
+    let phone = cloudphone("p", "kp1").loaded("u1").build();
+    let loaded = phone.plan(Some(Observation::Status(2)), at(0)).status;
+    let mut phone = phone.with_status(loaded);
+    phone.spec.user_id = Some("u2".into());
+    phone.metadata.generation = Some(2);
+    let planned = phone.plan(Some(Observation::Status(2)), at(10));
+    assert_eq!(planned.action, None);
+    assert_eq!(ready(&planned.status), ("True", LOADED));
+}
+
+#[test]
+fn a_failed_restore_is_prepared_again_with_the_backoff_of_the_attempts() {
+    let phone = cloudphone("p", "kp1").loaded("u1").build();
+    let first = phone.plan(Some(Observation::Status(0)), at(0)).status;
+    let phone = phone.with_status(first);
+    // Seen restoring, then failed: attempt 1 waits its backoff (30 s).
+    let restoring = phone.plan(Some(Observation::Status(1)), at(5)).status;
+    let phone = phone.with_status(restoring);
+    let failed = phone.plan(Some(Observation::Status(6)), at(10));
+    assert_eq!(failed.action, None);
+    assert_eq!(ready(&failed.status), ("False", PREPARE_FAILED));
+    let phone = phone.with_status(failed.status);
+    assert_eq!(
+        phone.plan(Some(Observation::Status(6)), at(30)).action,
+        Some(Action::Prepare)
+    );
+}
+
+#[test]
+fn switching_a_lifecycle_waits_for_the_other_actions_call() {
+    // A backup is requested; the vendor still shows the data loaded (queued).
+    let phone = cloudphone("p", "kp1").backed_up().build();
+    let backing = phone.plan(Some(Observation::Status(2)), at(0));
+    assert!(backing.backup);
+    let mut phone = phone.with_status(backing.status);
+    // Git flips it to Loaded, then back to BackedUp while the vendor shows Idle but the backup's
+    // record says nothing settled it... Idle settles a backup: the prepare goes out.
+    phone.spec.lifecycle = Lifecycle::Loaded;
+    phone.spec.user_id = Some("u1".into());
+    let loaded = phone.plan(Some(Observation::Status(2)), at(5));
+    assert_eq!(loaded.action, None, "already loaded");
+    // A prepare requested from Idle; Git flips to BackedUp; the vendor shows DataLoaded before
+    // Restoring was ever seen: the backup waits for the prepare's grace period (180 s).
+    let phone = cloudphone("q", "kp2").loaded("u1").build();
+    let preparing = phone.plan(Some(Observation::Status(0)), at(0));
+    assert_eq!(preparing.action, Some(Action::Prepare));
+    let mut phone = phone.with_status(preparing.status);
+    phone.spec.lifecycle = Lifecycle::BackedUp;
+    let held = phone.plan(Some(Observation::Status(4)), at(10));
+    assert_eq!(held.action, None, "BackingUp: nothing to do");
+    let mut in_flight = phone.status.clone().unwrap();
+    in_flight.prepare.as_mut().unwrap().in_flight = true;
+    let phone = phone.with_status(in_flight);
+    // Status 5 (a backup exception) does not settle a prepare: the backup waits for it.
+    let waits = phone.plan(Some(Observation::Status(5)), at(10));
+    assert_eq!(waits.action, None);
+    assert_eq!(ready(&waits.status), ("False", PREVIOUS_ACTION_PENDING));
+    assert_eq!(
+        phone.plan(Some(Observation::Status(5)), at(181)).action,
+        Some(Action::Backup),
+        "past the prepare's grace period"
+    );
 }

@@ -123,7 +123,7 @@ pub(crate) struct Group<'a> {
     pub phones: Vec<Outcome<'a>>,
     pub phases: Vec<(usize, Phase)>,
     /// Backups seen complete in this group: seconds from their request.
-    pub backup_durations: Vec<f64>,
+    pub durations: Vec<(Action, f64)>,
     pub events: Vec<(usize, PhoneEvent)>,
     /// Events past the tick's cap: how many, and the phone of the first.
     pub events_dropped: usize,
@@ -140,8 +140,10 @@ impl Group<'_> {
         for phone in std::mem::take(&mut self.phones) {
             let i = phone.index;
             if phone.settled() {
-                if let Some(seconds) = completed_backup(frame.status(i), &phone.new) {
-                    self.backup_durations.push(seconds);
+                for action in Action::ALL {
+                    if let Some(seconds) = completed(action, frame.status(i), &phone.new) {
+                        self.durations.push((action, seconds));
+                    }
                 }
                 let spec = &frame.snapshot[i].spec;
                 for event in crate::plan::events(spec, frame.status(i), &phone.new) {
@@ -162,13 +164,18 @@ impl Group<'_> {
     }
 }
 
-/// Seconds from request to completion of a backup that `new` records as completed and `old` did not.
-fn completed_backup(old: Option<&CloudPhoneStatus>, new: &CloudPhoneStatus) -> Option<f64> {
-    let done = new.last_backup_time.as_ref()?;
-    if old.and_then(|o| o.last_backup_time.as_ref()) == Some(done) {
+/// Seconds from request to completion of a call of `action` that `new` records as completed and
+/// `old` did not.
+fn completed(
+    action: Action,
+    old: Option<&CloudPhoneStatus>,
+    new: &CloudPhoneStatus,
+) -> Option<f64> {
+    let done = action.completion(new)?;
+    if old.and_then(|o| action.completion(o)) == Some(done) {
         return None;
     }
-    let requested = new.backup.as_ref()?.requested_at.as_ref()?;
+    let requested = action.record(new)?.requested_at.as_ref()?;
     let seconds = done.0.duration_since(requested.0).as_secs_f64();
     (seconds >= 0.0).then_some(seconds)
 }
@@ -192,6 +199,12 @@ pub struct TickReport {
     pub query_errors: usize,
     /// Phones whose backup call failed (not counting the vendor's "already backing up").
     pub backup_errors: usize,
+    /// Prepare calls sent.
+    pub prepare_calls: u64,
+    /// Phones whose prepare the vendor accepted.
+    pub prepares_requested: usize,
+    /// Phones whose prepare call failed.
+    pub prepare_errors: usize,
     /// Status writes that failed (deleted objects not counted).
     pub write_errors: usize,
     /// Wall time of the tick.
@@ -216,10 +229,14 @@ impl TickReport {
     pub(crate) fn count(&mut self, action: Action, result: &ActionResult) {
         let (requested, errors) = match action {
             Action::Backup => (&mut self.backups_requested, &mut self.backup_errors),
+            Action::Prepare => (&mut self.prepares_requested, &mut self.prepare_errors),
         };
         match result {
             ActionResult::Accepted { .. } => *requested += 1,
-            ActionResult::AlreadyBackingUp | ActionResult::Restoring | ActionResult::Withheld => {}
+            ActionResult::AlreadyBackingUp
+            | ActionResult::Restoring
+            | ActionResult::AlreadyDone
+            | ActionResult::Withheld => {}
             _ => *errors += 1,
         }
     }
@@ -228,6 +245,7 @@ impl TickReport {
     pub(crate) fn add_calls(&mut self, action: Action, calls: u64) {
         match action {
             Action::Backup => self.backup_calls += calls,
+            Action::Prepare => self.prepare_calls += calls,
         }
     }
 
@@ -238,6 +256,8 @@ impl TickReport {
         self.statuses_written += other.statuses_written;
         self.query_errors += other.query_errors;
         self.backup_errors += other.backup_errors;
+        self.prepares_requested += other.prepares_requested;
+        self.prepare_errors += other.prepare_errors;
         self.write_errors += other.write_errors;
     }
 }

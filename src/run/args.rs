@@ -68,6 +68,11 @@ pub struct RunArgs {
     /// After a backup call, no second call for the phone until the vendor shows it BackingUp or Idle, or this long.
     #[arg(long, env = "CLOUDPHONE_BACKUP_GRACE_PERIOD", default_value = "2m", value_parser = parse_duration)]
     pub backup_grace_period: Duration,
+    /// After a prepare call, no second call for the phone until the vendor shows it Restoring or
+    /// its data loaded, or this long (restores take longer than backups; before asking again the
+    /// operator asks the vendor whether it holds the prepare queued).
+    #[arg(long, env = "CLOUDPHONE_PREPARE_GRACE_PERIOD", default_value = "10m", value_parser = parse_duration)]
+    pub prepare_grace_period: Duration,
     /// Wait after a first failed backup before the next attempt (doubled for each further one).
     #[arg(long, env = "CLOUDPHONE_BACKUP_BACKOFF", default_value = "1m", value_parser = parse_duration)]
     pub backup_backoff: Duration,

@@ -58,6 +58,10 @@ pub enum RunError {
         "--backup-grace-period {0:?} is too short: it must be at least {MIN_GRACE_PERIOD:?} (a backup call may leave up to {INTENT_MAX_AGE:?} after its intent, and the vendor needs time to show it)"
     )]
     GracePeriodTooShort(Duration),
+    #[error(
+        "--prepare-grace-period {0:?} is too short: it must be at least {MIN_GRACE_PERIOD:?} (a prepare call may leave up to {INTENT_MAX_AGE:?} after its intent, and the vendor needs time to show it)"
+    )]
+    PrepareGracePeriodTooShort(Duration),
 }
 
 /// The shortest `--backup-grace-period`: the call may leave [`INTENT_MAX_AGE`] after its intent,

@@ -26,6 +26,11 @@ pub(super) fn validate(args: &RunArgs) -> Result<(), RunError> {
     if args.backup_grace_period < MIN_GRACE_PERIOD {
         return Err(RunError::GracePeriodTooShort(args.backup_grace_period));
     }
+    if args.prepare_grace_period < MIN_GRACE_PERIOD {
+        return Err(RunError::PrepareGracePeriodTooShort(
+            args.prepare_grace_period,
+        ));
+    }
     Ok(())
 }
 

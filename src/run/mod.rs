@@ -87,6 +87,7 @@ pub async fn run_supervising(
         identity: _,
         simulate: _,
         backup_grace_period: _,
+        prepare_grace_period: _,
         backup_backoff: _,
         backup_backoff_max: _,
         vendor_timeout: _,

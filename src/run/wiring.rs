@@ -245,6 +245,7 @@ fn engine_config(args: &RunArgs) -> EngineConfig {
             grace_period: args.backup_grace_period,
             backoff_base: args.backup_backoff,
             backoff_max: args.backup_backoff_max,
+            prepare_grace_period: args.prepare_grace_period,
         },
         vendor_calls_in_flight: args.vendor_concurrency,
         synced_after: args.synced_after,

@@ -156,6 +156,7 @@ fn names_columns_and_status_subresource_follow_the_design() {
             "CODE",
             "READY",
             "LAST BACKUP",
+            "LAST LOADED",
             "AGE"
         ]
     );
@@ -224,6 +225,41 @@ fn every_format_is_one_the_api_server_knows() {
             "format {format:?} is unknown to the API server"
         );
     }
+}
+
+#[test]
+fn a_loaded_phone_names_its_user_and_the_user_id_follows_the_vendors_alphabet() {
+    let spec = &version()["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    assert_eq!(
+        errors(&phone(
+            json!({"instanceId": "a1", "lifecycle": "Loaded", "userId": "u-123_A"})
+        )),
+        Vec::<String>::new()
+    );
+    for bad in ["", "u 1", &"u".repeat(33)] {
+        let found = errors(&phone(
+            json!({"instanceId": "a1", "lifecycle": "Loaded", "userId": bad}),
+        ));
+        assert!(
+            found.iter().any(|e| e.contains("/spec/userId")),
+            "{bad:?}: {found:?}"
+        );
+    }
+    // NB: CEL is the API server's to evaluate (none runs here): the rule is checked as written.
+    let rules: Vec<&str> = spec["x-kubernetes-validations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert!(
+        rules.contains(&"self.lifecycle != 'Loaded' || has(self.userId)"),
+        "{rules:?}"
+    );
+    assert_eq!(
+        spec["properties"]["lifecycle"]["enum"],
+        json!(["Observed", "BackedUp", "Loaded"])
+    );
 }
 
 #[test]

@@ -229,6 +229,7 @@ async fn world(seed: u64) -> World {
                         grace_period: Duration::from_secs(2),
                         backoff_base: Duration::from_millis(300),
                         backoff_max: Duration::from_secs(1),
+                        prepare_grace_period: Duration::from_secs(2),
                     },
                     ..EngineConfig::default()
                 },

@@ -606,6 +606,7 @@ fn lifecycle_round_trips_through_json() {
             interrupt_streaming: false,
             suspend: false,
             account_ref: None,
+            user_id: None,
         }
     );
 }

@@ -37,14 +37,14 @@ impl Batcher<'_> {
     /// it leaves, whether it may still (leadership fresh, intent recent); a refused gate withholds it.
     pub async fn call_reserved(
         &self,
-        action: Action,
+        call: ActionCall<'_>,
         ids: Vec<String>,
         gate: &Gate<'_>,
         request_id: Uuid,
         slot: ActionSlot<'_>,
     ) -> HashMap<String, ActionResult> {
         debug_assert!(ids.len() <= MAX_IDS_PER_CALL);
-        self.chunk(action, ids, gate, Some(request_id), Some(slot))
+        self.chunk(call, ids, gate, Some(request_id), Some(slot))
             .await
             .into_iter()
             .collect()
@@ -58,25 +58,25 @@ impl Batcher<'_> {
     /// request shape it no longer takes: halving that down to single ids would be a storm).
     fn chunk<'b>(
         &'b self,
-        action: Action,
+        call: ActionCall<'b>,
         ids: Vec<String>,
         gate: &'b Gate<'b>,
         request_id: Option<Uuid>,
         reserved: Option<ActionSlot<'b>>,
     ) -> BoxFuture<'b, Vec<(String, ActionResult)>> {
         async move {
-            let err = match self.send(action, &ids, gate, request_id, reserved).await {
+            let err = match self.send(call, &ids, gate, request_id, reserved).await {
                 Ok(results) => return results,
                 Err(err) => err,
             };
             if !(err.is_per_instance_refusal() && ids.len() > 1) {
-                let result = call_failure(action, &err, ids.len() == 1);
+                let result = call_failure(call, &err, ids.len() == 1);
                 return ids.into_iter().map(|id| (id, result.clone())).collect();
             }
             let mut out = Vec::new();
             let mut still = Vec::new();
             for (id, observation) in self.query_chunk(ids.clone(), false).await {
-                match action.settled_without_a_call(&observation) {
+                match call.action.settled_without_a_call(&observation) {
                     Some(result) => out.push((id, result)),
                     None => still.push(id),
                 }
@@ -84,9 +84,9 @@ impl Batcher<'_> {
             let resent = if still.is_empty() {
                 Vec::new()
             } else if still.len() < ids.len() {
-                self.chunk(action, still, gate, None, None).await
+                self.chunk(call, still, gate, None, None).await
             } else {
-                self.resend_refused(action, still, gate, &err).await
+                self.resend_refused(call, still, gate, &err).await
             };
             // NB: the refused call did leave: an id whose re-send did not (gate, breaker) keeps its
             // intent, and its grace period runs, as for any call whose answer is a refusal.
@@ -111,7 +111,7 @@ impl Batcher<'_> {
     /// the attempts. Otherwise the rest is re-sent in halves, to isolate the ids at fault.
     async fn resend_refused<'b>(
         &'b self,
-        action: Action,
+        call: ActionCall<'b>,
         mut ids: Vec<String>,
         gate: &'b Gate<'b>,
         refusal: &Error,
@@ -121,7 +121,7 @@ impl Batcher<'_> {
         while alike.len() < BACKUP_SAMPLES && ids.len() > 1 {
             let id = ids.remove(0);
             match self
-                .send(action, std::slice::from_ref(&id), gate, None, None)
+                .send(call, std::slice::from_ref(&id), gate, None, None)
                 .await
             {
                 Ok(results) => {
@@ -130,7 +130,7 @@ impl Batcher<'_> {
                 }
                 Err(e) if refused_alike(&e, refusal) => alike.push((id, e)),
                 Err(e) => {
-                    out.push((id, call_failure(action, &e, true)));
+                    out.push((id, call_failure(call, &e, true)));
                     break;
                 }
             }
@@ -139,18 +139,10 @@ impl Batcher<'_> {
             warn!(
                 account = self.account,
                 error = %refusal,
-                "the vendor refuses every backup call the same way, whatever its ids: no further split"
+                "the vendor refuses every {} call the same way, whatever its ids: no further split",
+                call.action.name()
             );
-            let systematic = ActionResult::Failed {
-                failure: Failure {
-                    reason: "ConfigurationError".into(),
-                    message: format!(
-                        "{}; the vendor refuses every backup call so, whatever its ids: check the account's configuration (its project, the service, the gateway)",
-                        refusal.summary()
-                    ),
-                },
-                ambiguous: false,
-            };
+            let systematic = systematic_refusal(call, refusal);
             out.extend(
                 alike
                     .into_iter()
@@ -163,15 +155,15 @@ impl Batcher<'_> {
         out.extend(
             alike
                 .into_iter()
-                .map(|(id, e)| (id, call_failure(action, &e, true))),
+                .map(|(id, e)| (id, call_failure(call, &e, true))),
         );
         if ids.len() == 1 {
-            out.extend(self.chunk(action, ids, gate, None, None).await);
+            out.extend(self.chunk(call, ids, gate, None, None).await);
         } else if !ids.is_empty() {
             let (left, right) = halves(ids);
             let (a, b) = futures::join!(
-                self.chunk(action, left, gate, None, None),
-                self.chunk(action, right, gate, None, None)
+                self.chunk(call, left, gate, None, None),
+                self.chunk(call, right, gate, None, None)
             );
             out.extend(a);
             out.extend(b);
@@ -184,7 +176,7 @@ impl Batcher<'_> {
     /// fault trips the breaker).
     async fn send(
         &self,
-        action: Action,
+        call: ActionCall<'_>,
         ids: &[String],
         gate: &Gate<'_>,
         request_id: Option<Uuid>,
@@ -215,35 +207,59 @@ impl Batcher<'_> {
             // NB: the semaphore is never closed: acquiring fails never.
             None => (self.action_slots.acquire().await.ok(), None),
         };
-        let answer = match action {
-            Action::Backup => {
-                self.client
-                    .backup_chunk_gated(ids, request_id, gate, reservation)
-                    .await
-            }
+        let answer = match (call.action, call.key) {
+            (Action::Backup, _) => self
+                .client
+                .backup_chunk_gated(ids, request_id, gate, reservation)
+                .await
+                .map(|mut receipt| {
+                    let request_id = receipt.request_id.to_string();
+                    accepted(ids, |id| ActionResult::Accepted {
+                        request_id: request_id.clone(),
+                        task_id: receipt.task_id.clone(),
+                        job_id: receipt.jobs.remove(id),
+                        sent_at: receipt.sent_at,
+                        vendor_status: None,
+                    })
+                }),
+            (Action::Prepare, Some(user)) => self
+                .client
+                .prepare_chunk_gated(user, ids, request_id, gate, reservation)
+                .await
+                .map(|receipt| {
+                    let request_id = receipt.request_id.to_string();
+                    accepted(ids, |id| ActionResult::Accepted {
+                        request_id: request_id.clone(),
+                        task_id: None,
+                        job_id: None,
+                        sent_at: receipt.sent_at,
+                        vendor_status: receipt.statuses.get(id).copied(),
+                    })
+                }),
+            // NB: the planner plans a prepare only for a phone naming its user.
+            (Action::Prepare, None) => Err(Error::InvalidUserId {
+                id: String::new(),
+                reason: "is missing",
+            }),
         };
-        if !matches!(answer, Err(Error::Withheld { .. })) {
-            self.action_calls[action.index()].fetch_add(1, Ordering::Relaxed);
+        if !matches!(
+            answer,
+            Err(Error::Withheld { .. } | Error::InvalidUserId { .. })
+        ) {
+            self.action_calls[call.action.index()].fetch_add(1, Ordering::Relaxed);
         }
         match answer {
-            Ok(mut receipt) => {
-                debug!(ids = ids.len(), "{} call accepted", action.name());
-                let request_id = receipt.request_id.to_string();
-                Ok(ids
-                    .iter()
-                    .map(|id| {
-                        let result = ActionResult::Accepted {
-                            request_id: request_id.clone(),
-                            task_id: receipt.task_id.clone(),
-                            job_id: receipt.jobs.remove(id),
-                            sent_at: receipt.sent_at,
-                        };
-                        (id.clone(), result)
-                    })
-                    .collect())
+            Ok(results) => {
+                debug!(ids = ids.len(), "{} call accepted", call.action.name());
+                Ok(results)
             }
             Err(Error::Withheld { reason, .. }) => {
-                debug!(ids = ids.len(), reason, "{} call withheld", action.name());
+                debug!(
+                    ids = ids.len(),
+                    reason,
+                    "{} call withheld",
+                    call.action.name()
+                );
                 Ok(withheld())
             }
             Err(err) => {
@@ -261,17 +277,89 @@ impl Batcher<'_> {
     }
 }
 
+/// One call's kind: the action, and the key its phones share (see [`Action::call_key`]: a
+/// prepare's user).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ActionCall<'k> {
+    pub action: Action,
+    pub key: Option<&'k str>,
+}
+
+/// Every id of an accepted call, with its result.
+fn accepted(
+    ids: &[String],
+    mut result: impl FnMut(&str) -> ActionResult,
+) -> Vec<(String, ActionResult)> {
+    ids.iter().map(|id| (id.clone(), result(id))).collect()
+}
+
 /// The vendor's call of each action.
 fn endpoint(action: Action) -> Endpoint {
     match action {
         Action::Backup => Endpoint::Backup,
+        Action::Prepare => Endpoint::Prepare,
     }
 }
 
-/// What a failed call of `action` means for each of its instances; `single` when it named one.
-fn call_failure(action: Action, err: &Error, single: bool) -> ActionResult {
-    match action {
+/// What a failed call means for each of its instances; `single` when it named one.
+fn call_failure(call: ActionCall<'_>, err: &Error, single: bool) -> ActionResult {
+    match call.action {
         Action::Backup => backup_failure(err, single),
+        Action::Prepare => prepare_failure(err, single, call.key.unwrap_or_default()),
+    }
+}
+
+/// The result of every id of a call refused so whatever its ids (a few ids asked alone were
+/// refused alike): a backup's is the account's configuration, retried with the backoff; a
+/// prepare's is its user's, refused for good (`PrepareRefused`), which never opens the breaker.
+fn systematic_refusal(call: ActionCall<'_>, refusal: &Error) -> ActionResult {
+    match call.action {
+        Action::Backup => ActionResult::Failed {
+            failure: Failure {
+                reason: "ConfigurationError".into(),
+                message: format!(
+                    "{}; the vendor refuses every backup call so, whatever its ids: check the account's configuration (its project, the service, the gateway)",
+                    refusal.summary()
+                ),
+            },
+            ambiguous: false,
+        },
+        Action::Prepare => ActionResult::Refused {
+            failure: Failure {
+                reason: failure(refusal).reason,
+                message: format!(
+                    "{}; the vendor refuses every prepare for user {} so, whatever its instances: check spec.userId",
+                    refusal.summary(),
+                    call.key.unwrap_or_default()
+                ),
+            },
+        },
+    }
+}
+
+/// What a failed prepare call for `user` means for each of its instances; `single` when it named
+/// one. A refusal names the user, the likelier culprit of a refused prepare.
+fn prepare_failure(err: &Error, single: bool, user: &str) -> ActionResult {
+    let named = || Failure {
+        reason: err.label().to_owned(),
+        message: format!("{} (spec.userId {user})", err.summary()),
+    };
+    match err.vendor_code() {
+        Some(VendorCode::InstanceNotFound) if single => ActionResult::NotFound,
+        Some(
+            VendorCode::NoPermission
+            | VendorCode::NotOwned
+            | VendorCode::RegionMismatch
+            | VendorCode::InvalidParameter,
+        ) if single => ActionResult::Refused { failure: named() },
+        _ => ActionResult::Failed {
+            failure: failure(err),
+            // A refusal (4xx) or a call never delivered cannot have started a prepare; a time-out,
+            // a 5xx or a lost answer may have.
+            ambiguous: !(err.certainly_not_processed()
+                || err.is_per_instance_refusal()
+                || err.http_status().is_some_and(|s| (400..500).contains(&s))),
+        },
     }
 }
 
@@ -311,6 +399,11 @@ fn backup_failure(err: &Error, single: bool) -> ActionResult {
 mod tests {
     use super::*;
     use crate::koophone::{Client, ClientConfig, Token};
+
+    const BACKUP: ActionCall<'static> = ActionCall {
+        action: Action::Backup,
+        key: None,
+    };
     use crate::reconciler::DEFAULT_ACCOUNT;
     use crate::reconciler::batcher::test_support::{faulty_fleet, fleet, ids};
     use crate::reconciler::breaker::Breakers;
@@ -375,7 +468,7 @@ mod tests {
             Err("the lease went stale")
         };
         let results = batcher
-            .call_reserved(Action::Backup, ids(1), &gate, Uuid::new_v4(), slot)
+            .call_reserved(BACKUP, ids(1), &gate, Uuid::new_v4(), slot)
             .await;
         assert!(results.values().all(|r| *r == ActionResult::Withheld));
         let waited = checked_at.lock().unwrap().unwrap() - reserved;
@@ -412,7 +505,7 @@ mod tests {
         };
         let slot = batcher.reserve(Action::Backup).await.unwrap();
         let results = batcher
-            .call_reserved(Action::Backup, ids(1), &gate, Uuid::new_v4(), slot)
+            .call_reserved(BACKUP, ids(1), &gate, Uuid::new_v4(), slot)
             .await;
         assert!(
             results.values().all(|r| *r == ActionResult::Withheld),
@@ -456,7 +549,7 @@ mod tests {
         }));
         let slot = batcher.reserve(Action::Backup).await.unwrap();
         let results = batcher
-            .call_reserved(Action::Backup, ids(1), &|| Ok(()), Uuid::new_v4(), slot)
+            .call_reserved(BACKUP, ids(1), &|| Ok(()), Uuid::new_v4(), slot)
             .await;
         assert!(
             results.values().all(|r| *r == ActionResult::Withheld),
@@ -491,7 +584,7 @@ mod tests {
         let batcher = Batcher::new(&client, 8, &breakers, DEFAULT_ACCOUNT);
         let slot = batcher.reserve(Action::Backup).await.unwrap();
         let results = batcher
-            .call_reserved(Action::Backup, ids(100), &|| Ok(()), Uuid::new_v4(), slot)
+            .call_reserved(BACKUP, ids(100), &|| Ok(()), Uuid::new_v4(), slot)
             .await;
         assert_eq!(results.len(), 100);
         assert!(

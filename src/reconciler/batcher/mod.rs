@@ -5,6 +5,7 @@
 mod action;
 mod query;
 
+pub(crate) use action::ActionCall;
 use query::Judgement;
 
 use super::breaker::Breakers;

@@ -34,12 +34,13 @@ impl<S: PhoneStore> Engine<S> {
     /// the intent cannot lead to a second call; a 409 sends nothing for that phone.
     pub(super) async fn act(
         &self,
-        action: Action,
+        call: ActionCall<'_>,
         frame: &Frame<'_>,
         group: &mut Group<'_>,
         wanted: &[usize],
         batcher: &Batcher<'_>,
     ) {
+        let action = call.action;
         // NB: the account's waits (a 429 pause, its call rate and cap, an IAM token) come before
         // the intents, not between them and the call: the call leaves within the intent age.
         let slot = batcher
@@ -119,7 +120,7 @@ impl<S: PhoneStore> Engine<S> {
             HashMap::new()
         } else {
             batcher
-                .call_reserved(action, ids, &gate, request_id, slot)
+                .call_reserved(call, ids, &gate, request_id, slot)
                 .await
         };
         for (k, intent, version) in confirmed {

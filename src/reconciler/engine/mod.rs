@@ -8,7 +8,7 @@
 //! - `report`: account reports, fleet gauges and the tick's metrics.
 
 use super::accounts::{AccountsFeed, Binding, Tenants, TickAccounts, resolve_projects};
-use super::batcher::Batcher;
+use super::batcher::{ActionCall, Batcher};
 use super::breaker::{BreakerConfig, Breakers};
 use super::fence::LeaseFence;
 use super::intents_record::{IntentsRecord, MemoryIntentsRecord, RecordError};
@@ -314,9 +314,9 @@ impl<S: PhoneStore> Engine<S> {
             );
         }
         let fleet = fleet_gauges(&frame, &groups, Timestamp::now());
-        let durations: Vec<f64> = groups
+        let durations: Vec<(plan::Action, f64)> = groups
             .iter()
-            .flat_map(|g| g.backup_durations.iter().copied())
+            .flat_map(|g| g.durations.iter().copied())
             .collect();
         let mut extra = self.invalid_requests(&snapshot);
         let (failing_events, failing_writes) = self.failing_writes(&snapshot);
@@ -394,8 +394,9 @@ impl<S: PhoneStore> Engine<S> {
             group.phones.push(Outcome::new(i, p.status));
         }
         if let Some(batcher) = batcher {
-            for ((action, _), phones) in &wanted {
-                self.act(*action, frame, &mut group, phones, batcher).await;
+            for (&(action, key), phones) in &wanted {
+                let call = ActionCall { action, key };
+                self.act(call, frame, &mut group, phones, batcher).await;
             }
         }
         self.write_changed(frame, &mut group).await;

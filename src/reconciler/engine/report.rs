@@ -176,7 +176,7 @@ impl<S: PhoneStore> Engine<S> {
         &self,
         report: &TickReport,
         fleet: crate::metrics::Fleet,
-        backup_durations: &[f64],
+        durations: &[(crate::plan::Action, f64)],
         failing_writes: usize,
     ) {
         let Some(m) = &self.metrics else {
@@ -184,15 +184,13 @@ impl<S: PhoneStore> Engine<S> {
         };
         m.tick_duration.observe(report.duration.as_secs_f64());
         m.backups_requested.inc_by(report.backups_requested as u64);
-        for seconds in backup_durations {
-            m.backup_duration.observe(*seconds);
-        }
-        if !backup_durations.is_empty() {
-            m.backups
+        for (action, seconds) in durations {
+            m.action_duration(*action).observe(*seconds);
+            m.action_outcomes(*action)
                 .get_or_create(&crate::metrics::BackupOutcomeLabels {
                     outcome: "completed",
                 })
-                .inc_by(backup_durations.len() as u64);
+                .inc();
         }
         m.set_fleet(fleet);
         m.status_write_failing_phones.set(failing_writes as i64);

@@ -49,8 +49,13 @@ pub(super) fn log_tick(report: &TickReport) {
         status_calls = report.status_calls,
         backup_calls = report.backup_calls,
         backups_requested = report.backups_requested,
+        prepare_calls = report.prepare_calls,
+        prepares_requested = report.prepares_requested,
         statuses_written = report.statuses_written,
-        errors = report.query_errors + report.backup_errors + report.write_errors,
+        errors = report.query_errors
+            + report.backup_errors
+            + report.prepare_errors
+            + report.write_errors,
         chunks_cut = report.chunks_cut,
         duration_ms = report.duration.as_millis() as u64,
         "tick"

@@ -1,0 +1,184 @@
+//! The `Loaded` lifecycle: when a prepare completes, and, from the vendor's status, the `Ready`
+//! condition and whether to call prepare now.
+
+use super::*;
+use crate::api::{CloudPhoneStatus, Phase};
+use jiff::Timestamp;
+use std::time::Duration;
+
+/// When the vendor's status `phase`, seen `now`, completes a prepare, if it does: the data is on a
+/// physical instance (DataLoaded or Streaming) and the phone was Restoring, or a prepare was
+/// requested after the last completion the status records. Never before the request, so that it
+/// never fires twice for one prepare: a steady loaded phone writes nothing.
+pub(super) fn prepare_completed(
+    status: &CloudPhoneStatus,
+    previous_phase: Phase,
+    phase: Phase,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    if !matches!(phase, Phase::DataLoaded | Phase::Streaming) {
+        return None;
+    }
+    let requested = status
+        .prepare
+        .as_ref()
+        .and_then(|p| p.requested_at.as_ref())
+        .map(|t| t.0);
+    let last = status.last_loaded_time.as_ref().map(|t| t.0);
+    let completed =
+        previous_phase == Phase::Restoring || requested.is_some_and(|r| last.is_none_or(|l| l < r));
+    completed.then(|| requested.map_or(now, |r| now.max(r)))
+}
+
+/// The `Loaded` lifecycle: the Ready condition, and whether to call prepare now.
+///
+/// The declared end state is the data on a physical instance (DataLoaded or Streaming). From Idle
+/// a prepare is called; Restoring and BackingUp are waited through (a backup under way finishes
+/// first); a RestoreFailed is retried with the backoff of a failed backup.
+pub(super) fn loaded(
+    generation: Option<i64>,
+    status: &CloudPhoneStatus,
+    code: i64,
+    now: Timestamp,
+    config: &PlanConfig,
+    retry_refused: bool,
+) -> (ReadyCondition, bool) {
+    let prepare = status.prepare.as_ref();
+    let requested_at = prepare.and_then(|p| p.requested_at.as_ref()).map(|t| t.0);
+    let attempts = prepare.map_or(0, |p| p.attempts);
+    let wait_until = |d: Duration| requested_at.map(|t| t.checked_add(d).unwrap_or(Timestamp::MAX));
+    let grace_end = wait_until(config.prepare_grace_period);
+    let unconfirmed = prepare.is_some_and(|p| p.in_flight);
+    let in_flight = unconfirmed && grace_end.is_some_and(|end| now < end);
+    let phase = Phase::from_code(code);
+    // A permanent refusal holds until the spec changes; a reconcile request lifts it at most once
+    // per backoff step after the refused call.
+    let may_lift = retry_refused
+        && wait_until(config.backoff(attempts.max(1))).is_none_or(|until| now >= until);
+    if !may_lift
+        && matches!(phase, Phase::Idle | Phase::RestoreFailed)
+        && let Some(refused) = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == READY && c.reason == PREPARE_REFUSED)
+        && refused.observed_generation == generation
+    {
+        return (
+            ReadyCondition::new("False", PREPARE_REFUSED, refused.message.clone()),
+            false,
+        );
+    }
+    match phase {
+        Phase::DataLoaded | Phase::Streaming => (
+            ReadyCondition::new(
+                "True",
+                LOADED,
+                "instance data is on a physical instance, ready to stream",
+            ),
+            false,
+        ),
+        // NB: a backup exception leaves the data where it was: on the physical instance.
+        Phase::BackupFailed => (
+            ReadyCondition::new(
+                "True",
+                LOADED,
+                "instance data is on a physical instance (the vendor reports that an earlier backup failed: the data never left it)",
+            ),
+            false,
+        ),
+        Phase::Restoring => (
+            ReadyCondition::new(
+                "False",
+                "Restoring",
+                "the vendor is restoring the instance's data onto a physical instance",
+            ),
+            false,
+        ),
+        Phase::BackingUp => (
+            ReadyCondition::new(
+                "False",
+                "BackingUp",
+                "a backup of the instance is under way: the instance is prepared when it ends",
+            ),
+            false,
+        ),
+        Phase::Idle => {
+            // The vendor never showed the last call's restore start within the grace period: ask
+            // again (after asking the vendor whether it holds it queued), with the backoff of the
+            // attempts so far.
+            let retry_at = grace_end.map(|end| {
+                end.checked_add(config.backoff(attempts))
+                    .unwrap_or(Timestamp::MAX)
+            });
+            if in_flight {
+                (prepare_requested(requested_at, config), false)
+            } else if unconfirmed && retry_at.is_some_and(|at| now < at) {
+                (
+                    ReadyCondition::new(
+                        "False",
+                        "PrepareNotStarted",
+                        format!(
+                            "the vendor did not show the prepare requested at {} as started within the grace period; next attempt at {}",
+                            fmt_time(requested_at),
+                            fmt_time(retry_at)
+                        ),
+                    ),
+                    false,
+                )
+            } else {
+                (prepare_requested(Some(now), config), true)
+            }
+        }
+        Phase::RestoreFailed => {
+            let retry_at = wait_until(config.backoff(attempts));
+            if in_flight {
+                (prepare_requested(requested_at, config), false)
+            } else if attempts > 0 && retry_at.is_some_and(|at| now < at) {
+                (
+                    ReadyCondition::new(
+                        "False",
+                        PREPARE_FAILED,
+                        format!(
+                            "the vendor reports a restoration exception after attempt {attempts}; next attempt at {}",
+                            fmt_time(retry_at)
+                        ),
+                    ),
+                    false,
+                )
+            } else {
+                (prepare_requested(Some(now), config), true)
+            }
+        }
+        Phase::Unknown | Phase::Pending | Phase::NotFound => (
+            ReadyCondition::new(
+                "False",
+                "UnknownStatus",
+                format!(
+                    "vendor status code {code} is not known to this operator version; no action is taken"
+                ),
+            ),
+            false,
+        ),
+    }
+}
+
+/// The Ready condition from a prepare call until the vendor shows it under way. The same text
+/// before and after the call, so that planning again on a planned status changes nothing.
+pub(super) fn prepare_requested(
+    requested_at: Option<Timestamp>,
+    config: &PlanConfig,
+) -> ReadyCondition {
+    let grace_end = requested_at.map(|t| {
+        t.checked_add(config.prepare_grace_period)
+            .unwrap_or(Timestamp::MAX)
+    });
+    ReadyCondition::new(
+        "False",
+        "PrepareRequested",
+        format!(
+            "prepare requested at {}, waiting for the vendor to show Restoring (asks again after {} if it does not)",
+            fmt_time(requested_at),
+            fmt_time(grace_end)
+        ),
+    )
+}

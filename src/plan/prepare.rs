@@ -1,0 +1,195 @@
+//! A prepare call's bookkeeping: the intent stamped as the call leaves, what its outcome does to the
+//! status, and what a fresh observation settles without a call.
+
+use super::*;
+use crate::api::{ActionStatus, CloudPhoneStatus, Phase};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// Re-stamps a planned prepare intent with the time its call leaves, the `x-request-id` it will
+/// carry and the account `scope` it is made in (see the backup's `stamp_intent`).
+pub(super) fn stamp_intent(
+    status: &mut CloudPhoneStatus,
+    generation: Option<i64>,
+    at: Timestamp,
+    request_id: &str,
+    scope: &str,
+    config: &PlanConfig,
+) {
+    let at = next_whole_second(at);
+    let Some(prepare) = status.prepare.as_mut() else {
+        return;
+    };
+    prepare.requested_at = Some(Time(at));
+    prepare.request_id = Some(request_id.to_owned());
+    prepare.scope = Some(scope.to_owned());
+    prepare.task_id = None;
+    prepare.job_id = None;
+    prepare.vendor_status = None;
+    let ready = prepare_requested(Some(at), config);
+    Conditions {
+        list: &mut status.conditions,
+        generation,
+        now: at,
+    }
+    .set(READY, ready.status, ready.reason, &ready.message);
+}
+
+/// A planned prepare whose call surely never left: the record as it was before the plan, `Ready`
+/// saying why.
+pub(super) fn not_sent(
+    planned: &CloudPhoneStatus,
+    before: Option<&ActionStatus>,
+    generation: Option<i64>,
+    why: &str,
+    now: Timestamp,
+) -> CloudPhoneStatus {
+    let now = whole_seconds(now);
+    let mut status = planned.clone();
+    status.prepare = before.cloned();
+    Conditions {
+        list: &mut status.conditions,
+        generation,
+        now,
+    }
+    .set(
+        READY,
+        "False",
+        "PrepareCallFailed",
+        &format!("{why}: no prepare call left; it is asked again next tick"),
+    );
+    status
+}
+
+/// Records the outcome of a prepare call in the status the plan wrote ahead of it.
+pub(super) fn record_result(
+    status: &CloudPhoneStatus,
+    generation: Option<i64>,
+    result: &ActionResult,
+    now: Timestamp,
+    config: &PlanConfig,
+) -> CloudPhoneStatus {
+    let now = whole_seconds(now);
+    let mut status = status.clone();
+    let prepare = status.prepare.get_or_insert_with(ActionStatus::default);
+    let requested_at = prepare.requested_at.as_ref().map(|t| t.0);
+    let grace_end = requested_at.and_then(|t| t.checked_add(config.prepare_grace_period).ok());
+    let started_nothing = match result {
+        ActionResult::Accepted { .. } => false,
+        ActionResult::Failed { ambiguous, .. } => !ambiguous,
+        _ => true,
+    };
+    if started_nothing {
+        prepare.request_id = None;
+    }
+    let ready = match result {
+        ActionResult::Accepted {
+            request_id,
+            sent_at,
+            vendor_status,
+            ..
+        } => {
+            prepare.request_id = Some(request_id.clone());
+            prepare.vendor_status = *vendor_status;
+            let left = whole_seconds(*sent_at);
+            let requested_at = requested_at.map_or(left, |at| at.max(left));
+            prepare.requested_at = Some(Time(requested_at));
+            prepare_requested(Some(requested_at), config)
+        }
+        ActionResult::AlreadyBackingUp => {
+            prepare.in_flight = false;
+            ReadyCondition::new(
+                "False",
+                "BackingUp",
+                "a backup of the instance is under way: the instance is prepared when it ends",
+            )
+        }
+        ActionResult::Restoring | ActionResult::AlreadyDone => {
+            prepare.in_flight = false;
+            ReadyCondition::new(
+                "False",
+                "Restoring",
+                "the vendor shows the instance's data restoring or restored: no prepare call is needed",
+            )
+        }
+        ActionResult::NotFound => {
+            prepare.in_flight = false;
+            ReadyCondition::new(
+                "False",
+                "InstanceNotFound",
+                "the vendor answered the prepare call that the instance does not exist: check spec.instanceId",
+            )
+        }
+        ActionResult::Failed { failure, ambiguous } => {
+            let next = if *ambiguous {
+                "the vendor may have started it: waiting for it to show Restoring"
+            } else {
+                "the vendor did not act on it"
+            };
+            ReadyCondition::new(
+                "False",
+                "PrepareCallFailed",
+                format!(
+                    "prepare call failed ({}): {}; {next}; the next call is not before {}",
+                    failure.reason,
+                    failure.message,
+                    fmt_time(grace_end)
+                ),
+            )
+        }
+        ActionResult::Refused { failure } | ActionResult::NotPermitted { failure } => {
+            prepare.in_flight = false;
+            ReadyCondition::new(
+                "False",
+                PREPARE_REFUSED,
+                format!(
+                    "the vendor refuses to prepare the instance ({}): {}; no further call until the spec changes",
+                    failure.reason, failure.message
+                ),
+            )
+        }
+        ActionResult::NotSent | ActionResult::Withheld => return status,
+    };
+    Conditions {
+        list: &mut status.conditions,
+        generation,
+        now,
+    }
+    .set(READY, ready.status, ready.reason, &ready.message);
+    status
+}
+
+/// What a fresh observation says of an instance whose prepare call was refused whole: `None` when
+/// it still needs a call; otherwise the result to record without one.
+pub(super) fn settled_without_a_call(observation: &Observation) -> Option<ActionResult> {
+    match observation {
+        Observation::Status(code) => match Phase::from_code(*code) {
+            Phase::Idle | Phase::RestoreFailed => None,
+            Phase::Restoring => Some(ActionResult::Restoring),
+            Phase::DataLoaded | Phase::Streaming | Phase::BackupFailed => {
+                Some(ActionResult::AlreadyDone)
+            }
+            Phase::BackingUp => Some(ActionResult::AlreadyBackingUp),
+            Phase::Unknown | Phase::Pending | Phase::NotFound => Some(ActionResult::Failed {
+                failure: Failure {
+                    reason: "NotPreparable".into(),
+                    message: format!(
+                        "the vendor shows status {code}, from which no prepare starts"
+                    ),
+                },
+                ambiguous: false,
+            }),
+        },
+        Observation::Missing => Some(ActionResult::NotFound),
+        Observation::Failed(query) => Some(ActionResult::Failed {
+            failure: Failure {
+                reason: query.reason.clone(),
+                message: format!(
+                    "the prepare call was refused whole, and the status query that followed failed ({}): {}",
+                    query.reason, query.message
+                ),
+            },
+            ambiguous: false,
+        }),
+    }
+}
