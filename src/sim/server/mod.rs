@@ -1,10 +1,12 @@
 //! The simulator's HTTP surface: the vendor's endpoints with the vendor's checks and answer
-//! shapes (in `vendor`), and an admin API under `/sim/` for tests and benchmarks (in `admin`).
+//! shapes (in `vendor`, the requests checked in `checks`), and an admin API under `/sim/` for
+//! tests and benchmarks (in `admin`).
 //!
 //! NB: this module deliberately shares no types with `crate::koophone`: it is written from
 //! koophone-api.md alone, so that a wrong field name in the client cannot pass the tests.
 
 mod admin;
+mod checks;
 mod vendor;
 
 use super::SharedSim;
