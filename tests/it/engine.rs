@@ -1504,3 +1504,24 @@ async fn an_early_tick_of_a_few_phones_never_counts_as_reaching_the_vendor() {
     );
     stop_loop(stop_tx, runner).await;
 }
+
+#[tokio::test]
+async fn a_few_backups_spread_over_many_chunks_leave_in_one_call() {
+    let _deadline = support::deadline("a_few_backups_spread_over_many_chunks_leave_in_one_call");
+    let (phones, mut instances) = fleet(300);
+    // Three phones need a backup, one in each status chunk; the rest are backed up already.
+    for (i, (_, status)) in instances.iter_mut().enumerate() {
+        *status = if i % 100 == 42 {
+            code::DATA_LOADED
+        } else {
+            code::IDLE
+        };
+    }
+    let sim = simulator(instances, Duration::from_millis(300)).await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = engine(&sim, store.clone(), Duration::from_secs(30));
+    let report = engine.tick().await;
+    assert_eq!(report.status_calls, 3);
+    assert_eq!((report.backup_calls, report.backups_requested), (1, 3));
+    assert_eq!(sim.counters().backups_started, 3);
+}

@@ -20,6 +20,7 @@ mod faults;
 mod fencing;
 mod kube;
 mod leader;
+mod loaded;
 mod signing;
 mod simulator;
 mod summary;

@@ -244,6 +244,10 @@ impl SimBuilder {
         self.0.timings.backup_duration = d;
         self
     }
+    pub fn restore_duration(mut self, d: Duration) -> Self {
+        self.0.timings.restore_duration = d;
+        self
+    }
     pub fn seed(mut self, seed: u64) -> Self {
         self.0.seed = seed;
         self
@@ -309,6 +313,10 @@ pub fn engine(
 }
 
 impl EngineBuilder {
+    pub fn prepare_grace(mut self, d: Duration) -> Self {
+        self.config.plan.prepare_grace_period = d;
+        self
+    }
     pub fn grace(mut self, d: Duration) -> Self {
         self.config.plan.grace_period = d;
         self

@@ -4,7 +4,8 @@
 //! - `steps`: the tick's steps, each with its contract (the tick itself, below, lists them);
 //! - `leading`: the leader-gated loop; `trigger`: the early ticks asked for;
 //! - `term`: the memory across ticks (terms, the intents record, writes the cache lags);
-//! - `act`: a chunk's vendor actions, one path for every action; `writes`: status writes and events;
+//! - `act`: the vendor actions, one path for every action; `pending`: an account's planned actions
+//!   gathered across its chunks into full calls; `writes`: status writes and events;
 //! - `report`: account reports, fleet gauges and the tick's metrics.
 
 use super::accounts::{AccountsFeed, Binding, Tenants, TickAccounts, resolve_projects};
@@ -34,12 +35,14 @@ use tracing::{Instrument, debug, info, warn};
 
 mod act;
 mod leading;
+mod pending;
 mod report;
 mod steps;
 mod term;
 mod trigger;
 mod writes;
 
+use pending::Pending;
 use report::fleet_gauges;
 use steps::{account_chunks, account_views, bind, log_tick};
 use term::Recall;
@@ -275,6 +278,7 @@ impl<S: PhoneStore> Engine<S> {
             .collect();
         let chunks = account_chunks(&queried, &bindings, accounts.entries.len());
         let chunk_count = chunks.len();
+        let pending = Pending::new(&chunks, accounts.entries.len());
         let mut groups = Vec::with_capacity(chunk_count + 1);
         let mut finished = 0;
         let work = async {
@@ -291,12 +295,19 @@ impl<S: PhoneStore> Engine<S> {
                         .expect("phones bind only to accounts with a client");
                     // Every line of the chunk, its vendor calls' included, names the account.
                     let span = tracing::info_span!("account", account = batcher.account());
-                    self.run_chunk(&frame, &views, &dispositions, chunk, batcher)
-                        .instrument(span)
+                    self.run_chunk(
+                        &frame,
+                        &views,
+                        &dispositions,
+                        (ix, chunk),
+                        batcher,
+                        &pending,
+                    )
+                    .instrument(span)
                 })
                 .buffer_unordered(self.config.vendor_calls_in_flight.max(1));
-            while let Some(group) = done.next().await {
-                groups.push(group);
+            while let Some(chunk_groups) = done.next().await {
+                groups.extend(chunk_groups);
                 finished += 1;
             }
         };
@@ -341,16 +352,18 @@ impl<S: PhoneStore> Engine<S> {
         report
     }
 
-    /// One status chunk (the phones at `chunk`, owners of their ids): its query, then its phones
-    /// planned, backed up and written.
+    /// One status chunk of account `ix` (the phones at `chunk`, owners of their ids): its query,
+    /// then its phones planned and written; those that want an action join the account's pending
+    /// calls, and the calls now full (or the account's last) are made, each a group of its own.
     async fn run_chunk<'v>(
         &self,
         frame: &Frame<'_>,
         views: &[PhoneView<'v>],
         dispositions: &[Disposition],
-        chunk: Vec<usize>,
+        (ix, chunk): (usize, Vec<usize>),
         batcher: &Batcher<'_>,
-    ) -> Group<'v> {
+        pending: &Pending<'v>,
+    ) -> Vec<Group<'v>> {
         let ids: Vec<String> = chunk
             .iter()
             .map(|&i| views[i].spec.instance_id.clone())
@@ -365,40 +378,58 @@ impl<S: PhoneStore> Engine<S> {
             .failures
             .debounce(batcher.scope, &mut observations, self.config.synced_after);
         let observe = |i: usize| observations.get(&views[i].spec.instance_id);
-        let planned = self.plan_each(frame, views, dispositions, chunk, observe);
-        let mut group = self.settle(frame, planned, Some(batcher)).await;
+        let (wanted, planned): (Vec<_>, Vec<_>) = self
+            .plan_each(frame, views, dispositions, chunk, observe)
+            .into_iter()
+            .partition(|(_, p)| p.action.is_some());
+        let due = pending.add(ix, views, wanted);
+        let mut group = self.settle(frame, planned).await;
         group.report.queried = queried;
         group.report.query_errors = query_errors;
-        group
+        let mut groups = vec![group];
+        for (call, batch) in due {
+            groups.push(self.settle_call(frame, call, batch, batcher).await);
+        }
+        groups
     }
 
-    /// Takes the planned actions, one call per action and call key (see [`plan::Action::call_key`]),
-    /// then writes every changed status.
+    /// Writes every changed status of the planned phones (none wants an action).
     async fn settle<'v>(
         &self,
         frame: &Frame<'_>,
         planned: Vec<(usize, plan::Planned<'v>)>,
-        batcher: Option<&Batcher<'_>>,
     ) -> Group<'v> {
+        debug_assert!(planned.iter().all(|(_, p)| p.action.is_none()));
         let mut group = Group {
-            phones: Vec::with_capacity(planned.len()),
+            phones: planned
+                .into_iter()
+                .map(|(i, p)| Outcome::new(i, p.status))
+                .collect(),
             ..Group::default()
         };
-        // NB: a BTreeMap: the calls of a chunk leave in the same order from tick to tick.
-        let mut wanted: std::collections::BTreeMap<_, Vec<usize>> = Default::default();
-        for (k, (i, p)) in planned.into_iter().enumerate() {
-            if let Some(action) = p.action {
-                let key = action.call_key(&frame.snapshot[i].spec);
-                wanted.entry((action, key)).or_default().push(k);
-            }
-            group.phones.push(Outcome::new(i, p.status));
-        }
-        if let Some(batcher) = batcher {
-            for (&(action, key), phones) in &wanted {
-                let call = ActionCall { action, key };
-                self.act(call, frame, &mut group, phones, batcher).await;
-            }
-        }
+        self.write_changed(frame, &mut group).await;
+        group.seal(frame);
+        group
+    }
+
+    /// One call of `call` for the planned phones of `batch` (at most 100 of one account), then the
+    /// writes of their statuses.
+    async fn settle_call<'v>(
+        &self,
+        frame: &Frame<'_>,
+        call: ActionCall<'_>,
+        batch: pending::Batch<'v>,
+        batcher: &Batcher<'_>,
+    ) -> Group<'v> {
+        let mut group = Group {
+            phones: batch
+                .into_iter()
+                .map(|(i, p)| Outcome::new(i, p.status))
+                .collect(),
+            ..Group::default()
+        };
+        let every: Vec<usize> = (0..group.phones.len()).collect();
+        self.act(call, frame, &mut group, &every, batcher).await;
         self.write_changed(frame, &mut group).await;
         group.seal(frame);
         group

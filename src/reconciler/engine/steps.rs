@@ -241,8 +241,8 @@ impl<S: PhoneStore> Engine<S> {
         if planned.is_empty() {
             return None;
         }
-        // NB: these phones make no call: no batcher.
-        Some(self.settle(frame, planned, None).await)
+        // NB: these phones make no call (they are not queried): none wants an action.
+        Some(self.settle(frame, planned).await)
     }
 
     /// The tick's counts, from its groups and its batchers.

@@ -1,0 +1,102 @@
+//! The `Loaded` lifecycle end to end: the engine on the in-memory store brings parked phones back
+//! with the vendor's prepare, against the simulator over real HTTP.
+
+use crate::support;
+
+use cloudphone_operator::api::{CloudPhone, Phase};
+use cloudphone_operator::plan::{LOADED, READY};
+use cloudphone_operator::reconciler::{Engine, MemoryStore, PhoneStore, TickReport};
+use cloudphone_operator::sim::{Simulator, code};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `n` phones `p00000`... naming instances `kp00000`..., Loaded for the user of `user(i)`, and those
+/// instances parked (Idle).
+fn parked_fleet(n: usize, user: impl Fn(usize) -> String) -> (Vec<CloudPhone>, Vec<(String, i64)>) {
+    let phones = (0..n)
+        .map(|i| {
+            support::cloudphone(&format!("p{i:05}"), &format!("kp{i:05}"))
+                .loaded(&user(i))
+                .build()
+        })
+        .collect();
+    let instances = (0..n).map(|i| (format!("kp{i:05}"), code::IDLE)).collect();
+    (phones, instances)
+}
+
+fn all_loaded(store: &MemoryStore) -> bool {
+    store.snapshot().iter().all(|p| {
+        p.status
+            .as_ref()
+            .is_some_and(|s| s.phase == Phase::DataLoaded)
+    })
+}
+
+async fn tick_until_loaded(engine: &Engine<MemoryStore>, max: usize) -> Vec<TickReport> {
+    let mut reports = Vec::new();
+    for _ in 0..max {
+        reports.push(engine.tick().await);
+        if all_loaded(engine.store()) {
+            return reports;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the fleet was not loaded in {max} ticks: {:?}",
+        reports.last()
+    );
+}
+
+/// No instance saw a second prepare while its first was queued or restoring.
+fn no_second_prepare(sim: &Simulator) {
+    for (id, instance) in sim.instances() {
+        assert_eq!(
+            instance.prepare_requests_while_busy, 0,
+            "{id}: {instance:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_parked_fleet_is_brought_back_and_then_costs_no_write() {
+    let _deadline = support::deadline("a_parked_fleet_is_brought_back_and_then_costs_no_write");
+    let (phones, instances) = parked_fleet(250, |i| format!("u{}", i % 2));
+    let sim = support::simulator(instances)
+        .restore_duration(Duration::from_millis(300))
+        .start()
+        .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .prepare_grace(Duration::from_secs(30))
+        .build();
+    let reports = tick_until_loaded(&engine, 40).await;
+    let prepares: usize = reports.iter().map(|r| r.prepares_requested).sum();
+    assert_eq!(prepares, 250);
+    let counters = sim.counters();
+    assert_eq!(counters.prepares_started, 250);
+    // Two users of 125 phones each, spread over the three status chunks: two calls a user.
+    assert_eq!(counters.calls("prepare"), 4);
+    assert_eq!(counters.calls("backup"), 0);
+    no_second_prepare(&sim);
+    for p in store.snapshot() {
+        let status = p.status.clone().unwrap();
+        let ready = status.conditions.iter().find(|c| c.type_ == READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", LOADED)
+        );
+        assert!(status.last_loaded_time.is_some());
+        assert!(status.prepare.unwrap().request_id.is_some());
+    }
+    let writes = store.writes();
+    let steady = engine.tick().await;
+    assert_eq!(
+        (
+            steady.statuses_written,
+            steady.prepare_calls,
+            steady.status_calls
+        ),
+        (0, 0, 3)
+    );
+    assert_eq!(store.writes(), writes);
+}
