@@ -161,6 +161,36 @@ impl Action {
         }
     }
 
+    /// A planned call not sent because the vendor still holds the previous one queued or under way
+    /// (`why`): the record as it was before the plan (`before`), its grace period started again at
+    /// `now`, so that the next question comes a grace period later, not every tick.
+    pub fn still_under_way(
+        self,
+        planned: &CloudPhoneStatus,
+        before: Option<&ActionStatus>,
+        generation: Option<i64>,
+        why: &str,
+        now: Timestamp,
+    ) -> CloudPhoneStatus {
+        let now = whole_seconds(now);
+        let mut status = planned.clone();
+        let mut record = before.cloned().unwrap_or_default();
+        record.requested_at = Some(Time(now));
+        record.in_flight = true;
+        *self.record_mut(&mut status) = Some(record);
+        let reason = match self {
+            Action::Backup => "BackupNotStarted",
+            Action::Prepare => "PrepareNotStarted",
+        };
+        Conditions {
+            list: &mut status.conditions,
+            generation,
+            now,
+        }
+        .set(READY, "False", reason, why);
+        status
+    }
+
     /// Records what came of the call in the status its intent wrote.
     pub fn record_result(
         self,

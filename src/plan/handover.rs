@@ -8,11 +8,10 @@
 //! of owners that are gone is lost with it: while the time an earlier term recorded (until when its
 //! intents may be outstanding) is ahead, a phone without an in-flight intent of its own waits.
 
-use super::{Action, EarlierTerms, Intent, PhoneView, fmt_time};
+use super::{Action, EarlierTerms, Intent, PhoneView, PlanConfig, fmt_time};
 use jiff::Timestamp;
 // NB: foldhash: maps a tick fills and reads per phone; SipHash was a tenth of a steady tick.
 use foldhash::HashMap;
-use std::time::Duration;
 
 /// The Ready reason of a phone whose planned action waits for its own call of another action (a
 /// lifecycle switched while that call is in flight) to be seen under way, or its grace period to end.
@@ -26,10 +25,6 @@ pub const AWAITING_HANDOVER: &str = "AwaitingHandover";
 pub struct Intents {
     /// Per account scope, per instance id: looked up with borrowed keys, for every planned phone.
     by_scope: HashMap<String, HashMap<String, Intent>>,
-}
-
-fn grace_end(at: Timestamp, grace: Duration) -> Timestamp {
-    at.checked_add(grace).unwrap_or(Timestamp::MAX)
 }
 
 impl Intents {
@@ -58,14 +53,17 @@ impl Intents {
         &mut self,
         phones: impl IntoIterator<Item = &'p PhoneView<'v>>,
         now: Timestamp,
-        grace: Duration,
+        config: &PlanConfig,
     ) {
         let records = |phone: &'p PhoneView<'v>| {
-            Action::ALL
-                .into_iter()
-                .filter_map(move |action| phone.status.and_then(|s| action.record(s)))
+            Action::ALL.into_iter().filter_map(move |action| {
+                phone
+                    .status
+                    .and_then(|s| action.record(s))
+                    .map(|r| (action, r))
+            })
         };
-        for (phone, record) in phones
+        for (phone, (action, record)) in phones
             .into_iter()
             .flat_map(|phone| records(phone).map(move |record| (phone, record)))
         {
@@ -84,21 +82,27 @@ impl Intents {
                     owner: phone.key.to_string(),
                     uid: phone.uid.map(str::to_owned),
                     requested_at: at.0,
+                    action,
                 },
             );
         }
         for scope in self.by_scope.values_mut() {
-            scope.retain(|_, intent| now < grace_end(intent.requested_at, grace));
+            scope.retain(|_, intent| now < intent.until(config));
         }
         self.by_scope.retain(|_, scope| !scope.is_empty());
     }
 
     /// Another object's intent for the phone's instance whose grace period has not ended.
-    pub fn previous(&self, phone: &PhoneView, now: Timestamp, grace: Duration) -> Option<&Intent> {
+    pub fn previous(
+        &self,
+        phone: &PhoneView,
+        now: Timestamp,
+        config: &PlanConfig,
+    ) -> Option<&Intent> {
         let scope = self.by_scope.get(phone.account.scope()?)?;
-        scope.get(&phone.spec.instance_id).filter(|intent| {
-            intent.uid.as_deref() != phone.uid && now < grace_end(intent.requested_at, grace)
-        })
+        scope
+            .get(&phone.spec.instance_id)
+            .filter(|intent| intent.uid.as_deref() != phone.uid && now < intent.until(config))
     }
 
     /// True when no intent is remembered.
@@ -116,15 +120,16 @@ pub(super) fn handover_wait(
     previous: Option<&Intent>,
     earlier: &EarlierTerms,
     now: Timestamp,
-    grace: Duration,
+    config: &PlanConfig,
 ) -> Option<String> {
     if let Some(intent) = previous {
         return Some(format!(
-            "CloudPhone {} requested a backup of instance {} at {}; this one sends none before {}",
+            "CloudPhone {} requested a {} of instance {} at {}; this one sends none before {}",
             intent.owner,
+            intent.action.name(),
             phone.spec.instance_id,
             intent.requested_at,
-            grace_end(intent.requested_at, grace)
+            intent.until(config)
         ));
     }
     // NB: an intent of its own counts only within its grace period: a stale one (left on a
@@ -135,7 +140,12 @@ pub(super) fn handover_wait(
             .and_then(|s| action.record(s))
             .filter(|b| b.in_flight)
             .and_then(|b| b.requested_at.as_ref())
-            .is_some_and(|at| now < grace_end(at.0, grace))
+            .is_some_and(|at| {
+                now < at
+                    .0
+                    .checked_add(action.grace(config))
+                    .unwrap_or(Timestamp::MAX)
+            })
     });
     if own_intent {
         return None;
@@ -165,8 +175,16 @@ mod tests {
     };
     use crate::test_phone::cloudphone;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use std::time::Duration;
 
-    const GRACE: Duration = Duration::from_secs(120);
+    /// A grace period of 120 s for every action.
+    fn config() -> PlanConfig {
+        PlanConfig {
+            grace_period: Duration::from_secs(120),
+            prepare_grace_period: Duration::from_secs(120),
+            ..PlanConfig::default()
+        }
+    }
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_790_000_000 + s).unwrap()
@@ -202,12 +220,12 @@ mod tests {
     fn a_new_owner_waits_out_the_previous_owners_intent_even_after_it_is_deleted() {
         let old = phone("old", "u-old", Some(intent_status(0)));
         let mut intents = Intents::default();
-        intents.observe(&[view(&old)], at(1), GRACE);
+        intents.observe(&[view(&old)], at(1), &config());
         // The old object is deleted: the next snapshots show only the new one.
         let new_phone = phone("new", "u-new", None);
         let new = view(&new_phone);
-        intents.observe(std::slice::from_ref(&new), at(5), GRACE);
-        let previous = intents.previous(&new, at(5), GRACE).cloned();
+        intents.observe(std::slice::from_ref(&new), at(5), &config());
+        let previous = intents.previous(&new, at(5), &config()).cloned();
         assert_eq!(
             previous.as_ref().map(|i| i.owner.as_str()),
             Some("fleet/old")
@@ -217,7 +235,7 @@ mod tests {
             previous.as_ref(),
             &EarlierTerms::Settled,
             at(5),
-            GRACE,
+            &config(),
         )
         .unwrap();
         assert!(why.contains("fleet/old"), "{why}");
@@ -257,8 +275,8 @@ mod tests {
         );
 
         // Past the grace period the intent is forgotten and the new owner acts.
-        intents.observe(std::slice::from_ref(&new), at(121), GRACE);
-        assert!(intents.previous(&new, at(121), GRACE).is_none());
+        intents.observe(std::slice::from_ref(&new), at(121), &self::config());
+        assert!(intents.previous(&new, at(121), &self::config()).is_none());
         assert!(intents.is_empty());
     }
 
@@ -268,13 +286,13 @@ mod tests {
         let q = phone("q", "u-q", None);
         let phone = view(&p);
         let mut intents = Intents::default();
-        intents.observe(std::slice::from_ref(&phone), at(1), GRACE);
-        assert!(intents.previous(&phone, at(1), GRACE).is_none());
+        intents.observe(std::slice::from_ref(&phone), at(1), &config());
+        assert!(intents.previous(&phone, at(1), &config()).is_none());
         let mut other = view(&q);
-        assert!(intents.previous(&other, at(1), GRACE).is_some());
+        assert!(intents.previous(&other, at(1), &config()).is_some());
         other.account = Route::Scope("another-tenant");
         assert!(
-            intents.previous(&other, at(1), GRACE).is_none(),
+            intents.previous(&other, at(1), &config()).is_none(),
             "the same id in another account's scope is another instance"
         );
     }
@@ -292,15 +310,15 @@ mod tests {
             message: String::new(),
         });
         let mut intents = Intents::default();
-        intents.observe(std::slice::from_ref(&old), at(1), GRACE);
+        intents.observe(std::slice::from_ref(&old), at(1), &config());
         let mut new = view(&new_phone);
         new.account = Route::Scope("project:p1");
         assert!(
-            intents.previous(&new, at(1), GRACE).is_some(),
+            intents.previous(&new, at(1), &config()).is_some(),
             "the blocked owner's intent still holds the instance in the scope it was made in"
         );
         new.account = Route::Scope("project:p2");
-        assert!(intents.previous(&new, at(1), GRACE).is_none());
+        assert!(intents.previous(&new, at(1), &config()).is_none());
     }
 
     #[test]
@@ -310,11 +328,11 @@ mod tests {
         // Old or young alike: a duplicate promoted may be any age.
         phone.created = Some(at(-100_000));
         let earlier = EarlierTerms::Until(at(100));
-        let why = handover_wait(&phone, None, &earlier, at(60), GRACE).unwrap();
+        let why = handover_wait(&phone, None, &earlier, at(60), &config()).unwrap();
         assert!(why.contains("no call before"), "{why}");
-        assert!(handover_wait(&phone, None, &earlier, at(100), GRACE).is_none());
+        assert!(handover_wait(&phone, None, &earlier, at(100), &config()).is_none());
         assert!(
-            handover_wait(&phone, None, &EarlierTerms::Settled, at(60), GRACE).is_none(),
+            handover_wait(&phone, None, &EarlierTerms::Settled, at(60), &config()).is_none(),
             "a fresh install, or a term after a quiet spell, holds nothing"
         );
         assert!(
@@ -323,7 +341,7 @@ mod tests {
                 None,
                 &EarlierTerms::Unknown("down".into()),
                 at(60),
-                GRACE
+                &config()
             )
             .is_some(),
             "a record that could not be read holds"
@@ -331,21 +349,21 @@ mod tests {
         let own = intent_status(30);
         phone.status = Some(&own);
         assert!(
-            handover_wait(&phone, None, &earlier, at(60), GRACE).is_none(),
+            handover_wait(&phone, None, &earlier, at(60), &config()).is_none(),
             "an owner with an in-flight intent of its own is the one the earlier term served"
         );
         let mut settled = intent_status(30);
         settled.backup.as_mut().unwrap().in_flight = false;
         phone.status = Some(&settled);
         assert!(
-            handover_wait(&phone, None, &earlier, at(60), GRACE).is_some(),
+            handover_wait(&phone, None, &earlier, at(60), &config()).is_some(),
             "a past request of its own is no in-flight intent"
         );
         // A stale intent (left on a duplicate or a suspended phone long ago) proves nothing.
         let stale = intent_status(-10_000);
         phone.status = Some(&stale);
         assert!(
-            handover_wait(&phone, None, &earlier, at(60), GRACE).is_some(),
+            handover_wait(&phone, None, &earlier, at(60), &config()).is_some(),
             "an intent of its own past its grace period is no exemption"
         );
     }

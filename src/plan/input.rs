@@ -4,17 +4,6 @@
 use super::*;
 use jiff::Timestamp;
 
-/// What this tick's status query said of one instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Observation {
-    /// The vendor listed the instance with this status code.
-    Status(i64),
-    /// The vendor's answer did not list the instance.
-    Missing,
-    /// The query for this instance failed.
-    Failed(Failure),
-}
-
 /// What the engine remembers of one phone across ticks: the planner's input beside the object and
 /// this tick's observation.
 #[derive(Clone, Copy, Debug, Default)]
@@ -56,6 +45,17 @@ pub struct Intent {
     pub uid: Option<String>,
     /// When its call was (to be) sent.
     pub requested_at: Timestamp,
+    /// The action it announced: its grace period is the action's.
+    pub action: Action,
+}
+
+impl Intent {
+    /// When its grace period ends.
+    pub fn until(&self, config: &PlanConfig) -> Timestamp {
+        self.requested_at
+            .checked_add(self.action.grace(config))
+            .unwrap_or(Timestamp::MAX)
+    }
 }
 
 /// What a term knows of the intents that earlier terms may still have outstanding.

@@ -7,7 +7,8 @@
 //! equals the old one when nothing changed, so an unchanged phone causes no write.
 //!
 //! - `identity`: keys, views and dispositions (ownership of an instance id).
-//! - `input`: what the plan of a phone is given: the observation, the memory, the tick's context.
+//! - `observation`: what this tick's status query said of an instance.
+//! - `input`: what else the plan of a phone is given: the engine's memory, the tick's context.
 //! - `phone`: the per-phone plan and its output.
 //! - `action`: the vendor actions, and what each one's call does to the status.
 //! - `backed_up`: the `BackedUp` lifecycle's rules.
@@ -56,6 +57,11 @@ impl Default for PlanConfig {
 }
 
 impl PlanConfig {
+    /// The longest grace period of any action: how long any intent may be outstanding.
+    pub fn longest_grace(&self) -> Duration {
+        self.grace_period.max(self.prepare_grace_period)
+    }
+
     /// The wait after the given number of failed attempts.
     pub fn backoff(&self, attempts: i32) -> Duration {
         let exponent = attempts.saturating_sub(1).clamp(0, 30) as u32;
@@ -94,6 +100,7 @@ mod handover;
 mod identity;
 mod input;
 mod loaded;
+mod observation;
 mod phone;
 mod prepare;
 
@@ -114,8 +121,9 @@ pub use identity::{
     ACCOUNT_NOT_ALLOWED, ACCOUNT_NOT_FOUND, ACCOUNT_NOT_READY, AccountBlock, DEFAULT_SCOPE,
     Disposition, Dispositions, KeyRef, PhoneKey, PhoneView, Route, account_scope, dispositions,
 };
-pub use input::{Context, EarlierTerms, Intent, Memory, Observation, Receipt};
+pub use input::{Context, EarlierTerms, Intent, Memory, Receipt};
 use loaded::{loaded, prepare_completed, prepare_requested};
+pub use observation::Observation;
 pub use phone::{Planned, plan_phone};
 
 #[cfg(test)]

@@ -59,13 +59,7 @@ pub fn plan_phone<'a>(
         );
     }
     if let Some(action) = planned.action
-        && let Some(why) = handover_wait(
-            phone,
-            memory.previous,
-            cx.earlier,
-            cx.now,
-            cx.config.grace_period,
-        )
+        && let Some(why) = handover_wait(phone, memory.previous, cx.earlier, cx.now, cx.config)
     {
         hold_for(&mut planned, action, AWAITING_HANDOVER, phone, why, cx.now);
     }

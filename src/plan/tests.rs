@@ -1080,7 +1080,7 @@ proptest! {
         let tick = |phones: &[CloudPhone], intents: &mut Intents, earlier: &EarlierTerms, now: Timestamp| {
             let views: Vec<PhoneView> = phones.iter().map(CloudPhone::view).collect();
             let d = dispositions(&views);
-            intents.observe(&views, now, grace);
+            intents.observe(&views, now, &config);
             let cx = Context { now, config: &config, earlier };
             let planned: Vec<(CloudPhone, Option<Action>)> = views
                 .iter()
@@ -1089,7 +1089,7 @@ proptest! {
                 .filter_map(|((view, disposition), phone)| {
                     let observation = (*disposition == Disposition::Query).then_some(&loaded);
                     let memory = Memory {
-                        previous: intents.previous(view, now, grace),
+                        previous: intents.previous(view, now, &config),
                         ..Memory::default()
                     };
                     let p = plan_phone(view, disposition, observation, &memory, &cx)?;
@@ -1099,12 +1099,13 @@ proptest! {
                 .collect();
             // The engine records each intent it writes.
             for (phone, action) in &planned {
-                if action.is_some() {
-                    let at = phone.status.as_ref().and_then(|s| s.backup.as_ref()).and_then(|b| b.requested_at.as_ref()).unwrap().0;
+                if let Some(action) = *action {
+                    let at = phone.status.as_ref().and_then(|s| action.record(s)).and_then(|b| b.requested_at.as_ref()).unwrap().0;
                     intents.record(DEFAULT_SCOPE, &phone.spec.instance_id, Intent {
                         owner: phone.key().to_string(),
                         uid: phone.metadata.uid.clone(),
                         requested_at: at,
+                        action,
                     });
                 }
             }

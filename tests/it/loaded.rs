@@ -100,3 +100,35 @@ async fn a_parked_fleet_is_brought_back_and_then_costs_no_write() {
     );
     assert_eq!(store.writes(), writes);
 }
+
+#[tokio::test]
+async fn a_prepare_queued_past_its_grace_period_is_asked_about_never_sent_twice() {
+    let _deadline =
+        support::deadline("a_prepare_queued_past_its_grace_period_is_asked_about_never_sent_twice");
+    let (phones, instances) = parked_fleet(3, |_| "u1".to_owned());
+    // The vendor holds each prepare queued for 4 s, the instance showing Idle all along: longer
+    // than the operator's grace period (1 s) and backoff (0.5 s).
+    let sim = support::simulator(instances)
+        .prepare_queue_delay(Duration::from_secs(4))
+        .restore_duration(Duration::from_millis(300))
+        .start()
+        .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .prepare_grace(Duration::from_secs(1))
+        .backoff(Duration::from_millis(500), Duration::from_secs(1))
+        .build();
+    tick_until_loaded(&engine, 80).await;
+    let counters = sim.counters();
+    assert_eq!(
+        counters.calls("prepare"),
+        1,
+        "one call for the three, never again"
+    );
+    assert!(
+        counters.calls("prepare-progress") >= 3,
+        "each re-send was asked about first: {counters:?}"
+    );
+    assert_eq!(counters.prepares_started, 3);
+    no_second_prepare(&sim);
+}

@@ -248,6 +248,11 @@ impl SimBuilder {
         self.0.timings.restore_duration = d;
         self
     }
+    /// How long an accepted prepare waits in the vendor's queue, the instance still showing Idle.
+    pub fn prepare_queue_delay(mut self, d: Duration) -> Self {
+        self.0.timings.prepare_queue_delay = d;
+        self
+    }
     pub fn seed(mut self, seed: u64) -> Self {
         self.0.seed = seed;
         self

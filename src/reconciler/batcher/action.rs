@@ -32,6 +32,25 @@ impl Batcher<'_> {
         })
     }
 
+    /// Where one instance's prepare for `user` stands, as the vendor's `prepare-progress` says:
+    /// asked only before a prepare is sent again after its grace period (one call an instance). An
+    /// error when it cannot tell (the account's breaker open, the call failed).
+    pub async fn prepare_progress(
+        &self,
+        user: &str,
+        id: &str,
+    ) -> Result<crate::koophone::PrepareProgress, String> {
+        if let Some(failure) = self.breakers.refusal(self.account) {
+            return Err(failure.message);
+        }
+        // NB: the semaphore is never closed: acquiring fails never.
+        let _slot = self.action_slots.acquire().await.ok();
+        self.client
+            .prepare_progress(user, id)
+            .await
+            .map_err(|e| e.summary())
+    }
+
     /// One call of `action` for at most 100 ids, in `slot`, carrying `request_id` (the intents
     /// recorded it; a re-sent call gets its own). Its every attempt asks `gate` last, right before
     /// it leaves, whether it may still (leadership fresh, intent recent); a refused gate withholds it.

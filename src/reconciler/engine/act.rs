@@ -41,6 +41,13 @@ impl<S: PhoneStore> Engine<S> {
         batcher: &Batcher<'_>,
     ) {
         let action = call.action;
+        let still = self
+            .ask_before_resending(call, frame, group, wanted, batcher)
+            .await;
+        let wanted: &[usize] = &still;
+        if wanted.is_empty() {
+            return;
+        }
         // NB: the account's waits (a 429 pause, its call rate and cap, an IAM token) come before
         // the intents, not between them and the call: the call leaves within the intent age.
         let slot = batcher
@@ -65,7 +72,10 @@ impl<S: PhoneStore> Engine<S> {
             not_sent(action, frame, group, wanted, why);
             return;
         }
-        if let Err(why) = self.record_intents(leaves).await {
+        if let Err(why) = self
+            .record_intents(leaves, action.grace(&self.config.plan))
+            .await
+        {
             not_sent(action, frame, group, wanted, &why);
             return;
         }
@@ -156,6 +166,64 @@ impl<S: PhoneStore> Engine<S> {
         }
     }
 
+    /// The phones of `wanted` to call: for a prepare sent again after its grace period (the last
+    /// one's record still in flight: the vendor never showed it under way), the vendor is asked
+    /// first whether it holds that prepare queued or under way (`prepare-progress`, one call an
+    /// instance); if it does, or cannot tell, no call: the phone's grace period starts again.
+    async fn ask_before_resending(
+        &self,
+        call: ActionCall<'_>,
+        frame: &Frame<'_>,
+        group: &mut Group<'_>,
+        wanted: &[usize],
+        batcher: &Batcher<'_>,
+    ) -> Vec<usize> {
+        let (Action::Prepare, Some(user)) = (call.action, call.key) else {
+            return wanted.to_vec();
+        };
+        let mut to_call = Vec::with_capacity(wanted.len());
+        for &k in wanted {
+            let index = group.phones[k].index;
+            let before = frame.status(index).and_then(|s| call.action.record(s));
+            if !before.is_some_and(|r| r.in_flight) {
+                to_call.push(k);
+                continue;
+            }
+            let phone = &frame.snapshot[index];
+            let why = match batcher
+                .prepare_progress(user, &phone.spec.instance_id)
+                .await
+            {
+                Ok(progress) if !progress.under_way() => {
+                    to_call.push(k);
+                    continue;
+                }
+                Ok(progress) => format!(
+                    "the vendor still holds the prepare requested at {} (prepare-progress {}{}): no second call; asked again after the grace period",
+                    fmt_requested(before),
+                    progress.status,
+                    progress
+                        .waiting
+                        .map_or_else(String::new, |n| format!(", {n} ahead in its queue"))
+                ),
+                Err(e) => format!(
+                    "the vendor could not tell whether it still holds the prepare requested at {} ({e}): no second call; asked again after the grace period",
+                    fmt_requested(before)
+                ),
+            };
+            debug!(phone = %PhoneKey::of(phone), reason = %why, "prepare not sent again");
+            let outcome = &mut group.phones[k];
+            outcome.new = Cow::Owned(call.action.still_under_way(
+                &outcome.new,
+                before,
+                phone.metadata.generation,
+                &why,
+                Timestamp::now(),
+            ));
+        }
+        to_call
+    }
+
     /// Logs and counts what came of one phone's call of `action`, and remembers its intent for
     /// ownership moves.
     pub(super) fn record_sent(
@@ -186,6 +254,7 @@ impl<S: PhoneStore> Engine<S> {
                     owner: PhoneKey::of(phone).to_string(),
                     uid: phone.metadata.uid.clone(),
                     requested_at: at.0,
+                    action,
                 },
             );
         }
@@ -260,4 +329,11 @@ impl<S: PhoneStore> Engine<S> {
         }
         Ok(())
     }
+}
+
+/// When the call a record announces was requested, for a message.
+fn fmt_requested(record: Option<&crate::api::ActionStatus>) -> String {
+    record
+        .and_then(|r| r.requested_at.as_ref())
+        .map_or_else(|| "an unknown time".to_owned(), |t| t.0.to_string())
 }

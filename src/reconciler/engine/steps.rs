@@ -210,7 +210,7 @@ impl<S: PhoneStore> Engine<S> {
         // Every in-flight intent of the snapshot, whichever object holds it: for ownership moves.
         self.recall()
             .intents
-            .observe(views, Timestamp::now(), self.config.plan.grace_period);
+            .observe(views, Timestamp::now(), &self.config.plan);
         let offset = self.rotation.load(Ordering::Relaxed);
         if !queried.is_empty() {
             let start = offset % queried.len();

@@ -116,7 +116,7 @@ impl<S: PhoneStore> Engine<S> {
             // NB: every earlier intent was made before now: none is outstanding past this bound.
             Err(err @ RecordError::Invalid { .. }) => {
                 let bound = now
-                    .checked_add(self.config.plan.grace_period + INTENT_MAX_AGE + WHOLE_SECOND)
+                    .checked_add(self.config.plan.longest_grace() + INTENT_MAX_AGE + WHOLE_SECOND)
                     .unwrap_or(Timestamp::MAX);
                 warn!(error = %err, until = %bound, "the intents record is unreadable: phones without an in-flight intent of their own wait a grace period");
                 record.earlier = Some(Some(bound));
@@ -143,11 +143,15 @@ impl<S: PhoneStore> Engine<S> {
     }
 
     /// Makes sure the record says this term's intents may be outstanding until those of a call
-    /// whose intent is written at `leaves` are over (its grace period from when it may leave at
+    /// whose intent is written at `leaves` are over (its `grace` period from when it may leave at
     /// the latest), writing it (a little ahead) if it does not. An error: no call, saying why.
-    pub(super) async fn record_intents(&self, leaves: Timestamp) -> Result<(), String> {
+    pub(super) async fn record_intents(
+        &self,
+        leaves: Timestamp,
+        grace: Duration,
+    ) -> Result<(), String> {
         let needed = leaves
-            .checked_add(self.config.plan.grace_period + INTENT_MAX_AGE + WHOLE_SECOND)
+            .checked_add(grace + INTENT_MAX_AGE + WHOLE_SECOND)
             .unwrap_or(Timestamp::MAX);
         let _one_at_a_time = self.record_writes.lock().await;
         let epoch = {
@@ -202,14 +206,13 @@ impl<S: PhoneStore> Engine<S> {
             config: &self.config.plan,
             earlier: &earlier,
         };
-        let grace = self.config.plan.grace_period;
         let mut recall = self.recall();
         let mut planned = Vec::new();
         for i in phones {
             let key = object_id(&frame.snapshot[i]);
             let memory = Memory {
                 lagging: frame.lagging[i],
-                previous: recall.intents.previous(&views[i], now, grace),
+                previous: recall.intents.previous(&views[i], now, &self.config.plan),
                 receipt: recall.receipts.get(key.as_ref()),
             };
             let Some(p) = plan::plan_phone(&views[i], &dispositions[i], observe(i), &memory, &cx)
