@@ -629,11 +629,25 @@ async fn prepare(
 #[tokio::test]
 async fn a_prepare_names_its_user_and_records_each_instances_answer() {
     let _deadline = support::deadline("a_prepare_names_its_user_and_records_each_instances_answer");
-    let sim = simulator(vec![
-        ("idle".into(), code::IDLE),
-        ("loaded".into(), code::DATA_LOADED),
-    ])
-    .await;
+    // The vendor holds a prepare queued for a while, the instance still showing Idle.
+    let sim = Simulator::start(
+        SimConfig {
+            instances: vec![
+                ("idle".into(), code::IDLE),
+                ("other".into(), code::IDLE),
+                ("loaded".into(), code::DATA_LOADED),
+            ],
+            tokens: vec![TOKEN.into()],
+            timings: cloudphone_operator::sim::Timings {
+                prepare_queue_delay: Duration::from_secs(30),
+                ..Default::default()
+            },
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
     let c = client(&sim);
     let receipt = prepare(&c, "u-123", &["idle".into(), "loaded".into()])
         .await
@@ -651,8 +665,11 @@ async fn a_prepare_names_its_user_and_records_each_instances_answer() {
     assert_eq!(sim.counters().calls("prepare"), 1);
     assert_eq!(sim.instance("idle").unwrap().prepares_started, 1);
     let progress = c.prepare_progress("u-123", "idle").await.unwrap();
-    assert!(progress.under_way(), "{progress:?}");
-    assert_eq!(sim.counters().calls("prepare-progress"), 1);
+    assert!(progress.under_way(), "queued: {progress:?}");
+    // An instance that is not queued, seen Idle, is offline: no prepare is under way.
+    let offline = c.prepare_progress("u-123", "other").await.unwrap();
+    assert!(!offline.under_way(), "{offline:?}");
+    assert_eq!(sim.counters().calls("prepare-progress"), 2);
 }
 
 #[tokio::test]

@@ -56,10 +56,12 @@ pub struct PrepareProgress {
 }
 
 impl PrepareProgress {
-    /// True when the vendor has a prepare of the instance queued or under way: a new prepare call
-    /// would be a second one.
+    /// True when the vendor has a prepare of the instance queued (1), or is backing it up (3): a
+    /// new prepare call now would be a second one, or refused. NB: 2 means "restoring or offline":
+    /// asked of an instance the status query shows Idle (the only one the operator prepares
+    /// again), it is offline, not restoring (which the status query shows as 1).
     pub fn under_way(&self) -> bool {
-        matches!(self.status, 1..=3)
+        matches!(self.status, 1 | 3)
     }
 }
 
