@@ -59,6 +59,13 @@ pub struct CloudPhoneAccountSpec {
     #[schemars(length(max = 1000), extend("x-kubernetes-list-type" = "set"), inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
     pub namespaces: Vec<String>,
 
+    /// The vendor user ids (`spec.userId`) the account's `Loaded` phones may be readied for. Empty
+    /// (default): any user; a tenant's phone may then ready another tenant's instance of the
+    /// account for itself (data access). A phone naming another user is AccountNotAllowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000), extend("x-kubernetes-list-type" = "set"), inner(length(min = 1, max = 32), regex(pattern = r"^[A-Za-z0-9_-]+$")))]
+    pub allowed_user_ids: Vec<String>,
+
     /// Bounds on this account's vendor calls, per operator deployment (the vendor's flow control
     /// counts calls per tenant). Unset: the operator's --vendor-concurrency, no rate bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -48,6 +48,8 @@ pub struct Account {
     /// Its client (with the account's call limits), or why there is none.
     pub client: Result<Client, Unusable>,
     pub tenants: Tenants,
+    /// The vendor users its phones may be readied for (`spec.allowedUserIds`); `None`: any.
+    pub allowed_users: Option<std::collections::BTreeSet<String>>,
 }
 
 /// Every `CloudPhoneAccount` the operator knows, and the labels of every namespace (for the
@@ -82,6 +84,8 @@ pub(crate) struct TickAccount<'a> {
     pub scope: Option<String>,
     pub client: Result<&'a Client, &'a Unusable>,
     pub generation: Option<i64>,
+    /// The vendor users its phones may be readied for; `None`: any.
+    pub allowed_users: Option<&'a std::collections::BTreeSet<String>>,
 }
 
 /// The scope of an account's instance ids, as its credentials tell it now.
@@ -139,6 +143,7 @@ impl<'a> TickAccounts<'a> {
             scope: scope_of(DEFAULT_ACCOUNT, default),
             client: Ok(default),
             generation: None,
+            allowed_users: None,
         }];
         let mut by_name = HashMap::new();
         for account in set.iter().flat_map(|s| s.accounts.values()) {
@@ -151,6 +156,7 @@ impl<'a> TickAccounts<'a> {
                 },
                 client: account.client.as_ref(),
                 generation: account.generation,
+                allowed_users: account.allowed_users.as_ref(),
             });
         }
         TickAccounts {
@@ -181,11 +187,24 @@ impl<'a> TickAccounts<'a> {
         })
     }
 
-    /// Which account a phone in `namespace` naming `account` (`None`: the operator's own) uses:
-    /// [`TickAccounts::admit`], then a wait while the account's project is not known.
-    pub fn bind(&self, namespace: &str, account: Option<&str>) -> Binding {
+    /// Which account a phone in `namespace` naming `account` (`None`: the operator's own) uses,
+    /// readied for `user` when its lifecycle names one: [`TickAccounts::admit`], the account's
+    /// allowed users, then a wait while the account's project is not known.
+    pub fn bind(&self, namespace: &str, account: Option<&str>, user: Option<&str>) -> Binding {
         match self.admit(namespace, account) {
-            Binding::Account(ix) if self.entries[ix].scope.is_none() => Binding::Wait,
+            Binding::Account(ix) => match (self.entries[ix].allowed_users, user) {
+                (Some(allowed), Some(user)) if !allowed.contains(user) => {
+                    Binding::Blocked(AccountBlock {
+                        reason: ACCOUNT_NOT_ALLOWED,
+                        message: format!(
+                            "spec.userId: CloudPhoneAccount {:?} does not allow user {user:?} (its spec.allowedUserIds); this phone makes no vendor call",
+                            self.entries[ix].name
+                        ),
+                    })
+                }
+                _ if self.entries[ix].scope.is_none() => Binding::Wait,
+                _ => Binding::Account(ix),
+            },
             binding => binding,
         }
     }
@@ -275,6 +294,7 @@ mod tests {
                 generation: Some(1),
                 client,
                 tenants,
+                allowed_users: None,
             },
         );
         s.namespace_labels.insert(
@@ -310,16 +330,63 @@ mod tests {
         };
         let s = set(tenants, Ok(client()));
         let t = TickAccounts::new(&default, None, Some(&s));
-        assert_eq!(t.bind("anywhere", None), Binding::Account(0));
-        assert_eq!(t.bind("listed", Some("team-a")), Binding::Account(1));
-        assert_eq!(t.bind("labelled", Some("team-a")), Binding::Account(1));
-        assert_eq!(reason(t.bind("other", Some("team-a"))), ACCOUNT_NOT_ALLOWED);
+        assert_eq!(t.bind("anywhere", None, None), Binding::Account(0));
+        assert_eq!(t.bind("listed", Some("team-a"), None), Binding::Account(1));
         assert_eq!(
-            reason(t.bind("unknown-ns", Some("team-a"))),
+            t.bind("labelled", Some("team-a"), None),
+            Binding::Account(1)
+        );
+        assert_eq!(
+            reason(t.bind("other", Some("team-a"), None)),
+            ACCOUNT_NOT_ALLOWED
+        );
+        assert_eq!(
+            reason(t.bind("unknown-ns", Some("team-a"), None)),
             ACCOUNT_NOT_ALLOWED,
             "a namespace whose labels are not known is not admitted by a selector"
         );
-        assert_eq!(reason(t.bind("listed", Some("team-b"))), ACCOUNT_NOT_FOUND);
+        assert_eq!(
+            reason(t.bind("listed", Some("team-b"), None)),
+            ACCOUNT_NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn an_account_listing_its_users_readies_an_instance_for_those_only() {
+        let default = client();
+        let tenants = Tenants {
+            namespaces: BTreeSet::from(["listed".to_owned()]),
+            selector: None,
+        };
+        let mut s = set(tenants, Ok(client()));
+        s.accounts.get_mut("team-a").unwrap().allowed_users =
+            Some(BTreeSet::from(["alice".to_owned()]));
+        let t = TickAccounts::new(&default, None, Some(&s));
+        assert_eq!(
+            t.bind("listed", Some("team-a"), Some("alice")),
+            Binding::Account(1)
+        );
+        match t.bind("listed", Some("team-a"), Some("mallory")) {
+            Binding::Blocked(block) => {
+                assert_eq!(block.reason, ACCOUNT_NOT_ALLOWED);
+                assert!(
+                    block.message.contains("spec.userId") && block.message.contains("mallory"),
+                    "{}",
+                    block.message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            t.bind("listed", Some("team-a"), None),
+            Binding::Account(1),
+            "a phone that readies nobody is not held to the list"
+        );
+        assert_eq!(
+            t.bind("anywhere", None, Some("mallory")),
+            Binding::Account(0),
+            "the operator's own account lists no users"
+        );
     }
 
     #[test]
@@ -328,7 +395,7 @@ mod tests {
         let s = set(Tenants::default(), Ok(client()));
         let t = TickAccounts::new(&default, None, Some(&s));
         assert_eq!(
-            reason(t.bind("labelled", Some("team-a"))),
+            reason(t.bind("labelled", Some("team-a"), None)),
             ACCOUNT_NOT_ALLOWED
         );
 
@@ -344,7 +411,7 @@ mod tests {
             }),
         );
         let t = TickAccounts::new(&default, None, Some(&s));
-        match t.bind("listed", Some("team-a")) {
+        match t.bind("listed", Some("team-a"), None) {
             Binding::Blocked(block) => {
                 assert_eq!(block.reason, ACCOUNT_NOT_READY);
                 assert!(
@@ -361,8 +428,8 @@ mod tests {
     fn before_the_accounts_are_known_phones_naming_one_wait() {
         let default = client();
         let t = TickAccounts::new(&default, None, None);
-        assert_eq!(t.bind("ns", Some("team-a")), Binding::Wait);
-        assert_eq!(t.bind("ns", None), Binding::Account(0));
+        assert_eq!(t.bind("ns", Some("team-a"), None), Binding::Wait);
+        assert_eq!(t.bind("ns", None, None), Binding::Account(0));
     }
 
     #[test]
@@ -371,7 +438,7 @@ mod tests {
         let own = tenants(&["platform"], Some(("team", "a")));
         let t = TickAccounts::new(&default, Some(&own), None).feed_overdue(true);
         for (namespace, account) in [("ns", Some("team-a")), ("labelled", None)] {
-            match t.bind(namespace, account) {
+            match t.bind(namespace, account, None) {
                 Binding::Blocked(block) => {
                     assert_eq!(block.reason, ACCOUNT_NOT_READY);
                     assert!(
@@ -386,11 +453,11 @@ mod tests {
                 other => panic!("{namespace}: {other:?}"),
             }
         }
-        assert_eq!(t.bind("platform", None), Binding::Account(0));
+        assert_eq!(t.bind("platform", None, None), Binding::Account(0));
         let s = set(Tenants::default(), Ok(client()));
         let synced = TickAccounts::new(&default, None, Some(&s)).feed_overdue(true);
         assert_eq!(
-            reason(synced.bind("ns", Some("team-b"))),
+            reason(synced.bind("ns", Some("team-b"), None)),
             ACCOUNT_NOT_FOUND,
             "a synced feed binds as before"
         );
@@ -409,16 +476,16 @@ mod tests {
         let s = set(Tenants::default(), Ok(client()));
         let everyone = TickAccounts::new(&default, None, Some(&s));
         assert_eq!(
-            everyone.bind("other", None),
+            everyone.bind("other", None, None),
             Binding::Account(0),
             "unset: every namespace"
         );
 
         let own = tenants(&["platform"], Some(("team", "a")));
         let t = TickAccounts::new(&default, Some(&own), Some(&s));
-        assert_eq!(t.bind("platform", None), Binding::Account(0));
-        assert_eq!(t.bind("labelled", None), Binding::Account(0));
-        match t.bind("other", None) {
+        assert_eq!(t.bind("platform", None, None), Binding::Account(0));
+        assert_eq!(t.bind("labelled", None, None), Binding::Account(0));
+        match t.bind("other", None, None) {
             Binding::Blocked(block) => {
                 assert_eq!(block.reason, ACCOUNT_NOT_ALLOWED);
                 assert!(
@@ -431,27 +498,27 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            t.bind("unknown-ns", None),
+            t.bind("unknown-ns", None, None),
             Binding::Wait,
             "a namespace whose labels have not arrived (created since) waits for them"
         );
         assert_eq!(
-            reason(t.bind("other", None)),
+            reason(t.bind("other", None, None)),
             ACCOUNT_NOT_ALLOWED,
             "a namespace whose labels do not match is not admitted"
         );
 
         let unsynced = TickAccounts::new(&default, Some(&own), None);
         assert_eq!(
-            unsynced.bind("labelled", None),
+            unsynced.bind("labelled", None, None),
             Binding::Wait,
             "under a selector, phones wait until the namespaces' labels are known"
         );
-        assert_eq!(unsynced.bind("platform", None), Binding::Account(0));
+        assert_eq!(unsynced.bind("platform", None, None), Binding::Account(0));
         let listed = tenants(&["platform"], None);
         let unsynced = TickAccounts::new(&default, Some(&listed), None);
         assert_eq!(
-            reason(unsynced.bind("other", None)),
+            reason(unsynced.bind("other", None, None)),
             ACCOUNT_NOT_ALLOWED,
             "a list alone needs no labels"
         );
@@ -500,11 +567,12 @@ mod tests {
                     generation: Some(1),
                     client: Ok(client_with(credentials)),
                     tenants: tenants(&["ns"], None),
+                    allowed_users: None,
                 },
             );
         }
         let t = TickAccounts::new(&default, None, Some(&s));
-        let scope = |name: Option<&str>| match t.bind("ns", name) {
+        let scope = |name: Option<&str>| match t.bind("ns", name, None) {
             Binding::Account(ix) => t.entries[ix].scope.clone(),
             other => panic!("{other:?}"),
         };
@@ -522,7 +590,7 @@ mod tests {
             "a bare token: only the account"
         );
         assert_eq!(
-            t.bind("ns", Some("iam-name")),
+            t.bind("ns", Some("iam-name"), None),
             Binding::Wait,
             "a project named by name is not known before IAM tells its id: no call, no write"
         );

@@ -179,6 +179,8 @@ fn one_account(
         generation: object.metadata.generation,
         client,
         tenants,
+        allowed_users: (!spec.allowed_user_ids.is_empty())
+            .then(|| spec.allowed_user_ids.iter().cloned().collect()),
     }
 }
 
@@ -489,6 +491,7 @@ mod tests {
                 },
                 namespace_selector: None,
                 namespaces: vec!["team-a".into()],
+                allowed_user_ids: Vec::new(),
                 limits: None,
             },
         ));

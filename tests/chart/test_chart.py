@@ -404,6 +404,7 @@ def test_accounts_in_values_render_cloudphone_accounts_and_reach_the_flags():
                     "vendorUrl": "https://koophone.myhuaweicloud.com",
                     "namespaceSelector": {"matchLabels": {"team": "b"}},
                     "limits": {"callsInFlight": 2, "callsPerSecond": 10},
+                    "allowedUserIds": ["u-team-b", "kiosk_1"],
                 },
             ],
             "accountLabels": {"shard": "a"},
@@ -415,6 +416,7 @@ def test_accounts_in_values_render_cloudphone_accounts_and_reach_the_flags():
     assert sorted(accounts) == ["team-a", "team-b"]
     assert accounts["team-a"]["spec"] == {"credentialsSecretRef": {"name": "koophone-team-a"}, "namespaces": ["team-a"]}
     assert accounts["team-b"]["spec"]["limits"] == {"callsInFlight": 2, "callsPerSecond": 10}
+    assert accounts["team-b"]["spec"]["allowedUserIds"] == ["u-team-b", "kiosk_1"]
     assert accounts["team-b"]["spec"]["namespaceSelector"] == {"matchLabels": {"team": "b"}}
     assert accounts["team-a"]["metadata"]["labels"]["shard"] == "a"
     assert "namespace" not in accounts["team-a"]["metadata"], "cluster-scoped"
@@ -438,6 +440,7 @@ def test_accounts_in_values_render_cloudphone_accounts_and_reach_the_flags():
         {"accounts": [{"name": "default", "existingSecret": "s"}]},
         {"accounts": [{"name": "team-a", "existingSecret": "s", "vendorUrl": "https://x@evil.example"}]},
         {"accounts": [{"name": "team-a", "existingSecret": "s", "limits": {"callsInFlight": 0}}]},
+        {"accounts": [{"name": "team-a", "existingSecret": "s", "allowedUserIds": ["a user"]}]},
         {"vendor": {"allowedHosts": []}},
     ],
 )

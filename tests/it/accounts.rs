@@ -42,6 +42,7 @@ fn account(name: &str, sim: &Simulator, auth: Arc<Auth>, namespaces: &[&str]) ->
             namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
             selector: None,
         },
+        allowed_users: None,
     }
 }
 

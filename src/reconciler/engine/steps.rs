@@ -11,7 +11,17 @@ pub(super) fn bind(accounts: &TickAccounts<'_>, snapshot: &[Arc<CloudPhone>]) ->
         .iter()
         .map(|p| {
             let name = p.spec.account_ref.as_ref().map(|r| r.name.as_str());
-            accounts.bind(p.metadata.namespace.as_deref().unwrap_or_default(), name)
+            // NB: the user a phone is readied for matters only to a lifecycle that readies it.
+            let user = p
+                .spec
+                .user_id
+                .as_deref()
+                .filter(|_| p.spec.lifecycle == crate::api::Lifecycle::Loaded);
+            accounts.bind(
+                p.metadata.namespace.as_deref().unwrap_or_default(),
+                name,
+                user,
+            )
         })
         .collect()
 }
