@@ -6,7 +6,8 @@ use crate::api::{CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase};
 /// A Kubernetes event to publish on a phone: only on a transition, never once per tick.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PhoneEvent {
-    /// `BackupRequested`, `BackedUp`, `BackupFailed`, `InstanceNotFound` or `DuplicateInstance`.
+    /// `BackupRequested`, `BackedUp`, `BackupFailed`, `PrepareRequested`, `Loaded`,
+    /// `PrepareFailed`, `InstanceNotFound` or `DuplicateInstance`.
     pub reason: &'static str,
     pub message: String,
     /// A Warning event rather than a Normal one.
@@ -53,6 +54,42 @@ pub fn events(
         out.push(PhoneEvent {
             reason: "BackupFailed",
             message: format!("the vendor reports a backup exception for instance {id}"),
+            warning: true,
+        });
+    }
+    let new_prepare = new.prepare.as_ref().and_then(|p| p.request_id.as_ref());
+    let old_prepare = old
+        .and_then(|s| s.prepare.as_ref())
+        .and_then(|p| p.request_id.as_ref());
+    if let Some(request) = new_prepare
+        && new_prepare != old_prepare
+    {
+        out.push(PhoneEvent {
+            reason: "PrepareRequested",
+            message: format!(
+                "prepare of instance {id} for user {} requested (x-request-id {request})",
+                spec.user_id.as_deref().unwrap_or("(none)")
+            ),
+            warning: false,
+        });
+    }
+    let was_loaded = matches!(old_phase, Some(Phase::DataLoaded | Phase::Streaming));
+    if spec.lifecycle == Lifecycle::Loaded
+        && matches!(new.phase, Phase::DataLoaded | Phase::Streaming)
+        && !was_loaded
+    {
+        out.push(PhoneEvent {
+            reason: "Loaded",
+            message: format!("instance {id} is loaded: its data is on a physical instance"),
+            warning: false,
+        });
+    }
+    if spec.lifecycle == Lifecycle::Loaded && entered(Phase::RestoreFailed) {
+        out.push(PhoneEvent {
+            reason: "PrepareFailed",
+            message: format!(
+                "the vendor reports a restoration exception for instance {id}; it is prepared again after the backoff"
+            ),
             warning: true,
         });
     }

@@ -1549,3 +1549,49 @@ fn switching_a_lifecycle_waits_for_the_other_actions_call() {
         "past the prepare's grace period"
     );
 }
+
+#[test]
+fn a_loaded_phones_events_fire_on_its_transitions_only() {
+    let phone = cloudphone("p", "kp1").loaded("u1").build();
+    let reasons = |old: Option<&CloudPhoneStatus>, new: &CloudPhoneStatus| -> Vec<&'static str> {
+        events(&phone.spec, old, new)
+            .into_iter()
+            .map(|e| e.reason)
+            .collect()
+    };
+    let idle = phone.plan(Some(Observation::Status(0)), at(0)).status;
+    let accepted = Action::Prepare.record_result(
+        &idle,
+        Some(1),
+        &ActionResult::Accepted {
+            request_id: "r1".into(),
+            task_id: None,
+            job_id: None,
+            sent_at: at(0),
+            vendor_status: Some(1),
+        },
+        at(0),
+        &config(),
+    );
+    assert_eq!(reasons(None, &accepted), ["PrepareRequested"]);
+    assert_eq!(accepted.prepare.as_ref().unwrap().vendor_status, Some(1));
+    assert!(reasons(Some(&accepted), &accepted).is_empty());
+    let p = phone.clone().with_status(accepted.clone());
+    let failed = p.plan(Some(Observation::Status(6)), at(10)).status;
+    assert_eq!(reasons(Some(&accepted), &failed), ["PrepareFailed"]);
+    let loaded = phone
+        .clone()
+        .with_status(failed.clone())
+        .plan(Some(Observation::Status(2)), at(20))
+        .status;
+    assert_eq!(reasons(Some(&failed), &loaded), ["Loaded"]);
+    let streaming = phone
+        .clone()
+        .with_status(loaded.clone())
+        .plan(Some(Observation::Status(3)), at(30))
+        .status;
+    assert!(
+        reasons(Some(&loaded), &streaming).is_empty(),
+        "a user streaming on a loaded phone is no new load"
+    );
+}
