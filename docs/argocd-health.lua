@@ -41,6 +41,8 @@ local degraded_phases = { BackupFailed = true, RestoreFailed = true, NotFound = 
 local degraded_reasons = {
   BackupFailed = true,
   BackupRefused = true,
+  PrepareFailed = true,
+  PrepareRefused = true,
   RestoreFailed = true,
   InstanceNotFound = true,
   DuplicateInstance = true,

@@ -356,3 +356,44 @@ fn the_docs_carry_the_same_script() {
         );
     }
 }
+
+#[test]
+fn a_loaded_phones_health_follows_its_prepare() {
+    let loaded = support::cloudphone("p1", "kp1")
+        .namespace("fleet-a")
+        .loaded("u1")
+        .build();
+    let observe = |code| Some(Observation::Status(code));
+    let health_at = |code: i64| {
+        health(&with_status(
+            loaded.clone(),
+            planned(&loaded, Disposition::Query, observe(code)),
+        ))
+        .0
+    };
+    assert_eq!(health_at(0), "Progressing", "prepare requested");
+    assert_eq!(health_at(1), "Progressing", "restoring");
+    assert_eq!(health_at(2), "Healthy", "loaded");
+    assert_eq!(health_at(3), "Healthy", "a user streaming");
+    // A restoration exception after a first attempt: the retry waits its backoff, PrepareFailed.
+    let requested = planned(&loaded, Disposition::Query, observe(0));
+    let restoring = planned(
+        &with_status(loaded.clone(), requested),
+        Disposition::Query,
+        observe(1),
+    );
+    let failed = planned(
+        &with_status(loaded.clone(), restoring),
+        Disposition::Query,
+        observe(6),
+    );
+    let ready = failed
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .reason
+        .clone();
+    assert_eq!(ready, "PrepareFailed");
+    assert_eq!(health(&with_status(loaded.clone(), failed)).0, "Degraded");
+}
