@@ -179,10 +179,12 @@ pub async fn run(args: DemoArgs) -> Result<bool, DemoError> {
     print_summary(&snapshot);
     let counters = simulator.counters();
     println!(
-        "vendor calls: {} status queries, {} backup calls; {} backups started; {} status writes",
+        "vendor calls: {} status queries, {} backup calls, {} prepare calls; {} backups started, {} prepares started; {} status writes",
         counters.calls("batch-query-status"),
         counters.calls("backup"),
+        counters.calls("prepare"),
         counters.backups_started,
+        counters.prepares_started,
         store.writes()
     );
     if settled {
@@ -200,7 +202,7 @@ pub async fn run(args: DemoArgs) -> Result<bool, DemoError> {
     Ok(settled)
 }
 
-/// `tick  3 | Idle 12, BackingUp 8, ... | 1 status call, 1 backup call, 14 writes`
+/// `tick  3 | Idle 12, BackingUp 8, ... | 1 status call, 1 backup call, 1 prepare call, 14 writes`
 fn tick_line(tick: usize, report: &TickReport, snapshot: &[Arc<CloudPhone>]) -> String {
     let mut by_phase: BTreeMap<usize, (Phase, usize)> = BTreeMap::new();
     for phone in snapshot {
@@ -210,11 +212,13 @@ fn tick_line(tick: usize, report: &TickReport, snapshot: &[Arc<CloudPhone>]) -> 
     }
     let phases: Vec<String> = by_phase.values().map(|(p, n)| format!("{p} {n}")).collect();
     format!(
-        "tick {tick:>2} | {} | {} status calls, {} backup calls, {} backups requested, {} statuses written",
+        "tick {tick:>2} | {} | {} status calls, {} backup calls, {} backups requested, {} prepare calls, {} prepares requested, {} statuses written",
         phases.join(", "),
         report.status_calls,
         report.backup_calls,
         report.backups_requested,
+        report.prepare_calls,
+        report.prepares_requested,
         report.statuses_written
     )
 }
