@@ -132,3 +132,49 @@ async fn a_prepare_queued_past_its_grace_period_is_asked_about_never_sent_twice(
     assert_eq!(counters.prepares_started, 3);
     no_second_prepare(&sim);
 }
+
+#[tokio::test]
+async fn an_operator_killed_mid_tick_resumes_without_a_second_prepare() {
+    let _deadline =
+        support::deadline("an_operator_killed_mid_tick_resumes_without_a_second_prepare");
+    let n = 300;
+    let (phones, instances) = parked_fleet(n, |i| format!("u{}", i % 3));
+    // Queued for a second, the instance still showing Idle: a restart that forgot its intent would
+    // prepare it again.
+    let sim = support::simulator(instances)
+        .prepare_queue_delay(Duration::from_secs(1))
+        .restore_duration(Duration::from_millis(300))
+        .start()
+        .await;
+    sim.set_faults(cloudphone_operator::sim::Faults {
+        latency: Duration::from_millis(150),
+        ..Default::default()
+    })
+    .unwrap();
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = || {
+        support::engine(&sim, store.clone())
+            .prepare_grace(Duration::from_secs(2))
+            .build()
+    };
+    // Kill at several points of the tick: during the status queries, between the intent writes
+    // and the prepare calls, and while prepare calls are in flight.
+    for kill_after in [50, 200, 320, 450] {
+        let engine = engine();
+        let _ = tokio::time::timeout(Duration::from_millis(kill_after), engine.tick()).await;
+        drop(engine);
+    }
+    let before = sim.counters().prepares_started;
+    assert!(
+        before > 0,
+        "the killed ticks left prepares behind them, for the restart to find"
+    );
+    sim.set_faults(cloudphone_operator::sim::Faults::default())
+        .unwrap();
+    tick_until_loaded(&engine(), 80).await;
+    assert_eq!(sim.counters().prepares_started, n as u64);
+    no_second_prepare(&sim);
+    for (id, instance) in sim.instances() {
+        assert_eq!(instance.prepares_started, 1, "{id}: {instance:?}");
+    }
+}
