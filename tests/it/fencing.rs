@@ -1,4 +1,4 @@
-//! Never a second backup, in any ordering: a model of two replicas over one API server.
+//! Never a second backup or prepare, in any ordering: a model of two replicas over one API server.
 //!
 //! The API server answers a status write fenced by a stale resourceVersion with 409 and gives every
 //! change a new version; each replica sees it through its own watch cache, which lags by a varying
@@ -32,6 +32,48 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 const PHONES: usize = 12;
+
+/// The action under test: backups of BackedUp phones, or prepares of Loaded ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Act {
+    Backup,
+    Prepare,
+}
+
+impl Act {
+    /// The vendor's status the action starts from, and the one it ends in.
+    fn codes(self) -> (i64, i64) {
+        match self {
+            Act::Backup => (code::DATA_LOADED, code::IDLE),
+            Act::Prepare => (code::IDLE, code::DATA_LOADED),
+        }
+    }
+    fn done(self) -> Phase {
+        match self {
+            Act::Backup => Phase::Idle,
+            Act::Prepare => Phase::DataLoaded,
+        }
+    }
+    /// Calls naming an instance while its action was queued or running: second calls.
+    fn second_calls(self, instance: &cloudphone_operator::sim::Instance) -> u64 {
+        match self {
+            Act::Backup => instance.requests_while_busy,
+            Act::Prepare => instance.prepare_requests_while_busy,
+        }
+    }
+    fn calls(self, report: &cloudphone_operator::reconciler::TickReport) -> u64 {
+        match self {
+            Act::Backup => report.backup_calls,
+            Act::Prepare => report.prepare_calls,
+        }
+    }
+    fn requested(self, report: &cloudphone_operator::reconciler::TickReport) -> usize {
+        match self {
+            Act::Backup => report.backups_requested,
+            Act::Prepare => report.prepares_requested,
+        }
+    }
+}
 const SEEDS: u64 = 12;
 /// Renewals keep a leader fresh for this long (the renew deadline).
 const RENEW_DEADLINE: Duration = Duration::from_millis(200);
@@ -170,17 +212,17 @@ struct World {
     leader: Arc<AtomicUsize>,
 }
 
-async fn world(seed: u64) -> World {
+async fn world(seed: u64, act: Act) -> World {
     let instance = |i: usize| format!("s{seed}-kp{i:02}");
-    let instances = (0..PHONES)
-        .map(|i| (instance(i), code::DATA_LOADED))
-        .collect();
+    let instances = (0..PHONES).map(|i| (instance(i), act.codes().0)).collect();
     let sim = Simulator::start(
         SimConfig {
             instances,
             timings: Timings {
                 backup_queue_delay: Duration::from_millis(300),
                 backup_duration: Duration::from_millis(500),
+                prepare_queue_delay: Duration::from_millis(300),
+                restore_duration: Duration::from_millis(500),
                 ..Timings::default()
             },
             ..SimConfig::default()
@@ -191,11 +233,11 @@ async fn world(seed: u64) -> World {
     .unwrap();
     let server = Arc::new(Server::default());
     for i in 0..PHONES {
-        server.create(
-            support::cloudphone(&format!("p{i:02}"), &instance(i))
-                .created(i as i64)
-                .build(),
-        );
+        let phone = support::cloudphone(&format!("p{i:02}"), &instance(i)).created(i as i64);
+        server.create(match act {
+            Act::Backup => phone.build(),
+            Act::Prepare => phone.loaded("u1").build(),
+        });
     }
     let replicas = [
         Arc::new(Replica::new(server.clone())),
@@ -251,8 +293,8 @@ async fn world(seed: u64) -> World {
 
 /// Runs one seed's random schedule, then lets the fleet settle; returns the instances that got a
 /// second backup call, and those not backed up at the end.
-async fn run_seed(seed: u64) -> (Vec<String>, Vec<String>) {
-    let w = world(seed).await;
+async fn run_seed(seed: u64, act: Act) -> (Vec<String>, Vec<String>) {
+    let w = world(seed, act).await;
     let mut rng = StdRng::seed_from_u64(seed);
     let done = Arc::new(AtomicBool::new(false));
     w.fences[0].renewed(Instant::now());
@@ -338,18 +380,19 @@ async fn run_seed(seed: u64) -> (Vec<String>, Vec<String>) {
                 thaw_at[current] =
                     Some(Instant::now() + Duration::from_millis(rng.random_range(300..4000)));
             }
-            // Users restore some backed-up phones.
+            // Users undo some finished actions (restore backed-up phones, park loaded ones).
             4..=6 => {
-                let idle: Vec<String> = w
+                let (start, end) = act.codes();
+                let done: Vec<String> = w
                     .sim
                     .instances()
                     .into_iter()
-                    .filter(|(_, inst)| inst.status == code::IDLE)
+                    .filter(|(_, inst)| inst.status == end)
                     .map(|(id, _)| id)
                     .collect();
-                for id in idle {
+                for id in done {
                     if rng.random_bool(0.3) {
-                        w.sim.seed([(id.as_str(), code::DATA_LOADED)]);
+                        w.sim.seed([(id.as_str(), start)]);
                     }
                 }
             }
@@ -369,12 +412,12 @@ async fn run_seed(seed: u64) -> (Vec<String>, Vec<String>) {
             .sim
             .instances()
             .iter()
-            .all(|(_, inst)| inst.status == code::IDLE);
+            .all(|(_, inst)| inst.status == act.codes().1);
         let recorded_idle = w
             .server
             .latest()
             .iter()
-            .all(|p| p.status.as_ref().is_some_and(|s| s.phase == Phase::Idle));
+            .all(|p| p.status.as_ref().is_some_and(|s| s.phase == act.done()));
         if vendor_idle && recorded_idle {
             break;
         }
@@ -387,15 +430,37 @@ async fn run_seed(seed: u64) -> (Vec<String>, Vec<String>) {
     let instances = w.sim.instances();
     let doubled = instances
         .iter()
-        .filter(|(_, inst)| inst.requests_while_busy > 0)
-        .map(|(id, inst)| format!("{id} ({} second calls)", inst.requests_while_busy))
+        .filter(|(_, inst)| act.second_calls(inst) > 0)
+        .map(|(id, inst)| format!("{id} ({} second calls)", act.second_calls(inst)))
         .collect();
     let lost = instances
         .iter()
-        .filter(|(_, inst)| inst.status != code::IDLE)
+        .filter(|(_, inst)| inst.status != act.codes().1)
         .map(|(id, inst)| format!("{id} (status {})", inst.status))
         .collect();
     (doubled, lost)
+}
+
+/// Every seed of the chaos model for `act`: the second calls and the instances left undone.
+async fn chaos(act: Act) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runs: Vec<_> = (0..SEEDS)
+        .map(|seed| tokio::spawn(run_seed(seed, act)))
+        .collect();
+    let mut failures = Vec::new();
+    for (seed, run) in runs.into_iter().enumerate() {
+        let (doubled, lost) = run.await.unwrap();
+        if !doubled.is_empty() {
+            failures.push(format!("seed {seed}: second {act:?} calls for {doubled:?}"));
+        }
+        if !lost.is_empty() {
+            failures.push(format!("seed {seed}: not done at the end: {lost:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -403,32 +468,23 @@ async fn no_instance_gets_a_second_backup_call_whatever_the_leadership_and_cache
     let _deadline = support::deadline(
         "no_instance_gets_a_second_backup_call_whatever_the_leadership_and_cache_ordering",
     );
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .try_init();
-    let runs: Vec<_> = (0..SEEDS)
-        .map(|seed| tokio::spawn(run_seed(seed)))
-        .collect();
-    let mut failures = Vec::new();
-    for (seed, run) in runs.into_iter().enumerate() {
-        let (doubled, lost) = run.await.unwrap();
-        if !doubled.is_empty() {
-            failures.push(format!("seed {seed}: second backup calls for {doubled:?}"));
-        }
-        if !lost.is_empty() {
-            failures.push(format!("seed {seed}: not backed up at the end: {lost:?}"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    chaos(Act::Backup).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_instance_gets_a_second_prepare_call_whatever_the_leadership_and_cache_ordering() {
+    let _deadline = support::deadline(
+        "no_instance_gets_a_second_prepare_call_whatever_the_leadership_and_cache_ordering",
+    );
+    chaos(Act::Prepare).await;
 }
 
 /// Replica 0 leads and freezes right after its backup intent is accepted, before its call; replica
 /// 1 takes over, waits out the intent's grace period and backs the phones up itself; then replica 0
 /// thaws, leading again at once (`regains`) or not. Returns replica 0's backup calls after the thaw
 /// and the instances that got a second call.
-async fn frozen_between_intent_and_call(regains: bool) -> (u64, Vec<String>) {
-    let w = world(100 + u64::from(regains)).await;
+async fn frozen_between_intent_and_call(regains: bool, act: Act) -> (u64, Vec<String>) {
+    let w = world(100 + u64::from(regains), act).await;
     let (a, b) = (&w.engines[0], &w.engines[1]);
     w.fences[0].renewed(Instant::now());
     w.replicas[0]
@@ -450,7 +506,7 @@ async fn frozen_between_intent_and_call(regains: bool) -> (u64, Vec<String>) {
     loop {
         w.fences[1].renewed(Instant::now());
         let report = b.tick().await;
-        if report.backups_requested > 0 {
+        if act.requested(&report) > 0 {
             break;
         }
         assert!(Instant::now() < until, "replica 1 never backed up");
@@ -466,17 +522,17 @@ async fn frozen_between_intent_and_call(regains: bool) -> (u64, Vec<String>) {
         .sim
         .instances()
         .into_iter()
-        .filter(|(_, inst)| inst.requests_while_busy > 0)
+        .filter(|(_, inst)| act.second_calls(inst) > 0)
         .map(|(id, _)| id)
         .collect();
-    (report.backup_calls, doubled)
+    (act.calls(&report), doubled)
 }
 
 #[tokio::test]
 async fn a_leader_frozen_between_intent_and_call_sends_nothing_when_it_thaws() {
     let _deadline =
         support::deadline("a_leader_frozen_between_intent_and_call_sends_nothing_when_it_thaws");
-    let (calls, doubled) = frozen_between_intent_and_call(false).await;
+    let (calls, doubled) = frozen_between_intent_and_call(false, Act::Backup).await;
     assert_eq!(calls, 0, "a replica whose Lease lapsed sent its call");
     assert!(doubled.is_empty(), "second backup calls for {doubled:?}");
 }
@@ -486,7 +542,22 @@ async fn a_leader_frozen_between_intent_and_call_sends_nothing_even_if_it_leads_
     let _deadline = support::deadline(
         "a_leader_frozen_between_intent_and_call_sends_nothing_even_if_it_leads_again",
     );
-    let (calls, doubled) = frozen_between_intent_and_call(true).await;
+    let (calls, doubled) = frozen_between_intent_and_call(true, Act::Backup).await;
     assert_eq!(calls, 0, "a call from an earlier leadership term was sent");
     assert!(doubled.is_empty(), "second backup calls for {doubled:?}");
+}
+
+#[tokio::test]
+async fn a_leader_frozen_between_a_prepares_intent_and_its_call_sends_nothing_when_it_thaws() {
+    let _deadline = support::deadline(
+        "a_leader_frozen_between_a_prepares_intent_and_its_call_sends_nothing_when_it_thaws",
+    );
+    for regains in [false, true] {
+        let (calls, doubled) = frozen_between_intent_and_call(regains, Act::Prepare).await;
+        assert_eq!(
+            calls, 0,
+            "a thawed replica sent its prepare (leads again: {regains})"
+        );
+        assert!(doubled.is_empty(), "second prepare calls for {doubled:?}");
+    }
 }
