@@ -895,6 +895,15 @@ proptest! {
     ) {
         let config = config();
         let planned = phone.plan(observation, at(now));
+        // No lifecycle or userId change clears an action's record.
+        for action in Action::ALL {
+            let old = phone.status.as_ref().and_then(|s| action.record(s));
+            prop_assert!(
+                old.is_none() || action.record(&planned.status).is_some(),
+                "{} lost its {action:?} record",
+                phone.key()
+            );
+        }
         if let Some(action) = planned.action {
             let old = phone.status.as_ref();
             for other in Action::ALL.into_iter().filter(|a| *a != action) {
