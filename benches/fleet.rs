@@ -4,6 +4,7 @@
 //!
 //!     cargo bench --bench fleet                 # every size, each in a fresh process
 //!     cargo bench --bench fleet -- --one 10000  # one size
+//!     cargo bench --bench fleet -- --mixed 10000  # half BackedUp, half Loaded, each switching once
 //!     BENCH_NAIVE=0 BENCH_STEADY_ROUNDS=100 cargo bench --bench fleet -- --one 10000  # a profiler's window
 //!
 //! CPU and peak memory are the operator's own: the simulator runs in its own process.
@@ -34,6 +35,12 @@ fn main() {
         let n: usize = args[i + 1].parse().expect("--one takes a fleet size");
         let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
         println!("{}", runtime.block_on(one(n)));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--mixed") {
+        let n: usize = args[i + 1].parse().expect("--mixed takes a fleet size");
+        let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+        println!("{}", runtime.block_on(mixed(n)));
         return;
     }
     if args.iter().any(|a| a == "--list") {
@@ -104,6 +111,69 @@ fn main() {
             ),
         );
     }
+    println!();
+    println!(
+        "mixed fleet: half BackedUp (instances DataLoaded), half Loaded for 10 users (instances Idle), then every phone switched once"
+    );
+    println!(
+        "{:>7} | {:>11} | {:>12} {:>13} {:>5} {:>8} | {:>12} {:>13} {:>5} {:>8} | {:>10} {:>8} {:>7}",
+        "phones",
+        "status/tick",
+        "backup calls",
+        "prepare calls",
+        "ticks",
+        "converge",
+        "backup calls",
+        "prepare calls",
+        "ticks",
+        "switch",
+        "steady",
+        "cpu",
+        "writes"
+    );
+    for n in MIXED_SIZES {
+        let r = in_own_process("--mixed", n);
+        println!(
+            "{:>7} | {:>11} | {:>12} {:>13} {:>5} {:>7.2}s | {:>12} {:>13} {:>5} {:>7.2}s | {:>9.3}s {:>7.3}s {:>7}",
+            n,
+            r["status_calls_per_tick"],
+            r["first"]["backup_calls"],
+            r["first"]["prepare_calls"],
+            r["first"]["ticks"],
+            r["first"]["secs"].as_f64().unwrap_or(0.0),
+            r["switch"]["backup_calls"],
+            r["switch"]["prepare_calls"],
+            r["switch"]["ticks"],
+            r["switch"]["secs"].as_f64().unwrap_or(0.0),
+            r["steady_tick_secs"].as_f64().unwrap_or(0.0),
+            r["steady_tick_cpu_secs"].as_f64().unwrap_or(0.0),
+            r["steady_writes"],
+        );
+    }
+}
+
+/// The sizes of the mixed fleet's runs.
+const MIXED_SIZES: [usize; 2] = [1_000, 10_000];
+
+/// Runs this bench binary with `flag n` in a fresh process; its JSON result line.
+fn in_own_process(flag: &str, n: usize) -> Value {
+    let exe = std::env::current_exe().expect("the bench binary");
+    let out = Command::new(exe)
+        .args([flag, &n.to_string()])
+        .output()
+        .expect("a size's run");
+    assert!(
+        out.status.success(),
+        "{flag} {n} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .find(|l| l.starts_with(b"{"))
+            .unwrap_or(b"{}"),
+    )
+    .expect("a JSON result line")
 }
 
 /// A simulator in its own process.
@@ -136,6 +206,7 @@ impl Sim {
                 LATENCY,
             ])
             .args(["--backup-duration", BACKUP_DURATION])
+            .args(["--restore-duration", BACKUP_DURATION])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -162,8 +233,13 @@ impl Sim {
     }
 
     async fn seed(&self, n: usize) {
+        self.seed_with(n, |_| 2).await
+    }
+
+    /// Seeds `n` instances, instance `i` in status `status(i)`, and resets the counters.
+    async fn seed_with(&self, n: usize, status: impl Fn(usize) -> i64) {
         let entries: Vec<Value> = (0..n)
-            .map(|i| json!({"instance_id": id(i), "status": 2}))
+            .map(|i| json!({"instance_id": id(i), "status": status(i)}))
             .collect();
         self.http
             .put(format!("{}/sim/instances", self.url))
@@ -190,6 +266,19 @@ impl Sim {
             .unwrap();
         let calls = |e: &str| c["endpoints"][e]["calls"].as_u64().unwrap_or(0);
         (calls("batch-query-status"), calls("backup"))
+    }
+
+    async fn prepare_calls(&self) -> u64 {
+        let c: Value = self
+            .http
+            .get(format!("{}/sim/counters", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        c["endpoints"]["prepare"]["calls"].as_u64().unwrap_or(0)
     }
 }
 
@@ -375,4 +464,103 @@ async fn naive(client: &Client, n: usize) -> (f64, f64) {
         }
     }
     (calls as f64, started.elapsed().as_secs_f64())
+}
+
+/// Ticks until every phone is Ready; the ticks, the seconds and the most status calls of a tick.
+async fn converge(engine: &Engine<MemoryStore>, store: &MemoryStore) -> (u32, f64, u64) {
+    let started = Instant::now();
+    let mut ticks = 0;
+    let mut status_calls = 0;
+    loop {
+        ticks += 1;
+        let report = engine.tick().await;
+        status_calls = status_calls.max(report.status_calls);
+        let ready = store.snapshot().iter().all(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                .is_some_and(|c| c.status == "True")
+        });
+        if ready {
+            return (ticks, started.elapsed().as_secs_f64(), status_calls);
+        }
+        assert!(ticks < 300, "no convergence");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A mixed fleet: even phones BackedUp (their instances DataLoaded), odd ones Loaded for one of 10
+/// users (their instances Idle); converged, then every phone switched to the other lifecycle and
+/// converged again; then steady ticks.
+async fn mixed(n: usize) -> Value {
+    let sim = Sim::start().await;
+    sim.seed_with(n, |i| if i % 2 == 0 { 2 } else { 0 }).await;
+    let client = Client::new(
+        ClientConfig {
+            base_url: sim.url.clone(),
+            ..ClientConfig::default()
+        },
+        Token::new("bench"),
+    )
+    .unwrap();
+    let fleet: Vec<CloudPhone> = phones(n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut p)| {
+            if i % 2 == 1 {
+                p.spec.lifecycle = Lifecycle::Loaded;
+                p.spec.user_id = Some(format!("u{}", i % 10));
+            }
+            p
+        })
+        .collect();
+    let store = Arc::new(MemoryStore::new(fleet));
+    let engine = Engine::new(store.clone(), client, EngineConfig::default());
+    let (ticks, secs, status_per_tick) = converge(&engine, &store).await;
+    let (_, backups) = sim.calls().await;
+    let prepares = sim.prepare_calls().await;
+    let first =
+        json!({"ticks": ticks, "secs": secs, "backup_calls": backups, "prepare_calls": prepares});
+    for p in store.snapshot() {
+        let mut p = (*p).clone();
+        let (lifecycle, user) = match p.spec.lifecycle {
+            Lifecycle::BackedUp => (
+                Lifecycle::Loaded,
+                Some(format!(
+                    "u{}",
+                    p.spec.instance_id[2..].parse::<usize>().unwrap_or(0) % 10
+                )),
+            ),
+            _ => (Lifecycle::BackedUp, None),
+        };
+        p.spec.lifecycle = lifecycle;
+        p.spec.user_id = user;
+        p.metadata.generation = p.metadata.generation.map(|g| g + 1);
+        store.insert(p);
+    }
+    let (ticks, secs, switch_status) = converge(&engine, &store).await;
+    let (_, all_backups) = sim.calls().await;
+    let all_prepares = sim.prepare_calls().await;
+    let switch = json!({
+        "ticks": ticks,
+        "secs": secs,
+        "backup_calls": all_backups - backups,
+        "prepare_calls": all_prepares - prepares,
+    });
+    let rounds = 5;
+    let cpu_before = support::cpu_secs("self");
+    let wall = Instant::now();
+    let mut steady_writes = 0;
+    for _ in 0..rounds {
+        steady_writes += steady_tick(&engine).await.statuses_written;
+    }
+    json!({
+        "phones": n,
+        "status_calls_per_tick": status_per_tick.max(switch_status),
+        "first": first,
+        "switch": switch,
+        "steady_tick_secs": wall.elapsed().as_secs_f64() / rounds as f64,
+        "steady_tick_cpu_secs": (support::cpu_secs("self") - cpu_before) / rounds as f64,
+        "steady_writes": steady_writes,
+    })
 }
