@@ -124,7 +124,7 @@ fn loaded(name: &str, start: i64, codes: &[i64]) -> Value {
 #[tokio::test]
 async fn the_summary_says_where_the_loaded_phones_prepares_stand() {
     let _deadline = support::deadline("the_summary_says_where_the_loaded_phones_prepares_stand");
-    let items = vec![
+    let items = [
         loaded("streaming", 600, &[0, 1, 3]),
         loaded("ready", 0, &[0, 1, 2]),
         loaded("requested", 0, &[0]),
