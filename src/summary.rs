@@ -1,9 +1,11 @@
 //! `kubectl cloudphone summary`: the fleet at a glance, from the CloudPhones a user may list with
-//! their own kubeconfig and RBAC: phones by namespace and phase, the oldest last backup, and the
-//! phones that need a person.
+//! their own kubeconfig and RBAC: phones by namespace and phase, the oldest last backup, where the
+//! `Loaded` phones' prepares stand, and the phones that need a person.
 
 use crate::api::{CloudPhone, Lifecycle};
-use crate::plan::{READY, STALLED_REASONS};
+use crate::plan::{
+    PREPARE_FAILED, PREPARE_REFUSED, PREVIOUS_ACTION_PENDING, READY, STALLED_REASONS,
+};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -24,8 +26,43 @@ pub struct Summary {
     /// The `BackedUp` phone whose last completed backup is oldest (or that never had one, the
     /// oldest first), with that time (`None`: never).
     pub oldest_backup: Option<(String, Option<Timestamp>)>,
+    /// Where the `Loaded` phones' prepares stand.
+    pub prepares: Prepares,
     /// Phones whose Ready reason says a person must act (kstatus's `Stalled`).
     pub needs_a_person: Vec<NeedsAPerson>,
+}
+
+/// The `Loaded` phones by where their prepare stands, from their Ready condition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Prepares {
+    /// Phones whose `spec.lifecycle` is `Loaded`.
+    pub phones: usize,
+    /// Ready: their data is on a physical instance.
+    pub loaded: usize,
+    /// A prepare requested and not shown under way yet, or waiting for a backup or an earlier
+    /// action to end first.
+    pub requested: usize,
+    /// The vendor is restoring their data onto a physical instance.
+    pub restoring: usize,
+    /// The last prepare failed (a restoration exception, or the call itself): retried with backoff,
+    /// each with its Ready reason and message.
+    pub failing: Vec<NeedsAPerson>,
+    /// Refused by the vendor until a person acts (also among the phones that need a person).
+    pub refused: usize,
+    /// The phone whose prepare completed last, and when.
+    pub last_loaded: Option<(String, Timestamp)>,
+}
+
+impl Prepares {
+    /// `Loaded` phones in none of the states above: no status yet, suspended, blocked...
+    pub fn other(&self) -> usize {
+        self.phones
+            - self.loaded
+            - self.requested
+            - self.restoring
+            - self.failing.len()
+            - self.refused
+    }
 }
 
 /// How far back a phone's data was last saved, ordered oldest first: never backed up, then the
@@ -60,7 +97,40 @@ pub fn summarize(phones: &[CloudPhone]) -> Summary {
                 oldest = Some((key, name.clone()));
             }
         }
+        if let Some(at) = status
+            .and_then(|s| s.last_loaded_time.as_ref())
+            .map(|t| t.0)
+            && summary
+                .prepares
+                .last_loaded
+                .as_ref()
+                .is_none_or(|(_, last)| at > *last)
+        {
+            summary.prepares.last_loaded = Some((name.clone(), at));
+        }
         let ready = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
+        if phone.spec.lifecycle == Lifecycle::Loaded {
+            let prepares = &mut summary.prepares;
+            prepares.phones += 1;
+            match ready {
+                Some(ready) if ready.status == "True" => prepares.loaded += 1,
+                Some(ready) => match ready.reason.as_str() {
+                    "PrepareRequested"
+                    | "PrepareNotStarted"
+                    | "BackingUp"
+                    | PREVIOUS_ACTION_PENDING => prepares.requested += 1,
+                    "Restoring" => prepares.restoring += 1,
+                    PREPARE_FAILED | "PrepareCallFailed" => prepares.failing.push(NeedsAPerson {
+                        phone: name.clone(),
+                        reason: ready.reason.clone(),
+                        message: ready.message.clone(),
+                    }),
+                    PREPARE_REFUSED => prepares.refused += 1,
+                    _ => {}
+                },
+                None => {}
+            }
+        }
         if let Some(ready) = ready
             && ready.status != "True"
             && STALLED_REASONS.contains(&ready.reason.as_str())
@@ -123,6 +193,47 @@ impl Summary {
             }
         }
         let _ = writeln!(out);
+        let prepares = &self.prepares;
+        if prepares.phones == 0 {
+            let _ = writeln!(out, "loaded phones: none");
+        } else {
+            let _ = writeln!(
+                out,
+                "loaded phones: {}: {} loaded, {} prepare requested, {} restoring, {} failing, {} refused, {} other",
+                prepares.phones,
+                prepares.loaded,
+                prepares.requested,
+                prepares.restoring,
+                prepares.failing.len(),
+                prepares.refused,
+                prepares.other()
+            );
+        }
+        match &prepares.last_loaded {
+            Some((phone, at)) => {
+                let age = now.duration_since(*at).as_secs().max(0);
+                let _ = writeln!(
+                    out,
+                    "last loaded: {phone}, at {at} ({} ago)",
+                    humantime::format_duration(std::time::Duration::from_secs(age as u64))
+                );
+            }
+            None if prepares.phones > 0 => {
+                let _ = writeln!(out, "last loaded: no prepare has completed");
+            }
+            None => {}
+        }
+        if !prepares.failing.is_empty() {
+            let _ = writeln!(
+                out,
+                "{} prepares failing (retried with backoff):",
+                prepares.failing.len()
+            );
+            for p in &prepares.failing {
+                let _ = writeln!(out, "  {:<40} {:<20} {}", p.phone, p.reason, p.message);
+            }
+        }
+        let _ = writeln!(out);
         if self.needs_a_person.is_empty() {
             let _ = writeln!(out, "no phone needs a person");
         } else {
@@ -159,6 +270,7 @@ pub async fn fetch(client: kube::Client, namespace: Option<&str>) -> Result<Summ
 mod tests {
     use super::*;
     use crate::api::CloudPhoneStatus;
+    use crate::plan::{Action, ActionResult, Failure};
     use crate::test_phone::cloudphone;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -193,6 +305,138 @@ mod tests {
         assert_eq!(
             summarize(&with_never).oldest_backup,
             Some(("fleet/never".into(), None))
+        );
+    }
+
+    /// `phone` with the status the planner gives it after observing `codes` in turn, ten seconds
+    /// apart from `start` (seconds after 1_790_000_000), then the prepare call's `result` if any.
+    fn planned(
+        phone: CloudPhone,
+        start: i64,
+        codes: &[i64],
+        result: Option<ActionResult>,
+    ) -> CloudPhone {
+        use crate::plan::{
+            Context, DEFAULT_SCOPE, Disposition, EarlierTerms, Memory, Observation, PhoneView,
+            PlanConfig, Route, plan_phone,
+        };
+        let config = PlanConfig::default();
+        let mut phone = phone;
+        let mut now = Timestamp::from_second(1_790_000_000 + start).unwrap();
+        for code in codes {
+            let cx = Context {
+                now,
+                config: &config,
+                earlier: &EarlierTerms::Settled,
+            };
+            let status = plan_phone(
+                &PhoneView::of(&phone, Route::Scope(DEFAULT_SCOPE)),
+                &Disposition::Query,
+                Some(&Observation::Status(*code)),
+                &Memory::default(),
+                &cx,
+            )
+            .expect("planned")
+            .status
+            .into_owned();
+            phone.status = Some(status);
+            now += jiff::SignedDuration::from_secs(10);
+        }
+        if let Some(result) = result {
+            let status = Action::Prepare.record_result(
+                phone.status.as_ref().unwrap(),
+                phone.metadata.generation,
+                &result,
+                now,
+                &config,
+            );
+            phone.status = Some(status);
+        }
+        phone
+    }
+
+    #[test]
+    fn loaded_phones_are_counted_by_where_their_prepare_stands() {
+        let loaded = |name: &str| cloudphone(name, name).loaded("u1").build();
+        let failure = || Failure {
+            reason: "Refused".into(),
+            message: "not the tenant's instance".into(),
+        };
+        let fleet = [
+            planned(loaded("later"), 600, &[0, 1, 3], None),
+            planned(loaded("earlier"), 0, &[0, 1, 2], None),
+            planned(loaded("requested"), 0, &[0], None),
+            planned(loaded("waiting"), 0, &[4], None),
+            planned(loaded("restoring"), 0, &[0, 1], None),
+            planned(loaded("exception"), 0, &[0, 1, 6], None),
+            planned(
+                loaded("refused"),
+                0,
+                &[0],
+                Some(ActionResult::Refused { failure: failure() }),
+            ),
+            loaded("new"),
+            phone("backed-up", Lifecycle::BackedUp, Some(900)),
+        ];
+        let s = summarize(&fleet);
+        let later = Timestamp::from_second(1_790_000_600 + 20).unwrap();
+        let failing: Vec<(&str, &str)> = s
+            .prepares
+            .failing
+            .iter()
+            .map(|p| (p.phone.as_str(), p.reason.as_str()))
+            .collect();
+        assert_eq!(failing, [("fleet/exception", PREPARE_FAILED)], "{s:#?}");
+        assert_eq!(
+            Prepares {
+                failing: Vec::new(),
+                ..s.prepares.clone()
+            },
+            Prepares {
+                phones: 8,
+                loaded: 2,
+                requested: 2,
+                restoring: 1,
+                failing: Vec::new(),
+                refused: 1,
+                last_loaded: Some(("fleet/later".into(), later)),
+            }
+        );
+        assert_eq!(s.prepares.other(), 1, "no status yet");
+        assert_eq!(s.needs_a_person.len(), 1);
+        assert_eq!(s.needs_a_person[0].reason, PREPARE_REFUSED);
+        let text = s.render(later + jiff::SignedDuration::from_secs(300));
+        assert!(
+            text.contains(
+                "loaded phones: 8: 2 loaded, 2 prepare requested, 1 restoring, 1 failing, 1 refused, 1 other"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("last loaded: fleet/later, at") && text.contains("(5m ago)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 prepares failing (retried with backoff):")
+                && text.contains("fleet/exception")
+                && text.contains("restoration exception"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_fleet_without_loaded_phones_says_so_and_names_no_last_load() {
+        let s = summarize(&[phone("old", Lifecycle::BackedUp, Some(100))]);
+        assert_eq!(s.prepares, Prepares::default());
+        let text = s.render(Timestamp::from_second(1_790_003_700).unwrap());
+        assert!(text.contains("loaded phones: none"), "{text}");
+        assert!(!text.contains("last loaded"), "{text}");
+        assert!(!text.contains("prepares failing"), "{text}");
+        let waiting = summarize(&[cloudphone("new", "new").loaded("u1").build()]);
+        assert!(
+            waiting
+                .render(Timestamp::from_second(1_790_003_700).unwrap())
+                .contains("last loaded: no prepare has completed")
         );
     }
 }

@@ -16,7 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Phones by namespace and phase, the oldest last backup, and the phones that need a person.
+    /// Phones by namespace and phase, the oldest last backup, the Loaded phones' prepares (loaded,
+    /// requested, restoring, failing, refused; the last loaded), and the phones that need a person.
     Summary {
         /// Only this namespace (default: every namespace the kubeconfig's user may list).
         #[arg(short, long)]

@@ -61,7 +61,14 @@ def test_thresholds_come_from_values(tmp_path):
     spec = yaml.safe_load(
         rules_file(
             tmp_path,
-            {"oldestUnbackedSeconds": 3600, "needAPersonFor": "2h", "notReadySeconds": 600, "statusWritesFailingFor": "45m"},
+            {
+                "oldestUnbackedSeconds": 3600,
+                "needAPersonFor": "2h",
+                "notReadySeconds": 600,
+                "statusWritesFailingFor": "45m",
+                "preparesFailingRatio": 0.5,
+                "preparesFailingFor": "2h",
+            },
         ).read_text()
     )
     rules = {r["alert"]: r for g in spec["groups"] for r in g["rules"]}
@@ -69,4 +76,6 @@ def test_thresholds_come_from_values(tmp_path):
     assert rules["CloudPhonesNeedAPerson"]["for"] == "2h"
     assert rules["CloudPhoneNotReady"]["expr"].endswith("> 600")
     assert rules["CloudPhoneStatusWritesFailing"]["for"] == "45m"
+    assert rules["CloudPhonePreparesFailing"]["expr"].rstrip().endswith("> 0.5")
+    assert rules["CloudPhonePreparesFailing"]["for"] == "2h"
     assert CHART.exists()

@@ -43,9 +43,19 @@ fn queried_names() -> BTreeSet<String> {
 #[tokio::test]
 async fn every_dashboard_query_names_a_metric_a_real_run_exports() {
     let _deadline = support::deadline("every_dashboard_query_names_a_metric_a_real_run_exports");
-    let (phones, instances) = support::fleet(5);
+    // Five phones backed up, and three Loaded phones parked in object storage, prepared.
+    let (mut phones, mut instances) = support::fleet(5);
+    for i in 0..3 {
+        phones.push(
+            support::cloudphone(&format!("l{i:05}"), &format!("kl{i:05}"))
+                .loaded("u1")
+                .build(),
+        );
+        instances.push((format!("kl{i:05}"), cloudphone_operator::sim::code::IDLE));
+    }
     let sim = support::simulator(instances)
         .backup_duration(Duration::from_millis(100))
+        .restore_duration(Duration::from_millis(100))
         .start()
         .await;
     let store = Arc::new(MemoryStore::new(phones));
@@ -59,9 +69,9 @@ async fn every_dashboard_query_names_a_metric_a_real_run_exports() {
     metrics.leader.set(1);
     for _ in 0..50 {
         engine.tick().await;
-        if metrics
-            .encode()
-            .contains("cloudphone_backups_total{outcome=\"completed\"} 5")
+        let text = metrics.encode();
+        if text.contains("cloudphone_backups_total{outcome=\"completed\"} 5")
+            && text.contains("cloudphone_prepares_total{outcome=\"completed\"} 3")
         {
             break;
         }

@@ -1254,8 +1254,32 @@ async fn two_replicas_a_leader_and_a_standby_export_what_the_alerts_expect() {
         support::deadline("two_replicas_a_leader_and_a_standby_export_what_the_alerts_expect");
     let lease = Arc::new(FakeLease::default());
     let crd = serde_json::to_value(cloudphone_operator::api::crd()).unwrap();
+    // p3: a Loaded phone whose prepare (requested by an earlier leader) op-a sees completed (the
+    // simulator's instances are loaded), so that op-a counts prepares too.
+    let preparing = {
+        let requested = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(5);
+        support::cloudphone("p3", "kp3")
+            .namespace("fleet-a")
+            .loaded("u1")
+            .status(CloudPhoneStatus {
+                prepare: Some(cloudphone_operator::api::ActionStatus {
+                    requested_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        requested,
+                    )),
+                    in_flight: true,
+                    attempts: 1,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .json()
+    };
     let replica = |identity: &'static str, port: u16| {
-        let phones = vec![phone_json("p1", "kp1"), phone_json("p2", "kp2")];
+        let phones = vec![
+            phone_json("p1", "kp1"),
+            phone_json("p2", "kp2"),
+            preparing.clone(),
+        ];
         let extra = Extra {
             lease: Some(lease.clone()),
             ..Extra::default()
@@ -1306,16 +1330,19 @@ async fn two_replicas_a_leader_and_a_standby_export_what_the_alerts_expect() {
     let mut counted = false;
     for _ in 0..400 {
         counted = scrape(port_a).await.is_some_and(|samples| {
-            samples
-                .iter()
-                .any(|(s, _)| s == "cloudphone_backups_total{outcome=\"accepted\"}")
+            [
+                "cloudphone_backups_total{outcome=\"accepted\"}",
+                "cloudphone_prepares_total{outcome=\"completed\"}",
+            ]
+            .iter()
+            .all(|series| samples.iter().any(|(s, _)| s == series))
         });
         if counted {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(counted, "op-a never counted its backups");
+    assert!(counted, "op-a never counted its backups and p3's prepare");
     let (stop_b, running_b, log_b) = replica("op-b", port_b);
     let mut b = None;
     for _ in 0..400 {
@@ -1385,15 +1412,15 @@ async fn two_replicas_a_leader_and_a_standby_export_what_the_alerts_expect() {
         for input in group["input_series"].as_sequence().unwrap() {
             let series = input["series"].as_str().unwrap();
             let key = series_key(series);
-            let first: f64 = input["values"]
-                .as_str()
-                .unwrap()
-                .split(['x', '+', ' '])
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
             if series.contains("pod=\"op-b\"") {
+                let first: f64 = input["values"]
+                    .as_str()
+                    .unwrap()
+                    .split(['x', '+', ' '])
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 fed_b.insert(key, first);
             } else if series.contains("pod=\"op-a\"") {
                 shapes_a.insert((key.0, key.1.into_keys().collect::<Vec<_>>()));

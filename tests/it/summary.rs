@@ -5,8 +5,8 @@ use crate::support;
 
 use cloudphone_operator::api::CloudPhoneStatus;
 use cloudphone_operator::plan::{
-    ACCOUNT_NOT_ALLOWED, AccountBlock, Context, Disposition, EarlierTerms, Memory, PhoneView,
-    PlanConfig, Route, plan_phone,
+    ACCOUNT_NOT_ALLOWED, AccountBlock, Context, DEFAULT_SCOPE, Disposition, EarlierTerms, Memory,
+    Observation, PhoneView, PlanConfig, Route, plan_phone,
 };
 use serde_json::Value;
 use support::scenario::Scenario;
@@ -90,6 +90,88 @@ async fn the_summary_reads_every_page_and_names_the_phones_that_need_a_person() 
         text.contains("team-b/intruder") && text.contains("AccountNotAllowed"),
         "{text}"
     );
+}
+
+/// A Loaded phone of fleet-l as the planner leaves it after observing `codes` in turn (ten
+/// seconds apart, from `start` seconds after 1_790_000_000), as the API server returns it.
+fn loaded(name: &str, start: i64, codes: &[i64]) -> Value {
+    let mut phone = support::cloudphone(name, &format!("k{name}"))
+        .namespace("fleet-l")
+        .loaded("u1")
+        .build();
+    let config = PlanConfig::default();
+    for (i, code) in codes.iter().enumerate() {
+        let cx = Context {
+            now: jiff::Timestamp::from_second(1_790_000_000 + start + 10 * i as i64).unwrap(),
+            config: &config,
+            earlier: &EarlierTerms::Settled,
+        };
+        let status: CloudPhoneStatus = plan_phone(
+            &PhoneView::of(&phone, Route::Scope(DEFAULT_SCOPE)),
+            &Disposition::Query,
+            Some(&Observation::Status(*code)),
+            &Memory::default(),
+            &cx,
+        )
+        .expect("planned")
+        .status
+        .into_owned();
+        phone.status = Some(status);
+    }
+    serde_json::to_value(phone).unwrap()
+}
+
+#[tokio::test]
+async fn the_summary_says_where_the_loaded_phones_prepares_stand() {
+    let _deadline = support::deadline("the_summary_says_where_the_loaded_phones_prepares_stand");
+    let items = [
+        loaded("streaming", 600, &[0, 1, 3]),
+        loaded("ready", 0, &[0, 1, 2]),
+        loaded("requested", 0, &[0]),
+        loaded("restoring", 0, &[0, 1]),
+        loaded("exception", 0, &[0, 1, 6]),
+    ];
+    let (first, second) = items.split_at(3);
+    let (client, _log) = Scenario::PhonesInPages(vec![first.to_vec(), second.to_vec()]).serve();
+    let summary = cloudphone_operator::summary::fetch(client, None)
+        .await
+        .unwrap();
+    let prepares = &summary.prepares;
+    assert_eq!(
+        (
+            prepares.phones,
+            prepares.loaded,
+            prepares.requested,
+            prepares.restoring
+        ),
+        (5, 2, 1, 1),
+        "{prepares:?}"
+    );
+    assert_eq!(prepares.failing.len(), 1, "{prepares:?}");
+    assert_eq!(prepares.failing[0].phone, "fleet-l/exception");
+    assert_eq!(prepares.failing[0].reason, "PrepareFailed");
+    let latest = jiff::Timestamp::from_second(1_790_000_620).unwrap();
+    assert_eq!(
+        prepares.last_loaded,
+        Some(("fleet-l/streaming".to_string(), latest))
+    );
+    let text = summary.render(latest + jiff::SignedDuration::from_secs(3600));
+    assert!(
+        text.contains(
+            "loaded phones: 5: 2 loaded, 1 prepare requested, 1 restoring, 1 failing, 0 refused, 0 other"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("last loaded: fleet-l/streaming, at 2026-") && text.contains("(1h ago)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 prepares failing (retried with backoff):")
+            && text.contains("fleet-l/exception"),
+        "{text}"
+    );
+    assert!(text.contains("no phone needs a person"), "{text}");
 }
 
 #[tokio::test]
