@@ -129,8 +129,10 @@ pub struct CloudPhoneStatus {
 
     /// The last prepare (bringing the data back onto a physical instance) the operator requested
     /// for this phone.
+    // NB: boxed: most phones never hold one, and every phone of a fleet carries the field (a
+    // record inline is some 150 bytes a phone, in the store and each copy of a status).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prepare: Option<ActionStatus>,
+    pub prepare: Option<Box<ActionStatus>>,
 
     /// When the operator last observed a backup of this phone complete (the vendor showing Idle
     /// after BackingUp, or after a backup request): when its data was last known safe.

@@ -103,15 +103,31 @@ impl Action {
     pub fn record(self, status: &CloudPhoneStatus) -> Option<&ActionStatus> {
         match self {
             Action::Backup => status.backup.as_ref(),
-            Action::Prepare => status.prepare.as_ref(),
+            Action::Prepare => status.prepare.as_deref(),
         }
     }
 
     /// The action's record in a phone's status, to change it.
-    pub fn record_mut(self, status: &mut CloudPhoneStatus) -> &mut Option<ActionStatus> {
+    pub fn record_mut(self, status: &mut CloudPhoneStatus) -> Option<&mut ActionStatus> {
         match self {
-            Action::Backup => &mut status.backup,
-            Action::Prepare => &mut status.prepare,
+            Action::Backup => status.backup.as_mut(),
+            Action::Prepare => status.prepare.as_deref_mut(),
+        }
+    }
+
+    /// The action's record in a phone's status, made when it has none.
+    pub fn record_or_default(self, status: &mut CloudPhoneStatus) -> &mut ActionStatus {
+        match self {
+            Action::Backup => status.backup.get_or_insert_with(ActionStatus::default),
+            Action::Prepare => status.prepare.get_or_insert_with(Box::default),
+        }
+    }
+
+    /// Replaces the action's record in a phone's status.
+    pub fn set_record(self, status: &mut CloudPhoneStatus, record: Option<ActionStatus>) {
+        match self {
+            Action::Backup => status.backup = record,
+            Action::Prepare => status.prepare = record.map(Box::new),
         }
     }
 
@@ -177,7 +193,7 @@ impl Action {
         let mut record = before.cloned().unwrap_or_default();
         record.requested_at = Some(Time(now));
         record.in_flight = true;
-        *self.record_mut(&mut status) = Some(record);
+        self.set_record(&mut status, Some(record));
         let reason = match self {
             Action::Backup => "BackupNotStarted",
             Action::Prepare => "PrepareNotStarted",

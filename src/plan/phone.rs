@@ -2,7 +2,7 @@
 //! engine remembers of it, its new status and the vendor action to take, if any.
 
 use super::*;
-use crate::api::{ActionStatus, CloudPhoneStatus, Lifecycle, Phase};
+use crate::api::{CloudPhoneStatus, Lifecycle, Phase};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::borrow::Cow;
@@ -113,7 +113,7 @@ fn hold_for<'a>(
     now: Timestamp,
 ) {
     let status = planned.status.to_mut();
-    *action.record_mut(status) = phone.status.and_then(|s| action.record(s)).cloned();
+    action.set_record(status, phone.status.and_then(|s| action.record(s)).cloned());
     Conditions {
         list: &mut status.conditions,
         generation: phone.generation,
@@ -290,10 +290,7 @@ fn from_observation<'a>(
                 let settle = record.in_flight && action.settled_by(phase);
                 let reset = record.attempts != 0 && action.done_by(phase);
                 if settle || reset {
-                    let record = action
-                        .record_mut(status.to_mut())
-                        .as_mut()
-                        .expect("checked above");
+                    let record = action.record_mut(status.to_mut()).expect("checked above");
                     if settle {
                         record.in_flight = false;
                     }
@@ -330,9 +327,7 @@ fn from_observation<'a>(
                 }
             };
             if let Some(action) = action {
-                let record = action
-                    .record_mut(status.to_mut())
-                    .get_or_insert_with(ActionStatus::default);
+                let record = action.record_or_default(status.to_mut());
                 record.requested_at = Some(Time(now));
                 record.request_id = None;
                 record.task_id = None;
@@ -385,6 +380,7 @@ impl<'a> Planned<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::ActionStatus;
     use crate::api::CloudPhone;
     use crate::test_phone::cloudphone;
 

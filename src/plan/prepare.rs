@@ -46,7 +46,7 @@ pub(super) fn not_sent(
 ) -> CloudPhoneStatus {
     let now = whole_seconds(now);
     let mut status = planned.clone();
-    status.prepare = before.cloned();
+    status.prepare = before.cloned().map(Box::new);
     Conditions {
         list: &mut status.conditions,
         generation,
@@ -71,7 +71,7 @@ pub(super) fn record_result(
 ) -> CloudPhoneStatus {
     let now = whole_seconds(now);
     let mut status = status.clone();
-    let prepare = status.prepare.get_or_insert_with(ActionStatus::default);
+    let prepare = status.prepare.get_or_insert_with(Box::default);
     let requested_at = prepare.requested_at.as_ref().map(|t| t.0);
     let grace_end = requested_at.and_then(|t| t.checked_add(config.prepare_grace_period).ok());
     let started_nothing = match result {

@@ -1262,14 +1262,14 @@ async fn two_replicas_a_leader_and_a_standby_export_what_the_alerts_expect() {
             .namespace("fleet-a")
             .loaded("u1")
             .status(CloudPhoneStatus {
-                prepare: Some(cloudphone_operator::api::ActionStatus {
+                prepare: Some(Box::new(cloudphone_operator::api::ActionStatus {
                     requested_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                         requested,
                     )),
                     in_flight: true,
                     attempts: 1,
                     ..Default::default()
-                }),
+                })),
                 ..Default::default()
             })
             .json()
