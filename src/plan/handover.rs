@@ -10,8 +10,6 @@
 
 use super::{Action, EarlierTerms, Intent, PhoneView, PlanConfig, fmt_time};
 use jiff::Timestamp;
-// NB: foldhash: maps a tick fills and reads per phone; SipHash was a tenth of a steady tick.
-use foldhash::HashMap;
 
 /// The Ready reason of a phone whose planned action waits for its own call of another action (a
 /// lifecycle switched while that call is in flight) to be seen under way, or its grace period to end.
@@ -19,97 +17,6 @@ pub const PREVIOUS_ACTION_PENDING: &str = "PreviousActionPending";
 
 /// The Ready reason of a phone that waits for another object's backup intent to expire.
 pub const AWAITING_HANDOVER: &str = "AwaitingHandover";
-
-/// The intents of one leadership term, per account scope and instance id.
-#[derive(Debug, Default)]
-pub struct Intents {
-    /// Per account scope, per instance id: looked up with borrowed keys, for every planned phone.
-    by_scope: HashMap<String, HashMap<String, Intent>>,
-}
-
-impl Intents {
-    /// Forgets every intent (a new leadership term).
-    pub fn clear(&mut self) {
-        self.by_scope.clear();
-    }
-
-    /// Records an intent, unless a later one of the instance is known.
-    pub fn record(&mut self, account: &str, instance: &str, intent: Intent) {
-        let scope = match self.by_scope.get_mut(account) {
-            Some(scope) => scope,
-            None => self.by_scope.entry(account.to_owned()).or_default(),
-        };
-        match scope.get(instance) {
-            Some(known) if known.requested_at >= intent.requested_at => {}
-            _ => {
-                scope.insert(instance.to_owned(), intent);
-            }
-        }
-    }
-
-    /// Records the intents still in flight in these phones' statuses, and forgets those whose
-    /// grace period has ended.
-    pub fn observe<'p, 'v: 'p>(
-        &mut self,
-        phones: impl IntoIterator<Item = &'p PhoneView<'v>>,
-        now: Timestamp,
-        config: &PlanConfig,
-    ) {
-        let records = |phone: &'p PhoneView<'v>| {
-            Action::ALL.into_iter().filter_map(move |action| {
-                phone
-                    .status
-                    .and_then(|s| action.record(s))
-                    .map(|r| (action, r))
-            })
-        };
-        for (phone, (action, record)) in phones
-            .into_iter()
-            .flat_map(|phone| records(phone).map(move |record| (phone, record)))
-        {
-            let Some(at) = record.requested_at.as_ref().filter(|_| record.in_flight) else {
-                continue;
-            };
-            // NB: the scope the intent was made in, whatever the phone's binding is now (blocked,
-            // or another account); the binding only for an intent written before it was kept.
-            let Some(scope) = record.scope.as_deref().or(phone.account.scope()) else {
-                continue;
-            };
-            self.record(
-                scope,
-                &phone.spec.instance_id,
-                Intent {
-                    owner: phone.key.to_string(),
-                    uid: phone.uid.map(str::to_owned),
-                    requested_at: at.0,
-                    action,
-                },
-            );
-        }
-        for scope in self.by_scope.values_mut() {
-            scope.retain(|_, intent| now < intent.until(config));
-        }
-        self.by_scope.retain(|_, scope| !scope.is_empty());
-    }
-
-    /// Another object's intent for the phone's instance whose grace period has not ended.
-    pub fn previous(
-        &self,
-        phone: &PhoneView,
-        now: Timestamp,
-        config: &PlanConfig,
-    ) -> Option<&Intent> {
-        let scope = self.by_scope.get(phone.account.scope()?)?;
-        scope
-            .get(&phone.spec.instance_id)
-            .filter(|intent| intent.uid.as_deref() != phone.uid && now < intent.until(config))
-    }
-
-    /// True when no intent is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.by_scope.is_empty()
-    }
-}
 
 /// Why a planned backup must wait for an ownership move to settle, if it must: another object's
 /// intent in its grace period, or, while an earlier term's intents may be outstanding, an owner
@@ -168,7 +75,7 @@ pub(super) fn handover_wait(
 mod tests {
     use super::*;
     use crate::api::{ActionStatus, CloudPhone, CloudPhoneStatus};
-    use crate::plan::READY;
+    use crate::plan::{Intents, READY};
     use crate::plan::{
         Action, Context, DEFAULT_SCOPE, Disposition, Memory, Observation, PlanConfig, Route,
         plan_phone,
@@ -258,7 +165,7 @@ mod tests {
         };
         assert_eq!(plan(&Memory::default()).action, Some(Action::Backup));
         let planned = plan(&Memory {
-            previous: previous.as_ref(),
+            intents: Some(&intents),
             ..Memory::default()
         });
         assert_eq!(planned.action, None);

@@ -1,8 +1,10 @@
-//! What the planner is given for each phone beside its object: this tick's observation of its
-//! instance, what the engine remembers of it, and what holds for the whole tick.
+//! What the planner is given for each phone beside its object and this tick's observation: what the
+//! engine remembers of it (the intents of the term among them), and what holds for the whole tick.
 
 use super::*;
 use jiff::Timestamp;
+// NB: foldhash: maps a tick fills and reads per phone; SipHash was a tenth of a steady tick.
+use foldhash::HashMap;
 
 /// What the engine remembers of one phone across ticks: the planner's input beside the object and
 /// this tick's observation.
@@ -11,9 +13,10 @@ pub struct Memory<'m> {
     /// This term wrote the phone and the store does not show that write yet: nothing is planned
     /// (a plan from the older object would only be fenced off); it waits for the watch.
     pub lagging: bool,
-    /// Another object's intent for the phone's instance within its grace period (see
-    /// [`Intents::previous`]): an ownership move.
-    pub previous: Option<&'m Intent>,
+    /// The intents this term saw, per instance: another object's intent for the phone's instance
+    /// within its grace period is an ownership move (see [`Intents::previous`]). Looked up only for
+    /// a phone that plans an action; `None`: none known.
+    pub intents: Option<&'m Intents>,
     /// The vendor's ids of the phone's last accepted call, waiting for its next write.
     pub receipt: Option<&'m Receipt>,
 }
@@ -67,4 +70,95 @@ pub enum EarlierTerms {
     Until(Timestamp),
     /// Not known (the record could not be read; why): held as if ahead.
     Unknown(String),
+}
+
+/// The intents of one leadership term, per account scope and instance id.
+#[derive(Debug, Default)]
+pub struct Intents {
+    /// Per account scope, per instance id: looked up with borrowed keys, for every planned phone.
+    by_scope: HashMap<String, HashMap<String, Intent>>,
+}
+
+impl Intents {
+    /// Forgets every intent (a new leadership term).
+    pub fn clear(&mut self) {
+        self.by_scope.clear();
+    }
+
+    /// Records an intent, unless a later one of the instance is known.
+    pub fn record(&mut self, account: &str, instance: &str, intent: Intent) {
+        let scope = match self.by_scope.get_mut(account) {
+            Some(scope) => scope,
+            None => self.by_scope.entry(account.to_owned()).or_default(),
+        };
+        match scope.get(instance) {
+            Some(known) if known.requested_at >= intent.requested_at => {}
+            _ => {
+                scope.insert(instance.to_owned(), intent);
+            }
+        }
+    }
+
+    /// Records the intents still in flight in these phones' statuses, and forgets those whose
+    /// grace period has ended.
+    pub fn observe<'p, 'v: 'p>(
+        &mut self,
+        phones: impl IntoIterator<Item = &'p PhoneView<'v>>,
+        now: Timestamp,
+        config: &PlanConfig,
+    ) {
+        let records = |phone: &'p PhoneView<'v>| {
+            Action::ALL.into_iter().filter_map(move |action| {
+                phone
+                    .status
+                    .and_then(|s| action.record(s))
+                    .map(|r| (action, r))
+            })
+        };
+        for (phone, (action, record)) in phones
+            .into_iter()
+            .flat_map(|phone| records(phone).map(move |record| (phone, record)))
+        {
+            let Some(at) = record.requested_at.as_ref().filter(|_| record.in_flight) else {
+                continue;
+            };
+            // NB: the scope the intent was made in, whatever the phone's binding is now (blocked,
+            // or another account); the binding only for an intent written before it was kept.
+            let Some(scope) = record.scope.as_deref().or(phone.account.scope()) else {
+                continue;
+            };
+            self.record(
+                scope,
+                &phone.spec.instance_id,
+                Intent {
+                    owner: phone.key.to_string(),
+                    uid: phone.uid.map(str::to_owned),
+                    requested_at: at.0,
+                    action,
+                },
+            );
+        }
+        for scope in self.by_scope.values_mut() {
+            scope.retain(|_, intent| now < intent.until(config));
+        }
+        self.by_scope.retain(|_, scope| !scope.is_empty());
+    }
+
+    /// Another object's intent for the phone's instance whose grace period has not ended.
+    pub fn previous(
+        &self,
+        phone: &PhoneView,
+        now: Timestamp,
+        config: &PlanConfig,
+    ) -> Option<&Intent> {
+        let scope = self.by_scope.get(phone.account.scope()?)?;
+        scope
+            .get(&phone.spec.instance_id)
+            .filter(|intent| intent.uid.as_deref() != phone.uid && now < intent.until(config))
+    }
+
+    /// True when no intent is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.by_scope.is_empty()
+    }
 }

@@ -116,12 +116,12 @@ pub use conditions::{
 use conditions::{Conditions, LazyConditions, ReadyCondition};
 pub use events::{PhoneEvent, events, is_settled};
 use handover::handover_wait;
-pub use handover::{AWAITING_HANDOVER, Intents, PREVIOUS_ACTION_PENDING};
+pub use handover::{AWAITING_HANDOVER, PREVIOUS_ACTION_PENDING};
 pub use identity::{
     ACCOUNT_NOT_ALLOWED, ACCOUNT_NOT_FOUND, ACCOUNT_NOT_READY, AccountBlock, DEFAULT_SCOPE,
     Disposition, Dispositions, KeyRef, PhoneKey, PhoneView, Route, account_scope, dispositions,
 };
-pub use input::{Context, EarlierTerms, Intent, Memory, Receipt};
+pub use input::{Context, EarlierTerms, Intent, Intents, Memory, Receipt};
 use loaded::{loaded, prepare_completed, prepare_requested};
 pub use observation::Observation;
 pub use phone::{Planned, plan_phone};

@@ -59,7 +59,15 @@ pub fn plan_phone<'a>(
         );
     }
     if let Some(action) = planned.action
-        && let Some(why) = handover_wait(phone, memory.previous, cx.earlier, cx.now, cx.config)
+        && let Some(why) = handover_wait(
+            phone,
+            memory
+                .intents
+                .and_then(|intents| intents.previous(phone, cx.now, cx.config)),
+            cx.earlier,
+            cx.now,
+            cx.config,
+        )
     {
         hold_for(&mut planned, action, AWAITING_HANDOVER, phone, why, cx.now);
     }

@@ -1098,7 +1098,7 @@ proptest! {
                 .filter_map(|((view, disposition), phone)| {
                     let observation = (*disposition == Disposition::Query).then_some(&loaded);
                     let memory = Memory {
-                        previous: intents.previous(view, now, &config),
+                        intents: Some(&*intents),
                         ..Memory::default()
                     };
                     let p = plan_phone(view, disposition, observation, &memory, &cx)?;

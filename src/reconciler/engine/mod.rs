@@ -378,10 +378,11 @@ impl<S: PhoneStore> Engine<S> {
             .failures
             .debounce(batcher.scope, &mut observations, self.config.synced_after);
         let observe = |i: usize| observations.get(&views[i].spec.instance_id);
-        let (wanted, planned): (Vec<_>, Vec<_>) = self
-            .plan_each(frame, views, dispositions, chunk, observe)
-            .into_iter()
-            .partition(|(_, p)| p.action.is_some());
+        let mut planned = self.plan_each(frame, views, dispositions, chunk, observe);
+        // NB: the few that want an action are moved out; the rest stay where they are.
+        let wanted: Vec<_> = planned
+            .extract_if(.., |(_, p)| p.action.is_some())
+            .collect();
         let due = pending.add(ix, views, wanted);
         let mut group = self.settle(frame, planned).await;
         group.report.queried = queried;

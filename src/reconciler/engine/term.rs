@@ -207,12 +207,14 @@ impl<S: PhoneStore> Engine<S> {
             earlier: &earlier,
         };
         let mut recall = self.recall();
-        let mut planned = Vec::new();
+        // NB: with its capacity: a plan is a few hundred bytes, and a growing Vec copies them all.
+        let phones = phones.into_iter();
+        let mut planned = Vec::with_capacity(phones.size_hint().0);
         for i in phones {
             let key = object_id(&frame.snapshot[i]);
             let memory = Memory {
                 lagging: frame.lagging[i],
-                previous: recall.intents.previous(&views[i], now, &self.config.plan),
+                intents: Some(&recall.intents),
                 receipt: recall.receipts.get(key.as_ref()),
             };
             let Some(p) = plan::plan_phone(&views[i], &dispositions[i], observe(i), &memory, &cx)
