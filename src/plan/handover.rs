@@ -75,11 +75,11 @@ pub(super) fn handover_wait(
 mod tests {
     use super::*;
     use crate::api::{ActionStatus, CloudPhone, CloudPhoneStatus};
-    use crate::plan::{Intents, READY};
     use crate::plan::{
         Action, Context, DEFAULT_SCOPE, Disposition, Memory, Observation, PlanConfig, Route,
         plan_phone,
     };
+    use crate::plan::{Intents, READY};
     use crate::test_phone::cloudphone;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use std::time::Duration;
