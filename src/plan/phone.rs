@@ -33,8 +33,9 @@ impl Planned<'_> {
 
 /// Plans one phone: `None` while it waits (the store lags this term's write of it, or its account's
 /// project is not known yet: no call, no write); otherwise its new status from its disposition and
-/// this tick's observation, and its action, held while an ownership move may have one outstanding
-/// for the instance; the vendor's ids of its last accepted call ride on a status written anyway.
+/// this tick's observation, and its action, held while the phone's other action is in flight or an
+/// ownership move may have one outstanding for the instance; the vendor's ids of its last accepted
+/// call ride on a status written anyway.
 pub fn plan_phone<'a>(
     phone: &PhoneView<'a>,
     disposition: &Disposition,
@@ -87,16 +88,16 @@ pub fn plan_phone<'a>(
 /// Switching a lifecycle back and forth never leaves two actions in flight for one instance.
 fn previous_action(
     action: Action,
-    old: Option<&CloudPhoneStatus>,
+    status: Option<&CloudPhoneStatus>,
     now: Timestamp,
     config: &PlanConfig,
 ) -> Option<String> {
-    let old = old?;
+    let status = status?;
     Action::ALL
         .into_iter()
         .filter(|a| *a != action)
         .find_map(|other| {
-            let record = other.record(old).filter(|r| r.in_flight)?;
+            let record = other.record(status).filter(|r| r.in_flight)?;
             let at = record.requested_at.as_ref()?.0;
             let until = at
                 .checked_add(other.grace(config))
