@@ -132,6 +132,9 @@ pub struct SimulateArgs {
     /// Answer every backup call with this error, as HTTP:CODE (status queries as usual).
     #[arg(long, env = "CLOUDPHONE_SIM_ANSWER_ALL_BACKUPS", value_name = "HTTP:CODE", value_parser = parse_canned)]
     answer_all_backups: Option<sim::CannedError>,
+    /// Answer every prepare call with this error, as HTTP:CODE (status queries as usual).
+    #[arg(long, env = "CLOUDPHONE_SIM_ANSWER_ALL_PREPARES", value_name = "HTTP:CODE", value_parser = parse_canned)]
+    answer_all_prepares: Option<sim::CannedError>,
     /// Answer in the older shapes (status results without `data`, backup without `data`).
     #[arg(long, env = "CLOUDPHONE_SIM_LEGACY_ANSWERS")]
     legacy_answers: bool,
@@ -225,6 +228,7 @@ impl SimulateArgs {
             vanished_ids,
             answer_all,
             answer_all_backups,
+            answer_all_prepares,
             legacy_answers,
             business_errors_as_200,
             seed,
@@ -263,6 +267,7 @@ impl SimulateArgs {
                 vanished_ids: vanished_ids.into_iter().collect(),
                 answer_all,
                 answer_all_backups,
+                answer_all_prepares,
             },
             tokens: accept_tokens,
             iam_users,

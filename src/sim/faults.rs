@@ -48,6 +48,10 @@ pub struct Faults {
     /// shape the vendor no longer takes), whatever it names; status queries are answered as usual.
     #[serde(default)]
     pub answer_all_backups: Option<CannedError>,
+    /// Answer every prepare call with this error (a user the vendor does not know, say), whatever
+    /// it names; status queries are answered as usual.
+    #[serde(default)]
+    pub answer_all_prepares: Option<CannedError>,
 }
 
 /// An error answer: HTTP status and the vendor's code number (`0000` becomes `KOOPHONE.API.0000`).

@@ -178,3 +178,44 @@ async fn an_operator_killed_mid_tick_resumes_without_a_second_prepare() {
         assert_eq!(instance.prepares_started, 1, "{id}: {instance:?}");
     }
 }
+
+#[tokio::test]
+async fn a_user_the_vendor_refuses_is_prepare_refused_and_never_opens_the_breaker() {
+    let _deadline = support::deadline(
+        "a_user_the_vendor_refuses_is_prepare_refused_and_never_opens_the_breaker",
+    );
+    let (phones, instances) = parked_fleet(5, |_| "u-unknown".to_owned());
+    let sim = support::simulator(instances)
+        .restore_duration(Duration::from_millis(300))
+        .start()
+        .await;
+    // The vendor refuses every prepare (1000, whole), as it would for a user it does not know;
+    // status queries still pass.
+    sim.set_faults(cloudphone_operator::sim::Faults {
+        answer_all_prepares: Some(cloudphone_operator::sim::CannedError {
+            status: 400,
+            code: "1000".into(),
+        }),
+        ..Default::default()
+    })
+    .unwrap();
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone()).build();
+    let first = engine.tick().await;
+    assert_eq!(first.prepares_requested, 0);
+    let calls = sim.counters().calls("prepare");
+    for p in store.snapshot() {
+        let status = p.status.clone().unwrap();
+        let ready = status.conditions.iter().find(|c| c.type_ == READY).unwrap();
+        assert_eq!(ready.reason, "PrepareRefused", "{}", ready.message);
+        assert!(ready.message.contains("u-unknown"), "{}", ready.message);
+    }
+    // Held: no further prepare; the account's status queries go on (no breaker opened).
+    let second = engine.tick().await;
+    assert_eq!(
+        sim.counters().calls("prepare"),
+        calls,
+        "a refused user is not asked again"
+    );
+    assert_eq!((second.status_calls, second.query_errors), (1, 0));
+}

@@ -62,10 +62,10 @@ async fn serve(
                 *response
             }
             Ok(_)
-                if let Some(canned) = inner.faults.answer_all.clone().or_else(|| {
-                    (call == Call::Backup)
-                        .then(|| inner.faults.answer_all_backups.clone())
-                        .flatten()
+                if let Some(canned) = inner.faults.answer_all.clone().or_else(|| match call {
+                    Call::Backup => inner.faults.answer_all_backups.clone(),
+                    Call::Prepare => inner.faults.answer_all_prepares.clone(),
+                    _ => None,
                 }) =>
             {
                 inner.counters.record_outcome(call.name(), "refused");
