@@ -206,6 +206,8 @@ pub fn dispositions(phones: &[PhoneView]) -> Dispositions {
                     "spec.instanceId {shown:?} {reason}; it must be 1-32 characters of [A-Za-z0-9_-]"
                 ),
             });
+        } else if let Some(message) = user_id_problem(phone.spec) {
+            each.push(Disposition::InvalidSpec { message });
         } else {
             match &phone.account {
                 Route::Blocked(block) => each.push(Disposition::AccountBlocked(block.clone())),
@@ -245,6 +247,25 @@ pub fn dispositions(phones: &[PhoneView]) -> Dispositions {
         }
     }
     Dispositions { each, queried }
+}
+
+/// Why a phone's `spec.userId` cannot be used by its lifecycle, if it cannot (the schema's rules,
+/// for a spec that slipped past them): a `Loaded` phone names no user, or one the vendor refuses.
+fn user_id_problem(spec: &crate::api::CloudPhoneSpec) -> Option<String> {
+    if spec.lifecycle != crate::api::Lifecycle::Loaded {
+        return None;
+    }
+    let Some(user) = spec.user_id.as_deref() else {
+        return Some(
+            "spec.userId is required when spec.lifecycle is Loaded: the user the vendor readies the instance for"
+                .to_owned(),
+        );
+    };
+    let reason = check_instance_id(user).err()?;
+    let shown: String = user.chars().take(40).collect();
+    Some(format!(
+        "spec.userId {shown:?} {reason}; it must be 1-32 characters of [A-Za-z0-9_-]"
+    ))
 }
 
 /// True when `a` was created before `b`; an unknown creation time counts as newest, and ties go to

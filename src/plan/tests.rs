@@ -1604,3 +1604,22 @@ fn a_loaded_phones_events_fire_on_its_transitions_only() {
         "a user streaming on a loaded phone is no new load"
     );
 }
+
+#[test]
+fn a_loaded_phone_without_a_usable_user_is_told_which_field_and_makes_no_call() {
+    for (user, expected) in [
+        (None, "spec.userId is required"),
+        (Some("u 1"), "spec.userId \"u 1\""),
+    ] {
+        let mut phone = cloudphone("p", "kp1").loaded("u1").build();
+        phone.spec.user_id = user.map(str::to_owned);
+        let view = phone.view();
+        let d = dispositions(std::slice::from_ref(&view));
+        assert!(d.queried.is_empty(), "{user:?}: owns no instance");
+        let planned = plan_one(&view, &d[0], None, at(0));
+        assert_eq!(ready(&planned.status), ("False", "InvalidSpec"));
+        let message = &condition(&planned.status, READY).message;
+        assert!(message.contains(expected), "{message}");
+        assert_eq!(planned.action, None);
+    }
+}
