@@ -62,14 +62,19 @@ async fn a_standby_waits_for_a_held_lease_and_takes_over_when_the_leader_dies() 
     );
     // The leader dies without releasing: its record stops changing.
     drop(a);
-    let died = Instant::now();
     assert!(
         wait_for(b.receiver(), true, Duration::from_secs(10)).await,
         "no takeover"
     );
+    // NB: from the dead leader's last renewal (which may precede its death by up to a renewal
+    // period), not from its death: that is what the standby can see, and all the lease promises.
+    let (renewed, taken) = server
+        .handed_over("pod-a")
+        .expect("a takeover after a renewal");
     assert!(
-        died.elapsed() >= Duration::from_secs(2),
-        "taken over before the lease duration"
+        taken.duration_since(renewed) >= Duration::from_secs(2),
+        "taken over {:?} after the last renewal, before the lease duration",
+        taken.duration_since(renewed)
     );
     assert_eq!(server.holder().as_deref(), Some("pod-b"));
     assert_eq!(server.field("leaseTransitions"), 1);

@@ -20,6 +20,8 @@ pub struct FakeLease {
     pub down: AtomicBool,
     /// The next this many updates conflict (409), as if another write had come in between.
     pub conflicts: AtomicUsize,
+    /// Every accepted write: the holder it names and when it was made.
+    writes: Mutex<Vec<(Option<String>, std::time::Instant)>>,
 }
 
 impl FakeLease {
@@ -41,6 +43,7 @@ impl FakeLease {
                 *version += 1;
                 let mut created = r.body.clone();
                 created["metadata"]["resourceVersion"] = json!(version.to_string());
+                self.wrote(&created);
                 *lease = Some(created.clone());
                 (201, created)
             }
@@ -69,11 +72,33 @@ impl FakeLease {
                 *version += 1;
                 let mut updated = r.body.clone();
                 updated["metadata"]["resourceVersion"] = json!(version.to_string());
+                self.wrote(&updated);
                 *lease = Some(updated.clone());
                 (200, updated)
             }
             _ => status_error(404, "NotFound"),
         }
+    }
+
+    fn wrote(&self, lease: &Value) {
+        let holder = lease["spec"]["holderIdentity"].as_str().map(str::to_owned);
+        self.writes
+            .lock()
+            .unwrap()
+            .push((holder, std::time::Instant::now()));
+    }
+
+    /// When `holder` last wrote it, and when another holder first wrote it after that.
+    pub fn handed_over(&self, holder: &str) -> Option<(std::time::Instant, std::time::Instant)> {
+        let writes = self.writes.lock().unwrap();
+        let first_other = writes
+            .iter()
+            .position(|(h, _)| h.as_deref().is_some_and(|h| h != holder))?;
+        let last_own = writes[..first_other]
+            .iter()
+            .rev()
+            .find(|(h, _)| h.as_deref() == Some(holder))?;
+        Some((last_own.1, writes[first_other].1))
     }
 
     /// Who holds it, if anyone.
