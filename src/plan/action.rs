@@ -161,8 +161,10 @@ impl Action {
         }
     }
 
-    /// A planned call that surely never left: the record as it was before the plan (`before`),
-    /// `Ready` saying why.
+    /// A planned call that surely never left (withheld before it was sent, or not even tried: the
+    /// account paused, its credentials unusable): the record as it was before the plan (`before`),
+    /// so that no grace period runs for a call that does not exist and the next tick plans it
+    /// again, and `Ready` saying why.
     pub fn not_sent(
         self,
         planned: &CloudPhoneStatus,
@@ -171,10 +173,28 @@ impl Action {
         why: &str,
         now: Timestamp,
     ) -> CloudPhoneStatus {
-        match self {
-            Action::Backup => backup::backup_not_sent(planned, before, generation, why, now),
-            Action::Prepare => prepare::not_sent(planned, before, generation, why, now),
+        let now = whole_seconds(now);
+        let mut status = planned.clone();
+        self.set_record(&mut status, before.cloned());
+        let reason = match self {
+            Action::Backup => "BackupCallFailed",
+            Action::Prepare => "PrepareCallFailed",
+        };
+        Conditions {
+            list: &mut status.conditions,
+            generation,
+            now,
         }
+        .set(
+            READY,
+            "False",
+            reason,
+            &format!(
+                "{why}: no {} call left; it is asked again next tick",
+                self.name()
+            ),
+        );
+        status
     }
 
     /// A planned call not sent because the vendor still holds the previous one queued or under way

@@ -47,34 +47,6 @@ pub(super) fn stamp_intent(
     .set(READY, ready.status, ready.reason, &ready.message);
 }
 
-/// A planned backup whose call surely never left (withheld before it was sent, or not even
-/// tried: the account paused, its credentials unusable): the backup record as it was before the
-/// plan (`before`), so that no grace period runs for a call that does not exist and the next tick
-/// plans it again, and `Ready` saying why.
-pub(super) fn backup_not_sent(
-    planned: &CloudPhoneStatus,
-    before: Option<&ActionStatus>,
-    generation: Option<i64>,
-    why: &str,
-    now: Timestamp,
-) -> CloudPhoneStatus {
-    let now = whole_seconds(now);
-    let mut status = planned.clone();
-    status.backup = before.cloned();
-    Conditions {
-        list: &mut status.conditions,
-        generation,
-        now,
-    }
-    .set(
-        READY,
-        "False",
-        "BackupCallFailed",
-        &format!("{why}: no backup call left; it is asked again next tick"),
-    );
-    status
-}
-
 /// The Ready condition of the one retry after a first `1001`, from its plan to its result: the
 /// same text before and after the intent's stamp, at the time the call leaves.
 pub(super) fn permission_retry(at: Timestamp) -> ReadyCondition {
@@ -212,23 +184,14 @@ pub(super) fn record_backup_result(
                 "the vendor answered the backup call that the instance does not exist: check spec.instanceId",
             )
         }
-        ActionResult::Failed { failure, ambiguous } => {
-            let next = if *ambiguous {
-                "the vendor may have started it: waiting for it to show BackingUp"
-            } else {
-                "the vendor did not act on it"
-            };
-            ReadyCondition::new(
-                "False",
-                "BackupCallFailed",
-                format!(
-                    "backup call failed ({}): {}; {next}; the next call is not before {}",
-                    failure.reason,
-                    failure.message,
-                    fmt_time(grace_end)
-                ),
-            )
-        }
+        ActionResult::Failed { failure, ambiguous } => call_failed(
+            "backup",
+            "BackupCallFailed",
+            "BackingUp",
+            failure,
+            *ambiguous,
+            grace_end,
+        ),
         ActionResult::NotPermitted { failure } if !retried => {
             // NB: not in flight: the hold until the grace period's end is the Ready reason's.
             backup.in_flight = false;
@@ -245,14 +208,7 @@ pub(super) fn record_backup_result(
         }
         ActionResult::Refused { failure } | ActionResult::NotPermitted { failure } => {
             backup.in_flight = false;
-            ReadyCondition::new(
-                "False",
-                BACKUP_REFUSED,
-                format!(
-                    "the vendor refuses to back up the instance ({}): {}; no further call until the spec changes",
-                    failure.reason, failure.message
-                ),
-            )
+            refused_for_good(BACKUP_REFUSED, "back up", failure)
         }
         ActionResult::NotSent | ActionResult::Withheld => return status,
     };

@@ -189,3 +189,47 @@ pub struct Failure {
     pub reason: String,
     pub message: String,
 }
+
+/// The Ready condition after a failed `what` call (`reason`): why, whether the vendor may have
+/// acted on it (then the phase it `shows` when it did), and when the next call may go.
+pub(super) fn call_failed(
+    what: &str,
+    reason: &'static str,
+    shows: &str,
+    failure: &Failure,
+    ambiguous: bool,
+    grace_end: Option<Timestamp>,
+) -> ReadyCondition {
+    let next = if ambiguous {
+        format!("the vendor may have started it: waiting for it to show {shows}")
+    } else {
+        "the vendor did not act on it".to_owned()
+    };
+    ReadyCondition::new(
+        "False",
+        reason,
+        format!(
+            "{what} call failed ({}): {}; {next}; the next call is not before {}",
+            failure.reason,
+            failure.message,
+            fmt_time(grace_end)
+        ),
+    )
+}
+
+/// The Ready condition (`reason`) of a call the vendor refuses for good (to `verb` the instance):
+/// held until the spec changes.
+pub(super) fn refused_for_good(
+    reason: &'static str,
+    verb: &str,
+    failure: &Failure,
+) -> ReadyCondition {
+    ReadyCondition::new(
+        "False",
+        reason,
+        format!(
+            "the vendor refuses to {verb} the instance ({}): {}; no further call until the spec changes",
+            failure.reason, failure.message
+        ),
+    )
+}

@@ -113,7 +113,7 @@ pub use conditions::{
     BACKUP_PERMISSION_PENDING, BACKUP_REFUSED, Failure, LOADED, PREPARE_FAILED, PREPARE_REFUSED,
     RECONCILING, STALLED, STALLED_REASONS, kstatus_condition,
 };
-use conditions::{Conditions, LazyConditions, ReadyCondition};
+use conditions::{Conditions, LazyConditions, ReadyCondition, call_failed, refused_for_good};
 pub use events::{PhoneEvent, events, is_settled};
 use handover::handover_wait;
 pub use handover::{AWAITING_HANDOVER, PREVIOUS_ACTION_PENDING};

@@ -2,7 +2,7 @@
 //! status, and what a fresh observation settles without a call.
 
 use super::*;
-use crate::api::{ActionStatus, CloudPhoneStatus, Phase};
+use crate::api::{CloudPhoneStatus, Phase};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -33,32 +33,6 @@ pub(super) fn stamp_intent(
         now: at,
     }
     .set(READY, ready.status, ready.reason, &ready.message);
-}
-
-/// A planned prepare whose call surely never left: the record as it was before the plan, `Ready`
-/// saying why.
-pub(super) fn not_sent(
-    planned: &CloudPhoneStatus,
-    before: Option<&ActionStatus>,
-    generation: Option<i64>,
-    why: &str,
-    now: Timestamp,
-) -> CloudPhoneStatus {
-    let now = whole_seconds(now);
-    let mut status = planned.clone();
-    status.prepare = before.cloned().map(Box::new);
-    Conditions {
-        list: &mut status.conditions,
-        generation,
-        now,
-    }
-    .set(
-        READY,
-        "False",
-        "PrepareCallFailed",
-        &format!("{why}: no prepare call left; it is asked again next tick"),
-    );
-    status
 }
 
 /// Records the outcome of a prepare call in the status the plan wrote ahead of it.
@@ -120,33 +94,17 @@ pub(super) fn record_result(
                 "the vendor answered the prepare call that the instance does not exist: check spec.instanceId",
             )
         }
-        ActionResult::Failed { failure, ambiguous } => {
-            let next = if *ambiguous {
-                "the vendor may have started it: waiting for it to show Restoring"
-            } else {
-                "the vendor did not act on it"
-            };
-            ReadyCondition::new(
-                "False",
-                "PrepareCallFailed",
-                format!(
-                    "prepare call failed ({}): {}; {next}; the next call is not before {}",
-                    failure.reason,
-                    failure.message,
-                    fmt_time(grace_end)
-                ),
-            )
-        }
+        ActionResult::Failed { failure, ambiguous } => call_failed(
+            "prepare",
+            "PrepareCallFailed",
+            "Restoring",
+            failure,
+            *ambiguous,
+            grace_end,
+        ),
         ActionResult::Refused { failure } | ActionResult::NotPermitted { failure } => {
             prepare.in_flight = false;
-            ReadyCondition::new(
-                "False",
-                PREPARE_REFUSED,
-                format!(
-                    "the vendor refuses to prepare the instance ({}): {}; no further call until the spec changes",
-                    failure.reason, failure.message
-                ),
-            )
+            refused_for_good(PREPARE_REFUSED, "prepare", failure)
         }
         ActionResult::NotSent | ActionResult::Withheld => return status,
     };
