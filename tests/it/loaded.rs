@@ -219,3 +219,34 @@ async fn a_user_the_vendor_refuses_is_prepare_refused_and_never_opens_the_breake
     );
     assert_eq!((second.status_calls, second.query_errors), (1, 0));
 }
+
+#[tokio::test]
+async fn a_prepare_the_vendor_keeps_queued_keeps_the_intents_record_ahead() {
+    let _deadline =
+        support::deadline("a_prepare_the_vendor_keeps_queued_keeps_the_intents_record_ahead");
+    let (phones, instances) = parked_fleet(1, |_| "u1".to_owned());
+    // Queued far longer than the record's lead from the one call (grace 1 s + intent age 5 s +
+    // 1 s + 5 s ahead: about 12 s).
+    let sim = support::simulator(instances)
+        .prepare_queue_delay(Duration::from_secs(60))
+        .start()
+        .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let record = cloudphone_operator::reconciler::MemoryIntentsRecord::default();
+    let engine = support::engine(&sim, store.clone())
+        .prepare_grace(Duration::from_secs(1))
+        .backoff(Duration::from_millis(500), Duration::from_secs(1))
+        .build()
+        .with_intents_record(Arc::new(record.clone()));
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(16) {
+        engine.tick().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(sim.counters().calls("prepare"), 1);
+    let until = record.get().expect("a record");
+    assert!(
+        until > jiff::Timestamp::now(),
+        "the record says every intent is over ({until}) while the vendor still holds the prepare queued"
+    );
+}

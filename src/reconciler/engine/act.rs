@@ -169,7 +169,9 @@ impl<S: PhoneStore> Engine<S> {
     /// The phones of `wanted` to call: for a prepare sent again after its grace period (the last
     /// one's record still in flight: the vendor never showed it under way), the vendor is asked
     /// first whether it holds that prepare queued or under way (`prepare-progress`, one call an
-    /// instance); if it does, or cannot tell, no call: the phone's grace period starts again.
+    /// instance); if it does, or cannot tell, no call: the phone's grace period starts again, and
+    /// the intents record is extended to cover it as it would a call's (a later term then holds a
+    /// new owner of the instance as long).
     async fn ask_before_resending(
         &self,
         call: ActionCall<'_>,
@@ -182,6 +184,7 @@ impl<S: PhoneStore> Engine<S> {
             return wanted.to_vec();
         };
         let mut to_call = Vec::with_capacity(wanted.len());
+        let mut rearmed = false;
         for &k in wanted {
             let index = group.phones[k].index;
             let before = frame.status(index).and_then(|s| call.action.record(s));
@@ -212,6 +215,7 @@ impl<S: PhoneStore> Engine<S> {
                 ),
             };
             debug!(phone = %PhoneKey::of(phone), reason = %why, "prepare not sent again");
+            rearmed = true;
             let outcome = &mut group.phones[k];
             outcome.new = Cow::Owned(call.action.still_under_way(
                 &outcome.new,
@@ -220,6 +224,13 @@ impl<S: PhoneStore> Engine<S> {
                 &why,
                 Timestamp::now(),
             ));
+        }
+        if rearmed
+            && let Err(why) = self
+                .record_intents(Timestamp::now(), call.action.grace(&self.config.plan))
+                .await
+        {
+            debug!(%why, "the intents record was not extended for prepares still queued");
         }
         to_call
     }
