@@ -140,8 +140,12 @@ impl Action {
         }
     }
 
-    /// Re-stamps a planned intent with the time its call leaves, the `x-request-id` it will carry
-    /// and the account `scope` it is made in, so that the grace period counts from the call.
+    /// Re-stamps a planned intent with the time its call leaves (`at`, just before the intent is
+    /// written), so that `requestedAt` and the grace period count from the call, not from the start
+    /// of a tick that may have spent minutes querying; and with the `x-request-id` the call will
+    /// carry, so that on the happy path the intent is the call's one status write; and with the
+    /// account `scope` the call is made in, so that the intent is known whatever the phone names
+    /// later.
     pub fn stamp_intent(
         self,
         status: &mut CloudPhoneStatus,
@@ -151,14 +155,36 @@ impl Action {
         scope: &str,
         config: &PlanConfig,
     ) {
-        match self {
-            Action::Backup => {
-                backup::stamp_intent(status, generation, at, request_id, scope, config)
+        let at = next_whole_second(at);
+        let Some(record) = self.record_mut(status) else {
+            return;
+        };
+        record.requested_at = Some(Time(at));
+        record.request_id = Some(request_id.to_owned());
+        record.scope = Some(scope.to_owned());
+        record.task_id = None;
+        record.job_id = None;
+        record.vendor_status = None;
+        let ready = match self {
+            // NB: the retry of a first `1001` keeps its reason through the intent: recording its
+            // result tells a second refusal in a row from a first.
+            Action::Backup
+                if status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == READY && c.reason == BACKUP_PERMISSION_PENDING) =>
+            {
+                permission_retry(at)
             }
-            Action::Prepare => {
-                prepare::stamp_intent(status, generation, at, request_id, scope, config)
-            }
+            Action::Backup => requested(Some(at), config),
+            Action::Prepare => prepare_requested(Some(at), config),
+        };
+        Conditions {
+            list: &mut status.conditions,
+            generation,
+            now: at,
         }
+        .set(READY, ready.status, ready.reason, &ready.message);
     }
 
     /// A planned call that surely never left (withheld before it was sent, or not even tried: the

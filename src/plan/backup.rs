@@ -6,47 +6,6 @@ use crate::api::{ActionStatus, CloudPhoneStatus, Phase};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-/// Re-stamps a planned backup intent with the time its call leaves (`at`, just before the intent
-/// is written), so that `requestedAt` and the grace period count from the call, not from the start
-/// of a tick that may have spent minutes querying; and with the `x-request-id` the call will carry,
-/// so that on the happy path the intent is the backup's one status write; and with the account
-/// `scope` the call is made in, so that the intent is known whatever the phone names later.
-pub(super) fn stamp_intent(
-    status: &mut CloudPhoneStatus,
-    generation: Option<i64>,
-    at: Timestamp,
-    request_id: &str,
-    scope: &str,
-    config: &PlanConfig,
-) {
-    let at = next_whole_second(at);
-    let Some(backup) = status.backup.as_mut() else {
-        return;
-    };
-    backup.requested_at = Some(Time(at));
-    backup.request_id = Some(request_id.to_owned());
-    backup.scope = Some(scope.to_owned());
-    backup.task_id = None;
-    backup.job_id = None;
-    // NB: the retry of a first `1001` keeps its reason through the intent: recording its result
-    // tells a second refusal in a row from a first.
-    let retry = status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == READY && c.reason == BACKUP_PERMISSION_PENDING);
-    let ready = if retry {
-        permission_retry(at)
-    } else {
-        requested(Some(at), config)
-    };
-    Conditions {
-        list: &mut status.conditions,
-        generation,
-        now: at,
-    }
-    .set(READY, ready.status, ready.reason, &ready.message);
-}
-
 /// The Ready condition of the one retry after a first `1001`, from its plan to its result: the
 /// same text before and after the intent's stamp, at the time the call leaves.
 pub(super) fn permission_retry(at: Timestamp) -> ReadyCondition {

@@ -6,35 +6,6 @@ use crate::api::{CloudPhoneStatus, Phase};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-/// Re-stamps a planned prepare intent with the time its call leaves, the `x-request-id` it will
-/// carry and the account `scope` it is made in (see the backup's `stamp_intent`).
-pub(super) fn stamp_intent(
-    status: &mut CloudPhoneStatus,
-    generation: Option<i64>,
-    at: Timestamp,
-    request_id: &str,
-    scope: &str,
-    config: &PlanConfig,
-) {
-    let at = next_whole_second(at);
-    let Some(prepare) = status.prepare.as_mut() else {
-        return;
-    };
-    prepare.requested_at = Some(Time(at));
-    prepare.request_id = Some(request_id.to_owned());
-    prepare.scope = Some(scope.to_owned());
-    prepare.task_id = None;
-    prepare.job_id = None;
-    prepare.vendor_status = None;
-    let ready = prepare_requested(Some(at), config);
-    Conditions {
-        list: &mut status.conditions,
-        generation,
-        now: at,
-    }
-    .set(READY, ready.status, ready.reason, &ready.message);
-}
-
 /// Records the outcome of a prepare call in the status the plan wrote ahead of it.
 pub(super) fn record_result(
     status: &CloudPhoneStatus,
