@@ -36,13 +36,21 @@ pub(super) fn backed_up(
     config: &PlanConfig,
     retry_refused: bool,
 ) -> (ReadyCondition, bool) {
-    let backup = status.backup.as_ref();
-    let requested_at = backup.and_then(|b| b.requested_at.as_ref()).map(|t| t.0);
-    let attempts = backup.map_or(0, |b| b.attempts);
-    let wait_until = |d: Duration| requested_at.map(|t| t.checked_add(d).unwrap_or(Timestamp::MAX));
-    let grace_end = wait_until(config.grace_period);
-    let unconfirmed = backup.is_some_and(|b| b.in_flight);
-    let in_flight = unconfirmed && grace_end.is_some_and(|end| now < end);
+    let Cycle {
+        requested_at,
+        attempts,
+        grace_end,
+        unconfirmed,
+        in_flight,
+        may_lift,
+    } = Cycle::of(
+        status.backup.as_ref(),
+        config.grace_period,
+        now,
+        config,
+        retry_refused,
+    );
+    let wait_until = |d: Duration| until(requested_at, d);
     let waiting_for_vendor = || requested(requested_at, config);
     // After a first `1001` (not in flight: no call is awaited), the one retry is held until the
     // grace period's end; the retry carries the reason, so that a second `1001` is a refusal.
@@ -60,26 +68,16 @@ pub(super) fn backed_up(
         None => (requested(Some(now), config), true),
     };
     let phase = Phase::from_code(code);
-    // A permanent refusal holds until the spec changes: asking again cannot help. A reconcile
-    // request lifts it, at most once per backoff step after the refused call: a request repeated
-    // in a loop is no storm of refused calls.
-    let may_lift = retry_refused
-        && wait_until(config.backoff(attempts.max(1))).is_none_or(|until| now >= until);
+    // A permanent refusal holds until the spec changes: asking again cannot help (a reconcile
+    // request lifts it: see `Cycle::may_lift`).
     if !may_lift
         && matches!(
             phase,
             Phase::DataLoaded | Phase::Streaming | Phase::BackupFailed
         )
-        && let Some(refused) = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == READY && c.reason == BACKUP_REFUSED)
-        && refused.observed_generation == generation
+        && let Some(held) = held_refusal(status, generation, BACKUP_REFUSED)
     {
-        return (
-            ReadyCondition::new("False", BACKUP_REFUSED, refused.message.clone()),
-            false,
-        );
+        return (held, false);
     }
     if let Some(pending) = permission_pending
         && matches!(

@@ -43,30 +43,29 @@ pub(super) fn loaded(
     config: &PlanConfig,
     retry_refused: bool,
 ) -> (ReadyCondition, bool) {
-    let prepare = status.prepare.as_ref();
-    let requested_at = prepare.and_then(|p| p.requested_at.as_ref()).map(|t| t.0);
-    let attempts = prepare.map_or(0, |p| p.attempts);
-    let wait_until = |d: Duration| requested_at.map(|t| t.checked_add(d).unwrap_or(Timestamp::MAX));
-    let grace_end = wait_until(config.prepare_grace_period);
-    let unconfirmed = prepare.is_some_and(|p| p.in_flight);
-    let in_flight = unconfirmed && grace_end.is_some_and(|end| now < end);
+    let Cycle {
+        requested_at,
+        attempts,
+        grace_end,
+        unconfirmed,
+        in_flight,
+        may_lift,
+    } = Cycle::of(
+        status.prepare.as_deref(),
+        config.prepare_grace_period,
+        now,
+        config,
+        retry_refused,
+    );
+    let wait_until = |d: Duration| until(requested_at, d);
     let phase = Phase::from_code(code);
-    // A permanent refusal holds until the spec changes; a reconcile request lifts it at most once
-    // per backoff step after the refused call.
-    let may_lift = retry_refused
-        && wait_until(config.backoff(attempts.max(1))).is_none_or(|until| now >= until);
+    // A permanent refusal holds until the spec changes (a reconcile request lifts it: see
+    // `Cycle::may_lift`).
     if !may_lift
         && matches!(phase, Phase::Idle | Phase::RestoreFailed)
-        && let Some(refused) = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == READY && c.reason == PREPARE_REFUSED)
-        && refused.observed_generation == generation
+        && let Some(held) = held_refusal(status, generation, PREPARE_REFUSED)
     {
-        return (
-            ReadyCondition::new("False", PREPARE_REFUSED, refused.message.clone()),
-            false,
-        );
+        return (held, false);
     }
     match phase {
         Phase::DataLoaded | Phase::Streaming => (

@@ -11,7 +11,8 @@
 //! - `input`: what else the plan of a phone is given: the engine's memory, the tick's context.
 //! - `phone`: the per-phone plan and its output.
 //! - `action`: the vendor actions, and what each one's call does to the status.
-//! - `backed_up`: the `BackedUp` lifecycle's rules.
+//! - `backed_up`: the `BackedUp` lifecycle's rules; `loaded`: the `Loaded` lifecycle's; `cycle`: where
+//!   an action's cycle of calls stands, which both weigh.
 //! - `backup`: the intent of a backup call and what its outcome records.
 //! - [`events`]: events on transitions, and settledness.
 //! - `conditions`: `Ready` and `Synced`, set with the Kubernetes conventions, and kstatus's
@@ -95,6 +96,7 @@ mod action;
 mod backed_up;
 mod backup;
 mod conditions;
+mod cycle;
 mod events;
 mod handover;
 mod identity;
@@ -114,6 +116,7 @@ pub use conditions::{
     RECONCILING, STALLED, STALLED_REASONS, kstatus_condition,
 };
 use conditions::{Conditions, LazyConditions, ReadyCondition, call_failed, refused_for_good};
+use cycle::{Cycle, held_refusal, until};
 pub use events::{PhoneEvent, events, is_settled};
 use handover::handover_wait;
 pub use handover::{AWAITING_HANDOVER, PREVIOUS_ACTION_PENDING};
