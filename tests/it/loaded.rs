@@ -152,9 +152,12 @@ async fn an_operator_killed_mid_tick_resumes_without_a_second_prepare() {
     })
     .unwrap();
     let store = Arc::new(MemoryStore::new(phones));
+    // NB: a short backoff: a kill between an intent and its call leaves an intent no call
+    // followed, prepared again after its grace period and the backoff of one attempt.
     let engine = || {
         support::engine(&sim, store.clone())
             .prepare_grace(Duration::from_secs(2))
+            .backoff(Duration::from_millis(500), Duration::from_secs(1))
             .build()
     };
     // Kill at several points of the tick: during the status queries, between the intent writes
