@@ -278,7 +278,10 @@ impl<S: PhoneStore> Engine<S> {
             .collect();
         let chunks = account_chunks(&queried, &bindings, accounts.entries.len());
         let chunk_count = chunks.len();
-        let pending = Pending::new(&chunks, accounts.entries.len());
+        // NB: past half the tick's deadline, what waits leaves with each chunk: a tick cut before an
+        // account's last chunk still makes the calls its planned phones wait for.
+        let flush_after = tokio::time::Instant::now() + self.config.tick_deadline / 2;
+        let pending = Pending::new(&chunks, accounts.entries.len(), flush_after);
         let mut groups = Vec::with_capacity(chunk_count + 1);
         let mut finished = 0;
         let work = async {
