@@ -43,6 +43,7 @@ pub(super) fn backed_up(
         unconfirmed,
         in_flight,
         may_lift,
+        answered_until,
     } = Cycle::of(
         status.backup.as_ref(),
         config.grace_period,
@@ -133,6 +134,23 @@ pub(super) fn backed_up(
             });
             if in_flight {
                 (waiting_for_vendor(), false)
+            } else if let Some(held) = held_answer(
+                status,
+                generation,
+                answered_until.filter(|_| permission_pending.is_none()),
+                |retry_at| {
+                    ReadyCondition::new(
+                        "False",
+                        "BackupNotStarted",
+                        format!(
+                            "the vendor answered the backup requested at {} without starting one; next attempt at {}",
+                            fmt_time(requested_at),
+                            fmt_time(Some(retry_at))
+                        ),
+                    )
+                },
+            ) {
+                (held, false)
             } else if unconfirmed && retry_at.is_some_and(|at| now < at) {
                 (
                     ReadyCondition::new(

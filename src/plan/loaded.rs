@@ -50,6 +50,7 @@ pub(super) fn loaded(
         unconfirmed,
         in_flight,
         may_lift,
+        answered_until,
     } = Cycle::of(
         status.prepare.as_deref(),
         config.prepare_grace_period,
@@ -111,6 +112,18 @@ pub(super) fn loaded(
             });
             if in_flight {
                 (prepare_requested(requested_at, config), false)
+            } else if let Some(held) = held_answer(status, generation, answered_until, |retry_at| {
+                ReadyCondition::new(
+                    "False",
+                    "PrepareNotStarted",
+                    format!(
+                        "the vendor answered the prepare requested at {} without starting one; next attempt at {}",
+                        fmt_time(requested_at),
+                        fmt_time(Some(retry_at))
+                    ),
+                )
+            }) {
+                (held, false)
             } else if unconfirmed && retry_at.is_some_and(|at| now < at) {
                 (
                     ReadyCondition::new(

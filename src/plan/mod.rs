@@ -116,7 +116,7 @@ pub use conditions::{
     RECONCILING, STALLED, STALLED_REASONS, kstatus_condition,
 };
 use conditions::{Conditions, LazyConditions, ReadyCondition, call_failed, refused_for_good};
-use cycle::{Cycle, held_refusal, until};
+use cycle::{Cycle, held_answer, held_refusal, until};
 pub use events::{PhoneEvent, events, is_settled};
 use handover::handover_wait;
 pub use handover::{AWAITING_HANDOVER, PREVIOUS_ACTION_PENDING};

@@ -1623,3 +1623,50 @@ fn a_loaded_phone_without_a_usable_user_is_told_which_field_and_makes_no_call() 
         assert_eq!(planned.action, None);
     }
 }
+
+#[test]
+fn a_call_the_vendor_answered_without_starting_anything_waits_its_backoff() {
+    // The vendor answers the call for the instance without starting anything (no such instance,
+    // already restoring or restored, a backup under way), yet its status query still shows the
+    // phase the call starts from: the next call waits the backoff of the attempt (30 s), not a tick.
+    let backup = cloudphone("p", "kp1").backed_up().build();
+    let prepare = cloudphone("p", "kp1").loaded("u1").build();
+    let cases = [
+        (&backup, 2, Action::Backup, ActionResult::NotFound),
+        (&backup, 2, Action::Backup, ActionResult::Restoring),
+        (&prepare, 0, Action::Prepare, ActionResult::NotFound),
+        (&prepare, 0, Action::Prepare, ActionResult::AlreadyDone),
+        (&prepare, 0, Action::Prepare, ActionResult::AlreadyBackingUp),
+        (&prepare, 6, Action::Prepare, ActionResult::NotFound),
+    ];
+    for (phone, code, action, result) in cases {
+        let case = format!("{action:?} from status {code}, answered {result:?}");
+        let generation = phone.metadata.generation;
+        let plan = phone.plan(Some(Observation::Status(code)), at(0));
+        assert_eq!(plan.action, Some(action), "{case}");
+        let mut intent = plan.status;
+        action.stamp_intent(
+            &mut intent,
+            generation,
+            at(0),
+            "req",
+            DEFAULT_SCOPE,
+            &config(),
+        );
+        let answered = action.record_result(&intent, generation, &result, at(0), &config());
+        let phone = phone.clone().with_status(answered.clone());
+        for second in [1, 10, 29] {
+            let again = phone.plan(Some(Observation::Status(code)), at(second));
+            assert_eq!(again.action, None, "{case}: called again at {second}s");
+            // NB: a failed restore says so, with its next attempt, whatever the call answered.
+            if code != 6 {
+                assert_eq!(again.status, answered, "{case}: the wait writes nothing");
+            }
+        }
+        assert_eq!(
+            phone.plan(Some(Observation::Status(code)), at(31)).action,
+            Some(action),
+            "{case}: not called again after the backoff"
+        );
+    }
+}
