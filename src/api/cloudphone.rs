@@ -204,6 +204,24 @@ pub struct ActionStatus {
     /// ready, 1 waiting to be restored, 2 waiting for assignment, 3 backing up, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor_status: Option<i64>,
+
+    /// The vendor user the last call named (a prepare's spec.userId as the call left): the one
+    /// asked about when the vendor must say whether it still holds that call, whatever the spec
+    /// names now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    pub user_id: Option<String>,
+
+    /// Questions in a row the vendor could not answer about whether it still holds the last call
+    /// (a prepare's prepare-progress, asked before any second call): from 3 on, the phone says so
+    /// (Ready reason PrepareFailed), and still sends no second call until the vendor answers.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0))]
+    pub unanswered_checks: i32,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 /// Why an instance id is refused; the same rule as the CRD schema and the vendor's limit.

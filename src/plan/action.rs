@@ -8,6 +8,19 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::time::Duration;
 
+/// What an intent is stamped with as its call leaves (see [`Action::stamp_intent`]).
+#[derive(Clone, Copy, Debug)]
+pub struct CallStamp<'s> {
+    /// When the call leaves.
+    pub at: Timestamp,
+    /// The `x-request-id` the call carries.
+    pub request_id: &'s str,
+    /// The account scope the call is made in.
+    pub scope: &'s str,
+    /// The call's key (see [`Action::call_key`]: a prepare's user).
+    pub key: Option<&'s str>,
+}
+
 /// A vendor action the planner asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
@@ -145,16 +158,20 @@ impl Action {
     /// of a tick that may have spent minutes querying; and with the `x-request-id` the call will
     /// carry, so that on the happy path the intent is the call's one status write; and with the
     /// account `scope` the call is made in, so that the intent is known whatever the phone names
-    /// later.
+    /// later; and with the call's `key` (a prepare's user), asked about before any second call.
     pub fn stamp_intent(
         self,
         status: &mut CloudPhoneStatus,
         generation: Option<i64>,
-        at: Timestamp,
-        request_id: &str,
-        scope: &str,
+        stamp: CallStamp<'_>,
         config: &PlanConfig,
     ) {
+        let CallStamp {
+            at,
+            request_id,
+            scope,
+            key,
+        } = stamp;
         let at = next_whole_second(at);
         let Some(record) = self.record_mut(status) else {
             return;
@@ -162,6 +179,8 @@ impl Action {
         record.requested_at = Some(Time(at));
         record.request_id = Some(request_id.to_owned());
         record.scope = Some(scope.to_owned());
+        record.user_id = key.map(str::to_owned);
+        record.unanswered_checks = 0;
         record.task_id = None;
         record.job_id = None;
         record.vendor_status = None;
@@ -223,34 +242,53 @@ impl Action {
         status
     }
 
-    /// A planned call not sent because the vendor still holds the previous one queued or under way
-    /// (`why`): the record as it was before the plan (`before`), its grace period started again at
-    /// `now`, so that the next question comes a grace period later, not every tick.
+    /// A planned call not sent because the vendor may still hold an earlier one of the instance
+    /// (a question about it, for `user`, was `answered` that it does, or could not be answered):
+    /// the record as it was before the plan (`before`), its grace period started again at `now`, so
+    /// that the next question comes a grace period later, not every tick; the questions in a row
+    /// not answered counted.
+    #[allow(clippy::too_many_arguments)]
     pub fn still_under_way(
         self,
         planned: &CloudPhoneStatus,
         before: Option<&ActionStatus>,
         generation: Option<i64>,
-        why: &str,
+        user: &str,
+        answered: bool,
         now: Timestamp,
+        config: &PlanConfig,
     ) -> CloudPhoneStatus {
         let now = whole_seconds(now);
         let mut status = planned.clone();
         let mut record = before.cloned().unwrap_or_default();
         record.requested_at = Some(Time(now));
         record.in_flight = true;
-        self.set_record(&mut status, Some(record));
-        let reason = match self {
-            Action::Backup => "BackupNotStarted",
-            Action::Prepare => "PrepareNotStarted",
+        record.user_id = Some(user.to_owned());
+        record.unanswered_checks = if answered {
+            0
+        } else {
+            record.unanswered_checks.saturating_add(1)
         };
+        let ready = self.in_flight_ready(Some(&record), config);
+        self.set_record(&mut status, Some(record));
         Conditions {
             list: &mut status.conditions,
             generation,
             now,
         }
-        .set(READY, "False", reason, why);
+        .set(READY, ready.status, ready.reason, &ready.message);
         status
+    }
+
+    /// The Ready condition while `record`'s call is in flight (within its grace period).
+    fn in_flight_ready(self, record: Option<&ActionStatus>, config: &PlanConfig) -> ReadyCondition {
+        match self {
+            Action::Backup => requested(
+                record.and_then(|r| r.requested_at.as_ref()).map(|t| t.0),
+                config,
+            ),
+            Action::Prepare => prepare_in_flight(record, config),
+        }
     }
 
     /// Records what came of the call in the status its intent wrote.

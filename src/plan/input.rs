@@ -50,6 +50,8 @@ pub struct Intent {
     pub requested_at: Timestamp,
     /// The action it announced: its grace period is the action's.
     pub action: Action,
+    /// The user its call named (a prepare's), when known.
+    pub user: Option<String>,
 }
 
 impl Intent {
@@ -58,6 +60,20 @@ impl Intent {
         self.requested_at
             .checked_add(self.action.grace(config))
             .unwrap_or(Timestamp::MAX)
+    }
+
+    /// Until when it is remembered: a prepare's a grace period past its own, so that a new owner
+    /// of the instance, held until then, asks the vendor whether it still holds that prepare
+    /// queued before it sends its own (see [`Intents::earlier_prepare`]); a backup's, its grace
+    /// period (no question tells a queued backup).
+    fn kept_until(&self, config: &PlanConfig) -> Timestamp {
+        let until = self.until(config);
+        match self.action {
+            Action::Prepare => until
+                .checked_add(self.action.grace(config))
+                .unwrap_or(Timestamp::MAX),
+            Action::Backup => until,
+        }
     }
 }
 
@@ -135,11 +151,12 @@ impl Intents {
                     uid: phone.uid.map(str::to_owned),
                     requested_at: at.0,
                     action,
+                    user: record.user_id.clone(),
                 },
             );
         }
         for scope in self.by_scope.values_mut() {
-            scope.retain(|_, intent| now < intent.until(config));
+            scope.retain(|_, intent| now < intent.kept_until(config));
         }
         self.by_scope.retain(|_, scope| !scope.is_empty());
     }
@@ -155,6 +172,23 @@ impl Intents {
         scope
             .get(&phone.spec.instance_id)
             .filter(|intent| intent.uid.as_deref() != phone.uid && now < intent.until(config))
+    }
+
+    /// Another object's prepare intent for the phone's instance whose grace period has ended (a
+    /// new owner was held until then) but which is still remembered: the vendor may hold that
+    /// prepare queued, the instance showing Idle all along.
+    pub fn earlier_prepare(
+        &self,
+        phone: &PhoneView,
+        now: Timestamp,
+        config: &PlanConfig,
+    ) -> Option<&Intent> {
+        let scope = self.by_scope.get(phone.account.scope()?)?;
+        scope.get(&phone.spec.instance_id).filter(|intent| {
+            intent.action == Action::Prepare
+                && intent.uid.as_deref() != phone.uid
+                && now < intent.kept_until(config)
+        })
     }
 
     /// True when no intent is remembered.

@@ -2,7 +2,7 @@
 //! condition and whether to call prepare now.
 
 use super::*;
-use crate::api::{CloudPhoneStatus, Phase};
+use crate::api::{ActionStatus, CloudPhoneStatus, Phase};
 use jiff::Timestamp;
 use std::time::Duration;
 
@@ -111,7 +111,7 @@ pub(super) fn loaded(
                     .unwrap_or(Timestamp::MAX)
             });
             if in_flight {
-                (prepare_requested(requested_at, config), false)
+                (prepare_in_flight(status.prepare.as_deref(), config), false)
             } else if let Some(held) = held_answer(status, generation, answered_until, |retry_at| {
                 ReadyCondition::new(
                     "False",
@@ -144,7 +144,7 @@ pub(super) fn loaded(
         Phase::RestoreFailed => {
             let retry_at = wait_until(config.backoff(attempts));
             if in_flight {
-                (prepare_requested(requested_at, config), false)
+                (prepare_in_flight(status.prepare.as_deref(), config), false)
             } else if attempts > 0 && retry_at.is_some_and(|at| now < at) {
                 (
                     ReadyCondition::new(
@@ -172,6 +172,33 @@ pub(super) fn loaded(
             false,
         ),
     }
+}
+
+/// Questions in a row the vendor could not answer about an unconfirmed prepare (whether it still
+/// holds it queued), from which the phone says so: Ready reason PrepareFailed, still no second call.
+pub const UNANSWERED_CHECKS_REPORTED: i32 = 3;
+
+/// The Ready condition of a prepare in flight: requested, waiting for the vendor to show it under
+/// way; PrepareFailed once the vendor could not say [`UNANSWERED_CHECKS_REPORTED`] times in a row
+/// whether it still holds it (the operator sends no second prepare until it can).
+pub(super) fn prepare_in_flight(
+    record: Option<&ActionStatus>,
+    config: &PlanConfig,
+) -> ReadyCondition {
+    let requested_at = record.and_then(|r| r.requested_at.as_ref()).map(|t| t.0);
+    let Some(record) = record.filter(|r| r.unanswered_checks >= UNANSWERED_CHECKS_REPORTED) else {
+        return prepare_requested(requested_at, config);
+    };
+    ReadyCondition::new(
+        "False",
+        PREPARE_FAILED,
+        format!(
+            "the vendor could not say {} times in a row whether it still holds the prepare of this instance for user {} (prepare-progress failed): no second prepare is sent until it can; asked again after {}",
+            record.unanswered_checks,
+            record.user_id.as_deref().unwrap_or("(not recorded)"),
+            fmt_time(until(requested_at, config.prepare_grace_period))
+        ),
+    )
 }
 
 /// The Ready condition from a prepare call until the vendor shows it under way. The same text

@@ -107,7 +107,7 @@ mod phone;
 mod prepare;
 
 pub use account::{AccountEvent, AccountTick, account_event, account_status};
-pub use action::Action;
+pub use action::{Action, CallStamp};
 use backed_up::{backed_up, backup_completed};
 pub use backup::ActionResult;
 use backup::{permission_retry, requested};
@@ -125,7 +125,8 @@ pub use identity::{
     Disposition, Dispositions, KeyRef, PhoneKey, PhoneView, Route, account_scope, dispositions,
 };
 pub use input::{Context, EarlierTerms, Intent, Intents, Memory, Receipt};
-use loaded::{loaded, prepare_completed, prepare_requested};
+pub use loaded::UNANSWERED_CHECKS_REPORTED;
+use loaded::{loaded, prepare_completed, prepare_in_flight, prepare_requested};
 pub use observation::Observation;
 pub use phone::{Planned, plan_phone};
 

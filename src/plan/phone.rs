@@ -22,6 +22,11 @@ pub struct Planned<'a> {
     /// The action planned for the phone and why it is held (an ownership move, an earlier term),
     /// if it is.
     pub held: Option<(Action, String)>,
+    /// Before the planned prepare is sent, ask the vendor whether it still holds an earlier one of
+    /// the instance for this user (`prepare-progress`): the phone's own call never seen under way,
+    /// or another object's before this one owned the instance. The vendor shows an instance Idle
+    /// while its prepare is queued, so the status alone cannot tell.
+    pub ask_progress: Option<String>,
 }
 
 impl Planned<'_> {
@@ -72,6 +77,9 @@ pub fn plan_phone<'a>(
     {
         hold_for(&mut planned, action, AWAITING_HANDOVER, phone, why, cx.now);
     }
+    if planned.action == Some(Action::Prepare) {
+        planned.ask_progress = earlier_prepare(phone, memory, cx);
+    }
     // NB: only on a phone observed this tick: a phone its account no longer serves (or suspended,
     // or a duplicate) shows nothing the vendor said, its own call's ids included.
     if let Some(receipt) = memory.receipt
@@ -110,6 +118,25 @@ fn previous_action(
                 )
             })
         })
+}
+
+/// The user of an earlier prepare of the phone's instance the vendor may still hold queued, if one
+/// may be: the phone's own, never seen under way (in flight past its grace period), or another
+/// object's that this term remembers (see [`Intents::earlier_prepare`]). The user the call named,
+/// whatever the spec names now; the spec's for a record that does not say.
+fn earlier_prepare(phone: &PhoneView, memory: &Memory<'_>, cx: &Context<'_>) -> Option<String> {
+    let spec_user = || phone.spec.user_id.clone();
+    if let Some(own) = phone
+        .status
+        .and_then(|s| Action::Prepare.record(s))
+        .filter(|r| r.in_flight)
+    {
+        return own.user_id.clone().or_else(spec_user);
+    }
+    let other = memory
+        .intents
+        .and_then(|intents| intents.earlier_prepare(phone, cx.now, cx.config))?;
+    other.user.clone().or_else(spec_user)
 }
 
 /// Holds the planned `action`: the phone keeps its old record of it and says why it waits.
@@ -302,6 +329,7 @@ fn from_observation<'a>(
                     let record = action.record_mut(status.to_mut()).expect("checked above");
                     if settle {
                         record.in_flight = false;
+                        record.unanswered_checks = 0;
                     }
                     if reset {
                         record.attempts = 0;
@@ -357,6 +385,7 @@ fn from_observation<'a>(
                 action,
                 receipt_spent: false,
                 held: None,
+                ask_progress: None,
             }
         }
     }
@@ -382,6 +411,7 @@ impl<'a> Planned<'a> {
             action: None,
             receipt_spent: false,
             held: None,
+            ask_progress: None,
         }
     }
 }

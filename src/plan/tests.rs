@@ -263,9 +263,12 @@ fn an_intent_is_stamped_with_the_time_its_call_leaves() {
     Action::Backup.stamp_intent(
         &mut status,
         Some(1),
-        leaves,
-        "r-9",
-        DEFAULT_SCOPE,
+        CallStamp {
+            at: leaves,
+            request_id: "r-9",
+            scope: DEFAULT_SCOPE,
+            key: None,
+        },
         &config(),
     );
     assert_eq!(
@@ -359,9 +362,12 @@ fn call(phone: &CloudPhone, now: i64, result: &ActionResult) -> Option<CloudPhon
     Action::Backup.stamp_intent(
         &mut intent,
         phone.metadata.generation,
-        at(now),
-        "req",
-        DEFAULT_SCOPE,
+        CallStamp {
+            at: at(now),
+            request_id: "req",
+            scope: DEFAULT_SCOPE,
+            key: None,
+        },
         &config(),
     );
     Some(Action::Backup.record_result(
@@ -670,7 +676,17 @@ fn backup_results_are_recorded() {
         "the same text before and after the call"
     );
     let mut intent = planned.status.clone();
-    Action::Backup.stamp_intent(&mut intent, Some(1), at(0), "r-1", DEFAULT_SCOPE, &config());
+    Action::Backup.stamp_intent(
+        &mut intent,
+        Some(1),
+        CallStamp {
+            at: at(0),
+            request_id: "r-1",
+            scope: DEFAULT_SCOPE,
+            key: None,
+        },
+        &config(),
+    );
     let happy = Action::Backup.record_result(
         &intent,
         Some(1),
@@ -1115,6 +1131,7 @@ proptest! {
                         uid: phone.metadata.uid.clone(),
                         requested_at: at,
                         action,
+                        user: None,
                     });
                 }
             }
@@ -1648,9 +1665,12 @@ fn a_call_the_vendor_answered_without_starting_anything_waits_its_backoff() {
         action.stamp_intent(
             &mut intent,
             generation,
-            at(0),
-            "req",
-            DEFAULT_SCOPE,
+            CallStamp {
+                at: at(0),
+                request_id: "req",
+                scope: DEFAULT_SCOPE,
+                key: action.call_key(&phone.spec),
+            },
             &config(),
         );
         let answered = action.record_result(&intent, generation, &result, at(0), &config());

@@ -135,6 +135,9 @@ pub struct SimulateArgs {
     /// Answer every prepare call with this error, as HTTP:CODE (status queries as usual).
     #[arg(long, env = "CLOUDPHONE_SIM_ANSWER_ALL_PREPARES", value_name = "HTTP:CODE", value_parser = parse_canned)]
     answer_all_prepares: Option<sim::CannedError>,
+    /// Answer every prepare-progress call with this error, as HTTP:CODE (other calls as usual).
+    #[arg(long, env = "CLOUDPHONE_SIM_ANSWER_ALL_PROGRESS", value_name = "HTTP:CODE", value_parser = parse_canned)]
+    answer_all_progress: Option<sim::CannedError>,
     /// Answer in the older shapes (status results without `data`, backup without `data`).
     #[arg(long, env = "CLOUDPHONE_SIM_LEGACY_ANSWERS")]
     legacy_answers: bool,
@@ -229,6 +232,7 @@ impl SimulateArgs {
             answer_all,
             answer_all_backups,
             answer_all_prepares,
+            answer_all_progress,
             legacy_answers,
             business_errors_as_200,
             seed,
@@ -268,6 +272,7 @@ impl SimulateArgs {
                 answer_all,
                 answer_all_backups,
                 answer_all_prepares,
+                answer_all_progress,
             },
             tokens: accept_tokens,
             iam_users,

@@ -52,6 +52,10 @@ pub struct Faults {
     /// it names; status queries are answered as usual.
     #[serde(default)]
     pub answer_all_prepares: Option<CannedError>,
+    /// Answer every prepare-progress call with this error (the vendor cannot tell where a prepare
+    /// stands), whatever it names; other calls are answered as usual.
+    #[serde(default)]
+    pub answer_all_progress: Option<CannedError>,
 }
 
 /// An error answer: HTTP status and the vendor's code number (`0000` becomes `KOOPHONE.API.0000`).

@@ -120,6 +120,9 @@ pub struct Instance {
     /// while it waits there (the instance showing Idle).
     #[serde(skip)]
     prepare_queued: Option<(u64, Instant)>,
+    /// The user of the last prepare that started (queued or restoring).
+    #[serde(skip)]
+    prepared_for: Option<String>,
     #[serde(skip)]
     since: Instant,
 }
@@ -205,6 +208,7 @@ impl Fleet {
             prepare_requests_while_busy: 0,
             queued_at: None,
             prepare_queued: None,
+            prepared_for: None,
             since: now,
         });
         entry.status = status;
@@ -289,6 +293,7 @@ impl Fleet {
     /// instance; refuses the whole call, naming the first offender, when an instance is unknown.
     pub fn prepare(
         &mut self,
+        user: &str,
         ids: &[String],
         now: Instant,
     ) -> Result<(Vec<i64>, u64), (String, PrepareRefusal)> {
@@ -345,6 +350,7 @@ impl Fleet {
                     self.next_prepare += 1;
                 }
                 instance.prepares_started += 1;
+                instance.prepared_for = Some(user.to_owned());
                 started += 1;
                 prepared::WAITING_FOR_RESTORE
             } else {
@@ -357,8 +363,9 @@ impl Fleet {
         Ok((answers, started))
     }
 
-    /// The vendor's prepare-progress of one instance, or `None` when unknown.
-    pub fn progress(&mut self, id: &str, now: Instant) -> Option<Progress> {
+    /// The vendor's prepare-progress of one instance for `user`, or `None` when unknown. A prepare
+    /// queued for another user is not this user's: the instance shows offline (2) to it.
+    pub fn progress(&mut self, id: &str, user: &str, now: Instant) -> Option<Progress> {
         self.get(id, now)?;
         // Advance every instance first, so that prepares that left the queue are not counted.
         for other in self.instances.values_mut() {
@@ -366,6 +373,7 @@ impl Fleet {
         }
         let instance = self.instances.get(id)?;
         let (status, waiting) = match instance.prepare_queued {
+            Some(_) if instance.prepared_for.as_deref() != Some(user) => (2, 0),
             Some((place, _)) => {
                 let ahead = self
                     .instances
@@ -574,12 +582,12 @@ mod tests {
             f.set(id, code::IDLE, t0);
         }
         assert_eq!(
-            f.prepare(&ids(&["a", "b"]), t0),
+            f.prepare("u1", &ids(&["a", "b"]), t0),
             Ok((vec![prepared::WAITING_FOR_RESTORE; 2], 2))
         );
-        assert_eq!(f.prepare(&ids(&["c"]), at(1)), Ok((vec![1], 1)));
+        assert_eq!(f.prepare("u1", &ids(&["c"]), at(1)), Ok((vec![1], 1)));
         assert_eq!(f.get("c", at(3)).unwrap().status, code::IDLE);
-        let waiting = |f: &mut Fleet, id, s| f.progress(id, at(s)).unwrap();
+        let waiting = |f: &mut Fleet, id, s| f.progress(id, "u1", at(s)).unwrap();
         assert_eq!(
             waiting(&mut f, "a", 3),
             Progress {
@@ -641,9 +649,9 @@ mod tests {
         let at = |s| t0 + Duration::from_secs(s);
         let mut f = prepare_fleet(4, 5, 0.0);
         f.set("a", code::IDLE, t0);
-        f.prepare(&ids(&["a"]), t0).unwrap();
-        assert_eq!(f.prepare(&ids(&["a"]), at(2)), Ok((vec![1], 0)));
-        assert_eq!(f.prepare(&ids(&["a"]), at(6)), Ok((vec![1], 0)));
+        f.prepare("u1", &ids(&["a"]), t0).unwrap();
+        assert_eq!(f.prepare("u1", &ids(&["a"]), at(2)), Ok((vec![1], 0)));
+        assert_eq!(f.prepare("u1", &ids(&["a"]), at(6)), Ok((vec![1], 0)));
         assert_eq!(f.get("a", at(8)).unwrap().status, code::RESTORING);
         let a = f.get("a", at(9)).unwrap().clone();
         assert_eq!(
@@ -664,7 +672,7 @@ mod tests {
         let t0 = Instant::now();
         let mut f = prepare_fleet(4, 5, 0.0);
         f.set("a", code::IDLE, t0);
-        f.prepare(&ids(&["a"]), t0).unwrap();
+        f.prepare("u1", &ids(&["a"]), t0).unwrap();
         assert_eq!(
             f.backup(&ids(&["a"]), t0),
             Err(("a".into(), BackupRefusal::Restoring))
@@ -705,22 +713,22 @@ mod tests {
             "restore-failed",
         ]);
         assert_eq!(
-            f.prepare(&named, t0),
+            f.prepare("u1", &named, t0),
             Ok((vec![0, 0, 0, 3, 3, 0, 1], 1)),
             "only the failed restore is retried"
         );
         assert_eq!(f.get("restore-failed", t0).unwrap().status, code::RESTORING);
-        assert_eq!(f.progress("backup-queued", t0).unwrap().status, 3);
+        assert_eq!(f.progress("backup-queued", "u1", t0).unwrap().status, 3);
         assert_eq!(
-            f.prepare(&ids(&["loaded", "ghost", "strange"]), t0),
+            f.prepare("u1", &ids(&["loaded", "ghost", "strange"]), t0),
             Err(("ghost".into(), PrepareRefusal::NotFound))
         );
         assert_eq!(
-            f.prepare(&ids(&["strange"]), t0),
+            f.prepare("u1", &ids(&["strange"]), t0),
             Err(("strange".into(), PrepareRefusal::WrongState))
         );
         assert_eq!(f.get("loaded", t0).unwrap().prepare_requests, 2);
-        assert_eq!(f.progress("ghost", t0), None);
+        assert_eq!(f.progress("ghost", "u1", t0), None);
     }
 
     #[test]
@@ -729,15 +737,15 @@ mod tests {
         let mut f = prepare_fleet(0, 5, 1.0);
         f.set("a", code::IDLE, t0);
         assert_eq!(
-            f.progress("a", t0).unwrap().status,
+            f.progress("a", "u1", t0).unwrap().status,
             2,
             "offline, not normal"
         );
-        f.prepare(&ids(&["a"]), t0).unwrap();
+        f.prepare("u1", &ids(&["a"]), t0).unwrap();
         assert_eq!(f.get("a", t0).unwrap().status, code::RESTORING, "no queue");
         let t1 = t0 + Duration::from_secs(5);
         assert_eq!(f.get("a", t1).unwrap().status, code::RESTORE_FAILED);
-        assert_eq!(f.progress("a", t1).unwrap().status, -1);
+        assert_eq!(f.progress("a", "u1", t1).unwrap().status, -1);
     }
 
     #[test]

@@ -253,3 +253,303 @@ async fn a_prepare_the_vendor_keeps_queued_keeps_the_intents_record_ahead() {
         "the record says every intent is over ({until}) while the vendor still holds the prepare queued"
     );
 }
+
+/// The Ready reason of phone `name` in `store`.
+fn ready_reason(store: &MemoryStore, name: &str) -> (String, String) {
+    let phone = store.get(&support::key(name)).expect("the phone");
+    let status = phone.status.clone().unwrap_or_default();
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY)
+        .map(|c| (c.reason.clone(), c.message.clone()))
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_new_owner_of_an_instance_asks_before_preparing_what_its_old_owner_left_queued() {
+    let _deadline = support::deadline(
+        "a_new_owner_of_an_instance_asks_before_preparing_what_its_old_owner_left_queued",
+    );
+    let (phones, instances) = parked_fleet(1, |_| "u1".to_owned());
+    // The vendor holds the prepare queued for 6 s, the instance showing Idle all along: past the
+    // grace period (1 s) and backoff (0.5 s) of the operator.
+    let sim = support::simulator(instances)
+        .prepare_queue_delay(Duration::from_secs(6))
+        .restore_duration(Duration::from_millis(300))
+        .start()
+        .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .prepare_grace(Duration::from_secs(1))
+        .backoff(Duration::from_millis(500), Duration::from_secs(1))
+        .build();
+    engine.tick().await;
+    assert_eq!(sim.counters().calls("prepare"), 1);
+    // The object is deleted, and another one takes the instance over (Argo CD renaming it).
+    store.remove(&support::key("p00000"));
+    store.insert(
+        support::cloudphone("renamed", "kp00000")
+            .loaded("u1")
+            .uid("uid-renamed")
+            .build(),
+    );
+    tick_until_loaded(&engine, 150).await;
+    assert_eq!(
+        sim.counters().calls("prepare"),
+        1,
+        "the new owner sent a second prepare while the first was queued"
+    );
+    assert!(sim.counters().calls("prepare-progress") >= 1);
+    no_second_prepare(&sim);
+}
+
+#[tokio::test]
+async fn after_a_change_of_user_the_vendor_is_asked_about_the_user_the_call_named() {
+    let _deadline = support::deadline(
+        "after_a_change_of_user_the_vendor_is_asked_about_the_user_the_call_named",
+    );
+    let (phones, instances) = parked_fleet(1, |_| "u1".to_owned());
+    let sim = support::simulator(instances)
+        .prepare_queue_delay(Duration::from_secs(6))
+        .restore_duration(Duration::from_millis(300))
+        .start()
+        .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .prepare_grace(Duration::from_secs(1))
+        .backoff(Duration::from_millis(500), Duration::from_secs(1))
+        .build();
+    engine.tick().await;
+    assert_eq!(sim.counters().calls("prepare"), 1);
+    let record = store.get(&support::key("p00000")).unwrap();
+    let record = record.status.as_ref().unwrap().prepare.as_ref().unwrap();
+    assert_eq!(record.user_id.as_deref(), Some("u1"), "{record:?}");
+    // The spec names another user while the vendor holds u1's prepare queued: the vendor knows
+    // no prepare of u2 (prepare-progress answers 2 for it).
+    let mut changed = (*store.get(&support::key("p00000")).unwrap()).clone();
+    changed.spec.user_id = Some("u2".into());
+    changed.metadata.generation = Some(2);
+    store.insert(changed);
+    tick_until_loaded(&engine, 150).await;
+    assert_eq!(
+        sim.counters().calls("prepare"),
+        1,
+        "a second prepare, for the new user, while the first was queued"
+    );
+    no_second_prepare(&sim);
+}
+
+#[tokio::test]
+async fn a_prepare_cut_short_by_the_tick_deadline_keeps_the_vendors_answers() {
+    let _deadline =
+        support::deadline("a_prepare_cut_short_by_the_tick_deadline_keeps_the_vendors_answers");
+    let (phones, instances) = parked_fleet(5, |_| "u1".to_owned());
+    // Queued for a minute, the instances showing Idle; every answer takes 400 ms.
+    let sim = support::simulator(instances)
+        .prepare_queue_delay(Duration::from_secs(60))
+        .start()
+        .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .prepare_grace(Duration::from_secs(6))
+        .backoff(Duration::from_millis(500), Duration::from_secs(1))
+        .config(|c| c.tick_deadline = Duration::from_millis(1500))
+        .build();
+    engine.tick().await;
+    assert_eq!(sim.counters().calls("prepare"), 1);
+    let first_call = |p: &CloudPhone| {
+        p.status
+            .as_ref()
+            .unwrap()
+            .prepare
+            .as_ref()
+            .unwrap()
+            .requested_at
+            .clone()
+            .unwrap()
+            .0
+    };
+    let called_at = first_call(&store.snapshot()[0]);
+    tokio::time::sleep(Duration::from_millis(6600)).await;
+    sim.set_faults(cloudphone_operator::sim::Faults {
+        latency: Duration::from_millis(400),
+        ..Default::default()
+    })
+    .unwrap();
+    // Each tick is cut after a status query and two or three questions of one instance each:
+    // what the vendor answered is kept, so that the next tick asks about the others.
+    let mut ticks = 0;
+    while ticks < 8 {
+        engine.tick().await;
+        ticks += 1;
+        if store.snapshot().iter().all(|p| first_call(p) > called_at) {
+            break;
+        }
+    }
+    let asked = sim.counters().calls("prepare-progress");
+    assert!(
+        store.snapshot().iter().all(|p| first_call(p) > called_at),
+        "after {ticks} ticks cut short ({asked} questions), some phones' answers were never kept"
+    );
+    assert!(
+        asked <= 5 + ticks,
+        "{asked} questions in {ticks} ticks for 5 instances: answers asked again"
+    );
+    assert_eq!(sim.counters().calls("prepare"), 1);
+}
+
+#[tokio::test]
+async fn a_vendor_that_cannot_say_where_a_prepare_stands_gets_no_second_and_the_phone_says_so() {
+    let _deadline = support::deadline(
+        "a_vendor_that_cannot_say_where_a_prepare_stands_gets_no_second_and_the_phone_says_so",
+    );
+    let (phones, instances) = parked_fleet(1, |_| "u1".to_owned());
+    let sim = support::simulator(instances)
+        .prepare_queue_delay(Duration::from_secs(60))
+        .start()
+        .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .prepare_grace(Duration::from_millis(500))
+        .backoff(Duration::from_millis(200), Duration::from_millis(200))
+        .build();
+    engine.tick().await;
+    assert_eq!(sim.counters().calls("prepare"), 1);
+    sim.set_faults(cloudphone_operator::sim::Faults {
+        answer_all_progress: Some(cloudphone_operator::sim::CannedError {
+            status: 500,
+            code: "9999".into(),
+        }),
+        ..Default::default()
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut said = false;
+    while started.elapsed() < Duration::from_secs(15) {
+        engine.tick().await;
+        let (reason, message) = ready_reason(&store, "p00000");
+        if reason == cloudphone_operator::plan::PREPARE_FAILED {
+            assert!(message.contains("prepare-progress"), "{message}");
+            said = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(
+        said,
+        "the phone never said the vendor cannot tell: {:?}",
+        ready_reason(&store, "p00000")
+    );
+    assert_eq!(sim.counters().calls("prepare"), 1, "no second prepare");
+    assert!(sim.counters().calls("prepare-progress") >= 3);
+}
+
+/// A store that, on the first write of `trigger` once armed, runs `hook`: something the vendor does
+/// between the tick's status query and its calls.
+struct Hooked {
+    inner: MemoryStore,
+    trigger: cloudphone_operator::plan::PhoneKey,
+    armed: std::sync::atomic::AtomicBool,
+    hook: Box<dyn Fn() + Send + Sync>,
+}
+
+impl PhoneStore for Hooked {
+    fn snapshot(&self) -> Vec<Arc<CloudPhone>> {
+        self.inner.snapshot()
+    }
+
+    async fn write_status(
+        &self,
+        phone: &CloudPhone,
+        fence: Option<&str>,
+        status: &cloudphone_operator::api::CloudPhoneStatus,
+    ) -> Result<Option<String>, cloudphone_operator::reconciler::WriteError> {
+        let written = self.inner.write_status(phone, fence, status).await;
+        if cloudphone_operator::plan::PhoneKey::of(phone) == self.trigger
+            && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            (self.hook)();
+        }
+        written
+    }
+
+    async fn publish(&self, phone: &CloudPhone, event: &cloudphone_operator::plan::PhoneEvent) {
+        self.inner.publish(phone, event).await;
+    }
+}
+
+#[tokio::test]
+async fn a_restore_that_starts_after_the_status_query_gets_no_second_prepare() {
+    let _deadline =
+        support::deadline("a_restore_that_starts_after_the_status_query_gets_no_second_prepare");
+    let (mut phones, mut instances) = parked_fleet(1, |_| "u1".to_owned());
+    phones.push(
+        support::cloudphone("watched", "kp-watched")
+            .observed()
+            .build(),
+    );
+    instances.push(("kp-watched".into(), code::DATA_LOADED));
+    let sim = Arc::new(
+        support::simulator(instances)
+            .prepare_queue_delay(Duration::from_secs(60))
+            .restore_duration(Duration::from_millis(300))
+            .start()
+            .await,
+    );
+    let hook = {
+        let sim = sim.clone();
+        // The vendor's queue lets the prepare go: the instance starts restoring.
+        Box::new(move || sim.seed([("kp00000", code::RESTORING)]))
+    };
+    let store = Arc::new(Hooked {
+        inner: MemoryStore::new(phones),
+        trigger: support::key("watched"),
+        armed: false.into(),
+        hook,
+    });
+    let client = cloudphone_operator::koophone::Client::new(
+        cloudphone_operator::koophone::ClientConfig {
+            base_url: sim.url(),
+            request_timeout: Duration::from_secs(2),
+            retry: support::quick_retries(3),
+            ..Default::default()
+        },
+        Arc::<cloudphone_operator::koophone::Auth>::from(
+            cloudphone_operator::koophone::Token::new("t"),
+        ),
+    )
+    .unwrap();
+    let mut config = cloudphone_operator::reconciler::EngineConfig::default();
+    config.plan.prepare_grace_period = Duration::from_secs(1);
+    config.plan.backoff_base = Duration::from_millis(500);
+    config.plan.backoff_max = Duration::from_secs(1);
+    let engine = Engine::new(store.clone(), client, config);
+    engine.tick().await;
+    assert_eq!(sim.counters().calls("prepare"), 1);
+    // NB: past the grace period and backoff counted from the call's second, rounded up.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // The next tick queries the instance (Idle: queued), then writes the other phone (its spec
+    // changed), and the restore starts right then, before the question about the prepare.
+    let mut watched = (*store.inner.get(&support::key("watched")).unwrap()).clone();
+    watched.metadata.generation = Some(2);
+    store.inner.insert(watched);
+    store.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    engine.tick().await;
+    assert!(
+        !store.armed.load(std::sync::atomic::Ordering::SeqCst),
+        "the hook ran"
+    );
+    assert_eq!(
+        sim.counters().calls("prepare-progress"),
+        1,
+        "asked after the hook"
+    );
+    assert_eq!(
+        sim.counters().calls("prepare"),
+        1,
+        "prepared again while restoring: {:?}",
+        sim.instance("kp00000")
+    );
+    no_second_prepare(&sim);
+}

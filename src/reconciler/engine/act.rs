@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::api::{CloudPhone, CloudPhoneStatus};
-use crate::plan::{self, Action, ActionResult, Intent, PhoneKey};
+use crate::plan::{self, Action, ActionResult, CallStamp, Intent, PhoneKey};
 use jiff::Timestamp;
 use std::borrow::Cow;
 use tracing::{debug, info, warn};
@@ -38,11 +38,12 @@ impl<S: PhoneStore> Engine<S> {
         frame: &Frame<'_>,
         group: &mut Group<'_>,
         wanted: &[usize],
+        asks: &[Option<String>],
         batcher: &Batcher<'_>,
     ) {
         let action = call.action;
         let still = self
-            .ask_before_resending(call, frame, group, wanted, batcher)
+            .ask_before_resending(call, frame, group, wanted, asks, batcher)
             .await;
         let wanted: &[usize] = &still;
         if wanted.is_empty() {
@@ -90,9 +91,12 @@ impl<S: PhoneStore> Engine<S> {
                 action.stamp_intent(
                     &mut intent,
                     frame.snapshot[phone.index].metadata.generation,
-                    leaves,
-                    &request,
-                    batcher.scope,
+                    CallStamp {
+                        at: leaves,
+                        request_id: &request,
+                        scope: batcher.scope,
+                        key: call.key,
+                    },
                     &self.config.plan,
                 );
                 (k, intent)
@@ -166,71 +170,140 @@ impl<S: PhoneStore> Engine<S> {
         }
     }
 
-    /// The phones of `wanted` to call: for a prepare sent again after its grace period (the last
-    /// one's record still in flight: the vendor never showed it under way), the vendor is asked
-    /// first whether it holds that prepare queued or under way (`prepare-progress`, one call an
-    /// instance); if it does, or cannot tell, no call: the phone's grace period starts again, and
-    /// the intents record is extended to cover it as it would a call's (a later term then holds a
-    /// new owner of the instance as long).
+    /// The phones of `wanted` to call. Before a prepare whose plan says the vendor may still hold
+    /// an earlier one of the instance (`asks`: the user to ask about; see
+    /// [`plan::Planned::ask_progress`]), the vendor is asked (`prepare-progress`, one call an
+    /// instance). Queued or under way, or no answer: no call; the phone's grace period starts
+    /// again, written at once (a tick cut by its deadline keeps the answers it got), and the
+    /// intents record is extended to cover it as it would a call's (a later term then holds a new
+    /// owner of the instance as long). Neither: the instance's status is queried again first (it
+    /// may have started restoring since this tick's query, which the answer `2` cannot tell from
+    /// offline), and only a phone still showing what a prepare starts from is called.
     async fn ask_before_resending(
         &self,
         call: ActionCall<'_>,
         frame: &Frame<'_>,
         group: &mut Group<'_>,
         wanted: &[usize],
+        asks: &[Option<String>],
         batcher: &Batcher<'_>,
     ) -> Vec<usize> {
-        let (Action::Prepare, Some(user)) = (call.action, call.key) else {
-            return wanted.to_vec();
-        };
         let mut to_call = Vec::with_capacity(wanted.len());
-        let mut rearmed = false;
+        let mut to_recheck = Vec::new();
         for &k in wanted {
-            let index = group.phones[k].index;
-            let before = frame.status(index).and_then(|s| call.action.record(s));
-            if !before.is_some_and(|r| r.in_flight) {
+            let Some(user) = asks.get(k).and_then(Option::as_deref) else {
                 to_call.push(k);
                 continue;
-            }
+            };
+            let index = group.phones[k].index;
             let phone = &frame.snapshot[index];
-            let why = match batcher
+            let before = frame.status(index).and_then(|s| call.action.record(s));
+            let (why, answered) = match batcher
                 .prepare_progress(user, &phone.spec.instance_id)
                 .await
             {
                 Ok(progress) if !progress.under_way() => {
-                    to_call.push(k);
+                    to_recheck.push(k);
                     continue;
                 }
-                Ok(progress) => format!(
-                    "the vendor still holds the prepare requested at {} (prepare-progress {}{}): no second call; asked again after the grace period",
-                    fmt_requested(before),
-                    progress.status,
-                    progress
-                        .waiting
-                        .map_or_else(String::new, |n| format!(", {n} ahead in its queue"))
+                Ok(progress) => (
+                    format!(
+                        "the vendor still holds the prepare of user {user} (prepare-progress {}{}): no second call; asked again after the grace period",
+                        progress.status,
+                        progress
+                            .waiting
+                            .map_or_else(String::new, |n| format!(", {n} ahead in its queue"))
+                    ),
+                    true,
                 ),
-                Err(e) => format!(
-                    "the vendor could not tell whether it still holds the prepare requested at {} ({e}): no second call; asked again after the grace period",
-                    fmt_requested(before)
+                Err(e) => (
+                    format!(
+                        "the vendor could not tell whether it still holds the prepare of user {user} ({e}): no second call; asked again after the grace period"
+                    ),
+                    false,
                 ),
             };
-            debug!(phone = %PhoneKey::of(phone), reason = %why, "prepare not sent again");
-            rearmed = true;
+            debug!(phone = %PhoneKey::of(phone), requested_at = %fmt_requested(before), reason = %why, "prepare not sent again");
+            // NB: a write of the Lease only when this one's grace period ends past what it holds.
+            if let Err(why) = self
+                .record_intents(Timestamp::now(), call.action.grace(&self.config.plan))
+                .await
+            {
+                debug!(%why, "the intents record was not extended for a prepare still queued");
+            }
             let outcome = &mut group.phones[k];
             outcome.new = Cow::Owned(call.action.still_under_way(
                 &outcome.new,
                 before,
                 phone.metadata.generation,
-                &why,
+                user,
+                answered,
                 Timestamp::now(),
+                &self.config.plan,
             ));
+            self.write_these(frame, group, vec![k]).await;
         }
-        if rearmed
-            && let Err(why) = self
-                .record_intents(Timestamp::now(), call.action.grace(&self.config.plan))
-                .await
-        {
-            debug!(%why, "the intents record was not extended for prepares still queued");
+        if !to_recheck.is_empty() {
+            to_call.extend(
+                self.recheck(call.action, frame, group, to_recheck, batcher)
+                    .await,
+            );
+        }
+        to_call
+    }
+
+    /// The phones at `these` whose instance a fresh status query still shows in a phase `action`
+    /// starts from; the others get what that status says recorded instead of a call (restoring,
+    /// loaded, gone), or, when the query fails, their plan undone (asked again next tick).
+    async fn recheck(
+        &self,
+        action: Action,
+        frame: &Frame<'_>,
+        group: &mut Group<'_>,
+        these: Vec<usize>,
+        batcher: &Batcher<'_>,
+    ) -> Vec<usize> {
+        let ids = these
+            .iter()
+            .map(|&k| {
+                frame.snapshot[group.phones[k].index]
+                    .spec
+                    .instance_id
+                    .clone()
+            })
+            .collect();
+        let observed = batcher.query(ids).await;
+        let mut to_call = Vec::with_capacity(these.len());
+        for k in these {
+            let index = group.phones[k].index;
+            let phone = &frame.snapshot[index];
+            let observation = observed.get(&phone.spec.instance_id);
+            let outcome = &mut group.phones[k];
+            let now = Timestamp::now();
+            outcome.new = Cow::Owned(match observation {
+                Some(observation @ plan::Observation::Status(_)) => {
+                    match action.settled_without_a_call(observation) {
+                        None => {
+                            to_call.push(k);
+                            continue;
+                        }
+                        Some(result) => action.record_result(
+                            &outcome.new,
+                            phone.metadata.generation,
+                            &result,
+                            now,
+                            &self.config.plan,
+                        ),
+                    }
+                }
+                _ => action.not_sent(
+                    &outcome.new,
+                    frame.status(index).and_then(|s| action.record(s)),
+                    phone.metadata.generation,
+                    "the instance's status could not be queried again after the vendor's prepare-progress answer",
+                    now,
+                ),
+            });
         }
         to_call
     }
@@ -266,6 +339,7 @@ impl<S: PhoneStore> Engine<S> {
                     uid: phone.metadata.uid.clone(),
                     requested_at: at.0,
                     action,
+                    user: action.record(&sent.intent).and_then(|r| r.user_id.clone()),
                 },
             );
         }

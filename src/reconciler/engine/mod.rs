@@ -425,15 +425,20 @@ impl<S: PhoneStore> Engine<S> {
         batch: pending::Batch<'v>,
         batcher: &Batcher<'_>,
     ) -> Group<'v> {
+        let mut asks = Vec::with_capacity(batch.len());
         let mut group = Group {
             phones: batch
                 .into_iter()
-                .map(|(i, p)| Outcome::new(i, p.status))
+                .map(|(i, p)| {
+                    asks.push(p.ask_progress);
+                    Outcome::new(i, p.status)
+                })
                 .collect(),
             ..Group::default()
         };
         let every: Vec<usize> = (0..group.phones.len()).collect();
-        self.act(call, frame, &mut group, &every, batcher).await;
+        self.act(call, frame, &mut group, &every, &asks, batcher)
+            .await;
         self.write_changed(frame, &mut group).await;
         group.seal(frame);
         group

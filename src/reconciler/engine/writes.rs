@@ -53,6 +53,17 @@ impl<S: PhoneStore> Engine<S> {
                 }
             }
         }
+        self.write_these(frame, group, changed).await;
+    }
+
+    /// Writes the final status of the phones of `group` at `these` (each changed, none stopped).
+    pub(super) async fn write_these(
+        &self,
+        frame: &Frame<'_>,
+        group: &mut Group<'_>,
+        these: Vec<usize>,
+    ) {
+        let changed = these;
         if changed.is_empty() {
             return;
         }

@@ -46,7 +46,7 @@ pub(super) fn check_request(
     headers: &HeaderMap,
     uri: &axum::http::Uri,
     body: &[u8],
-) -> Result<(String, Vec<String>), Box<Response>> {
+) -> Result<(String, Vec<String>, Option<String>), Box<Response>> {
     let tenant = match inner
         .identities
         .check(headers, uri.path(), uri.query().unwrap_or(""), body)
@@ -82,9 +82,12 @@ pub(super) fn check_request(
     let bad = |msg: String| Box::new(vendor_error(StatusCode::BAD_REQUEST, "1000", msg));
     let value: Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
+    let mut user = None;
     if matches!(call, Call::Prepare | Call::PrepareProgress) {
         match value.get("user_id").map(Value::as_str) {
-            Some(Some(user)) if (1..=MAX_USER_ID_LEN).contains(&user.chars().count()) => {}
+            Some(Some(named)) if (1..=MAX_USER_ID_LEN).contains(&named.chars().count()) => {
+                user = Some(named.to_owned());
+            }
             Some(Some(user)) => {
                 return Err(bad(format!(
                     "user_id: {user:?} must be between 1 and {MAX_USER_ID_LEN} characters"
@@ -97,7 +100,7 @@ pub(super) fn check_request(
     if call == Call::PrepareProgress {
         return match value.get("instance_id").map(Value::as_str) {
             Some(Some(id)) if (1..=MAX_ID_LEN).contains(&id.chars().count()) => {
-                Ok((tenant, vec![id.to_owned()]))
+                Ok((tenant, vec![id.to_owned()], user))
             }
             Some(Some(id)) => Err(bad(format!(
                 "instance_id: {id:?} must be between 1 and {MAX_ID_LEN} characters"
@@ -130,5 +133,5 @@ pub(super) fn check_request(
         }
         ids.push(id.to_owned());
     }
-    Ok((tenant, ids))
+    Ok((tenant, ids, user))
 }

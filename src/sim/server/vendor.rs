@@ -46,12 +46,13 @@ async fn serve(
     let (response, delay) = {
         let mut inner = shared.lock();
         let (tenant, checked) = match check_request(&mut inner, call, &headers, &uri, &body) {
-            Ok((tenant, ids)) => (tenant, Ok(ids)),
+            Ok((tenant, ids, user)) => (tenant, Ok((ids, user))),
             Err(response) => (String::new(), Err(response)),
         };
-        inner
-            .counters
-            .record_call(call.name(), checked.as_ref().map_or(0, Vec::len));
+        inner.counters.record_call(
+            call.name(),
+            checked.as_ref().map_or(0, |(ids, _)| ids.len()),
+        );
         let SimState {
             faults, fault_rng, ..
         } = &mut *inner;
@@ -65,6 +66,7 @@ async fn serve(
                 if let Some(canned) = inner.faults.answer_all.clone().or_else(|| match call {
                     Call::Backup => inner.faults.answer_all_backups.clone(),
                     Call::Prepare => inner.faults.answer_all_prepares.clone(),
+                    Call::PrepareProgress => inner.faults.answer_all_progress.clone(),
                     _ => None,
                 }) =>
             {
@@ -75,11 +77,11 @@ async fn serve(
                     "refused (injected)",
                 )
             }
-            Ok(ids) if ids.iter().any(|id| inner.faults.vanished_ids.contains(id)) => {
+            Ok((ids, _)) if ids.iter().any(|id| inner.faults.vanished_ids.contains(id)) => {
                 inner.counters.record_outcome(call.name(), "refused");
                 vendor_error(StatusCode::OK, "4001", "the instance does not exist")
             }
-            Ok(ids) if ids.iter().any(|id| inner.faults.foreign_ids.contains(id)) => {
+            Ok((ids, _)) if ids.iter().any(|id| inner.faults.foreign_ids.contains(id)) => {
                 inner.counters.record_outcome(call.name(), "refused");
                 vendor_error(
                     StatusCode::OK,
@@ -87,7 +89,7 @@ async fn serve(
                     "the instance does not belong to the tenant",
                 )
             }
-            Ok(ids) if ids.iter().any(|id| inner.faults.rejected_ids.contains(id)) => {
+            Ok((ids, _)) if ids.iter().any(|id| inner.faults.rejected_ids.contains(id)) => {
                 inner.counters.record_outcome(call.name(), "refused");
                 let id = ids
                     .iter()
@@ -99,7 +101,8 @@ async fn serve(
                     format!("instance_ids: {id:?} is not a valid instance id"),
                 )
             }
-            Ok(ids) => {
+            Ok((ids, user)) => {
+                let user = user.as_deref().unwrap_or_default();
                 let SimState {
                     faults, fault_rng, ..
                 } = &mut *inner;
@@ -124,13 +127,13 @@ async fn serve(
                     ),
                     Some(Injected::Garbage) => {
                         // Processed, then the answer is lost: the worst case for the caller.
-                        let _ = process(&mut inner, call, &tenant, &ids, &shared);
+                        let _ = process(&mut inner, call, &tenant, &ids, user, &shared);
                         (
                             "injected-garbage",
                             (StatusCode::OK, "<html>502 Bad Gateway</html>\u{0}").into_response(),
                         )
                     }
-                    None => process(&mut inner, call, &tenant, &ids, &shared),
+                    None => process(&mut inner, call, &tenant, &ids, user, &shared),
                 };
                 inner.counters.record_outcome(call.name(), outcome);
                 response
@@ -144,12 +147,13 @@ async fn serve(
     response
 }
 
-/// Answers a checked call of `tenant` for its instances `ids`.
+/// Answers a checked call of `tenant` for its instances `ids` (and `user`, for a prepare's).
 fn process(
     inner: &mut SimState,
     call: Call,
     tenant: &str,
     ids: &[String],
+    user: &str,
     shared: &SharedSim,
 ) -> (&'static str, Response) {
     let now = Instant::now();
@@ -245,7 +249,7 @@ fn process(
                 Some(refusal) => Err(refusal),
                 None => inner
                     .fleet
-                    .prepare(&keys, now)
+                    .prepare(user, &keys, now)
                     .map_err(|(key, why)| (id_of(&key).to_owned(), why)),
             };
             match result {
@@ -276,7 +280,7 @@ fn process(
         Call::PrepareProgress => {
             let progress = match ids.first() {
                 Some(id) if !inner.faults.unknown_ids.contains(id) => {
-                    inner.fleet.progress(&keys[0], now)
+                    inner.fleet.progress(&keys[0], user, now)
                 }
                 _ => None,
             };
