@@ -159,6 +159,13 @@ impl Metrics {
             "Prepare calls by outcome, and prepares seen complete (outcome=completed)",
             prepares.clone(),
         );
+        // NB: at 0 from the start: rate() needs two samples, and a series that appears with its
+        // first increment hides it from the alerts that divide these.
+        for outcome in ["accepted", "failed", "refused", "completed"] {
+            for family in [&backups, &prepares] {
+                family.get_or_create(&BackupOutcomeLabels { outcome });
+            }
+        }
         let status_writes = Family::<OutcomeLabels, Counter>::default();
         let status_write_failing_phones = Gauge::default();
         registry.register(
@@ -405,6 +412,19 @@ mod tests {
                 3,
             )],
             ..Fleet::default()
+        }
+    }
+
+    #[test]
+    fn the_action_outcomes_the_alerts_divide_exist_at_zero_before_the_first_call() {
+        // NB: rate() needs two samples of a series: one that appears with its first increment
+        // hides that increment, and an alert on a fleet's first failed prepares stays silent.
+        let text = Metrics::new().encode();
+        for family in ["cloudphone_backups_total", "cloudphone_prepares_total"] {
+            for outcome in ["accepted", "failed", "refused", "completed"] {
+                let series = format!("{family}{{outcome=\"{outcome}\"}} 0");
+                assert!(text.contains(&series), "{series} missing:\n{text}");
+            }
         }
     }
 
