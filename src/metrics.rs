@@ -163,7 +163,7 @@ impl Metrics {
         // first increment hides it from the alerts that divide these.
         for outcome in ["accepted", "failed", "refused", "completed"] {
             for family in [&backups, &prepares] {
-                family.get_or_create(&BackupOutcomeLabels { outcome });
+                drop(family.get_or_create(&BackupOutcomeLabels { outcome }));
             }
         }
         let status_writes = Family::<OutcomeLabels, Counter>::default();
