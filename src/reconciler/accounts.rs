@@ -187,6 +187,15 @@ impl<'a> TickAccounts<'a> {
         })
     }
 
+    /// The vendor users the phones of the operator's own account may be readied for (`None`: any).
+    pub fn own_allowed_users(
+        mut self,
+        users: Option<&'a std::collections::BTreeSet<String>>,
+    ) -> TickAccounts<'a> {
+        self.entries[0].allowed_users = users;
+        self
+    }
+
     /// Which account a phone in `namespace` naming `account` (`None`: the operator's own) uses,
     /// readied for `user` when its lifecycle names one: [`TickAccounts::admit`], the account's
     /// allowed users, then a wait while the account's project is not known.
@@ -196,10 +205,16 @@ impl<'a> TickAccounts<'a> {
                 (Some(allowed), Some(user)) if !allowed.contains(user) => {
                     Binding::Blocked(AccountBlock {
                         reason: ACCOUNT_NOT_ALLOWED,
-                        message: format!(
-                            "spec.userId: CloudPhoneAccount {:?} does not allow user {user:?} (its spec.allowedUserIds); this phone makes no vendor call",
-                            self.entries[ix].name
-                        ),
+                        message: if ix == 0 {
+                            format!(
+                                "spec.userId: the operator's own account does not allow user {user:?} (--own-account-allowed-user-ids, chart vendor.allowedUserIds); this phone makes no vendor call"
+                            )
+                        } else {
+                            format!(
+                                "spec.userId: CloudPhoneAccount {:?} does not allow user {user:?} (its spec.allowedUserIds); this phone makes no vendor call",
+                                self.entries[ix].name
+                            )
+                        },
                     })
                 }
                 _ if self.entries[ix].scope.is_none() => Binding::Wait,
@@ -349,6 +364,29 @@ mod tests {
             reason(t.bind("listed", Some("team-b"), None)),
             ACCOUNT_NOT_FOUND
         );
+    }
+
+    #[test]
+    fn the_operators_own_account_listing_its_users_readies_an_instance_for_those_only() {
+        let default = client();
+        let users = BTreeSet::from(["alice".to_owned()]);
+        let t = TickAccounts::new(&default, None, None).own_allowed_users(Some(&users));
+        assert_eq!(t.bind("any", None, Some("alice")), Binding::Account(0));
+        assert_eq!(t.bind("any", None, None), Binding::Account(0), "BackedUp");
+        match t.bind("any", None, Some("mallory")) {
+            Binding::Blocked(block) => {
+                assert_eq!(block.reason, ACCOUNT_NOT_ALLOWED);
+                assert!(
+                    block.message.contains("--own-account-allowed-user-ids")
+                        && block.message.contains("mallory"),
+                    "{}",
+                    block.message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let open = TickAccounts::new(&default, None, None).own_allowed_users(None);
+        assert_eq!(open.bind("any", None, Some("mallory")), Binding::Account(0));
     }
 
     #[test]

@@ -116,6 +116,16 @@ pub struct RunArgs {
         value_parser = super::label_selector::parse
     )]
     pub own_account_namespace_selector: Option<kube::core::Selector>,
+    /// A vendor user the Loaded phones of the operator's own account may be readied for
+    /// (repeatable, or comma-separated; as a CloudPhoneAccount's spec.allowedUserIds): a phone
+    /// naming another is Ready=False, AccountNotAllowed, with no vendor call. Unset: any user.
+    #[arg(
+        long = "own-account-allowed-user-ids",
+        env = "CLOUDPHONE_OWN_ACCOUNT_ALLOWED_USER_IDS",
+        value_delimiter = ',',
+        value_parser = parse_user_id
+    )]
+    pub own_account_allowed_user_ids: Vec<String>,
     /// The operator's own account's vendor calls in flight at once, at most (status queries,
     /// backups and prepares together; as a CloudPhoneAccount's spec.limits.callsInFlight). Unset:
     /// bounded by --vendor-concurrency per kind of call only.
@@ -160,4 +170,11 @@ pub struct RunArgs {
     /// cloudphone_events_dropped_total and summarised in one event.
     #[arg(long, env = "CLOUDPHONE_MAX_EVENTS_PER_TICK", default_value = "100")]
     pub max_events_per_tick: usize,
+}
+
+/// A vendor user id: 1-32 characters of [A-Za-z0-9_-], as spec.userId.
+fn parse_user_id(id: &str) -> Result<String, String> {
+    crate::api::check_instance_id(id)
+        .map(|()| id.to_owned())
+        .map_err(|why| format!("the user id {id:?} {why}"))
 }

@@ -102,6 +102,7 @@ pub async fn run_supervising(
         account_selector: _,
         own_account_namespaces: _,
         own_account_namespace_selector: _,
+        own_account_allowed_user_ids: _,
         own_account_calls_in_flight: _,
         own_account_calls_per_second: _,
     } = &args;
@@ -265,6 +266,24 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("--own-account-namespace-selector"), "{err}");
+    }
+
+    #[test]
+    fn the_own_accounts_allowed_users_are_vendor_user_ids() {
+        let a = args(&["--own-account-allowed-user-ids", "alice,bob_2"]);
+        assert_eq!(a.own_account_allowed_user_ids, ["alice", "bob_2"]);
+        assert!(
+            args(&[]).own_account_allowed_user_ids.is_empty(),
+            "unset: any"
+        );
+        let err = Cli::try_parse_from(["run", "--own-account-allowed-user-ids", "a b"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("--own-account-allowed-user-ids") && err.contains("[A-Za-z0-9_-]"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -270,10 +270,14 @@ pub(super) fn engine(
         .with_metrics(metrics.clone())
         .with_accounts(accounts.feed.clone())
         .with_intents_record(Arc::new(intents_record));
-    match own_tenants(args) {
+    let engine = match own_tenants(args) {
         Some(tenants) => engine.with_own_tenants(tenants),
         None => engine,
+    };
+    if args.own_account_allowed_user_ids.is_empty() {
+        return engine;
     }
+    engine.with_own_allowed_users(args.own_account_allowed_user_ids.iter().cloned().collect())
 }
 
 /// Starts the writer of the accounts' statuses, after each of `engine`'s ticks.

@@ -227,6 +227,16 @@ def test_the_own_accounts_limits_reach_the_flags():
             chart.validate_schema(chart.merge_values({"vendor": {"limits": {"callsPerSecond": 0}}}))
 
 
+def test_the_own_accounts_allowed_users_reach_the_flag():
+    args = lambda objects: by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in args(render()) if a.startswith("--own-account-allowed")], "unset: any user"
+    listed = args(render({"vendor": {"allowedUserIds": ["alice", "bob"]}}))
+    assert "--own-account-allowed-user-ids=alice,bob" in listed
+    with helm.Chart.load(str(CHART)) as chart:
+        with pytest.raises(helm.HelmError, match="allowedUserIds"):
+            chart.validate_schema(chart.merge_values({"vendor": {"allowedUserIds": ["a b"]}}))
+
+
 def test_without_leader_election_the_lease_still_keeps_the_intents_record():
     objects = render({"leaderElection": {"enabled": False}, "replicaCount": 1})
     roles = {r["metadata"]["name"]: r["rules"] for r in by_kind(objects, "Role")}

@@ -126,6 +126,8 @@ pub struct Engine<S> {
     /// The namespaces whose phones without `spec.accountRef` may use the operator's own
     /// credentials; `None`: every watched namespace.
     own_tenants: Option<Tenants>,
+    /// The vendor users the own account's phones may be readied for; `None`: any.
+    own_allowed_users: Option<std::collections::BTreeSet<String>>,
     /// Whether the warning about an own account open to every namespace was logged.
     warned_open_own_account: std::sync::atomic::AtomicBool,
     /// What the last tick found of each CloudPhoneAccount, for their statuses.
@@ -159,6 +161,7 @@ impl<S: PhoneStore> Engine<S> {
             metrics: None,
             accounts: None,
             own_tenants: None,
+            own_allowed_users: None,
             warned_open_own_account: std::sync::atomic::AtomicBool::new(false),
             account_reports: watch::Sender::new(Arc::default()),
             last_success: Mutex::new(None),
@@ -176,6 +179,16 @@ impl<S: PhoneStore> Engine<S> {
     /// Calls the phones that name a CloudPhoneAccount under that account, as `accounts` shows them.
     pub fn with_accounts(mut self, accounts: AccountsFeed) -> Engine<S> {
         self.accounts = Some(accounts);
+        self
+    }
+
+    /// Only these vendor users may be named by the `Loaded` phones of the operator's own account
+    /// (`--own-account-allowed-user-ids`); a phone naming another is `AccountNotAllowed`.
+    pub fn with_own_allowed_users(
+        mut self,
+        users: std::collections::BTreeSet<String>,
+    ) -> Engine<S> {
+        self.own_allowed_users = Some(users);
         self
     }
 

@@ -163,6 +163,7 @@ impl<S: PhoneStore> Engine<S> {
             );
         }
         let accounts = TickAccounts::new(&self.client, self.own_tenants.as_ref(), set)
+            .own_allowed_users(self.own_allowed_users.as_ref())
             .feed_overdue(feed_overdue);
         for a in &accounts.entries {
             let usable = a.client.is_ok_and(|c| c.auth_status().is_ok());
