@@ -298,6 +298,7 @@ fn phones(n: usize) -> Vec<CloudPhone> {
                     suspend: false,
                     account_ref: None,
                     user_id: None,
+                    idle_timeout: None,
                 },
             );
             p.metadata.namespace = Some(format!("fleet-{}", i % 10));

@@ -146,6 +146,7 @@ pub async fn run(args: DemoArgs) -> Result<bool, DemoError> {
                 backoff_base: Duration::from_secs(2),
                 backoff_max: Duration::from_secs(20),
                 prepare_grace_period: Duration::from_secs(20),
+                ..PlanConfig::default()
             },
             ..EngineConfig::default()
         },

@@ -28,6 +28,7 @@ pub fn cloudphone(name: &str, instance: &str) -> PhoneBuilder {
             suspend: false,
             account_ref: None,
             user_id: None,
+            idle_timeout: None,
         },
     );
     p.metadata.namespace = Some("fleet".into());
@@ -61,6 +62,18 @@ impl PhoneBuilder {
     pub fn loaded(mut self, user: &str) -> Self {
         self.0.spec.lifecycle = Lifecycle::Loaded;
         self.0.spec.user_id = Some(user.into());
+        self
+    }
+    pub fn idle_timeout(mut self, timeout: &str) -> Self {
+        self.0.spec.idle_timeout = Some(timeout.into());
+        self
+    }
+    pub fn load_until(mut self, value: &str) -> Self {
+        self.0
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(super::api::LOAD_UNTIL.into(), value.into());
         self
     }
     pub fn suspended(mut self) -> Self {

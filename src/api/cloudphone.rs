@@ -62,6 +62,14 @@ pub struct CloudPhoneSpec {
     #[serde(default)]
     pub interrupt_streaming: bool,
 
+    /// For a BackedUp phone: back it up only once the vendor has shown its data loaded with no one
+    /// streaming for this long, continuously (a duration of whole units: 90s, 30m, 1h30m, 2d).
+    /// Unset or 0 (default): at once. A Streaming or Restoring observation, a fresh prepare, or
+    /// a missing or failed observation starts the wait again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^(0|([0-9]{1,7}(s|m|h|d))+)$"))]
+    pub idle_timeout: Option<String>,
+
     /// Stop every vendor call for this phone (status queries included). Default false.
     #[serde(default)]
     pub suspend: bool,
@@ -151,11 +159,72 @@ pub struct CloudPhoneStatus {
     #[schemars(length(max = 256))]
     pub last_handled_reconcile_at: Option<String>,
 
+    /// When the operator first saw the phone's data loaded with no one streaming, in the current
+    /// stretch: spec.idleTimeout counts from then. Absent while the phone is in use or not loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_since: Option<Time>,
+
+    /// The lifecycle the operator keeps the phone at now: the declared one, or what the
+    /// cloudphone.io/load-until annotation or spec.idleTimeout make of it (effectiveReason says
+    /// which).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_lifecycle: Option<Lifecycle>,
+
+    /// Why the effective lifecycle is what it is: Declared (spec.lifecycle), LoadUntil (the
+    /// cloudphone.io/load-until annotation keeps the data loaded until its time), WaitingForIdle
+    /// (a BackedUp phone kept loaded until it has been idle for spec.idleTimeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_reason: Option<EffectiveReason>,
+
+    /// The next change of the effective lifecycle the operator knows of: when, and to what.
+    // NB: boxed: most phones have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_transition: Option<Box<Transition>>,
+
     /// Standard conditions: Ready (the declared lifecycle is reached) and Synced (the last status
     /// query for this phone succeeded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// Why a phone's effective lifecycle is what it is (`status.effectiveReason`).
+#[derive(
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+)]
+pub enum EffectiveReason {
+    /// spec.lifecycle, as declared.
+    Declared,
+    /// The cloudphone.io/load-until annotation keeps the data loaded until its time.
+    LoadUntil,
+    /// A BackedUp phone whose data is loaded waits until it has been idle for spec.idleTimeout.
+    WaitingForIdle,
+}
+
+impl EffectiveReason {
+    /// The name as written in `status.effectiveReason`.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// A change of a phone's effective lifecycle the operator knows is coming.
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    /// When.
+    pub at: Time,
+    /// The effective lifecycle from then on.
+    pub lifecycle: Lifecycle,
 }
 
 /// The operator's record of the calls of one vendor action (a backup, a prepare) it made for one
@@ -257,8 +326,18 @@ pub const MAX_RECONCILE_REQUEST_LEN: usize = 256;
 /// Every annotation the operator reads from a CloudPhone, with the longest value it accepts: the
 /// watch cache keeps these only, and a value over its bound is never used (nor cut: a cut value
 /// would look valid).
-pub const READ_ANNOTATIONS: &[(&str, usize)] =
-    &[(RECONCILE_REQUESTED_AT, MAX_RECONCILE_REQUEST_LEN)];
+pub const READ_ANNOTATIONS: &[(&str, usize)] = &[
+    (RECONCILE_REQUESTED_AT, MAX_RECONCILE_REQUEST_LEN),
+    (LOAD_UNTIL, MAX_LOAD_UNTIL_LEN),
+];
+
+/// The annotation that keeps a phone's data loaded until a time (RFC 3339): its effective
+/// lifecycle is Loaded until then (at most `--max-load-until` ahead). A session service sets it
+/// before it hands a device token out; a change of it asks for an early tick.
+pub const LOAD_UNTIL: &str = "cloudphone.io/load-until";
+
+/// The longest [`LOAD_UNTIL`] value read: an RFC 3339 time with nanoseconds and an offset fits.
+pub const MAX_LOAD_UNTIL_LEN: usize = 64;
 
 /// What stands in a watch cache for an annotation value over its bound.
 pub const INVALID_ANNOTATION: &str = "\u{0}invalid: longer than its bound";
@@ -278,6 +357,11 @@ impl CloudPhone {
             AnnotationValue::Valid(value) => Some(value),
             AnnotationValue::Invalid => None,
         }
+    }
+
+    /// The value of its [`LOAD_UNTIL`] annotation, as written (`Invalid` over its bound).
+    pub fn load_until(&self) -> Option<AnnotationValue<'_>> {
+        self.annotation(LOAD_UNTIL)
     }
 
     /// True when its [`RECONCILE_REQUESTED_AT`] annotation is over its bound.

@@ -21,8 +21,13 @@ pub const SCHEMA_REVISION_ANNOTATION: &str = "cloudphone.io/schema-revision";
 ///
 /// 3: `spec.lifecycle: Loaded` and `spec.userId` (an older schema refuses the one and drops the
 /// other); `status.prepare` (dropped, a prepare's intent would be lost, and a second prepare sent)
-/// and `status.lastLoadedTime`.
-pub const SCHEMA_REVISION: u32 = 3;
+/// and `status.lastLoadedTime`. Since: `status.prepare.userId` (dropped, the vendor would be asked
+/// about the user the spec names now, not the one the queued call named) and `unansweredChecks`.
+///
+/// 4: `spec.idleTimeout` (dropped, a phone in use would be backed up at once) and `status.idleSince`
+/// (dropped, the idle wait would start again every tick: never parked); `status.effectiveLifecycle`,
+/// `effectiveReason`, `nextTransition`.
+pub const SCHEMA_REVISION: u32 = 4;
 
 /// A CRD with the [`SCHEMA_REVISION_ANNOTATION`]: both CRDs carry the revision of the bundle.
 pub(super) fn annotated(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {

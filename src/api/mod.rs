@@ -14,9 +14,10 @@ pub use account::{
     DEFAULT_ACCOUNT_NAME, SecretRef, account_crd,
 };
 pub use cloudphone::{
-    ActionStatus, AnnotationValue, CloudPhone, CloudPhoneSpec, CloudPhoneStatus,
-    INSTANCE_ID_MAX_LEN, INVALID_ANNOTATION, Lifecycle, MAX_RECONCILE_REQUEST_LEN,
-    MAX_VENDOR_ID_LEN, READ_ANNOTATIONS, RECONCILE_REQUESTED_AT, check_instance_id, crd,
+    ActionStatus, AnnotationValue, CloudPhone, CloudPhoneSpec, CloudPhoneStatus, EffectiveReason,
+    INSTANCE_ID_MAX_LEN, INVALID_ANNOTATION, LOAD_UNTIL, Lifecycle, MAX_LOAD_UNTIL_LEN,
+    MAX_RECONCILE_REQUEST_LEN, MAX_VENDOR_ID_LEN, READ_ANNOTATIONS, RECONCILE_REQUESTED_AT,
+    Transition, check_instance_id, crd,
 };
 pub use crd::{SCHEMA_REVISION, SCHEMA_REVISION_ANNOTATION};
 pub use phase::Phase;

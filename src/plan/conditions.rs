@@ -32,6 +32,10 @@ pub const PREPARE_REFUSED: &str = "PrepareRefused";
 /// the backoff of the attempts.
 pub const PREPARE_FAILED: &str = "PrepareFailed";
 
+/// The Ready reason of a `BackedUp` phone whose data is loaded and in use, or idle for less than
+/// its `spec.idleTimeout`: it is where it should be for now (no kstatus condition).
+pub const WAITING_FOR_IDLE: &str = "WaitingForIdle";
+
 /// Ready reasons that say a person must act: the phone is `Stalled`.
 pub const STALLED_REASONS: [&str; 10] = [
     BACKUP_REFUSED,
@@ -49,7 +53,7 @@ pub const STALLED_REASONS: [&str; 10] = [
 /// Which of kstatus's conditions a Ready condition implies, True; the other is absent. None while
 /// Ready is True, or the phone is suspended (nothing is under way, and nothing is wrong).
 pub fn kstatus_condition(ready_status: &str, reason: &str) -> Option<&'static str> {
-    if ready_status == "True" || reason == "Suspended" {
+    if ready_status == "True" || reason == "Suspended" || reason == WAITING_FOR_IDLE {
         None
     } else if STALLED_REASONS.contains(&reason) {
         Some(STALLED)

@@ -1,13 +1,16 @@
 //! The Kubernetes events of a status change, and whether a phone has settled.
 
 use super::*;
-use crate::api::{CloudPhoneSpec, CloudPhoneStatus, Lifecycle, Phase};
+use crate::api::{
+    CloudPhoneSpec, CloudPhoneStatus, EffectiveReason, LOAD_UNTIL as LOAD_UNTIL_ANNOTATION,
+    Lifecycle, Phase,
+};
 
 /// A Kubernetes event to publish on a phone: only on a transition, never once per tick.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PhoneEvent {
-    /// `BackupRequested`, `BackedUp`, `BackupFailed`, `PrepareRequested`, `Loaded`,
-    /// `PrepareFailed`, `InstanceNotFound` or `DuplicateInstance`.
+    /// `BackupRequested`, `Parked`, `BackedUp`, `BackupFailed`, `PrepareRequested`, `Woken`,
+    /// `Loaded`, `PrepareFailed`, `InstanceNotFound` or `DuplicateInstance`.
     pub reason: &'static str,
     pub message: String,
     /// A Warning event rather than a Normal one.
@@ -29,6 +32,10 @@ pub fn events(
             .find(|c| c.type_ == READY)
             .map(|c| c.reason.clone())
     };
+    // NB: what the phone is kept at now (a BackedUp one kept loaded by load-until or while in
+    // use); a status written before effectiveLifecycle existed: what it declares.
+    let kept = |s: &CloudPhoneStatus| s.effective_lifecycle.unwrap_or(spec.lifecycle);
+    let old_reason = old.and_then(|s| s.effective_reason);
     let mut out = Vec::new();
     let new_request = new.backup.as_ref().and_then(|b| b.request_id.as_ref());
     let old_request = old
@@ -42,8 +49,25 @@ pub fn events(
             message: format!("backup of instance {id} requested (x-request-id {request})"),
             warning: false,
         });
+        let why = match old_reason {
+            Some(EffectiveReason::WaitingForIdle) => Some(format!(
+                "unused for spec.idleTimeout ({})",
+                spec.idle_timeout.as_deref().unwrap_or_default()
+            )),
+            Some(EffectiveReason::LoadUntil) => {
+                Some(format!("its {LOAD_UNTIL_ANNOTATION} time passed"))
+            }
+            _ => None,
+        };
+        if let Some(why) = why {
+            out.push(PhoneEvent {
+                reason: "Parked",
+                message: format!("instance {id} is parked: {why}"),
+                warning: false,
+            });
+        }
     }
-    if spec.lifecycle == Lifecycle::BackedUp && entered(Phase::Idle) {
+    if kept(new) == Lifecycle::BackedUp && entered(Phase::Idle) {
         out.push(PhoneEvent {
             reason: "BackedUp",
             message: format!("instance {id} is backed up: its data is in object storage"),
@@ -72,9 +96,22 @@ pub fn events(
             ),
             warning: false,
         });
+        if new.effective_reason == Some(EffectiveReason::LoadUntil) {
+            let until = new
+                .next_transition
+                .as_ref()
+                .map_or_else(String::new, |t| format!(" until {}", t.at.0));
+            out.push(PhoneEvent {
+                reason: "Woken",
+                message: format!(
+                    "instance {id} is woken: its {LOAD_UNTIL_ANNOTATION} annotation keeps its data loaded{until}"
+                ),
+                warning: false,
+            });
+        }
     }
     let was_loaded = matches!(old_phase, Some(Phase::DataLoaded | Phase::Streaming));
-    if spec.lifecycle == Lifecycle::Loaded
+    if kept(new) == Lifecycle::Loaded
         && matches!(new.phase, Phase::DataLoaded | Phase::Streaming)
         && !was_loaded
     {
@@ -84,7 +121,7 @@ pub fn events(
             warning: false,
         });
     }
-    if spec.lifecycle == Lifecycle::Loaded && entered(Phase::RestoreFailed) {
+    if kept(new) == Lifecycle::Loaded && entered(Phase::RestoreFailed) {
         out.push(PhoneEvent {
             reason: "PrepareFailed",
             message: format!(
@@ -126,6 +163,9 @@ pub fn is_settled(status: &CloudPhoneStatus) -> bool {
         .is_some_and(|c| {
             c.status == "True"
                 || STALLED_REASONS.contains(&c.reason.as_str())
-                || matches!(c.reason.as_str(), "Streaming" | "Suspended")
+                || matches!(
+                    c.reason.as_str(),
+                    "Streaming" | "Suspended" | WAITING_FOR_IDLE
+                )
         })
 }

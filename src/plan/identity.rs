@@ -105,6 +105,8 @@ pub struct PhoneView<'a> {
     /// The value of its `cloudphone.io/reconcile-requested-at` annotation, as the tick's snapshot
     /// shows it.
     pub reconcile_requested: Option<&'a str>,
+    /// Its `cloudphone.io/load-until` annotation, as the tick's snapshot shows it.
+    pub load_until: Option<crate::api::AnnotationValue<'a>>,
     /// Where its vendor calls go this tick, as the engine bound it.
     pub account: Route<'a>,
 }
@@ -147,6 +149,7 @@ impl<'a> PhoneView<'a> {
             spec: &phone.spec,
             status: phone.status.as_ref(),
             reconcile_requested: phone.reconcile_requested(),
+            load_until: phone.load_until(),
             account,
         }
     }
@@ -208,6 +211,20 @@ pub fn dispositions(phones: &[PhoneView]) -> Dispositions {
             });
         } else if let Some(message) = user_id_problem(phone.spec) {
             each.push(Disposition::InvalidSpec { message });
+        } else if super::idle_timeout(phone.spec.idle_timeout.as_deref()).is_none() {
+            let shown: String = phone
+                .spec
+                .idle_timeout
+                .as_deref()
+                .unwrap_or_default()
+                .chars()
+                .take(40)
+                .collect();
+            each.push(Disposition::InvalidSpec {
+                message: format!(
+                    "spec.idleTimeout {shown:?} is not a duration of whole units (90s, 30m, 1h30m, 2d, or 0)"
+                ),
+            });
         } else {
             match &phone.account {
                 Route::Blocked(block) => each.push(Disposition::AccountBlocked(block.clone())),

@@ -19,6 +19,10 @@ pub struct Memory<'m> {
     pub intents: Option<&'m Intents>,
     /// The vendor's ids of the phone's last accepted call, waiting for its next write.
     pub receipt: Option<&'m Receipt>,
+    /// The last time this term could not observe the phone's instance (its status query failed,
+    /// or the vendor did not list it): an idle wait counts from no earlier (kept in memory only:
+    /// no write for it).
+    pub unobserved: Option<Timestamp>,
 }
 
 /// What holds for every phone of a tick.

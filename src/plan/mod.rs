@@ -41,7 +41,12 @@ pub struct PlanConfig {
     /// After a prepare call, no second call for the same phone until the vendor shows Restoring or
     /// the data loaded, or this long has passed: restores take longer than backups.
     pub prepare_grace_period: Duration,
+    /// The furthest ahead a `cloudphone.io/load-until` annotation may be; one further is ignored.
+    pub max_load_until: Duration,
 }
+
+/// The default of [`PlanConfig::max_load_until`]: a week.
+pub const DEFAULT_MAX_LOAD_UNTIL: Duration = Duration::from_secs(7 * 86_400);
 
 impl Default for PlanConfig {
     fn default() -> Self {
@@ -53,6 +58,7 @@ impl Default for PlanConfig {
             backoff_max: Duration::from_secs(3600),
             // A queued restore may wait minutes before the vendor shows Restoring.
             prepare_grace_period: Duration::from_secs(600),
+            max_load_until: DEFAULT_MAX_LOAD_UNTIL,
         }
     }
 }
@@ -97,6 +103,7 @@ mod backed_up;
 mod backup;
 mod conditions;
 mod cycle;
+mod effective;
 mod events;
 mod handover;
 mod identity;
@@ -113,10 +120,11 @@ pub use backup::ActionResult;
 use backup::{permission_retry, requested};
 pub use conditions::{
     BACKUP_PERMISSION_PENDING, BACKUP_REFUSED, Failure, LOADED, PREPARE_FAILED, PREPARE_REFUSED,
-    RECONCILING, STALLED, STALLED_REASONS, kstatus_condition,
+    RECONCILING, STALLED, STALLED_REASONS, WAITING_FOR_IDLE, kstatus_condition,
 };
 use conditions::{Conditions, LazyConditions, ReadyCondition, call_failed, refused_for_good};
 use cycle::{Cycle, held_answer, held_refusal, until};
+pub use effective::{Effective, IdleWait, LoadUntil, effective, idle_timeout, idle_wait};
 pub use events::{PhoneEvent, events, is_settled};
 use handover::handover_wait;
 pub use handover::{AWAITING_HANDOVER, PREVIOUS_ACTION_PENDING};

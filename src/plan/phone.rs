@@ -2,7 +2,10 @@
 //! engine remembers of it, its new status and the vendor action to take, if any.
 
 use super::*;
-use crate::api::{CloudPhoneStatus, Lifecycle, Phase};
+use crate::api::{
+    CloudPhoneStatus, EffectiveReason, LOAD_UNTIL as LOAD_UNTIL_ANNOTATION, Lifecycle, Phase,
+    Transition,
+};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::borrow::Cow;
@@ -51,7 +54,14 @@ pub fn plan_phone<'a>(
     if memory.lagging || phone.account == Route::Unknown {
         return None;
     }
-    let mut planned = from_observation(phone, disposition, observation, cx.now, cx.config);
+    let mut planned = from_observation(
+        phone,
+        disposition,
+        observation,
+        memory.unobserved,
+        cx.now,
+        cx.config,
+    );
     if let Some(action) = planned.action
         && let Some(why) = previous_action(action, Some(&planned.status), cx.now, cx.config)
     {
@@ -194,6 +204,7 @@ fn from_observation<'a>(
     phone: &PhoneView<'a>,
     disposition: &Disposition,
     observation: Option<&Observation>,
+    unobserved: Option<Timestamp>,
     now: Timestamp,
     config: &PlanConfig,
 ) -> Planned<'a> {
@@ -336,7 +347,10 @@ fn from_observation<'a>(
                     }
                 }
             }
-            let (ready, action) = match phone.spec.lifecycle {
+            let load_until = LoadUntil::read(phone.load_until, now, config.max_load_until);
+            let mut kept = effective(phone.spec.lifecycle, load_until, now);
+            let mut idle_since = None;
+            let (ready, action) = match kept.lifecycle {
                 Lifecycle::Observed => (
                     ReadyCondition::new(
                         "True",
@@ -346,23 +360,74 @@ fn from_observation<'a>(
                     None,
                 ),
                 Lifecycle::BackedUp => {
-                    let (ready, call) = backed_up(
-                        phone.spec,
-                        phone.generation,
-                        &status,
-                        *code,
-                        now,
-                        config,
-                        retry_refused,
-                    );
-                    (ready, call.then_some(Action::Backup))
+                    // NB: the schema (and the dispositions) refuse an idleTimeout that is not one.
+                    let timeout =
+                        idle_timeout(phone.spec.idle_timeout.as_deref()).unwrap_or_default();
+                    let backup_asked = status.backup.as_ref().is_some_and(|b| b.in_flight);
+                    let wait = (!timeout.is_zero() && !backup_asked)
+                        .then(|| idle_wait(&status, phase, timeout, unobserved, now));
+                    idle_since = wait.and_then(|w| w.since);
+                    match wait {
+                        Some(wait) if wait.in_use || wait.until.is_some() => {
+                            kept = Effective {
+                                lifecycle: Lifecycle::Loaded,
+                                reason: EffectiveReason::WaitingForIdle,
+                                next: wait.until.map(|at| (at, Lifecycle::BackedUp)),
+                            };
+                            (waiting_for_idle(wait, phase, phone.spec), None)
+                        }
+                        _ => {
+                            let (ready, call) = backed_up(
+                                phone.spec,
+                                phone.generation,
+                                &status,
+                                *code,
+                                now,
+                                config,
+                                retry_refused,
+                            );
+                            (ready, call.then_some(Action::Backup))
+                        }
+                    }
                 }
                 Lifecycle::Loaded => {
                     let (ready, call) =
                         loaded(phone.generation, &status, *code, now, config, retry_refused);
-                    (ready, call.then_some(Action::Prepare))
+                    match phone.spec.user_id {
+                        // NB: only a BackedUp phone kept loaded by its load-until annotation names
+                        // no user: the dispositions refuse a Loaded one.
+                        None if call => (
+                            ReadyCondition::new(
+                                "False",
+                                "InvalidSpec",
+                                format!(
+                                    "the {LOAD_UNTIL_ANNOTATION} annotation keeps the data loaded, but spec.userId names no user to ready the instance for: it is neither prepared nor backed up until the annotation's time"
+                                ),
+                            ),
+                            None,
+                        ),
+                        _ => (ready, call.then_some(Action::Prepare)),
+                    }
                 }
             };
+            let idle_since = idle_since.map(Time);
+            let next = kept.next.map(|(at, lifecycle)| {
+                Box::new(Transition {
+                    at: Time(whole_seconds(at)),
+                    lifecycle,
+                })
+            });
+            if status.idle_since != idle_since
+                || status.effective_lifecycle != Some(kept.lifecycle)
+                || status.effective_reason != Some(kept.reason)
+                || status.next_transition != next
+            {
+                let s = status.to_mut();
+                s.idle_since = idle_since;
+                s.effective_lifecycle = Some(kept.lifecycle);
+                s.effective_reason = Some(kept.reason);
+                s.next_transition = next;
+            }
             if let Some(action) = action {
                 let record = action.record_or_default(status.to_mut());
                 record.requested_at = Some(Time(now));
@@ -389,6 +454,29 @@ fn from_observation<'a>(
             }
         }
     }
+}
+
+/// The Ready condition of a BackedUp phone waiting for idleness (`wait`, at an observation of
+/// `phase`).
+fn waiting_for_idle(
+    wait: IdleWait,
+    phase: Phase,
+    spec: &crate::api::CloudPhoneSpec,
+) -> ReadyCondition {
+    let timeout = spec.idle_timeout.as_deref().unwrap_or_default();
+    let message = match (wait.until, phase) {
+        (Some(until), _) => format!(
+            "the data is loaded and unused since {}: backed up at {until} unless it is used before (spec.idleTimeout {timeout})",
+            fmt_time(wait.since)
+        ),
+        (None, Phase::Streaming) => format!(
+            "a user is streaming: the backup waits until the phone has been unused for spec.idleTimeout ({timeout})"
+        ),
+        (None, _) => format!(
+            "the data is being restored: the backup waits until the phone has been loaded and unused for spec.idleTimeout ({timeout})"
+        ),
+    };
+    ReadyCondition::new("False", WAITING_FOR_IDLE, message)
 }
 
 /// Echoes a new `cloudphone.io/reconcile-requested-at` in `status.lastHandledReconcileAt`: called

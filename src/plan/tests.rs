@@ -1,5 +1,5 @@
 use super::*;
-use crate::api::{CloudPhone, CloudPhoneStatus, Lifecycle, Phase};
+use crate::api::{CloudPhone, CloudPhoneStatus, EffectiveReason, Lifecycle, Phase};
 use crate::test_phone::cloudphone;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -18,6 +18,7 @@ fn config() -> PlanConfig {
         backoff_base: Duration::from_secs(30),
         backoff_max: Duration::from_secs(600),
         prepare_grace_period: Duration::from_secs(180),
+        max_load_until: Duration::from_secs(7 * 86_400),
     }
 }
 
@@ -843,32 +844,48 @@ fn arb_observation() -> impl Strategy<Value = Option<Observation>> {
 
 fn arb_phone() -> impl Strategy<Value = CloudPhone> {
     (
-        0usize..6,
-        0usize..3,
-        any::<bool>(),
-        any::<bool>(),
-        0i64..5,
+        (0usize..6, 0usize..3, any::<bool>(), any::<bool>(), 0i64..5),
+        (0usize..4, 0usize..4),
         prop::collection::vec((arb_observation(), 0i64..200, 0usize..3), 0..4),
     )
-        .prop_map(|(id, lifecycle, interrupt, suspend, created, history)| {
-            let ids = ["kp1", "kp2", "kp3", "kp4", "", "bad id"];
-            let mut phone = cloudphone(&format!("p{id}-{created}-{lifecycle}"), ids[id])
-                .created(created)
-                .build();
-            phone.spec.interrupt_streaming = interrupt;
-            phone.spec.suspend = suspend;
-            // A previous status reached by planning through a random history, the lifecycle
-            // switched in Git between steps.
-            let mut history = history;
-            history.sort_by_key(|(_, second, _)| *second);
-            for (observation, second, declared) in history {
-                set_lifecycle(&mut phone, declared);
-                let status = phone.plan(observation, at(second)).status;
-                phone.status = Some(status);
-            }
-            set_lifecycle(&mut phone, lifecycle);
-            phone
-        })
+        .prop_map(
+            |((id, lifecycle, interrupt, suspend, created), (idle, load_until), history)| {
+                let ids = ["kp1", "kp2", "kp3", "kp4", "", "bad id"];
+                let mut phone =
+                    cloudphone(&format!("p{id}-{created}-{lifecycle}"), ids[id]).created(created);
+                if let Some(timeout) = [None, Some("0"), Some("60s"), Some("5m")][idle] {
+                    phone = phone.idle_timeout(timeout);
+                }
+                let until = [None, Some(at(100).to_string()), Some(at(300).to_string())]
+                    .get(load_until)
+                    .cloned()
+                    .unwrap_or(Some("not a time".into()));
+                if let Some(until) = &until {
+                    phone = phone.load_until(until);
+                }
+                let mut phone = phone.build();
+                phone.spec.interrupt_streaming = interrupt;
+                phone.spec.suspend = suspend;
+                // A previous status reached by planning through a random history, the lifecycle
+                // switched in Git between steps.
+                let mut history = history;
+                history.sort_by_key(|(_, second, _)| *second);
+                let set = |phone: &mut CloudPhone, n| {
+                    set_lifecycle(phone, n);
+                    // NB: a load-until wakes a BackedUp phone for its user.
+                    if until.is_some() && phone.spec.lifecycle == Lifecycle::BackedUp {
+                        phone.spec.user_id = Some("u1".into());
+                    }
+                };
+                for (observation, second, declared) in history {
+                    set(&mut phone, declared);
+                    let status = phone.plan(observation, at(second)).status;
+                    phone.status = Some(status);
+                }
+                set(&mut phone, lifecycle);
+                phone
+            },
+        )
 }
 
 /// A phone whose action was just requested (a backup from DataLoaded, or a prepare from Idle, at a
@@ -1689,4 +1706,235 @@ fn a_call_the_vendor_answered_without_starting_anything_waits_its_backoff() {
             "{case}: not called again after the backoff"
         );
     }
+}
+
+/// The effective lifecycle, reason and next transition a status shows.
+fn kept(
+    status: &CloudPhoneStatus,
+) -> (
+    Option<Lifecycle>,
+    Option<EffectiveReason>,
+    Option<(i64, Lifecycle)>,
+) {
+    (
+        status.effective_lifecycle,
+        status.effective_reason,
+        status
+            .next_transition
+            .as_ref()
+            .map(|t| (t.at.0.as_second() - T0, t.lifecycle)),
+    )
+}
+
+#[test]
+fn a_backed_up_phone_with_an_idle_timeout_is_parked_only_once_unused_that_long_continuously() {
+    use EffectiveReason::*;
+    let phone = cloudphone("p", "kp1")
+        .backed_up()
+        .idle_timeout("10m")
+        .build();
+    // First seen loaded and unused: the wait starts, written once.
+    let first = phone.plan(Some(Observation::Status(2)), at(0));
+    assert_eq!(first.action, None, "backed up at once");
+    assert_eq!(ready(&first.status), ("False", WAITING_FOR_IDLE));
+    assert_eq!(first.status.idle_since, Some(Time(at(0))));
+    assert_eq!(
+        kept(&first.status),
+        (
+            Some(Lifecycle::Loaded),
+            Some(WaitingForIdle),
+            Some((600, Lifecycle::BackedUp))
+        )
+    );
+    assert!(
+        !first
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == RECONCILING || c.type_ == STALLED)
+    );
+    let waiting = phone.clone().with_status(first.status.clone());
+    for second in [1, 300, 599] {
+        let again = waiting.plan(Some(Observation::Status(2)), at(second));
+        assert_eq!(again.action, None, "backed up after {second}s");
+        assert_eq!(again.status, first.status, "the wait writes nothing");
+    }
+    let due = waiting.plan(Some(Observation::Status(7)), at(600));
+    assert_eq!(due.action, Some(Action::Backup));
+    assert_eq!(ready(&due.status), ("False", "BackupRequested"));
+    assert_eq!(
+        kept(&due.status),
+        (Some(Lifecycle::BackedUp), Some(Declared), None)
+    );
+    // A user streams at 300: the wait is gone, and starts again when the session ends.
+    let streaming = waiting.plan(Some(Observation::Status(3)), at(300));
+    assert_eq!(streaming.action, None);
+    assert_eq!(streaming.status.idle_since, None);
+    assert_eq!(ready(&streaming.status), ("False", WAITING_FOR_IDLE));
+    let ended = phone.clone().with_status(streaming.status);
+    let again = ended.plan(Some(Observation::Status(2)), at(400));
+    assert_eq!(again.status.idle_since, Some(Time(at(400))));
+    let again = ended.with_status(again.status);
+    assert_eq!(
+        again.plan(Some(Observation::Status(2)), at(999)).action,
+        None
+    );
+    assert_eq!(
+        again.plan(Some(Observation::Status(2)), at(1000)).action,
+        Some(Action::Backup)
+    );
+}
+
+#[test]
+fn a_streaming_phone_is_never_parked_for_idleness_even_when_streams_may_be_interrupted() {
+    for interrupt in [false, true] {
+        let mut phone = cloudphone("p", "kp1").backed_up().idle_timeout("60s");
+        if interrupt {
+            phone = phone.interrupt_streaming();
+        }
+        let mut phone = phone.build();
+        for second in (0..7200).step_by(30) {
+            let planned = phone.plan(Some(Observation::Status(3)), at(second));
+            assert_eq!(
+                planned.action, None,
+                "interrupt={interrupt}: parked at {second}s"
+            );
+            phone = phone.with_status(planned.status);
+        }
+    }
+}
+
+#[test]
+fn a_missing_or_failed_observation_postpones_the_park_without_a_write() {
+    let config = config();
+    let phone = cloudphone("p", "kp1")
+        .backed_up()
+        .idle_timeout("10m")
+        .build();
+    let first = phone.plan(Some(Observation::Status(2)), at(0)).status;
+    let phone = phone.with_status(first.clone());
+    let view = phone.view();
+    let plan_at = |observation: Observation, second: i64, unobserved: Option<i64>| {
+        let cx = Context {
+            now: at(second),
+            config: &config,
+            earlier: &EarlierTerms::Settled,
+        };
+        let memory = Memory {
+            unobserved: unobserved.map(at),
+            ..Memory::default()
+        };
+        plan_phone(&view, &Disposition::Query, Some(&observation), &memory, &cx).unwrap()
+    };
+    // The failed observation itself writes nothing.
+    let failed = plan_at(failure(), 300, None);
+    assert_eq!(failed.action, None);
+    assert_eq!(failed.status.idle_since, first.idle_since);
+    // Seen loaded again: not idle continuously since 0, but since the failure at 300.
+    let after = plan_at(Observation::Status(2), 600, Some(300));
+    assert_eq!(after.action, None, "parked on a stretch a failure broke");
+    assert_eq!(
+        after.status.idle_since, first.idle_since,
+        "idleSince not moved"
+    );
+    assert_eq!(
+        after.status.next_transition.as_ref().map(|t| t.at.0),
+        Some(at(900))
+    );
+    assert_eq!(
+        plan_at(Observation::Status(2), 900, Some(300)).action,
+        Some(Action::Backup)
+    );
+    assert_eq!(
+        plan_at(Observation::Status(2), 600, None).action,
+        Some(Action::Backup),
+        "without the failure, idle long enough"
+    );
+}
+
+#[test]
+fn a_load_until_annotation_keeps_a_backed_up_phone_loaded_until_its_time() {
+    use EffectiveReason::*;
+    let until = at(3600).to_string();
+    let mut phone = cloudphone("p", "kp1")
+        .backed_up()
+        .load_until(&until)
+        .build();
+    phone.spec.user_id = Some("u1".into());
+    // Parked: woken (prepared for its user).
+    let woken = phone.plan(Some(Observation::Status(0)), at(0));
+    assert_eq!(woken.action, Some(Action::Prepare));
+    assert_eq!(
+        kept(&woken.status),
+        (
+            Some(Lifecycle::Loaded),
+            Some(LoadUntil),
+            Some((3600, Lifecycle::BackedUp))
+        )
+    );
+    // Loaded: kept so, not backed up, until its time.
+    let loaded = phone.plan(Some(Observation::Status(2)), at(10));
+    assert_eq!(loaded.action, None);
+    assert_eq!(ready(&loaded.status), ("True", LOADED));
+    let phone = phone.with_status(loaded.status.clone());
+    assert_eq!(
+        phone.plan(Some(Observation::Status(2)), at(3599)).status,
+        loaded.status
+    );
+    let expired = phone.plan(Some(Observation::Status(2)), at(3600));
+    assert_eq!(expired.action, Some(Action::Backup));
+    assert_eq!(
+        kept(&expired.status),
+        (Some(Lifecycle::BackedUp), Some(Declared), None)
+    );
+    // Too far ahead, or not a time: ignored.
+    for bad in [at(8 * 86_400).to_string(), "tonight".to_owned()] {
+        let ignored = cloudphone("p", "kp1").backed_up().load_until(&bad).build();
+        assert_eq!(
+            ignored.plan(Some(Observation::Status(2)), at(0)).action,
+            Some(Action::Backup),
+            "{bad}"
+        );
+    }
+    // Without a user to ready it for, a parked phone is not woken, and says why.
+    let no_user = cloudphone("p", "kp1")
+        .backed_up()
+        .load_until(&until)
+        .build();
+    let held = no_user.plan(Some(Observation::Status(0)), at(0));
+    assert_eq!(held.action, None);
+    let c = condition(&held.status, READY);
+    assert_eq!(c.reason, "InvalidSpec");
+    assert!(
+        c.message.contains("spec.userId") && c.message.contains("load-until"),
+        "{}",
+        c.message
+    );
+}
+
+#[test]
+fn a_phone_woken_by_load_until_is_parked_no_sooner_than_its_idle_timeout_after() {
+    let until = at(100).to_string();
+    let mut phone = cloudphone("p", "kp1")
+        .backed_up()
+        .idle_timeout("10m")
+        .load_until(&until)
+        .build();
+    phone.spec.user_id = Some("u1".into());
+    let mut second = 0;
+    let mut parked_at = None;
+    // Woken at 0, restoring, loaded; the annotation expires at 100.
+    for code in [
+        0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    ] {
+        let planned = phone.plan(Some(Observation::Status(code)), at(second));
+        if planned.action == Some(Action::Backup) {
+            parked_at = Some(second);
+            break;
+        }
+        phone = phone.with_status(planned.status);
+        second += 30;
+    }
+    let parked_at = parked_at.expect("parked in the end");
+    assert!(parked_at >= 100 + 600, "parked at {parked_at}s: flapped");
 }

@@ -275,13 +275,15 @@ pub fn slim(phone: &mut CloudPhone) {
     }
 }
 
-/// What a user asks of a phone: its spec's generation and its reconcile request. A change of
-/// either (a create, a spec change, a new `cloudphone.io/reconcile-requested-at`) asks for an early
-/// tick; a status write changes neither.
+/// What a user asks of a phone: its spec's generation, its reconcile request and its load-until
+/// time. A change of any (a create, a spec change, a new `cloudphone.io/reconcile-requested-at`, a
+/// session service setting `cloudphone.io/load-until`) asks for an early tick; a status write
+/// changes none.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Wanted {
     generation: Option<i64>,
     reconcile_requested: Option<String>,
+    load_until: Option<String>,
 }
 
 impl Wanted {
@@ -289,6 +291,11 @@ impl Wanted {
         Wanted {
             generation: phone.metadata.generation,
             reconcile_requested: phone.reconcile_requested().map(str::to_owned),
+            load_until: match phone.load_until() {
+                Some(crate::api::AnnotationValue::Valid(value)) => Some(value.to_owned()),
+                Some(crate::api::AnnotationValue::Invalid) => Some(String::new()),
+                None => None,
+            },
         }
     }
 }

@@ -73,6 +73,11 @@ pub struct RunArgs {
     /// operator asks the vendor whether it holds the prepare queued).
     #[arg(long, env = "CLOUDPHONE_PREPARE_GRACE_PERIOD", default_value = "10m", value_parser = parse_duration)]
     pub prepare_grace_period: Duration,
+    /// The furthest ahead a cloudphone.io/load-until annotation may be: a value further ahead is
+    /// ignored (a LoadUntilInvalid Warning event), so that a typo cannot keep a phone loaded for
+    /// a year.
+    #[arg(long, env = "CLOUDPHONE_MAX_LOAD_UNTIL", default_value = "7d", value_parser = parse_duration)]
+    pub max_load_until: Duration,
     /// Wait after a first failed backup before the next attempt (doubled for each further one).
     #[arg(long, env = "CLOUDPHONE_BACKUP_BACKOFF", default_value = "1m", value_parser = parse_duration)]
     pub backup_backoff: Duration,

@@ -103,6 +103,7 @@ pub async fn run_supervising(
         own_account_namespaces: _,
         own_account_namespace_selector: _,
         own_account_allowed_user_ids: _,
+        max_load_until: _,
         own_account_calls_in_flight: _,
         own_account_calls_per_second: _,
     } = &args;

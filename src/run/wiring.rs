@@ -246,6 +246,7 @@ fn engine_config(args: &RunArgs) -> EngineConfig {
             backoff_base: args.backup_backoff,
             backoff_max: args.backup_backoff_max,
             prepare_grace_period: args.prepare_grace_period,
+            max_load_until: args.max_load_until,
         },
         vendor_calls_in_flight: args.vendor_concurrency,
         synced_after: args.synced_after,

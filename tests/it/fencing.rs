@@ -272,6 +272,7 @@ async fn world(seed: u64, act: Act) -> World {
                         backoff_base: Duration::from_millis(300),
                         backoff_max: Duration::from_secs(1),
                         prepare_grace_period: Duration::from_secs(2),
+                        ..PlanConfig::default()
                     },
                     ..EngineConfig::default()
                 },

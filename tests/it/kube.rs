@@ -584,6 +584,16 @@ async fn a_reconcile_request_triggers_an_early_tick() {
 }
 
 #[tokio::test]
+async fn a_load_until_set_by_a_session_service_triggers_an_early_tick() {
+    let _deadline =
+        support::deadline("a_load_until_set_by_a_session_service_triggers_an_early_tick");
+    let mut requested = event("MODIFIED", "p1", 1, None);
+    requested["object"]["metadata"]["annotations"] =
+        json!({"cloudphone.io/load-until": "2026-11-25T18:00:00Z"});
+    assert!(fires_on(requested).await);
+}
+
+#[tokio::test]
 async fn a_spec_change_triggers_an_early_tick() {
     let _deadline = support::deadline("a_spec_change_triggers_an_early_tick");
     assert!(fires_on(event("MODIFIED", "p1", 2, None)).await);
@@ -607,6 +617,7 @@ fn lifecycle_round_trips_through_json() {
             suspend: false,
             account_ref: None,
             user_id: None,
+            idle_timeout: None,
         }
     );
 }

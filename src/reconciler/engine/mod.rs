@@ -346,6 +346,7 @@ impl<S: PhoneStore> Engine<S> {
             .flat_map(|g| g.durations.iter().copied())
             .collect();
         let mut extra = self.invalid_requests(&snapshot);
+        extra.extend(self.invalid_load_untils(&snapshot));
         let (failing_events, failing_writes) = self.failing_writes(&snapshot);
         extra.extend(failing_events);
         self.publish_events(&frame, groups, extra).await;

@@ -28,6 +28,11 @@ pub(super) struct Recall {
     pub failures: FailureMemory,
     /// The phones whose reconcile request is over its bound and was reported, until it changes.
     pub invalid_requests: foldhash::HashSet<ObjectId>,
+    /// The phones whose load-until annotation is ignored and was reported: the value reported.
+    pub invalid_load_until: HashMap<ObjectId, String>,
+    /// The last time each phone waiting for idleness could not be observed (see
+    /// [`plan::Memory::unobserved`]): kept while its idle wait runs.
+    pub unobserved: HashMap<ObjectId, Timestamp>,
 }
 
 /// What a term read and wrote of the intents record.
@@ -216,11 +221,26 @@ impl<S: PhoneStore> Engine<S> {
                 lagging: frame.lagging[i],
                 intents: Some(&recall.intents),
                 receipt: recall.receipts.get(key.as_ref()),
+                unobserved: recall.unobserved.get(key.as_ref()).copied(),
             };
-            let Some(p) = plan::plan_phone(&views[i], &dispositions[i], observe(i), &memory, &cx)
+            let observation = observe(i);
+            let Some(p) = plan::plan_phone(&views[i], &dispositions[i], observation, &memory, &cx)
             else {
                 continue;
             };
+            // NB: only while an idle wait runs: a stretch that starts later starts after it.
+            let waiting = p.status.idle_since.is_some();
+            match observation {
+                Some(plan::Observation::Failed(_) | plan::Observation::Missing) if waiting => {
+                    recall
+                        .unobserved
+                        .insert(key.clone().into_owned(), whole_seconds(now));
+                }
+                _ if !waiting && !recall.unobserved.is_empty() => {
+                    recall.unobserved.remove(key.as_ref());
+                }
+                _ => {}
+            }
             if p.receipt_spent {
                 recall.receipts.remove(key.as_ref());
             }
@@ -291,10 +311,55 @@ impl<S: PhoneStore> Engine<S> {
         events
     }
 
+    /// A Warning event, once per value, for each phone whose `cloudphone.io/load-until` the
+    /// operator ignores (not an RFC 3339 time, over its bound, or further ahead than
+    /// `--max-load-until`): the phone is served as if it had none.
+    pub(super) fn invalid_load_untils(
+        &self,
+        snapshot: &[Arc<CloudPhone>],
+    ) -> Vec<(usize, plan::PhoneEvent)> {
+        let now = Timestamp::now();
+        let max = self.config.plan.max_load_until;
+        let reported = &mut self.recall().invalid_load_until;
+        let mut now_invalid = HashMap::default();
+        let mut events = Vec::new();
+        for (i, phone) in snapshot.iter().enumerate() {
+            let Some(value) = phone.load_until() else {
+                continue;
+            };
+            let plan::LoadUntil::Invalid(why) = plan::LoadUntil::read(Some(value), now, max) else {
+                continue;
+            };
+            let shown = match value {
+                crate::api::AnnotationValue::Valid(v) => v.chars().take(64).collect(),
+                crate::api::AnnotationValue::Invalid => String::new(),
+            };
+            let id = object_id(phone).into_owned();
+            if reported.get(&id) != Some(&shown) {
+                warn!(phone = %PhoneKey::of(phone), value = %shown, "the cloudphone.io/load-until annotation {why}: it is ignored");
+                events.push((
+                    i,
+                    plan::PhoneEvent {
+                        reason: "LoadUntilInvalid",
+                        message: format!(
+                            "the annotation {} {shown:?} {why} (--max-load-until {}): it is ignored, and the phone is kept at spec.lifecycle",
+                            crate::api::LOAD_UNTIL,
+                            humantime::format_duration(max)
+                        ),
+                        warning: true,
+                    },
+                ));
+            }
+            now_invalid.insert(id, shown);
+        }
+        *reported = now_invalid;
+        events
+    }
+
     /// Drops what the engine remembers of phones no longer in the store.
     pub(super) fn forget_gone(&self, snapshot: &[Arc<CloudPhone>]) {
         let recall = &mut *self.recall();
-        if recall.written.is_empty() && recall.receipts.is_empty() {
+        if recall.written.is_empty() && recall.receipts.is_empty() && recall.unobserved.is_empty() {
             return;
         }
         let present: foldhash::HashSet<_> = snapshot.iter().map(|p| object_id(p)).collect();
@@ -304,5 +369,13 @@ impl<S: PhoneStore> Engine<S> {
         recall
             .receipts
             .retain(|key, _| present.contains(key.as_str()));
+        recall
+            .unobserved
+            .retain(|key, _| present.contains(key.as_str()));
     }
+}
+
+/// `t` cut to the second, as the API server keeps times.
+fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
