@@ -243,17 +243,18 @@ impl Action {
     }
 
     /// A planned call not sent because the vendor may still hold an earlier one of the instance
-    /// (a question about it, for `user`, was `answered` that it does, or could not be answered):
-    /// the record as it was before the plan (`before`), its grace period started again at `now`, so
-    /// that the next question comes a grace period later, not every tick; the questions in a row
-    /// not answered counted.
+    /// (a question about it was `answered` that it does, or could not be answered): the record as
+    /// it was before the plan (`before`), its grace period started again at `now`, so that the next
+    /// question comes a grace period later, not every tick; the questions in a row not answered
+    /// counted. The record keeps the user its own call named (`own_user` for one that names none),
+    /// never another object's: that one is another tenant's to know.
     #[allow(clippy::too_many_arguments)]
     pub fn still_under_way(
         self,
         planned: &CloudPhoneStatus,
         before: Option<&ActionStatus>,
         generation: Option<i64>,
-        user: &str,
+        own_user: Option<&str>,
         answered: bool,
         now: Timestamp,
         config: &PlanConfig,
@@ -263,7 +264,7 @@ impl Action {
         let mut record = before.cloned().unwrap_or_default();
         record.requested_at = Some(Time(now));
         record.in_flight = true;
-        record.user_id = Some(user.to_owned());
+        record.user_id = record.user_id.or_else(|| own_user.map(str::to_owned));
         record.unanswered_checks = if answered {
             0
         } else {

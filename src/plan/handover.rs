@@ -59,12 +59,12 @@ pub(super) fn handover_wait(
     }
     match earlier {
         EarlierTerms::Until(until) if now < *until => Some(format!(
-            "the operator took over less than a grace period after an earlier term's last backup intent: that term may have requested a backup of instance {} for an object that is gone; no call before {}",
+            "the operator took over less than a grace period after an earlier term's last intent: that term may have requested a backup or prepare of instance {} for an object that is gone; no call before {}",
             phone.spec.instance_id,
             fmt_time(Some(*until))
         )),
         EarlierTerms::Unknown(why) => Some(format!(
-            "until when an earlier term's backup intents may be outstanding is not known ({why}): no call for instance {} until it is",
+            "until when an earlier term's intents may be outstanding is not known ({why}): no call for instance {} until it is",
             phone.spec.instance_id
         )),
         _ => None,

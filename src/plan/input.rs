@@ -44,6 +44,11 @@ pub struct Receipt {
     pub job_id: Option<String>,
 }
 
+/// How long past its grace period a prepare intent is remembered for the next owner of its
+/// instance (see [`Intent::kept_until`]): a day, past any queue a vendor keeps; memory for the
+/// prepares of one day.
+pub const PREPARE_INTENT_MEMORY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 /// The last action intent seen for an instance (see [`Intents`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Intent {
@@ -66,15 +71,16 @@ impl Intent {
             .unwrap_or(Timestamp::MAX)
     }
 
-    /// Until when it is remembered: a prepare's a grace period past its own, so that a new owner
-    /// of the instance, held until then, asks the vendor whether it still holds that prepare
-    /// queued before it sends its own (see [`Intents::earlier_prepare`]); a backup's, its grace
-    /// period (no question tells a queued backup).
+    /// Until when it is remembered: a prepare's [`PREPARE_INTENT_MEMORY`] past its grace period,
+    /// so that a new owner of the instance, held until then, asks the vendor whether it still
+    /// holds that prepare queued before it sends its own, however long an outage kept it from
+    /// asking (see [`Intents::earlier_prepares`]); the new owner's own intent then replaces it. A
+    /// backup's, its grace period (no question tells a queued backup).
     fn kept_until(&self, config: &PlanConfig) -> Timestamp {
         let until = self.until(config);
         match self.action {
             Action::Prepare => until
-                .checked_add(self.action.grace(config))
+                .checked_add(PREPARE_INTENT_MEMORY)
                 .unwrap_or(Timestamp::MAX),
             Action::Backup => until,
         }
@@ -92,11 +98,14 @@ pub enum EarlierTerms {
     Unknown(String),
 }
 
-/// The intents of one leadership term, per account scope and instance id.
+/// The intents of one leadership term, per account scope and instance id: the last of each object
+/// that made one.
 #[derive(Debug, Default)]
 pub struct Intents {
     /// Per account scope, per instance id: looked up with borrowed keys, for every planned phone.
-    by_scope: HashMap<String, HashMap<String, Intent>>,
+    /// NB: per object, not only the last: a new owner re-arming its own wait must not hide the
+    /// queued prepare of the object it took the instance from.
+    by_scope: HashMap<String, HashMap<String, Vec<Intent>>>,
 }
 
 impl Intents {
@@ -105,17 +114,23 @@ impl Intents {
         self.by_scope.clear();
     }
 
-    /// Records an intent, unless a later one of the instance is known.
+    /// Records an intent, unless a later one of the same object is known.
     pub fn record(&mut self, account: &str, instance: &str, intent: Intent) {
         let scope = match self.by_scope.get_mut(account) {
             Some(scope) => scope,
             None => self.by_scope.entry(account.to_owned()).or_default(),
         };
-        match scope.get(instance) {
-            Some(known) if known.requested_at >= intent.requested_at => {}
-            _ => {
-                scope.insert(instance.to_owned(), intent);
-            }
+        let known = match scope.get_mut(instance) {
+            Some(known) => known,
+            None => scope.entry(instance.to_owned()).or_default(),
+        };
+        match known
+            .iter_mut()
+            .find(|k| k.uid == intent.uid && k.owner == intent.owner)
+        {
+            Some(k) if k.requested_at >= intent.requested_at => {}
+            Some(k) => *k = intent,
+            None => known.push(intent),
         }
     }
 
@@ -160,38 +175,50 @@ impl Intents {
             );
         }
         for scope in self.by_scope.values_mut() {
-            scope.retain(|_, intent| now < intent.kept_until(config));
+            for known in scope.values_mut() {
+                known.retain(|intent| now < intent.kept_until(config));
+            }
+            scope.retain(|_, known| !known.is_empty());
         }
         self.by_scope.retain(|_, scope| !scope.is_empty());
     }
 
-    /// Another object's intent for the phone's instance whose grace period has not ended.
-    pub fn previous(
-        &self,
-        phone: &PhoneView,
-        now: Timestamp,
-        config: &PlanConfig,
-    ) -> Option<&Intent> {
-        let scope = self.by_scope.get(phone.account.scope()?)?;
-        scope
-            .get(&phone.spec.instance_id)
-            .filter(|intent| intent.uid.as_deref() != phone.uid && now < intent.until(config))
+    /// The intents of other objects than the phone for its instance, in its account's scope.
+    fn others<'i>(&'i self, phone: &'i PhoneView<'_>) -> impl Iterator<Item = &'i Intent> + 'i {
+        phone
+            .account
+            .scope()
+            .and_then(|scope| self.by_scope.get(scope))
+            .and_then(|scope| scope.get(&phone.spec.instance_id))
+            .into_iter()
+            .flatten()
+            .filter(|intent| intent.uid.as_deref() != phone.uid)
     }
 
-    /// Another object's prepare intent for the phone's instance whose grace period has ended (a
-    /// new owner was held until then) but which is still remembered: the vendor may hold that
-    /// prepare queued, the instance showing Idle all along.
-    pub fn earlier_prepare(
-        &self,
-        phone: &PhoneView,
+    /// Another object's intent for the phone's instance whose grace period has not ended (the
+    /// latest, when several have).
+    pub fn previous<'i>(
+        &'i self,
+        phone: &'i PhoneView<'_>,
         now: Timestamp,
         config: &PlanConfig,
-    ) -> Option<&Intent> {
-        let scope = self.by_scope.get(phone.account.scope()?)?;
-        scope.get(&phone.spec.instance_id).filter(|intent| {
-            intent.action == Action::Prepare
-                && intent.uid.as_deref() != phone.uid
-                && now < intent.kept_until(config)
+    ) -> Option<&'i Intent> {
+        self.others(phone)
+            .filter(|intent| now < intent.until(config))
+            .max_by_key(|intent| intent.requested_at)
+    }
+
+    /// Other objects' prepare intents for the phone's instance, still remembered (past their grace
+    /// period a new owner was held until): the vendor may hold such a prepare queued, the instance
+    /// showing Idle all along.
+    pub fn earlier_prepares<'i>(
+        &'i self,
+        phone: &'i PhoneView<'_>,
+        now: Timestamp,
+        config: &'i PlanConfig,
+    ) -> impl Iterator<Item = &'i Intent> + 'i {
+        self.others(phone).filter(move |intent| {
+            intent.action == Action::Prepare && now < intent.kept_until(config)
         })
     }
 

@@ -124,6 +124,15 @@ pub(super) fn loaded(
                 )
             }) {
                 (held, false)
+            } else if unconfirmed
+                && retry_at.is_some_and(|at| now < at)
+                && status
+                    .prepare
+                    .as_ref()
+                    .is_some_and(|r| r.unanswered_checks >= UNANSWERED_CHECKS_REPORTED)
+            {
+                // NB: the same text as while in flight: no flip to PrepareNotStarted and back.
+                (prepare_in_flight(status.prepare.as_deref(), config), false)
             } else if unconfirmed && retry_at.is_some_and(|at| now < at) {
                 (
                     ReadyCondition::new(

@@ -26,10 +26,10 @@ pub struct Planned<'a> {
     /// if it is.
     pub held: Option<(Action, String)>,
     /// Before the planned prepare is sent, ask the vendor whether it still holds an earlier one of
-    /// the instance for this user (`prepare-progress`): the phone's own call never seen under way,
-    /// or another object's before this one owned the instance. The vendor shows an instance Idle
-    /// while its prepare is queued, so the status alone cannot tell.
-    pub ask_progress: Option<String>,
+    /// the instance for each of these users (`prepare-progress`): the phone's own call never seen
+    /// under way, and another object's before this one owned the instance. The vendor shows an
+    /// instance Idle while its prepare is queued, so the status alone cannot tell. Empty: none.
+    pub ask_progress: Vec<String>,
 }
 
 impl Planned<'_> {
@@ -88,7 +88,7 @@ pub fn plan_phone<'a>(
         hold_for(&mut planned, action, AWAITING_HANDOVER, phone, why, cx.now);
     }
     if planned.action == Some(Action::Prepare) {
-        planned.ask_progress = earlier_prepare(phone, memory, cx);
+        planned.ask_progress = earlier_prepares(phone, memory, cx);
     }
     // NB: only on a phone observed this tick: a phone its account no longer serves (or suspended,
     // or a duplicate) shows nothing the vendor said, its own call's ids included.
@@ -130,23 +130,30 @@ fn previous_action(
         })
 }
 
-/// The user of an earlier prepare of the phone's instance the vendor may still hold queued, if one
-/// may be: the phone's own, never seen under way (in flight past its grace period), or another
-/// object's that this term remembers (see [`Intents::earlier_prepare`]). The user the call named,
-/// whatever the spec names now; the spec's for a record that does not say.
-fn earlier_prepare(phone: &PhoneView, memory: &Memory<'_>, cx: &Context<'_>) -> Option<String> {
+/// The users of the earlier prepares of the phone's instance the vendor may still hold queued: the
+/// phone's own, never seen under way (in flight past its grace period), and another object's that
+/// this term remembers (see [`Intents::earlier_prepares`]), each the user its call named, whatever
+/// the spec names now (the spec's for a record that does not say).
+fn earlier_prepares(phone: &PhoneView, memory: &Memory<'_>, cx: &Context<'_>) -> Vec<String> {
     let spec_user = || phone.spec.user_id.clone();
-    if let Some(own) = phone
+    let own = phone
         .status
         .and_then(|s| Action::Prepare.record(s))
         .filter(|r| r.in_flight)
-    {
-        return own.user_id.clone().or_else(spec_user);
-    }
-    let other = memory
+        .and_then(|own| own.user_id.clone().or_else(spec_user));
+    let mut users: Vec<String> = own.into_iter().collect();
+    for other in memory
         .intents
-        .and_then(|intents| intents.earlier_prepare(phone, cx.now, cx.config))?;
-    other.user.clone().or_else(spec_user)
+        .into_iter()
+        .flat_map(|intents| intents.earlier_prepares(phone, cx.now, cx.config))
+    {
+        if let Some(user) = other.user.clone().or_else(spec_user)
+            && !users.contains(&user)
+        {
+            users.push(user);
+        }
+    }
+    users
 }
 
 /// Holds the planned `action`: the phone keeps its old record of it and says why it waits.
@@ -450,7 +457,7 @@ fn from_observation<'a>(
                 action,
                 receipt_spent: false,
                 held: None,
-                ask_progress: None,
+                ask_progress: Vec::new(),
             }
         }
     }
@@ -499,7 +506,7 @@ impl<'a> Planned<'a> {
             action: None,
             receipt_spent: false,
             held: None,
-            ask_progress: None,
+            ask_progress: Vec::new(),
         }
     }
 }

@@ -553,3 +553,361 @@ async fn a_restore_that_starts_after_the_status_query_gets_no_second_prepare() {
     );
     no_second_prepare(&sim);
 }
+
+// NB: a known limit (docs/concepts/safety.md, "What does not hold"): a term that never saw the old
+// owner knows only until when its intents may be outstanding, not that one was a prepare the vendor
+// still holds queued past that; the fix needs a record of such instances kept with the Lease.
+#[tokio::test]
+#[ignore = "known limit: a prepare queued past the intents record, its owner deleted across a change of leader"]
+async fn a_new_owner_after_a_leadership_change_asks_before_preparing_what_its_old_owner_left_queued()
+ {
+    let _deadline = support::deadline(
+        "a_new_owner_after_a_leadership_change_asks_before_preparing_what_its_old_owner_left_queued",
+    );
+    let (phones, instances) = parked_fleet(1, |_| "u1".to_owned());
+    // The vendor holds the prepare queued for 25 s, the instance showing Idle all along: past the
+    // intents record's lead from the one call (grace 1 s + intent age 5 s + 1 s + 5 s ahead).
+    let sim = support::simulator(instances)
+        .prepare_queue_delay(Duration::from_secs(25))
+        .restore_duration(Duration::from_millis(300))
+        .start()
+        .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let record = cloudphone_operator::reconciler::MemoryIntentsRecord::default();
+    let engine = || {
+        support::engine(&sim, store.clone())
+            .prepare_grace(Duration::from_secs(1))
+            .backoff(Duration::from_millis(500), Duration::from_secs(1))
+            .build()
+            .with_intents_record(Arc::new(record.clone()))
+    };
+    let first = engine();
+    first.tick().await;
+    assert_eq!(sim.counters().calls("prepare"), 1);
+    // The object is deleted and another one takes the instance over (Argo CD renaming it), and
+    // leadership moves: the new leader never saw the old object.
+    drop(first);
+    store.remove(&support::key("p00000"));
+    store.insert(
+        support::cloudphone("renamed", "kp00000")
+            .loaded("u1")
+            .uid("uid-renamed")
+            .build(),
+    );
+    let second = engine();
+    tick_until_loaded(&second, 400).await;
+    assert_eq!(
+        sim.counters().calls("prepare"),
+        1,
+        "the new owner sent a second prepare while the first was queued ({} questions asked)",
+        sim.counters().calls("prepare-progress")
+    );
+    no_second_prepare(&sim);
+}
+
+/// An intents record that reads but cannot be written (the API server refusing the Lease's
+/// update).
+struct Unwritable;
+
+impl cloudphone_operator::reconciler::IntentsRecord for Unwritable {
+    fn read(
+        &self,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<Option<jiff::Timestamp>, cloudphone_operator::reconciler::RecordError>,
+    > {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn extend(
+        &self,
+        _until: jiff::Timestamp,
+    ) -> futures::future::BoxFuture<'_, Result<(), cloudphone_operator::reconciler::RecordError>>
+    {
+        Box::pin(async {
+            Err(cloudphone_operator::reconciler::RecordError::Store {
+                source: "the API server refuses the Lease's update".into(),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_lease_that_cannot_be_written_is_no_prepare_progress_question_every_tick() {
+    let _deadline = support::deadline(
+        "a_lease_that_cannot_be_written_is_no_prepare_progress_question_every_tick",
+    );
+    // Five phones whose prepare, an hour ago, the vendor never showed under way (it dropped it):
+    // each is asked about once, then called.
+    let long_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3600);
+    let phones: Vec<CloudPhone> = (0..5)
+        .map(|i| {
+            support::cloudphone(&format!("p{i:05}"), &format!("kp{i:05}"))
+                .loaded("u1")
+                .status(cloudphone_operator::api::CloudPhoneStatus {
+                    instance_status: Some(code::IDLE),
+                    phase: Phase::Idle,
+                    prepare: Some(Box::new(cloudphone_operator::api::ActionStatus {
+                        requested_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                            long_ago,
+                        )),
+                        request_id: Some("r-1".into()),
+                        attempts: 1,
+                        in_flight: true,
+                        user_id: Some("u1".into()),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                })
+                .build()
+        })
+        .collect();
+    let instances = (0..5).map(|i| (format!("kp{i:05}"), code::IDLE)).collect();
+    let sim = support::simulator(instances).start().await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .prepare_grace(Duration::from_secs(60))
+        .backoff(Duration::from_secs(60), Duration::from_secs(60))
+        .build()
+        .with_intents_record(Arc::new(Unwritable));
+    let ticks = 6;
+    for _ in 0..ticks {
+        engine.tick().await;
+    }
+    assert_eq!(
+        sim.counters().calls("prepare"),
+        0,
+        "no call without a record"
+    );
+    let asked = sim.counters().calls("prepare-progress");
+    assert!(
+        asked <= 5,
+        "{asked} prepare-progress questions in {ticks} ticks for 5 instances: each asked again every tick while the Lease cannot be written ({:?})",
+        ready_reason(&store, "p00000")
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_taking_over_an_instance_never_learns_the_user_another_tenant_prepared_it_for() {
+    let _deadline = support::deadline(
+        "a_tenant_taking_over_an_instance_never_learns_the_user_another_tenant_prepared_it_for",
+    );
+    // Tenant a's phone, on the account both tenants share, prepared for a's user.
+    let phones = vec![
+        support::cloudphone("mine", "kp00000")
+            .namespace("team-a")
+            .loaded("ua-secret")
+            .uid("uid-a")
+            .build(),
+    ];
+    let sim = support::simulator(vec![("kp00000".into(), code::IDLE)])
+        .prepare_queue_delay(Duration::from_secs(8))
+        .restore_duration(Duration::from_millis(300))
+        .start()
+        .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .prepare_grace(Duration::from_secs(1))
+        .backoff(Duration::from_millis(500), Duration::from_secs(1))
+        .build();
+    engine.tick().await;
+    assert_eq!(sim.counters().calls("prepare"), 1);
+    // Tenant a deletes its phone; tenant b names the same instance, for its own user.
+    store.remove(&cloudphone_operator::plan::PhoneKey {
+        namespace: "team-a".into(),
+        name: "mine".into(),
+    });
+    store.insert(
+        support::cloudphone("theirs", "kp00000")
+            .namespace("team-b")
+            .loaded("ub")
+            .uid("uid-b")
+            .build(),
+    );
+    let theirs = cloudphone_operator::plan::PhoneKey {
+        namespace: "team-b".into(),
+        name: "theirs".into(),
+    };
+    let mut seen = Vec::new();
+    for _ in 0..120 {
+        engine.tick().await;
+        let phone = store.get(&theirs).expect("b's phone");
+        let text = serde_json::to_string(&phone.status).unwrap();
+        if text.contains("ua-secret") {
+            seen.push(text);
+            break;
+        }
+        if all_loaded(&store) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen.is_empty(),
+        "tenant b's status names tenant a's user: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_tick_cut_while_asking_keeps_the_answers_that_nothing_is_queued() {
+    let _deadline =
+        support::deadline("a_tick_cut_while_asking_keeps_the_answers_that_nothing_is_queued");
+    // Five phones whose prepare, an hour ago, the vendor never showed under way and no longer
+    // holds (it lost it): each needs one question, then a prepare.
+    let long_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3600);
+    let phones: Vec<CloudPhone> = (0..5)
+        .map(|i| {
+            support::cloudphone(&format!("p{i:05}"), &format!("kp{i:05}"))
+                .loaded("u1")
+                .status(cloudphone_operator::api::CloudPhoneStatus {
+                    instance_status: Some(code::IDLE),
+                    phase: Phase::Idle,
+                    prepare: Some(Box::new(cloudphone_operator::api::ActionStatus {
+                        requested_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                            long_ago,
+                        )),
+                        request_id: Some("r-1".into()),
+                        attempts: 1,
+                        in_flight: true,
+                        user_id: Some("u1".into()),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                })
+                .build()
+        })
+        .collect();
+    let instances = (0..5).map(|i| (format!("kp{i:05}"), code::IDLE)).collect();
+    let sim = support::simulator(instances)
+        .restore_duration(Duration::from_millis(300))
+        .start()
+        .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    // The account is paced at 2 calls a second (as a fleet's flip to Loaded is), and the tick's
+    // deadline is 2 s: the status query and three questions fit in a tick, not five.
+    let engine = support::engine(&sim, store.clone())
+        .prepare_grace(Duration::from_secs(60))
+        .backoff(Duration::from_secs(60), Duration::from_secs(60))
+        .calls_per_second(2)
+        .config(|c| c.tick_deadline = Duration::from_secs(2))
+        .build();
+    let ticks = 6;
+    for _ in 0..ticks {
+        engine.tick().await;
+    }
+    let asked = sim.counters().calls("prepare-progress");
+    let prepared = sim.counters().calls("prepare");
+    assert!(
+        prepared >= 1 && asked <= 5 + ticks,
+        "{asked} questions and {prepared} prepare calls in {ticks} ticks cut short: the answers that nothing is queued were dropped with each cut and the same instances asked again ({:?})",
+        ready_reason(&store, "p00000")
+    );
+}
+
+#[tokio::test]
+async fn a_promoted_duplicate_with_a_stale_prepare_of_its_own_asks_about_the_owners_queued_one() {
+    let _deadline = support::deadline(
+        "a_promoted_duplicate_with_a_stale_prepare_of_its_own_asks_about_the_owners_queued_one",
+    );
+    // The younger object prepared the instance for another user long ago (its record never
+    // settled: a duplicate observes nothing), then the older one took the instance over.
+    let long_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3600);
+    let phones = vec![
+        support::cloudphone("owner", "kp00000")
+            .loaded("u1")
+            .created(-1000)
+            .build(),
+        support::cloudphone("younger", "kp00000")
+            .loaded("u1")
+            .created(-10)
+            .status(cloudphone_operator::api::CloudPhoneStatus {
+                prepare: Some(Box::new(cloudphone_operator::api::ActionStatus {
+                    requested_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        long_ago,
+                    )),
+                    request_id: Some("r-old".into()),
+                    attempts: 1,
+                    in_flight: true,
+                    user_id: Some("u-old".into()),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            })
+            .build(),
+    ];
+    // The owner's prepare is queued for 8 s, the instance showing Idle all along.
+    let sim = support::simulator(vec![("kp00000".into(), code::IDLE)])
+        .prepare_queue_delay(Duration::from_secs(8))
+        .restore_duration(Duration::from_millis(300))
+        .start()
+        .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .prepare_grace(Duration::from_secs(1))
+        .backoff(Duration::from_millis(500), Duration::from_secs(1))
+        .build();
+    engine.tick().await;
+    assert_eq!(sim.counters().calls("prepare"), 1);
+    // The owner is deleted: the duplicate is promoted while the owner's prepare is queued.
+    store.remove(&support::key("owner"));
+    tick_until_loaded(&engine, 150).await;
+    assert_eq!(
+        sim.counters().calls("prepare"),
+        1,
+        "the promoted duplicate asked about its own stale prepare (u-old), not the owner's queued one (u1), and prepared again"
+    );
+    no_second_prepare(&sim);
+}
+
+#[tokio::test]
+async fn a_new_owner_kept_from_asking_by_a_vendor_outage_still_asks_before_preparing() {
+    let _deadline = support::deadline(
+        "a_new_owner_kept_from_asking_by_a_vendor_outage_still_asks_before_preparing",
+    );
+    let (phones, instances) = parked_fleet(1, |_| "u1".to_owned());
+    // The vendor holds the prepare queued for 30 s (a queue an outage backed up).
+    let sim = support::simulator(instances)
+        .prepare_queue_delay(Duration::from_secs(30))
+        .restore_duration(Duration::from_millis(300))
+        .start()
+        .await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .prepare_grace(Duration::from_secs(1))
+        .backoff(Duration::from_millis(500), Duration::from_secs(1))
+        .build();
+    engine.tick().await;
+    assert_eq!(sim.counters().calls("prepare"), 1);
+    // The object is renamed, and the vendor answers nothing for 5 s: the new owner is never
+    // planned while this term remembers the old owner's prepare (two grace periods).
+    store.remove(&support::key("p00000"));
+    store.insert(
+        support::cloudphone("renamed", "kp00000")
+            .loaded("u1")
+            .uid("uid-renamed")
+            .build(),
+    );
+    sim.set_faults(cloudphone_operator::sim::Faults {
+        answer_all: Some(cloudphone_operator::sim::CannedError {
+            status: 503,
+            code: "9999".into(),
+        }),
+        ..Default::default()
+    })
+    .unwrap();
+    let outage = std::time::Instant::now();
+    while outage.elapsed() < Duration::from_secs(5) {
+        engine.tick().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sim.set_faults(cloudphone_operator::sim::Faults::default())
+        .unwrap();
+    tick_until_loaded(&engine, 400).await;
+    assert_eq!(
+        sim.counters().calls("prepare"),
+        1,
+        "after the outage the new owner prepared without asking ({} questions) while the old owner's prepare was queued",
+        sim.counters().calls("prepare-progress")
+    );
+    no_second_prepare(&sim);
+}

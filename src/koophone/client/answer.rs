@@ -61,7 +61,9 @@ impl PrepareProgress {
     /// asked of an instance the status query shows Idle (the only one the operator prepares
     /// again), it is offline, not restoring (which the status query shows as 1).
     pub fn under_way(&self) -> bool {
-        matches!(self.status, 1 | 3)
+        // NB: only the documented answers of nothing queued (0 normal, 2 offline, -1 failed) let a
+        // prepare go: a value the documentation does not list counts as under way.
+        !matches!(self.status, 0 | 2 | -1)
     }
 }
 

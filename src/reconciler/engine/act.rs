@@ -2,6 +2,7 @@
 //! call gated by the lease's freshness, and what came of it recorded; the vendor's task and job ids
 //! ride on the next write.
 
+use super::term::NothingQueued;
 use super::*;
 use crate::api::{CloudPhone, CloudPhoneStatus};
 use crate::plan::{self, Action, ActionResult, CallStamp, Intent, PhoneKey};
@@ -38,7 +39,7 @@ impl<S: PhoneStore> Engine<S> {
         frame: &Frame<'_>,
         group: &mut Group<'_>,
         wanted: &[usize],
-        asks: &[Option<String>],
+        asks: &[Vec<String>],
         batcher: &Batcher<'_>,
     ) {
         let action = call.action;
@@ -171,64 +172,98 @@ impl<S: PhoneStore> Engine<S> {
     }
 
     /// The phones of `wanted` to call. Before a prepare whose plan says the vendor may still hold
-    /// an earlier one of the instance (`asks`: the user to ask about; see
+    /// an earlier one of the instance (`asks`: the users to ask about; see
     /// [`plan::Planned::ask_progress`]), the vendor is asked (`prepare-progress`, one call an
-    /// instance). Queued or under way, or no answer: no call; the phone's grace period starts
-    /// again, written at once (a tick cut by its deadline keeps the answers it got), and the
-    /// intents record is extended to cover it as it would a call's (a later term then holds a new
-    /// owner of the instance as long). Neither: the instance's status is queried again first (it
-    /// may have started restoring since this tick's query, which the answer `2` cannot tell from
-    /// offline), and only a phone still showing what a prepare starts from is called.
+    /// instance and user), unless it said it holds none since the phone's last call of its own.
+    /// Queued or under way, or no answer: no call; the phone's grace period starts again, written
+    /// at once (a tick cut by its deadline keeps the answers it got), and the intents record is
+    /// extended to cover it as it would a call's (a later term then holds a new owner of the
+    /// instance as long). Nothing held: remembered (the next tick does not ask again), and the
+    /// instance's status is queried again first (it may have started restoring since this tick's
+    /// query, which the answer `2` cannot tell from offline); only a phone still showing what a
+    /// prepare starts from is called. While a call could not leave anyway (leadership not
+    /// fresh), nothing is asked.
     async fn ask_before_resending(
         &self,
         call: ActionCall<'_>,
         frame: &Frame<'_>,
         group: &mut Group<'_>,
         wanted: &[usize],
-        asks: &[Option<String>],
+        asks: &[Vec<String>],
         batcher: &Batcher<'_>,
     ) -> Vec<usize> {
         let mut to_call = Vec::with_capacity(wanted.len());
         let mut to_recheck = Vec::new();
         for &k in wanted {
-            let Some(user) = asks.get(k).and_then(Option::as_deref) else {
+            let users = asks.get(k).map_or(&[][..], Vec::as_slice);
+            if users.is_empty() {
                 to_call.push(k);
                 continue;
-            };
+            }
             let index = group.phones[k].index;
             let phone = &frame.snapshot[index];
             let before = frame.status(index).and_then(|s| call.action.record(s));
-            let (why, answered) = match batcher
-                .prepare_progress(user, &phone.spec.instance_id)
-                .await
-            {
-                Ok(progress) if !progress.under_way() => {
-                    to_recheck.push(k);
-                    continue;
+            let about = before.and_then(|r| r.requested_at.as_ref()).map(|t| t.0);
+            let key = object_id(phone);
+            let grace = call.action.grace(&self.config.plan);
+            let answered_before = self
+                .recall()
+                .nothing_queued
+                .get(key.as_ref())
+                .is_some_and(|n| n.about == about && Timestamp::now() < until(n.at, grace));
+            if answered_before {
+                to_recheck.push(k);
+                continue;
+            }
+            if let Err(why) = self.may_call(frame.term, tokio::time::Instant::now()) {
+                not_sent(call.action, frame, group, &[k], why);
+                continue;
+            }
+            let mut held = None;
+            for user in users {
+                match batcher
+                    .prepare_progress(user, &phone.spec.instance_id)
+                    .await
+                {
+                    Ok(progress) if !progress.under_way() => {}
+                    Ok(progress) => {
+                        held = Some((
+                            format!(
+                                "the vendor still holds a prepare (prepare-progress {}{}): no second call; asked again after the grace period",
+                                progress.status,
+                                progress.waiting.map_or_else(String::new, |n| format!(
+                                    ", {n} ahead in its queue"
+                                ))
+                            ),
+                            true,
+                        ));
+                        break;
+                    }
+                    Err(e) => {
+                        held = Some((
+                            format!(
+                                "the vendor could not tell whether it still holds a prepare ({e}): no second call; asked again after the grace period"
+                            ),
+                            false,
+                        ));
+                        break;
+                    }
                 }
-                Ok(progress) => (
-                    format!(
-                        "the vendor still holds the prepare of user {user} (prepare-progress {}{}): no second call; asked again after the grace period",
-                        progress.status,
-                        progress
-                            .waiting
-                            .map_or_else(String::new, |n| format!(", {n} ahead in its queue"))
-                    ),
-                    true,
-                ),
-                Err(e) => (
-                    format!(
-                        "the vendor could not tell whether it still holds the prepare of user {user} ({e}): no second call; asked again after the grace period"
-                    ),
-                    false,
-                ),
+            }
+            let Some((why, answered)) = held else {
+                self.recall().nothing_queued.insert(
+                    key.into_owned(),
+                    NothingQueued {
+                        about,
+                        at: Timestamp::now(),
+                    },
+                );
+                to_recheck.push(k);
+                continue;
             };
             debug!(phone = %PhoneKey::of(phone), requested_at = %fmt_requested(before), reason = %why, "prepare not sent again");
             // NB: a write of the Lease only when this one's grace period ends past what it holds.
-            if let Err(why) = self
-                .record_intents(Timestamp::now(), call.action.grace(&self.config.plan))
-                .await
-            {
+            if let Err(why) = self.record_intents(Timestamp::now(), grace).await {
                 debug!(%why, "the intents record was not extended for a prepare still queued");
             }
             let outcome = &mut group.phones[k];
@@ -236,7 +271,7 @@ impl<S: PhoneStore> Engine<S> {
                 &outcome.new,
                 before,
                 phone.metadata.generation,
-                user,
+                call.key,
                 answered,
                 Timestamp::now(),
                 &self.config.plan,
@@ -406,14 +441,19 @@ impl<S: PhoneStore> Engine<S> {
                 );
             }
             if fence.term() != term {
-                return Err("leadership changed hands since the backup intent was written");
+                return Err("leadership changed hands since the intent was written");
             }
         }
         if intents_sent.elapsed() >= INTENT_MAX_AGE {
-            return Err("the backup intent is older than the call may be");
+            return Err("the intent is older than the call may be");
         }
         Ok(())
     }
+}
+
+/// `d` after `t`.
+fn until(t: Timestamp, d: std::time::Duration) -> Timestamp {
+    t.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 
 /// When the call a record announces was requested, for a message.

@@ -98,7 +98,7 @@ mod tests {
                     action: Some(Action::Prepare),
                     receipt_spent: false,
                     held: None,
-                    ask_progress: None,
+                    ask_progress: Vec::new(),
                 };
                 (i, planned)
             })

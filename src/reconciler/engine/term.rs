@@ -30,9 +30,23 @@ pub(super) struct Recall {
     pub invalid_requests: foldhash::HashSet<ObjectId>,
     /// The phones whose load-until annotation is ignored and was reported: the value reported.
     pub invalid_load_until: HashMap<ObjectId, String>,
+    /// The phones whose earlier prepares the vendor said it no longer holds (see
+    /// [`NothingQueued`]): the next tick does not ask again (a tick cut by its deadline, or a call
+    /// that could not leave, would otherwise ask every tick).
+    pub nothing_queued: HashMap<ObjectId, NothingQueued>,
     /// The last time each phone waiting for idleness could not be observed (see
     /// [`plan::Memory::unobserved`]): kept while its idle wait runs.
     pub unobserved: HashMap<ObjectId, Timestamp>,
+}
+
+/// The vendor's answer that it holds no earlier prepare of a phone's instance.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct NothingQueued {
+    /// The phone's own call the question was about (its record's `requestedAt`; `None`: it had
+    /// none): a later call of its own makes the answer stale.
+    pub about: Option<Timestamp>,
+    /// When the vendor answered: good for a grace period.
+    pub at: Timestamp,
 }
 
 /// What a term read and wrote of the intents record.
@@ -113,7 +127,7 @@ impl<S: PhoneStore> Engine<S> {
         match read {
             Ok(until) => {
                 if let Some(until) = until.filter(|u| now < *u) {
-                    info!(until = %until, "an earlier term's backup intents may be outstanding: phones without an in-flight intent of their own wait until then");
+                    info!(until = %until, "an earlier term's intents may be outstanding: phones without an in-flight intent of their own wait until then");
                 }
                 record.earlier = Some(until);
                 record.unread = None;
@@ -163,7 +177,7 @@ impl<S: PhoneStore> Engine<S> {
             let record = &self.recall().record;
             if record.earlier.is_none() {
                 return Err(
-                    "until when an earlier term's backup intents may be outstanding is not known yet (the Lease could not be read)"
+                    "until when an earlier term's intents may be outstanding is not known yet (the Lease could not be read)"
                         .to_owned(),
                 );
             }
@@ -178,9 +192,9 @@ impl<S: PhoneStore> Engine<S> {
             .await
             .unwrap_or_else(|_| Err(record_timeout()));
         if let Err(err) = extended {
-            warn!(error = %err, "backup calls withheld: the intents record could not be extended");
+            warn!(error = %err, "vendor actions withheld: the intents record could not be extended");
             return Err(format!(
-                "the operator could not record its backup intents in its Lease ({err})"
+                "the operator could not record its intents in its Lease ({err})"
             ));
         }
         let mut recall = self.recall();
@@ -359,7 +373,11 @@ impl<S: PhoneStore> Engine<S> {
     /// Drops what the engine remembers of phones no longer in the store.
     pub(super) fn forget_gone(&self, snapshot: &[Arc<CloudPhone>]) {
         let recall = &mut *self.recall();
-        if recall.written.is_empty() && recall.receipts.is_empty() && recall.unobserved.is_empty() {
+        if recall.written.is_empty()
+            && recall.receipts.is_empty()
+            && recall.unobserved.is_empty()
+            && recall.nothing_queued.is_empty()
+        {
             return;
         }
         let present: foldhash::HashSet<_> = snapshot.iter().map(|p| object_id(p)).collect();
@@ -371,6 +389,9 @@ impl<S: PhoneStore> Engine<S> {
             .retain(|key, _| present.contains(key.as_str()));
         recall
             .unobserved
+            .retain(|key, _| present.contains(key.as_str()));
+        recall
+            .nothing_queued
             .retain(|key, _| present.contains(key.as_str()));
     }
 }
