@@ -24,7 +24,8 @@ if generation ~= nil and status.observedGeneration ~= nil and status.observedGen
   return hs
 end
 local message = ready.message or ""
-if ready.status == "True" then
+-- A BackedUp phone in use, or idle for less than its spec.idleTimeout, is where it should be for now.
+if ready.status == "True" or ready.reason == "WaitingForIdle" then
   hs.status = "Healthy"
   hs.message = message
   return hs

@@ -29,7 +29,11 @@ pub struct EndpointLabels {
 pub struct PhoneLabels {
     pub namespace: String,
     pub phase: &'static str,
+    /// The declared lifecycle (`spec.lifecycle`).
     pub lifecycle: &'static str,
+    /// What the operator keeps the phone at now (`status.effectiveLifecycle`): a BackedUp phone
+    /// kept loaded by load-until or while in use counts as `Loaded` here.
+    pub effective_lifecycle: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -127,7 +131,7 @@ impl Metrics {
         let backups = Family::<BackupOutcomeLabels, Counter>::default();
         registry.register(
             "oldest_unbacked_seconds",
-            "Age of the oldest un-backed-up data among BackedUp phones (phase DataLoaded, Streaming or BackupFailed): time since its last completed backup, or since the CloudPhone was created; 0 when none",
+            "Age of the oldest un-backed-up data among phones kept BackedUp (status.effectiveLifecycle; phase DataLoaded, Streaming or BackupFailed: a phone kept loaded by load-until or waiting for idleness is not counted): time since its last completed backup, or since the CloudPhone was created; 0 when none",
             oldest_unbacked.clone(),
         );
         registry.register(
@@ -408,6 +412,7 @@ mod tests {
                     namespace: namespace.to_owned(),
                     phase: "Idle",
                     lifecycle: "BackedUp",
+                    effective_lifecycle: "BackedUp",
                 },
                 3,
             )],

@@ -397,3 +397,21 @@ fn a_loaded_phones_health_follows_its_prepare() {
     assert_eq!(ready, "PrepareFailed");
     assert_eq!(health(&with_status(loaded.clone(), failed)).0, "Degraded");
 }
+
+#[test]
+fn a_phone_waiting_for_idleness_is_healthy_and_one_kept_loaded_too() {
+    let waiting = support::cloudphone("p1", "kp1")
+        .backed_up()
+        .idle_timeout("30m")
+        .build();
+    for code in [2, 3] {
+        let status = planned(
+            &waiting,
+            Disposition::Query,
+            Some(Observation::Status(code)),
+        );
+        let (health, message) = health(&with_status(waiting.clone(), status));
+        assert_eq!(health, "Healthy", "status {code}: {message}");
+        assert!(message.contains("idleTimeout"), "{message}");
+    }
+}

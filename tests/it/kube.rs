@@ -450,6 +450,7 @@ async fn metrics_and_health_endpoints_answer() {
                 namespace: "fleet-a".into(),
                 phase: Phase::Idle.as_str(),
                 lifecycle: "BackedUp",
+                effective_lifecycle: "BackedUp",
             },
             5,
         )],
@@ -477,7 +478,9 @@ async fn metrics_and_health_endpoints_answer() {
     assert_eq!(value("cloudphone_backups_requested_total"), Some(7.0));
     assert_eq!(value("cloudphone_leader"), Some(1.0));
     assert_eq!(
-        value("cloudphone_phones{namespace=\"fleet-a\",phase=\"Idle\",lifecycle=\"BackedUp\"}"),
+        value(
+            "cloudphone_phones{namespace=\"fleet-a\",phase=\"Idle\",lifecycle=\"BackedUp\",effective_lifecycle=\"BackedUp\"}"
+        ),
         Some(5.0)
     );
     assert_eq!(value("cloudphone_oldest_unbacked_seconds"), Some(42.0));

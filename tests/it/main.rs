@@ -21,6 +21,7 @@ mod fencing;
 mod kube;
 mod leader;
 mod loaded;
+mod parking;
 mod signing;
 mod simulator;
 mod summary;

@@ -387,6 +387,7 @@ impl<S: PhoneStore> Engine<S> {
             .collect();
         let queried = ids.len();
         let mut observations = batcher.query(ids).await;
+        self.note_unobserved(frame, views, &chunk, &observations);
         let query_errors = observations
             .values()
             .filter(|o| matches!(o, plan::Observation::Failed(_)))

@@ -19,7 +19,12 @@ pub(super) fn fleet_gauges(
     for &(i, phase) in groups.iter().flat_map(|g| &g.phases) {
         phases[i] = phase;
     }
-    type Key<'k> = (crate::api::Phase, crate::api::Lifecycle, &'k str);
+    type Key<'k> = (
+        crate::api::Phase,
+        crate::api::Lifecycle,
+        crate::api::Lifecycle,
+        &'k str,
+    );
     let mut counts: HashMap<Key<'_>, i64> = HashMap::new();
     // NB: neighbours in the snapshot mostly share a key: a run is counted here and hashed once.
     let mut run: Option<(Key<'_>, i64)> = None;
@@ -30,7 +35,13 @@ pub(super) fn fleet_gauges(
             longest_not_ready = longest_not_ready.max(now.duration_since(since).as_secs_f64());
         }
         let namespace = phone.metadata.namespace.as_deref().unwrap_or_default();
-        let key = (phase, phone.spec.lifecycle, namespace);
+        // NB: what the phone is kept at now; a status from before effectiveLifecycle: declared.
+        let kept = phone
+            .status
+            .as_ref()
+            .and_then(|s| s.effective_lifecycle)
+            .unwrap_or(phone.spec.lifecycle);
+        let key = (phase, phone.spec.lifecycle, kept, namespace);
         match &mut run {
             Some((k, n)) if *k == key => *n += 1,
             _ => {
@@ -45,7 +56,9 @@ pub(super) fn fleet_gauges(
                 | crate::api::Phase::Streaming
                 | crate::api::Phase::BackupFailed
         );
-        if phone.spec.lifecycle == crate::api::Lifecycle::BackedUp && unsafe_data {
+        // NB: the effective lifecycle: a phone rightly kept loaded (load-until, waiting for
+        // idleness) is no backup overdue.
+        if kept == crate::api::Lifecycle::BackedUp && unsafe_data {
             let since = phone
                 .status
                 .as_ref()
@@ -61,12 +74,13 @@ pub(super) fn fleet_gauges(
     }
     let phones = counts
         .into_iter()
-        .map(|((phase, lifecycle, namespace), n)| {
+        .map(|((phase, lifecycle, kept, namespace), n)| {
             (
                 crate::metrics::PhoneLabels {
                     namespace: namespace.to_owned(),
                     phase: phase.as_str(),
                     lifecycle: lifecycle.as_str(),
+                    effective_lifecycle: kept.as_str(),
                 },
                 n,
             )

@@ -237,23 +237,13 @@ impl<S: PhoneStore> Engine<S> {
                 receipt: recall.receipts.get(key.as_ref()),
                 unobserved: recall.unobserved.get(key.as_ref()).copied(),
             };
-            let observation = observe(i);
-            let Some(p) = plan::plan_phone(&views[i], &dispositions[i], observation, &memory, &cx)
+            let Some(p) = plan::plan_phone(&views[i], &dispositions[i], observe(i), &memory, &cx)
             else {
                 continue;
             };
             // NB: only while an idle wait runs: a stretch that starts later starts after it.
-            let waiting = p.status.idle_since.is_some();
-            match observation {
-                Some(plan::Observation::Failed(_) | plan::Observation::Missing) if waiting => {
-                    recall
-                        .unobserved
-                        .insert(key.clone().into_owned(), whole_seconds(now));
-                }
-                _ if !waiting && !recall.unobserved.is_empty() => {
-                    recall.unobserved.remove(key.as_ref());
-                }
-                _ => {}
+            if p.status.idle_since.is_none() && !recall.unobserved.is_empty() {
+                recall.unobserved.remove(key.as_ref());
             }
             if p.receipt_spent {
                 recall.receipts.remove(key.as_ref());
@@ -264,6 +254,31 @@ impl<S: PhoneStore> Engine<S> {
             planned.push((i, p));
         }
         planned
+    }
+
+    /// Remembers when the phones at `chunk` waiting for idleness could not be observed (their
+    /// status query failed, before the failure is debounced, or the vendor did not list them): a
+    /// wait counts from no earlier (see [`plan::Memory::unobserved`]).
+    pub(super) fn note_unobserved(
+        &self,
+        frame: &Frame<'_>,
+        views: &[PhoneView<'_>],
+        chunk: &[usize],
+        observations: &HashMap<String, plan::Observation>,
+    ) {
+        let now = whole_seconds(Timestamp::now());
+        for &i in chunk {
+            let waiting = frame.status(i).is_some_and(|s| s.idle_since.is_some());
+            let unobserved = matches!(
+                observations.get(&views[i].spec.instance_id),
+                None | Some(plan::Observation::Failed(_) | plan::Observation::Missing)
+            );
+            if waiting && unobserved {
+                self.recall()
+                    .unobserved
+                    .insert(object_id(&frame.snapshot[i]).into_owned(), now);
+            }
+        }
     }
 
     /// Which phones of the snapshot still show a version this term's writes were made against
