@@ -44,6 +44,12 @@ pub struct BackupOutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// A bounded reason: `idle` or `load_until_expired` for a park, `load_until` for a wake.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     /// `ok`, `Gone`, `Conflict` or `Other`.
     pub outcome: &'static str,
@@ -69,6 +75,10 @@ pub struct Metrics {
     pub backups_requested: Counter,
     pub prepare_duration: Histogram,
     pub prepares: Family<BackupOutcomeLabels, Counter>,
+    /// Phones the operator parked after keeping them loaded (`cloudphone_parks_total{reason}`).
+    pub parks: Family<ReasonLabels, Counter>,
+    /// Phones the operator woke (`cloudphone_wakes_total{reason}`).
+    pub wakes: Family<ReasonLabels, Counter>,
     pub status_writes: Family<OutcomeLabels, Counter>,
     pub status_write_failing_phones: Gauge,
     pub last_successful_tick: Gauge<f64, AtomicU64>,
@@ -170,6 +180,24 @@ impl Metrics {
                 drop(family.get_or_create(&BackupOutcomeLabels { outcome }));
             }
         }
+        let parks = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "parks",
+            "Backups requested for phones the operator had kept loaded, by reason: idle (unused for spec.idleTimeout) or load_until_expired (the cloudphone.io/load-until time passed)",
+            parks.clone(),
+        );
+        let wakes = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "wakes",
+            "Prepares requested for BackedUp phones the operator keeps loaded, by reason: load_until (the cloudphone.io/load-until annotation)",
+            wakes.clone(),
+        );
+        for reason in ["idle", "load_until_expired"] {
+            drop(parks.get_or_create(&ReasonLabels { reason }));
+        }
+        drop(wakes.get_or_create(&ReasonLabels {
+            reason: "load_until",
+        }));
         let status_writes = Family::<OutcomeLabels, Counter>::default();
         let status_write_failing_phones = Gauge::default();
         registry.register(
@@ -262,6 +290,8 @@ impl Metrics {
             backups_requested,
             prepare_duration,
             prepares,
+            parks,
+            wakes,
             status_writes,
             status_write_failing_phones,
             last_successful_tick,

@@ -26,11 +26,13 @@ pub const INSTANCE_ID_MAX_LEN: usize = 32;
     doc = "A KooPhone (CloudDevice) cloud-phone instance and the lifecycle declared for it.",
     printcolumn = r#"{"name":"Instance","type":"string","jsonPath":".spec.instanceId"}"#,
     printcolumn = r#"{"name":"Lifecycle","type":"string","jsonPath":".spec.lifecycle"}"#,
+    printcolumn = r#"{"name":"Effective","type":"string","jsonPath":".status.effectiveLifecycle"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Code","type":"integer","jsonPath":".status.instanceStatus"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Last Backup","type":"date","jsonPath":".status.lastBackupTime"}"#,
     printcolumn = r#"{"name":"Last Loaded","type":"date","jsonPath":".status.lastLoadedTime"}"#,
+    printcolumn = r#"{"name":"Next","type":"date","jsonPath":".status.nextTransition.at"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("!has(oldSelf.accountRef) || has(self.accountRef)").message("spec.accountRef cannot be removed once set"))]

@@ -168,6 +168,40 @@ pub fn idle_wait(
     }
 }
 
+/// A change of what a phone is kept at that the operator makes happen, with a bounded reason for
+/// metrics: a park (a backup requested for a phone that was kept loaded: `idle`, its idle wait
+/// over; `load_until_expired`) or a wake (a prepare requested while kept loaded by load-until:
+/// `load_until`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Move {
+    Park(&'static str),
+    Wake(&'static str),
+}
+
+/// The park or wake a phone's change from `old` to `new` status makes, if any.
+pub fn moved(old: Option<&CloudPhoneStatus>, new: &CloudPhoneStatus) -> Option<Move> {
+    let new_call = |record: Option<&crate::api::ActionStatus>,
+                    old: Option<&crate::api::ActionStatus>| {
+        let id = record.and_then(|r| r.request_id.as_ref());
+        id.is_some() && id != old.and_then(|r| r.request_id.as_ref())
+    };
+    if new_call(new.backup.as_ref(), old.and_then(|s| s.backup.as_ref())) {
+        return match old.and_then(|s| s.effective_reason) {
+            Some(EffectiveReason::WaitingForIdle) => Some(Move::Park("idle")),
+            Some(EffectiveReason::LoadUntil) => Some(Move::Park("load_until_expired")),
+            _ => None,
+        };
+    }
+    if new_call(
+        new.prepare.as_deref(),
+        old.and_then(|s| s.prepare.as_deref()),
+    ) && new.effective_reason == Some(EffectiveReason::LoadUntil)
+    {
+        return Some(Move::Wake("load_until"));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

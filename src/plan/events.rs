@@ -2,8 +2,7 @@
 
 use super::*;
 use crate::api::{
-    CloudPhoneSpec, CloudPhoneStatus, EffectiveReason, LOAD_UNTIL as LOAD_UNTIL_ANNOTATION,
-    Lifecycle, Phase,
+    CloudPhoneSpec, CloudPhoneStatus, LOAD_UNTIL as LOAD_UNTIL_ANNOTATION, Lifecycle, Phase,
 };
 
 /// A Kubernetes event to publish on a phone: only on a transition, never once per tick.
@@ -35,7 +34,6 @@ pub fn events(
     // NB: what the phone is kept at now (a BackedUp one kept loaded by load-until or while in
     // use); a status written before effectiveLifecycle existed: what it declares.
     let kept = |s: &CloudPhoneStatus| s.effective_lifecycle.unwrap_or(spec.lifecycle);
-    let old_reason = old.and_then(|s| s.effective_reason);
     let mut out = Vec::new();
     let new_request = new.backup.as_ref().and_then(|b| b.request_id.as_ref());
     let old_request = old
@@ -49,14 +47,12 @@ pub fn events(
             message: format!("backup of instance {id} requested (x-request-id {request})"),
             warning: false,
         });
-        let why = match old_reason {
-            Some(EffectiveReason::WaitingForIdle) => Some(format!(
+        let why = match moved(old, new) {
+            Some(Move::Park("idle")) => Some(format!(
                 "unused for spec.idleTimeout ({})",
                 spec.idle_timeout.as_deref().unwrap_or_default()
             )),
-            Some(EffectiveReason::LoadUntil) => {
-                Some(format!("its {LOAD_UNTIL_ANNOTATION} time passed"))
-            }
+            Some(Move::Park(_)) => Some(format!("its {LOAD_UNTIL_ANNOTATION} time passed")),
             _ => None,
         };
         if let Some(why) = why {
@@ -96,7 +92,7 @@ pub fn events(
             ),
             warning: false,
         });
-        if new.effective_reason == Some(EffectiveReason::LoadUntil) {
+        if matches!(moved(old, new), Some(Move::Wake(_))) {
             let until = new
                 .next_transition
                 .as_ref()

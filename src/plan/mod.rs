@@ -124,7 +124,9 @@ pub use conditions::{
 };
 use conditions::{Conditions, LazyConditions, ReadyCondition, call_failed, refused_for_good};
 use cycle::{Cycle, held_answer, held_refusal, until};
-pub use effective::{Effective, IdleWait, LoadUntil, effective, idle_timeout, idle_wait};
+pub use effective::{
+    Effective, IdleWait, LoadUntil, Move, effective, idle_timeout, idle_wait, moved,
+};
 pub use events::{PhoneEvent, events, is_settled};
 use handover::handover_wait;
 pub use handover::{AWAITING_HANDOVER, PREVIOUS_ACTION_PENDING};

@@ -124,6 +124,8 @@ pub(crate) struct Group<'a> {
     pub phases: Vec<(usize, Phase)>,
     /// Backups seen complete in this group: seconds from their request.
     pub durations: Vec<(Action, f64)>,
+    /// The parks and wakes this group's writes made.
+    pub moves: Vec<crate::plan::Move>,
     pub events: Vec<(usize, PhoneEvent)>,
     /// Events past the tick's cap: how many, and the phone of the first.
     pub events_dropped: usize,
@@ -144,6 +146,9 @@ impl Group<'_> {
                     if let Some(seconds) = completed(action, frame.status(i), &phone.new) {
                         self.durations.push((action, seconds));
                     }
+                }
+                if let Some(moved) = crate::plan::moved(frame.status(i), &phone.new) {
+                    self.moves.push(moved);
                 }
                 let spec = &frame.snapshot[i].spec;
                 for event in crate::plan::events(spec, frame.status(i), &phone.new) {

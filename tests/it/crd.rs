@@ -152,11 +152,13 @@ fn names_columns_and_status_subresource_follow_the_design() {
         [
             "INSTANCE",
             "LIFECYCLE",
+            "EFFECTIVE",
             "PHASE",
             "CODE",
             "READY",
             "LAST BACKUP",
             "LAST LOADED",
+            "NEXT",
             "AGE"
         ]
     );

@@ -131,7 +131,10 @@ async fn an_idle_phone_is_parked_after_its_timeout_and_a_session_or_a_failed_que
         .start()
         .await;
     let store = Arc::new(MemoryStore::new([phone]));
-    let engine = support::engine(&sim, store.clone()).build();
+    let metrics = Arc::new(cloudphone_operator::metrics::Metrics::new());
+    let engine = support::engine(&sim, store.clone())
+        .build()
+        .with_metrics(metrics.clone());
     let started = std::time::Instant::now();
     engine.tick().await;
     let waiting = store.get(&support::key("p")).unwrap();
@@ -167,6 +170,18 @@ async fn an_idle_phone_is_parked_after_its_timeout_and_a_session_or_a_failed_que
         "parked at {parked_at:?}, less than the idle timeout after the failed query at {failed_at:?} (the session ended at {session_ended:?})"
     );
     assert_eq!(sim.counters().calls("backup"), 1);
+    let text = metrics.encode();
+    assert!(
+        text.contains("cloudphone_parks_total{reason=\"idle\"} 1"),
+        "{text}"
+    );
+    let events = store.events();
+    assert!(
+        events
+            .iter()
+            .any(|(_, e)| e.reason == "Parked" && e.message.contains("3s")),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]

@@ -345,6 +345,10 @@ impl<S: PhoneStore> Engine<S> {
             .iter()
             .flat_map(|g| g.durations.iter().copied())
             .collect();
+        let moves: Vec<plan::Move> = groups
+            .iter()
+            .flat_map(|g| g.moves.iter().copied())
+            .collect();
         let mut extra = self.invalid_requests(&snapshot);
         extra.extend(self.invalid_load_untils(&snapshot));
         let (failing_events, failing_writes) = self.failing_writes(&snapshot);
@@ -364,7 +368,7 @@ impl<S: PhoneStore> Engine<S> {
         if only.is_none() && (queried.is_empty() || report.query_errors < queried.len()) {
             self.record_success();
         }
-        self.record_metrics(&report, fleet, &durations, failing_writes);
+        self.record_metrics(&report, fleet, (&durations, &moves), failing_writes);
         log_tick(&report);
         report
     }

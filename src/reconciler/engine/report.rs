@@ -190,7 +190,7 @@ impl<S: PhoneStore> Engine<S> {
         &self,
         report: &TickReport,
         fleet: crate::metrics::Fleet,
-        durations: &[(crate::plan::Action, f64)],
+        (durations, moves): (&[(crate::plan::Action, f64)], &[crate::plan::Move]),
         failing_writes: usize,
     ) {
         let Some(m) = &self.metrics else {
@@ -204,6 +204,15 @@ impl<S: PhoneStore> Engine<S> {
                 .get_or_create(&crate::metrics::BackupOutcomeLabels {
                     outcome: "completed",
                 })
+                .inc();
+        }
+        for moved in moves {
+            let (family, reason) = match *moved {
+                crate::plan::Move::Park(reason) => (&m.parks, reason),
+                crate::plan::Move::Wake(reason) => (&m.wakes, reason),
+            };
+            family
+                .get_or_create(&crate::metrics::ReasonLabels { reason })
                 .inc();
         }
         m.set_fleet(fleet);
