@@ -92,6 +92,15 @@ pub struct Metrics {
     credentials_probe: std::sync::Mutex<Option<CredentialsProbe>>,
     /// The label sets of `phones` now shown, to remove those a new fleet lacks.
     phone_series: std::sync::Mutex<std::collections::HashSet<PhoneLabels>>,
+    /// Physical-instance time held, per namespace (`cloudphone_instance_seconds_total`).
+    pub instance_seconds: Family<NamespaceLabels, Counter<f64, AtomicU64>>,
+    /// When the last fleet was set: the interval the next one's held instances count for.
+    last_fleet: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
 }
 
 type CredentialsProbe = Box<dyn Fn() -> bool + Send + Sync>;
@@ -180,6 +189,12 @@ impl Metrics {
                 drop(family.get_or_create(&BackupOutcomeLabels { outcome }));
             }
         }
+        let instance_seconds = Family::<NamespaceLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "instance_seconds",
+            "Physical-instance time held, per namespace: the phones the last tick saw DataLoaded, Streaming or Restoring, times the time since the tick before (what a fleet costs; the leader's only)",
+            instance_seconds.clone(),
+        );
         let parks = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "parks",
@@ -303,6 +318,8 @@ impl Metrics {
             heap_peak_bytes,
             credentials_probe: std::sync::Mutex::new(None),
             phone_series: std::sync::Mutex::default(),
+            instance_seconds,
+            last_fleet: std::sync::Mutex::default(),
         }
     }
 
@@ -343,6 +360,28 @@ impl Metrics {
             }
             stays
         });
+        let now = std::time::Instant::now();
+        let elapsed = self
+            .last_fleet
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(now)
+            .map_or(0.0, |last| now.duration_since(last).as_secs_f64());
+        let mut held: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        for (labels, n) in &counts {
+            if matches!(labels.phase, "DataLoaded" | "Streaming" | "Restoring") {
+                *held.entry(labels.namespace.as_str()).or_default() += n;
+            }
+        }
+        if elapsed > 0.0 {
+            for (namespace, n) in held {
+                self.instance_seconds
+                    .get_or_create(&NamespaceLabels {
+                        namespace: namespace.to_owned(),
+                    })
+                    .inc_by(n as f64 * elapsed);
+            }
+        }
         for (labels, n) in counts {
             self.phones.get_or_create(&labels).set(n);
             shown.insert(labels);
@@ -362,6 +401,8 @@ impl Metrics {
         self.longest_not_ready.set(0.0);
         self.status_write_failing_phones.set(0);
         self.breaker_open.clear();
+        // NB: a replica that leads again counts from its next fleet, not across its standby time.
+        *self.last_fleet.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Sets `credentials_usable` from `usable` at every encoding, on every replica: the
@@ -448,6 +489,38 @@ mod tests {
             )],
             ..Fleet::default()
         }
+    }
+
+    #[test]
+    fn instance_time_held_is_the_loaded_phones_times_the_interval() {
+        let metrics = Metrics::new();
+        let fleet = |phase: &'static str, n| Fleet {
+            phones: vec![(
+                PhoneLabels {
+                    namespace: "a".into(),
+                    phase,
+                    lifecycle: "BackedUp",
+                    effective_lifecycle: "Loaded",
+                },
+                n,
+            )],
+            ..Fleet::default()
+        };
+        metrics.set_fleet(fleet("DataLoaded", 4));
+        std::thread::sleep(Duration::from_millis(50));
+        metrics.set_fleet(fleet("Streaming", 4));
+        std::thread::sleep(Duration::from_millis(50));
+        metrics.set_fleet(fleet("Idle", 4));
+        let text = metrics.encode();
+        let held: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("cloudphone_instance_seconds_total{namespace=\"a\"} "))
+            .expect("the series")
+            .parse()
+            .unwrap();
+        // The phones a tick sees holding an instance count for the interval before it: 4
+        // streaming for at least 50 ms; the first tick counts no interval, the parked ones nothing.
+        assert!((0.2..2.0).contains(&held), "{held}");
     }
 
     #[test]
