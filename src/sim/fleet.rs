@@ -123,6 +123,10 @@ pub struct Instance {
     /// The user of the last prepare that started (queued or restoring).
     #[serde(skip)]
     prepared_for: Option<String>,
+    /// The end of a user's streaming session (see [`Fleet::start_session`]): Streaming until then,
+    /// then DataLoaded again.
+    #[serde(skip)]
+    session_until: Option<Instant>,
     #[serde(skip)]
     since: Instant,
 }
@@ -209,12 +213,37 @@ impl Fleet {
             queued_at: None,
             prepare_queued: None,
             prepared_for: None,
+            session_until: None,
             since: now,
         });
         entry.status = status;
         entry.queued_at = None;
         entry.prepare_queued = None;
+        entry.session_until = None;
         entry.since = now;
+    }
+
+    /// A user streams from instance `id` for `duration` from `now`: Streaming until then, then
+    /// DataLoaded again. Only an instance whose data is loaded (or that is streaming already) can be
+    /// streamed from: false for any other, and nothing changes.
+    pub fn start_session(&mut self, id: &str, duration: std::time::Duration, now: Instant) -> bool {
+        if self.get(id, now).is_none() {
+            return false;
+        }
+        let Some(instance) = self.instances.get_mut(id) else {
+            return false;
+        };
+        if !matches!(
+            instance.status,
+            code::DATA_LOADED | code::DATA_LOADED_ALT | code::STREAMING
+        ) || instance.queued_at.is_some()
+        {
+            return false;
+        }
+        instance.status = code::STREAMING;
+        instance.since = now;
+        instance.session_until = Some(now + duration);
+        true
     }
 
     /// The instance after advancing it to `now`, or `None` when unknown.
@@ -275,6 +304,8 @@ impl Fleet {
             if let Some(instance) = self.instances.get_mut(id)
                 && instance.status != code::BACKING_UP
             {
+                // NB: a backup ends a user's session (the operator asked for it while streaming).
+                instance.session_until = None;
                 if self.timings.backup_queue_delay.is_zero() {
                     instance.status = code::BACKING_UP;
                     instance.since = now;
@@ -401,6 +432,13 @@ impl Fleet {
 
 /// Moves an instance through the timed transitions that are due at `now`.
 fn advance(instance: &mut Instance, timings: &Timings, rng: &mut StdRng, now: Instant) {
+    if let Some(end) = instance.session_until.filter(|end| now >= *end) {
+        instance.session_until = None;
+        if instance.status == code::STREAMING {
+            instance.status = code::DATA_LOADED;
+            instance.since = end;
+        }
+    }
     if let Some(queued_at) = instance.queued_at {
         let started = queued_at + timings.backup_queue_delay;
         if now < started {
@@ -729,6 +767,24 @@ mod tests {
         );
         assert_eq!(f.get("loaded", t0).unwrap().prepare_requests, 2);
         assert_eq!(f.progress("ghost", "u1", t0), None);
+    }
+
+    #[test]
+    fn a_session_streams_for_its_time_then_the_data_is_loaded_again() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut f = fleet(0.0);
+        f.set("a", code::DATA_LOADED, t0);
+        f.set("b", code::IDLE, t0);
+        assert!(f.start_session("a", Duration::from_secs(5), t0));
+        assert_eq!(f.get("a", at(4)).unwrap().status, code::STREAMING);
+        assert_eq!(f.get("a", at(5)).unwrap().status, code::DATA_LOADED);
+        assert!(
+            !f.start_session("b", Duration::from_secs(5), t0),
+            "parked: nothing to stream"
+        );
+        assert_eq!(f.get("b", at(1)).unwrap().status, code::IDLE);
+        assert!(!f.start_session("ghost", Duration::from_secs(5), t0));
     }
 
     #[test]

@@ -293,6 +293,15 @@ impl Simulator {
         }
     }
 
+    /// A user streams from instance `id` (of the default tenant) for `duration`: Streaming until
+    /// then, then DataLoaded again; false when its data is not loaded (nothing to stream).
+    pub fn start_session(&self, id: &str, duration: std::time::Duration) -> bool {
+        self.shared
+            .lock()
+            .fleet
+            .start_session(id, duration, Instant::now())
+    }
+
     /// One instance as the vendor sees it now.
     pub fn instance(&self, id: &str) -> Option<Instance> {
         self.shared.lock().fleet.get(id, Instant::now()).cloned()

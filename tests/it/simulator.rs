@@ -627,3 +627,31 @@ async fn the_timings_endpoint_takes_the_prepare_queue_delay_and_restore_failure_
     assert_eq!(bad.status(), 400);
     assert!(bad.text().await.unwrap().contains("restore_failure_rate"));
 }
+
+#[tokio::test]
+async fn the_admin_api_starts_a_users_session_on_a_loaded_instance_only() {
+    let _deadline =
+        support::deadline("the_admin_api_starts_a_users_session_on_a_loaded_instance_only");
+    let sim = start(
+        vec![("s1".into(), code::DATA_LOADED), ("s2".into(), code::IDLE)],
+        Timings::default(),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let session = |id: &str| {
+        http.post(format!("{}/sim/sessions", sim.url()))
+            .json(&json!({"instance_id": id, "seconds": 1}))
+            .send()
+    };
+    assert_eq!(session("s1").await.unwrap().status(), 204);
+    assert_eq!(sim.instance("s1").unwrap().status, code::STREAMING);
+    let parked = session("s2").await.unwrap();
+    assert_eq!(parked.status(), 409);
+    assert!(parked.text().await.unwrap().contains("s2"));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        sim.instance("s1").unwrap().status,
+        code::DATA_LOADED,
+        "the session ended"
+    );
+}

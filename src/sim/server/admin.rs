@@ -90,6 +90,43 @@ pub(super) async fn put_instances(
     StatusCode::NO_CONTENT.into_response()
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Session {
+    instance_id: String,
+    /// How long the user streams.
+    seconds: u64,
+}
+
+/// `POST /sim/sessions` `{"instance_id": "a1", "seconds": 30}`: a user streams from the instance
+/// for that long (Streaming, then DataLoaded again); 409 when its data is not loaded.
+pub(super) async fn start_session(
+    State(shared): State<Arc<SharedSim>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let session: Session = match serde_json::from_slice(&body) {
+        Ok(session) => session,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("session: {e}\n")).into_response(),
+    };
+    let duration = std::time::Duration::from_secs(session.seconds);
+    let started = shared
+        .lock()
+        .fleet
+        .start_session(&session.instance_id, duration, Instant::now());
+    if started {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (
+            StatusCode::CONFLICT,
+            format!(
+                "instance {:?}: unknown, or its data is not loaded: nothing to stream\n",
+                session.instance_id
+            ),
+        )
+            .into_response()
+    }
+}
+
 pub(super) async fn get_faults(State(shared): State<Arc<SharedSim>>) -> Response {
     Json(shared.lock().faults.clone()).into_response()
 }

@@ -31,6 +31,7 @@ pub(super) fn router(shared: Arc<SharedSim>) -> Router {
         .route("/sim/counters", get(counters))
         .route("/sim/counters/reset", post(reset_counters))
         .route("/sim/instances", get(list_instances).put(put_instances))
+        .route("/sim/sessions", post(admin::start_session))
         .route("/sim/faults", get(get_faults).put(put_faults))
         .route("/sim/timings", get(get_timings).put(put_timings))
         .with_state(shared)
