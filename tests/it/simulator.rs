@@ -633,7 +633,7 @@ async fn the_admin_api_starts_a_users_session_on_a_loaded_instance_only() {
     let _deadline =
         support::deadline("the_admin_api_starts_a_users_session_on_a_loaded_instance_only");
     let sim = start(
-        vec![("s1".into(), code::DATA_LOADED), ("s2".into(), code::IDLE)],
+        vec![("s1", code::DATA_LOADED), ("s2", code::IDLE)],
         Timings::default(),
     )
     .await;
