@@ -1,6 +1,7 @@
 //! `kubectl cloudphone summary`: the fleet at a glance, from the CloudPhones a user may list with
 //! their own kubeconfig and RBAC: phones by namespace and phase, the oldest last backup, where the
-//! `Loaded` phones' prepares stand, and the phones that need a person.
+//! `Loaded` phones' prepares stand, the phones kept at another lifecycle than they declare (and the
+//! next change), and the phones that need a person.
 
 use crate::api::{CloudPhone, Lifecycle};
 use crate::plan::{
@@ -30,6 +31,10 @@ pub struct Summary {
     pub prepares: Prepares,
     /// Phones whose Ready reason says a person must act (kstatus's `Stalled`).
     pub needs_a_person: Vec<NeedsAPerson>,
+    /// Phones kept at another lifecycle than they declare, by (declared, effective, reason).
+    pub kept_otherwise: BTreeMap<(&'static str, &'static str, &'static str), usize>,
+    /// The soonest change of a phone's effective lifecycle: the phone, when, and to what.
+    pub next_transition: Option<(String, Timestamp, Lifecycle)>,
 }
 
 /// The `Loaded` phones by where their prepare stands, from their Ready condition.
@@ -107,6 +112,27 @@ pub fn summarize(phones: &[CloudPhone]) -> Summary {
                 .is_none_or(|(_, last)| at > *last)
         {
             summary.prepares.last_loaded = Some((name.clone(), at));
+        }
+        if let Some((kept, reason)) = status
+            .and_then(|s| s.effective_lifecycle.zip(s.effective_reason))
+            .filter(|(kept, _)| *kept != phone.spec.lifecycle)
+        {
+            *summary
+                .kept_otherwise
+                .entry((
+                    phone.spec.lifecycle.as_str(),
+                    kept.as_str(),
+                    reason.as_str(),
+                ))
+                .or_default() += 1;
+        }
+        if let Some(next) = status.and_then(|s| s.next_transition.as_deref())
+            && summary
+                .next_transition
+                .as_ref()
+                .is_none_or(|(_, at, _)| next.at.0 < *at)
+        {
+            summary.next_transition = Some((name.clone(), next.at.0, next.lifecycle));
         }
         let ready = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
         if phone.spec.lifecycle == Lifecycle::Loaded {
@@ -234,6 +260,29 @@ impl Summary {
             }
         }
         let _ = writeln!(out);
+        if self.kept_otherwise.is_empty() {
+            let _ = writeln!(out, "every phone is kept at the lifecycle it declares");
+        } else {
+            let _ = writeln!(out, "kept at another lifecycle than declared:");
+            for ((declared, kept, reason), n) in &self.kept_otherwise {
+                let _ = writeln!(out, "  {n:>6} {declared} kept {kept} ({reason})");
+            }
+        }
+        if let Some((phone, at, lifecycle)) = &self.next_transition {
+            let _ = writeln!(
+                out,
+                "next transition: {phone} to {} at {at} ({})",
+                lifecycle.as_str(),
+                match at.duration_since(now).as_secs() {
+                    s if s >= 0 => format!(
+                        "in {}",
+                        humantime::format_duration(std::time::Duration::from_secs(s as u64))
+                    ),
+                    _ => "due".to_owned(),
+                }
+            );
+        }
+        let _ = writeln!(out);
         if self.needs_a_person.is_empty() {
             let _ = writeln!(out, "no phone needs a person");
         } else {
@@ -305,6 +354,45 @@ mod tests {
         assert_eq!(
             summarize(&with_never).oldest_backup,
             Some(("fleet/never".into(), None))
+        );
+    }
+
+    #[test]
+    fn phones_kept_at_another_lifecycle_and_the_next_transition_are_shown() {
+        use crate::api::{EffectiveReason, Transition};
+        let kept = |name: &str, at: i64| {
+            cloudphone(name, "kp1")
+                .backed_up()
+                .status(CloudPhoneStatus {
+                    effective_lifecycle: Some(Lifecycle::Loaded),
+                    effective_reason: Some(EffectiveReason::WaitingForIdle),
+                    next_transition: Some(Box::new(Transition {
+                        at: Time(Timestamp::from_second(1_790_000_000 + at).unwrap()),
+                        lifecycle: Lifecycle::BackedUp,
+                    })),
+                    ..CloudPhoneStatus::default()
+                })
+                .build()
+        };
+        let fleet = [
+            kept("later", 900),
+            kept("sooner", 600),
+            phone("plain", Lifecycle::BackedUp, Some(0)),
+        ];
+        let s = summarize(&fleet);
+        assert_eq!(
+            s.kept_otherwise
+                .get(&("BackedUp", "Loaded", "WaitingForIdle")),
+            Some(&2)
+        );
+        let text = s.render(Timestamp::from_second(1_790_000_000).unwrap());
+        assert!(
+            text.contains("2 BackedUp kept Loaded (WaitingForIdle)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("next transition: fleet/sooner to BackedUp") && text.contains("in 10m"),
+            "{text}"
         );
     }
 
