@@ -569,7 +569,7 @@ async fn ticks_record_metrics() {
         // One write per backup on the happy path: the intent, which carries the call's request id;
         // the vendor's task and job ids ride on the next write the observation needs anyway.
         "cloudphone_status_writes_total{outcome=\"ok\"} 3",
-        "cloudphone_phones{namespace=\"fleet\",phase=\"DataLoaded\",lifecycle=\"BackedUp\"} 3",
+        "cloudphone_phones{namespace=\"fleet\",phase=\"DataLoaded\",lifecycle=\"BackedUp\",effective_lifecycle=\"BackedUp\"} 3",
         "cloudphone_backups_total{outcome=\"accepted\"} 3",
         "cloudphone_tick_duration_seconds_count 1",
         "cloudphone_credentials_usable 1",
@@ -1178,7 +1178,7 @@ async fn slo_metrics_follow_the_fleet_and_a_standby_exports_no_fleet_gauges() {
     assert_eq!(
         sample(
             &text,
-            "cloudphone_phones{namespace=\"fleet\",phase=\"Idle\",lifecycle=\"BackedUp\"}"
+            "cloudphone_phones{namespace=\"fleet\",phase=\"Idle\",lifecycle=\"BackedUp\",effective_lifecycle=\"BackedUp\"}"
         ),
         Some(3.0)
     );
