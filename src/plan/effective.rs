@@ -125,6 +125,9 @@ pub struct IdleWait {
     /// The data is loaded and idle, but not yet for `timeout` since `since` and the last time the
     /// engine could not observe it: no backup before then.
     pub until: Option<Timestamp>,
+    /// When the wait would end had nothing gone unobserved (`since` + `timeout`): what the status
+    /// shows, so that a postponement costs no write.
+    pub due: Option<Timestamp>,
 }
 
 /// The idle wait of a BackedUp phone whose status is `status` (before this observation), observed
@@ -153,17 +156,20 @@ pub fn idle_wait(
                 since: Some(since),
                 in_use: false,
                 until: (now < at).then_some(at),
+                due: Some(since.checked_add(timeout).unwrap_or(Timestamp::MAX)),
             }
         }
         Phase::Streaming | Phase::Restoring => IdleWait {
             since: None,
             in_use: true,
             until: None,
+            due: None,
         },
         _ => IdleWait {
             since: None,
             in_use: false,
             until: None,
+            due: None,
         },
     }
 }
@@ -323,7 +329,8 @@ mod tests {
             IdleWait {
                 since: None,
                 in_use: false,
-                until: None
+                until: None,
+                due: None,
             }
         );
     }

@@ -215,6 +215,9 @@ fn from_observation<'a>(
     now: Timestamp,
     config: &PlanConfig,
 ) -> Planned<'a> {
+    // NB: the exact time for a load-until: one with a fraction of a second ends at it, not at the
+    // next whole second.
+    let exact_now = now;
     let now = whole_seconds(now);
     let mut status = match phone.status {
         Some(old) => Cow::Borrowed(old),
@@ -265,6 +268,11 @@ fn from_observation<'a>(
     if let Some((condition, reason, message)) = no_call {
         c.set(READY, condition, reason, &message);
         c.set(SYNCED, condition, reason, &message);
+        // NB: a stretch the operator does not watch (suspended, blocked, a duplicate) never counts
+        // as idle: the wait starts again once it watches.
+        if status.idle_since.is_some() {
+            status.to_mut().idle_since = None;
+        }
         // A phone its account does not serve shows nothing the vendor said, even what an earlier
         // account saw: whether an id exists in a project is not a tenant's to learn.
         if matches!(disposition, Disposition::AccountBlocked(_))
@@ -354,8 +362,8 @@ fn from_observation<'a>(
                     }
                 }
             }
-            let load_until = LoadUntil::read(phone.load_until, now, config.max_load_until);
-            let mut kept = effective(phone.spec.lifecycle, load_until, now);
+            let load_until = LoadUntil::read(phone.load_until, exact_now, config.max_load_until);
+            let mut kept = effective(phone.spec.lifecycle, load_until, exact_now);
             let mut idle_since = None;
             let (ready, action) = match kept.lifecycle {
                 Lifecycle::Observed => (
@@ -370,16 +378,22 @@ fn from_observation<'a>(
                     // NB: the schema (and the dispositions) refuse an idleTimeout that is not one.
                     let timeout =
                         idle_timeout(phone.spec.idle_timeout.as_deref()).unwrap_or_default();
-                    let backup_asked = status.backup.as_ref().is_some_and(|b| b.in_flight);
-                    let wait = (!timeout.is_zero() && !backup_asked)
+                    let wait = (!timeout.is_zero())
                         .then(|| idle_wait(&status, phase, timeout, unobserved, now));
                     idle_since = wait.and_then(|w| w.since);
+                    // NB: a backup asked for within its grace period is waited for as any; one the
+                    // vendor never showed under way is asked again only once idle again.
+                    let asked = backup_in_grace(&status, now, config);
                     match wait {
-                        Some(wait) if wait.in_use || wait.until.is_some() => {
+                        Some(wait)
+                            if !asked
+                                && ((wait.in_use && phase == Phase::Streaming)
+                                    || wait.until.is_some()) =>
+                        {
                             kept = Effective {
                                 lifecycle: Lifecycle::Loaded,
                                 reason: EffectiveReason::WaitingForIdle,
-                                next: wait.until.map(|at| (at, Lifecycle::BackedUp)),
+                                next: wait.due.map(|at| (at, Lifecycle::BackedUp)),
                             };
                             (waiting_for_idle(wait, phase, phone.spec), None)
                         }
@@ -396,6 +410,23 @@ fn from_observation<'a>(
                             (ready, call.then_some(Action::Backup))
                         }
                     }
+                }
+                Lifecycle::Loaded
+                    if kept.reason == EffectiveReason::LoadUntil
+                        && backup_in_grace(&status, now, config) =>
+                {
+                    // NB: never "ready to stream" while being parked: the session service that set
+                    // the annotation after the backup's intent landed reads this and picks another.
+                    (
+                        ReadyCondition::new(
+                            "False",
+                            "BackupRequested",
+                            format!(
+                                "a backup was requested before the {LOAD_UNTIL_ANNOTATION} annotation was set: the phone is being parked (pick another); the annotation wakes it again afterwards unless it is removed"
+                            ),
+                        ),
+                        None,
+                    )
                 }
                 Lifecycle::Loaded => {
                     let (ready, call) =
@@ -463,6 +494,18 @@ fn from_observation<'a>(
     }
 }
 
+/// True when a backup of the phone was asked for and its grace period runs (the vendor has not shown
+/// it under way yet).
+fn backup_in_grace(status: &CloudPhoneStatus, now: Timestamp, config: &PlanConfig) -> bool {
+    status.backup.as_ref().is_some_and(|b| {
+        b.in_flight
+            && b.requested_at
+                .as_ref()
+                .and_then(|t| t.0.checked_add(config.grace_period).ok())
+                .is_some_and(|end| now < end)
+    })
+}
+
 /// The Ready condition of a BackedUp phone waiting for idleness (`wait`, at an observation of
 /// `phase`).
 fn waiting_for_idle(
@@ -471,9 +514,9 @@ fn waiting_for_idle(
     spec: &crate::api::CloudPhoneSpec,
 ) -> ReadyCondition {
     let timeout = spec.idle_timeout.as_deref().unwrap_or_default();
-    let message = match (wait.until, phase) {
-        (Some(until), _) => format!(
-            "the data is loaded and unused since {}: backed up at {until} unless it is used before (spec.idleTimeout {timeout})",
+    let message = match (wait.due.filter(|_| wait.until.is_some()), phase) {
+        (Some(due), _) => format!(
+            "the data is loaded and unused since {}: backed up at {due} unless it is used before (spec.idleTimeout {timeout}; later if the operator could not watch it meanwhile)",
             fmt_time(wait.since)
         ),
         (None, Phase::Streaming) => format!(

@@ -1837,10 +1837,8 @@ fn a_missing_or_failed_observation_postpones_the_park_without_a_write() {
         after.status.idle_since, first.idle_since,
         "idleSince not moved"
     );
-    assert_eq!(
-        after.status.next_transition.as_ref().map(|t| t.at.0),
-        Some(at(900))
-    );
+    // NB: the postponement lives in memory: the status still says 600, and is not written.
+    assert_eq!(*after.status, first, "the postponement writes nothing");
     assert_eq!(
         plan_at(Observation::Status(2), 900, Some(300)).action,
         Some(Action::Backup)
@@ -1937,4 +1935,179 @@ fn a_phone_woken_by_load_until_is_parked_no_sooner_than_its_idle_timeout_after()
     }
     let parked_at = parked_at.expect("parked in the end");
     assert!(parked_at >= 100 + 600, "parked at {parked_at}s: flapped");
+}
+
+// Review of issue 22 (adversarial): each test below failed on the code it was written against.
+
+#[test]
+fn a_backup_in_flight_when_a_user_starts_streaming_is_not_sent_again_the_moment_the_session_ends() {
+    // Idle for its 10m: the backup is asked for at 600, and the vendor accepts it but never shows
+    // it under way. A user streams from 630 to 1800: that observation restarts the idle clock, so
+    // the session's end is no park (nor a second backup call) before 1800 + 600.
+    let phone = cloudphone("p", "kp1")
+        .backed_up()
+        .idle_timeout("10m")
+        .build();
+    let first = phone.plan(Some(Observation::Status(2)), at(0));
+    let phone = phone.with_status(first.status);
+    let due = phone.plan(Some(Observation::Status(2)), at(600));
+    assert_eq!(due.action, Some(Action::Backup));
+    let mut status = due.status;
+    status.backup.as_mut().unwrap().request_id = Some("request-1".into());
+    let mut phone = phone.with_status(status);
+    for second in (630..=1800).step_by(30) {
+        let planned = phone.plan(Some(Observation::Status(3)), at(second));
+        assert_eq!(
+            planned.action, None,
+            "backed up while streaming at {second}"
+        );
+        phone = phone.with_status(planned.status);
+    }
+    let ended = phone.plan(Some(Observation::Status(2)), at(1830));
+    assert_eq!(
+        ended.action, None,
+        "a backup asked for again the moment the user stopped streaming, not after spec.idleTimeout"
+    );
+}
+
+#[test]
+fn a_stretch_spent_suspended_never_counts_as_idle() {
+    // Waiting for idleness since 0, then suspended from 60 (no query: the operator sees nothing,
+    // the user may stream all along), resumed at 3600 and seen loaded and unused.
+    let phone = cloudphone("p", "kp1")
+        .backed_up()
+        .idle_timeout("10m")
+        .build();
+    let first = phone.plan(Some(Observation::Status(2)), at(0)).status;
+    assert_eq!(first.idle_since, Some(Time(at(0))));
+    let mut suspended = phone.clone().with_status(first);
+    suspended.spec.suspend = true;
+    let held = plan_one(&suspended.view(), &Disposition::Suspended, None, at(60))
+        .status
+        .into_owned();
+    let mut resumed = suspended.clone().with_status(held);
+    resumed.spec.suspend = false;
+    let planned = resumed.plan(Some(Observation::Status(2)), at(3600));
+    assert_eq!(
+        planned.action, None,
+        "parked on an idle stretch the operator never watched (idleSince {:?})",
+        planned.status.idle_since
+    );
+}
+
+#[test]
+fn a_phone_whose_backup_already_left_never_reads_ready_to_stream_when_load_until_is_set() {
+    // The session service sets load-until on a phone whose backup intent landed just before (the
+    // call leaves within the intent age): the annotation's early tick must not tell it, or anyone
+    // reading Ready, that the data is ready to stream while the backup is on its way.
+    let mut phone = cloudphone("p", "kp1").backed_up().build();
+    phone.spec.user_id = Some("u1".into());
+    let due = phone.plan(Some(Observation::Status(2)), at(0));
+    assert_eq!(due.action, Some(Action::Backup));
+    let mut status = due.status;
+    status.backup.as_mut().unwrap().request_id = Some("request-1".into());
+    let mut phone = phone.with_status(status);
+    phone
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(crate::api::LOAD_UNTIL.into(), at(3600).to_string());
+    let planned = phone.plan(Some(Observation::Status(2)), at(2));
+    assert!(planned.status.backup.as_ref().unwrap().in_flight);
+    assert_ne!(
+        ready(&planned.status),
+        ("True", LOADED),
+        "a phone being parked reads ready to stream"
+    );
+}
+
+#[test]
+fn a_load_until_with_a_fraction_of_a_second_wakes_no_phone_after_its_time() {
+    let until = at(100) + jiff::SignedDuration::from_millis(500);
+    let mut phone = cloudphone("p", "kp1")
+        .backed_up()
+        .load_until(&until.to_string())
+        .build();
+    phone.spec.user_id = Some("u1".into());
+    let now = at(100) + jiff::SignedDuration::from_millis(700);
+    let planned = phone.plan(Some(Observation::Status(0)), now);
+    assert_eq!(
+        planned.action, None,
+        "woken at {now} for a load-until of {until}"
+    );
+}
+
+#[test]
+fn a_failed_observation_postpones_the_park_without_a_write_even_once_the_phone_is_seen_again() {
+    // The issue and lifecycles.md: a missing or failed observation postpones the park "in memory,
+    // with no write". A vendor that fails one query in three must not make every waiting phone
+    // write its status after each failure (nextTransition and Ready's message moving with it).
+    let config = config();
+    let phone = cloudphone("p", "kp1")
+        .backed_up()
+        .idle_timeout("10m")
+        .build();
+    let first = phone.plan(Some(Observation::Status(2)), at(0)).status;
+    let mut phone = phone.with_status(first);
+    let mut writes = Vec::new();
+    for (second, failed_at) in [(30, 20), (60, 50), (90, 80)] {
+        let cx = Context {
+            now: at(second),
+            config: &config,
+            earlier: &EarlierTerms::Settled,
+        };
+        let memory = Memory {
+            unobserved: Some(at(failed_at)),
+            ..Memory::default()
+        };
+        let view = phone.view();
+        let planned = plan_phone(
+            &view,
+            &Disposition::Query,
+            Some(&Observation::Status(2)),
+            &memory,
+            &cx,
+        )
+        .unwrap();
+        assert_eq!(planned.action, None);
+        if !planned.unchanged() {
+            writes.push(second);
+        }
+        let status = planned.status.into_owned();
+        phone = phone.with_status(status);
+    }
+    assert_eq!(
+        writes,
+        Vec::<i64>::new(),
+        "a status write after each failure"
+    );
+}
+
+#[test]
+fn a_restore_that_never_ends_is_not_hidden_by_an_idle_timeout() {
+    // A BackedUp phone (idleTimeout 0) and a Loaded one read Reconciling while the vendor shows
+    // Restoring, so that cloudphone_longest_not_ready_seconds and the NotReady alert see a restore
+    // stuck for hours. With an idleTimeout the phone reads WaitingForIdle (no kstatus condition,
+    // Argo CD Healthy, not counted) for as long as the restore lasts.
+    let phones = [
+        cloudphone("declared", "kp1").backed_up().build(),
+        cloudphone("idle", "kp1")
+            .backed_up()
+            .idle_timeout("10m")
+            .build(),
+    ];
+    for phone in phones {
+        let mut phone = phone;
+        for second in (0..=7200).step_by(600) {
+            let planned = phone.plan(Some(Observation::Status(1)), at(second));
+            phone = phone.with_status(planned.status);
+        }
+        let status = phone.status.as_ref().unwrap();
+        assert!(
+            status.conditions.iter().any(|c| c.type_ == RECONCILING),
+            "{}: restoring for two hours reads {:?}",
+            phone.metadata.name.as_deref().unwrap_or_default(),
+            ready(status)
+        );
+    }
 }

@@ -242,3 +242,66 @@ async fn a_phone_rightly_kept_loaded_fires_no_backup_or_readiness_gauge() {
     );
     assert_eq!(sim.counters().calls("backup"), 0);
 }
+
+// Review of issue 22 (adversarial): each test below failed on the code it was written against.
+
+#[tokio::test]
+async fn a_load_until_never_wakes_a_phone_for_a_user_its_account_does_not_allow() {
+    let _deadline =
+        support::deadline("a_load_until_never_wakes_a_phone_for_a_user_its_account_does_not_allow");
+    // The operator's own account allows user u1 only. A tenant's BackedUp phone names another
+    // user and sets load-until: its wake must not ready the instance for that user.
+    let until = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600)).to_string();
+    let mut phone = support::cloudphone("p", "kp1")
+        .backed_up()
+        .load_until(&until)
+        .build();
+    phone.spec.user_id = Some("intruder".into());
+    let sim = support::simulator(vec![("kp1".into(), code::IDLE)])
+        .start()
+        .await;
+    let store = Arc::new(MemoryStore::new([phone]));
+    let engine = support::engine(&sim, store.clone())
+        .build()
+        .with_own_allowed_users(["u1".to_owned()].into());
+    for _ in 0..3 {
+        engine.tick().await;
+    }
+    assert_eq!(
+        sim.instance("kp1").unwrap().prepare_requests,
+        0,
+        "the instance was prepared for a user the account does not allow ({:?})",
+        ready_reason(&store.get(&support::key("p")).unwrap())
+    );
+}
+
+#[tokio::test]
+async fn a_new_operator_process_does_not_count_the_time_no_one_watched_as_idle() {
+    let _deadline =
+        support::deadline("a_new_operator_process_does_not_count_the_time_no_one_watched_as_idle");
+    let phone = support::cloudphone("p", "kp1")
+        .backed_up()
+        .idle_timeout("3s")
+        .build();
+    let sim = support::simulator(vec![("kp1".into(), code::DATA_LOADED)])
+        .start()
+        .await;
+    let store = Arc::new(MemoryStore::new([phone]));
+    let first = support::engine(&sim, store.clone()).build();
+    first.tick().await;
+    let waiting = store.get(&support::key("p")).unwrap();
+    assert_eq!(ready_reason(&waiting).as_deref(), Some(WAITING_FOR_IDLE));
+    // The operator goes away (an upgrade, a crash, a failover); a user streams meanwhile, for
+    // longer than the idle timeout, and stops just before a new process's first tick.
+    drop(first);
+    sim.seed([("kp1", code::STREAMING)]);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    sim.seed([("kp1", code::DATA_LOADED)]);
+    let second = support::engine(&sim, store.clone()).build();
+    second.tick().await;
+    assert_eq!(
+        sim.counters().calls("backup"),
+        0,
+        "parked the moment a session it never saw ended: the idleSince written before the restart counted as idle"
+    );
+}

@@ -11,12 +11,13 @@ pub(super) fn bind(accounts: &TickAccounts<'_>, snapshot: &[Arc<CloudPhone>]) ->
         .iter()
         .map(|p| {
             let name = p.spec.account_ref.as_ref().map(|r| r.name.as_str());
-            // NB: the user a phone is readied for matters only to a lifecycle that readies it.
+            // NB: the user a phone is readied for matters to every lifecycle that may ready it:
+            // Loaded, and BackedUp (its cloudphone.io/load-until wakes it for that user).
             let user = p
                 .spec
                 .user_id
                 .as_deref()
-                .filter(|_| p.spec.lifecycle == crate::api::Lifecycle::Loaded);
+                .filter(|_| p.spec.lifecycle != crate::api::Lifecycle::Observed);
             accounts.bind(
                 p.metadata.namespace.as_deref().unwrap_or_default(),
                 name,

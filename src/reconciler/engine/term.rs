@@ -37,6 +37,9 @@ pub(super) struct Recall {
     /// The last time each phone waiting for idleness could not be observed (see
     /// [`plan::Memory::unobserved`]): kept while its idle wait runs.
     pub unobserved: HashMap<ObjectId, Timestamp>,
+    /// Since when this term has watched the phones (its first planning): no idle wait counts from
+    /// before, when nobody may have watched (a restart, another leader).
+    pub watching_since: Option<Timestamp>,
 }
 
 /// The vendor's answer that it holds no earlier prepare of a phone's instance.
@@ -98,6 +101,7 @@ impl<S: PhoneStore> Engine<S> {
         recall.written.clear();
         recall.intents.clear();
         recall.failing_writes.clear();
+        recall.watching_since = None;
         recall.record = TermRecord {
             epoch: recall.record.epoch + 1,
             ..TermRecord::default()
@@ -226,6 +230,7 @@ impl<S: PhoneStore> Engine<S> {
             earlier: &earlier,
         };
         let mut recall = self.recall();
+        let watching_since = *recall.watching_since.get_or_insert(whole_seconds(now));
         // NB: with its capacity: a plan is a few hundred bytes, and a growing Vec copies them all.
         let phones = phones.into_iter();
         let mut planned = Vec::with_capacity(phones.size_hint().0);
@@ -235,7 +240,11 @@ impl<S: PhoneStore> Engine<S> {
                 lagging: frame.lagging[i],
                 intents: Some(&recall.intents),
                 receipt: recall.receipts.get(key.as_ref()),
-                unobserved: recall.unobserved.get(key.as_ref()).copied(),
+                unobserved: recall
+                    .unobserved
+                    .get(key.as_ref())
+                    .map_or(watching_since, |t| watching_since.max(*t))
+                    .into(),
             };
             let Some(p) = plan::plan_phone(&views[i], &dispositions[i], observe(i), &memory, &cx)
             else {
