@@ -122,7 +122,11 @@ impl Intents {
         };
         let known = match scope.get_mut(instance) {
             Some(known) => known,
-            None => scope.entry(instance.to_owned()).or_default(),
+            // NB: room for one: most instances have one owner, and a Vec's first push makes room
+            // for four (some 400 bytes an instance, for every phone of a converging fleet).
+            None => scope
+                .entry(instance.to_owned())
+                .or_insert_with(|| Vec::with_capacity(1)),
         };
         match known
             .iter_mut()
