@@ -163,8 +163,9 @@ pub struct CloudPhoneStatus {
 
     /// When the operator first saw the phone's data loaded with no one streaming, in the current
     /// stretch: spec.idleTimeout counts from then. Absent while the phone is in use or not loaded.
+    // NB: boxed: most phones have none, and every status of a fleet carries the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idle_since: Option<Time>,
+    pub idle_since: Option<Box<Time>>,
 
     /// The lifecycle the operator keeps the phone at now: the declared one, or what the
     /// cloudphone.io/load-until annotation or spec.idleTimeout make of it (effectiveReason says
@@ -274,14 +275,15 @@ pub struct ActionStatus {
     /// The vendor's answer for this instance to the last call, when it gave one (a prepare: 0
     /// ready, 1 waiting to be restored, 2 waiting for assignment, 3 backing up, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vendor_status: Option<i64>,
+    pub vendor_status: Option<i32>,
 
     /// The vendor user the last call named (a prepare's spec.userId as the call left): the one
     /// asked about when the vendor must say whether it still holds that call, whatever the spec
     /// names now.
+    // NB: a boxed str: a backup's record never has one, and every status carries a record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 32))]
-    pub user_id: Option<String>,
+    pub user_id: Option<Box<str>>,
 
     /// Questions in a row the vendor could not answer about whether it still holds the last call
     /// (a prepare's prepare-progress, asked before any second call): from 3 on, the phone says so

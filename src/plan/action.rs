@@ -179,7 +179,7 @@ impl Action {
         record.requested_at = Some(Time(at));
         record.request_id = Some(request_id.to_owned());
         record.scope = Some(scope.to_owned());
-        record.user_id = key.map(str::to_owned);
+        record.user_id = key.map(Box::from);
         record.unanswered_checks = 0;
         record.task_id = None;
         record.job_id = None;
@@ -264,7 +264,7 @@ impl Action {
         let mut record = before.cloned().unwrap_or_default();
         record.requested_at = Some(Time(now));
         record.in_flight = true;
-        record.user_id = record.user_id.or_else(|| own_user.map(str::to_owned));
+        record.user_id = record.user_id.or_else(|| own_user.map(Box::from));
         record.unanswered_checks = if answered {
             0
         } else {

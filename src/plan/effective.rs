@@ -146,7 +146,7 @@ pub fn idle_wait(
             let loaded = status.last_loaded_time.as_ref().map(|t| t.0);
             let since = status
                 .idle_since
-                .as_ref()
+                .as_deref()
                 .map(|t| t.0)
                 .filter(|since| loaded.is_none_or(|loaded| loaded <= *since) && *since <= now)
                 .unwrap_or(now);
@@ -297,7 +297,7 @@ mod tests {
         let w = idle_wait(&fresh, Phase::DataLoaded, timeout, None, at(0));
         assert_eq!((w.since, w.until), (Some(at(0)), Some(at(600))));
         let waiting = CloudPhoneStatus {
-            idle_since: Some(Time(at(0))),
+            idle_since: Some(Box::new(Time(at(0)))),
             ..CloudPhoneStatus::default()
         };
         let w = idle_wait(&waiting, Phase::DataLoaded, timeout, None, at(599));

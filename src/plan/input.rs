@@ -174,7 +174,7 @@ impl Intents {
                     uid: phone.uid.map(str::to_owned),
                     requested_at: at.0,
                     action,
-                    user: record.user_id.clone(),
+                    user: record.user_id.as_deref().map(str::to_owned),
                 },
             );
         }

@@ -140,7 +140,7 @@ fn earlier_prepares(phone: &PhoneView, memory: &Memory<'_>, cx: &Context<'_>) ->
         .status
         .and_then(|s| Action::Prepare.record(s))
         .filter(|r| r.in_flight)
-        .and_then(|own| own.user_id.clone().or_else(spec_user));
+        .and_then(|own| own.user_id.as_deref().map(str::to_owned).or_else(spec_user));
     let mut users: Vec<String> = own.into_iter().collect();
     for other in memory
         .intents
@@ -448,7 +448,7 @@ fn from_observation<'a>(
                     }
                 }
             };
-            let idle_since = idle_since.map(Time);
+            let idle_since = idle_since.map(|at| Box::new(Time(at)));
             let next = kept.next.map(|(at, lifecycle)| {
                 Box::new(Transition {
                     at: Time(whole_seconds(at)),

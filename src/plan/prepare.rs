@@ -35,7 +35,7 @@ pub(super) fn record_result(
             ..
         } => {
             prepare.request_id = Some(request_id.clone());
-            prepare.vendor_status = *vendor_status;
+            prepare.vendor_status = vendor_status.and_then(|v| i32::try_from(v).ok());
             let left = whole_seconds(*sent_at);
             let requested_at = requested_at.map_or(left, |at| at.max(left));
             prepare.requested_at = Some(Time(requested_at));

@@ -1737,7 +1737,7 @@ fn a_backed_up_phone_with_an_idle_timeout_is_parked_only_once_unused_that_long_c
     let first = phone.plan(Some(Observation::Status(2)), at(0));
     assert_eq!(first.action, None, "backed up at once");
     assert_eq!(ready(&first.status), ("False", WAITING_FOR_IDLE));
-    assert_eq!(first.status.idle_since, Some(Time(at(0))));
+    assert_eq!(first.status.idle_since, Some(Box::new(Time(at(0)))));
     assert_eq!(
         kept(&first.status),
         (
@@ -1773,7 +1773,7 @@ fn a_backed_up_phone_with_an_idle_timeout_is_parked_only_once_unused_that_long_c
     assert_eq!(ready(&streaming.status), ("False", WAITING_FOR_IDLE));
     let ended = phone.clone().with_status(streaming.status);
     let again = ended.plan(Some(Observation::Status(2)), at(400));
-    assert_eq!(again.status.idle_since, Some(Time(at(400))));
+    assert_eq!(again.status.idle_since, Some(Box::new(Time(at(400)))));
     let again = ended.with_status(again.status);
     assert_eq!(
         again.plan(Some(Observation::Status(2)), at(999)).action,
@@ -1979,7 +1979,7 @@ fn a_stretch_spent_suspended_never_counts_as_idle() {
         .idle_timeout("10m")
         .build();
     let first = phone.plan(Some(Observation::Status(2)), at(0)).status;
-    assert_eq!(first.idle_since, Some(Time(at(0))));
+    assert_eq!(first.idle_since, Some(Box::new(Time(at(0)))));
     let mut suspended = phone.clone().with_status(first);
     suspended.spec.suspend = true;
     let held = plan_one(&suspended.view(), &Disposition::Suspended, None, at(60))

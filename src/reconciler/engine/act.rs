@@ -374,7 +374,9 @@ impl<S: PhoneStore> Engine<S> {
                     uid: phone.metadata.uid.clone(),
                     requested_at: at.0,
                     action,
-                    user: action.record(&sent.intent).and_then(|r| r.user_id.clone()),
+                    user: action
+                        .record(&sent.intent)
+                        .and_then(|r| r.user_id.as_deref().map(str::to_owned)),
                 },
             );
         }
