@@ -19,6 +19,9 @@
 //!   `Reconciling` and `Stalled`, which follow `Ready`.
 //! - `handover`: ownership moves between objects naming one instance.
 //! - `account`: a CloudPhoneAccount's status and events after a tick.
+//! - `effective`: the one table that decides what a phone is kept at (declared, `load-until`,
+//!   idleness), and its parks and wakes.
+//! - [`schedule`]: a schedule's windows and exceptions in its time zone (not wired to a resource yet).
 
 use jiff::Timestamp;
 use std::time::Duration;
@@ -112,6 +115,7 @@ mod loaded;
 mod observation;
 mod phone;
 mod prepare;
+pub mod schedule;
 
 pub use account::{AccountEvent, AccountTick, account_event, account_status};
 pub use action::{Action, CallStamp};
