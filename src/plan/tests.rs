@@ -963,6 +963,33 @@ proptest! {
 
 proptest! {
     #[test]
+    fn a_phone_seen_streaming_or_kept_loaded_is_never_backed_up(
+        phone in arb_phone(),
+        code in prop_oneof![Just(3i64), 0i64..8],
+        now in 0i64..700,
+    ) {
+        // Whatever its history, a phone seen Streaming is backed up only when streams may be
+        // interrupted and it has no idle timeout; one seen loaded and unused, only once its
+        // effective lifecycle is BackedUp (no load-until ahead, no idle wait running).
+        let p = phone.plan(Some(Observation::Status(code)), at(now));
+        if p.action == Some(Action::Backup) {
+            let timeout = idle_timeout(phone.spec.idle_timeout.as_deref()).unwrap_or_default();
+            if code == 3 {
+                prop_assert!(
+                    phone.spec.interrupt_streaming && timeout.is_zero(),
+                    "{}: backed up while streaming", phone.key()
+                );
+            }
+            prop_assert_eq!(p.status.effective_lifecycle, Some(Lifecycle::BackedUp));
+            let until = LoadUntil::read(phone.load_until(), at(now), config().max_load_until);
+            prop_assert!(
+                !matches!(until, LoadUntil::Until(t) if at(now) < t),
+                "{}: backed up before its load-until", phone.key()
+            );
+        }
+    }
+
+    #[test]
     fn observed_or_suspended_phones_never_act(
         phones in prop::collection::vec(arb_phone(), 1..12),
         observations in prop::collection::vec(arb_observation(), 4),
