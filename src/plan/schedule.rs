@@ -205,6 +205,30 @@ fn at(t: Timestamp, intervals: &[Interval], exceptions: &[Span]) -> (Lifecycle, 
     }
 }
 
+/// When a phone of a schedule is woken for a window that starts (is ready by) `start`: spread over
+/// the `lead` before it by a stable hash of the phone's `uid`, so that a fleet's prepares do not leave
+/// at once, and never later than `restore` before the start (the time a restore takes), so that each
+/// is ready on time. The same phone gets the same instant in every process and version.
+pub fn wake_at(start: Timestamp, lead: Duration, restore: Duration, uid: &str) -> Timestamp {
+    let lead = lead.min(MAX_PREWARM_LEAD);
+    let spread = lead.saturating_sub(restore);
+    let earliest = start
+        .checked_sub(jiff::SignedDuration::try_from(lead).unwrap_or_default())
+        .unwrap_or(start);
+    if spread.is_zero() {
+        return earliest;
+    }
+    // NB: FNV-1a, written out: std's hashers promise no stability across releases.
+    let hash = uid.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let millis = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX).max(1);
+    let offset = Duration::from_millis(hash % millis);
+    earliest
+        .checked_add(jiff::SignedDuration::try_from(offset).unwrap_or_default())
+        .unwrap_or(earliest)
+}
+
 fn add_days(day: Date, n: i64) -> Option<Date> {
     day.checked_add(jiff::Span::new().days(n)).ok()
 }
@@ -361,6 +385,34 @@ mod tests {
         assert_eq!(
             inside.next,
             Some((utc("2026-10-25T03:00:00Z"), Lifecycle::BackedUp))
+        );
+    }
+
+    #[test]
+    fn wakes_are_spread_over_the_lead_stably_and_end_a_restore_before_the_start() {
+        let start = utc("2026-07-01T06:00:00Z");
+        let lead = Duration::from_secs(1800);
+        let restore = Duration::from_secs(300);
+        let wakes: Vec<Timestamp> = (0..1000)
+            .map(|i| wake_at(start, lead, restore, &format!("uid-{i}")))
+            .collect();
+        let earliest = utc("2026-07-01T05:30:00Z");
+        let latest = utc("2026-07-01T05:55:00Z");
+        assert!(wakes.iter().all(|w| earliest <= *w && *w < latest));
+        // Spread: each fifth of the 25 minutes holds some of the thousand, none most of them.
+        let fifth = latest.duration_since(earliest).as_secs() / 5;
+        for k in 0..5 {
+            let n = wakes
+                .iter()
+                .filter(|w| w.duration_since(earliest).as_secs() / fifth == k)
+                .count();
+            assert!((100..=300).contains(&n), "fifth {k}: {n} of 1000");
+        }
+        assert_eq!(wake_at(start, lead, restore, "uid-7"), wakes[7], "stable");
+        // A lead no longer than a restore: every phone at the lead's start.
+        assert_eq!(
+            wake_at(start, restore, lead, "uid-7"),
+            utc("2026-07-01T05:55:00Z")
         );
     }
 
