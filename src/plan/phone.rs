@@ -273,6 +273,21 @@ fn from_observation<'a>(
         if status.idle_since.is_some() {
             status.to_mut().idle_since = None;
         }
+        // NB: nor is it kept at anything but what it declares: no stale "kept loaded" (or next
+        // transition) left for the gauges and the summary to count.
+        if status
+            .effective_lifecycle
+            .is_some_and(|l| l != phone.spec.lifecycle)
+            || status
+                .effective_reason
+                .is_some_and(|r| r != EffectiveReason::Declared)
+            || status.next_transition.is_some()
+        {
+            let s = status.to_mut();
+            s.effective_lifecycle = Some(phone.spec.lifecycle);
+            s.effective_reason = Some(EffectiveReason::Declared);
+            s.next_transition = None;
+        }
         // A phone its account does not serve shows nothing the vendor said, even what an earlier
         // account saw: whether an id exists in a project is not a tenant's to learn.
         if matches!(disposition, Disposition::AccountBlocked(_))

@@ -2138,3 +2138,34 @@ fn a_restore_that_never_ends_is_not_hidden_by_an_idle_timeout() {
         );
     }
 }
+
+#[test]
+fn a_phone_the_operator_does_not_act_on_is_kept_at_what_it_declares() {
+    // Waiting for idleness (kept loaded, a next transition), then suspended: the gauges and the
+    // summary must not go on counting it as kept loaded.
+    let phone = cloudphone("p", "kp1")
+        .backed_up()
+        .idle_timeout("10m")
+        .build();
+    let waiting = phone.plan(Some(Observation::Status(2)), at(0)).status;
+    assert_eq!(
+        waiting.effective_reason,
+        Some(EffectiveReason::WaitingForIdle)
+    );
+    let mut suspended = phone.with_status(waiting);
+    suspended.spec.suspend = true;
+    let held = plan_one(&suspended.view(), &Disposition::Suspended, None, at(60));
+    assert_eq!(
+        kept(&held.status),
+        (
+            Some(Lifecycle::BackedUp),
+            Some(EffectiveReason::Declared),
+            None
+        )
+    );
+    assert_eq!(held.status.idle_since, None);
+    // Held again: nothing more to write.
+    let again = suspended.clone().with_status(held.status.into_owned());
+    let twice = plan_one(&again.view(), &Disposition::Suspended, None, at(120));
+    assert!(twice.unchanged(), "{:?}", twice.status);
+}
