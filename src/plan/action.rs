@@ -76,8 +76,19 @@ impl Action {
         }
     }
 
+    /// The phase in which the vendor shows a call of the action under way.
+    fn under_way(self) -> Phase {
+        match self {
+            Action::Backup => Phase::BackingUp,
+            Action::Prepare => Phase::Restoring,
+        }
+    }
+
     /// When the vendor's `phase`, seen `now` after `previous`, completes a call of the action, if it
-    /// does (see `backup_completed`, `prepare_completed`).
+    /// does: the phase is the action's end state, and the phone was seen under way, or a call was
+    /// requested after the last completion the status records (the vendor may go from queued to
+    /// done between two ticks). Never before the request (a `requestedAt` is rounded up to the
+    /// second), so that it never fires twice for one call: a steady phone writes nothing.
     pub fn completed(
         self,
         status: &CloudPhoneStatus,
@@ -85,12 +96,17 @@ impl Action {
         phase: Phase,
         now: Timestamp,
     ) -> Option<Timestamp> {
-        match self {
-            Action::Backup => (phase == Phase::Idle)
-                .then(|| backup_completed(status, previous, now))
-                .flatten(),
-            Action::Prepare => prepare_completed(status, previous, phase, now),
+        if !self.done_by(phase) {
+            return None;
         }
+        let requested = self
+            .record(status)
+            .and_then(|r| r.requested_at.as_ref())
+            .map(|t| t.0);
+        let last = self.completion(status).map(|t| t.0);
+        let completed =
+            previous == self.under_way() || requested.is_some_and(|r| last.is_none_or(|l| l < r));
+        completed.then(|| requested.map_or(now, |r| now.max(r)))
     }
 
     /// The last completion of the action the status records (`lastBackupTime`,

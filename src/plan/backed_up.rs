@@ -1,30 +1,10 @@
-//! The `BackedUp` lifecycle: when a backup completes, and, from the vendor's status, the `Ready`
-//! condition and whether to call backup now.
+//! The `BackedUp` lifecycle: from the vendor's status, the `Ready` condition and whether to call
+//! backup now.
 
 use super::*;
 use crate::api::{CloudPhoneSpec, CloudPhoneStatus, Phase};
 use jiff::Timestamp;
 use std::time::Duration;
-
-/// When the vendor's Idle, seen `now`, completes a backup, if it does: the phone was BackingUp, or
-/// a backup was requested after the last completion the status records (the vendor may go from
-/// queued to Idle between two ticks). Never before the request (a `requestedAt` is rounded up to
-/// the second), so that it never fires twice for one backup: a steady Idle phone writes nothing.
-pub(super) fn backup_completed(
-    status: &CloudPhoneStatus,
-    previous_phase: Phase,
-    now: Timestamp,
-) -> Option<Timestamp> {
-    let requested = status
-        .backup
-        .as_ref()
-        .and_then(|b| b.requested_at.as_ref())
-        .map(|t| t.0);
-    let last = status.last_backup_time.as_ref().map(|t| t.0);
-    let completed =
-        previous_phase == Phase::BackingUp || requested.is_some_and(|r| last.is_none_or(|l| l < r));
-    completed.then(|| requested.map_or(now, |r| now.max(r)))
-}
 
 /// The `BackedUp` lifecycle: the Ready condition, and whether to call backup now.
 pub(super) fn backed_up(

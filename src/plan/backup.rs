@@ -60,6 +60,16 @@ pub enum ActionResult {
 }
 
 impl ActionResult {
+    /// True when the call certainly started nothing at the vendor: anything but an accepted call or
+    /// a failure whose fate is unknown (a time-out, a 5xx, a lost answer).
+    pub fn started_nothing(&self) -> bool {
+        match self {
+            ActionResult::Accepted { .. } => false,
+            ActionResult::Failed { ambiguous, .. } => !ambiguous,
+            _ => true,
+        }
+    }
+
     /// A bounded label for metrics: `accepted`, `already_backing_up`, `restoring`, `already_done`,
     /// `not_found`, `failed`, `refused`, `not_sent` or `withheld`.
     pub fn outcome(&self) -> &'static str {
@@ -97,12 +107,7 @@ pub(super) fn record_backup_result(
     let grace_end = requested_at.and_then(|t| t.checked_add(config.grace_period).ok());
     // The intent carries the request id of the call it announces: a call that certainly started
     // no backup leaves none behind (and no BackupRequested event).
-    let started_nothing = match result {
-        ActionResult::Accepted { .. } => false,
-        ActionResult::Failed { ambiguous, .. } => !ambiguous,
-        _ => true,
-    };
-    if started_nothing {
+    if result.started_nothing() {
         backup.request_id = None;
     }
     let ready = match result {

@@ -1,34 +1,10 @@
-//! The `Loaded` lifecycle: when a prepare completes, and, from the vendor's status, the `Ready`
-//! condition and whether to call prepare now.
+//! The `Loaded` lifecycle: from the vendor's status, the `Ready` condition and whether to call
+//! prepare now.
 
 use super::*;
 use crate::api::{ActionStatus, CloudPhoneStatus, Phase};
 use jiff::Timestamp;
 use std::time::Duration;
-
-/// When the vendor's status `phase`, seen `now`, completes a prepare, if it does: the data is on a
-/// physical instance (DataLoaded or Streaming) and the phone was Restoring, or a prepare was
-/// requested after the last completion the status records. Never before the request, so that it
-/// never fires twice for one prepare: a steady loaded phone writes nothing.
-pub(super) fn prepare_completed(
-    status: &CloudPhoneStatus,
-    previous_phase: Phase,
-    phase: Phase,
-    now: Timestamp,
-) -> Option<Timestamp> {
-    if !matches!(phase, Phase::DataLoaded | Phase::Streaming) {
-        return None;
-    }
-    let requested = status
-        .prepare
-        .as_ref()
-        .and_then(|p| p.requested_at.as_ref())
-        .map(|t| t.0);
-    let last = status.last_loaded_time.as_ref().map(|t| t.0);
-    let completed =
-        previous_phase == Phase::Restoring || requested.is_some_and(|r| last.is_none_or(|l| l < r));
-    completed.then(|| requested.map_or(now, |r| now.max(r)))
-}
 
 /// The `Loaded` lifecycle: the Ready condition, and whether to call prepare now.
 ///

@@ -83,7 +83,7 @@ impl PlanConfig {
 
 /// Kubernetes stores times to the second: planning in whole seconds keeps a status read back from
 /// the API server equal to the one written, so that it is not written again.
-fn whole_seconds(t: Timestamp) -> Timestamp {
+pub fn whole_seconds(t: Timestamp) -> Timestamp {
     Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
 
@@ -119,7 +119,7 @@ pub mod schedule;
 
 pub use account::{AccountEvent, AccountTick, account_event, account_status};
 pub use action::{Action, CallStamp};
-use backed_up::{backed_up, backup_completed};
+use backed_up::backed_up;
 pub use backup::ActionResult;
 use backup::{permission_retry, requested};
 pub use conditions::{
@@ -140,7 +140,7 @@ pub use identity::{
 };
 pub use input::{Context, EarlierTerms, Intent, Intents, Memory, Receipt};
 pub use loaded::UNANSWERED_CHECKS_REPORTED;
-use loaded::{loaded, prepare_completed, prepare_in_flight, prepare_requested};
+use loaded::{loaded, prepare_in_flight, prepare_requested};
 pub use observation::Observation;
 pub use phone::{Planned, plan_phone};
 

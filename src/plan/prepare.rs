@@ -19,12 +19,7 @@ pub(super) fn record_result(
     let prepare = status.prepare.get_or_insert_with(Box::default);
     let requested_at = prepare.requested_at.as_ref().map(|t| t.0);
     let grace_end = requested_at.and_then(|t| t.checked_add(config.prepare_grace_period).ok());
-    let started_nothing = match result {
-        ActionResult::Accepted { .. } => false,
-        ActionResult::Failed { ambiguous, .. } => !ambiguous,
-        _ => true,
-    };
-    if started_nothing {
+    if result.started_nothing() {
         prepare.request_id = None;
     }
     let ready = match result {

@@ -210,7 +210,12 @@ impl<S: PhoneStore> Engine<S> {
                 .recall()
                 .nothing_queued
                 .get(key.as_ref())
-                .is_some_and(|n| n.about == about && Timestamp::now() < until(n.at, grace));
+                .is_some_and(|n| {
+                    n.about == about
+                        && n.at
+                            .checked_add(grace)
+                            .is_ok_and(|end| Timestamp::now() < end)
+                });
             if answered_before {
                 to_recheck.push(k);
                 continue;
@@ -451,11 +456,6 @@ impl<S: PhoneStore> Engine<S> {
         }
         Ok(())
     }
-}
-
-/// `d` after `t`.
-fn until(t: Timestamp, d: std::time::Duration) -> Timestamp {
-    t.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 
 /// When the call a record announces was requested, for a message.

@@ -6,7 +6,7 @@
 
 use super::writes::FailingWrites;
 use super::*;
-use plan::{Memory, Receipt};
+use plan::{Memory, Receipt, whole_seconds};
 
 /// What the engine remembers across ticks. Behind one lock, never held across an await.
 #[derive(Default)]
@@ -418,9 +418,4 @@ impl<S: PhoneStore> Engine<S> {
             .nothing_queued
             .retain(|key, _| present.contains(key.as_str()));
     }
-}
-
-/// `t` cut to the second, as the API server keeps times.
-fn whole_seconds(t: Timestamp) -> Timestamp {
-    Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
