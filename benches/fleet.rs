@@ -299,6 +299,7 @@ fn phones(n: usize) -> Vec<CloudPhone> {
                     account_ref: None,
                     user_id: None,
                     idle_timeout: None,
+                    schedule_ref: None,
                 },
             );
             p.metadata.namespace = Some(format!("fleet-{}", i % 10));

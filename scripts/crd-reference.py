@@ -8,7 +8,11 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CRDS = ["cloudphone.io_cloudphones.yaml", "cloudphone.io_cloudphoneaccounts.yaml"]
+CRDS = [
+    "cloudphone.io_cloudphones.yaml",
+    "cloudphone.io_cloudphoneaccounts.yaml",
+    "cloudphone.io_cloudphoneschedules.yaml",
+]
 
 
 def kind_of(schema: dict) -> str:

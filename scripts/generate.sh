@@ -19,7 +19,7 @@ if [ -n "${CARGO_TARGET_DIR:-}" ]; then bin="$CARGO_TARGET_DIR/debug/cloudphone-
 # NB: no CLOUDPHONE_* variable of this shell may show in the help text (clap prints set values).
 run() { env -i PATH="$PATH" HOME="${HOME:-/}" "$bin" "$@"; }
 
-for kind in cloudphones cloudphoneaccounts; do
+for kind in cloudphones cloudphoneaccounts cloudphoneschedules; do
   run crd "$kind" > "crds/cloudphone.io_$kind.yaml"
   cp "crds/cloudphone.io_$kind.yaml" "charts/cloudphone-operator/crds/cloudphone.io_$kind.yaml"
 done

@@ -31,7 +31,7 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print a CustomResourceDefinition as YAML (default: CloudPhone's).
     Crd {
-        /// Which CRD: cloudphones or cloudphoneaccounts.
+        /// Which CRD: cloudphones, cloudphoneaccounts or cloudphoneschedules.
         #[arg(value_enum, default_value = "cloudphones")]
         kind: CrdKind,
     },
@@ -46,6 +46,7 @@ pub enum Command {
 pub enum CrdKind {
     Cloudphones,
     Cloudphoneaccounts,
+    Cloudphoneschedules,
 }
 
 impl From<CrdKind> for crate::api::CrdKind {
@@ -53,6 +54,7 @@ impl From<CrdKind> for crate::api::CrdKind {
         match kind {
             CrdKind::Cloudphones => crate::api::CrdKind::CloudPhones,
             CrdKind::Cloudphoneaccounts => crate::api::CrdKind::CloudPhoneAccounts,
+            CrdKind::Cloudphoneschedules => crate::api::CrdKind::CloudPhoneSchedules,
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct Metrics {
     pub phones: Family<PhoneLabels, Gauge>,
     pub oldest_unbacked: Gauge<f64, AtomicU64>,
     pub longest_not_ready: Gauge<f64, AtomicU64>,
+    /// Scheduled phones not loaded although their window has started (`wave_late_phones`).
+    pub wave_late: Gauge,
     pub backup_duration: Histogram,
     pub backups: Family<BackupOutcomeLabels, Counter>,
     pub backups_requested: Counter,
@@ -145,6 +147,12 @@ impl Metrics {
         let phones = Family::<PhoneLabels, Gauge>::default();
         let oldest_unbacked = Gauge::<f64, AtomicU64>::default();
         let longest_not_ready = Gauge::<f64, AtomicU64>::default();
+        let wave_late = Gauge::default();
+        registry.register(
+            "wave_late_phones",
+            "Scheduled phones not loaded (phase neither DataLoaded nor Streaming) although their CloudPhoneSchedule's window, or a Loaded exception, has started: a wake that was late; dry-run schedules are not counted; 0 when none",
+            wave_late.clone(),
+        );
         // 10s to about 11h: a quick backup up to one queued at the vendor for hours.
         let backup_duration = Histogram::new(exponential_buckets(10.0, 2.0, 13));
         let backups = Family::<BackupOutcomeLabels, Counter>::default();
@@ -300,6 +308,7 @@ impl Metrics {
             phones,
             oldest_unbacked,
             longest_not_ready,
+            wave_late,
             backup_duration,
             backups,
             backups_requested,
@@ -388,6 +397,7 @@ impl Metrics {
         }
         self.oldest_unbacked.set(fleet.oldest_unbacked);
         self.longest_not_ready.set(fleet.longest_not_ready);
+        self.wave_late.set(fleet.wave_late);
     }
 
     /// Drops the fleet and account gauges: a standby replica exports no phone and no breaker
@@ -399,6 +409,7 @@ impl Metrics {
         self.phones.clear();
         self.oldest_unbacked.set(0.0);
         self.longest_not_ready.set(0.0);
+        self.wave_late.set(0);
         self.status_write_failing_phones.set(0);
         self.breaker_open.clear();
         // NB: a replica that leads again counts from its next fleet, not across its standby time.
@@ -426,6 +437,8 @@ pub struct Fleet {
     pub oldest_unbacked: f64,
     /// Seconds the phone longest without `Ready=True` has been so (`longest_not_ready_seconds`).
     pub longest_not_ready: f64,
+    /// Scheduled phones late for their window (`wave_late_phones`).
+    pub wave_late: i64,
 }
 
 impl CallObserver for Metrics {

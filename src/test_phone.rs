@@ -29,6 +29,7 @@ pub fn cloudphone(name: &str, instance: &str) -> PhoneBuilder {
             account_ref: None,
             user_id: None,
             idle_timeout: None,
+            schedule_ref: None,
         },
     );
     p.metadata.namespace = Some("fleet".into());
@@ -62,6 +63,15 @@ impl PhoneBuilder {
     pub fn loaded(mut self, user: &str) -> Self {
         self.0.spec.lifecycle = Lifecycle::Loaded;
         self.0.spec.user_id = Some(user.into());
+        self
+    }
+    /// Declares the `Scheduled` lifecycle on the schedule `schedule`, for the vendor user `user`.
+    pub fn scheduled(mut self, schedule: &str, user: &str) -> Self {
+        self.0.spec.lifecycle = Lifecycle::Scheduled;
+        self.0.spec.user_id = Some(user.into());
+        self.0.spec.schedule_ref = Some(super::api::ScheduleRef {
+            name: schedule.into(),
+        });
         self
     }
     pub fn idle_timeout(mut self, timeout: &str) -> Self {

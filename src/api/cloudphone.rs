@@ -36,7 +36,8 @@ pub const INSTANCE_ID_MAX_LEN: usize = 32;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("!has(oldSelf.accountRef) || has(self.accountRef)").message("spec.accountRef cannot be removed once set"))]
-#[x_kube(validation = Rule::new("self.lifecycle != 'Loaded' || has(self.userId)").message("spec.userId is required when spec.lifecycle is Loaded: the user the vendor readies the instance for"))]
+#[x_kube(validation = Rule::new("!(self.lifecycle in ['Loaded', 'Scheduled']) || has(self.userId)").message("spec.userId is required when spec.lifecycle is Loaded or Scheduled: the user the vendor readies the instance for"))]
+#[x_kube(validation = Rule::new("(self.lifecycle == 'Scheduled') == has(self.scheduleRef)").message("spec.scheduleRef is required when spec.lifecycle is Scheduled, and only then"))]
 #[serde(rename_all = "camelCase")]
 pub struct CloudPhoneSpec {
     /// The vendor's instance id: 1-32 characters of [A-Za-z0-9_-]. Immutable once set: to manage
@@ -48,9 +49,15 @@ pub struct CloudPhoneSpec {
     /// The lifecycle the operator keeps this instance at. Observed (default): only read its
     /// status. BackedUp: keep its data in object storage with no physical instance held. Loaded:
     /// keep its data on a physical instance, ready to stream for spec.userId (the vendor's prepare
-    /// brings it back from object storage).
+    /// brings it back from object storage). Scheduled: Loaded inside the windows of the
+    /// CloudPhoneSchedule spec.scheduleRef names, BackedUp (with spec.idleTimeout) outside.
     #[serde(default)]
     pub lifecycle: Lifecycle,
+
+    /// The CloudPhoneSchedule, in the phone's namespace, that a Scheduled phone follows; required
+    /// for Scheduled, and only then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_ref: Option<ScheduleRef>,
 
     /// The vendor user the instance is readied for when its lifecycle is Loaded (the user_id of the
     /// vendor's prepare call): 1-32 characters of [A-Za-z0-9_-]; required for Loaded. A change of
@@ -84,6 +91,17 @@ pub struct CloudPhoneSpec {
     pub account_ref: Option<AccountRef>,
 }
 
+/// A reference from a CloudPhone to its CloudPhoneSchedule, in the same namespace.
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleRef {
+    /// The CloudPhoneSchedule's name.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+}
+
 /// The lifecycle declared for a phone.
 #[derive(
     Serialize,
@@ -106,6 +124,8 @@ pub enum Lifecycle {
     BackedUp,
     /// Keep the instance's data on a physical instance, ready to stream for `spec.userId`.
     Loaded,
+    /// `Loaded` inside the windows of `spec.scheduleRef`'s schedule, `BackedUp` outside.
+    Scheduled,
 }
 
 impl Lifecycle {
@@ -175,7 +195,8 @@ pub struct CloudPhoneStatus {
 
     /// Why the effective lifecycle is what it is: Declared (spec.lifecycle), LoadUntil (the
     /// cloudphone.io/load-until annotation keeps the data loaded until its time), WaitingForIdle
-    /// (a BackedUp phone kept loaded until it has been idle for spec.idleTimeout).
+    /// (a BackedUp phone kept loaded until it has been idle for spec.idleTimeout), ScheduleWindow,
+    /// OutsideWindow or Exception (what a Scheduled phone's schedule says).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_reason: Option<EffectiveReason>,
 
@@ -211,6 +232,12 @@ pub enum EffectiveReason {
     LoadUntil,
     /// A BackedUp phone whose data is loaded waits until it has been idle for spec.idleTimeout.
     WaitingForIdle,
+    /// A Scheduled phone inside a window of its schedule (its wake included): Loaded.
+    ScheduleWindow,
+    /// A Scheduled phone outside every window of its schedule: BackedUp.
+    OutsideWindow,
+    /// A Scheduled phone inside an exception of its schedule (named in the Ready message).
+    Exception,
 }
 
 impl EffectiveReason {

@@ -27,7 +27,11 @@ pub const SCHEMA_REVISION_ANNOTATION: &str = "cloudphone.io/schema-revision";
 /// 4: `spec.idleTimeout` (dropped, a phone in use would be backed up at once) and `status.idleSince`
 /// (dropped, the idle wait would start again every tick: never parked); `status.effectiveLifecycle`,
 /// `effectiveReason`, `nextTransition`.
-pub const SCHEMA_REVISION: u32 = 4;
+///
+/// 5: `spec.lifecycle: Scheduled` and `spec.scheduleRef` (an older schema refuses the one and drops
+/// the other: the phone would be read as having no schedule); the effective reasons
+/// `ScheduleWindow`, `OutsideWindow`, `Exception`; the `CloudPhoneSchedule` CRD.
+pub const SCHEMA_REVISION: u32 = 5;
 
 /// A CRD with the [`SCHEMA_REVISION_ANNOTATION`]: both CRDs carry the revision of the bundle.
 pub(super) fn annotated(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {

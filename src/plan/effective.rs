@@ -82,9 +82,11 @@ pub fn effective(declared: Lifecycle, load_until: LoadUntil, now: Timestamp) -> 
 /// Reads `spec.idleTimeout` (whole units: `90s`, `30m`, `1h30m`, `2d`; `0`); `None` when it is
 /// not such a duration (the schema refuses it: only a phone stored before the rule has one).
 pub fn idle_timeout(value: Option<&str>) -> Option<Duration> {
-    let Some(value) = value else {
-        return Some(Duration::ZERO);
-    };
+    value.map_or(Some(Duration::ZERO), whole_units)
+}
+
+/// Reads a duration of whole units (`90s`, `30m`, `1h30m`, `2d`; `0`).
+pub fn whole_units(value: &str) -> Option<Duration> {
     if value == "0" {
         return Some(Duration::ZERO);
     }
@@ -176,8 +178,9 @@ pub fn idle_wait(
 
 /// A change of what a phone is kept at that the operator makes happen, with a bounded reason for
 /// metrics: a park (a backup requested for a phone that was kept loaded: `idle`, its idle wait
-/// over; `load_until_expired`) or a wake (a prepare requested while kept loaded by load-until:
-/// `load_until`).
+/// over; `load_until_expired`; `window_end`, its schedule's window over; `exception`, an exception
+/// of its schedule) or a wake (a prepare requested: `load_until`; `schedule`, its schedule's
+/// window; `exception`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Move {
     Park(&'static str),
@@ -192,18 +195,24 @@ pub fn moved(old: Option<&CloudPhoneStatus>, new: &CloudPhoneStatus) -> Option<M
         id.is_some() && id != old.and_then(|r| r.request_id.as_ref())
     };
     if new_call(new.backup.as_ref(), old.and_then(|s| s.backup.as_ref())) {
-        return match old.and_then(|s| s.effective_reason) {
-            Some(EffectiveReason::WaitingForIdle) => Some(Move::Park("idle")),
-            Some(EffectiveReason::LoadUntil) => Some(Move::Park("load_until_expired")),
+        return match (old.and_then(|s| s.effective_reason), new.effective_reason) {
+            (Some(EffectiveReason::WaitingForIdle), _) => Some(Move::Park("idle")),
+            (Some(EffectiveReason::LoadUntil), _) => Some(Move::Park("load_until_expired")),
+            (_, Some(EffectiveReason::OutsideWindow)) => Some(Move::Park("window_end")),
+            (_, Some(EffectiveReason::Exception)) => Some(Move::Park("exception")),
             _ => None,
         };
     }
     if new_call(
         new.prepare.as_deref(),
         old.and_then(|s| s.prepare.as_deref()),
-    ) && new.effective_reason == Some(EffectiveReason::LoadUntil)
-    {
-        return Some(Move::Wake("load_until"));
+    ) {
+        return match new.effective_reason {
+            Some(EffectiveReason::LoadUntil) => Some(Move::Wake("load_until")),
+            Some(EffectiveReason::ScheduleWindow) => Some(Move::Wake("schedule")),
+            Some(EffectiveReason::Exception) => Some(Move::Wake("exception")),
+            _ => None,
+        };
     }
     None
 }

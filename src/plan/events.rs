@@ -9,7 +9,8 @@ use crate::api::{
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PhoneEvent {
     /// `BackupRequested`, `Parked`, `BackedUp`, `BackupFailed`, `PrepareRequested`, `Woken`,
-    /// `Loaded`, `PrepareFailed`, `InstanceNotFound` or `DuplicateInstance`.
+    /// `Loaded`, `PrepareFailed`, `WouldWake`, `WouldPark`, `InstanceNotFound` or
+    /// `DuplicateInstance`.
     pub reason: &'static str,
     pub message: String,
     /// A Warning event rather than a Normal one.
@@ -52,6 +53,8 @@ pub fn events(
                 "unused for spec.idleTimeout ({})",
                 spec.idle_timeout.as_deref().unwrap_or_default()
             )),
+            Some(Move::Park("window_end")) => Some("its schedule's window is over".to_owned()),
+            Some(Move::Park("exception")) => Some("an exception of its schedule".to_owned()),
             Some(Move::Park(_)) => Some(format!("its {LOAD_UNTIL_ANNOTATION} time passed")),
             _ => None,
         };
@@ -92,15 +95,40 @@ pub fn events(
             ),
             warning: false,
         });
-        if matches!(moved(old, new), Some(Move::Wake(_))) {
+        if let Some(Move::Wake(why)) = moved(old, new) {
             let until = new
                 .next_transition
                 .as_ref()
                 .map_or_else(String::new, |t| format!(" until {}", t.at.0));
+            let by = match why {
+                "load_until" => format!("its {LOAD_UNTIL_ANNOTATION} annotation"),
+                "exception" => "an exception of its schedule".to_owned(),
+                _ => "its schedule's window".to_owned(),
+            };
             out.push(PhoneEvent {
                 reason: "Woken",
+                message: format!("instance {id} is woken: {by} keeps its data loaded{until}"),
+                warning: false,
+            });
+        }
+    }
+    if ready_reason(new).as_deref() == Some(super::DRY_RUN)
+        && new.effective_lifecycle != old.and_then(|s| s.effective_lifecycle)
+    {
+        let loaded = matches!(
+            new.phase,
+            Phase::DataLoaded | Phase::Streaming | Phase::Restoring
+        );
+        let would = match new.effective_lifecycle {
+            Some(Lifecycle::Loaded) if !loaded => Some(("WouldWake", "prepare (wake)")),
+            Some(Lifecycle::BackedUp) if loaded => Some(("WouldPark", "back up (park)")),
+            _ => None,
+        };
+        if let Some((reason, action)) = would {
+            out.push(PhoneEvent {
+                reason,
                 message: format!(
-                    "instance {id} is woken: its {LOAD_UNTIL_ANNOTATION} annotation keeps its data loaded{until}"
+                    "its schedule is a dry run: the operator would {action} instance {id} now, and calls nothing"
                 ),
                 warning: false,
             });

@@ -109,6 +109,9 @@ pub struct PhoneView<'a> {
     pub load_until: Option<crate::api::AnnotationValue<'a>>,
     /// Where its vendor calls go this tick, as the engine bound it.
     pub account: Route<'a>,
+    /// Its schedule at this tick, for a `Scheduled` phone (see [`PhoneView::with_schedule`]);
+    /// until the engine sets it, not known (the phone is held).
+    pub schedule: super::ScheduleLink<'a>,
 }
 
 /// Where a phone's vendor calls go this tick: the account it is bound to, why none can be used, or
@@ -151,7 +154,14 @@ impl<'a> PhoneView<'a> {
             reconcile_requested: phone.reconcile_requested(),
             load_until: phone.load_until(),
             account,
+            schedule: super::ScheduleLink::NotSynced,
         }
+    }
+
+    /// The view with the phone's schedule at this tick.
+    pub fn with_schedule(mut self, schedule: super::ScheduleLink<'a>) -> PhoneView<'a> {
+        self.schedule = schedule;
+        self
     }
 }
 
@@ -211,6 +221,14 @@ pub fn dispositions(phones: &[PhoneView]) -> Dispositions {
             });
         } else if let Some(message) = user_id_problem(phone.spec) {
             each.push(Disposition::InvalidSpec { message });
+        } else if (phone.spec.lifecycle == crate::api::Lifecycle::Scheduled)
+            != phone.spec.schedule_ref.is_some()
+        {
+            each.push(Disposition::InvalidSpec {
+                message:
+                    "spec.scheduleRef is required when spec.lifecycle is Scheduled, and only then"
+                        .to_owned(),
+            });
         } else if super::idle_timeout(phone.spec.idle_timeout.as_deref()).is_none() {
             let shown: String = phone
                 .spec
@@ -269,14 +287,17 @@ pub fn dispositions(phones: &[PhoneView]) -> Dispositions {
 /// Why a phone's `spec.userId` cannot be used by its lifecycle, if it cannot (the schema's rules,
 /// for a spec that slipped past them): a `Loaded` phone names no user, or one the vendor refuses.
 fn user_id_problem(spec: &crate::api::CloudPhoneSpec) -> Option<String> {
-    if spec.lifecycle != crate::api::Lifecycle::Loaded {
+    if !matches!(
+        spec.lifecycle,
+        crate::api::Lifecycle::Loaded | crate::api::Lifecycle::Scheduled
+    ) {
         return None;
     }
     let Some(user) = spec.user_id.as_deref() else {
-        return Some(
-            "spec.userId is required when spec.lifecycle is Loaded: the user the vendor readies the instance for"
-                .to_owned(),
-        );
+        return Some(format!(
+            "spec.userId is required when spec.lifecycle is {}: the user the vendor readies the instance for",
+            spec.lifecycle.as_str()
+        ));
     };
     let reason = check_instance_id(user).err()?;
     let shown: String = user.chars().take(40).collect();

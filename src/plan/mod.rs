@@ -21,7 +21,8 @@
 //! - `account`: a CloudPhoneAccount's status and events after a tick.
 //! - `effective`: the one table that decides what a phone is kept at (declared, `load-until`,
 //!   idleness), and its parks and wakes.
-//! - [`schedule`]: a schedule's windows and exceptions in its time zone (not wired to a resource yet).
+//! - [`schedule`]: a schedule's windows and exceptions in its time zone; `scheduled`: each
+//!   `CloudPhoneSchedule` at a tick, its wave, and what it makes of a `Scheduled` phone.
 
 use jiff::Timestamp;
 use std::time::Duration;
@@ -46,6 +47,9 @@ pub struct PlanConfig {
     pub prepare_grace_period: Duration,
     /// The furthest ahead a `cloudphone.io/load-until` annotation may be; one further is ignored.
     pub max_load_until: Duration,
+    /// How long a restore is taken to last: a schedule's wakes end this long before its window's
+    /// start (see [`RESTORE_ESTIMATE`]).
+    pub restore_estimate: Duration,
 }
 
 /// The default of [`PlanConfig::max_load_until`]: a week.
@@ -62,6 +66,7 @@ impl Default for PlanConfig {
             // A queued restore may wait minutes before the vendor shows Restoring.
             prepare_grace_period: Duration::from_secs(600),
             max_load_until: DEFAULT_MAX_LOAD_UNTIL,
+            restore_estimate: RESTORE_ESTIMATE,
         }
     }
 }
@@ -116,6 +121,8 @@ mod observation;
 mod phone;
 mod prepare;
 pub mod schedule;
+mod schedule_report;
+mod scheduled;
 
 pub use account::{AccountEvent, AccountTick, account_event, account_status};
 pub use action::{Action, CallStamp};
@@ -143,6 +150,13 @@ pub use loaded::UNANSWERED_CHECKS_REPORTED;
 use loaded::{loaded, prepare_in_flight, prepare_requested};
 pub use observation::Observation;
 pub use phone::{Planned, plan_phone};
+pub use schedule_report::{
+    PREWARM_AT_RISK, SchedulePhones, VALID, schedule_status, should_be_ready,
+};
+pub use scheduled::{
+    Active, DRY_RUN, EDGE_SLACK, Kept, RESTORE_ESTIMATE, SCHEDULE_INVALID, SCHEDULE_NOT_FOUND,
+    SCHEDULE_SUSPENDED, ScheduleLink, ScheduleState, ScheduleTick, scheduled,
+};
 
 #[cfg(test)]
 mod tests;

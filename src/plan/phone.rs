@@ -378,10 +378,61 @@ fn from_observation<'a>(
                 }
             }
             let load_until = LoadUntil::read(phone.load_until, exact_now, config.max_load_until);
-            let mut kept = effective(phone.spec.lifecycle, load_until, exact_now);
+            let schedule_name = phone
+                .spec
+                .schedule_ref
+                .as_ref()
+                .map_or("", |r| r.name.as_str());
+            let (mut kept, held) = match phone.spec.lifecycle {
+                Lifecycle::Scheduled => match scheduled(
+                    phone.schedule,
+                    schedule_name,
+                    phone.uid,
+                    &status,
+                    phase,
+                    exact_now,
+                ) {
+                    Kept::At(at) if at.lifecycle == Lifecycle::BackedUp => {
+                        match effective(Lifecycle::BackedUp, load_until, exact_now) {
+                            e if e.reason == EffectiveReason::LoadUntil => (e, None),
+                            _ => (at, None),
+                        }
+                    }
+                    Kept::At(at) => (at, None),
+                    Kept::Held { shown, ready } => (shown, Some(ready)),
+                },
+                declared => (effective(declared, load_until, exact_now), None),
+            };
+            let dry_run = match phone.schedule {
+                ScheduleLink::Found(tick) if phone.spec.lifecycle == Lifecycle::Scheduled => {
+                    tick.dry_run
+                }
+                _ => false,
+            };
             let mut idle_since = None;
-            let (ready, action) = match kept.lifecycle {
-                Lifecycle::Observed => (
+            let mut keep_ready = false;
+            let (ready, action) = match (held, kept.lifecycle) {
+                (Some(ready), _) => {
+                    // NB: a held phone keeps its idle clock as it was: nothing is decided on it.
+                    idle_since = status.idle_since.as_deref().map(|t| t.0);
+                    let ready = match ready {
+                        Some((reason, st, message)) => ReadyCondition::new(st, reason, message),
+                        None => {
+                            // NB: waiting for its turn changes nothing of what the phone is: its
+                            // Ready condition stays as it was (one set only on a phone with none).
+                            keep_ready = status.conditions.iter().any(|c| c.type_ == READY);
+                            ReadyCondition::new(
+                                "Unknown",
+                                "Pending",
+                                format!(
+                                    "waiting for its turn in the wave of CloudPhoneSchedule {schedule_name}"
+                                ),
+                            )
+                        }
+                    };
+                    (ready, None)
+                }
+                (None, Lifecycle::Observed | Lifecycle::Scheduled) => (
                     ReadyCondition::new(
                         "True",
                         "Observed",
@@ -389,7 +440,7 @@ fn from_observation<'a>(
                     ),
                     None,
                 ),
-                Lifecycle::BackedUp => {
+                (None, Lifecycle::BackedUp) => {
                     // NB: the schema (and the dispositions) refuse an idleTimeout that is not one.
                     let timeout =
                         idle_timeout(phone.spec.idle_timeout.as_deref()).unwrap_or_default();
@@ -426,7 +477,7 @@ fn from_observation<'a>(
                         }
                     }
                 }
-                Lifecycle::Loaded
+                (None, Lifecycle::Loaded)
                     if kept.reason == EffectiveReason::LoadUntil
                         && backup_in_grace(&status, now, config) =>
                 {
@@ -443,7 +494,7 @@ fn from_observation<'a>(
                         None,
                     )
                 }
-                Lifecycle::Loaded => {
+                (None, Lifecycle::Loaded) => {
                     let (ready, call) =
                         loaded(phone.generation, &status, *code, now, config, retry_refused);
                     match phone.spec.user_id {
@@ -462,6 +513,17 @@ fn from_observation<'a>(
                         _ => (ready, call.then_some(Action::Prepare)),
                     }
                 }
+            };
+            let (ready, action) = if dry_run {
+                (dry_run_ready(action, kept, schedule_name), None)
+            } else {
+                (ready, action)
+            };
+            let ready = match (&phone.schedule, kept.reason) {
+                (ScheduleLink::Found(tick), EffectiveReason::Exception) => {
+                    named_exception(ready, tick, schedule_name)
+                }
+                _ => ready,
             };
             let idle_since = idle_since.map(|at| Box::new(Time(at)));
             let next = kept.next.map(|(at, lifecycle)| {
@@ -497,7 +559,9 @@ fn from_observation<'a>(
                 now,
             };
             c.set(SYNCED, "True", "Observed", "");
-            c.set(READY, ready.status, ready.reason, &ready.message);
+            if !keep_ready {
+                c.set(READY, ready.status, ready.reason, &ready.message);
+            }
             Planned {
                 status,
                 action,
@@ -507,6 +571,40 @@ fn from_observation<'a>(
             }
         }
     }
+}
+
+/// The Ready condition of a phone whose schedule is a dry run: what it would do.
+fn dry_run_ready(action: Option<Action>, kept: Effective, schedule: &str) -> ReadyCondition {
+    let would = match action {
+        Some(Action::Prepare) => "would prepare (wake) it now".to_owned(),
+        Some(Action::Backup) => "would back it up (park it) now".to_owned(),
+        None => format!("keeps it {}", kept.lifecycle.as_str()),
+    };
+    ReadyCondition::new(
+        "True",
+        DRY_RUN,
+        format!(
+            "CloudPhoneSchedule {schedule} is a dry run: nothing is called; the schedule {would}"
+        ),
+    )
+}
+
+/// `ready` with the name of the schedule's exception in force appended.
+fn named_exception(ready: ReadyCondition, tick: &ScheduleTick, schedule: &str) -> ReadyCondition {
+    let ScheduleState::Active(active) = &tick.state else {
+        return ready;
+    };
+    let Some(name) = active.exception.as_deref() else {
+        return ready;
+    };
+    ReadyCondition::new(
+        ready.status,
+        ready.reason,
+        format!(
+            "{} (exception {name} of CloudPhoneSchedule {schedule})",
+            ready.message
+        ),
+    )
 }
 
 /// True when a backup of the phone was asked for and its grace period runs (the vendor has not shown

@@ -1,7 +1,7 @@
 //! A schedule's weekly windows and dated exceptions in its time zone: whether a phone on it is kept
 //! loaded at an instant, why, and when that changes next. Pure: the zone's rules come with the
 //! schedule (from the database compiled into the binary, so that the result does not depend on the
-//! image), the instant from the caller. Not wired to a resource yet (issue 22's `CloudPhoneSchedule`).
+//! image), the instant from the caller. [`read`] makes one of a `CloudPhoneSchedule`'s spec.
 
 use crate::api::Lifecycle;
 use jiff::Timestamp;
@@ -59,6 +59,9 @@ pub struct Verdict {
     pub why: Why,
     /// When, and to what, it changes next (within the next week), if it does.
     pub next: Option<(Timestamp, Lifecycle)>,
+    /// When the lifecycle it keeps began (within the last two days), if it changed then: the edge a
+    /// wave carries out.
+    pub since: Option<Timestamp>,
 }
 
 /// The instant a local date-time names in `tz`. A time skipped by a gap (a spring-forward hour) is
@@ -94,14 +97,29 @@ impl Schedule {
             .collect();
         edges.sort_unstable();
         edges.dedup();
-        let next = edges.into_iter().find_map(|edge| {
+        let next = edges.iter().find_map(|&edge| {
             let (then, _) = at(edge, &intervals, &exceptions);
             (then != lifecycle).then_some((edge, then))
+        });
+        let mut past: Vec<Timestamp> = intervals
+            .iter()
+            .flat_map(|i| [i.from, i.end])
+            .chain(exceptions.iter().flat_map(|span| [span.from, span.until]))
+            .filter(|edge| *edge <= now)
+            .collect();
+        past.sort_unstable_by(|a, b| b.cmp(a));
+        past.dedup();
+        let since = past.into_iter().find(|&edge| {
+            let before = edge
+                .checked_sub(jiff::SignedDuration::from_secs(1))
+                .unwrap_or(edge);
+            at(before, &intervals, &exceptions).0 != lifecycle
         });
         Verdict {
             lifecycle,
             why,
             next,
+            since,
         }
     }
 
@@ -211,12 +229,17 @@ fn at(t: Timestamp, intervals: &[Interval], exceptions: &[Span]) -> (Lifecycle, 
 /// is ready on time. The same phone gets the same instant in every process and version.
 pub fn wake_at(start: Timestamp, lead: Duration, restore: Duration, uid: &str) -> Timestamp {
     let lead = lead.min(MAX_PREWARM_LEAD);
-    let spread = lead.saturating_sub(restore);
     let earliest = start
         .checked_sub(jiff::SignedDuration::try_from(lead).unwrap_or_default())
         .unwrap_or(start);
+    spread_at(earliest, lead.saturating_sub(restore), uid)
+}
+
+/// The instant of the phone with `uid` in a wave spread over `spread` from `from`: a stable hash of
+/// the uid, the same in every process and version.
+pub fn spread_at(from: Timestamp, spread: Duration, uid: &str) -> Timestamp {
     if spread.is_zero() {
-        return earliest;
+        return from;
     }
     // NB: FNV-1a, written out: std's hashers promise no stability across releases.
     let hash = uid.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
@@ -224,9 +247,85 @@ pub fn wake_at(start: Timestamp, lead: Duration, restore: Duration, uid: &str) -
     });
     let millis = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX).max(1);
     let offset = Duration::from_millis(hash % millis);
-    earliest
-        .checked_add(jiff::SignedDuration::try_from(offset).unwrap_or_default())
-        .unwrap_or(earliest)
+    from.checked_add(jiff::SignedDuration::try_from(offset).unwrap_or_default())
+        .unwrap_or(from)
+}
+
+/// The default `prewarmLead`: 30 minutes.
+pub const DEFAULT_PREWARM_LEAD: Duration = Duration::from_secs(1800);
+
+/// The schedule a `CloudPhoneSchedule`'s spec describes, or why it is not valid (an unknown time
+/// zone, a time or date that does not parse, overlapping exceptions): the text names the field.
+pub fn read(spec: &crate::api::CloudPhoneScheduleSpec) -> Result<Schedule, String> {
+    let tz = jiff::tz::TimeZoneDatabase::bundled()
+        .get(&spec.time_zone)
+        .map_err(|_| {
+            format!(
+                "spec.timeZone {:?} is not a time zone of the IANA database compiled into the operator",
+                spec.time_zone.chars().take(64).collect::<String>()
+            )
+        })?;
+    let clock = |field: String, value: &str| {
+        value
+            .parse::<Time>()
+            .map_err(|_| format!("{field} {value:?} is not a local time HH:MM"))
+    };
+    let mut windows = Vec::with_capacity(spec.windows.len());
+    for (i, w) in spec.windows.iter().enumerate() {
+        let start = clock(format!("spec.windows[{i}].start"), &w.start)?;
+        let end = clock(format!("spec.windows[{i}].end"), &w.end)?;
+        if start == end {
+            return Err(format!(
+                "spec.windows[{i}]: end equals start (an end before the start wraps midnight)"
+            ));
+        }
+        let mut days = [false; 7];
+        for day in &w.days {
+            days[day.index()] = true;
+        }
+        windows.push(Window { days, start, end });
+    }
+    let local = |field: String, value: &str| -> Result<DateTime, String> {
+        value
+            .parse::<DateTime>()
+            .or_else(|_| value.parse::<Date>().map(|d| d.to_datetime(Time::midnight())))
+            .map_err(|_| format!("{field} {value:?} is not a local date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"))
+    };
+    let mut exceptions = Vec::with_capacity(spec.exceptions.len());
+    for (i, e) in spec.exceptions.iter().enumerate() {
+        let from = local(format!("spec.exceptions[{i}].from"), &e.from)?;
+        let until = local(format!("spec.exceptions[{i}].until"), &e.until)?;
+        if from >= until {
+            return Err(format!(
+                "spec.exceptions[{i}] ({}): from is not before until",
+                e.name
+            ));
+        }
+        exceptions.push(Exception {
+            name: e.name.clone(),
+            from,
+            until,
+            lifecycle: e.lifecycle.into(),
+        });
+    }
+    let prewarm_lead = match spec.prewarm_lead.as_deref() {
+        None => DEFAULT_PREWARM_LEAD,
+        Some(value) => super::effective::whole_units(value)
+            .filter(|lead| *lead <= MAX_PREWARM_LEAD)
+            .ok_or_else(|| {
+                format!("spec.prewarmLead {value:?} is not a duration of whole units of at most 1d (30m, 1h)")
+            })?,
+    };
+    let schedule = Schedule {
+        tz,
+        windows,
+        exceptions,
+        prewarm_lead,
+    };
+    if let Some((a, b)) = schedule.overlapping_exceptions() {
+        return Err(format!("spec.exceptions {a} and {b} overlap"));
+    }
+    Ok(schedule)
 }
 
 fn add_days(day: Date, n: i64) -> Option<Date> {

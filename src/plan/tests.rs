@@ -19,6 +19,7 @@ fn config() -> PlanConfig {
         backoff_max: Duration::from_secs(600),
         prepare_grace_period: Duration::from_secs(180),
         max_load_until: Duration::from_secs(7 * 86_400),
+        restore_estimate: Duration::from_secs(300),
     }
 }
 

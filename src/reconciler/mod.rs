@@ -11,6 +11,7 @@ mod fence;
 mod intents_record;
 mod kube_store;
 mod memory;
+mod schedules;
 mod store;
 mod synced;
 mod tick;
@@ -25,6 +26,7 @@ pub use intents_record::{
 };
 pub use kube_store::{FIELD_MANAGER, KubeStore, WatchConfig, Watches, phone_apis, slim};
 pub use memory::{InjectedWriteFailure, MemoryStore};
+pub use schedules::{MemorySchedules, ScheduleSource};
 pub use store::{PhoneStore, WriteError};
 pub use synced::SyncedAfter;
 pub use tick::TickReport;

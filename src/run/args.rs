@@ -78,6 +78,11 @@ pub struct RunArgs {
     /// a year.
     #[arg(long, env = "CLOUDPHONE_MAX_LOAD_UNTIL", default_value = "7d", value_parser = parse_duration)]
     pub max_load_until: Duration,
+    /// How long a restore (a prepare) is taken to last: a CloudPhoneSchedule's wakes are spread
+    /// over its prewarmLead less this, so that the last phone woken is ready by the window's start.
+    /// Set it to the p95 of cloudphone_prepare_duration_seconds once it is known.
+    #[arg(long, env = "CLOUDPHONE_RESTORE_ESTIMATE", default_value = "5m", value_parser = parse_duration)]
+    pub restore_estimate: Duration,
     /// Wait after a first failed backup before the next attempt (doubled for each further one).
     #[arg(long, env = "CLOUDPHONE_BACKUP_BACKOFF", default_value = "1m", value_parser = parse_duration)]
     pub backup_backoff: Duration,

@@ -13,6 +13,7 @@
 //! - `preflight`: the CloudPhones listed once before anything starts.
 //! - [`schema_check`]: the CRD revision gate.
 //! - `readiness`: `/readyz` and the gate of the ticks.
+//! - `schedules`: the CloudPhoneSchedules' watch cache and status writes.
 //! - [`tasks`]: the supervised tasks: one that ends early ends `run` with an error.
 //! - `wiring`: the steps of [`run_supervising`], each building or starting one part.
 
@@ -26,6 +27,7 @@ mod label_selector;
 pub mod leader;
 mod preflight;
 mod readiness;
+mod schedules;
 pub mod schema_check;
 pub mod tasks;
 mod wiring;
@@ -104,6 +106,7 @@ pub async fn run_supervising(
         own_account_namespace_selector: _,
         own_account_allowed_user_ids: _,
         max_load_until: _,
+        restore_estimate: _,
         own_account_calls_in_flight: _,
         own_account_calls_per_second: _,
     } = &args;
@@ -129,6 +132,7 @@ pub async fn run_supervising(
     );
     let identity = identity(&args);
     let (store, watches) = wiring::phone_store(&client, &args, &identity);
+    let schedules = schedules::KubeSchedules::watch(&mut tasks, &client, &args.namespaces);
     let (intents_record, leading) = wiring::lease(&client, &args, &identity);
     let engine = wiring::engine(
         store.clone(),
@@ -137,7 +141,8 @@ pub async fn run_supervising(
         &metrics,
         &accounts,
         intents_record,
-    );
+    )
+    .with_schedules(schedules.clone());
     wiring::write_account_statuses(&mut tasks, &client, accounts.store, &engine, &identity);
     let engine = wiring::fenced(engine, &leading);
     tasks.spawn("CloudPhone watch", watches.run(engine.trigger()));
@@ -148,6 +153,7 @@ pub async fn run_supervising(
         crd,
         accounts: accounts.feed,
         accounts_error: accounts.error,
+        schedules,
     };
     wiring::serve_http(&mut tasks, args.metrics_addr, &metrics, readiness).await?;
 

@@ -18,6 +18,8 @@ pub(super) struct OperatorReadiness {
     /// `helm upgrade`).
     pub(super) accounts: AccountsFeed,
     pub(super) accounts_error: watch::Receiver<Option<String>>,
+    /// The CloudPhoneSchedules' watch: not synced is a note, never unreadiness.
+    pub(super) schedules: Arc<super::schedules::KubeSchedules>,
 }
 
 /// Why the operator is not ready.
@@ -41,18 +43,20 @@ impl Readiness for OperatorReadiness {
     }
 
     fn notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self.schedules.note().into_iter().collect();
         if self.accounts.borrow().is_some() {
-            return Vec::new();
+            return notes;
         }
         let why = match &*self.accounts_error.borrow() {
             Some(e) => format!("failing: {e}"),
             None => "listing".to_owned(),
         };
-        vec![format!(
+        notes.push(format!(
             "the CloudPhoneAccount feed has not synced ({why}): phones with spec.accountRef wait (told AccountNotReady after two minutes); \
              check that the CloudPhoneAccount CRD is installed and that the operator may list and watch \
              cloudphoneaccounts and namespaces cluster-wide and secrets in its own namespace"
-        )]
+        ));
+        notes
     }
 }
 

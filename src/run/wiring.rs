@@ -247,12 +247,14 @@ fn engine_config(args: &RunArgs) -> EngineConfig {
             backoff_max: args.backup_backoff_max,
             prepare_grace_period: args.prepare_grace_period,
             max_load_until: args.max_load_until,
+            restore_estimate: args.restore_estimate,
         },
         vendor_calls_in_flight: args.vendor_concurrency,
         synced_after: args.synced_after,
         max_events_per_tick: args.max_events_per_tick,
         tick_deadline: args.tick_deadline.unwrap_or(args.tick_interval * 3),
         min_tick_spacing: min_tick_spacing(args),
+        tick_interval: args.tick_interval,
         ..EngineConfig::default()
     }
 }

@@ -15,7 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "cloudphone-operator"
 DEPLOY = ROOT / "deploy"
 # The generated CRDs, as crds/, the chart and deploy/ hold them.
-CRD_FILES = ["cloudphone.io_cloudphoneaccounts.yaml", "cloudphone.io_cloudphones.yaml"]
+CRD_FILES = [
+    "cloudphone.io_cloudphoneaccounts.yaml",
+    "cloudphone.io_cloudphones.yaml",
+    "cloudphone.io_cloudphoneschedules.yaml",
+]
 RELEASE = "cloudphone-operator"
 NAMESPACE = "cloudphone-system"
 # Labels that only make sense for a Helm release; the plain manifests leave them out.

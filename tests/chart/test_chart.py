@@ -20,8 +20,8 @@ KUBE_VERSION = "1.33.0"
 CRD_KINDS = {"ServiceMonitor"}
 
 PHONE_RULES = [
-    {"apiGroups": ["cloudphone.io"], "resources": ["cloudphones"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["cloudphone.io"], "resources": ["cloudphones/status"], "verbs": ["patch"]},
+    {"apiGroups": ["cloudphone.io"], "resources": ["cloudphones", "cloudphoneschedules"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["cloudphone.io"], "resources": ["cloudphones/status", "cloudphoneschedules/status"], "verbs": ["patch"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
 CREDENTIALS_RULES = [
@@ -151,6 +151,8 @@ def test_rbac_is_exactly_the_least_privilege_set_of_the_install_docs():
     for row in [
         "| `cloudphone.io` | `cloudphones` | `get`, `list`, `watch` |",
         "| `cloudphone.io` | `cloudphones/status` | `patch` |",
+        "| `cloudphone.io` | `cloudphoneschedules` | `get`, `list`, `watch` |",
+        "| `cloudphone.io` | `cloudphoneschedules/status` | `patch` |",
         "| `events.k8s.io` | `events` | `create`, `patch` |",
         "| `coordination.k8s.io` | `leases` | `get`, `create`, `update` |",
         "| (core) | `secrets` | `get`, `list`, `watch` |",

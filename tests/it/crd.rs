@@ -255,12 +255,16 @@ fn a_loaded_phone_names_its_user_and_the_user_id_follows_the_vendors_alphabet() 
         .map(|r| r["rule"].as_str().unwrap())
         .collect();
     assert!(
-        rules.contains(&"self.lifecycle != 'Loaded' || has(self.userId)"),
+        rules.contains(&"!(self.lifecycle in ['Loaded', 'Scheduled']) || has(self.userId)"),
+        "{rules:?}"
+    );
+    assert!(
+        rules.contains(&"(self.lifecycle == 'Scheduled') == has(self.scheduleRef)"),
         "{rules:?}"
     );
     assert_eq!(
         spec["properties"]["lifecycle"]["enum"],
-        json!(["Observed", "BackedUp", "Loaded"])
+        json!(["Observed", "BackedUp", "Loaded", "Scheduled"])
     );
 }
 

@@ -66,6 +66,7 @@ struct Extra {
 }
 
 const ACCOUNTS: &str = "/apis/cloudphone.io/v1alpha1/cloudphoneaccounts";
+const SCHEDULES: &str = "/apis/cloudphone.io/v1alpha1/cloudphoneschedules";
 
 /// Like [`cluster`], but its watches stay silent: the watch cache never sees a write.
 fn cluster_with_a_stuck_watch(phones: Vec<Value>) -> (kube::Client, Requests) {
@@ -456,6 +457,7 @@ async fn metrics_and_health_endpoints_answer() {
         )],
         oldest_unbacked: 42.0,
         longest_not_ready: 7.0,
+        wave_late: 0,
     });
     let ready = Arc::new(Flag(false.into()));
     let app = router(metrics, ready.clone());
@@ -621,6 +623,7 @@ fn lifecycle_round_trips_through_json() {
             account_ref: None,
             user_id: None,
             idle_timeout: None,
+            schedule_ref: None,
         }
     );
 }
@@ -1499,15 +1502,18 @@ async fn readyz_names_an_account_feed_that_never_synced_and_stays_ready() {
             && body.contains("note: the CloudPhoneAccount feed has not synced")
             && body.contains("spec.accountRef wait")
             && body.contains("failing: cloudphoneaccounts: failed to perform initial object list")
-            && body.contains("404"),
+            && body.contains("404")
+            && body.contains("note: the CloudPhoneSchedule watch has not synced")
+            && body.contains("Scheduled phones are held"),
         "{body}"
     );
     stop_run(stop, running).await;
 
-    // The accounts, namespaces and Secrets list: the note goes.
+    // The accounts, schedules, namespaces and Secrets list: the notes go.
     let extra = Extra {
         lists: vec![
             (ACCOUNTS, list("CloudPhoneAccountList", vec![])),
+            (SCHEDULES, list("CloudPhoneScheduleList", vec![])),
             ("/api/v1/namespaces", list("NamespaceList", vec![])),
             (
                 "/api/v1/namespaces/default/secrets",

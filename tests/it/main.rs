@@ -22,6 +22,7 @@ mod kube;
 mod leader;
 mod loaded;
 mod parking;
+mod schedules;
 mod signing;
 mod simulator;
 mod summary;

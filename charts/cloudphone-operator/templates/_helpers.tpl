@@ -31,13 +31,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{/* The rules on CloudPhones and their events: least privilege. */}}
+{{/* The rules on CloudPhones, CloudPhoneSchedules and their events: least privilege. */}}
 {{- define "cloudphone-operator.phoneRules" -}}
 - apiGroups: ["cloudphone.io"]
-  resources: ["cloudphones"]
+  resources: ["cloudphones", "cloudphoneschedules"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["cloudphone.io"]
-  resources: ["cloudphones/status"]
+  resources: ["cloudphones/status", "cloudphoneschedules/status"]
   verbs: ["patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

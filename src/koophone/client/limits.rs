@@ -79,6 +79,13 @@ impl Limits {
 }
 
 impl Client {
+    /// The calls of one action (a backup, a prepare) this client may start per second, when its
+    /// rate is bounded: the wider spacing actions keep, so that status queries keep the rest.
+    pub fn action_calls_per_second(&self) -> Option<f64> {
+        let gap = self.limits.backup_spacing.as_ref()?.gap;
+        (!gap.is_zero()).then(|| 1.0 / gap.as_secs_f64())
+    }
+
     /// Holds every call of this client until `delay` from now (a 429: the vendor's flow control
     /// is per account, so one chunk's 429 pauses them all).
     pub(super) fn pause(&self, delay: Duration) {

@@ -6,13 +6,15 @@
 //! - `term`: the memory across ticks (terms, the intents record, writes the cache lags);
 //! - `act`: the vendor actions, one path for every action; `pending`: an account's planned actions
 //!   gathered across its chunks into full calls; `writes`: status writes and events;
-//! - `report`: account reports, fleet gauges and the tick's metrics.
+//! - `report`: account reports, fleet gauges and the tick's metrics; `schedules`: the
+//!   CloudPhoneSchedules' statuses after a whole tick.
 
 use super::accounts::{AccountsFeed, Binding, Tenants, TickAccounts, resolve_projects};
 use super::batcher::{ActionCall, Batcher};
 use super::breaker::{BreakerConfig, Breakers};
 use super::fence::LeaseFence;
 use super::intents_record::{IntentsRecord, MemoryIntentsRecord, RecordError};
+use super::schedules::{ScheduleSource, TickSchedules};
 use super::store::{ObjectId, PhoneStore, WriteError, object_id};
 use super::synced::{FailureMemory, SyncedAfter};
 use super::tick::{Frame, Group, Outcome, Sent, TickReport, Written};
@@ -37,14 +39,15 @@ mod act;
 mod leading;
 mod pending;
 mod report;
+mod schedules;
 mod steps;
 mod term;
 mod trigger;
 mod writes;
 
 use pending::Pending;
-use report::fleet_gauges;
-use steps::{account_chunks, account_views, bind, log_tick};
+use report::{fleet_gauges, phases_after};
+use steps::{account_chunks, account_views, bind, link_schedules, log_tick};
 use term::Recall;
 use trigger::Asked;
 pub use trigger::Trigger;
@@ -72,6 +75,8 @@ pub struct EngineConfig {
     /// How long after the engine starts the phones that wait for the account watches to sync
     /// (those naming a CloudPhoneAccount) wait untouched; then they are told `AccountNotReady`.
     pub account_feed_patience: Duration,
+    /// The interval of whole ticks: how many a schedule's wave spans, for its projected pace.
+    pub tick_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -92,6 +97,7 @@ impl Default for EngineConfig {
             // A reconcile request in a loop costs one early tick (of its own phones) per 10 s.
             min_tick_spacing: Duration::from_secs(10),
             account_feed_patience: ACCOUNT_FEED_PATIENCE,
+            tick_interval: Duration::from_secs(30),
         }
     }
 }
@@ -123,6 +129,8 @@ pub struct Engine<S> {
     metrics: Option<Arc<Metrics>>,
     /// The CloudPhoneAccounts; `None`: none exist (phones naming one are told so).
     accounts: Option<AccountsFeed>,
+    /// The CloudPhoneSchedules; `None`: none exist (phones naming one are told so).
+    schedules: Option<Arc<dyn ScheduleSource>>,
     /// The namespaces whose phones without `spec.accountRef` may use the operator's own
     /// credentials; `None`: every watched namespace.
     own_tenants: Option<Tenants>,
@@ -160,6 +168,7 @@ impl<S: PhoneStore> Engine<S> {
             write_slots,
             metrics: None,
             accounts: None,
+            schedules: None,
             own_tenants: None,
             own_allowed_users: None,
             warned_open_own_account: std::sync::atomic::AtomicBool::new(false),
@@ -179,6 +188,13 @@ impl<S: PhoneStore> Engine<S> {
     /// Calls the phones that name a CloudPhoneAccount under that account, as `accounts` shows them.
     pub fn with_accounts(mut self, accounts: AccountsFeed) -> Engine<S> {
         self.accounts = Some(accounts);
+        self
+    }
+
+    /// Follows the CloudPhoneSchedules of `schedules` for the `Scheduled` phones, and writes their
+    /// statuses after each whole tick.
+    pub fn with_schedules(mut self, schedules: Arc<dyn ScheduleSource>) -> Engine<S> {
+        self.schedules = Some(schedules);
         self
     }
 
@@ -279,7 +295,16 @@ impl<S: PhoneStore> Engine<S> {
         let bindings = bind(&accounts, &snapshot);
         let batchers = self.batchers(&accounts);
         let frame = self.frame(&snapshot, term);
-        let views = account_views(&snapshot, &bindings, &accounts);
+        let schedules = TickSchedules::read(
+            self.schedules.as_deref(),
+            Timestamp::now(),
+            self.config.plan.restore_estimate,
+        );
+        let views = link_schedules(
+            account_views(&snapshot, &bindings, &accounts),
+            &snapshot,
+            &schedules,
+        );
         let plan::Dispositions {
             each: dispositions,
             queried,
@@ -340,7 +365,13 @@ impl<S: PhoneStore> Engine<S> {
                 "tick deadline reached: the unfinished chunks are cut, and the next tick starts with them"
             );
         }
-        let fleet = fleet_gauges(&frame, &groups, Timestamp::now());
+        let phases = phases_after(&frame, &groups);
+        let mut fleet = fleet_gauges(&frame, &phases, Timestamp::now());
+        if only.is_none() {
+            fleet.wave_late = self
+                .write_schedules(&schedules, &snapshot, &phases, (&accounts, &bindings))
+                .await;
+        }
         let durations: Vec<(plan::Action, f64)> = groups
             .iter()
             .flat_map(|g| g.durations.iter().copied())

@@ -8,17 +8,9 @@ use super::*;
 /// the longest time without `Ready=True` as the snapshot shows it.
 pub(super) fn fleet_gauges(
     frame: &Frame<'_>,
-    groups: &[Group<'_>],
+    phases: &[crate::api::Phase],
     now: Timestamp,
 ) -> crate::metrics::Fleet {
-    let mut phases: Vec<crate::api::Phase> = frame
-        .snapshot
-        .iter()
-        .map(|p| p.status.as_ref().map(|s| s.phase).unwrap_or_default())
-        .collect();
-    for &(i, phase) in groups.iter().flat_map(|g| &g.phases) {
-        phases[i] = phase;
-    }
     type Key<'k> = (
         crate::api::Phase,
         crate::api::Lifecycle,
@@ -30,7 +22,7 @@ pub(super) fn fleet_gauges(
     let mut run: Option<(Key<'_>, i64)> = None;
     let mut oldest = 0.0f64;
     let mut longest_not_ready = 0.0f64;
-    for (phone, phase) in frame.snapshot.iter().zip(phases) {
+    for (phone, &phase) in frame.snapshot.iter().zip(phases) {
         if let Some(since) = phone.status.as_ref().and_then(not_ready_since) {
             longest_not_ready = longest_not_ready.max(now.duration_since(since).as_secs_f64());
         }
@@ -90,7 +82,22 @@ pub(super) fn fleet_gauges(
         phones,
         oldest_unbacked: oldest,
         longest_not_ready,
+        wave_late: 0,
     }
+}
+
+/// Every phone's phase after a tick: what its groups observed, else what the snapshot showed (a
+/// phone of a chunk the deadline cut counts as it was).
+pub(super) fn phases_after(frame: &Frame<'_>, groups: &[Group<'_>]) -> Vec<crate::api::Phase> {
+    let mut phases: Vec<crate::api::Phase> = frame
+        .snapshot
+        .iter()
+        .map(|p| p.status.as_ref().map(|s| s.phase).unwrap_or_default())
+        .collect();
+    for &(i, phase) in groups.iter().flat_map(|g| &g.phases) {
+        phases[i] = phase;
+    }
+    phases
 }
 
 /// Since when a status's `Ready` has not been `True`; `None` while it is, or while the phone is

@@ -52,6 +52,22 @@ pub(super) fn account_views<'a>(
         .collect()
 }
 
+/// The views with each `Scheduled` phone's schedule at this tick (read once per schedule).
+pub(super) fn link_schedules<'a>(
+    views: Vec<PhoneView<'a>>,
+    snapshot: &'a [Arc<CloudPhone>],
+    schedules: &'a TickSchedules,
+) -> Vec<PhoneView<'a>> {
+    views
+        .into_iter()
+        .zip(snapshot)
+        .map(|(view, phone)| match phone.spec.lifecycle {
+            crate::api::Lifecycle::Scheduled => view.with_schedule(schedules.link(phone)),
+            _ => view,
+        })
+        .collect()
+}
+
 /// The tick's one log line.
 pub(super) fn log_tick(report: &TickReport) {
     info!(

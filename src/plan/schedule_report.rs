@@ -1,0 +1,288 @@
+//! A `CloudPhoneSchedule`'s status after a tick: what holds, its next change, its phones by state,
+//! when its wake is projected ready at the account's pace (and `PrewarmAtRisk` when that is after
+//! the window's start), its wave's anchor, and `Valid`. `reconciler` writes it.
+
+use super::schedule::Why;
+use super::scheduled::{ScheduleState, ScheduleTick};
+use crate::api::{CloudPhoneScheduleStatus, Lifecycle, Phase, ScheduleCounts, Transition};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use std::time::Duration;
+
+/// The `Valid` condition: the zone is known, the times parse, the exceptions do not overlap.
+pub const VALID: &str = "Valid";
+/// The `PrewarmAtRisk` condition: the wake cannot be ready by the window's start at the pace.
+pub const PREWARM_AT_RISK: &str = "PrewarmAtRisk";
+
+/// The phones of one schedule after a tick.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SchedulePhones {
+    pub counts: ScheduleCounts,
+    /// Phones not loaded although the window (or a Loaded exception) has started: a late wave.
+    pub late: i32,
+    /// The vendor calls its wake takes: one per 100 phones of each user.
+    pub wake_calls: usize,
+    /// The calls per second its account allows, when bounded (the slowest of its accounts).
+    pub pace: Option<f64>,
+}
+
+impl SchedulePhones {
+    /// Counts one phone observed in `phase`.
+    pub fn count(&mut self, phase: Phase) {
+        let c = &mut self.counts;
+        match phase {
+            Phase::DataLoaded | Phase::Streaming => c.loaded += 1,
+            Phase::Idle => c.parked += 1,
+            Phase::Restoring | Phase::BackingUp => c.preparing += 1,
+            Phase::RestoreFailed | Phase::BackupFailed => c.failed += 1,
+            _ => {}
+        }
+    }
+}
+
+/// The instant a schedule's phones should be ready by, when its verdict at `now` keeps them loaded
+/// (a window's start, an exception's start) or will next (a lead after the next wake).
+fn ready_by(tick: &ScheduleTick) -> Option<Timestamp> {
+    let ScheduleState::Active(active) = &tick.state else {
+        return None;
+    };
+    match (
+        &active.verdict.why,
+        active.verdict.lifecycle,
+        active.verdict.next,
+    ) {
+        (Why::Window { start, .. }, Lifecycle::Loaded, _) => Some(*start),
+        (Why::Exception(_), Lifecycle::Loaded, _) => active.verdict.since,
+        (_, _, Some((at, Lifecycle::Loaded))) => Some(
+            at.checked_add(SignedDuration::try_from(active.lead).ok()?)
+                .ok()?,
+        ),
+        _ => None,
+    }
+}
+
+/// True when the schedule's phones should be loaded at `now` and its start has passed: a phone not
+/// loaded then is late.
+pub fn should_be_ready(tick: &ScheduleTick, now: Timestamp) -> bool {
+    let ScheduleState::Active(active) = &tick.state else {
+        return false;
+    };
+    !tick.dry_run
+        && active.verdict.lifecycle == Lifecycle::Loaded
+        && ready_by(tick).is_some_and(|by| by <= now)
+}
+
+/// When the last phone of the schedule's current or next wake is projected ready: its spread, or
+/// the time its calls take at the account's pace when longer, plus a restore.
+fn projected_ready_at(tick: &ScheduleTick, phones: &SchedulePhones) -> Option<Timestamp> {
+    let ScheduleState::Active(active) = &tick.state else {
+        return None;
+    };
+    let from = match (active.verdict.lifecycle, active.verdict.next) {
+        (Lifecycle::Loaded, _) => active.wave.from.0,
+        (_, Some((at, Lifecycle::Loaded))) => at,
+        _ => return None,
+    };
+    let spread = match active.verdict.lifecycle {
+        Lifecycle::Loaded => active.spread,
+        _ => active.lead.saturating_sub(active.restore),
+    };
+    let paced = phones.pace.map_or(Duration::ZERO, |cps| {
+        Duration::from_secs_f64(phones.wake_calls as f64 / cps.max(0.001))
+    });
+    let last = spread.max(paced) + active.restore;
+    from.checked_add(SignedDuration::try_from(last).ok()?).ok()
+}
+
+fn condition(
+    old: Option<&CloudPhoneScheduleStatus>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let old = old.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
+    let transition = match old {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Time(super::whole_seconds(now)),
+    };
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: transition,
+    }
+}
+
+/// The status a schedule should show after a tick, or `None` when it shows it already.
+pub fn schedule_status(
+    tick: &ScheduleTick,
+    generation: Option<i64>,
+    old: Option<&CloudPhoneScheduleStatus>,
+    phones: &SchedulePhones,
+    now: Timestamp,
+) -> Option<CloudPhoneScheduleStatus> {
+    let (valid, current, next, wave) = match &tick.state {
+        ScheduleState::Invalid(why) => (
+            condition(
+                old,
+                VALID,
+                "False",
+                "InvalidSpec",
+                format!("{why}: its phones are kept as they are"),
+                generation,
+                now,
+            ),
+            None,
+            None,
+            None,
+        ),
+        ScheduleState::Suspended => (
+            condition(
+                old,
+                VALID,
+                "True",
+                "Suspended",
+                "spec.suspend: its phones are kept as they are".into(),
+                generation,
+                now,
+            ),
+            Some("Suspended".to_owned()),
+            None,
+            None,
+        ),
+        ScheduleState::Active(active) => (
+            condition(old, VALID, "True", "Valid", String::new(), generation, now),
+            Some(active.current.clone()),
+            active.verdict.next.map(|(at, lifecycle)| Transition {
+                at: Time(super::whole_seconds(at)),
+                lifecycle,
+            }),
+            Some(active.wave.clone()),
+        ),
+    };
+    let projected = projected_ready_at(tick, phones);
+    let by = ready_by(tick);
+    let at_risk = match (projected, by) {
+        (Some(projected), Some(by)) if projected > by => condition(
+            old,
+            PREWARM_AT_RISK,
+            "True",
+            "PaceTooSlow",
+            format!(
+                "the wake's {} calls, spread and a restore end at {}, after the start at {by}: raise the account's limits or spec.prewarmLead",
+                phones.wake_calls,
+                super::whole_seconds(projected)
+            ),
+            generation,
+            now,
+        ),
+        _ => condition(
+            old,
+            PREWARM_AT_RISK,
+            "False",
+            "OnTime",
+            String::new(),
+            generation,
+            now,
+        ),
+    };
+    let status = CloudPhoneScheduleStatus {
+        observed_generation: generation,
+        current_window: current,
+        next_transition: next,
+        counts: phones.counts.clone(),
+        projected_ready_at: projected.map(|t| Time(super::whole_seconds(t))),
+        wave,
+        conditions: vec![valid, at_risk],
+    };
+    (old != Some(&status)).then_some(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CloudPhoneSchedule, CloudPhoneScheduleSpec, ScheduleWindow, Weekday};
+
+    fn utc(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn office(lead: &str) -> CloudPhoneSchedule {
+        let mut s = CloudPhoneSchedule::new(
+            "office",
+            CloudPhoneScheduleSpec {
+                time_zone: "Europe/Berlin".into(),
+                windows: vec![ScheduleWindow {
+                    days: vec![Weekday::Wed],
+                    start: "08:00".into(),
+                    end: "20:00".into(),
+                }],
+                exceptions: vec![],
+                prewarm_lead: Some(lead.into()),
+                suspend: false,
+                dry_run: false,
+            },
+        );
+        s.metadata.namespace = Some("team".into());
+        s
+    }
+
+    fn reason<'s>(s: &'s CloudPhoneScheduleStatus, type_: &str) -> (&'s str, &'s str) {
+        let c = s.conditions.iter().find(|c| c.type_ == type_).unwrap();
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn a_wake_the_pace_cannot_finish_before_the_start_is_at_risk() {
+        // Wednesday 2026-07-01, 05:00Z: the next wake at 05:30Z, the start at 06:00Z (08:00 CEST).
+        let now = utc("2026-07-01T05:00:00Z");
+        let tick = ScheduleTick::read(&office("30m"), now, crate::plan::RESTORE_ESTIMATE);
+        let mut phones = SchedulePhones {
+            wake_calls: 100,
+            pace: Some(1.0),
+            ..Default::default()
+        };
+        let s = schedule_status(&tick, Some(1), None, &phones, now).unwrap();
+        assert_eq!(reason(&s, VALID), ("True", "Valid"));
+        assert_eq!(reason(&s, PREWARM_AT_RISK), ("False", "OnTime"));
+        assert_eq!(s.current_window.as_deref(), Some("Outside"));
+        assert_eq!(
+            s.next_transition.as_ref().map(|t| (t.at.0, t.lifecycle)),
+            Some((utc("2026-07-01T05:30:00Z"), Lifecycle::Loaded))
+        );
+        assert_eq!(
+            s.projected_ready_at.as_ref().map(|t| t.0),
+            Some(utc("2026-07-01T06:00:00Z"))
+        );
+        // A hundred times the calls at the same pace: about 2h47m of calls.
+        phones.wake_calls = 10_000;
+        let risky = schedule_status(&tick, Some(1), Some(&s), &phones, now).unwrap();
+        assert_eq!(reason(&risky, PREWARM_AT_RISK), ("True", "PaceTooSlow"));
+        // Nothing changed: no write.
+        assert_eq!(
+            schedule_status(&tick, Some(1), Some(&risky), &phones, now),
+            None
+        );
+    }
+
+    #[test]
+    fn an_unknown_zone_is_not_valid_and_keeps_no_wave() {
+        let mut bad = office("30m");
+        bad.spec.time_zone = "Mars/Olympus".into();
+        let now = utc("2026-07-01T05:00:00Z");
+        let tick = ScheduleTick::read(&bad, now, crate::plan::RESTORE_ESTIMATE);
+        let s = schedule_status(&tick, Some(2), None, &SchedulePhones::default(), now).unwrap();
+        let c = s.conditions.iter().find(|c| c.type_ == VALID).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "InvalidSpec")
+        );
+        assert!(c.message.contains("Mars/Olympus"), "{}", c.message);
+        assert_eq!(s.wave, None);
+    }
+}

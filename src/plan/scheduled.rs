@@ -1,0 +1,443 @@
+//! A `Scheduled` phone's schedule at a tick: each `CloudPhoneSchedule` read once per tick
+//! ([`ScheduleTick`]: its verdict and the wave that carries the verdict's last change out), and
+//! what that makes of one phone ([`scheduled`]): the lifecycle it is kept at, or a hold (no call).
+
+use super::effective::Effective;
+use super::schedule::{self, Schedule, Verdict, Why};
+use crate::api::{
+    CloudPhoneSchedule, CloudPhoneStatus, EffectiveReason, Lifecycle, Phase, WaveAnchor,
+};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::time::Duration;
+
+/// How late after a schedule's edge the operator may first act on it and still spread the wave
+/// from the edge itself (a tick, a slow one, a short restart); later, it spreads from then.
+pub const EDGE_SLACK: Duration = Duration::from_secs(120);
+
+/// The default time a restore is taken to last (`--restore-estimate`): a window's wakes end this
+/// long before its start, so that the last phone woken is ready by it.
+pub const RESTORE_ESTIMATE: Duration = Duration::from_secs(300);
+
+/// One schedule at a tick.
+#[derive(Clone, Debug)]
+pub struct ScheduleTick {
+    /// `namespace/name`.
+    pub key: String,
+    pub dry_run: bool,
+    pub state: ScheduleState,
+}
+
+/// Where a schedule stands at a tick.
+#[derive(Clone, Debug)]
+pub enum ScheduleState {
+    /// Its spec does not make a schedule (why): its phones are held as they are.
+    Invalid(String),
+    /// `spec.suspend`: its phones are held as they are.
+    Suspended,
+    /// In force.
+    Active(Active),
+}
+
+/// A schedule in force at a tick.
+#[derive(Clone, Debug)]
+pub struct Active {
+    pub verdict: Verdict,
+    /// The exception in force, by name, when the verdict is one.
+    pub exception: Option<String>,
+    /// The wave carrying out the verdict's last change: its edge and where its spread starts.
+    pub wave: WaveAnchor,
+    /// What each phone's turn is spread over from `wave.from`.
+    pub spread: Duration,
+    /// The lead its windows are woken with.
+    pub lead: Duration,
+    /// The time a restore is taken to last.
+    pub restore: Duration,
+    /// What holds, for a person: `Window 08:00-20:00`, `Exception <name>`, `Outside`.
+    pub current: String,
+}
+
+impl ScheduleTick {
+    /// Reads `schedule` at `now`: its verdict, and the wave the stored anchor (in its status) or
+    /// `now` starts; a restore taken to last `restore`.
+    pub fn read(schedule: &CloudPhoneSchedule, now: Timestamp, restore: Duration) -> ScheduleTick {
+        let key = format!(
+            "{}/{}",
+            schedule.metadata.namespace.as_deref().unwrap_or_default(),
+            schedule.metadata.name.as_deref().unwrap_or_default()
+        );
+        let state = match schedule::read(&schedule.spec) {
+            Err(why) => ScheduleState::Invalid(why),
+            Ok(_) if schedule.spec.suspend => ScheduleState::Suspended,
+            Ok(s) => ScheduleState::Active(active(
+                &s,
+                schedule.status.as_ref().and_then(|st| st.wave.as_ref()),
+                now,
+                restore,
+            )),
+        };
+        ScheduleTick {
+            key,
+            dry_run: schedule.spec.dry_run,
+            state,
+        }
+    }
+}
+
+/// The schedule `s` in force at `now`, its wave anchored at `stored` when that carries the same
+/// edge.
+pub fn active(
+    s: &Schedule,
+    stored: Option<&WaveAnchor>,
+    now: Timestamp,
+    restore: Duration,
+) -> Active {
+    let verdict = s.verdict(now);
+    let exception = match verdict.why {
+        Why::Exception(i) => s.exceptions.get(i).map(|e| e.name.clone()),
+        _ => None,
+    };
+    let wave = anchor(stored, verdict.since, now);
+    let lead = s.prewarm_lead.min(schedule::MAX_PREWARM_LEAD);
+    let spread = match verdict.lifecycle {
+        // NB: wakes end a restore before the spread's end: at a window's own edge (a lead before its
+        // start), a restore before the start.
+        Lifecycle::Loaded => lead.saturating_sub(restore),
+        _ => lead,
+    };
+    let local = |t: Timestamp| t.to_zoned(s.tz.clone()).strftime("%H:%M").to_string();
+    let current = match (&verdict.why, &exception) {
+        (Why::Window { start, end }, _) => format!("Window {}-{}", local(*start), local(*end)),
+        (Why::Exception(_), Some(name)) => format!("Exception {name}"),
+        _ => "Outside".to_owned(),
+    };
+    Active {
+        verdict,
+        exception,
+        wave,
+        spread,
+        lead,
+        restore,
+        current,
+    }
+}
+
+/// Where the wave of the change at `since` starts: where `stored` says when it carries that edge
+/// (an operator restarted mid-wave resumes it); the edge itself when `now` is within
+/// [`EDGE_SLACK`] of it; `now` otherwise (acted on first mid-window: spread from now, never all at
+/// once). A schedule with no edge in sight keeps its first anchor.
+pub fn anchor(stored: Option<&WaveAnchor>, since: Option<Timestamp>, now: Timestamp) -> WaveAnchor {
+    let edge = since.map(super::whole_seconds);
+    if let Some(stored) = stored
+        && (edge.is_none() || edge == Some(stored.edge.0))
+    {
+        return stored.clone();
+    }
+    let edge = edge.unwrap_or_else(|| super::whole_seconds(now));
+    let slack = jiff::SignedDuration::try_from(EDGE_SLACK).unwrap_or_default();
+    let from = if now.duration_since(edge) <= slack {
+        edge
+    } else {
+        super::whole_seconds(now)
+    };
+    WaveAnchor {
+        edge: Time(edge),
+        from: Time(from),
+    }
+}
+
+/// What a `Scheduled` phone's schedule makes of it at a tick.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kept {
+    /// Kept at this: the lifecycle's rules act on it.
+    At(Effective),
+    /// Held where it is, with no call: shown as this, the Ready condition `ready` (reason,
+    /// status, message) when the hold has one, else left as it was.
+    Held {
+        shown: Effective,
+        ready: Option<(&'static str, &'static str, String)>,
+    },
+}
+
+/// Ready reason of a phone whose schedule is missing.
+pub const SCHEDULE_NOT_FOUND: &str = "ScheduleNotFound";
+/// Ready reason of a phone whose schedule is not valid.
+pub const SCHEDULE_INVALID: &str = "ScheduleInvalid";
+/// Ready reason of a phone whose schedule is suspended.
+pub const SCHEDULE_SUSPENDED: &str = "ScheduleSuspended";
+/// Ready reason of a phone whose schedule is a dry run.
+pub const DRY_RUN: &str = "DryRun";
+
+/// Where a phone's schedule stands, as the tick found it.
+#[derive(Clone, Copy, Debug)]
+pub enum ScheduleLink<'a> {
+    /// The schedules' watch has not synced (the CRD missing, say): nothing is known.
+    NotSynced,
+    /// No such schedule in the phone's namespace.
+    Missing,
+    Found(&'a ScheduleTick),
+}
+
+/// What the schedule of a phone (uid `uid`, status before this tick `status`, observed `phase`)
+/// makes of it at `now`: the schedule's lifecycle once the phone's turn in the wave has come; held
+/// as it was before then, and whenever the schedule cannot be followed (missing, not valid,
+/// suspended, not synced: fail closed, no mass action).
+pub fn scheduled(
+    link: ScheduleLink<'_>,
+    name: &str,
+    uid: Option<&str>,
+    status: &CloudPhoneStatus,
+    phase: Phase,
+    now: Timestamp,
+) -> Kept {
+    let shown = as_it_was(status, phase);
+    let hold = |reason: &'static str, status: &'static str, message: String| Kept::Held {
+        shown,
+        ready: Some((reason, status, message)),
+    };
+    let tick = match link {
+        ScheduleLink::NotSynced => {
+            return hold(
+                SCHEDULE_NOT_FOUND,
+                "False",
+                format!(
+                    "the CloudPhoneSchedule watch has not synced (is the CRD installed?): spec.scheduleRef {name} is not known yet; the phone is kept as it is"
+                ),
+            );
+        }
+        ScheduleLink::Missing => {
+            return hold(
+                SCHEDULE_NOT_FOUND,
+                "False",
+                format!(
+                    "spec.scheduleRef names CloudPhoneSchedule {name}, which does not exist in this namespace: the phone is kept as it is"
+                ),
+            );
+        }
+        ScheduleLink::Found(tick) => tick,
+    };
+    let active = match &tick.state {
+        ScheduleState::Invalid(why) => {
+            return hold(
+                SCHEDULE_INVALID,
+                "False",
+                format!(
+                    "CloudPhoneSchedule {name} is not valid ({why}): the phone is kept as it is"
+                ),
+            );
+        }
+        ScheduleState::Suspended => {
+            return hold(
+                SCHEDULE_SUSPENDED,
+                "True",
+                format!("CloudPhoneSchedule {name} is suspended: the phone is kept as it is"),
+            );
+        }
+        ScheduleState::Active(active) => active,
+    };
+    let verdict = &active.verdict;
+    let target = Effective {
+        lifecycle: verdict.lifecycle,
+        reason: match verdict.why {
+            Why::Window { .. } => EffectiveReason::ScheduleWindow,
+            Why::Outside => EffectiveReason::OutsideWindow,
+            Why::Exception(_) => EffectiveReason::Exception,
+        },
+        next: verdict.next,
+    };
+    if status.effective_lifecycle == Some(target.lifecycle) {
+        return Kept::At(target);
+    }
+    let turn = schedule::spread_at(active.wave.from.0, active.spread, uid.unwrap_or_default());
+    if now >= turn {
+        return Kept::At(target);
+    }
+    Kept::Held {
+        shown: Effective {
+            next: Some((turn, target.lifecycle)),
+            ..shown
+        },
+        ready: None,
+    }
+}
+
+/// What a phone was kept at before this tick: its last effective lifecycle, or for a phone never
+/// planned, what its data shows (loaded or not).
+fn as_it_was(status: &CloudPhoneStatus, phase: Phase) -> Effective {
+    let lifecycle = status.effective_lifecycle.unwrap_or(match phase {
+        Phase::DataLoaded | Phase::Streaming | Phase::Restoring => Lifecycle::Loaded,
+        _ => Lifecycle::BackedUp,
+    });
+    Effective {
+        lifecycle,
+        reason: status.effective_reason.unwrap_or(EffectiveReason::Declared),
+        next: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CloudPhoneScheduleSpec, ScheduleWindow, Weekday};
+
+    fn utc(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// Every day 08:00-20:00 in Berlin, woken 30 minutes ahead.
+    fn office() -> CloudPhoneSchedule {
+        let mut s = CloudPhoneSchedule::new(
+            "office",
+            CloudPhoneScheduleSpec {
+                time_zone: "Europe/Berlin".into(),
+                windows: vec![ScheduleWindow {
+                    days: vec![
+                        Weekday::Mon,
+                        Weekday::Tue,
+                        Weekday::Wed,
+                        Weekday::Thu,
+                        Weekday::Fri,
+                        Weekday::Sat,
+                        Weekday::Sun,
+                    ],
+                    start: "08:00".into(),
+                    end: "20:00".into(),
+                }],
+                exceptions: vec![],
+                prewarm_lead: None,
+                suspend: false,
+                dry_run: false,
+            },
+        );
+        s.metadata.namespace = Some("team".into());
+        s
+    }
+
+    fn backed_up() -> CloudPhoneStatus {
+        CloudPhoneStatus {
+            effective_lifecycle: Some(Lifecycle::BackedUp),
+            effective_reason: Some(EffectiveReason::OutsideWindow),
+            ..Default::default()
+        }
+    }
+
+    fn turns(tick: &ScheduleTick, now: Timestamp) -> Vec<Timestamp> {
+        (0..1000)
+            .filter_map(|i| {
+                match scheduled(
+                    ScheduleLink::Found(tick),
+                    "office",
+                    Some(&format!("uid-{i}")),
+                    &backed_up(),
+                    Phase::Idle,
+                    now,
+                ) {
+                    Kept::Held { shown, .. } => shown.next.map(|(at, _)| at),
+                    Kept::At(_) => Some(now),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_window_start_wakes_each_phone_at_its_turn_a_restore_before_the_start() {
+        // 2026-07-01 in Berlin (CEST): the wave starts 07:30 (05:30Z), ready by 08:00 (06:00Z).
+        let at_edge = utc("2026-07-01T05:30:10Z");
+        let tick = ScheduleTick::read(&office(), at_edge, RESTORE_ESTIMATE);
+        let ScheduleState::Active(active) = &tick.state else {
+            panic!("active")
+        };
+        assert_eq!(
+            active.wave.from.0,
+            utc("2026-07-01T05:30:00Z"),
+            "from the edge"
+        );
+        let turns = turns(&tick, at_edge);
+        assert!(turns.iter().all(|t| *t < utc("2026-07-01T05:55:00Z")));
+        let now_or_before = turns.iter().filter(|t| **t <= at_edge).count();
+        assert!(now_or_before < 30, "{now_or_before} of 1000 at once");
+    }
+
+    #[test]
+    fn a_schedule_first_acted_on_mid_window_spreads_from_then_and_a_stored_anchor_resumes() {
+        let mid = utc("2026-07-01T10:00:00Z");
+        let tick = ScheduleTick::read(&office(), mid, RESTORE_ESTIMATE);
+        let ScheduleState::Active(active) = &tick.state else {
+            panic!("active")
+        };
+        assert_eq!(active.wave.edge.0, utc("2026-07-01T05:30:00Z"));
+        assert_eq!(active.wave.from.0, mid, "spread from now");
+        let turns = turns(&tick, mid);
+        assert!(
+            turns.iter().filter(|t| **t <= mid).count() < 30,
+            "no mass wake"
+        );
+        // Restarted ten minutes later with the anchor in the status: the same turns.
+        let mut stored = office();
+        stored.status = Some(crate::api::CloudPhoneScheduleStatus {
+            wave: Some(active.wave.clone()),
+            ..Default::default()
+        });
+        let later = utc("2026-07-01T10:10:00Z");
+        let resumed = ScheduleTick::read(&stored, later, RESTORE_ESTIMATE);
+        let ScheduleState::Active(resumed) = &resumed.state else {
+            panic!("active")
+        };
+        assert_eq!(resumed.wave, active.wave);
+    }
+
+    #[test]
+    fn a_phone_whose_schedule_cannot_be_followed_is_held_as_it_was() {
+        let loaded = CloudPhoneStatus {
+            effective_lifecycle: Some(Lifecycle::Loaded),
+            effective_reason: Some(EffectiveReason::ScheduleWindow),
+            ..Default::default()
+        };
+        let mut invalid = office();
+        invalid.spec.time_zone = "Europe/Atlantis".into();
+        let mut suspended = office();
+        suspended.spec.suspend = true;
+        let night = utc("2026-07-01T22:00:00Z");
+        let invalid = ScheduleTick::read(&invalid, night, RESTORE_ESTIMATE);
+        let suspended = ScheduleTick::read(&suspended, night, RESTORE_ESTIMATE);
+        for (link, reason) in [
+            (ScheduleLink::Missing, SCHEDULE_NOT_FOUND),
+            (ScheduleLink::NotSynced, SCHEDULE_NOT_FOUND),
+            (ScheduleLink::Found(&invalid), SCHEDULE_INVALID),
+            (ScheduleLink::Found(&suspended), SCHEDULE_SUSPENDED),
+        ] {
+            let kept = scheduled(link, "office", Some("u"), &loaded, Phase::DataLoaded, night);
+            let Kept::Held { shown, ready } = kept else {
+                panic!("{reason}: held")
+            };
+            assert_eq!(shown.lifecycle, Lifecycle::Loaded, "{reason}");
+            assert_eq!(ready.map(|r| r.0), Some(reason));
+        }
+    }
+
+    #[test]
+    fn a_phone_already_switched_is_kept_and_one_outside_its_turn_is_not_moved() {
+        let tick = ScheduleTick::read(&office(), utc("2026-07-01T05:30:00Z"), RESTORE_ESTIMATE);
+        let loaded = CloudPhoneStatus {
+            effective_lifecycle: Some(Lifecycle::Loaded),
+            ..Default::default()
+        };
+        assert!(matches!(
+            scheduled(ScheduleLink::Found(&tick), "o", Some("u"), &loaded, Phase::Idle, utc("2026-07-01T05:30:00Z")),
+            Kept::At(e) if e.lifecycle == Lifecycle::Loaded
+        ));
+        // Outside the window, nobody is woken.
+        let night = ScheduleTick::read(&office(), utc("2026-07-01T22:00:00Z"), RESTORE_ESTIMATE);
+        for i in 0..100 {
+            let kept = scheduled(
+                ScheduleLink::Found(&night),
+                "o",
+                Some(&format!("u{i}")),
+                &backed_up(),
+                Phase::Idle,
+                utc("2026-07-01T22:00:00Z"),
+            );
+            assert!(matches!(kept, Kept::At(e) if e.lifecycle == Lifecycle::BackedUp));
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The CloudPhoneSchedules a tick reads: where they come from ([`ScheduleSource`]: the watch cache,
+//! or memory), each read once per tick ([`TickSchedules`]), and what their statuses say after it.
+
+use crate::api::{CloudPhone, CloudPhoneSchedule, CloudPhoneScheduleStatus, Lifecycle, Phase};
+use crate::plan::{ScheduleLink, SchedulePhones, ScheduleTick};
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Where the engine reads the CloudPhoneSchedules and writes their statuses.
+pub trait ScheduleSource: Send + Sync + 'static {
+    /// Every schedule as last seen; `None` while the watch has not synced (its CRD missing after a
+    /// `helm upgrade`, say): the phones that name one are then held as they are.
+    fn snapshot(&self) -> Option<Vec<Arc<CloudPhoneSchedule>>>;
+
+    /// Writes one schedule's `.status`, and nothing else of it.
+    fn write_status<'a>(
+        &'a self,
+        schedule: &'a CloudPhoneSchedule,
+        status: &'a CloudPhoneScheduleStatus,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Schedules kept in memory: the tests', the demo's and the benchmarks'.
+#[derive(Default)]
+pub struct MemorySchedules {
+    objects: Mutex<BTreeMap<(String, String), Arc<CloudPhoneSchedule>>>,
+    unsynced: AtomicBool,
+    writes: AtomicU64,
+}
+
+impl MemorySchedules {
+    pub fn new(schedules: impl IntoIterator<Item = CloudPhoneSchedule>) -> MemorySchedules {
+        let store = MemorySchedules::default();
+        for s in schedules {
+            store.insert(s);
+        }
+        store
+    }
+
+    /// Adds or replaces a schedule (its generation raised when its spec changed).
+    pub fn insert(&self, mut schedule: CloudPhoneSchedule) {
+        let key = key_of(&schedule);
+        let mut objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        let old_generation = objects
+            .get(&key)
+            .map(|old| (old.metadata.generation, old.spec == schedule.spec));
+        schedule.metadata.generation = match old_generation {
+            Some((generation, true)) => generation,
+            Some((generation, false)) => Some(generation.unwrap_or(0) + 1),
+            None => schedule.metadata.generation.or(Some(1)),
+        };
+        objects.insert(key, Arc::new(schedule));
+    }
+
+    pub fn remove(&self, namespace: &str, name: &str) {
+        let mut objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        objects.remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<CloudPhoneSchedule>> {
+        let objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        objects
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Makes the store say it has not synced (a missing CRD), or synced again.
+    pub fn set_synced(&self, synced: bool) {
+        self.unsynced.store(!synced, Ordering::SeqCst);
+    }
+
+    /// Status writes so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+}
+
+impl ScheduleSource for MemorySchedules {
+    fn snapshot(&self) -> Option<Vec<Arc<CloudPhoneSchedule>>> {
+        if self.unsynced.load(Ordering::SeqCst) {
+            return None;
+        }
+        let objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        Some(objects.values().cloned().collect())
+    }
+
+    fn write_status<'a>(
+        &'a self,
+        schedule: &'a CloudPhoneSchedule,
+        status: &'a CloudPhoneScheduleStatus,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let key = key_of(schedule);
+            let mut objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(current) = objects.get(&key) else {
+                return Err(format!(
+                    "CloudPhoneSchedule {}/{} no longer exists",
+                    key.0, key.1
+                ));
+            };
+            let mut updated = (**current).clone();
+            updated.status = Some(status.clone());
+            objects.insert(key, Arc::new(updated));
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+fn key_of(schedule: &CloudPhoneSchedule) -> ScheduleKey {
+    (
+        schedule.metadata.namespace.clone().unwrap_or_default(),
+        schedule.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// A schedule's namespace and name.
+type ScheduleKey = (String, String);
+
+/// The schedules of one tick, each read once (its verdict and wave computed once per tick, not per
+/// phone).
+pub(crate) struct TickSchedules {
+    /// `None`: the watch has not synced.
+    by_key: Option<BTreeMap<ScheduleKey, (Arc<CloudPhoneSchedule>, ScheduleTick)>>,
+}
+
+impl TickSchedules {
+    /// Reads `source`'s schedules at `now` (a restore taken to last `restore`); without a source,
+    /// there are none.
+    pub(crate) fn read(
+        source: Option<&dyn ScheduleSource>,
+        now: Timestamp,
+        restore: std::time::Duration,
+    ) -> TickSchedules {
+        let snapshot = match source {
+            None => Some(Vec::new()),
+            Some(source) => source.snapshot(),
+        };
+        TickSchedules {
+            by_key: snapshot.map(|schedules| {
+                schedules
+                    .into_iter()
+                    .map(|s| {
+                        let tick = ScheduleTick::read(&s, now, restore);
+                        (key_of(&s), (s, tick))
+                    })
+                    .collect()
+            }),
+        }
+    }
+
+    /// A phone's schedule at this tick.
+    pub(crate) fn link(&self, phone: &CloudPhone) -> ScheduleLink<'_> {
+        let Some(by_key) = &self.by_key else {
+            return ScheduleLink::NotSynced;
+        };
+        let Some(name) = phone.spec.schedule_ref.as_ref().map(|r| r.name.as_str()) else {
+            return ScheduleLink::Missing;
+        };
+        let namespace = phone.metadata.namespace.as_deref().unwrap_or_default();
+        // NB: BTreeMap lookups want an owned key; a tick's Scheduled phones are few next to it.
+        match by_key.get(&(namespace.to_owned(), name.to_owned())) {
+            Some((_, tick)) => ScheduleLink::Found(tick),
+            None => ScheduleLink::Missing,
+        }
+    }
+
+    /// The schedules, with what the tick found of each one's phones: `phases` is every phone's
+    /// phase after the tick, `pace` the action calls per second of each phone's account (when
+    /// bounded), `status_calls` the status queries each tick makes of each phone's account.
+    pub(crate) fn phones<'t>(
+        &'t self,
+        snapshot: &[Arc<CloudPhone>],
+        phases: &[Phase],
+        pace: impl Fn(usize) -> Option<(f64, usize)>,
+        interval: std::time::Duration,
+        now: Timestamp,
+    ) -> Vec<(&'t CloudPhoneSchedule, &'t ScheduleTick, SchedulePhones)> {
+        let Some(by_key) = &self.by_key else {
+            return Vec::new();
+        };
+        // NB: per schedule, its phones so far and its phones per user (one call per 100 of each).
+        type Found<'k> = (SchedulePhones, BTreeMap<&'k str, usize>);
+        let mut found: BTreeMap<&ScheduleKey, Found<'_>> = BTreeMap::new();
+        for (i, phone) in snapshot.iter().enumerate() {
+            if phone.spec.lifecycle != Lifecycle::Scheduled {
+                continue;
+            }
+            let Some(name) = phone.spec.schedule_ref.as_ref().map(|r| r.name.as_str()) else {
+                continue;
+            };
+            let namespace = phone.metadata.namespace.as_deref().unwrap_or_default();
+            let Some((key, (_, tick))) =
+                by_key.get_key_value(&(namespace.to_owned(), name.to_owned()))
+            else {
+                continue;
+            };
+            let (phones, users) = found.entry(key).or_default();
+            phones.count(phases[i]);
+            if crate::plan::should_be_ready(tick, now)
+                && !matches!(phases[i], Phase::DataLoaded | Phase::Streaming)
+            {
+                phones.late += 1;
+            }
+            *users
+                .entry(phone.spec.user_id.as_deref().unwrap_or_default())
+                .or_default() += 1;
+            if let (Some((cps, status_calls)), crate::plan::ScheduleState::Active(active)) =
+                (pace(i), &tick.state)
+            {
+                // NB: the slowest account of the schedule's phones, and the status queries its
+                // ticks make while the wave runs: they share the account's pace with the wake.
+                phones.pace = Some(phones.pace.map_or(cps, |p| p.min(cps)));
+                let ticks = active.spread.as_secs_f64() / interval.as_secs_f64().max(1.0);
+                let queries = (status_calls as f64 * ticks).ceil() as usize;
+                phones.wake_calls = phones.wake_calls.max(queries);
+            }
+        }
+        by_key
+            .iter()
+            .map(|(key, (schedule, tick))| {
+                let (mut phones, users) = found.remove(key).unwrap_or_default();
+                phones.wake_calls += users
+                    .values()
+                    .map(|n| n.div_ceil(crate::koophone::MAX_IDS_PER_CALL))
+                    .sum::<usize>();
+                (&**schedule, tick, phones)
+            })
+            .collect()
+    }
+}
