@@ -248,7 +248,24 @@ pub fn scheduled(
     if status.effective_lifecycle == Some(target.lifecycle) {
         return Kept::At(target);
     }
-    let turn = schedule::spread_at(active.wave.from.0, active.spread, uid.unwrap_or_default());
+    let uid = uid.unwrap_or_default();
+    // NB: a phone that has just joined the schedule (switched to Scheduled, or new) has no place in
+    // the schedule's wave: its turn is spread from when it is first seen, and kept in its own
+    // nextTransition, so that ten thousand phones switched in one commit are not moved at once.
+    let joining = matches!(
+        status.effective_reason,
+        None | Some(EffectiveReason::Declared)
+    );
+    let turn = if joining {
+        let latest = schedule::spread_at(super::whole_seconds(now), active.spread, uid);
+        status
+            .next_transition
+            .as_deref()
+            .filter(|next| next.lifecycle == target.lifecycle)
+            .map_or(latest, |next| next.at.0.min(latest))
+    } else {
+        schedule::spread_at(active.wave.from.0, active.spread, uid)
+    };
     if now >= turn {
         return Kept::At(target);
     }
@@ -384,6 +401,68 @@ mod tests {
             panic!("active")
         };
         assert_eq!(resumed.wave, active.wave);
+    }
+
+    #[test]
+    fn phones_switched_to_scheduled_at_once_mid_window_take_turns_kept_in_their_status() {
+        let mid = utc("2026-07-01T10:00:00Z");
+        let tick = ScheduleTick::read(&office(), mid, RESTORE_ESTIMATE);
+        let declared = CloudPhoneStatus {
+            effective_lifecycle: Some(Lifecycle::BackedUp),
+            effective_reason: Some(EffectiveReason::Declared),
+            ..Default::default()
+        };
+        let kept: Vec<Kept> = (0..1000)
+            .map(|i| {
+                scheduled(
+                    ScheduleLink::Found(&tick),
+                    "office",
+                    Some(&format!("uid-{i}")),
+                    &declared,
+                    Phase::Idle,
+                    mid,
+                )
+            })
+            .collect();
+        let at_once = kept.iter().filter(|k| matches!(k, Kept::At(_))).count();
+        assert!(
+            at_once < 10,
+            "{at_once} of 1000 switched phones woken at once"
+        );
+        // Ten minutes later, a held phone's turn is the one its status says, not one from then.
+        let (i, turn, lifecycle) = kept
+            .iter()
+            .enumerate()
+            .find_map(|(i, k)| match k {
+                Kept::Held { shown, .. } => shown
+                    .next
+                    .filter(|(at, _)| *at > utc("2026-07-01T10:15:00Z"))
+                    .map(|(at, l)| (i, at, l)),
+                Kept::At(_) => None,
+            })
+            .expect("a phone whose turn is after 10:15");
+        let written = CloudPhoneStatus {
+            next_transition: Some(Box::new(crate::api::Transition {
+                at: Time(turn),
+                lifecycle,
+            })),
+            ..declared.clone()
+        };
+        let later = utc("2026-07-01T10:10:00Z");
+        let tick = ScheduleTick::read(&office(), later, RESTORE_ESTIMATE);
+        let uid = format!("uid-{i}");
+        let again = scheduled(
+            ScheduleLink::Found(&tick),
+            "office",
+            Some(&uid),
+            &written,
+            Phase::Idle,
+            later,
+        );
+        assert!(
+            matches!(again, Kept::Held { shown, .. } if shown.next == Some((turn, lifecycle))),
+            "{again:?}"
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use crate::support;
 
 use cloudphone_operator::api::{
-    CloudPhone, CloudPhoneSchedule, CloudPhoneScheduleSpec, EffectiveReason, Lifecycle,
-    ScheduleWindow, Weekday,
+    CloudPhone, CloudPhoneSchedule, CloudPhoneScheduleSpec, CloudPhoneStatus, EffectiveReason,
+    Lifecycle, ScheduleWindow, Weekday,
 };
 use cloudphone_operator::plan::READY;
 use cloudphone_operator::reconciler::{MemorySchedules, MemoryStore};
@@ -53,13 +53,20 @@ fn schedule(name: &str, start: i64, end: i64, lead: &str) -> CloudPhoneSchedule 
     s
 }
 
-/// `n` phones on schedule `on` for user u1, their instances at `code`.
+/// `n` phones on schedule `on` for user u1, their instances at `code`, kept parked by the schedule
+/// so far (members of its waves, not phones that have just joined it).
 fn fleet(n: usize, on: &str, code: i64) -> (Vec<CloudPhone>, Vec<(String, i64)>) {
     let phones = (0..n)
         .map(|i| {
-            support::cloudphone(&format!("p{i:04}"), &format!("kp{i:04}"))
+            let mut phone = support::cloudphone(&format!("p{i:04}"), &format!("kp{i:04}"))
                 .scheduled(on, "u1")
-                .build()
+                .build();
+            phone.status = Some(CloudPhoneStatus {
+                effective_lifecycle: Some(Lifecycle::BackedUp),
+                effective_reason: Some(EffectiveReason::OutsideWindow),
+                ..Default::default()
+            });
+            phone
         })
         .collect();
     let instances = (0..n).map(|i| (format!("kp{i:04}"), code)).collect();
@@ -309,4 +316,42 @@ async fn outside_its_window_a_phone_is_parked_but_never_while_a_user_streams() {
     );
     // Not one write to a spec or metadata: only statuses (the store counts status writes).
     assert_eq!(p0.spec.lifecycle, Lifecycle::Scheduled);
+}
+
+#[tokio::test]
+async fn a_fleet_switched_to_scheduled_in_one_commit_mid_window_is_woken_over_the_lead_not_at_once()
+{
+    let _deadline = support::deadline(
+        "a_fleet_switched_to_scheduled_in_one_commit_mid_window_is_woken_over_the_lead_not_at_once",
+    );
+    // The window has been open for an hour and its wave is long over; the phones were BackedUp
+    // (Declared) and are switched to Scheduled in one commit.
+    let schedules = Arc::new(MemorySchedules::new([schedule("office", -60, 180, "30m")]));
+    let (mut phones, instances) = fleet(2000, "office", code::IDLE);
+    for phone in &mut phones {
+        phone.status.as_mut().unwrap().effective_reason = Some(EffectiveReason::Declared);
+    }
+    let sim = support::simulator(instances).start().await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .build()
+        .with_schedules(schedules.clone());
+    engine.tick().await;
+    let woken = effective(&store, 2000, Lifecycle::Loaded);
+    assert!(woken < 40, "{woken} of 2000 switched phones woken at once");
+    // Each held phone shows its turn, within the lead from now.
+    let p = store.get(&support::key("p0003")).unwrap();
+    let next = p
+        .status
+        .as_ref()
+        .unwrap()
+        .next_transition
+        .as_ref()
+        .map(|n| n.at.0);
+    if p.status.as_ref().unwrap().effective_lifecycle == Some(Lifecycle::BackedUp) {
+        let latest = Timestamp::now() + SignedDuration::from_mins(26);
+        assert!(next.is_some_and(|at| at < latest), "{next:?}");
+    }
+    engine.tick().await;
+    assert!(effective(&store, 2000, Lifecycle::Loaded) < 60);
 }
