@@ -59,15 +59,25 @@ impl Effective {
 
 /// The precedence table, before the phone's idleness is weighed (see [`idle_wait`]):
 ///
-/// | declared   | load-until        | effective | reason       | next                |
-/// |------------|-------------------|-----------|--------------|---------------------|
-/// | `Observed` | any               | Observed  | `Declared`   | none                |
-/// | `Loaded`   | any               | Loaded    | `Declared`   | none                |
-/// | `BackedUp` | ahead of `now`    | Loaded    | `LoadUntil`  | BackedUp at its time |
-/// | `BackedUp` | past, unset, bad  | BackedUp  | `Declared`   | none                |
+/// | declared    | schedule (at the phone's turn)   | load-until       | effective | reason           | next                  |
+/// |-------------|----------------------------------|------------------|-----------|------------------|-----------------------|
+/// | `Observed`  |                                  | any              | Observed  | `Declared`       | none                  |
+/// | `Loaded`    |                                  | any              | Loaded    | `Declared`       | none                  |
+/// | `BackedUp`  |                                  | ahead of `now`   | Loaded    | `LoadUntil`      | BackedUp at its time  |
+/// | `BackedUp`  |                                  | past, unset, bad | BackedUp  | `Declared`       | none                  |
+/// | `Scheduled` | a `Loaded` exception             | any              | Loaded    | `Exception`      | the schedule's next   |
+/// | `Scheduled` | a `BackedUp` exception           | ahead of `now`   | Loaded    | `LoadUntil`      | BackedUp at its time  |
+/// | `Scheduled` | a `BackedUp` exception           | past, unset, bad | BackedUp  | `Exception`      | the schedule's next   |
+/// | `Scheduled` | inside a window (its wake on)    | any              | Loaded    | `ScheduleWindow` | the schedule's next   |
+/// | `Scheduled` | outside every window             | ahead of `now`   | Loaded    | `LoadUntil`      | BackedUp at its time  |
+/// | `Scheduled` | outside every window             | past, unset, bad | BackedUp  | `OutsideWindow`  | the schedule's next   |
 ///
 /// An Observed phone never acts, and a Loaded one is loaded anyway: the annotation changes only
-/// what a BackedUp phone is kept at.
+/// what a phone would otherwise keep parked. A Scheduled phone's row is what its schedule says
+/// once its turn in the wave has come (`scheduled::scheduled`); before it, and while its schedule
+/// is missing, not valid, suspended or not synced, it is held as it was, with no call. A BackedUp
+/// effective lifecycle then weighs idleness (`WaitingForIdle`) and `interruptStreaming` the same
+/// way for every row. This function holds the rows without a schedule.
 pub fn effective(declared: Lifecycle, load_until: LoadUntil, now: Timestamp) -> Effective {
     match (declared, load_until) {
         (Lifecycle::BackedUp, LoadUntil::Until(until)) if now < until => Effective {

@@ -120,11 +120,14 @@ fn key_of(schedule: &CloudPhoneSchedule) -> ScheduleKey {
 /// A schedule's namespace and name.
 type ScheduleKey = (String, String);
 
+/// The tick's schedules by namespace, then name: looked up with borrowed names.
+type ByNamespace = BTreeMap<String, BTreeMap<String, (Arc<CloudPhoneSchedule>, ScheduleTick)>>;
+
 /// The schedules of one tick, each read once (its verdict and wave computed once per tick, not per
 /// phone).
 pub(crate) struct TickSchedules {
     /// `None`: the watch has not synced.
-    by_key: Option<BTreeMap<ScheduleKey, (Arc<CloudPhoneSchedule>, ScheduleTick)>>,
+    by_key: Option<ByNamespace>,
 }
 
 impl TickSchedules {
@@ -141,13 +144,16 @@ impl TickSchedules {
         };
         TickSchedules {
             by_key: snapshot.map(|schedules| {
-                schedules
-                    .into_iter()
-                    .map(|s| {
-                        let tick = ScheduleTick::read(&s, now, restore);
-                        (key_of(&s), (s, tick))
-                    })
-                    .collect()
+                let mut by_namespace = ByNamespace::new();
+                for s in schedules {
+                    let tick = ScheduleTick::read(&s, now, restore);
+                    let (namespace, name) = key_of(&s);
+                    by_namespace
+                        .entry(namespace)
+                        .or_default()
+                        .insert(name, (s, tick));
+                }
+                by_namespace
             }),
         }
     }
@@ -161,8 +167,7 @@ impl TickSchedules {
             return ScheduleLink::Missing;
         };
         let namespace = phone.metadata.namespace.as_deref().unwrap_or_default();
-        // NB: BTreeMap lookups want an owned key; a tick's Scheduled phones are few next to it.
-        match by_key.get(&(namespace.to_owned(), name.to_owned())) {
+        match by_key.get(namespace).and_then(|names| names.get(name)) {
             Some((_, tick)) => ScheduleLink::Found(tick),
             None => ScheduleLink::Missing,
         }
@@ -184,7 +189,7 @@ impl TickSchedules {
         };
         // NB: per schedule, its phones so far and its phones per user (one call per 100 of each).
         type Found<'k> = (SchedulePhones, BTreeMap<&'k str, usize>);
-        let mut found: BTreeMap<&ScheduleKey, Found<'_>> = BTreeMap::new();
+        let mut found: BTreeMap<(&str, &str), Found<'_>> = BTreeMap::new();
         for (i, phone) in snapshot.iter().enumerate() {
             if phone.spec.lifecycle != Lifecycle::Scheduled {
                 continue;
@@ -193,12 +198,15 @@ impl TickSchedules {
                 continue;
             };
             let namespace = phone.metadata.namespace.as_deref().unwrap_or_default();
-            let Some((key, (_, tick))) =
-                by_key.get_key_value(&(namespace.to_owned(), name.to_owned()))
-            else {
+            let Some((namespace, names)) = by_key.get_key_value(namespace) else {
                 continue;
             };
-            let (phones, users) = found.entry(key).or_default();
+            let Some((name, (_, tick))) = names.get_key_value(name) else {
+                continue;
+            };
+            let (phones, users) = found
+                .entry((namespace.as_str(), name.as_str()))
+                .or_default();
             phones.count(phases[i]);
             if crate::plan::should_be_ready(tick, now)
                 && !matches!(phases[i], Phase::DataLoaded | Phase::Streaming)
@@ -221,8 +229,13 @@ impl TickSchedules {
         }
         by_key
             .iter()
+            .flat_map(|(namespace, names)| {
+                names
+                    .iter()
+                    .map(move |(name, entry)| ((namespace.as_str(), name.as_str()), entry))
+            })
             .map(|(key, (schedule, tick))| {
-                let (mut phones, users) = found.remove(key).unwrap_or_default();
+                let (mut phones, users) = found.remove(&key).unwrap_or_default();
                 phones.wake_calls += users
                     .values()
                     .map(|n| n.div_ceil(crate::koophone::MAX_IDS_PER_CALL))
