@@ -92,7 +92,15 @@ pub fn summarize(phones: &[CloudPhone]) -> Summary {
             .or_default()
             .entry(phase.as_str())
             .or_default() += 1;
-        if phone.spec.lifecycle == Lifecycle::BackedUp {
+        // NB: a Scheduled phone counts with the lifecycle its schedule keeps it at now.
+        let declared = match (
+            phone.spec.lifecycle,
+            status.and_then(|s| s.effective_lifecycle),
+        ) {
+            (Lifecycle::Scheduled, Some(kept)) => kept,
+            (declared, _) => declared,
+        };
+        if declared == Lifecycle::BackedUp {
             let last = status
                 .and_then(|s| s.last_backup_time.as_ref())
                 .map(|t| t.0);
@@ -135,7 +143,7 @@ pub fn summarize(phones: &[CloudPhone]) -> Summary {
             summary.next_transition = Some((name.clone(), next.at.0, next.lifecycle));
         }
         let ready = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
-        if phone.spec.lifecycle == Lifecycle::Loaded {
+        if declared == Lifecycle::Loaded {
             let prepares = &mut summary.prepares;
             prepares.phones += 1;
             match ready {
@@ -354,6 +362,36 @@ mod tests {
         assert_eq!(
             summarize(&with_never).oldest_backup,
             Some(("fleet/never".into(), None))
+        );
+    }
+
+    #[test]
+    fn a_scheduled_phone_counts_with_what_its_schedule_keeps_it_at() {
+        use crate::api::EffectiveReason;
+        let parked = cloudphone("parked", "kp1")
+            .scheduled("office", "u1")
+            .status(CloudPhoneStatus {
+                last_backup_time: None,
+                effective_lifecycle: Some(Lifecycle::BackedUp),
+                effective_reason: Some(EffectiveReason::OutsideWindow),
+                ..CloudPhoneStatus::default()
+            })
+            .build();
+        let woken = cloudphone("woken", "kp2")
+            .scheduled("office", "u1")
+            .status(CloudPhoneStatus {
+                effective_lifecycle: Some(Lifecycle::Loaded),
+                effective_reason: Some(EffectiveReason::ScheduleWindow),
+                ..CloudPhoneStatus::default()
+            })
+            .build();
+        let s = summarize(&[parked, woken]);
+        assert_eq!(s.oldest_backup, Some(("fleet/parked".into(), None)));
+        assert_eq!(s.prepares.phones, 1, "the woken one counts as loaded");
+        assert_eq!(
+            s.kept_otherwise
+                .get(&("Scheduled", "Loaded", "ScheduleWindow")),
+            Some(&1)
         );
     }
 
