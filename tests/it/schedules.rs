@@ -355,3 +355,57 @@ async fn a_fleet_switched_to_scheduled_in_one_commit_mid_window_is_woken_over_th
     engine.tick().await;
     assert!(effective(&store, 2000, Lifecycle::Loaded) < 60);
 }
+
+#[tokio::test]
+async fn an_exception_overrides_the_windows_and_is_named_on_its_phones() {
+    let _deadline =
+        support::deadline("an_exception_overrides_the_windows_and_is_named_on_its_phones");
+    // No window today but a Loaded exception that began ten minutes ago (a late shift).
+    let mut s = schedule("office", 180, 240, "0");
+    let at = |m: i64| {
+        (Timestamp::now() + SignedDuration::from_mins(m))
+            .strftime("%Y-%m-%dT%H:%M")
+            .to_string()
+    };
+    s.spec.exceptions = vec![cloudphone_operator::api::ScheduleException {
+        name: "late-shift".into(),
+        from: at(-10),
+        until: at(120),
+        lifecycle: cloudphone_operator::api::ExceptionLifecycle::Loaded,
+    }];
+    let schedules = Arc::new(MemorySchedules::new([s]));
+    let (phones, instances) = fleet(3, "office", code::IDLE);
+    let sim = support::simulator(instances).start().await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .build()
+        .with_schedules(schedules.clone());
+    engine.tick().await;
+    assert_eq!(sim.counters().calls("prepare"), 1, "one call for the three");
+    // NB: the call's own record says what the call did; the next tick's plan names the exception.
+    engine.tick().await;
+    let p = store.get(&support::key("p0000")).unwrap();
+    let status = p.status.as_ref().unwrap();
+    assert_eq!(status.effective_reason, Some(EffectiveReason::Exception));
+    let ready = status.conditions.iter().find(|c| c.type_ == READY).unwrap();
+    assert!(
+        ready
+            .message
+            .contains("exception late-shift of CloudPhoneSchedule office"),
+        "{}",
+        ready.message
+    );
+    let woken = store
+        .events()
+        .iter()
+        .filter(|(_, e)| e.reason == "Woken" && e.message.contains("exception"))
+        .count();
+    assert_eq!(woken, 3);
+    let st = schedules
+        .get("fleet", "office")
+        .unwrap()
+        .status
+        .clone()
+        .unwrap();
+    assert_eq!(st.current_window.as_deref(), Some("Exception late-shift"));
+}
