@@ -2170,3 +2170,85 @@ fn a_phone_the_operator_does_not_act_on_is_kept_at_what_it_declares() {
     let twice = plan_one(&again.view(), &Disposition::Suspended, None, at(120));
     assert!(twice.unchanged(), "{:?}", twice.status);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn a_scheduled_phone_is_never_woken_outside_its_time_nor_parked_inside_it(
+        start in 0i16..1440,
+        length in 1i16..1440,
+        lead in prop_oneof![Just("0"), Just("30m"), Just("2h")],
+        // Around Berlin's spring-forward night (2026-03-29), over a week.
+        offset in 0i64..(7 * 86_400),
+        code in 0i64..8,
+        previous in 0usize..5,
+        load_until in 0usize..3,
+        anchored in any::<bool>(),
+    ) {
+        use crate::api::{CloudPhoneSchedule, CloudPhoneScheduleSpec, ScheduleWindow, Weekday};
+        let hhmm = |m: i16| format!("{:02}:{:02}", m / 60 % 24, m % 60);
+        let mut schedule = CloudPhoneSchedule::new(
+            "office",
+            CloudPhoneScheduleSpec {
+                time_zone: "Europe/Berlin".into(),
+                windows: vec![ScheduleWindow {
+                    days: vec![Weekday::Mon, Weekday::Wed, Weekday::Thu, Weekday::Sat, Weekday::Sun],
+                    start: hhmm(start),
+                    end: hhmm((start + length) % 1440),
+                }],
+                exceptions: vec![],
+                prewarm_lead: Some(lead.into()),
+                suspend: false,
+                dry_run: false,
+            },
+        );
+        schedule.metadata.namespace = Some("fleet".into());
+        prop_assume!(start != (start + length) % 1440);
+        let now = Timestamp::from_second(1_774_310_400 + offset).unwrap(); // 2026-03-24T00:00Z
+        let tick0 = ScheduleTick::read(&schedule, now, config().restore_estimate);
+        if anchored && let ScheduleState::Active(active) = &tick0.state {
+            schedule.status = Some(crate::api::CloudPhoneScheduleStatus {
+                wave: Some(active.wave.clone()),
+                ..Default::default()
+            });
+        }
+        let tick = ScheduleTick::read(&schedule, now, config().restore_estimate);
+        let verdict = schedule::read(&schedule.spec).unwrap().verdict(now);
+        let kept = [
+            None,
+            Some((Lifecycle::BackedUp, EffectiveReason::OutsideWindow)),
+            Some((Lifecycle::Loaded, EffectiveReason::ScheduleWindow)),
+            Some((Lifecycle::BackedUp, EffectiveReason::Declared)),
+            Some((Lifecycle::Loaded, EffectiveReason::LoadUntil)),
+        ][previous];
+        let until = [
+            None,
+            Some(now + jiff::SignedDuration::from_hours(1)),
+            Some(now - jiff::SignedDuration::from_hours(1)),
+        ][load_until];
+        let mut phone = cloudphone("p", "kp1").scheduled("office", "u1").status(CloudPhoneStatus {
+            effective_lifecycle: kept.map(|k| k.0),
+            effective_reason: kept.map(|k| k.1),
+            ..Default::default()
+        });
+        if let Some(until) = until {
+            phone = phone.load_until(&until.to_string());
+        }
+        let phone = phone.build();
+        let view = phone.view().with_schedule(ScheduleLink::Found(&tick));
+        let p = plan_one(&view, &Disposition::Query, Some(&Observation::Status(code)), now);
+        let kept_loaded = until.is_some_and(|t| now < t);
+        match p.action {
+            Some(Action::Prepare) => prop_assert!(
+                verdict.lifecycle == Lifecycle::Loaded || kept_loaded,
+                "woken at {now} outside its window ({verdict:?})"
+            ),
+            Some(Action::Backup) => prop_assert!(
+                verdict.lifecycle == Lifecycle::BackedUp && !kept_loaded,
+                "parked at {now} inside its window or its load-until ({verdict:?})"
+            ),
+            None => {}
+        }
+    }
+}
