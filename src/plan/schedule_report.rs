@@ -241,7 +241,7 @@ mod tests {
     fn a_wake_the_pace_cannot_finish_before_the_start_is_at_risk() {
         // Wednesday 2026-07-01, 05:00Z: the next wake at 05:30Z, the start at 06:00Z (08:00 CEST).
         let now = utc("2026-07-01T05:00:00Z");
-        let tick = ScheduleTick::read(&office("30m"), now, crate::plan::RESTORE_ESTIMATE);
+        let tick = ScheduleTick::read(&office("30m"), now, crate::plan::RESTORE_ESTIMATE, None);
         let mut phones = SchedulePhones {
             wake_calls: 100,
             pace: Some(1.0),
@@ -275,7 +275,7 @@ mod tests {
         let mut bad = office("30m");
         bad.spec.time_zone = "Mars/Olympus".into();
         let now = utc("2026-07-01T05:00:00Z");
-        let tick = ScheduleTick::read(&bad, now, crate::plan::RESTORE_ESTIMATE);
+        let tick = ScheduleTick::read(&bad, now, crate::plan::RESTORE_ESTIMATE, None);
         let s = schedule_status(&tick, Some(2), None, &SchedulePhones::default(), now).unwrap();
         let c = s.conditions.iter().find(|c| c.type_ == VALID).unwrap();
         assert_eq!(

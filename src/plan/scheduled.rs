@@ -58,9 +58,19 @@ pub struct Active {
 }
 
 impl ScheduleTick {
-    /// Reads `schedule` at `now`: its verdict, and the wave the stored anchor (in its status) or
-    /// `now` starts; a restore taken to last `restore`.
-    pub fn read(schedule: &CloudPhoneSchedule, now: Timestamp, restore: Duration) -> ScheduleTick {
+    /// Reads `schedule` at `now`: its verdict, and the wave its anchor starts (`remembered`, the
+    /// one this process computed for its current generation; else the one in its status when that
+    /// was computed for its current generation; else a new one); a restore taken to last `restore`.
+    ///
+    /// NB: an anchor of an older generation is never resumed: the spec changed since (unsuspended,
+    /// dryRun turned off, an edit mid-window), and resuming a wave whose turns have passed would
+    /// move every phone left at once; a new anchor only delays the turns not taken yet.
+    pub fn read(
+        schedule: &CloudPhoneSchedule,
+        now: Timestamp,
+        restore: Duration,
+        remembered: Option<&WaveAnchor>,
+    ) -> ScheduleTick {
         let key = format!(
             "{}/{}",
             schedule.metadata.namespace.as_deref().unwrap_or_default(),
@@ -69,12 +79,17 @@ impl ScheduleTick {
         let state = match schedule::read(&schedule.spec) {
             Err(why) => ScheduleState::Invalid(why),
             Ok(_) if schedule.spec.suspend => ScheduleState::Suspended,
-            Ok(s) => ScheduleState::Active(active(
-                &s,
-                schedule.status.as_ref().and_then(|st| st.wave.as_ref()),
-                now,
-                restore,
-            )),
+            Ok(s) => {
+                let stored = schedule
+                    .status
+                    .as_ref()
+                    .filter(|st| st.observed_generation == schedule.metadata.generation)
+                    .and_then(|st| st.wave.as_ref());
+                // NB: the status first: after a failover it holds the other leader's anchor,
+                // which this process's older memory must not override.
+                let known: Vec<&WaveAnchor> = stored.into_iter().chain(remembered).collect();
+                ScheduleState::Active(active(&s, &known, now, restore))
+            }
         };
         ScheduleTick {
             key,
@@ -84,20 +99,15 @@ impl ScheduleTick {
     }
 }
 
-/// The schedule `s` in force at `now`, its wave anchored at `stored` when that carries the same
-/// edge.
-pub fn active(
-    s: &Schedule,
-    stored: Option<&WaveAnchor>,
-    now: Timestamp,
-    restore: Duration,
-) -> Active {
+/// The schedule `s` in force at `now`, its wave anchored at the first of the `known` anchors that
+/// carries the same edge.
+pub fn active(s: &Schedule, known: &[&WaveAnchor], now: Timestamp, restore: Duration) -> Active {
     let verdict = s.verdict(now);
     let exception = match verdict.why {
         Why::Exception(i) => s.exceptions.get(i).map(|e| e.name.clone()),
         _ => None,
     };
-    let wave = anchor(stored, verdict.since, now);
+    let wave = anchor(known, verdict.since, now);
     let lead = s.prewarm_lead.min(schedule::MAX_PREWARM_LEAD);
     let spread = match verdict.lifecycle {
         // NB: wakes end a restore before the spread's end: at a window's own edge (a lead before its
@@ -122,16 +132,17 @@ pub fn active(
     }
 }
 
-/// Where the wave of the change at `since` starts: where `stored` says when it carries that edge
-/// (an operator restarted mid-wave resumes it); the edge itself when `now` is within
-/// [`EDGE_SLACK`] of it; `now` otherwise (acted on first mid-window: spread from now, never all at
-/// once). A schedule with no edge in sight keeps its first anchor.
-pub fn anchor(stored: Option<&WaveAnchor>, since: Option<Timestamp>, now: Timestamp) -> WaveAnchor {
+/// Where the wave of the change at `since` starts: where the first of the `known` anchors that
+/// carries that edge says (an operator restarted mid-wave resumes it); the edge itself when `now`
+/// is within [`EDGE_SLACK`] of it; `now` otherwise (acted on first mid-window: spread from now,
+/// never all at once). A schedule with no edge in sight keeps its first anchor.
+pub fn anchor(known: &[&WaveAnchor], since: Option<Timestamp>, now: Timestamp) -> WaveAnchor {
     let edge = since.map(super::whole_seconds);
-    if let Some(stored) = stored
-        && (edge.is_none() || edge == Some(stored.edge.0))
+    if let Some(known) = known
+        .iter()
+        .find(|known| edge.is_none() || edge == Some(known.edge.0))
     {
-        return stored.clone();
+        return (*known).clone();
     }
     let edge = edge.unwrap_or_else(|| super::whole_seconds(now));
     let slack = jiff::SignedDuration::try_from(EDGE_SLACK).unwrap_or_default();
@@ -245,17 +256,25 @@ pub fn scheduled(
         },
         next: verdict.next,
     };
-    if status.effective_lifecycle == Some(target.lifecycle) {
+    // NB: a phone a dry run switched was never acted on: once the dry run ends it takes a turn
+    // like a phone that has just joined, rather than all such phones being acted on at once.
+    let dry_run_over = !tick.dry_run
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == super::READY && c.reason == DRY_RUN);
+    if status.effective_lifecycle == Some(target.lifecycle) && !dry_run_over {
         return Kept::At(target);
     }
     let uid = uid.unwrap_or_default();
     // NB: a phone that has just joined the schedule (switched to Scheduled, or new) has no place in
     // the schedule's wave: its turn is spread from when it is first seen, and kept in its own
     // nextTransition, so that ten thousand phones switched in one commit are not moved at once.
-    let joining = matches!(
-        status.effective_reason,
-        None | Some(EffectiveReason::Declared)
-    );
+    let joining = dry_run_over
+        || matches!(
+            status.effective_reason,
+            None | Some(EffectiveReason::Declared)
+        );
     let turn = if joining {
         let latest = schedule::spread_at(super::whole_seconds(now), active.spread, uid);
         status
@@ -360,7 +379,7 @@ mod tests {
     fn a_window_start_wakes_each_phone_at_its_turn_a_restore_before_the_start() {
         // 2026-07-01 in Berlin (CEST): the wave starts 07:30 (05:30Z), ready by 08:00 (06:00Z).
         let at_edge = utc("2026-07-01T05:30:10Z");
-        let tick = ScheduleTick::read(&office(), at_edge, RESTORE_ESTIMATE);
+        let tick = ScheduleTick::read(&office(), at_edge, RESTORE_ESTIMATE, None);
         let ScheduleState::Active(active) = &tick.state else {
             panic!("active")
         };
@@ -378,7 +397,7 @@ mod tests {
     #[test]
     fn a_schedule_first_acted_on_mid_window_spreads_from_then_and_a_stored_anchor_resumes() {
         let mid = utc("2026-07-01T10:00:00Z");
-        let tick = ScheduleTick::read(&office(), mid, RESTORE_ESTIMATE);
+        let tick = ScheduleTick::read(&office(), mid, RESTORE_ESTIMATE, None);
         let ScheduleState::Active(active) = &tick.state else {
             panic!("active")
         };
@@ -396,7 +415,7 @@ mod tests {
             ..Default::default()
         });
         let later = utc("2026-07-01T10:10:00Z");
-        let resumed = ScheduleTick::read(&stored, later, RESTORE_ESTIMATE);
+        let resumed = ScheduleTick::read(&stored, later, RESTORE_ESTIMATE, None);
         let ScheduleState::Active(resumed) = &resumed.state else {
             panic!("active")
         };
@@ -406,7 +425,7 @@ mod tests {
     #[test]
     fn phones_switched_to_scheduled_at_once_mid_window_take_turns_kept_in_their_status() {
         let mid = utc("2026-07-01T10:00:00Z");
-        let tick = ScheduleTick::read(&office(), mid, RESTORE_ESTIMATE);
+        let tick = ScheduleTick::read(&office(), mid, RESTORE_ESTIMATE, None);
         let declared = CloudPhoneStatus {
             effective_lifecycle: Some(Lifecycle::BackedUp),
             effective_reason: Some(EffectiveReason::Declared),
@@ -449,7 +468,7 @@ mod tests {
             ..declared.clone()
         };
         let later = utc("2026-07-01T10:10:00Z");
-        let tick = ScheduleTick::read(&office(), later, RESTORE_ESTIMATE);
+        let tick = ScheduleTick::read(&office(), later, RESTORE_ESTIMATE, None);
         let uid = format!("uid-{i}");
         let again = scheduled(
             ScheduleLink::Found(&tick),
@@ -466,6 +485,43 @@ mod tests {
     }
 
     #[test]
+    fn an_anchor_stored_for_an_older_generation_is_not_resumed() {
+        // Suspended at 05:00 with the morning's wave stored; unsuspended (generation 2) at 10:00.
+        let morning = ScheduleTick::read(
+            &office(),
+            utc("2026-07-01T05:30:00Z"),
+            RESTORE_ESTIMATE,
+            None,
+        );
+        let ScheduleState::Active(morning) = &morning.state else {
+            panic!("active")
+        };
+        let mut unsuspended = office();
+        unsuspended.metadata.generation = Some(2);
+        unsuspended.status = Some(crate::api::CloudPhoneScheduleStatus {
+            observed_generation: Some(1),
+            wave: Some(morning.wave.clone()),
+            ..Default::default()
+        });
+        let mid = utc("2026-07-01T10:00:00Z");
+        let tick = ScheduleTick::read(&unsuspended, mid, RESTORE_ESTIMATE, None);
+        let ScheduleState::Active(active) = &tick.state else {
+            panic!("active")
+        };
+        assert_eq!(
+            active.wave.from.0, mid,
+            "spread from now, not from the morning"
+        );
+        // The same anchor recorded for the current generation is resumed.
+        unsuspended.status.as_mut().unwrap().observed_generation = Some(2);
+        let tick = ScheduleTick::read(&unsuspended, mid, RESTORE_ESTIMATE, None);
+        let ScheduleState::Active(active) = &tick.state else {
+            panic!("active")
+        };
+        assert_eq!(active.wave, morning.wave);
+    }
+
+    #[test]
     fn a_phone_whose_schedule_cannot_be_followed_is_held_as_it_was() {
         let loaded = CloudPhoneStatus {
             effective_lifecycle: Some(Lifecycle::Loaded),
@@ -477,8 +533,8 @@ mod tests {
         let mut suspended = office();
         suspended.spec.suspend = true;
         let night = utc("2026-07-01T22:00:00Z");
-        let invalid = ScheduleTick::read(&invalid, night, RESTORE_ESTIMATE);
-        let suspended = ScheduleTick::read(&suspended, night, RESTORE_ESTIMATE);
+        let invalid = ScheduleTick::read(&invalid, night, RESTORE_ESTIMATE, None);
+        let suspended = ScheduleTick::read(&suspended, night, RESTORE_ESTIMATE, None);
         for (link, reason) in [
             (ScheduleLink::Missing, SCHEDULE_NOT_FOUND),
             (ScheduleLink::NotSynced, SCHEDULE_NOT_FOUND),
@@ -496,7 +552,12 @@ mod tests {
 
     #[test]
     fn a_phone_already_switched_is_kept_and_one_outside_its_turn_is_not_moved() {
-        let tick = ScheduleTick::read(&office(), utc("2026-07-01T05:30:00Z"), RESTORE_ESTIMATE);
+        let tick = ScheduleTick::read(
+            &office(),
+            utc("2026-07-01T05:30:00Z"),
+            RESTORE_ESTIMATE,
+            None,
+        );
         let loaded = CloudPhoneStatus {
             effective_lifecycle: Some(Lifecycle::Loaded),
             ..Default::default()
@@ -506,7 +567,12 @@ mod tests {
             Kept::At(e) if e.lifecycle == Lifecycle::Loaded
         ));
         // Outside the window, nobody is woken.
-        let night = ScheduleTick::read(&office(), utc("2026-07-01T22:00:00Z"), RESTORE_ESTIMATE);
+        let night = ScheduleTick::read(
+            &office(),
+            utc("2026-07-01T22:00:00Z"),
+            RESTORE_ESTIMATE,
+            None,
+        );
         for i in 0..100 {
             let kept = scheduled(
                 ScheduleLink::Found(&night),

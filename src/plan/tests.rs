@@ -2206,14 +2206,14 @@ proptest! {
         schedule.metadata.namespace = Some("fleet".into());
         prop_assume!(start != (start + length) % 1440);
         let now = Timestamp::from_second(1_774_310_400 + offset).unwrap(); // 2026-03-24T00:00Z
-        let tick0 = ScheduleTick::read(&schedule, now, config().restore_estimate);
+        let tick0 = ScheduleTick::read(&schedule, now, config().restore_estimate, None);
         if anchored && let ScheduleState::Active(active) = &tick0.state {
             schedule.status = Some(crate::api::CloudPhoneScheduleStatus {
                 wave: Some(active.wave.clone()),
                 ..Default::default()
             });
         }
-        let tick = ScheduleTick::read(&schedule, now, config().restore_estimate);
+        let tick = ScheduleTick::read(&schedule, now, config().restore_estimate, None);
         let verdict = schedule::read(&schedule.spec).unwrap().verdict(now);
         let kept = [
             None,

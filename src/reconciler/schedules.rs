@@ -1,8 +1,10 @@
 //! The CloudPhoneSchedules a tick reads: where they come from ([`ScheduleSource`]: the watch cache,
 //! or memory), each read once per tick ([`TickSchedules`]), and what their statuses say after it.
 
-use crate::api::{CloudPhone, CloudPhoneSchedule, CloudPhoneScheduleStatus, Lifecycle, Phase};
-use crate::plan::{ScheduleLink, SchedulePhones, ScheduleTick};
+use crate::api::{
+    CloudPhone, CloudPhoneSchedule, CloudPhoneScheduleStatus, Lifecycle, Phase, WaveAnchor,
+};
+use crate::plan::{ScheduleLink, SchedulePhones, ScheduleState, ScheduleTick};
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -28,6 +30,7 @@ pub trait ScheduleSource: Send + Sync + 'static {
 pub struct MemorySchedules {
     objects: Mutex<BTreeMap<(String, String), Arc<CloudPhoneSchedule>>>,
     unsynced: AtomicBool,
+    failing: AtomicBool,
     writes: AtomicU64,
 }
 
@@ -72,6 +75,11 @@ impl MemorySchedules {
         self.unsynced.store(!synced, Ordering::SeqCst);
     }
 
+    /// Makes every status write fail (an API server refusing them), or succeed again.
+    pub fn fail_writes(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
     /// Status writes so far.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::SeqCst)
@@ -93,6 +101,9 @@ impl ScheduleSource for MemorySchedules {
         status: &'a CloudPhoneScheduleStatus,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err("injected status write failure".to_owned());
+            }
             let key = key_of(schedule);
             let mut objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
             let Some(current) = objects.get(&key) else {
@@ -120,6 +131,10 @@ fn key_of(schedule: &CloudPhoneSchedule) -> ScheduleKey {
 /// A schedule's namespace and name.
 type ScheduleKey = (String, String);
 
+/// What the engine remembers of each schedule's wave, by uid: the generation it was computed for,
+/// and its anchor.
+pub(crate) type Anchors = foldhash::HashMap<String, (Option<i64>, WaveAnchor)>;
+
 /// The tick's schedules by namespace, then name: looked up with borrowed names.
 type ByNamespace = BTreeMap<String, BTreeMap<String, (Arc<CloudPhoneSchedule>, ScheduleTick)>>;
 
@@ -132,29 +147,53 @@ pub(crate) struct TickSchedules {
 
 impl TickSchedules {
     /// Reads `source`'s schedules at `now` (a restore taken to last `restore`); without a source,
-    /// there are none.
+    /// there are none. `anchors` is what this process remembers of each schedule's wave (by uid,
+    /// for its generation): resumed first, so that a status write that fails or lags does not
+    /// start the wave again every tick; updated with this tick's.
     pub(crate) fn read(
         source: Option<&dyn ScheduleSource>,
         now: Timestamp,
         restore: std::time::Duration,
+        anchors: &mut Anchors,
     ) -> TickSchedules {
         let snapshot = match source {
             None => Some(Vec::new()),
             Some(source) => source.snapshot(),
         };
-        TickSchedules {
-            by_key: snapshot.map(|schedules| {
-                let mut by_namespace = ByNamespace::new();
-                for s in schedules {
-                    let tick = ScheduleTick::read(&s, now, restore);
-                    let (namespace, name) = key_of(&s);
-                    by_namespace
-                        .entry(namespace)
-                        .or_default()
-                        .insert(name, (s, tick));
+        let Some(schedules) = snapshot else {
+            return TickSchedules { by_key: None };
+        };
+        let mut by_namespace = ByNamespace::new();
+        let mut seen = foldhash::HashSet::default();
+        for s in schedules {
+            let id = s
+                .metadata
+                .uid
+                .clone()
+                .unwrap_or_else(|| format!("{}/{}", key_of(&s).0, key_of(&s).1));
+            let remembered = anchors
+                .get(&id)
+                .filter(|(generation, _)| *generation == s.metadata.generation)
+                .map(|(_, anchor)| anchor);
+            let tick = ScheduleTick::read(&s, now, restore, remembered);
+            match &tick.state {
+                ScheduleState::Active(active) => {
+                    anchors.insert(id.clone(), (s.metadata.generation, active.wave.clone()));
                 }
-                by_namespace
-            }),
+                _ => {
+                    anchors.remove(&id);
+                }
+            }
+            seen.insert(id);
+            let (namespace, name) = key_of(&s);
+            by_namespace
+                .entry(namespace)
+                .or_default()
+                .insert(name, (s, tick));
+        }
+        anchors.retain(|id, _| seen.contains(id));
+        TickSchedules {
+            by_key: Some(by_namespace),
         }
     }
 

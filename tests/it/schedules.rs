@@ -409,3 +409,74 @@ async fn an_exception_overrides_the_windows_and_is_named_on_its_phones() {
         .unwrap();
     assert_eq!(st.current_window.as_deref(), Some("Exception late-shift"));
 }
+
+#[tokio::test]
+async fn turning_a_dry_run_off_mid_window_wakes_the_phones_at_their_turns_not_at_once() {
+    let _deadline = support::deadline(
+        "turning_a_dry_run_off_mid_window_wakes_the_phones_at_their_turns_not_at_once",
+    );
+    // No lead: in the dry run every phone's turn comes at once, and each would be woken.
+    let mut s = schedule("office", -60, 180, "0");
+    s.spec.dry_run = true;
+    let schedules = Arc::new(MemorySchedules::new([s.clone()]));
+    let (phones, instances) = fleet(500, "office", code::IDLE);
+    let sim = support::simulator(instances).start().await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .build()
+        .with_schedules(schedules.clone());
+    engine.tick().await;
+    assert_eq!(
+        effective(&store, 500, Lifecycle::Loaded),
+        500,
+        "the dry run computed"
+    );
+    assert_eq!(sim.counters().calls("prepare"), 0);
+    // The dry run ends, with a lead of 30 minutes: the wakes are spread from now.
+    s.spec.dry_run = false;
+    s.spec.prewarm_lead = Some("30m".into());
+    schedules.insert(s);
+    engine.tick().await;
+    let prepares = sim.counters().calls("prepare");
+    assert!(
+        prepares <= 1,
+        "{prepares} prepare calls once the dry run ended"
+    );
+}
+
+#[tokio::test]
+async fn a_wave_whose_status_cannot_be_written_is_not_started_again_every_tick() {
+    let _deadline =
+        support::deadline("a_wave_whose_status_cannot_be_written_is_not_started_again_every_tick");
+    let schedules = Arc::new(MemorySchedules::new([schedule("office", -60, 180, "30m")]));
+    schedules.fail_writes(true);
+    let (phones, instances) = fleet(50, "office", code::IDLE);
+    let sim = support::simulator(instances).start().await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .build()
+        .with_schedules(schedules.clone());
+    engine.tick().await;
+    let turn = |store: &MemoryStore| {
+        (0..50)
+            .filter_map(|i| {
+                let p = store.get(&support::key(&format!("p{i:04}"))).unwrap();
+                let s = p.status.as_ref()?;
+                (s.effective_lifecycle == Some(Lifecycle::BackedUp))
+                    .then(|| s.next_transition.as_ref().map(|n| n.at.0))
+                    .flatten()
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = turn(&store);
+    assert!(!first.is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    engine.tick().await;
+    let second = turn(&store);
+    assert_eq!(
+        first[..first.len().min(second.len())],
+        second[..first.len().min(second.len())],
+        "the same turns"
+    );
+    assert_eq!(schedules.writes(), 0);
+}

@@ -14,7 +14,7 @@ use super::batcher::{ActionCall, Batcher};
 use super::breaker::{BreakerConfig, Breakers};
 use super::fence::LeaseFence;
 use super::intents_record::{IntentsRecord, MemoryIntentsRecord, RecordError};
-use super::schedules::{ScheduleSource, TickSchedules};
+use super::schedules::{Anchors, ScheduleSource, TickSchedules};
 use super::store::{ObjectId, PhoneStore, WriteError, object_id};
 use super::synced::{FailureMemory, SyncedAfter};
 use super::tick::{Frame, Group, Outcome, Sent, TickReport, Written};
@@ -131,6 +131,8 @@ pub struct Engine<S> {
     accounts: Option<AccountsFeed>,
     /// The CloudPhoneSchedules; `None`: none exist (phones naming one are told so).
     schedules: Option<Arc<dyn ScheduleSource>>,
+    /// The anchor of each schedule's wave as this process computed it (see [`TickSchedules::read`]).
+    anchors: Mutex<Anchors>,
     /// The namespaces whose phones without `spec.accountRef` may use the operator's own
     /// credentials; `None`: every watched namespace.
     own_tenants: Option<Tenants>,
@@ -169,6 +171,7 @@ impl<S: PhoneStore> Engine<S> {
             metrics: None,
             accounts: None,
             schedules: None,
+            anchors: Mutex::default(),
             own_tenants: None,
             own_allowed_users: None,
             warned_open_own_account: std::sync::atomic::AtomicBool::new(false),
@@ -299,6 +302,7 @@ impl<S: PhoneStore> Engine<S> {
             self.schedules.as_deref(),
             Timestamp::now(),
             self.config.plan.restore_estimate,
+            &mut self.anchors.lock().unwrap_or_else(|p| p.into_inner()),
         );
         let views = link_schedules(
             account_views(&snapshot, &bindings, &accounts),
