@@ -419,8 +419,18 @@ fn from_observation<'a>(
                         Some((reason, st, message)) => ReadyCondition::new(st, reason, message),
                         None => {
                             // NB: waiting for its turn changes nothing of what the phone is: its
-                            // Ready condition stays as it was (one set only on a phone with none).
-                            keep_ready = status.conditions.iter().any(|c| c.type_ == READY);
+                            // Ready condition stays as it was, unless it says why the schedule
+                            // could not be followed (that has passed) or there is none.
+                            keep_ready = status.conditions.iter().any(|c| {
+                                c.type_ == READY
+                                    && ![
+                                        SCHEDULE_NOT_FOUND,
+                                        SCHEDULE_INVALID,
+                                        SCHEDULE_SUSPENDED,
+                                        DRY_RUN,
+                                    ]
+                                    .contains(&c.reason.as_str())
+                            });
                             ReadyCondition::new(
                                 "Unknown",
                                 "Pending",
