@@ -69,9 +69,9 @@ impl PhoneBuilder {
     pub fn scheduled(mut self, schedule: &str, user: &str) -> Self {
         self.0.spec.lifecycle = Lifecycle::Scheduled;
         self.0.spec.user_id = Some(user.into());
-        self.0.spec.schedule_ref = Some(super::api::ScheduleRef {
+        self.0.spec.schedule_ref = Some(Box::new(super::api::ScheduleRef {
             name: schedule.into(),
-        });
+        }));
         self
     }
     pub fn idle_timeout(mut self, timeout: &str) -> Self {

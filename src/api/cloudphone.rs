@@ -56,8 +56,9 @@ pub struct CloudPhoneSpec {
 
     /// The CloudPhoneSchedule, in the phone's namespace, that a Scheduled phone follows; required
     /// for Scheduled, and only then.
+    // NB: boxed: most phones name none, and every phone of a fleet carries the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule_ref: Option<ScheduleRef>,
+    pub schedule_ref: Option<Box<ScheduleRef>>,
 
     /// The vendor user the instance is readied for when its lifecycle is Loaded (the user_id of the
     /// vendor's prepare call): 1-32 characters of [A-Za-z0-9_-]; required for Loaded. A change of
