@@ -194,6 +194,48 @@ fn finding_3_an_exception_in_force_deleted_or_an_operator_back_after_days_spread
         at_once < 30,
         "operator back after 3 days: {at_once} of 1000 phones backed up in one tick"
     );
+    // The day shift (08:00-20:00, its park wave anchored at 20:00 CEST) becomes a night shift
+    // (20:30-08:00, woken from 20:00) at 21:00 CEST: the new wake's edge is the old park's.
+    let day = with_wave(
+        office(&ALL_DAYS, "30m"),
+        "2026-07-01T18:00:00Z",
+        "2026-07-01T18:00:00Z",
+    );
+    let mut night = day.clone();
+    night.spec.windows[0].start = "20:30".into();
+    night.spec.windows[0].end = "08:00".into();
+    let now = utc("2026-07-01T19:00:00Z");
+    let tick = ScheduleTick::read(&night, now, RESTORE_ESTIMATE);
+    let parked = status(Lifecycle::BackedUp, EffectiveReason::OutsideWindow);
+    let at_once = moved_now(&tick, &parked, Phase::Idle, Lifecycle::Loaded, now);
+    assert!(
+        at_once < 30,
+        "day shift edited to a night shift: {at_once} of 1000 phones prepared in one tick"
+    );
+}
+
+#[test]
+#[ignore = "finding 8: the CRD's rule compares from and until as text, so a date and a date-time naming the same instant pass it, and the operator then finds the schedule not valid"]
+fn finding_8_what_the_crd_admits_the_operator_reads_as_valid() {
+    for (from, until) in [
+        ("2026-12-24", "2026-12-24T00:00"),
+        ("2026-02-30", "2026-03-02"),
+    ] {
+        let mut s = office(&ALL_DAYS, "30m");
+        s.spec.exceptions = vec![ScheduleException {
+            name: "x".into(),
+            from: from.into(),
+            until: until.into(),
+            lifecycle: ExceptionLifecycle::BackedUp,
+        }];
+        // The rule `self.from < self.until` on strings: CEL compares them as text.
+        assert!(from < until, "the CRD admits {from}..{until}");
+        assert!(
+            schedule::read(&s.spec).is_ok(),
+            "{from}..{until}: admitted, then Valid=False: {:?}",
+            schedule::read(&s.spec).err()
+        );
+    }
 }
 
 #[test]
