@@ -169,4 +169,9 @@ async fn finding_2_a_wave_keeps_its_anchor_while_the_schedules_status_cannot_be_
         froms[0], froms[1],
         "the wave started again from the second tick: its later turns recede forever"
     );
+    // Nor is every waiting phone's status rewritten each tick (its turn moved): measured, 5 of 5.
+    let before = store.writes();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    engine.tick().await;
+    assert_eq!(store.writes() - before, 0, "status writes in a steady tick");
 }
