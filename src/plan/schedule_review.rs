@@ -394,3 +394,48 @@ fn finding_7_a_stream_seen_while_a_phone_is_held_restarts_its_idle_clock() {
         "backed up at {turn}, minutes after a stream, with idleTimeout 3h"
     );
 }
+
+#[test]
+#[ignore = "finding 9: a phone held for its turn in a wave ignores its cloudphone.io/load-until annotation: the session service's wake waits up to the whole spread"]
+fn finding_9_load_until_wakes_a_phone_waiting_for_its_turn() {
+    // Created at 12:00 CEST: the wake is spread from now over 25 minutes. The session service
+    // sets load-until on a parked phone whose turn is 20 minutes away, for a user now.
+    let now = utc("2026-07-01T10:00:00Z");
+    let uid = (0..1000)
+        .map(|i| format!("uid-{i}"))
+        .find(|uid| {
+            schedule::spread_at(now, std::time::Duration::from_secs(1500), uid)
+                > utc("2026-07-01T10:20:00Z")
+        })
+        .unwrap();
+    let phone = cloudphone("p", "kp1")
+        .uid(&uid)
+        .created(-100)
+        .scheduled("office", "u1")
+        .load_until("2026-07-01T12:00:00Z")
+        .status(status(Lifecycle::BackedUp, EffectiveReason::OutsideWindow))
+        .build();
+    let tick = ScheduleTick::read(&office(&ALL_DAYS, "30m"), now, RESTORE_ESTIMATE);
+    let view = PhoneView::of(&phone, Route::Scope(DEFAULT_SCOPE))
+        .with_schedule(ScheduleLink::Found(&tick));
+    let config = PlanConfig::default();
+    let cx = Context {
+        now,
+        config: &config,
+        earlier: &EarlierTerms::Settled,
+    };
+    let planned = plan_phone(
+        &view,
+        &Disposition::Query,
+        Some(&Observation::Status(0)),
+        &Memory::default(),
+        &cx,
+    )
+    .expect("planned");
+    assert_eq!(
+        planned.action,
+        Some(Action::Prepare),
+        "kept as {:?}",
+        planned.status.effective_reason
+    );
+}
