@@ -175,3 +175,39 @@ async fn finding_2_a_wave_keeps_its_anchor_while_the_schedules_status_cannot_be_
     engine.tick().await;
     assert_eq!(store.writes() - before, 0, "status writes in a steady tick");
 }
+
+#[tokio::test]
+#[ignore = "finding 4 (known): phones switched to Scheduled after their schedule's wave all move in one tick: one prepare call per user, bounded only by the account's limits"]
+async fn finding_4_a_fleet_switched_to_scheduled_mid_window_is_woken_spread() {
+    let _deadline = support::deadline("finding_4_a_fleet_switched_to_scheduled_mid_window");
+    // The window started an hour ago; its wave ran from its edge 90 minutes ago. One commit
+    // switches 200 phones, each its own vendor user, to Scheduled.
+    let mut s = schedule(-60, 180, "30m");
+    let edge = Time(minute() - SignedDuration::from_mins(90));
+    s.status = Some(CloudPhoneScheduleStatus {
+        wave: Some(WaveAnchor {
+            edge: edge.clone(),
+            from: edge,
+        }),
+        ..Default::default()
+    });
+    let schedules = Arc::new(MemorySchedules::new([s]));
+    let phones: Vec<CloudPhone> = (0..200)
+        .map(|i| {
+            support::cloudphone(&format!("p{i:04}"), &format!("kp{i:04}"))
+                .scheduled("office", &format!("u{i}"))
+                .build()
+        })
+        .collect();
+    let instances = (0..200)
+        .map(|i| (format!("kp{i:04}"), code::IDLE))
+        .collect();
+    let sim = support::simulator(instances).start().await;
+    let store = Arc::new(MemoryStore::new(phones));
+    let engine = support::engine(&sim, store.clone())
+        .build()
+        .with_schedules(schedules.clone());
+    engine.tick().await;
+    let calls = sim.counters().calls("prepare");
+    assert!(calls < 20, "{calls} prepare calls in the first tick");
+}
