@@ -159,4 +159,6 @@ pub use scheduled::{
 };
 
 #[cfg(test)]
+mod schedule_review;
+#[cfg(test)]
 mod tests;

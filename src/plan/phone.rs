@@ -413,8 +413,14 @@ fn from_observation<'a>(
             let mut keep_ready = false;
             let (ready, action) = match (held, kept.lifecycle) {
                 (Some(ready), _) => {
-                    // NB: a held phone keeps its idle clock as it was: nothing is decided on it.
-                    idle_since = status.idle_since.as_deref().map(|t| t.0);
+                    // NB: a held phone keeps its idle clock as it was: nothing is decided on it;
+                    // but a use seen meanwhile restarts it, or its turn parks a phone used minutes
+                    // ago on a clock started before the use.
+                    idle_since = status
+                        .idle_since
+                        .as_deref()
+                        .map(|t| t.0)
+                        .filter(|_| !matches!(phase, Phase::Streaming | Phase::Restoring));
                     let ready = match ready {
                         Some((reason, st, message)) => ReadyCondition::new(st, reason, message),
                         None => {

@@ -22,6 +22,7 @@ mod kube;
 mod leader;
 mod loaded;
 mod parking;
+mod schedule_review;
 mod schedules;
 mod signing;
 mod simulator;

@@ -1,0 +1,441 @@
+//! The adversarial review of the `Scheduled` lifecycle (issue 22): failing tests of the promises
+//! (no unspread mass action, no wave lost, no flap), each at fixed instants.
+
+use super::*;
+use crate::api::{
+    CloudPhoneSchedule, CloudPhoneScheduleSpec, CloudPhoneScheduleStatus, CloudPhoneStatus,
+    EffectiveReason, ExceptionLifecycle, Lifecycle, Phase, ScheduleException, ScheduleWindow,
+    WaveAnchor, Weekday,
+};
+use crate::test_phone::cloudphone;
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+const ALL_DAYS: [Weekday; 7] = [
+    Weekday::Mon,
+    Weekday::Tue,
+    Weekday::Wed,
+    Weekday::Thu,
+    Weekday::Fri,
+    Weekday::Sat,
+    Weekday::Sun,
+];
+
+fn utc(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+/// 08:00-20:00 Berlin on `days` (2026-07-01 is a Wednesday; CEST, +2), woken `lead` ahead.
+fn office(days: &[Weekday], lead: &str) -> CloudPhoneSchedule {
+    let mut s = CloudPhoneSchedule::new(
+        "office",
+        CloudPhoneScheduleSpec {
+            time_zone: "Europe/Berlin".into(),
+            windows: vec![ScheduleWindow {
+                days: days.to_vec(),
+                start: "08:00".into(),
+                end: "20:00".into(),
+            }],
+            exceptions: vec![],
+            prewarm_lead: Some(lead.into()),
+            suspend: false,
+            dry_run: false,
+        },
+    );
+    s.metadata.namespace = Some("fleet".into());
+    s
+}
+
+fn with_wave(mut s: CloudPhoneSchedule, edge: &str, from: &str) -> CloudPhoneSchedule {
+    s.status = Some(CloudPhoneScheduleStatus {
+        wave: Some(WaveAnchor {
+            edge: Time(utc(edge)),
+            from: Time(utc(from)),
+        }),
+        ..Default::default()
+    });
+    s
+}
+
+fn status(lifecycle: Lifecycle, reason: EffectiveReason) -> CloudPhoneStatus {
+    CloudPhoneStatus {
+        effective_lifecycle: Some(lifecycle),
+        effective_reason: Some(reason),
+        ..Default::default()
+    }
+}
+
+/// How many of 1000 phones (each with `status`, observed `phase`) the schedule moves to
+/// `lifecycle` at `now`: each of those is acted on (a prepare or a backup) in this very tick.
+fn moved_now(
+    tick: &ScheduleTick,
+    status: &CloudPhoneStatus,
+    phase: Phase,
+    lifecycle: Lifecycle,
+    now: Timestamp,
+) -> usize {
+    (0..1000)
+        .filter(|i| {
+            let uid = format!("uid-{i}");
+            matches!(
+                scheduled(ScheduleLink::Found(tick), "office", Some(&uid), status, phase, now),
+                Kept::At(e) if e.lifecycle == lifecycle && phase_differs(phase, lifecycle)
+            )
+        })
+        .count()
+}
+
+/// The observed phase is not what `lifecycle` keeps: a vendor action follows.
+fn phase_differs(phase: Phase, lifecycle: Lifecycle) -> bool {
+    let loaded = matches!(
+        phase,
+        Phase::DataLoaded | Phase::Streaming | Phase::Restoring
+    );
+    match lifecycle {
+        Lifecycle::Loaded => !loaded,
+        _ => loaded,
+    }
+}
+
+#[test]
+#[ignore = "finding 1: dryRun turned off mid-window prepares every phone at once (the dry run already wrote effectiveLifecycle Loaded, so no phone waits for its turn)"]
+fn finding_1_dry_run_turned_off_mid_window_spreads_the_wake() {
+    // The dry run has run since the wave's edge (07:30 CEST, 05:30Z): it computed every phone
+    // Loaded (effectiveLifecycle written, nothing called; the instances are Idle).
+    let mut dry = with_wave(
+        office(&ALL_DAYS, "30m"),
+        "2026-07-01T05:30:00Z",
+        "2026-07-01T05:30:00Z",
+    );
+    dry.spec.dry_run = true;
+    let after_dry_run = status(Lifecycle::Loaded, EffectiveReason::ScheduleWindow);
+    // 12:00 CEST: a person turns the dry run off.
+    let now = utc("2026-07-01T10:00:00Z");
+    let mut live = dry.clone();
+    live.spec.dry_run = false;
+    let tick = ScheduleTick::read(&live, now, RESTORE_ESTIMATE);
+    let at_once = moved_now(&tick, &after_dry_run, Phase::Idle, Lifecycle::Loaded, now);
+    assert!(
+        at_once < 30,
+        "{at_once} of 1000 phones prepared in the tick that turned dryRun off"
+    );
+}
+
+#[test]
+#[ignore = "finding 2: the wave's anchor lives only in the schedule's status: while its write fails (or the cache lags), every tick re-anchors at now and most phones never get their turn"]
+fn finding_2_a_wave_reaches_every_phone_while_the_schedules_status_cannot_be_written() {
+    // Created mid-window (12:00 CEST): the wave spreads from now over 25 minutes. The status
+    // write fails (a Role without cloudphoneschedules/status, an API outage): each tick reads
+    // the schedule with no anchor. Ticks every 30 s for 40 minutes.
+    let schedule = office(&ALL_DAYS, "30m");
+    let parked = status(Lifecycle::BackedUp, EffectiveReason::OutsideWindow);
+    let start = utc("2026-07-01T10:00:00Z");
+    let mut woken = [false; 100];
+    for t in 0..80 {
+        let now = start + jiff::SignedDuration::from_secs(30 * t);
+        let tick = ScheduleTick::read(&schedule, now, RESTORE_ESTIMATE);
+        for (i, w) in woken.iter_mut().enumerate() {
+            let uid = format!("uid-{i}");
+            if matches!(
+                scheduled(ScheduleLink::Found(&tick), "office", Some(&uid), &parked, Phase::Idle, now),
+                Kept::At(e) if e.lifecycle == Lifecycle::Loaded
+            ) {
+                *w = true;
+            }
+        }
+    }
+    let n = woken.iter().filter(|w| **w).count();
+    assert_eq!(n, 100, "only {n} of 100 phones woken in 40 minutes");
+}
+
+#[test]
+#[ignore = "finding 3: the stored anchor carries no lifecycle: a verdict flipped without a new edge in the last 2 days reuses the finished wave, and every phone moves at once"]
+fn finding_3_an_exception_in_force_deleted_or_an_operator_back_after_days_spreads_the_change() {
+    // A schedule without windows, loaded for an event from 2026-07-01 to 2026-07-04; its wave
+    // ran at the exception's start (midnight CEST, 22:00Z).
+    let mut event = office(&[], "30m");
+    event.spec.windows.clear();
+    event.spec.exceptions = vec![ScheduleException {
+        name: "launch".into(),
+        from: "2026-07-01".into(),
+        until: "2026-07-04".into(),
+        lifecycle: ExceptionLifecycle::Loaded,
+    }];
+    let event = with_wave(event, "2026-06-30T22:00:00Z", "2026-06-30T22:00:00Z");
+    let loaded = status(Lifecycle::Loaded, EffectiveReason::Exception);
+    // 12:00 CEST: the event is cancelled, the exception deleted.
+    let now = utc("2026-07-01T10:00:00Z");
+    let mut cancelled = event.clone();
+    cancelled.spec.exceptions.clear();
+    let tick = ScheduleTick::read(&cancelled, now, RESTORE_ESTIMATE);
+    let at_once = moved_now(&tick, &loaded, Phase::DataLoaded, Lifecycle::BackedUp, now);
+    assert!(
+        at_once < 30,
+        "exception deleted: {at_once} of 1000 phones backed up in one tick"
+    );
+    // A Wednesday-only window; the operator stopped Wednesday noon with the wake's anchor stored
+    // and comes back Saturday noon: the window's end (Wednesday 20:00) is out of `since`'s sight.
+    let wednesday = with_wave(
+        office(&[Weekday::Wed], "30m"),
+        "2026-07-01T05:30:00Z",
+        "2026-07-01T05:30:00Z",
+    );
+    let saturday = utc("2026-07-04T10:00:00Z");
+    let tick = ScheduleTick::read(&wednesday, saturday, RESTORE_ESTIMATE);
+    let window = status(Lifecycle::Loaded, EffectiveReason::ScheduleWindow);
+    let at_once = moved_now(
+        &tick,
+        &window,
+        Phase::DataLoaded,
+        Lifecycle::BackedUp,
+        saturday,
+    );
+    assert!(
+        at_once < 30,
+        "operator back after 3 days: {at_once} of 1000 phones backed up in one tick"
+    );
+    // The day shift (08:00-20:00, its park wave anchored at 20:00 CEST) becomes a night shift
+    // (20:30-08:00, woken from 20:00) at 21:00 CEST: the new wake's edge is the old park's.
+    let day = with_wave(
+        office(&ALL_DAYS, "30m"),
+        "2026-07-01T18:00:00Z",
+        "2026-07-01T18:00:00Z",
+    );
+    let mut night = day.clone();
+    night.spec.windows[0].start = "20:30".into();
+    night.spec.windows[0].end = "08:00".into();
+    let now = utc("2026-07-01T19:00:00Z");
+    let tick = ScheduleTick::read(&night, now, RESTORE_ESTIMATE);
+    let parked = status(Lifecycle::BackedUp, EffectiveReason::OutsideWindow);
+    let at_once = moved_now(&tick, &parked, Phase::Idle, Lifecycle::Loaded, now);
+    assert!(
+        at_once < 30,
+        "day shift edited to a night shift: {at_once} of 1000 phones prepared in one tick"
+    );
+}
+
+#[test]
+#[ignore = "finding 8: the CRD's rule compares from and until as text, so a date and a date-time naming the same instant pass it, and the operator then finds the schedule not valid"]
+fn finding_8_what_the_crd_admits_the_operator_reads_as_valid() {
+    for (from, until) in [
+        ("2026-12-24", "2026-12-24T00:00"),
+        ("2026-02-30", "2026-03-02"),
+    ] {
+        let mut s = office(&ALL_DAYS, "30m");
+        s.spec.exceptions = vec![ScheduleException {
+            name: "x".into(),
+            from: from.into(),
+            until: until.into(),
+            lifecycle: ExceptionLifecycle::BackedUp,
+        }];
+        // The rule `self.from < self.until` on strings: CEL compares them as text.
+        assert!(from < until, "the CRD admits {from}..{until}");
+        assert!(
+            schedule::read(&s.spec).is_ok(),
+            "{from}..{until}: admitted, then Valid=False: {:?}",
+            schedule::read(&s.spec).err()
+        );
+    }
+}
+
+#[test]
+#[ignore = "finding 4 (known): phones switched to Scheduled after their schedule's wave has ended all move in the first tick, paced only by the account's limits (none by default)"]
+fn finding_4_ten_thousand_phones_switched_to_scheduled_mid_window_are_spread() {
+    // The morning's wave ran from its edge; at 12:00 CEST one commit switches the fleet from
+    // BackedUp to Scheduled.
+    let schedule = with_wave(
+        office(&ALL_DAYS, "30m"),
+        "2026-07-01T05:30:00Z",
+        "2026-07-01T05:30:00Z",
+    );
+    let declared = status(Lifecycle::BackedUp, EffectiveReason::Declared);
+    let now = utc("2026-07-01T10:00:00Z");
+    let tick = ScheduleTick::read(&schedule, now, RESTORE_ESTIMATE);
+    let at_once = moved_now(&tick, &declared, Phase::Idle, Lifecycle::Loaded, now);
+    assert!(
+        at_once < 30,
+        "{at_once} of 1000 phones prepared in one tick"
+    );
+}
+
+#[test]
+#[ignore = "finding 5: a prewarmLead no longer than --restore-estimate (5m, or 0) spreads nothing: a schedule created mid-window wakes its fleet at once, a window end parks it at once"]
+fn finding_5_a_short_lead_still_spreads_a_change_that_is_not_at_an_edge() {
+    let now = utc("2026-07-01T10:00:00Z");
+    let parked = status(Lifecycle::BackedUp, EffectiveReason::Declared);
+    let created = ScheduleTick::read(&office(&ALL_DAYS, "5m"), now, RESTORE_ESTIMATE);
+    let at_once = moved_now(&created, &parked, Phase::Idle, Lifecycle::Loaded, now);
+    assert!(
+        at_once < 30,
+        "prewarmLead 5m, created mid-window: {at_once} of 1000 prepared in one tick"
+    );
+    // prewarmLead 0, the window's end (20:00 CEST): every loaded phone backed up at once.
+    let end = utc("2026-07-01T18:00:10Z");
+    let ending = ScheduleTick::read(&office(&ALL_DAYS, "0"), end, RESTORE_ESTIMATE);
+    let loaded = status(Lifecycle::Loaded, EffectiveReason::ScheduleWindow);
+    let at_once = moved_now(
+        &ending,
+        &loaded,
+        Phase::DataLoaded,
+        Lifecycle::BackedUp,
+        end,
+    );
+    assert!(
+        at_once < 30,
+        "prewarmLead 0, window end: {at_once} of 1000 backed up in one tick"
+    );
+}
+
+#[test]
+#[ignore = "finding 6: cloudphone_wave_late_phones counts as late every phone still waiting for its turn in a wave that ends after the ready-by instant (a schedule created mid-window, a Loaded exception, which gets no prewarm)"]
+fn finding_6_a_phone_waiting_for_its_turn_by_design_is_not_late() {
+    // Created at 12:00 CEST: its wave has just begun, spread over 25 minutes.
+    let now = utc("2026-07-01T10:00:00Z");
+    let created = ScheduleTick::read(&office(&ALL_DAYS, "30m"), now, RESTORE_ESTIMATE);
+    assert!(
+        !should_be_ready(&created, now),
+        "every phone counted late in the first tick of a wave that has just begun"
+    );
+    // A Loaded exception on a windowless schedule starts at midnight CEST: its wake starts then.
+    let mut event = office(&[], "30m");
+    event.spec.windows.clear();
+    event.spec.exceptions = vec![ScheduleException {
+        name: "launch".into(),
+        from: "2026-07-01".into(),
+        until: "2026-07-04".into(),
+        lifecycle: ExceptionLifecycle::Loaded,
+    }];
+    let start = utc("2026-06-30T22:00:30Z");
+    let tick = ScheduleTick::read(&event, start, RESTORE_ESTIMATE);
+    assert!(
+        !should_be_ready(&tick, start),
+        "every phone late 30 s into an exception whose wake began then"
+    );
+}
+
+/// Plans a `Scheduled` phone (idleTimeout 3h, uid `uid`) with `status`, observed at `code`, under
+/// `schedule` at `now`.
+fn plan_scheduled(
+    schedule: &CloudPhoneSchedule,
+    uid: &str,
+    status: CloudPhoneStatus,
+    code: i64,
+    now: Timestamp,
+) -> (CloudPhoneStatus, Option<Action>) {
+    let phone = cloudphone("p", "kp1")
+        .uid(uid)
+        .created(-100)
+        .scheduled("office", "u1")
+        .idle_timeout("3h")
+        .status(status)
+        .build();
+    let tick = ScheduleTick::read(schedule, now, RESTORE_ESTIMATE);
+    let view = PhoneView::of(&phone, Route::Scope(DEFAULT_SCOPE))
+        .with_schedule(ScheduleLink::Found(&tick));
+    let config = PlanConfig::default();
+    let cx = Context {
+        now,
+        config: &config,
+        earlier: &EarlierTerms::Settled,
+    };
+    let planned = plan_phone(
+        &view,
+        &Disposition::Query,
+        Some(&Observation::Status(code)),
+        &Memory::default(),
+        &cx,
+    )
+    .expect("planned");
+    (planned.status.into_owned(), planned.action)
+}
+
+#[test]
+fn finding_7_a_stream_seen_while_a_phone_is_held_restarts_its_idle_clock() {
+    // Outside the window (the window ended 20:00 CEST, 18:00Z): the phone waits for idleness
+    // (idleTimeout 3h) since 20:05 CEST, due 23:05 CEST.
+    let waiting = CloudPhoneStatus {
+        effective_lifecycle: Some(Lifecycle::Loaded),
+        effective_reason: Some(EffectiveReason::WaitingForIdle),
+        idle_since: Some(Box::new(Time(utc("2026-07-01T18:05:00Z")))),
+        instance_status: Some(2),
+        phase: Phase::DataLoaded,
+        ..Default::default()
+    };
+    // 21:00 CEST the schedule is suspended; a user streams from 21:30 until 23:10.
+    let mut suspended = office(&ALL_DAYS, "30m");
+    suspended.spec.suspend = true;
+    let (held, action) = plan_scheduled(
+        &suspended,
+        "uid-late",
+        waiting,
+        3,
+        utc("2026-07-01T19:30:00Z"),
+    );
+    assert_eq!(action, None);
+    // 23:00 CEST it is unsuspended: the park is spread from then over 30 minutes; pick a phone
+    // whose turn is after 23:10.
+    let resumed = office(&ALL_DAYS, "30m");
+    let unsuspended = utc("2026-07-01T21:00:00Z");
+    let uid = (0..1000)
+        .map(|i| format!("uid-{i}"))
+        .find(|uid| {
+            schedule::spread_at(unsuspended, std::time::Duration::from_secs(1800), uid)
+                > utc("2026-07-01T21:20:00Z")
+        })
+        .unwrap();
+    let resumed = with_wave(resumed, "2026-07-01T18:00:00Z", "2026-07-01T21:00:00Z");
+    let (held, action) = plan_scheduled(&resumed, &uid, held, 3, utc("2026-07-01T21:05:00Z"));
+    assert_eq!(action, None, "streaming");
+    // 23:10 CEST the stream ends; at the phone's turn it is idle for minutes, not 3 hours.
+    let turn = schedule::spread_at(unsuspended, std::time::Duration::from_secs(1800), &uid);
+    let (_, action) = plan_scheduled(&resumed, &uid, held, 2, turn);
+    assert_eq!(
+        action, None,
+        "backed up at {turn}, minutes after a stream, with idleTimeout 3h"
+    );
+}
+
+#[test]
+#[ignore = "finding 9: a phone held for its turn in a wave ignores its cloudphone.io/load-until annotation: the session service's wake waits up to the whole spread"]
+fn finding_9_load_until_wakes_a_phone_waiting_for_its_turn() {
+    // Created at 12:00 CEST: the wake is spread from now over 25 minutes. The session service
+    // sets load-until on a parked phone whose turn is 20 minutes away, for a user now.
+    let now = utc("2026-07-01T10:00:00Z");
+    let uid = (0..1000)
+        .map(|i| format!("uid-{i}"))
+        .find(|uid| {
+            schedule::spread_at(now, std::time::Duration::from_secs(1500), uid)
+                > utc("2026-07-01T10:20:00Z")
+        })
+        .unwrap();
+    let phone = cloudphone("p", "kp1")
+        .uid(&uid)
+        .created(-100)
+        .scheduled("office", "u1")
+        .load_until("2026-07-01T12:00:00Z")
+        .status(status(Lifecycle::BackedUp, EffectiveReason::OutsideWindow))
+        .build();
+    let tick = ScheduleTick::read(&office(&ALL_DAYS, "30m"), now, RESTORE_ESTIMATE);
+    let view = PhoneView::of(&phone, Route::Scope(DEFAULT_SCOPE))
+        .with_schedule(ScheduleLink::Found(&tick));
+    let config = PlanConfig::default();
+    let cx = Context {
+        now,
+        config: &config,
+        earlier: &EarlierTerms::Settled,
+    };
+    let planned = plan_phone(
+        &view,
+        &Disposition::Query,
+        Some(&Observation::Status(0)),
+        &Memory::default(),
+        &cx,
+    )
+    .expect("planned");
+    assert_eq!(
+        planned.action,
+        Some(Action::Prepare),
+        "kept as {:?}",
+        planned.status.effective_reason
+    );
+}
