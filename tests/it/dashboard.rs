@@ -3,8 +3,11 @@
 
 use crate::support;
 
+use cloudphone_operator::api::{
+    CloudPhoneSchedule, CloudPhoneScheduleSpec, ScheduleWindow, Weekday,
+};
 use cloudphone_operator::metrics::Metrics;
-use cloudphone_operator::reconciler::MemoryStore;
+use cloudphone_operator::reconciler::{MemorySchedules, MemoryStore};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +56,17 @@ async fn every_dashboard_query_names_a_metric_a_real_run_exports() {
         );
         instances.push((format!("kl{i:05}"), cloudphone_operator::sim::code::IDLE));
     }
+    // Three Scheduled phones, parked, whose window opened an hour ago: the operator first acts on it
+    // now, so their wake is spread from now over the lead, and they are late meanwhile.
+    for i in 0..3 {
+        phones.push(
+            support::cloudphone(&format!("s{i:05}"), &format!("ks{i:05}"))
+                .scheduled("office", "u1")
+                .build(),
+        );
+        instances.push((format!("ks{i:05}"), cloudphone_operator::sim::code::IDLE));
+    }
+    let schedules = Arc::new(MemorySchedules::new([open_window()]));
     let sim = support::simulator(instances)
         .backup_duration(Duration::from_millis(100))
         .restore_duration(Duration::from_millis(100))
@@ -65,11 +79,14 @@ async fn every_dashboard_query_names_a_metric_a_real_run_exports() {
         support::sim_client(&sim).with_observer(metrics.clone()),
         Default::default(),
     )
-    .with_metrics(metrics.clone());
+    .with_metrics(metrics.clone())
+    .with_schedules(schedules);
     metrics.leader.set(1);
+    let mut most_late = 0.0f64;
     for _ in 0..50 {
         engine.tick().await;
         let text = metrics.encode();
+        most_late = most_late.max(sample(&text, "cloudphone_wave_late_phones").unwrap_or(0.0));
         if text.contains("cloudphone_backups_total{outcome=\"completed\"} 5")
             && text.contains("cloudphone_prepares_total{outcome=\"completed\"} 3")
         {
@@ -85,4 +102,49 @@ async fn every_dashboard_query_names_a_metric_a_real_run_exports() {
         missing.is_empty(),
         "the dashboard queries metrics no run exports: {missing:?}\nexported: {exported:?}"
     );
+    // The panel "Scheduled phones late for their window" shows the phones of this run's late wave.
+    assert!(queried.contains("cloudphone_wave_late_phones"));
+    assert!(
+        (1.0..=3.0).contains(&most_late),
+        "cloudphone_wave_late_phones peaked at {most_late}"
+    );
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus text exposition.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A CloudPhoneSchedule `office` in `default` (UTC, every day) whose window opened an hour ago and
+/// closes in an hour, woken ten minutes ahead.
+fn open_window() -> CloudPhoneSchedule {
+    use jiff::{SignedDuration, Timestamp};
+    let now = Timestamp::now();
+    let hhmm = |t: Timestamp| t.strftime("%H:%M").to_string();
+    let mut s = CloudPhoneSchedule::new(
+        "office",
+        CloudPhoneScheduleSpec {
+            time_zone: "UTC".into(),
+            windows: vec![ScheduleWindow {
+                days: vec![
+                    Weekday::Mon,
+                    Weekday::Tue,
+                    Weekday::Wed,
+                    Weekday::Thu,
+                    Weekday::Fri,
+                    Weekday::Sat,
+                    Weekday::Sun,
+                ],
+                start: hhmm(now - SignedDuration::from_hours(1)),
+                end: hhmm(now + SignedDuration::from_hours(1)),
+            }],
+            exceptions: vec![],
+            prewarm_lead: Some("10m".into()),
+            suspend: false,
+            dry_run: false,
+        },
+    );
+    s.metadata.namespace = support::cloudphone("x", "kx").build().metadata.namespace;
+    s
 }
