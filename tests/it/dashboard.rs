@@ -1,5 +1,6 @@
 //! The Grafana dashboard in the chart (and docs/) reads only metrics that a real run of the
-//! operator exports: a renamed metric fails here, not on a user's empty panel.
+//! operator exports: a renamed metric fails here, not on a user's empty panel. And
+//! docs/reference/metrics.md documents every metric and every bounded reason the operator exports.
 
 use crate::support;
 
@@ -147,4 +148,58 @@ fn open_window() -> CloudPhoneSchedule {
     );
     s.metadata.namespace = support::cloudphone("x", "kx").build().metadata.namespace;
     s
+}
+
+const METRICS_DOC: &str = include_str!("../../docs/reference/metrics.md");
+
+/// The row of docs/reference/metrics.md's table that documents `name`.
+fn documented(name: &str) -> Option<&'static str> {
+    let quoted = format!("`{name}`");
+    METRICS_DOC
+        .lines()
+        .find(|l| l.starts_with("| ") && l.split('|').nth(1).is_some_and(|c| c.contains(&quoted)))
+}
+
+#[test]
+fn every_metric_and_reason_a_fresh_operator_exports_is_documented() {
+    let text = Metrics::new().encode();
+    let undocumented: Vec<String> = sample_names(&text)
+        .into_iter()
+        .map(|name| {
+            ["_bucket", "_sum", "_count", "_created"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .map_or(name.clone(), str::to_owned)
+        })
+        .filter(|name| documented(name).is_none())
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "docs/reference/metrics.md has no row for {undocumented:?}"
+    );
+    // The parks' and wakes' reasons: exported at 0 from the start, each one documented in its row,
+    // and every documented one exported.
+    for family in ["cloudphone_parks_total", "cloudphone_wakes_total"] {
+        let exported: BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix(family)?
+                    .strip_prefix("{reason=\"")?
+                    .split('"')
+                    .next()
+            })
+            .collect();
+        let row = documented(family).expect("documented");
+        let meaning = row.split('|').nth(4).unwrap();
+        let listed: BTreeSet<&str> = meaning
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .collect();
+        assert_eq!(
+            exported, listed,
+            "{family}: the reasons exported at 0 (left) and those its row documents (right)"
+        );
+    }
 }
