@@ -24,7 +24,19 @@ if generation ~= nil and status.observedGeneration ~= nil and status.observedGen
   return hs
 end
 local message = ready.message or ""
+-- A Scheduled phone whose CloudPhoneSchedule is suspended is held as it is (Ready=True, nothing is
+-- wrong): Suspended rather than Healthy, as the schedule itself shows, because a person paused it and
+-- nothing will follow the schedule's windows until someone resumes it; Argo CD shows a Suspended
+-- resource without calling the application Degraded.
+if ready.reason == "ScheduleSuspended" then
+  hs.status = "Suspended"
+  hs.message = message
+  return hs
+end
 -- A BackedUp phone in use, or idle for less than its spec.idleTimeout, is where it should be for now.
+-- A Scheduled phone of a dry-run schedule (Ready=True, DryRun) is Healthy: nothing is called. One
+-- waiting for its turn in a schedule's wave keeps the Ready condition it had (none yet: Pending,
+-- Progressing).
 if ready.status == "True" or ready.reason == "WaitingForIdle" then
   hs.status = "Healthy"
   hs.message = message
@@ -52,6 +64,10 @@ local degraded_reasons = {
   AccountNotFound = true,
   AccountNotAllowed = true,
   AccountNotReady = true,
+  -- The phone is held as it is, with no call, until a person creates its CloudPhoneSchedule (or
+  -- installs its CRD) or fixes the schedule's spec.
+  ScheduleNotFound = true,
+  ScheduleInvalid = true,
 }
 if degraded_phases[status.phase] or degraded_reasons[ready.reason] then
   hs.status = "Degraded"

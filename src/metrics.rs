@@ -206,21 +206,22 @@ impl Metrics {
         let parks = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "parks",
-            "Backups requested for phones the operator had kept loaded, by reason: idle (unused for spec.idleTimeout) or load_until_expired (the cloudphone.io/load-until time passed)",
+            "Backups requested for phones the operator had kept loaded, by reason: idle (unused for spec.idleTimeout), load_until_expired (the cloudphone.io/load-until time passed), window_end (their CloudPhoneSchedule's window ended) or exception (a BackedUp exception of their schedule)",
             parks.clone(),
         );
         let wakes = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "wakes",
-            "Prepares requested for BackedUp phones the operator keeps loaded, by reason: load_until (the cloudphone.io/load-until annotation)",
+            "Prepares requested for phones the operator keeps loaded, by reason: load_until (the cloudphone.io/load-until annotation of a BackedUp phone), schedule (a window of a Scheduled phone's CloudPhoneSchedule) or exception (a Loaded exception of its schedule)",
             wakes.clone(),
         );
-        for reason in ["idle", "load_until_expired"] {
+        // NB: every reason plan::moved gives, at 0 from the start: increase() misses a first count.
+        for reason in ["idle", "load_until_expired", "window_end", "exception"] {
             drop(parks.get_or_create(&ReasonLabels { reason }));
         }
-        drop(wakes.get_or_create(&ReasonLabels {
-            reason: "load_until",
-        }));
+        for reason in ["load_until", "schedule", "exception"] {
+            drop(wakes.get_or_create(&ReasonLabels { reason }));
+        }
         let status_writes = Family::<OutcomeLabels, Counter>::default();
         let status_write_failing_phones = Gauge::default();
         registry.register(

@@ -68,6 +68,8 @@ def test_thresholds_come_from_values(tmp_path):
                 "statusWritesFailingFor": "45m",
                 "preparesFailingRatio": 0.5,
                 "preparesFailingFor": "2h",
+                "waveLatePhones": 10,
+                "waveLateFor": "1h",
             },
         ).read_text()
     )
@@ -78,4 +80,6 @@ def test_thresholds_come_from_values(tmp_path):
     assert rules["CloudPhoneStatusWritesFailing"]["for"] == "45m"
     assert rules["CloudPhonePreparesFailing"]["expr"].rstrip().endswith("> 0.5")
     assert rules["CloudPhonePreparesFailing"]["for"] == "2h"
+    assert rules["CloudPhoneWaveLate"]["expr"].endswith("> 10")
+    assert rules["CloudPhoneWaveLate"]["for"] == "1h"
     assert CHART.exists()

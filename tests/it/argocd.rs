@@ -339,6 +339,7 @@ fn the_docs_carry_the_same_script() {
     for (script, file) in [
         (SCRIPT, "docs/argocd-health.lua"),
         (ACCOUNT_SCRIPT, "docs/argocd-health-account.lua"),
+        (SCHEDULE_SCRIPT, "docs/argocd-health-schedule.lua"),
     ] {
         let indented: String = script
             .lines()
@@ -414,4 +415,290 @@ fn a_phone_waiting_for_idleness_is_healthy_and_one_kept_loaded_too() {
         assert_eq!(health, "Healthy", "status {code}: {message}");
         assert!(message.contains("idleTimeout"), "{message}");
     }
+}
+
+const SCHEDULE_SCRIPT: &str = include_str!("../../docs/argocd-health-schedule.lua");
+
+fn utc(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+/// Every day 08:00-20:00 UTC, woken 30 minutes ahead, in fleet-a; its wave anchored at `edge` (as
+/// the status the operator wrote at that edge says), when given.
+fn office(edge: Option<&str>) -> cloudphone_operator::api::CloudPhoneSchedule {
+    use cloudphone_operator::api::{
+        CloudPhoneSchedule, CloudPhoneScheduleSpec, CloudPhoneScheduleStatus, ScheduleWindow,
+        WaveAnchor, Weekday,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let mut s = CloudPhoneSchedule::new(
+        "office",
+        CloudPhoneScheduleSpec {
+            time_zone: "UTC".into(),
+            windows: vec![ScheduleWindow {
+                days: vec![
+                    Weekday::Mon,
+                    Weekday::Tue,
+                    Weekday::Wed,
+                    Weekday::Thu,
+                    Weekday::Fri,
+                    Weekday::Sat,
+                    Weekday::Sun,
+                ],
+                start: "08:00".into(),
+                end: "20:00".into(),
+            }],
+            exceptions: vec![],
+            prewarm_lead: Some("30m".into()),
+            suspend: false,
+            dry_run: false,
+        },
+    );
+    s.metadata.namespace = Some("fleet-a".into());
+    s.metadata.generation = Some(1);
+    s.status = edge.map(|edge| CloudPhoneScheduleStatus {
+        wave: Some(WaveAnchor {
+            edge: Time(utc(edge)),
+            from: Time(utc(edge)),
+        }),
+        ..Default::default()
+    });
+    s
+}
+
+/// The status the planner gives the Scheduled `phone` at `now`, its schedule as `link` says.
+fn planned_scheduled(
+    phone: &CloudPhone,
+    link: cloudphone_operator::plan::ScheduleLink<'_>,
+    code: i64,
+    now: Timestamp,
+) -> CloudPhoneStatus {
+    let config = PlanConfig::default();
+    let cx = Context {
+        now,
+        config: &config,
+        earlier: &EarlierTerms::Settled,
+    };
+    plan_phone(
+        &PhoneView::of(phone, Route::Scope(DEFAULT_SCOPE)).with_schedule(link),
+        &Disposition::Query,
+        Some(&Observation::Status(code)),
+        &Memory::default(),
+        &cx,
+    )
+    .expect("planned")
+    .status
+    .into_owned()
+}
+
+fn ready_of(status: &CloudPhoneStatus) -> (String, String) {
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("a Ready condition");
+    (ready.status.clone(), ready.reason.clone())
+}
+
+#[test]
+fn a_scheduled_phone_held_until_a_person_acts_is_degraded() {
+    use cloudphone_operator::plan::{
+        RESTORE_ESTIMATE, SCHEDULE_INVALID, SCHEDULE_NOT_FOUND, ScheduleLink, ScheduleTick,
+    };
+    let p = support::cloudphone("p1", "kp1")
+        .namespace("fleet-a")
+        .scheduled("office", "u1")
+        .build();
+    let now = utc("2026-07-01T10:00:00Z");
+    let mut invalid = office(None);
+    invalid.spec.time_zone = "Europe/Atlantis".into();
+    let invalid = ScheduleTick::read(&invalid, now, RESTORE_ESTIMATE);
+    for (name, link, reason) in [
+        ("missing", ScheduleLink::Missing, SCHEDULE_NOT_FOUND),
+        (
+            "watch not synced",
+            ScheduleLink::NotSynced,
+            SCHEDULE_NOT_FOUND,
+        ),
+        ("not valid", ScheduleLink::Found(&invalid), SCHEDULE_INVALID),
+    ] {
+        let status = planned_scheduled(&p, link, 0, now);
+        assert_eq!(ready_of(&status), ("False".into(), reason.into()), "{name}");
+        let (health, message) = health(&with_status(p.clone(), status));
+        assert_eq!(health, "Degraded", "{name}: {message}");
+        assert!(message.starts_with(reason), "{name}: {message}");
+    }
+}
+
+#[test]
+fn a_scheduled_phone_follows_its_schedule_suspended_dry_run_waiting_and_woken() {
+    use cloudphone_operator::api::{EffectiveReason, Lifecycle};
+    use cloudphone_operator::plan::{
+        DRY_RUN, RESTORE_ESTIMATE, SCHEDULE_SUSPENDED, ScheduleLink, ScheduleTick,
+    };
+    let p = support::cloudphone("p1", "kp1")
+        .namespace("fleet-a")
+        .scheduled("office", "u1")
+        .build();
+    let mid_window = utc("2026-07-01T10:00:00Z");
+
+    // Its schedule suspended: held as it is, Ready=True; Suspended, as the schedule shows.
+    let mut suspended = office(None);
+    suspended.spec.suspend = true;
+    let suspended = ScheduleTick::read(&suspended, mid_window, RESTORE_ESTIMATE);
+    let status = planned_scheduled(&p, ScheduleLink::Found(&suspended), 0, mid_window);
+    assert_eq!(
+        ready_of(&status),
+        ("True".into(), SCHEDULE_SUSPENDED.into())
+    );
+    let (shown, message) = health(&with_status(p.clone(), status));
+    assert_eq!(shown, "Suspended", "{message}");
+    assert!(message.contains("suspended"), "{message}");
+
+    // A dry run: the schedule would wake it, nothing is called; Healthy.
+    let mut dry = office(Some("2026-07-01T07:30:00Z"));
+    dry.spec.dry_run = true;
+    let dry = ScheduleTick::read(&dry, mid_window, RESTORE_ESTIMATE);
+    let status = planned_scheduled(&p, ScheduleLink::Found(&dry), 0, mid_window);
+    assert_eq!(ready_of(&status), ("True".into(), DRY_RUN.into()));
+    assert_eq!(health(&with_status(p.clone(), status)).0, "Healthy");
+
+    // Parked outside its window (the wave of the window's end long over): Healthy.
+    let night = utc("2026-07-01T06:00:00Z");
+    let parked_wave = office(Some("2026-06-30T20:00:00Z"));
+    let parked_tick = ScheduleTick::read(&parked_wave, night, RESTORE_ESTIMATE);
+    let parked = planned_scheduled(&p, ScheduleLink::Found(&parked_tick), 0, night);
+    assert_eq!(parked.effective_lifecycle, Some(Lifecycle::BackedUp));
+    assert_eq!(
+        parked.effective_reason,
+        Some(EffectiveReason::OutsideWindow)
+    );
+    assert_eq!(health(&with_status(p.clone(), parked.clone())).0, "Healthy");
+
+    // At the wave's edge, before its turn: held, its Ready condition as it was (Healthy); a phone
+    // the operator never planned has none yet (Pending): Progressing.
+    let edge = utc("2026-07-01T07:30:00Z");
+    let wave = ScheduleTick::read(&office(None), edge, RESTORE_ESTIMATE);
+    let before = with_status(p.clone(), parked.clone());
+    let waiting = planned_scheduled(&before, ScheduleLink::Found(&wave), 0, edge);
+    assert_eq!(
+        waiting.effective_lifecycle,
+        Some(Lifecycle::BackedUp),
+        "p1's turn is after the edge"
+    );
+    assert_eq!(
+        waiting.next_transition.as_ref().map(|t| t.lifecycle),
+        Some(Lifecycle::Loaded)
+    );
+    assert_eq!(ready_of(&waiting), ready_of(&parked));
+    assert_eq!(health(&with_status(p.clone(), waiting)).0, "Healthy");
+    let first = planned_scheduled(&p, ScheduleLink::Found(&wave), 0, edge);
+    assert_eq!(ready_of(&first), ("Unknown".into(), "Pending".into()));
+    assert_eq!(health(&with_status(p.clone(), first)).0, "Progressing");
+
+    // Its turn come (the wave's spread is over): woken, Progressing; its data loaded, Healthy.
+    let late = utc("2026-07-01T07:58:00Z");
+    let wave = ScheduleTick::read(
+        &office(Some("2026-07-01T07:30:00Z")),
+        late,
+        RESTORE_ESTIMATE,
+    );
+    let woken = planned_scheduled(&before, ScheduleLink::Found(&wave), 0, late);
+    assert_eq!(woken.effective_lifecycle, Some(Lifecycle::Loaded));
+    assert_eq!(
+        health(&with_status(p.clone(), woken.clone())).0,
+        "Progressing"
+    );
+    let loaded = planned_scheduled(
+        &with_status(p.clone(), woken),
+        ScheduleLink::Found(&wave),
+        2,
+        late,
+    );
+    assert_eq!(health(&with_status(p, loaded)).0, "Healthy");
+}
+
+#[test]
+fn a_schedules_health_follows_the_status_the_operator_writes() {
+    use cloudphone_operator::plan::{
+        RESTORE_ESTIMATE, SchedulePhones, ScheduleTick, schedule_status,
+    };
+    let object = |s: &cloudphone_operator::api::CloudPhoneSchedule| {
+        run(SCHEDULE_SCRIPT, serde_json::to_value(s).unwrap())
+    };
+    // The status the operator writes for `s` at `now`, its phones `phones`.
+    let written = |mut s: cloudphone_operator::api::CloudPhoneSchedule,
+                   now: &str,
+                   phones: &SchedulePhones| {
+        let now = utc(now);
+        let tick = ScheduleTick::read(&s, now, RESTORE_ESTIMATE);
+        s.status = Some(
+            schedule_status(&tick, s.metadata.generation, s.status.as_ref(), phones, now)
+                .expect("a first status"),
+        );
+        s
+    };
+    let counted = SchedulePhones {
+        counts: cloudphone_operator::api::ScheduleCounts {
+            loaded: 7,
+            parked: 0,
+            preparing: 2,
+            failed: 1,
+        },
+        wake_calls: 1,
+        pace: Some(10.0),
+        ..Default::default()
+    };
+
+    assert_eq!(object(&office(None)).0, "Progressing", "no status yet");
+
+    let open = written(office(None), "2026-07-01T07:31:00Z", &counted);
+    let (health, message) = object(&open);
+    assert_eq!(health, "Healthy", "{message}");
+    assert!(
+        message.starts_with("Window 08:00-20:00: 7 loaded, 0 parked, 2 preparing, 1 failed"),
+        "{message}"
+    );
+    assert!(
+        message.contains("next: BackedUp at 2026-07-01T20:00:00Z"),
+        "{message}"
+    );
+
+    let mut edited = open.clone();
+    edited.metadata.generation = Some(2);
+    let (health, message) = object(&edited);
+    assert_eq!(health, "Progressing");
+    assert!(message.contains("generation 2"), "{message}");
+
+    let mut bad = office(None);
+    bad.spec.time_zone = "Mars/Olympus".into();
+    let (health, message) = object(&written(bad, "2026-07-01T10:00:00Z", &counted));
+    assert_eq!(health, "Degraded");
+    assert!(message.starts_with("InvalidSpec: "), "{message}");
+    assert!(message.contains("Mars/Olympus"), "{message}");
+
+    let mut paused = office(None);
+    paused.spec.suspend = true;
+    let paused = written(paused, "2026-07-01T10:00:00Z", &counted);
+    assert_eq!(object(&paused).0, "Suspended");
+    // Suspended in Git but not yet seen by the operator: its phones still follow the windows.
+    let mut unseen = open.clone();
+    unseen.spec.suspend = true;
+    unseen.metadata.generation = Some(2);
+    assert_eq!(object(&unseen).0, "Progressing");
+
+    // Before the wake: ten thousand calls at one a second cannot be ready by 08:00.
+    let slow = SchedulePhones {
+        wake_calls: 10_000,
+        pace: Some(1.0),
+        ..counted.clone()
+    };
+    let at_risk = written(office(None), "2026-07-01T07:00:00Z", &slow);
+    let (health, message) = object(&at_risk);
+    assert_eq!(health, "Degraded");
+    assert!(message.starts_with("PaceTooSlow: "), "{message}");
+    let on_time = written(office(None), "2026-07-01T07:00:00Z", &counted);
+    let (health, message) = object(&on_time);
+    assert_eq!(health, "Healthy", "{message}");
+    assert!(message.starts_with("Outside: "), "{message}");
 }

@@ -1,10 +1,14 @@
 //! The Grafana dashboard in the chart (and docs/) reads only metrics that a real run of the
-//! operator exports: a renamed metric fails here, not on a user's empty panel.
+//! operator exports: a renamed metric fails here, not on a user's empty panel. And
+//! docs/reference/metrics.md documents every metric and every bounded reason the operator exports.
 
 use crate::support;
 
+use cloudphone_operator::api::{
+    CloudPhoneSchedule, CloudPhoneScheduleSpec, ScheduleWindow, Weekday,
+};
 use cloudphone_operator::metrics::Metrics;
-use cloudphone_operator::reconciler::MemoryStore;
+use cloudphone_operator::reconciler::{MemorySchedules, MemoryStore};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +57,17 @@ async fn every_dashboard_query_names_a_metric_a_real_run_exports() {
         );
         instances.push((format!("kl{i:05}"), cloudphone_operator::sim::code::IDLE));
     }
+    // Three Scheduled phones, parked, whose window opened an hour ago: the operator first acts on it
+    // now, so their wake is spread from now over the lead, and they are late meanwhile.
+    for i in 0..3 {
+        phones.push(
+            support::cloudphone(&format!("s{i:05}"), &format!("ks{i:05}"))
+                .scheduled("office", "u1")
+                .build(),
+        );
+        instances.push((format!("ks{i:05}"), cloudphone_operator::sim::code::IDLE));
+    }
+    let schedules = Arc::new(MemorySchedules::new([open_window()]));
     let sim = support::simulator(instances)
         .backup_duration(Duration::from_millis(100))
         .restore_duration(Duration::from_millis(100))
@@ -65,11 +80,14 @@ async fn every_dashboard_query_names_a_metric_a_real_run_exports() {
         support::sim_client(&sim).with_observer(metrics.clone()),
         Default::default(),
     )
-    .with_metrics(metrics.clone());
+    .with_metrics(metrics.clone())
+    .with_schedules(schedules);
     metrics.leader.set(1);
+    let mut most_late = 0.0f64;
     for _ in 0..50 {
         engine.tick().await;
         let text = metrics.encode();
+        most_late = most_late.max(sample(&text, "cloudphone_wave_late_phones").unwrap_or(0.0));
         if text.contains("cloudphone_backups_total{outcome=\"completed\"} 5")
             && text.contains("cloudphone_prepares_total{outcome=\"completed\"} 3")
         {
@@ -85,4 +103,103 @@ async fn every_dashboard_query_names_a_metric_a_real_run_exports() {
         missing.is_empty(),
         "the dashboard queries metrics no run exports: {missing:?}\nexported: {exported:?}"
     );
+    // The panel "Scheduled phones late for their window" shows the phones of this run's late wave.
+    assert!(queried.contains("cloudphone_wave_late_phones"));
+    assert!(
+        (1.0..=3.0).contains(&most_late),
+        "cloudphone_wave_late_phones peaked at {most_late}"
+    );
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus text exposition.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A CloudPhoneSchedule `office` in `default` (UTC, every day) whose window opened an hour ago and
+/// closes in an hour, woken ten minutes ahead.
+fn open_window() -> CloudPhoneSchedule {
+    use jiff::{SignedDuration, Timestamp};
+    let now = Timestamp::now();
+    let hhmm = |t: Timestamp| t.strftime("%H:%M").to_string();
+    let mut s = CloudPhoneSchedule::new(
+        "office",
+        CloudPhoneScheduleSpec {
+            time_zone: "UTC".into(),
+            windows: vec![ScheduleWindow {
+                days: vec![
+                    Weekday::Mon,
+                    Weekday::Tue,
+                    Weekday::Wed,
+                    Weekday::Thu,
+                    Weekday::Fri,
+                    Weekday::Sat,
+                    Weekday::Sun,
+                ],
+                start: hhmm(now - SignedDuration::from_hours(1)),
+                end: hhmm(now + SignedDuration::from_hours(1)),
+            }],
+            exceptions: vec![],
+            prewarm_lead: Some("10m".into()),
+            suspend: false,
+            dry_run: false,
+        },
+    );
+    s.metadata.namespace = support::cloudphone("x", "kx").build().metadata.namespace;
+    s
+}
+
+const METRICS_DOC: &str = include_str!("../../docs/reference/metrics.md");
+
+/// The row of docs/reference/metrics.md's table that documents `name`.
+fn documented(name: &str) -> Option<&'static str> {
+    let quoted = format!("`{name}`");
+    METRICS_DOC
+        .lines()
+        .find(|l| l.starts_with("| ") && l.split('|').nth(1).is_some_and(|c| c.contains(&quoted)))
+}
+
+#[test]
+fn every_metric_and_reason_a_fresh_operator_exports_is_documented() {
+    let text = Metrics::new().encode();
+    let undocumented: Vec<String> = sample_names(&text)
+        .into_iter()
+        .map(|name| {
+            ["_bucket", "_sum", "_count", "_created"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .map_or(name.clone(), str::to_owned)
+        })
+        .filter(|name| documented(name).is_none())
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "docs/reference/metrics.md has no row for {undocumented:?}"
+    );
+    // The parks' and wakes' reasons: exported at 0 from the start, each one documented in its row,
+    // and every documented one exported.
+    for family in ["cloudphone_parks_total", "cloudphone_wakes_total"] {
+        let exported: BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix(family)?
+                    .strip_prefix("{reason=\"")?
+                    .split('"')
+                    .next()
+            })
+            .collect();
+        let row = documented(family).expect("documented");
+        let meaning = row.split('|').nth(4).unwrap();
+        let listed: BTreeSet<&str> = meaning
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .collect();
+        assert_eq!(
+            exported, listed,
+            "{family}: the reasons exported at 0 (left) and those its row documents (right)"
+        );
+    }
 }
