@@ -70,7 +70,7 @@ pub struct Metrics {
     pub phones: Family<PhoneLabels, Gauge>,
     pub oldest_unbacked: Gauge<f64, AtomicU64>,
     pub longest_not_ready: Gauge<f64, AtomicU64>,
-    /// Scheduled phones not loaded although their window has started (`wave_late_phones`).
+    /// Scheduled phones late for their window (`wave_late_phones`).
     pub wave_late: Gauge,
     pub backup_duration: Histogram,
     pub backups: Family<BackupOutcomeLabels, Counter>,
@@ -150,7 +150,7 @@ impl Metrics {
         let wave_late = Gauge::default();
         registry.register(
             "wave_late_phones",
-            "Scheduled phones not loaded (phase neither DataLoaded nor Streaming) although their CloudPhoneSchedule's window, or a Loaded exception, has started: a wake that was late; dry-run schedules are not counted; 0 when none",
+            "Scheduled phones late for their window: the window (or a Loaded exception) has started, their turn in the wake has come, and they are not loaded (phase neither DataLoaded nor Streaming) although their prepare was asked for at least --restore-estimate ago, or could not be asked; phones waiting for their turn, suspended phones and dry-run schedules are not counted; 0 when none",
             wave_late.clone(),
         );
         // 10s to about 11h: a quick backup up to one queued at the vendor for hours.

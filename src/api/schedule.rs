@@ -128,7 +128,7 @@ pub struct ScheduleWindow {
 /// A dated override of the windows.
 #[derive(Deserialize, Serialize, KubeSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.from < self.until").message("an exception's from must be before its until"))]
+#[x_kube(validation = Rule::new("(size(self.from) == 10 ? self.from + 'T00:00' : self.from) < (size(self.until) == 10 ? self.until + 'T00:00' : self.until)").message("an exception's from must be before its until (a date is its midnight)"))]
 pub struct ScheduleException {
     /// A name shown in the phones' messages and events (never in a metric label).
     #[schemars(
@@ -235,6 +235,8 @@ pub struct WaveAnchor {
     /// When its spread starts: the edge itself, or the moment the operator first acted on it
     /// when that was later (a schedule created, edited, unsuspended or turned valid mid-window).
     pub from: Time,
+    /// What the wave moves the phones to: Loaded (a wake) or BackedUp (a park).
+    pub lifecycle: super::Lifecycle,
 }
 
 /// The schedule CRD, as `crds/cloudphone.io_cloudphoneschedules.yaml` holds it.
@@ -264,7 +266,7 @@ mod tests {
         let yaml = serde_json::to_string(&schedule_crd()).unwrap();
         for rule in [
             "self.start != self.end",
-            "self.from < self.until",
+            "self.from + 'T00:00'",
             "exception names must be unique",
         ] {
             assert!(yaml.contains(rule), "{rule}");

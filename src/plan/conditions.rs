@@ -37,7 +37,7 @@ pub const PREPARE_FAILED: &str = "PrepareFailed";
 pub const WAITING_FOR_IDLE: &str = "WaitingForIdle";
 
 /// Ready reasons that say a person must act: the phone is `Stalled`.
-pub const STALLED_REASONS: [&str; 10] = [
+pub const STALLED_REASONS: [&str; 12] = [
     BACKUP_REFUSED,
     PREPARE_REFUSED,
     "RestoreFailed",
@@ -48,6 +48,8 @@ pub const STALLED_REASONS: [&str; 10] = [
     ACCOUNT_NOT_FOUND,
     ACCOUNT_NOT_ALLOWED,
     ACCOUNT_NOT_READY,
+    super::SCHEDULE_NOT_FOUND,
+    super::SCHEDULE_INVALID,
 ];
 
 /// Which of kstatus's conditions a Ready condition implies, True; the other is absent. None while

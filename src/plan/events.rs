@@ -119,9 +119,12 @@ pub fn events(
             new.phase,
             Phase::DataLoaded | Phase::Streaming | Phase::Restoring
         );
+        // NB: a streaming phone is not parked unless streams may be interrupted.
+        let parkable = new.phase == Phase::DataLoaded
+            || (new.phase == Phase::Streaming && spec.interrupt_streaming);
         let would = match new.effective_lifecycle {
             Some(Lifecycle::Loaded) if !loaded => Some(("WouldWake", "prepare (wake)")),
-            Some(Lifecycle::BackedUp) if loaded => Some(("WouldPark", "back up (park)")),
+            Some(Lifecycle::BackedUp) if parkable => Some(("WouldPark", "back up (park)")),
             _ => None,
         };
         if let Some((reason, action)) = would {

@@ -399,7 +399,15 @@ fn from_observation<'a>(
                         }
                     }
                     Kept::At(at) => (at, None),
-                    Kept::Held { shown, ready } => (shown, Some(ready)),
+                    // NB: a load-until ahead is one phone's explicit wake (the session service's
+                    // handshake): it holds for a phone waiting for its turn, or whose schedule
+                    // cannot be followed, as for any other. It moves no fleet.
+                    Kept::Held { shown, ready } => {
+                        match effective(Lifecycle::BackedUp, load_until, exact_now) {
+                            e if e.reason == EffectiveReason::LoadUntil => (e, None),
+                            _ => (shown, Some(ready)),
+                        }
+                    }
                 },
                 declared => (effective(declared, load_until, exact_now), None),
             };

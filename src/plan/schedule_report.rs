@@ -61,8 +61,7 @@ fn ready_by(tick: &ScheduleTick) -> Option<Timestamp> {
     }
 }
 
-/// True when the schedule's phones should be loaded at `now` and its start has passed: a phone not
-/// loaded then is late.
+/// True when the schedule's phones should be loaded at `now` and its start has passed.
 pub fn should_be_ready(tick: &ScheduleTick, now: Timestamp) -> bool {
     let ScheduleState::Active(active) = &tick.state else {
         return false;
@@ -70,6 +69,39 @@ pub fn should_be_ready(tick: &ScheduleTick, now: Timestamp) -> bool {
     !tick.dry_run
         && active.verdict.lifecycle == Lifecycle::Loaded
         && ready_by(tick).is_some_and(|by| by <= now)
+}
+
+/// True when a phone of the schedule (its status, observed `phase` this tick, `suspended` its
+/// spec's suspend) is late for its window: the window (or a Loaded exception) has started, its turn has come (the
+/// schedule keeps it loaded now), and it is not loaded although it was asked to be at least a
+/// restore ago, or never asked. A phone still waiting for its turn, or whose prepare is under way
+/// within a restore's time, is where the wave wants it; a suspended one is left alone by design.
+pub fn is_late(
+    tick: &ScheduleTick,
+    status: Option<&crate::api::CloudPhoneStatus>,
+    phase: Phase,
+    suspended: bool,
+    now: Timestamp,
+) -> bool {
+    let Some(status) = status else {
+        return false;
+    };
+    let ScheduleState::Active(active) = &tick.state else {
+        return false;
+    };
+    if suspended
+        || !should_be_ready(tick, now)
+        || status.effective_lifecycle != Some(Lifecycle::Loaded)
+        || matches!(phase, Phase::DataLoaded | Phase::Streaming)
+    {
+        return false;
+    }
+    let restore = SignedDuration::try_from(active.restore).unwrap_or_default();
+    status
+        .prepare
+        .as_ref()
+        .and_then(|p| p.requested_at.as_ref())
+        .is_none_or(|asked| asked.0.checked_add(restore).is_ok_and(|due| due <= now))
 }
 
 /// When the last phone of the schedule's current or next wake is projected ready: its spread, or
@@ -92,6 +124,17 @@ fn projected_ready_at(tick: &ScheduleTick, phones: &SchedulePhones) -> Option<Ti
     });
     let last = spread.max(paced) + active.restore;
     from.checked_add(SignedDuration::try_from(last).ok()?).ok()
+}
+
+/// True when the current wake began at or after the instant its phones are wanted by (a Loaded
+/// exception, which has no prewarm; a wave first acted on mid-window): no prewarm is at risk, the
+/// wave is simply after the start.
+fn wave_after_start(tick: &ScheduleTick) -> Option<Timestamp> {
+    let ScheduleState::Active(active) = &tick.state else {
+        return None;
+    };
+    let by = ready_by(tick)?;
+    (active.verdict.lifecycle == Lifecycle::Loaded && active.wave.from.0 >= by).then_some(by)
 }
 
 fn condition(
@@ -168,13 +211,25 @@ pub fn schedule_status(
     let projected = projected_ready_at(tick, phones);
     let by = ready_by(tick);
     let at_risk = match (projected, by) {
+        (Some(projected), Some(by)) if wave_after_start(tick).is_some() => condition(
+            old,
+            PREWARM_AT_RISK,
+            "False",
+            "WaveAfterStart",
+            format!(
+                "this wake began at or after {by}, when its phones are wanted (a Loaded exception has no prewarm; a schedule created or changed mid-window wakes from then): its phones are projected ready by {}",
+                super::whole_seconds(projected)
+            ),
+            generation,
+            now,
+        ),
         (Some(projected), Some(by)) if projected > by => condition(
             old,
             PREWARM_AT_RISK,
             "True",
             "PaceTooSlow",
             format!(
-                "the wake's {} calls, spread and a restore end at {}, after the start at {by}: raise the account's limits or spec.prewarmLead",
+                "the wake's {} vendor calls (its prepares and the account's status queries meanwhile), at the account's pace, and a restore end at {}, after the start at {by}: raise the account's callsPerSecond or spec.prewarmLead",
                 phones.wake_calls,
                 super::whole_seconds(projected)
             ),

@@ -15,6 +15,12 @@ use std::time::Duration;
 /// from the edge itself (a tick, a slow one, a short restart); later, it spreads from then.
 pub const EDGE_SLACK: Duration = Duration::from_secs(120);
 
+/// The least spread of a wave that is not a wake at its window's own edge: a park, or any change
+/// first acted on after its edge (a schedule created, edited, unsuspended mid-window; phones that
+/// have just joined), whatever its prewarmLead, so that no such change moves a fleet at once. A
+/// wake at its edge is spread over prewarmLead less a restore only: it must be ready by the start.
+pub const MIN_SPREAD: Duration = Duration::from_secs(300);
+
 /// The default time a restore is taken to last (`--restore-estimate`): a window's wakes end this
 /// long before its start, so that the last phone woken is ready by it.
 pub const RESTORE_ESTIMATE: Duration = Duration::from_secs(300);
@@ -36,7 +42,7 @@ pub enum ScheduleState {
     /// `spec.suspend`: its phones are held as they are.
     Suspended,
     /// In force.
-    Active(Active),
+    Active(Box<Active>),
 }
 
 /// A schedule in force at a tick.
@@ -88,7 +94,7 @@ impl ScheduleTick {
                 // NB: the status first: after a failover it holds the other leader's anchor,
                 // which this process's older memory must not override.
                 let known: Vec<&WaveAnchor> = stored.into_iter().chain(remembered).collect();
-                ScheduleState::Active(active(&s, &known, now, restore))
+                ScheduleState::Active(Box::new(active(&s, &known, now, restore)))
             }
         };
         ScheduleTick {
@@ -107,13 +113,14 @@ pub fn active(s: &Schedule, known: &[&WaveAnchor], now: Timestamp, restore: Dura
         Why::Exception(i) => s.exceptions.get(i).map(|e| e.name.clone()),
         _ => None,
     };
-    let wave = anchor(known, verdict.since, now);
+    let wave = anchor(known, verdict.since, verdict.lifecycle, now);
     let lead = s.prewarm_lead.min(schedule::MAX_PREWARM_LEAD);
     let spread = match verdict.lifecycle {
         // NB: wakes end a restore before the spread's end: at a window's own edge (a lead before its
         // start), a restore before the start.
-        Lifecycle::Loaded => lead.saturating_sub(restore),
-        _ => lead,
+        Lifecycle::Loaded if wave.from == wave.edge => lead.saturating_sub(restore),
+        Lifecycle::Loaded => lead.saturating_sub(restore).max(MIN_SPREAD),
+        _ => lead.max(MIN_SPREAD),
     };
     let local = |t: Timestamp| t.to_zoned(s.tz.clone()).strftime("%H:%M").to_string();
     let current = match (&verdict.why, &exception) {
@@ -132,16 +139,21 @@ pub fn active(s: &Schedule, known: &[&WaveAnchor], now: Timestamp, restore: Dura
     }
 }
 
-/// Where the wave of the change at `since` starts: where the first of the `known` anchors that
-/// carries that edge says (an operator restarted mid-wave resumes it); the edge itself when `now`
-/// is within [`EDGE_SLACK`] of it; `now` otherwise (acted on first mid-window: spread from now,
-/// never all at once). A schedule with no edge in sight keeps its first anchor.
-pub fn anchor(known: &[&WaveAnchor], since: Option<Timestamp>, now: Timestamp) -> WaveAnchor {
+/// Where the wave of the change at `since` to `lifecycle` starts: where the first of the `known`
+/// anchors that carries that change says (an operator restarted mid-wave resumes it); the edge
+/// itself when `now` is within [`EDGE_SLACK`] of it; `now` otherwise (acted on first mid-window:
+/// spread from now, never all at once). A schedule with no edge in sight (none in the last two
+/// days) keeps its first anchor to the same lifecycle.
+pub fn anchor(
+    known: &[&WaveAnchor],
+    since: Option<Timestamp>,
+    lifecycle: Lifecycle,
+    now: Timestamp,
+) -> WaveAnchor {
     let edge = since.map(super::whole_seconds);
-    if let Some(known) = known
-        .iter()
-        .find(|known| edge.is_none() || edge == Some(known.edge.0))
-    {
+    if let Some(known) = known.iter().find(|known| {
+        known.lifecycle == lifecycle && (edge.is_none() || edge == Some(known.edge.0))
+    }) {
         return (*known).clone();
     }
     let edge = edge.unwrap_or_else(|| super::whole_seconds(now));
@@ -154,6 +166,7 @@ pub fn anchor(known: &[&WaveAnchor], since: Option<Timestamp>, now: Timestamp) -
     WaveAnchor {
         edge: Time(edge),
         from: Time(from),
+        lifecycle,
     }
 }
 
@@ -264,6 +277,18 @@ pub fn scheduled(
             .iter()
             .any(|c| c.type_ == super::READY && c.reason == DRY_RUN);
     if status.effective_lifecycle == Some(target.lifecycle) && !dry_run_over {
+        return Kept::At(target);
+    }
+    // NB: a phone whose data is already where the schedule wants it needs no call: it is kept
+    // there at once (a new phone, a phone a person moved), with no turn to wait for.
+    let there = match target.lifecycle {
+        Lifecycle::Loaded => matches!(
+            phase,
+            Phase::DataLoaded | Phase::Streaming | Phase::Restoring
+        ),
+        _ => matches!(phase, Phase::Idle | Phase::BackingUp),
+    };
+    if there {
         return Kept::At(target);
     }
     let uid = uid.unwrap_or_default();

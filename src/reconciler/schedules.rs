@@ -247,9 +247,13 @@ impl TickSchedules {
                 .entry((namespace.as_str(), name.as_str()))
                 .or_default();
             phones.count(phases[i]);
-            if crate::plan::should_be_ready(tick, now)
-                && !matches!(phases[i], Phase::DataLoaded | Phase::Streaming)
-            {
+            if crate::plan::is_late(
+                tick,
+                phone.status.as_ref(),
+                phases[i],
+                phone.spec.suspend,
+                now,
+            ) {
                 phones.late += 1;
             }
             *users

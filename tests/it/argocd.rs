@@ -457,9 +457,11 @@ fn office(edge: Option<&str>) -> cloudphone_operator::api::CloudPhoneSchedule {
     s.metadata.namespace = Some("fleet-a".into());
     s.metadata.generation = Some(1);
     s.status = edge.map(|edge| CloudPhoneScheduleStatus {
+        observed_generation: Some(1),
         wave: Some(WaveAnchor {
             edge: Time(utc(edge)),
             from: Time(utc(edge)),
+            lifecycle: cloudphone_operator::api::Lifecycle::Loaded,
         }),
         ..Default::default()
     });
@@ -512,7 +514,7 @@ fn a_scheduled_phone_held_until_a_person_acts_is_degraded() {
     let now = utc("2026-07-01T10:00:00Z");
     let mut invalid = office(None);
     invalid.spec.time_zone = "Europe/Atlantis".into();
-    let invalid = ScheduleTick::read(&invalid, now, RESTORE_ESTIMATE);
+    let invalid = ScheduleTick::read(&invalid, now, RESTORE_ESTIMATE, None);
     for (name, link, reason) in [
         ("missing", ScheduleLink::Missing, SCHEDULE_NOT_FOUND),
         (
@@ -545,7 +547,7 @@ fn a_scheduled_phone_follows_its_schedule_suspended_dry_run_waiting_and_woken() 
     // Its schedule suspended: held as it is, Ready=True; Suspended, as the schedule shows.
     let mut suspended = office(None);
     suspended.spec.suspend = true;
-    let suspended = ScheduleTick::read(&suspended, mid_window, RESTORE_ESTIMATE);
+    let suspended = ScheduleTick::read(&suspended, mid_window, RESTORE_ESTIMATE, None);
     let status = planned_scheduled(&p, ScheduleLink::Found(&suspended), 0, mid_window);
     assert_eq!(
         ready_of(&status),
@@ -558,7 +560,7 @@ fn a_scheduled_phone_follows_its_schedule_suspended_dry_run_waiting_and_woken() 
     // A dry run: the schedule would wake it, nothing is called; Healthy.
     let mut dry = office(Some("2026-07-01T07:30:00Z"));
     dry.spec.dry_run = true;
-    let dry = ScheduleTick::read(&dry, mid_window, RESTORE_ESTIMATE);
+    let dry = ScheduleTick::read(&dry, mid_window, RESTORE_ESTIMATE, None);
     let status = planned_scheduled(&p, ScheduleLink::Found(&dry), 0, mid_window);
     assert_eq!(ready_of(&status), ("True".into(), DRY_RUN.into()));
     assert_eq!(health(&with_status(p.clone(), status)).0, "Healthy");
@@ -566,7 +568,7 @@ fn a_scheduled_phone_follows_its_schedule_suspended_dry_run_waiting_and_woken() 
     // Parked outside its window (the wave of the window's end long over): Healthy.
     let night = utc("2026-07-01T06:00:00Z");
     let parked_wave = office(Some("2026-06-30T20:00:00Z"));
-    let parked_tick = ScheduleTick::read(&parked_wave, night, RESTORE_ESTIMATE);
+    let parked_tick = ScheduleTick::read(&parked_wave, night, RESTORE_ESTIMATE, None);
     let parked = planned_scheduled(&p, ScheduleLink::Found(&parked_tick), 0, night);
     assert_eq!(parked.effective_lifecycle, Some(Lifecycle::BackedUp));
     assert_eq!(
@@ -578,7 +580,7 @@ fn a_scheduled_phone_follows_its_schedule_suspended_dry_run_waiting_and_woken() 
     // At the wave's edge, before its turn: held, its Ready condition as it was (Healthy); a phone
     // the operator never planned has none yet (Pending): Progressing.
     let edge = utc("2026-07-01T07:30:00Z");
-    let wave = ScheduleTick::read(&office(None), edge, RESTORE_ESTIMATE);
+    let wave = ScheduleTick::read(&office(None), edge, RESTORE_ESTIMATE, None);
     let before = with_status(p.clone(), parked.clone());
     let waiting = planned_scheduled(&before, ScheduleLink::Found(&wave), 0, edge);
     assert_eq!(
@@ -602,6 +604,7 @@ fn a_scheduled_phone_follows_its_schedule_suspended_dry_run_waiting_and_woken() 
         &office(Some("2026-07-01T07:30:00Z")),
         late,
         RESTORE_ESTIMATE,
+        None,
     );
     let woken = planned_scheduled(&before, ScheduleLink::Found(&wave), 0, late);
     assert_eq!(woken.effective_lifecycle, Some(Lifecycle::Loaded));
@@ -631,7 +634,7 @@ fn a_schedules_health_follows_the_status_the_operator_writes() {
                    now: &str,
                    phones: &SchedulePhones| {
         let now = utc(now);
-        let tick = ScheduleTick::read(&s, now, RESTORE_ESTIMATE);
+        let tick = ScheduleTick::read(&s, now, RESTORE_ESTIMATE, None);
         s.status = Some(
             schedule_status(&tick, s.metadata.generation, s.status.as_ref(), phones, now)
                 .expect("a first status"),

@@ -22,7 +22,7 @@ mod kube;
 mod leader;
 mod loaded;
 mod parking;
-mod schedule_review;
+mod schedule_cases;
 mod schedules;
 mod signing;
 mod simulator;

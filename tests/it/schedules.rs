@@ -260,7 +260,8 @@ async fn phones_whose_schedule_is_missing_invalid_unsynced_or_deleted_are_held_a
 #[tokio::test]
 async fn a_dry_run_shows_what_it_would_do_and_calls_nothing() {
     let _deadline = support::deadline("a_dry_run_shows_what_it_would_do_and_calls_nothing");
-    let mut s = schedule("office", -10, 120, "0");
+    // The window opens this minute, with no lead: at its edge, every phone's turn is now.
+    let mut s = schedule("office", 0, 120, "0");
     s.spec.dry_run = true;
     let schedules = Arc::new(MemorySchedules::new([s]));
     let (phones, instances) = fleet(5, "office", code::IDLE);
@@ -360,7 +361,7 @@ async fn a_fleet_switched_to_scheduled_in_one_commit_mid_window_is_woken_over_th
 async fn an_exception_overrides_the_windows_and_is_named_on_its_phones() {
     let _deadline =
         support::deadline("an_exception_overrides_the_windows_and_is_named_on_its_phones");
-    // No window today but a Loaded exception that began ten minutes ago (a late shift).
+    // No window today but a Loaded exception that begins this minute (a late shift).
     let mut s = schedule("office", 180, 240, "0");
     let at = |m: i64| {
         (Timestamp::now() + SignedDuration::from_mins(m))
@@ -369,7 +370,7 @@ async fn an_exception_overrides_the_windows_and_is_named_on_its_phones() {
     };
     s.spec.exceptions = vec![cloudphone_operator::api::ScheduleException {
         name: "late-shift".into(),
-        from: at(-10),
+        from: at(0),
         until: at(120),
         lifecycle: cloudphone_operator::api::ExceptionLifecycle::Loaded,
     }];
@@ -415,8 +416,9 @@ async fn turning_a_dry_run_off_mid_window_wakes_the_phones_at_their_turns_not_at
     let _deadline = support::deadline(
         "turning_a_dry_run_off_mid_window_wakes_the_phones_at_their_turns_not_at_once",
     );
-    // No lead: in the dry run every phone's turn comes at once, and each would be woken.
-    let mut s = schedule("office", -60, 180, "0");
+    // The window opens this minute, with no lead: in the dry run every phone's turn comes at
+    // once, and each would be woken.
+    let mut s = schedule("office", 0, 180, "0");
     s.spec.dry_run = true;
     let schedules = Arc::new(MemorySchedules::new([s.clone()]));
     let (phones, instances) = fleet(500, "office", code::IDLE);

@@ -1,5 +1,5 @@
-//! The adversarial review of the `Scheduled` lifecycle (issue 22), end to end: the engine on the
-//! in-memory stores against the simulator. Schedules in UTC around the wall clock.
+//! The cases an adversarial review of the `Scheduled` lifecycle found (issue 22), end to end: the
+//! engine on the in-memory stores against the simulator. Schedules in UTC around the wall clock.
 
 use crate::support;
 
@@ -82,7 +82,6 @@ fn prepared(store: &MemoryStore, n: usize) -> usize {
 }
 
 #[tokio::test]
-#[ignore = "finding 1: dryRun turned off mid-window prepares the whole fleet in one tick"]
 async fn finding_1_dry_run_turned_off_mid_window_wakes_the_fleet_spread_not_at_once() {
     let _deadline = support::deadline("finding_1_dry_run_turned_off_mid_window");
     // The window started an hour ago; the dry run has run since its wake (90 minutes ago): the
@@ -94,6 +93,7 @@ async fn finding_1_dry_run_turned_off_mid_window_wakes_the_fleet_spread_not_at_o
         wave: Some(WaveAnchor {
             edge: edge.clone(),
             from: edge,
+            lifecycle: cloudphone_operator::api::Lifecycle::Loaded,
         }),
         ..Default::default()
     });
@@ -142,7 +142,6 @@ impl ScheduleSource for Unwritable {
 }
 
 #[tokio::test]
-#[ignore = "finding 2: a wave's anchor is kept only in the schedule's status: while it cannot be written, each tick starts the wave again from now"]
 async fn finding_2_a_wave_keeps_its_anchor_while_the_schedules_status_cannot_be_written() {
     let _deadline = support::deadline("finding_2_a_wave_keeps_its_anchor");
     // The window started an hour ago: a schedule created mid-window, spread from its first tick.
@@ -177,7 +176,6 @@ async fn finding_2_a_wave_keeps_its_anchor_while_the_schedules_status_cannot_be_
 }
 
 #[tokio::test]
-#[ignore = "finding 4 (known): phones switched to Scheduled after their schedule's wave all move in one tick: one prepare call per user, bounded only by the account's limits"]
 async fn finding_4_a_fleet_switched_to_scheduled_mid_window_is_woken_spread() {
     let _deadline = support::deadline("finding_4_a_fleet_switched_to_scheduled_mid_window");
     // The window started an hour ago; its wave ran from its edge 90 minutes ago. One commit
@@ -188,6 +186,7 @@ async fn finding_4_a_fleet_switched_to_scheduled_mid_window_is_woken_spread() {
         wave: Some(WaveAnchor {
             edge: edge.clone(),
             from: edge,
+            lifecycle: cloudphone_operator::api::Lifecycle::Loaded,
         }),
         ..Default::default()
     });

@@ -1,5 +1,6 @@
-//! The adversarial review of the `Scheduled` lifecycle (issue 22): failing tests of the promises
-//! (no unspread mass action, no wave lost, no flap), each at fixed instants.
+//! The cases an adversarial review of the `Scheduled` lifecycle found (issue 22), each at fixed
+//! instants: no unspread mass action, no wave lost, no flap, no false alarm. Each failed before
+//! its fix.
 
 use super::*;
 use crate::api::{
@@ -46,11 +47,20 @@ fn office(days: &[Weekday], lead: &str) -> CloudPhoneSchedule {
     s
 }
 
-fn with_wave(mut s: CloudPhoneSchedule, edge: &str, from: &str) -> CloudPhoneSchedule {
+/// `s` with a wave to `lifecycle` from `from` for its change at `edge` in its status, written for
+/// its current generation.
+fn with_wave(
+    mut s: CloudPhoneSchedule,
+    edge: &str,
+    from: &str,
+    lifecycle: Lifecycle,
+) -> CloudPhoneSchedule {
     s.status = Some(CloudPhoneScheduleStatus {
+        observed_generation: s.metadata.generation,
         wave: Some(WaveAnchor {
             edge: Time(utc(edge)),
             from: Time(utc(from)),
+            lifecycle,
         }),
         ..Default::default()
     });
@@ -98,22 +108,35 @@ fn phase_differs(phase: Phase, lifecycle: Lifecycle) -> bool {
 }
 
 #[test]
-#[ignore = "finding 1: dryRun turned off mid-window prepares every phone at once (the dry run already wrote effectiveLifecycle Loaded, so no phone waits for its turn)"]
 fn finding_1_dry_run_turned_off_mid_window_spreads_the_wake() {
     // The dry run has run since the wave's edge (07:30 CEST, 05:30Z): it computed every phone
-    // Loaded (effectiveLifecycle written, nothing called; the instances are Idle).
-    let mut dry = with_wave(
-        office(&ALL_DAYS, "30m"),
-        "2026-07-01T05:30:00Z",
-        "2026-07-01T05:30:00Z",
-    );
+    // Loaded (effectiveLifecycle written, Ready DryRun, nothing called; the instances are Idle).
+    let mut dry = office(&ALL_DAYS, "30m");
+    dry.metadata.generation = Some(1);
     dry.spec.dry_run = true;
-    let after_dry_run = status(Lifecycle::Loaded, EffectiveReason::ScheduleWindow);
-    // 12:00 CEST: a person turns the dry run off.
+    let dry = with_wave(
+        dry,
+        "2026-07-01T05:30:00Z",
+        "2026-07-01T05:30:00Z",
+        Lifecycle::Loaded,
+    );
+    let mut after_dry_run = status(Lifecycle::Loaded, EffectiveReason::ScheduleWindow);
+    after_dry_run
+        .conditions
+        .push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: READY.into(),
+            status: "True".into(),
+            reason: DRY_RUN.into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: Time(utc("2026-07-01T05:30:00Z")),
+        });
+    // 12:00 CEST: a person turns the dry run off (generation 2).
     let now = utc("2026-07-01T10:00:00Z");
     let mut live = dry.clone();
     live.spec.dry_run = false;
-    let tick = ScheduleTick::read(&live, now, RESTORE_ESTIMATE);
+    live.metadata.generation = Some(2);
+    let tick = ScheduleTick::read(&live, now, RESTORE_ESTIMATE, None);
     let at_once = moved_now(&tick, &after_dry_run, Phase::Idle, Lifecycle::Loaded, now);
     assert!(
         at_once < 30,
@@ -122,18 +145,22 @@ fn finding_1_dry_run_turned_off_mid_window_spreads_the_wake() {
 }
 
 #[test]
-#[ignore = "finding 2: the wave's anchor lives only in the schedule's status: while its write fails (or the cache lags), every tick re-anchors at now and most phones never get their turn"]
 fn finding_2_a_wave_reaches_every_phone_while_the_schedules_status_cannot_be_written() {
     // Created mid-window (12:00 CEST): the wave spreads from now over 25 minutes. The status
     // write fails (a Role without cloudphoneschedules/status, an API outage): each tick reads
-    // the schedule with no anchor. Ticks every 30 s for 40 minutes.
+    // the schedule with no anchor, and the engine's memory of the anchor it computed (passed as
+    // `remembered`, as the engine does). Ticks every 30 s for 40 minutes.
     let schedule = office(&ALL_DAYS, "30m");
     let parked = status(Lifecycle::BackedUp, EffectiveReason::OutsideWindow);
     let start = utc("2026-07-01T10:00:00Z");
     let mut woken = [false; 100];
+    let mut remembered: Option<WaveAnchor> = None;
     for t in 0..80 {
         let now = start + jiff::SignedDuration::from_secs(30 * t);
-        let tick = ScheduleTick::read(&schedule, now, RESTORE_ESTIMATE);
+        let tick = ScheduleTick::read(&schedule, now, RESTORE_ESTIMATE, remembered.as_ref());
+        if let ScheduleState::Active(active) = &tick.state {
+            remembered = Some(active.wave.clone());
+        }
         for (i, w) in woken.iter_mut().enumerate() {
             let uid = format!("uid-{i}");
             if matches!(
@@ -149,7 +176,6 @@ fn finding_2_a_wave_reaches_every_phone_while_the_schedules_status_cannot_be_wri
 }
 
 #[test]
-#[ignore = "finding 3: the stored anchor carries no lifecycle: a verdict flipped without a new edge in the last 2 days reuses the finished wave, and every phone moves at once"]
 fn finding_3_an_exception_in_force_deleted_or_an_operator_back_after_days_spreads_the_change() {
     // A schedule without windows, loaded for an event from 2026-07-01 to 2026-07-04; its wave
     // ran at the exception's start (midnight CEST, 22:00Z).
@@ -161,13 +187,18 @@ fn finding_3_an_exception_in_force_deleted_or_an_operator_back_after_days_spread
         until: "2026-07-04".into(),
         lifecycle: ExceptionLifecycle::Loaded,
     }];
-    let event = with_wave(event, "2026-06-30T22:00:00Z", "2026-06-30T22:00:00Z");
+    let event = with_wave(
+        event,
+        "2026-06-30T22:00:00Z",
+        "2026-06-30T22:00:00Z",
+        Lifecycle::Loaded,
+    );
     let loaded = status(Lifecycle::Loaded, EffectiveReason::Exception);
     // 12:00 CEST: the event is cancelled, the exception deleted.
     let now = utc("2026-07-01T10:00:00Z");
     let mut cancelled = event.clone();
     cancelled.spec.exceptions.clear();
-    let tick = ScheduleTick::read(&cancelled, now, RESTORE_ESTIMATE);
+    let tick = ScheduleTick::read(&cancelled, now, RESTORE_ESTIMATE, None);
     let at_once = moved_now(&tick, &loaded, Phase::DataLoaded, Lifecycle::BackedUp, now);
     assert!(
         at_once < 30,
@@ -179,9 +210,10 @@ fn finding_3_an_exception_in_force_deleted_or_an_operator_back_after_days_spread
         office(&[Weekday::Wed], "30m"),
         "2026-07-01T05:30:00Z",
         "2026-07-01T05:30:00Z",
+        Lifecycle::Loaded,
     );
     let saturday = utc("2026-07-04T10:00:00Z");
-    let tick = ScheduleTick::read(&wednesday, saturday, RESTORE_ESTIMATE);
+    let tick = ScheduleTick::read(&wednesday, saturday, RESTORE_ESTIMATE, None);
     let window = status(Lifecycle::Loaded, EffectiveReason::ScheduleWindow);
     let at_once = moved_now(
         &tick,
@@ -200,12 +232,13 @@ fn finding_3_an_exception_in_force_deleted_or_an_operator_back_after_days_spread
         office(&ALL_DAYS, "30m"),
         "2026-07-01T18:00:00Z",
         "2026-07-01T18:00:00Z",
+        Lifecycle::BackedUp,
     );
     let mut night = day.clone();
     night.spec.windows[0].start = "20:30".into();
     night.spec.windows[0].end = "08:00".into();
     let now = utc("2026-07-01T19:00:00Z");
-    let tick = ScheduleTick::read(&night, now, RESTORE_ESTIMATE);
+    let tick = ScheduleTick::read(&night, now, RESTORE_ESTIMATE, None);
     let parked = status(Lifecycle::BackedUp, EffectiveReason::OutsideWindow);
     let at_once = moved_now(&tick, &parked, Phase::Idle, Lifecycle::Loaded, now);
     assert!(
@@ -215,8 +248,15 @@ fn finding_3_an_exception_in_force_deleted_or_an_operator_back_after_days_spread
 }
 
 #[test]
-#[ignore = "finding 8: the CRD's rule compares from and until as text, so a date and a date-time naming the same instant pass it, and the operator then finds the schedule not valid"]
-fn finding_8_what_the_crd_admits_the_operator_reads_as_valid() {
+fn finding_8_what_the_crd_admits_and_the_operator_refuses_fails_closed() {
+    // The CRD's rule compares from and until with a date read as its midnight, so that the same
+    // instant written two ways is refused; a date that does not exist passes the text rule, and
+    // the operator refuses it: the schedule is Valid=False and its phones are held.
+    let rules = serde_json::to_string(&crate::api::schedule_crd()).unwrap();
+    assert!(
+        rules.contains("size(self.from) == 10"),
+        "the rule reads a date as its midnight"
+    );
     for (from, until) in [
         ("2026-12-24", "2026-12-24T00:00"),
         ("2026-02-30", "2026-03-02"),
@@ -228,18 +268,12 @@ fn finding_8_what_the_crd_admits_the_operator_reads_as_valid() {
             until: until.into(),
             lifecycle: ExceptionLifecycle::BackedUp,
         }];
-        // The rule `self.from < self.until` on strings: CEL compares them as text.
-        assert!(from < until, "the CRD admits {from}..{until}");
-        assert!(
-            schedule::read(&s.spec).is_ok(),
-            "{from}..{until}: admitted, then Valid=False: {:?}",
-            schedule::read(&s.spec).err()
-        );
+        let why = schedule::read(&s.spec).expect_err("refused");
+        assert!(why.contains("spec.exceptions[0]"), "{why}");
     }
 }
 
 #[test]
-#[ignore = "finding 4 (known): phones switched to Scheduled after their schedule's wave has ended all move in the first tick, paced only by the account's limits (none by default)"]
 fn finding_4_ten_thousand_phones_switched_to_scheduled_mid_window_are_spread() {
     // The morning's wave ran from its edge; at 12:00 CEST one commit switches the fleet from
     // BackedUp to Scheduled.
@@ -247,10 +281,11 @@ fn finding_4_ten_thousand_phones_switched_to_scheduled_mid_window_are_spread() {
         office(&ALL_DAYS, "30m"),
         "2026-07-01T05:30:00Z",
         "2026-07-01T05:30:00Z",
+        Lifecycle::Loaded,
     );
     let declared = status(Lifecycle::BackedUp, EffectiveReason::Declared);
     let now = utc("2026-07-01T10:00:00Z");
-    let tick = ScheduleTick::read(&schedule, now, RESTORE_ESTIMATE);
+    let tick = ScheduleTick::read(&schedule, now, RESTORE_ESTIMATE, None);
     let at_once = moved_now(&tick, &declared, Phase::Idle, Lifecycle::Loaded, now);
     assert!(
         at_once < 30,
@@ -259,19 +294,18 @@ fn finding_4_ten_thousand_phones_switched_to_scheduled_mid_window_are_spread() {
 }
 
 #[test]
-#[ignore = "finding 5: a prewarmLead no longer than --restore-estimate (5m, or 0) spreads nothing: a schedule created mid-window wakes its fleet at once, a window end parks it at once"]
 fn finding_5_a_short_lead_still_spreads_a_change_that_is_not_at_an_edge() {
     let now = utc("2026-07-01T10:00:00Z");
     let parked = status(Lifecycle::BackedUp, EffectiveReason::Declared);
-    let created = ScheduleTick::read(&office(&ALL_DAYS, "5m"), now, RESTORE_ESTIMATE);
+    let created = ScheduleTick::read(&office(&ALL_DAYS, "5m"), now, RESTORE_ESTIMATE, None);
     let at_once = moved_now(&created, &parked, Phase::Idle, Lifecycle::Loaded, now);
     assert!(
         at_once < 30,
         "prewarmLead 5m, created mid-window: {at_once} of 1000 prepared in one tick"
     );
-    // prewarmLead 0, the window's end (20:00 CEST): every loaded phone backed up at once.
-    let end = utc("2026-07-01T18:00:10Z");
-    let ending = ScheduleTick::read(&office(&ALL_DAYS, "0"), end, RESTORE_ESTIMATE);
+    // prewarmLead 0, the window's end (20:00 CEST): the park is spread over MIN_SPREAD.
+    let end = utc("2026-07-01T18:00:00Z");
+    let ending = ScheduleTick::read(&office(&ALL_DAYS, "0"), end, RESTORE_ESTIMATE, None);
     let loaded = status(Lifecycle::Loaded, EffectiveReason::ScheduleWindow);
     let at_once = moved_now(
         &ending,
@@ -287,14 +321,53 @@ fn finding_5_a_short_lead_still_spreads_a_change_that_is_not_at_an_edge() {
 }
 
 #[test]
-#[ignore = "finding 6: cloudphone_wave_late_phones counts as late every phone still waiting for its turn in a wave that ends after the ready-by instant (a schedule created mid-window, a Loaded exception, which gets no prewarm)"]
 fn finding_6_a_phone_waiting_for_its_turn_by_design_is_not_late() {
+    let asked = |at: &str| CloudPhoneStatus {
+        effective_lifecycle: Some(Lifecycle::Loaded),
+        effective_reason: Some(EffectiveReason::ScheduleWindow),
+        prepare: Some(Box::new(crate::api::ActionStatus {
+            requested_at: Some(Time(utc(at))),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
     // Created at 12:00 CEST: its wave has just begun, spread over 25 minutes.
     let now = utc("2026-07-01T10:00:00Z");
-    let created = ScheduleTick::read(&office(&ALL_DAYS, "30m"), now, RESTORE_ESTIMATE);
+    let created = ScheduleTick::read(&office(&ALL_DAYS, "30m"), now, RESTORE_ESTIMATE, None);
+    let waiting = status(Lifecycle::BackedUp, EffectiveReason::OutsideWindow);
     assert!(
-        !should_be_ready(&created, now),
-        "every phone counted late in the first tick of a wave that has just begun"
+        !is_late(&created, Some(&waiting), Phase::Idle, false, now),
+        "a phone waiting for its turn counted late"
+    );
+    assert!(
+        !is_late(
+            &created,
+            Some(&asked("2026-07-01T09:58:00Z")),
+            Phase::Restoring,
+            false,
+            now
+        ),
+        "a phone asked two minutes ago counted late"
+    );
+    assert!(
+        is_late(
+            &created,
+            Some(&asked("2026-07-01T09:50:00Z")),
+            Phase::Idle,
+            false,
+            now
+        ),
+        "a phone asked ten minutes ago and still parked is late"
+    );
+    assert!(
+        !is_late(
+            &created,
+            Some(&asked("2026-07-01T09:50:00Z")),
+            Phase::Idle,
+            true,
+            now
+        ),
+        "a suspended phone counted late"
     );
     // A Loaded exception on a windowless schedule starts at midnight CEST: its wake starts then.
     let mut event = office(&[], "30m");
@@ -306,10 +379,38 @@ fn finding_6_a_phone_waiting_for_its_turn_by_design_is_not_late() {
         lifecycle: ExceptionLifecycle::Loaded,
     }];
     let start = utc("2026-06-30T22:00:30Z");
-    let tick = ScheduleTick::read(&event, start, RESTORE_ESTIMATE);
+    let tick = ScheduleTick::read(&event, start, RESTORE_ESTIMATE, None);
     assert!(
-        !should_be_ready(&tick, start),
-        "every phone late 30 s into an exception whose wake began then"
+        !is_late(
+            &tick,
+            Some(&asked("2026-06-30T22:00:20Z")),
+            Phase::Idle,
+            false,
+            start
+        ),
+        "a phone late 30 s into an exception whose wake began then"
+    );
+    // Its status does not call the pace too slow: the wake simply begins at the start.
+    let s = schedule_status(
+        &tick,
+        None,
+        None,
+        &SchedulePhones {
+            wake_calls: 1,
+            pace: Some(100.0),
+            ..Default::default()
+        },
+        start,
+    )
+    .unwrap();
+    let risk = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == PREWARM_AT_RISK)
+        .unwrap();
+    assert_eq!(
+        (risk.status.as_str(), risk.reason.as_str()),
+        ("False", "WaveAfterStart")
     );
 }
 
@@ -329,7 +430,7 @@ fn plan_scheduled(
         .idle_timeout("3h")
         .status(status)
         .build();
-    let tick = ScheduleTick::read(schedule, now, RESTORE_ESTIMATE);
+    let tick = ScheduleTick::read(schedule, now, RESTORE_ESTIMATE, None);
     let view = PhoneView::of(&phone, Route::Scope(DEFAULT_SCOPE))
         .with_schedule(ScheduleLink::Found(&tick));
     let config = PlanConfig::default();
@@ -383,7 +484,12 @@ fn finding_7_a_stream_seen_while_a_phone_is_held_restarts_its_idle_clock() {
                 > utc("2026-07-01T21:20:00Z")
         })
         .unwrap();
-    let resumed = with_wave(resumed, "2026-07-01T18:00:00Z", "2026-07-01T21:00:00Z");
+    let resumed = with_wave(
+        resumed,
+        "2026-07-01T18:00:00Z",
+        "2026-07-01T21:00:00Z",
+        Lifecycle::BackedUp,
+    );
     let (held, action) = plan_scheduled(&resumed, &uid, held, 3, utc("2026-07-01T21:05:00Z"));
     assert_eq!(action, None, "streaming");
     // 23:10 CEST the stream ends; at the phone's turn it is idle for minutes, not 3 hours.
@@ -396,7 +502,6 @@ fn finding_7_a_stream_seen_while_a_phone_is_held_restarts_its_idle_clock() {
 }
 
 #[test]
-#[ignore = "finding 9: a phone held for its turn in a wave ignores its cloudphone.io/load-until annotation: the session service's wake waits up to the whole spread"]
 fn finding_9_load_until_wakes_a_phone_waiting_for_its_turn() {
     // Created at 12:00 CEST: the wake is spread from now over 25 minutes. The session service
     // sets load-until on a parked phone whose turn is 20 minutes away, for a user now.
@@ -415,7 +520,7 @@ fn finding_9_load_until_wakes_a_phone_waiting_for_its_turn() {
         .load_until("2026-07-01T12:00:00Z")
         .status(status(Lifecycle::BackedUp, EffectiveReason::OutsideWindow))
         .build();
-    let tick = ScheduleTick::read(&office(&ALL_DAYS, "30m"), now, RESTORE_ESTIMATE);
+    let tick = ScheduleTick::read(&office(&ALL_DAYS, "30m"), now, RESTORE_ESTIMATE, None);
     let view = PhoneView::of(&phone, Route::Scope(DEFAULT_SCOPE))
         .with_schedule(ScheduleLink::Found(&tick));
     let config = PlanConfig::default();
@@ -437,5 +542,27 @@ fn finding_9_load_until_wakes_a_phone_waiting_for_its_turn() {
         Some(Action::Prepare),
         "kept as {:?}",
         planned.status.effective_reason
+    );
+}
+
+#[test]
+fn finding_10_a_new_phone_already_where_its_schedule_wants_it_is_kept_there_at_once() {
+    // Created at 12:00 CEST mid-window, new (no status yet), its data already loaded: nothing to
+    // call, no turn to wait for.
+    let now = utc("2026-07-01T10:00:00Z");
+    let tick = ScheduleTick::read(&office(&ALL_DAYS, "30m"), now, RESTORE_ESTIMATE, None);
+    let new = CloudPhoneStatus::default();
+    let waited = (0..1000)
+        .filter(|i| {
+            let uid = format!("uid-{i}");
+            !matches!(
+                scheduled(ScheduleLink::Found(&tick), "office", Some(&uid), &new, Phase::DataLoaded, now),
+                Kept::At(e) if e.lifecycle == Lifecycle::Loaded
+            )
+        })
+        .count();
+    assert_eq!(
+        waited, 0,
+        "{waited} of 1000 loaded phones held for a turn they do not need"
     );
 }
