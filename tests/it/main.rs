@@ -16,6 +16,7 @@ mod crd;
 mod dashboard;
 mod demo;
 mod engine;
+mod examples;
 mod faults;
 mod fencing;
 mod kube;
