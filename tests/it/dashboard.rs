@@ -57,39 +57,47 @@ async fn every_dashboard_query_names_a_metric_a_real_run_exports() {
         );
         instances.push((format!("kl{i:05}"), cloudphone_operator::sim::code::IDLE));
     }
-    // Three Scheduled phones, parked, whose window opened an hour ago: the operator first acts on it
-    // now, so their wake is spread from now over the lead, and they are late meanwhile.
+    // Three Scheduled phones, parked by their schedule, whose window opens this minute with no
+    // lead, and a restore taken to last no time: each is late from its prepare until its data is
+    // loaded.
     for i in 0..3 {
-        phones.push(
-            support::cloudphone(&format!("s{i:05}"), &format!("ks{i:05}"))
-                .scheduled("office", "u1")
-                .build(),
-        );
+        let mut phone = support::cloudphone(&format!("s{i:05}"), &format!("ks{i:05}"))
+            .scheduled("office", "u1")
+            .build();
+        phone.status = Some(cloudphone_operator::api::CloudPhoneStatus {
+            effective_lifecycle: Some(cloudphone_operator::api::Lifecycle::BackedUp),
+            effective_reason: Some(cloudphone_operator::api::EffectiveReason::OutsideWindow),
+            ..Default::default()
+        });
+        phones.push(phone);
         instances.push((format!("ks{i:05}"), cloudphone_operator::sim::code::IDLE));
     }
     let schedules = Arc::new(MemorySchedules::new([open_window()]));
     let sim = support::simulator(instances)
         .backup_duration(Duration::from_millis(100))
-        .restore_duration(Duration::from_millis(100))
+        // NB: long enough that a Scheduled phone is seen restoring past its (zero) estimate.
+        .restore_duration(Duration::from_millis(2500))
         .start()
         .await;
     let store = Arc::new(MemoryStore::new(phones));
     let metrics = Arc::new(Metrics::new());
+    let mut config = cloudphone_operator::reconciler::EngineConfig::default();
+    config.plan.restore_estimate = Duration::ZERO;
     let engine = cloudphone_operator::reconciler::Engine::new(
         store.clone(),
         support::sim_client(&sim).with_observer(metrics.clone()),
-        Default::default(),
+        config,
     )
     .with_metrics(metrics.clone())
     .with_schedules(schedules);
     metrics.leader.set(1);
     let mut most_late = 0.0f64;
-    for _ in 0..50 {
+    for _ in 0..100 {
         engine.tick().await;
         let text = metrics.encode();
         most_late = most_late.max(sample(&text, "cloudphone_wave_late_phones").unwrap_or(0.0));
         if text.contains("cloudphone_backups_total{outcome=\"completed\"} 5")
-            && text.contains("cloudphone_prepares_total{outcome=\"completed\"} 3")
+            && text.contains("cloudphone_prepares_total{outcome=\"completed\"} 6")
         {
             break;
         }
@@ -137,11 +145,11 @@ fn open_window() -> CloudPhoneSchedule {
                     Weekday::Sat,
                     Weekday::Sun,
                 ],
-                start: hhmm(now - SignedDuration::from_hours(1)),
+                start: hhmm(now),
                 end: hhmm(now + SignedDuration::from_hours(1)),
             }],
             exceptions: vec![],
-            prewarm_lead: Some("10m".into()),
+            prewarm_lead: Some("0".into()),
             suspend: false,
             dry_run: false,
         },

@@ -130,7 +130,7 @@ fn the_walkthroughs_arithmetic_is_the_operators() {
     let mut office = office();
     office.spec.dry_run = false;
     let now = utc("2026-12-07T06:00:00Z");
-    let tick = ScheduleTick::read(&office, now, RESTORE_ESTIMATE);
+    let tick = ScheduleTick::read(&office, now, RESTORE_ESTIMATE, None);
     let at = |pace: f64| {
         let phones = SchedulePhones {
             wake_calls: 1_000 + 10 * 60,
