@@ -186,12 +186,15 @@ def test_watched_namespaces_get_namespaced_roles_and_no_cluster_role():
 
 
 def test_values_reach_the_operator_flags():
-    objects = render({"tickInterval": "10s", "labelSelector": "shard=a", "extraArgs": ["--debounce=2s"]})
+    objects = render(
+        {"tickInterval": "10s", "restoreEstimate": "90s", "labelSelector": "shard=a", "extraArgs": ["--debounce=2s"]}
+    )
     container = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
     args = container["args"]
     assert args[0] == "run"
     for flag in [
         "--tick-interval=10s",
+        "--restore-estimate=90s",
         "--selector=shard=a",
         "--debounce=2s",
         "--leader-election=true",
