@@ -420,3 +420,19 @@ def test_the_base_images_are_pinned_by_digest_and_the_labels_come_from_the_build
     assert 'org.opencontainers.image.licenses="Apache-2.0"' in final
     assert 'license = "Apache-2.0"' in (ROOT / "Cargo.toml").read_text()
     assert "Apache License" in (ROOT / "LICENSE").read_text() and "Version 2.0" in (ROOT / "LICENSE").read_text()
+
+
+def test_the_install_docs_verify_what_the_release_signs():
+    install = (ROOT / "docs/install.md").read_text()
+    section = install.split("## Verify what you install", 1)[1].split("\n## ", 1)[0]
+    # The identity cosign checks is this repository's release workflow at a tag, from GitHub's issuer.
+    assert (ROOT / ".github/workflows/release.yml").exists()
+    assert 'IDENTITY="https://github.com/cloudphone-operator/cloudphone-operator/.github/workflows/release.yml@refs/tags/v$VERSION"' in section
+    assert "ISSUER=https://token.actions.githubusercontent.com" in section
+    assert section.count('--certificate-identity "$IDENTITY" --certificate-oidc-issuer "$ISSUER"') == 2
+    # Where the workflow pushes them (ghcr.io/OWNER/cloudphone-operator, ghcr.io/OWNER/charts + the chart's name).
+    repo = yaml.safe_load((CHART / "values.yaml").read_text())["image"]["repository"]
+    assert f"cosign verify {repo}:$VERSION" in section
+    assert "oci://ghcr.io/cloudphone-operator/charts/cloudphone-operator" in section and "--version $VERSION" in section
+    upgrading = (ROOT / "docs/upgrading.md").read_text()
+    assert upgrading.rstrip().split("\n## ")[-1].startswith("Releases and versions")
