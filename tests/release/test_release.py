@@ -351,6 +351,8 @@ def test_every_job_has_least_privilege_permissions():
     for path in WORKFLOWS:
         workflow = load_workflow(path)
         assert workflow["permissions"] == {}, f"{path.name}: the workflow's default grants nothing"
+        # An explicit bash is bash -eo pipefail: a failing command before a pipe fails the step.
+        assert workflow["defaults"] == {"run": {"shell": "bash"}}, path.name
         granted = {name: job.get("permissions") for name, job in workflow["jobs"].items()}
         assert granted == expected[path.name], path.name
 
