@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the project: the Rust tests (cargo test) and the Helm chart, manifest and alert tests
 # (pytest, with Helm's engine from helm-python-sdk and the Kubernetes schemas of kubernetes-validate,
-# installed from PyPI into .venv on first use, and promtool from Debian's prometheus package).
+# installed from PyPI into .venv on first use, and promtool from Debian's prometheus package), and the
+# release's checks (tests/release: actionlint, hadolint, the versions, the krew manifest).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -24,4 +25,4 @@ if ! command -v promtool >/dev/null 2>&1; then
     exit 1
   fi
 fi
-.venv/bin/pytest -q tests/chart
+.venv/bin/pytest -q tests/chart tests/release
