@@ -566,3 +566,17 @@ fn finding_10_a_new_phone_already_where_its_schedule_wants_it_is_kept_there_at_o
         "{waited} of 1000 loaded phones held for a turn they do not need"
     );
 }
+
+#[test]
+fn finding_11_phones_joining_at_a_wake_edge_with_no_lead_are_still_spread() {
+    // The window's wake edge is now (08:00 CEST, no lead): its own wave spreads nothing, but 1000
+    // phones switched to Scheduled in this very commit are not moved at once.
+    let now = utc("2026-07-01T06:00:10Z");
+    let tick = ScheduleTick::read(&office(&ALL_DAYS, "0"), now, RESTORE_ESTIMATE, None);
+    let declared = status(Lifecycle::BackedUp, EffectiveReason::Declared);
+    let at_once = moved_now(&tick, &declared, Phase::Idle, Lifecycle::Loaded, now);
+    assert!(
+        at_once < 30,
+        "{at_once} of 1000 joining phones prepared in one tick"
+    );
+}

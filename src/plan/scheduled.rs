@@ -301,7 +301,9 @@ pub fn scheduled(
             None | Some(EffectiveReason::Declared)
         );
     let turn = if joining {
-        let latest = schedule::spread_at(super::whole_seconds(now), active.spread, uid);
+        // NB: joining is never at an edge: at least MIN_SPREAD, whatever the wave's own spread.
+        let spread = active.spread.max(MIN_SPREAD);
+        let latest = schedule::spread_at(super::whole_seconds(now), spread, uid);
         status
             .next_transition
             .as_deref()
