@@ -5,10 +5,12 @@
 //!     cargo bench --bench fleet                 # every size, each in a fresh process
 //!     cargo bench --bench fleet -- --one 10000  # one size
 //!     cargo bench --bench fleet -- --mixed 10000  # half BackedUp, half Loaded, each switching once
+//!     cargo bench --bench fleet -- --scheduled 10000  # Scheduled phones across a window (real time, ~7 min)
 //!     BENCH_NAIVE=0 BENCH_STEADY_ROUNDS=100 cargo bench --bench fleet -- --one 10000  # a profiler's window
 //!
 //! CPU and peak memory are the operator's own: the simulator runs in its own process.
 
+mod scheduled;
 mod support;
 
 use cloudphone_operator::api::{CloudPhone, CloudPhoneSpec, Lifecycle, Phase};
@@ -41,6 +43,14 @@ fn main() {
         let n: usize = args[i + 1].parse().expect("--mixed takes a fleet size");
         let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
         println!("{}", runtime.block_on(mixed(n)));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--scheduled") {
+        let n: usize = args[i + 1].parse().expect("--scheduled takes a fleet size");
+        let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+        let r = runtime.block_on(scheduled::run(n));
+        scheduled::print(&r);
+        println!("{r}");
         return;
     }
     if args.iter().any(|a| a == "--list") {
@@ -150,6 +160,11 @@ fn main() {
             r["steady_writes"],
         );
     }
+    // BENCH_SCHEDULED=0 skips the scheduled fleet (it runs in real time, some 7 minutes).
+    if std::env::var("BENCH_SCHEDULED").map_or(true, |v| v != "0") {
+        println!();
+        scheduled::print(&in_own_process("--scheduled", 10_000));
+    }
 }
 
 /// The sizes of the mixed fleet's runs.
@@ -192,6 +207,11 @@ impl Drop for Sim {
 
 impl Sim {
     async fn start() -> Sim {
+        Sim::start_with(BACKUP_DURATION, BACKUP_DURATION).await
+    }
+
+    /// A simulator whose restores take `restore` and backups `backup`.
+    async fn start_with(restore: &str, backup: &str) -> Sim {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -205,8 +225,8 @@ impl Sim {
                 "--latency",
                 LATENCY,
             ])
-            .args(["--backup-duration", BACKUP_DURATION])
-            .args(["--restore-duration", BACKUP_DURATION])
+            .args(["--backup-duration", backup])
+            .args(["--restore-duration", restore])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -21,12 +21,16 @@ pub fn cpu_secs(pid: &str) -> f64 {
 }
 
 fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
+    // NB: once: a `getconf` forked at every reading would count its fork in the CPU measured.
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// A memory field of /proc/PID/status in KiB: `VmRSS:` (resident now) or `VmHWM:` (the peak).
