@@ -129,9 +129,9 @@ fn fleet(n: usize, users: usize) -> Vec<CloudPhone> {
                     account_ref: None,
                     user_id: Some(format!("u{}", i % users)),
                     idle_timeout: None,
-                    schedule_ref: Some(ScheduleRef {
+                    schedule_ref: Some(Box::new(ScheduleRef {
                         name: SCHEDULE.into(),
-                    }),
+                    })),
                 },
             );
             p.metadata.namespace = Some(NAMESPACE.into());
