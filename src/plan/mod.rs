@@ -151,7 +151,7 @@ use loaded::{loaded, prepare_in_flight, prepare_requested};
 pub use observation::Observation;
 pub use phone::{Planned, plan_phone};
 pub use schedule_report::{
-    PREWARM_AT_RISK, SchedulePhones, VALID, is_late, schedule_status, should_be_ready,
+    PREWARM_AT_RISK, Pace, SchedulePhones, VALID, is_late, schedule_status, should_be_ready,
 };
 pub use scheduled::{
     Active, DRY_RUN, EDGE_SLACK, Kept, RESTORE_ESTIMATE, SCHEDULE_INVALID, SCHEDULE_NOT_FOUND,

@@ -397,7 +397,10 @@ fn finding_6_a_phone_waiting_for_its_turn_by_design_is_not_late() {
         None,
         &SchedulePhones {
             wake_calls: 1,
-            pace: Some(100.0),
+            pace: Some(Pace {
+                calls: 100.0,
+                actions: 75.0,
+            }),
             ..Default::default()
         },
         start,
@@ -578,5 +581,42 @@ fn finding_11_phones_joining_at_a_wake_edge_with_no_lead_are_still_spread() {
     assert!(
         at_once < 30,
         "{at_once} of 1000 joining phones prepared in one tick"
+    );
+}
+
+#[test]
+fn finding_12_a_wave_edge_rewrites_only_the_phones_whose_turn_it_is() {
+    // A phone parked outside the window, planned a minute before the wake's edge (07:30 CEST,
+    // 05:30Z) and again just after it, its turn later in the wave: nothing of its status changes,
+    // so the edge costs no write of it (the bench saw every phone written at each edge).
+    let schedule = office(&ALL_DAYS, "30m");
+    let uid = (0..1000)
+        .map(|i| format!("uid-{i}"))
+        .find(|uid| {
+            schedule::spread_at(
+                utc("2026-07-01T05:30:00Z"),
+                std::time::Duration::from_secs(1500),
+                uid,
+            ) > utc("2026-07-01T05:40:00Z")
+        })
+        .unwrap();
+    let parked = CloudPhoneStatus {
+        instance_status: Some(0),
+        phase: Phase::Idle,
+        ..status(Lifecycle::BackedUp, EffectiveReason::OutsideWindow)
+    };
+    let (before, action) = plan_scheduled(&schedule, &uid, parked, 0, utc("2026-07-01T05:29:00Z"));
+    assert_eq!(action, None);
+    let (after, action) = plan_scheduled(
+        &schedule,
+        &uid,
+        before.clone(),
+        0,
+        utc("2026-07-01T05:30:05Z"),
+    );
+    assert_eq!(action, None);
+    assert_eq!(
+        after, before,
+        "the edge changed the status of a phone whose turn is later"
     );
 }

@@ -20,10 +20,22 @@ pub struct SchedulePhones {
     pub counts: ScheduleCounts,
     /// Phones not loaded although the window (or a Loaded exception) has started: a late wave.
     pub late: i32,
-    /// The vendor calls its wake takes: one per 100 phones of each user.
+    /// The prepare calls its wake takes: one per 100 phones of each user.
     pub wake_calls: usize,
+    /// The status queries its account makes while the wave runs (every phone of the account, each
+    /// tick): they share the account's pace with the prepares.
+    pub status_calls: usize,
     /// The calls per second its account allows, when bounded (the slowest of its accounts).
-    pub pace: Option<f64>,
+    pub pace: Option<Pace>,
+}
+
+/// An account's bounded pace.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pace {
+    /// Calls of any kind per second.
+    pub calls: f64,
+    /// Action calls (prepares, backups) per second: a share of `calls`.
+    pub actions: f64,
 }
 
 impl SchedulePhones {
@@ -119,8 +131,11 @@ fn projected_ready_at(tick: &ScheduleTick, phones: &SchedulePhones) -> Option<Ti
         Lifecycle::Loaded => active.spread,
         _ => active.lead.saturating_sub(active.restore),
     };
-    let paced = phones.pace.map_or(Duration::ZERO, |cps| {
-        Duration::from_secs_f64(phones.wake_calls as f64 / cps.max(0.001))
+    let paced = phones.pace.map_or(Duration::ZERO, |pace| {
+        // NB: the prepares at the actions' share, and every call of the account at its whole pace.
+        let prepares = phones.wake_calls as f64 / pace.actions.max(0.001);
+        let all = (phones.wake_calls + phones.status_calls) as f64 / pace.calls.max(0.001);
+        Duration::from_secs_f64(prepares.max(all))
     });
     let last = spread.max(paced) + active.restore;
     from.checked_add(SignedDuration::try_from(last).ok()?).ok()
@@ -229,8 +244,9 @@ pub fn schedule_status(
             "True",
             "PaceTooSlow",
             format!(
-                "the wake's {} vendor calls (its prepares and the account's status queries meanwhile), at the account's pace, and a restore end at {}, after the start at {by}: raise the account's callsPerSecond or spec.prewarmLead",
+                "the wake's {} prepare calls (at most three quarters of the account's pace) and the account's {} status queries meanwhile, at its pace, and a restore end at {}, after the start at {by}: raise the account's callsPerSecond or spec.prewarmLead",
                 phones.wake_calls,
+                phones.status_calls,
                 super::whole_seconds(projected)
             ),
             generation,
@@ -299,7 +315,10 @@ mod tests {
         let tick = ScheduleTick::read(&office("30m"), now, crate::plan::RESTORE_ESTIMATE, None);
         let mut phones = SchedulePhones {
             wake_calls: 100,
-            pace: Some(1.0),
+            pace: Some(Pace {
+                calls: 4.0 / 3.0,
+                actions: 1.0,
+            }),
             ..Default::default()
         };
         let s = schedule_status(&tick, Some(1), None, &phones, now).unwrap();
@@ -314,7 +333,13 @@ mod tests {
             s.projected_ready_at.as_ref().map(|t| t.0),
             Some(utc("2026-07-01T06:00:00Z"))
         );
-        // A hundred times the calls at the same pace: about 2h47m of calls.
+        // The account's status queries during the wave count at its whole pace: 3,000 of them
+        // with the 100 prepares take 39 minutes, past the 25-minute spread.
+        phones.status_calls = 3_000;
+        let busy = schedule_status(&tick, Some(1), Some(&s), &phones, now).unwrap();
+        assert_eq!(reason(&busy, PREWARM_AT_RISK), ("True", "PaceTooSlow"));
+        phones.status_calls = 0;
+        // A hundred times the prepares at the same pace: about 2h47m of calls.
         phones.wake_calls = 10_000;
         let risky = schedule_status(&tick, Some(1), Some(&s), &phones, now).unwrap();
         assert_eq!(reason(&risky, PREWARM_AT_RISK), ("True", "PaceTooSlow"));

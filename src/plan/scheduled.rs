@@ -105,6 +105,19 @@ impl ScheduleTick {
     }
 }
 
+impl Active {
+    /// The turn of the phone with `uid` in the wave of a change to `lifecycle` at `edge`, acted on at
+    /// its edge: a wake over the lead less a restore, a park over the lead (at least
+    /// [`MIN_SPREAD`]).
+    pub fn turn_at(&self, edge: Timestamp, lifecycle: Lifecycle, uid: &str) -> Timestamp {
+        let spread = match lifecycle {
+            Lifecycle::Loaded => self.lead.saturating_sub(self.restore),
+            _ => self.lead.max(MIN_SPREAD),
+        };
+        schedule::spread_at(edge, spread, uid)
+    }
+}
+
 /// The schedule `s` in force at `now`, its wave anchored at the first of the `known` anchors that
 /// carries the same edge.
 pub fn active(s: &Schedule, known: &[&WaveAnchor], now: Timestamp, restore: Duration) -> Active {
@@ -260,6 +273,7 @@ pub fn scheduled(
         ScheduleState::Active(active) => active,
     };
     let verdict = &active.verdict;
+    let uid = uid.unwrap_or_default();
     let target = Effective {
         lifecycle: verdict.lifecycle,
         reason: match verdict.why {
@@ -267,7 +281,12 @@ pub fn scheduled(
             Why::Outside => EffectiveReason::OutsideWindow,
             Why::Exception(_) => EffectiveReason::Exception,
         },
-        next: verdict.next,
+        // NB: the phone's own turn in the next change's wave, not the change itself: the turn a
+        // phone waits for at the edge is then the one its status already shows (no write of every
+        // phone at each edge).
+        next: verdict
+            .next
+            .map(|(edge, lifecycle)| (active.turn_at(edge, lifecycle, uid), lifecycle)),
     };
     // NB: a phone a dry run switched was never acted on: once the dry run ends it takes a turn
     // like a phone that has just joined, rather than all such phones being acted on at once.
@@ -291,7 +310,6 @@ pub fn scheduled(
     if there {
         return Kept::At(target);
     }
-    let uid = uid.unwrap_or_default();
     // NB: a phone that has just joined the schedule (switched to Scheduled, or new) has no place in
     // the schedule's wave: its turn is spread from when it is first seen, and kept in its own
     // nextTransition, so that ten thousand phones switched in one commit are not moved at once.

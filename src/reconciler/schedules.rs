@@ -213,13 +213,13 @@ impl TickSchedules {
     }
 
     /// The schedules, with what the tick found of each one's phones: `phases` is every phone's
-    /// phase after the tick, `pace` the action calls per second of each phone's account (when
+    /// phase after the tick, `pace` the calls per second of each phone's account (when
     /// bounded), `status_calls` the status queries each tick makes of each phone's account.
     pub(crate) fn phones<'t>(
         &'t self,
         snapshot: &[Arc<CloudPhone>],
         phases: &[Phase],
-        pace: impl Fn(usize) -> Option<(f64, usize)>,
+        pace: impl Fn(usize) -> Option<(crate::plan::Pace, usize)>,
         interval: std::time::Duration,
         now: Timestamp,
     ) -> Vec<(&'t CloudPhoneSchedule, &'t ScheduleTick, SchedulePhones)> {
@@ -264,10 +264,13 @@ impl TickSchedules {
             {
                 // NB: the slowest account of the schedule's phones, and the status queries its
                 // ticks make while the wave runs: they share the account's pace with the wake.
-                phones.pace = Some(phones.pace.map_or(cps, |p| p.min(cps)));
+                phones.pace = Some(phones.pace.map_or(cps, |p| crate::plan::Pace {
+                    calls: p.calls.min(cps.calls),
+                    actions: p.actions.min(cps.actions),
+                }));
                 let ticks = active.spread.as_secs_f64() / interval.as_secs_f64().max(1.0);
                 let queries = (status_calls as f64 * ticks).ceil() as usize;
-                phones.wake_calls = phones.wake_calls.max(queries);
+                phones.status_calls = phones.status_calls.max(queries);
             }
         }
         by_key

@@ -649,7 +649,10 @@ fn a_schedules_health_follows_the_status_the_operator_writes() {
             failed: 1,
         },
         wake_calls: 1,
-        pace: Some(10.0),
+        pace: Some(cloudphone_operator::plan::Pace {
+            calls: 10.0 / 0.75,
+            actions: 10.0,
+        }),
         ..Default::default()
     };
 
@@ -693,7 +696,10 @@ fn a_schedules_health_follows_the_status_the_operator_writes() {
     // Before the wake: ten thousand calls at one a second cannot be ready by 08:00.
     let slow = SchedulePhones {
         wake_calls: 10_000,
-        pace: Some(1.0),
+        pace: Some(cloudphone_operator::plan::Pace {
+            calls: 1.0 / 0.75,
+            actions: 1.0,
+        }),
         ..counted.clone()
     };
     let at_risk = written(office(None), "2026-07-01T07:00:00Z", &slow);

@@ -18,7 +18,7 @@ pub struct Reservation<'a> {
 pub(super) struct Limits {
     in_flight: Option<tokio::sync::Semaphore>,
     /// The least time between two starts, and when the next may start.
-    spacing: Option<Spacing>,
+    pub(super) spacing: Option<Spacing>,
     /// The spacing of backup calls alone: wider than the account's, so that backups never take
     /// more than [`BACKUP_SHARE`] of its calls and status queries keep the rest.
     pub(super) backup_spacing: Option<Spacing>,
@@ -79,6 +79,13 @@ impl Limits {
 }
 
 impl Client {
+    /// The calls this client may start per second, when its rate is bounded (actions take at most
+    /// [`Client::action_calls_per_second`] of them).
+    pub fn calls_per_second(&self) -> Option<f64> {
+        let gap = self.limits.spacing.as_ref()?.gap;
+        (!gap.is_zero()).then(|| 1.0 / gap.as_secs_f64())
+    }
+
     /// The calls of one action (a backup, a prepare) this client may start per second, when its
     /// rate is bounded: the wider spacing actions keep, so that status queries keep the rest.
     pub fn action_calls_per_second(&self) -> Option<f64> {

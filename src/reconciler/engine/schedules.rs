@@ -29,8 +29,11 @@ impl<S: PhoneStore> Engine<S> {
         let pace = |i: usize| match bindings.get(i) {
             Some(Binding::Account(ix)) => {
                 let client = accounts.entries[*ix].client.ok()?;
-                let cps = client.action_calls_per_second()?;
-                Some((cps, queried[*ix].div_ceil(MAX_IDS_PER_CALL)))
+                let pace = plan::Pace {
+                    calls: client.calls_per_second()?,
+                    actions: client.action_calls_per_second()?,
+                };
+                Some((pace, queried[*ix].div_ceil(MAX_IDS_PER_CALL)))
             }
             _ => None,
         };
