@@ -22,9 +22,9 @@ pub struct SchedulePhones {
     pub late: i32,
     /// The prepare calls its wake takes: one per 100 phones of each user.
     pub wake_calls: usize,
-    /// The status queries its account makes while the wave runs (every phone of the account, each
-    /// tick): they share the account's pace with the prepares.
-    pub status_calls: usize,
+    /// The status queries a second its account makes (every phone of the account, each tick: one
+    /// per 100): they take their share of the account's pace while the wake runs.
+    pub status_per_second: f64,
     /// The calls per second its account allows, when bounded (the slowest of its accounts).
     pub pace: Option<Pace>,
 }
@@ -131,12 +131,19 @@ fn projected_ready_at(tick: &ScheduleTick, phones: &SchedulePhones) -> Option<Ti
         Lifecycle::Loaded => active.spread,
         _ => active.lead.saturating_sub(active.restore),
     };
-    let paced = phones.pace.map_or(Duration::ZERO, |pace| {
-        // NB: the prepares at the actions' share, and every call of the account at its whole pace.
-        let prepares = phones.wake_calls as f64 / pace.actions.max(0.001);
-        let all = (phones.wake_calls + phones.status_calls) as f64 / pace.calls.max(0.001);
-        Duration::from_secs_f64(prepares.max(all))
-    });
+    let paced = match phones.pace {
+        None => Duration::ZERO,
+        Some(pace) => {
+            // NB: the prepares at the actions' share, and in what the account's status queries
+            // leave of its whole pace; none left: never ready by pace.
+            let left = pace.calls - phones.status_per_second;
+            if left <= 0.0 {
+                return None;
+            }
+            let prepares = phones.wake_calls as f64 / pace.actions.max(0.001);
+            Duration::from_secs_f64(prepares.max(phones.wake_calls as f64 / left))
+        }
+    };
     let last = spread.max(paced) + active.restore;
     from.checked_add(SignedDuration::try_from(last).ok()?).ok()
 }
@@ -225,7 +232,23 @@ pub fn schedule_status(
     };
     let projected = projected_ready_at(tick, phones);
     let by = ready_by(tick);
+    let saturated = phones
+        .pace
+        .is_some_and(|pace| phones.status_per_second >= pace.calls)
+        && phones.wake_calls > 0;
     let at_risk = match (projected, by) {
+        (None, Some(by)) if saturated => condition(
+            old,
+            PREWARM_AT_RISK,
+            "True",
+            "PaceTooSlow",
+            format!(
+                "the account's status queries ({:.1} a second) take its whole pace: the wake's {} prepare calls cannot be made by {by}; raise the account's callsPerSecond or --tick-interval",
+                phones.status_per_second, phones.wake_calls
+            ),
+            generation,
+            now,
+        ),
         (Some(projected), Some(by)) if wave_after_start(tick).is_some() => condition(
             old,
             PREWARM_AT_RISK,
@@ -244,9 +267,9 @@ pub fn schedule_status(
             "True",
             "PaceTooSlow",
             format!(
-                "the wake's {} prepare calls (at most three quarters of the account's pace) and the account's {} status queries meanwhile, at its pace, and a restore end at {}, after the start at {by}: raise the account's callsPerSecond or spec.prewarmLead",
+                "the wake's {} prepare calls (at most three quarters of the account's pace, and what its {:.1} status queries a second leave of it) and a restore end at {}, after the start at {by}: raise the account's callsPerSecond or spec.prewarmLead",
                 phones.wake_calls,
-                phones.status_calls,
+                phones.status_per_second,
                 super::whole_seconds(projected)
             ),
             generation,
@@ -333,12 +356,17 @@ mod tests {
             s.projected_ready_at.as_ref().map(|t| t.0),
             Some(utc("2026-07-01T06:00:00Z"))
         );
-        // The account's status queries during the wave count at its whole pace: 3,000 of them
-        // with the 100 prepares take 39 minutes, past the 25-minute spread.
-        phones.status_calls = 3_000;
+        // The account's status queries take their share of its pace: at 1.3 a second they leave
+        // 0.03 for the 100 prepares, 58 minutes, past the 25-minute spread; at its whole pace,
+        // none.
+        phones.status_per_second = 1.3;
         let busy = schedule_status(&tick, Some(1), Some(&s), &phones, now).unwrap();
         assert_eq!(reason(&busy, PREWARM_AT_RISK), ("True", "PaceTooSlow"));
-        phones.status_calls = 0;
+        phones.status_per_second = 2.0;
+        let saturated = schedule_status(&tick, Some(1), Some(&s), &phones, now).unwrap();
+        assert_eq!(reason(&saturated, PREWARM_AT_RISK), ("True", "PaceTooSlow"));
+        assert_eq!(saturated.projected_ready_at, None);
+        phones.status_per_second = 0.0;
         // A hundred times the prepares at the same pace: about 2h47m of calls.
         phones.wake_calls = 10_000;
         let risky = schedule_status(&tick, Some(1), Some(&s), &phones, now).unwrap();

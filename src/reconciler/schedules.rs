@@ -259,18 +259,15 @@ impl TickSchedules {
             *users
                 .entry(phone.spec.user_id.as_deref().unwrap_or_default())
                 .or_default() += 1;
-            if let (Some((cps, status_calls)), crate::plan::ScheduleState::Active(active)) =
-                (pace(i), &tick.state)
-            {
+            if let Some((cps, status_calls)) = pace(i) {
                 // NB: the slowest account of the schedule's phones, and the status queries its
                 // ticks make while the wave runs: they share the account's pace with the wake.
                 phones.pace = Some(phones.pace.map_or(cps, |p| crate::plan::Pace {
                     calls: p.calls.min(cps.calls),
                     actions: p.actions.min(cps.actions),
                 }));
-                let ticks = active.spread.as_secs_f64() / interval.as_secs_f64().max(1.0);
-                let queries = (status_calls as f64 * ticks).ceil() as usize;
-                phones.status_calls = phones.status_calls.max(queries);
+                let per_second = status_calls as f64 / interval.as_secs_f64().max(1.0);
+                phones.status_per_second = phones.status_per_second.max(per_second);
             }
         }
         by_key

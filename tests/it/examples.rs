@@ -118,8 +118,8 @@ fn the_generated_phones_name_the_schedule_and_the_account_admits_them() {
 
 #[test]
 fn the_walkthroughs_arithmetic_is_the_operators() {
-    // A thousand phones, each its own user: 1,000 prepares and, over the 30m lead at one tick per
-    // 30 s, 60 ticks of 10 status queries: 600. callsPerSecond 2, of which actions 1.5/s.
+    // A thousand phones, each its own user: 1,000 prepares; 10 status queries a 30 s tick (1/3 a
+    // second) on the account. callsPerSecond 2, of which actions 1.5/s.
     let account: CloudPhoneAccount = yaml_serde::from_str(ACCOUNT).unwrap();
     let per_second = account
         .spec
@@ -131,10 +131,10 @@ fn the_walkthroughs_arithmetic_is_the_operators() {
     office.spec.dry_run = false;
     let now = utc("2026-12-07T06:00:00Z");
     let tick = ScheduleTick::read(&office, now, RESTORE_ESTIMATE, None);
-    let at = |per_second: f64| {
+    let at = |per_second: f64, phones: usize| {
         let phones = SchedulePhones {
-            wake_calls: 1_000,
-            status_calls: 10 * 60,
+            wake_calls: phones,
+            status_per_second: (phones / 100) as f64 / 30.0,
             pace: Some(cloudphone_operator::plan::Pace {
                 calls: per_second,
                 actions: 0.75 * per_second,
@@ -152,13 +152,18 @@ fn the_walkthroughs_arithmetic_is_the_operators() {
         (risk, status.projected_ready_at.map(|t| t.0))
     };
     assert_eq!(
-        at(f64::from(per_second)),
+        at(f64::from(per_second), 1_000),
         ("False".to_owned(), Some(utc("2026-12-07T07:00:00Z"))),
         "ready by 08:00 Berlin"
     );
     assert_eq!(
-        at(1.0),
-        ("True".to_owned(), Some(utc("2026-12-07T07:01:40Z"))),
-        "callsPerSecond 1: 08:01:40"
+        at(1.0, 1_000),
+        ("False".to_owned(), Some(utc("2026-12-07T07:00:00Z"))),
+        "callsPerSecond 1: 1,500 s, the spread exactly, no margin"
+    );
+    assert_eq!(
+        at(1.0, 1_200),
+        ("True".to_owned(), Some(utc("2026-12-07T07:08:20Z"))),
+        "1,200 phones at callsPerSecond 1: 08:08:20"
     );
 }
