@@ -520,7 +520,9 @@ pub async fn run(n: usize) -> Value {
 
     let poller = Poller::start(sim.url.clone(), t0);
     let mut ticks: Vec<TickRow> = Vec::new();
-    let give_up = end_s + s.lead_secs as f64 + 120.0;
+    // NB: a park is spread over the lead, but at least the planner's MIN_SPREAD.
+    let park_spread = (s.lead_secs as f64).max(cloudphone_operator::plan::MIN_SPREAD.as_secs_f64());
+    let give_up = end_s + park_spread + 120.0;
     let mut after = None;
     let mut timed_out = false;
     loop {

@@ -154,8 +154,8 @@ pub use schedule_report::{
     PREWARM_AT_RISK, Pace, SchedulePhones, VALID, is_late, schedule_status, should_be_ready,
 };
 pub use scheduled::{
-    Active, DRY_RUN, EDGE_SLACK, Kept, RESTORE_ESTIMATE, SCHEDULE_INVALID, SCHEDULE_NOT_FOUND,
-    SCHEDULE_SUSPENDED, ScheduleLink, ScheduleState, ScheduleTick, scheduled,
+    Active, DRY_RUN, EDGE_SLACK, Kept, MIN_SPREAD, RESTORE_ESTIMATE, SCHEDULE_INVALID,
+    SCHEDULE_NOT_FOUND, SCHEDULE_SUSPENDED, ScheduleLink, ScheduleState, ScheduleTick, scheduled,
 };
 
 #[cfg(test)]
