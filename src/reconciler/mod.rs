@@ -26,7 +26,7 @@ pub use intents_record::{
 };
 pub use kube_store::{FIELD_MANAGER, KubeStore, WatchConfig, Watches, phone_apis, slim};
 pub use memory::{InjectedWriteFailure, MemoryStore};
-pub use schedules::{MemorySchedules, ScheduleSource};
+pub use schedules::{MemorySchedules, ScheduleSource, ScheduleWriteError};
 pub use store::{PhoneStore, WriteError};
 pub use synced::SyncedAfter;
 pub use tick::TickReport;

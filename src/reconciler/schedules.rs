@@ -11,6 +11,21 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Why one schedule's status write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleWriteError {
+    /// The schedule was deleted meanwhile: nothing to write.
+    #[error("CloudPhoneSchedule {0} no longer exists")]
+    Gone(String),
+    /// Any other failure (the API server refused or could not be reached), retried next tick.
+    #[error("CloudPhoneSchedule {key}: status write failed")]
+    Failed {
+        key: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
 /// Where the engine reads the CloudPhoneSchedules and writes their statuses.
 pub trait ScheduleSource: Send + Sync + 'static {
     /// Every schedule as last seen; `None` while the watch has not synced (its CRD missing after a
@@ -22,7 +37,7 @@ pub trait ScheduleSource: Send + Sync + 'static {
         &'a self,
         schedule: &'a CloudPhoneSchedule,
         status: &'a CloudPhoneScheduleStatus,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<(), ScheduleWriteError>>;
 }
 
 /// Schedules kept in memory: the tests', the demo's and the benchmarks'.
@@ -99,18 +114,18 @@ impl ScheduleSource for MemorySchedules {
         &'a self,
         schedule: &'a CloudPhoneSchedule,
         status: &'a CloudPhoneScheduleStatus,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ScheduleWriteError>> {
         Box::pin(async move {
-            if self.failing.load(Ordering::SeqCst) {
-                return Err("injected status write failure".to_owned());
-            }
             let key = key_of(schedule);
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(ScheduleWriteError::Failed {
+                    key: format!("{}/{}", key.0, key.1),
+                    source: "injected status write failure".into(),
+                });
+            }
             let mut objects = self.objects.lock().unwrap_or_else(|p| p.into_inner());
             let Some(current) = objects.get(&key) else {
-                return Err(format!(
-                    "CloudPhoneSchedule {}/{} no longer exists",
-                    key.0, key.1
-                ));
+                return Err(ScheduleWriteError::Gone(format!("{}/{}", key.0, key.1)));
             };
             let mut updated = (**current).clone();
             updated.status = Some(status.clone());

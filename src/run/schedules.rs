@@ -2,7 +2,7 @@
 //! and their status writes: the engine's [`ScheduleSource`] in a cluster.
 
 use crate::api::{CloudPhoneSchedule, CloudPhoneScheduleStatus};
-use crate::reconciler::{FIELD_MANAGER, ScheduleSource};
+use crate::reconciler::{FIELD_MANAGER, ScheduleSource, ScheduleWriteError};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use kube::api::{Patch, PatchParams};
@@ -101,7 +101,7 @@ impl ScheduleSource for KubeSchedules {
         &'a self,
         schedule: &'a CloudPhoneSchedule,
         status: &'a CloudPhoneScheduleStatus,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), ScheduleWriteError>> {
         Box::pin(async move {
             let namespace = schedule.metadata.namespace.as_deref().unwrap_or_default();
             let name = schedule.metadata.name.as_deref().unwrap_or_default();
@@ -121,7 +121,15 @@ impl ScheduleSource for KubeSchedules {
             )
             .await
             .map(|_| ())
-            .map_err(|e| format!("CloudPhoneSchedule {namespace}/{name}: status write failed: {e}"))
+            .map_err(|e| match e {
+                kube::Error::Api(status) if status.code == 404 => {
+                    ScheduleWriteError::Gone(format!("{namespace}/{name}"))
+                }
+                e => ScheduleWriteError::Failed {
+                    key: format!("{namespace}/{name}"),
+                    source: Box::new(e),
+                },
+            })
         })
     }
 }

@@ -135,9 +135,16 @@ impl ScheduleSource for Unwritable {
         &'a self,
         _schedule: &'a CloudPhoneSchedule,
         status: &'a CloudPhoneScheduleStatus,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), cloudphone_operator::reconciler::ScheduleWriteError>> {
         self.tried.lock().unwrap().push(status.clone());
-        Box::pin(async { Err("forbidden".to_owned()) })
+        Box::pin(async {
+            Err(
+                cloudphone_operator::reconciler::ScheduleWriteError::Failed {
+                    key: "fleet/office".into(),
+                    source: "forbidden".into(),
+                },
+            )
+        })
     }
 }
 

@@ -48,7 +48,8 @@ impl<S: PhoneStore> Engine<S> {
                 continue;
             };
             if let Err(why) = source.write_status(schedule, &status).await {
-                warn!(schedule = %tick.key, error = %why, "CloudPhoneSchedule status write failed; retried next tick");
+                let cause = std::error::Error::source(&why).map(ToString::to_string);
+                warn!(schedule = %tick.key, error = %why, cause = cause.unwrap_or_default(), "CloudPhoneSchedule status write failed; retried next tick");
             }
         }
         late
