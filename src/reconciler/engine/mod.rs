@@ -304,11 +304,8 @@ impl<S: PhoneStore> Engine<S> {
             self.config.plan.restore_estimate,
             &mut self.anchors.lock().unwrap_or_else(|p| p.into_inner()),
         );
-        let views = link_schedules(
-            account_views(&snapshot, &bindings, &accounts),
-            &snapshot,
-            &schedules,
-        );
+        let mut views = account_views(&snapshot, &bindings, &accounts);
+        link_schedules(&mut views, &snapshot, &schedules);
         let plan::Dispositions {
             each: dispositions,
             queried,

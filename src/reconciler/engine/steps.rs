@@ -52,20 +52,17 @@ pub(super) fn account_views<'a>(
         .collect()
 }
 
-/// The views with each `Scheduled` phone's schedule at this tick (read once per schedule).
+/// Gives each `Scheduled` phone's view its schedule at this tick (read once per schedule).
 pub(super) fn link_schedules<'a>(
-    views: Vec<PhoneView<'a>>,
+    views: &mut [PhoneView<'a>],
     snapshot: &'a [Arc<CloudPhone>],
     schedules: &'a TickSchedules,
-) -> Vec<PhoneView<'a>> {
-    views
-        .into_iter()
-        .zip(snapshot)
-        .map(|(view, phone)| match phone.spec.lifecycle {
-            crate::api::Lifecycle::Scheduled => view.with_schedule(schedules.link(phone)),
-            _ => view,
-        })
-        .collect()
+) {
+    for (view, phone) in views.iter_mut().zip(snapshot) {
+        if phone.spec.lifecycle == crate::api::Lifecycle::Scheduled {
+            view.schedule = schedules.link(phone);
+        }
+    }
 }
 
 /// The tick's one log line.
