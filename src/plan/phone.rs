@@ -411,9 +411,11 @@ fn from_observation<'a>(
                 },
                 declared => (effective(declared, load_until, exact_now), None),
             };
+            // NB: a dry run of a schedule that cannot be followed (not valid, suspended) says why
+            // it is held, not what it would do.
             let dry_run = match phone.schedule {
                 ScheduleLink::Found(tick) if phone.spec.lifecycle == Lifecycle::Scheduled => {
-                    tick.dry_run
+                    tick.dry_run && matches!(tick.state, ScheduleState::Active(_))
                 }
                 _ => false,
             };

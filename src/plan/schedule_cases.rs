@@ -620,3 +620,21 @@ fn finding_12_a_wave_edge_rewrites_only_the_phones_whose_turn_it_is() {
         "the edge changed the status of a phone whose turn is later"
     );
 }
+
+#[test]
+fn finding_13_a_dry_run_of_a_schedule_that_cannot_be_followed_says_why() {
+    // A dry run whose zone is unknown: the phone says ScheduleInvalid, not DryRun.
+    let mut invalid = office(&ALL_DAYS, "30m");
+    invalid.spec.time_zone = "Mars/Olympus".into();
+    invalid.spec.dry_run = true;
+    let (status, action) = plan_scheduled(
+        &invalid,
+        "uid-1",
+        status(Lifecycle::BackedUp, EffectiveReason::OutsideWindow),
+        0,
+        utc("2026-07-01T10:00:00Z"),
+    );
+    assert_eq!(action, None);
+    let ready = status.conditions.iter().find(|c| c.type_ == READY).unwrap();
+    assert_eq!(ready.reason, SCHEDULE_INVALID);
+}
