@@ -61,6 +61,21 @@ impl Phase {
         }
     }
 
+    /// True when the data is on a physical instance or on its way there (Restoring, DataLoaded,
+    /// Streaming): a prepare is under way or done.
+    pub fn is_loaded_or_loading(self) -> bool {
+        matches!(
+            self,
+            Phase::Restoring | Phase::DataLoaded | Phase::Streaming
+        )
+    }
+
+    /// True when the data is in object storage or on its way there (BackingUp, Idle): a backup
+    /// is under way or done.
+    pub fn is_parked_or_parking(self) -> bool {
+        matches!(self, Phase::BackingUp | Phase::Idle)
+    }
+
     /// The name as written in `.status.phase`.
     pub fn as_str(self) -> &'static str {
         self.into()

@@ -60,11 +60,8 @@ impl Action {
     /// then no longer in flight.
     pub fn settled_by(self, phase: Phase) -> bool {
         match self {
-            Action::Backup => matches!(phase, Phase::BackingUp | Phase::Idle),
-            Action::Prepare => matches!(
-                phase,
-                Phase::Restoring | Phase::DataLoaded | Phase::Streaming
-            ),
+            Action::Backup => phase.is_parked_or_parking(),
+            Action::Prepare => phase.is_loaded_or_loading(),
         }
     }
 

@@ -115,10 +115,7 @@ pub fn events(
     if ready_reason(new).as_deref() == Some(super::DRY_RUN)
         && new.effective_lifecycle != old.and_then(|s| s.effective_lifecycle)
     {
-        let loaded = matches!(
-            new.phase,
-            Phase::DataLoaded | Phase::Streaming | Phase::Restoring
-        );
+        let loaded = new.phase.is_loaded_or_loading();
         // NB: a streaming phone is not parked unless streams may be interrupted.
         let parkable = new.phase == Phase::DataLoaded
             || (new.phase == Phase::Streaming && spec.interrupt_streaming);

@@ -384,31 +384,31 @@ fn from_observation<'a>(
                 .as_ref()
                 .map_or("", |r| r.name.as_str());
             let (mut kept, held) = match phone.spec.lifecycle {
-                Lifecycle::Scheduled => match scheduled(
-                    phone.schedule,
-                    schedule_name,
-                    phone.uid,
-                    &status,
-                    phase,
-                    exact_now,
-                ) {
-                    Kept::At(at) if at.lifecycle == Lifecycle::BackedUp => {
-                        match effective(Lifecycle::BackedUp, load_until, exact_now) {
-                            e if e.reason == EffectiveReason::LoadUntil => (e, None),
-                            _ => (at, None),
+                Lifecycle::Scheduled => {
+                    // NB: a load-until ahead keeps a parked verdict loaded, and is one phone's
+                    // explicit wake (the session service's handshake) for a phone waiting for its
+                    // turn, or whose schedule cannot be followed, as for any other: it moves no
+                    // fleet.
+                    let kept_loaded = Some(effective(Lifecycle::BackedUp, load_until, exact_now))
+                        .filter(|e| e.reason == EffectiveReason::LoadUntil);
+                    match scheduled(
+                        phone.schedule,
+                        schedule_name,
+                        phone.uid,
+                        &status,
+                        phase,
+                        exact_now,
+                    ) {
+                        Kept::At(at) if at.lifecycle == Lifecycle::BackedUp => {
+                            (kept_loaded.unwrap_or(at), None)
                         }
+                        Kept::At(at) => (at, None),
+                        Kept::Held { shown, ready } => match kept_loaded {
+                            Some(e) => (e, None),
+                            None => (shown, Some(ready)),
+                        },
                     }
-                    Kept::At(at) => (at, None),
-                    // NB: a load-until ahead is one phone's explicit wake (the session service's
-                    // handshake): it holds for a phone waiting for its turn, or whose schedule
-                    // cannot be followed, as for any other. It moves no fleet.
-                    Kept::Held { shown, ready } => {
-                        match effective(Lifecycle::BackedUp, load_until, exact_now) {
-                            e if e.reason == EffectiveReason::LoadUntil => (e, None),
-                            _ => (shown, Some(ready)),
-                        }
-                    }
-                },
+                }
                 declared => (effective(declared, load_until, exact_now), None),
             };
             // NB: a dry run of a schedule that cannot be followed (not valid, suspended) says why

@@ -129,7 +129,7 @@ fn projected_ready_at(tick: &ScheduleTick, phones: &SchedulePhones) -> Option<Ti
     };
     let spread = match active.verdict.lifecycle {
         Lifecycle::Loaded => active.spread,
-        _ => active.lead.saturating_sub(active.restore),
+        _ => active.edge_spread(Lifecycle::Loaded),
     };
     let paced = match phones.pace {
         None => Duration::ZERO,

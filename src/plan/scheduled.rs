@@ -110,11 +110,22 @@ impl Active {
     /// its edge: a wake over the lead less a restore, a park over the lead (at least
     /// [`MIN_SPREAD`]).
     pub fn turn_at(&self, edge: Timestamp, lifecycle: Lifecycle, uid: &str) -> Timestamp {
-        let spread = match lifecycle {
-            Lifecycle::Loaded => self.lead.saturating_sub(self.restore),
-            _ => self.lead.max(MIN_SPREAD),
-        };
-        schedule::spread_at(edge, spread, uid)
+        schedule::spread_at(edge, self.edge_spread(lifecycle), uid)
+    }
+
+    /// What a wave to `lifecycle` acted on at its edge is spread over: a wake over the lead less a
+    /// restore, a park over the lead but at least [`MIN_SPREAD`].
+    pub fn edge_spread(&self, lifecycle: Lifecycle) -> Duration {
+        edge_spread(self.lead, self.restore, lifecycle)
+    }
+}
+
+/// What a wave to `lifecycle` acted on at its edge is spread over: a wake over the lead less a
+/// restore (it must be ready by the start), a park over the lead but at least [`MIN_SPREAD`].
+fn edge_spread(lead: Duration, restore: Duration, lifecycle: Lifecycle) -> Duration {
+    match lifecycle {
+        Lifecycle::Loaded => lead.saturating_sub(restore),
+        _ => lead.max(MIN_SPREAD),
     }
 }
 
@@ -128,12 +139,11 @@ pub fn active(s: &Schedule, known: &[&WaveAnchor], now: Timestamp, restore: Dura
     };
     let wave = anchor(known, verdict.since, verdict.lifecycle, now);
     let lead = s.prewarm_lead.min(schedule::MAX_PREWARM_LEAD);
-    let spread = match verdict.lifecycle {
-        // NB: wakes end a restore before the spread's end: at a window's own edge (a lead before its
-        // start), a restore before the start.
-        Lifecycle::Loaded if wave.from == wave.edge => lead.saturating_sub(restore),
-        Lifecycle::Loaded => lead.saturating_sub(restore).max(MIN_SPREAD),
-        _ => lead.max(MIN_SPREAD),
+    let at_edge = edge_spread(lead, restore, verdict.lifecycle);
+    let spread = if wave.from == wave.edge {
+        at_edge
+    } else {
+        at_edge.max(MIN_SPREAD)
     };
     let local = |t: Timestamp| t.to_zoned(s.tz.clone()).strftime("%H:%M").to_string();
     let current = match (&verdict.why, &exception) {
@@ -301,11 +311,8 @@ pub fn scheduled(
     // NB: a phone whose data is already where the schedule wants it needs no call: it is kept
     // there at once (a new phone, a phone a person moved), with no turn to wait for.
     let there = match target.lifecycle {
-        Lifecycle::Loaded => matches!(
-            phase,
-            Phase::DataLoaded | Phase::Streaming | Phase::Restoring
-        ),
-        _ => matches!(phase, Phase::Idle | Phase::BackingUp),
+        Lifecycle::Loaded => phase.is_loaded_or_loading(),
+        _ => phase.is_parked_or_parking(),
     };
     if there {
         return Kept::At(target);
@@ -345,10 +352,13 @@ pub fn scheduled(
 /// What a phone was kept at before this tick: its last effective lifecycle, or for a phone never
 /// planned, what its data shows (loaded or not).
 fn as_it_was(status: &CloudPhoneStatus, phase: Phase) -> Effective {
-    let lifecycle = status.effective_lifecycle.unwrap_or(match phase {
-        Phase::DataLoaded | Phase::Streaming | Phase::Restoring => Lifecycle::Loaded,
-        _ => Lifecycle::BackedUp,
-    });
+    let lifecycle = status
+        .effective_lifecycle
+        .unwrap_or(if phase.is_loaded_or_loading() {
+            Lifecycle::Loaded
+        } else {
+            Lifecycle::BackedUp
+        });
     Effective {
         lifecycle,
         reason: status.effective_reason.unwrap_or(EffectiveReason::Declared),
