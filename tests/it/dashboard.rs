@@ -4,9 +4,6 @@
 
 use crate::support;
 
-use cloudphone_operator::api::{
-    CloudPhoneSchedule, CloudPhoneScheduleSpec, ScheduleWindow, Weekday,
-};
 use cloudphone_operator::metrics::Metrics;
 use cloudphone_operator::reconciler::{MemorySchedules, MemoryStore};
 use std::collections::BTreeSet;
@@ -72,7 +69,9 @@ async fn every_dashboard_query_names_a_metric_a_real_run_exports() {
         phones.push(phone);
         instances.push((format!("ks{i:05}"), cloudphone_operator::sim::code::IDLE));
     }
-    let schedules = Arc::new(MemorySchedules::new([open_window()]));
+    let schedules = Arc::new(MemorySchedules::new([support::utc_schedule(
+        "office", 0, 60, "0",
+    )]));
     let sim = support::simulator(instances)
         .backup_duration(Duration::from_millis(100))
         // NB: long enough that a Scheduled phone is seen restoring past its (zero) estimate.
@@ -123,39 +122,6 @@ async fn every_dashboard_query_names_a_metric_a_real_run_exports() {
 fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-/// A CloudPhoneSchedule `office` in `default` (UTC, every day) whose window opened an hour ago and
-/// closes in an hour, woken ten minutes ahead.
-fn open_window() -> CloudPhoneSchedule {
-    use jiff::{SignedDuration, Timestamp};
-    let now = Timestamp::now();
-    let hhmm = |t: Timestamp| t.strftime("%H:%M").to_string();
-    let mut s = CloudPhoneSchedule::new(
-        "office",
-        CloudPhoneScheduleSpec {
-            time_zone: "UTC".into(),
-            windows: vec![ScheduleWindow {
-                days: vec![
-                    Weekday::Mon,
-                    Weekday::Tue,
-                    Weekday::Wed,
-                    Weekday::Thu,
-                    Weekday::Fri,
-                    Weekday::Sat,
-                    Weekday::Sun,
-                ],
-                start: hhmm(now),
-                end: hhmm(now + SignedDuration::from_hours(1)),
-            }],
-            exceptions: vec![],
-            prewarm_lead: Some("0".into()),
-            suspend: false,
-            dry_run: false,
-        },
-    );
-    s.metadata.namespace = support::cloudphone("x", "kx").build().metadata.namespace;
-    s
 }
 
 const METRICS_DOC: &str = include_str!("../../docs/reference/metrics.md");

@@ -4,57 +4,14 @@
 use crate::support;
 
 use cloudphone_operator::api::{
-    CloudPhone, CloudPhoneSchedule, CloudPhoneScheduleSpec, CloudPhoneScheduleStatus,
-    ScheduleWindow, WaveAnchor, Weekday,
+    CloudPhone, CloudPhoneSchedule, CloudPhoneScheduleStatus, WaveAnchor,
 };
 use cloudphone_operator::reconciler::{MemorySchedules, MemoryStore, ScheduleSource};
 use cloudphone_operator::sim::code;
 use futures::future::BoxFuture;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::sync::{Arc, Mutex};
-
-const EVERY_DAY: [Weekday; 7] = [
-    Weekday::Mon,
-    Weekday::Tue,
-    Weekday::Wed,
-    Weekday::Thu,
-    Weekday::Fri,
-    Weekday::Sat,
-    Weekday::Sun,
-];
-
-fn minute() -> Timestamp {
-    Timestamp::from_second(Timestamp::now().as_second() / 60 * 60).unwrap()
-}
-
-/// A UTC window every day from `start` to `end` minutes from the current minute, woken `lead`
-/// ahead.
-fn schedule(start: i64, end: i64, lead: &str) -> CloudPhoneSchedule {
-    let hhmm = |m: i64| {
-        (minute() + SignedDuration::from_mins(m))
-            .strftime("%H:%M")
-            .to_string()
-    };
-    let mut s = CloudPhoneSchedule::new(
-        "office",
-        CloudPhoneScheduleSpec {
-            time_zone: "UTC".into(),
-            windows: vec![ScheduleWindow {
-                days: EVERY_DAY.to_vec(),
-                start: hhmm(start),
-                end: hhmm(end),
-            }],
-            exceptions: vec![],
-            prewarm_lead: Some(lead.into()),
-            suspend: false,
-            dry_run: false,
-        },
-    );
-    s.metadata.namespace = Some("fleet".into());
-    s.metadata.generation = Some(1);
-    s
-}
 
 fn fleet(n: usize, code: i64) -> (Vec<CloudPhone>, Vec<(String, i64)>) {
     let phones = (0..n)
@@ -86,9 +43,9 @@ async fn finding_1_dry_run_turned_off_mid_window_wakes_the_fleet_spread_not_at_o
     let _deadline = support::deadline("finding_1_dry_run_turned_off_mid_window");
     // The window started an hour ago; the dry run has run since its wake (90 minutes ago): the
     // wave's anchor in the status is its edge.
-    let mut s = schedule(-60, 180, "30m");
+    let mut s = support::utc_schedule("office", -60, 180, "30m");
     s.spec.dry_run = true;
-    let edge = Time(minute() - SignedDuration::from_mins(90));
+    let edge = Time(support::minute() - SignedDuration::from_mins(90));
     s.status = Some(CloudPhoneScheduleStatus {
         wave: Some(WaveAnchor {
             edge: edge.clone(),
@@ -153,7 +110,7 @@ async fn finding_2_a_wave_keeps_its_anchor_while_the_schedules_status_cannot_be_
     let _deadline = support::deadline("finding_2_a_wave_keeps_its_anchor");
     // The window started an hour ago: a schedule created mid-window, spread from its first tick.
     let schedules = Arc::new(Unwritable {
-        inner: MemorySchedules::new([schedule(-60, 180, "30m")]),
+        inner: MemorySchedules::new([support::utc_schedule("office", -60, 180, "30m")]),
         tried: Mutex::new(Vec::new()),
     });
     let (phones, instances) = fleet(5, code::IDLE);
@@ -187,8 +144,8 @@ async fn finding_4_a_fleet_switched_to_scheduled_mid_window_is_woken_spread() {
     let _deadline = support::deadline("finding_4_a_fleet_switched_to_scheduled_mid_window");
     // The window started an hour ago; its wave ran from its edge 90 minutes ago. One commit
     // switches 200 phones, each its own vendor user, to Scheduled.
-    let mut s = schedule(-60, 180, "30m");
-    let edge = Time(minute() - SignedDuration::from_mins(90));
+    let mut s = support::utc_schedule("office", -60, 180, "30m");
+    let edge = Time(support::minute() - SignedDuration::from_mins(90));
     s.status = Some(CloudPhoneScheduleStatus {
         wave: Some(WaveAnchor {
             edge: edge.clone(),

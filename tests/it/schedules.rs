@@ -4,54 +4,12 @@
 
 use crate::support;
 
-use cloudphone_operator::api::{
-    CloudPhone, CloudPhoneSchedule, CloudPhoneScheduleSpec, CloudPhoneStatus, EffectiveReason,
-    Lifecycle, ScheduleWindow, Weekday,
-};
+use cloudphone_operator::api::{CloudPhone, CloudPhoneStatus, EffectiveReason, Lifecycle};
 use cloudphone_operator::plan::READY;
 use cloudphone_operator::reconciler::{MemorySchedules, MemoryStore};
 use cloudphone_operator::sim::code;
 use jiff::{SignedDuration, Timestamp};
 use std::sync::Arc;
-
-const EVERY_DAY: [Weekday; 7] = [
-    Weekday::Mon,
-    Weekday::Tue,
-    Weekday::Wed,
-    Weekday::Thu,
-    Weekday::Fri,
-    Weekday::Sat,
-    Weekday::Sun,
-];
-
-/// A UTC window every day from `start` to `end` minutes from the current minute, woken `lead`
-/// ahead.
-fn schedule(name: &str, start: i64, end: i64, lead: &str) -> CloudPhoneSchedule {
-    let minute = Timestamp::from_second(Timestamp::now().as_second() / 60 * 60).unwrap();
-    let hhmm = |m: i64| {
-        (minute + SignedDuration::from_mins(m))
-            .strftime("%H:%M")
-            .to_string()
-    };
-    let mut s = CloudPhoneSchedule::new(
-        name,
-        CloudPhoneScheduleSpec {
-            time_zone: "UTC".into(),
-            windows: vec![ScheduleWindow {
-                days: EVERY_DAY.to_vec(),
-                start: hhmm(start),
-                end: hhmm(end),
-            }],
-            exceptions: vec![],
-            prewarm_lead: Some(lead.into()),
-            suspend: false,
-            dry_run: false,
-        },
-    );
-    s.metadata.namespace = Some("fleet".into());
-    s.metadata.generation = Some(1);
-    s
-}
 
 /// `n` phones on schedule `on` for user u1, their instances at `code`, kept parked by the schedule
 /// so far (members of its waves, not phones that have just joined it).
@@ -98,7 +56,9 @@ async fn a_window_opening_wakes_the_fleet_at_each_phones_turn_not_at_once() {
         support::deadline("a_window_opening_wakes_the_fleet_at_each_phones_turn_not_at_once");
     // The window starts in an hour, woken an hour ahead: the wave began this minute, and spreads
     // over 55 minutes (a restore before the start).
-    let schedules = Arc::new(MemorySchedules::new([schedule("office", 60, 180, "1h")]));
+    let schedules = Arc::new(MemorySchedules::new([support::utc_schedule(
+        "office", 60, 180, "1h",
+    )]));
     let (phones, instances) = fleet(300, "office", code::IDLE);
     let sim = support::simulator(instances).start().await;
     let store = Arc::new(MemoryStore::new(phones));
@@ -148,7 +108,9 @@ async fn a_schedule_first_acted_on_mid_window_spreads_from_then_and_a_restart_re
     );
     // The window began an hour ago: the operator first sees it now (a schedule created, a fresh
     // install). Woken 30 minutes ahead: the wave spreads over 25 minutes from now.
-    let schedules = Arc::new(MemorySchedules::new([schedule("office", -60, 180, "30m")]));
+    let schedules = Arc::new(MemorySchedules::new([support::utc_schedule(
+        "office", -60, 180, "30m",
+    )]));
     let (phones, instances) = fleet(300, "office", code::IDLE);
     let sim = support::simulator(instances).start().await;
     let store = Arc::new(MemoryStore::new(phones));
@@ -192,7 +154,9 @@ async fn phones_whose_schedule_is_missing_invalid_unsynced_or_deleted_are_held_a
         "phones_whose_schedule_is_missing_invalid_unsynced_or_deleted_are_held_as_they_are",
     );
     // Inside a window with no lead: each phone's turn is now. Loaded phones in a window.
-    let schedules = Arc::new(MemorySchedules::new([schedule("office", -10, 120, "0")]));
+    let schedules = Arc::new(MemorySchedules::new([support::utc_schedule(
+        "office", -10, 120, "0",
+    )]));
     let (mut phones, instances) = fleet(3, "office", code::DATA_LOADED);
     phones[1].spec.schedule_ref.as_mut().unwrap().name = "nowhere".into();
     let sim = support::simulator(instances).start().await;
@@ -216,7 +180,7 @@ async fn phones_whose_schedule_is_missing_invalid_unsynced_or_deleted_are_held_a
     let p0 = store.get(&support::key("p0000")).unwrap();
     assert_eq!(ready_reason(&p0).as_deref(), Some("ScheduleNotFound"));
     // An unknown zone: Valid=False, the phones held.
-    let mut bad = schedule("office", -10, 120, "0");
+    let mut bad = support::utc_schedule("office", -10, 120, "0");
     bad.spec.time_zone = "Europe/Atlantis".into();
     schedules.insert(bad);
     engine.tick().await;
@@ -261,7 +225,7 @@ async fn phones_whose_schedule_is_missing_invalid_unsynced_or_deleted_are_held_a
 async fn a_dry_run_shows_what_it_would_do_and_calls_nothing() {
     let _deadline = support::deadline("a_dry_run_shows_what_it_would_do_and_calls_nothing");
     // The window opens this minute, with no lead: at its edge, every phone's turn is now.
-    let mut s = schedule("office", 0, 120, "0");
+    let mut s = support::utc_schedule("office", 0, 120, "0");
     s.spec.dry_run = true;
     let schedules = Arc::new(MemorySchedules::new([s]));
     let (phones, instances) = fleet(5, "office", code::IDLE);
@@ -289,7 +253,9 @@ async fn outside_its_window_a_phone_is_parked_but_never_while_a_user_streams() {
     let _deadline =
         support::deadline("outside_its_window_a_phone_is_parked_but_never_while_a_user_streams");
     // The window is hours away; no lead: each phone's turn is now.
-    let schedules = Arc::new(MemorySchedules::new([schedule("office", 180, 240, "0")]));
+    let schedules = Arc::new(MemorySchedules::new([support::utc_schedule(
+        "office", 180, 240, "0",
+    )]));
     let (phones, mut instances) = fleet(2, "office", code::DATA_LOADED);
     instances[1].1 = code::STREAMING;
     let sim = support::simulator(instances).start().await;
@@ -327,7 +293,9 @@ async fn a_fleet_switched_to_scheduled_in_one_commit_mid_window_is_woken_over_th
     );
     // The window has been open for an hour and its wave is long over; the phones were BackedUp
     // (Declared) and are switched to Scheduled in one commit.
-    let schedules = Arc::new(MemorySchedules::new([schedule("office", -60, 180, "30m")]));
+    let schedules = Arc::new(MemorySchedules::new([support::utc_schedule(
+        "office", -60, 180, "30m",
+    )]));
     let (mut phones, instances) = fleet(2000, "office", code::IDLE);
     for phone in &mut phones {
         phone.status.as_mut().unwrap().effective_reason = Some(EffectiveReason::Declared);
@@ -362,7 +330,7 @@ async fn an_exception_overrides_the_windows_and_is_named_on_its_phones() {
     let _deadline =
         support::deadline("an_exception_overrides_the_windows_and_is_named_on_its_phones");
     // No window today but a Loaded exception that begins this minute (a late shift).
-    let mut s = schedule("office", 180, 240, "0");
+    let mut s = support::utc_schedule("office", 180, 240, "0");
     let at = |m: i64| {
         (Timestamp::now() + SignedDuration::from_mins(m))
             .strftime("%Y-%m-%dT%H:%M")
@@ -418,7 +386,7 @@ async fn turning_a_dry_run_off_mid_window_wakes_the_phones_at_their_turns_not_at
     );
     // The window opens this minute, with no lead: in the dry run every phone's turn comes at
     // once, and each would be woken.
-    let mut s = schedule("office", 0, 180, "0");
+    let mut s = support::utc_schedule("office", 0, 180, "0");
     s.spec.dry_run = true;
     let schedules = Arc::new(MemorySchedules::new([s.clone()]));
     let (phones, instances) = fleet(500, "office", code::IDLE);
@@ -450,7 +418,9 @@ async fn turning_a_dry_run_off_mid_window_wakes_the_phones_at_their_turns_not_at
 async fn a_wave_whose_status_cannot_be_written_is_not_started_again_every_tick() {
     let _deadline =
         support::deadline("a_wave_whose_status_cannot_be_written_is_not_started_again_every_tick");
-    let schedules = Arc::new(MemorySchedules::new([schedule("office", -60, 180, "30m")]));
+    let schedules = Arc::new(MemorySchedules::new([support::utc_schedule(
+        "office", -60, 180, "30m",
+    )]));
     schedules.fail_writes(true);
     let (phones, instances) = fleet(50, "office", code::IDLE);
     let sim = support::simulator(instances).start().await;

@@ -399,3 +399,53 @@ impl EngineBuilder {
         }
     }
 }
+
+/// The current minute, as a UTC schedule's `HH:MM` counts it.
+pub fn minute() -> jiff::Timestamp {
+    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() / 60 * 60).unwrap()
+}
+
+/// A CloudPhoneSchedule `name` in namespace `fleet` (generation 1): a UTC window every day from
+/// `start` to `end` minutes from the current minute, woken `lead` ahead. The engine reads the wall
+/// clock, so a test's schedule is written around it.
+pub fn utc_schedule(
+    name: &str,
+    start: i64,
+    end: i64,
+    lead: &str,
+) -> cloudphone_operator::api::CloudPhoneSchedule {
+    use cloudphone_operator::api::{
+        CloudPhoneSchedule, CloudPhoneScheduleSpec, ScheduleWindow, Weekday,
+    };
+    let hhmm = |m: i64| {
+        (minute() + jiff::SignedDuration::from_mins(m))
+            .strftime("%H:%M")
+            .to_string()
+    };
+    let mut s = CloudPhoneSchedule::new(
+        name,
+        CloudPhoneScheduleSpec {
+            time_zone: "UTC".into(),
+            windows: vec![ScheduleWindow {
+                days: vec![
+                    Weekday::Mon,
+                    Weekday::Tue,
+                    Weekday::Wed,
+                    Weekday::Thu,
+                    Weekday::Fri,
+                    Weekday::Sat,
+                    Weekday::Sun,
+                ],
+                start: hhmm(start),
+                end: hhmm(end),
+            }],
+            exceptions: vec![],
+            prewarm_lead: Some(lead.into()),
+            suspend: false,
+            dry_run: false,
+        },
+    );
+    s.metadata.namespace = Some("fleet".into());
+    s.metadata.generation = Some(1);
+    s
+}
